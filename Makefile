@@ -1,0 +1,26 @@
+# Two commands set a fresh machine up: `make run` and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+
+.PHONY: run test bench venv clean
+
+run: venv ## run intake, router and agents (embedded MongoDB unless MONGO_URL is set)
+	$(PY) -m deploy.local
+
+test: venv ## every test: unit, service (real broker and database), end-to-end, browser
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+bench: venv ## end-to-end throughput and latency beside the bare broker and database baselines
+	$(PY) -m bench.e2e $(BENCH_ARGS)
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements-dev.txt
+	touch $@
+
+clean:
+	rm -rf $(VENV) .data

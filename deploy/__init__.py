@@ -1,0 +1,1 @@
+"""Local deployment helpers: start the embedded MongoDB, a local RabbitMQ, and the services."""

@@ -1,0 +1,222 @@
+"""Run Switchyard on this machine: `python -m deploy.local` (what `make run` does).
+
+- RabbitMQ: AMQP_URL (default the local broker); if nothing answers there and the broker is
+  local and `rabbitmq-server` is installed, it is started (`rabbitmq-server -detached`).
+- MongoDB: MONGO_URL if set; otherwise the embedded default, SecantusDB, is started as its own
+  process with its data under .data/mongo (or in memory for tests).
+- Then intake, router and agents, each as its own process, and the addresses of the pages.
+The tests and the benchmark use the same functions to build their stacks.
+"""
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlparse
+
+from pydantic import AliasChoices, Field
+
+from shared.settings import CommonSettings
+
+ROOT = Path(__file__).resolve().parents[1]
+SERVICES = ("intake", "router", "agents")
+DEFAULT_PORTS = {"intake": 8080, "router": 8081, "agents": 8082}
+
+
+class LocalSettings(CommonSettings):
+    # Unset means: start the embedded server.
+    mongo_url: str | None = Field(None, validation_alias=AliasChoices("mongo_url", "MONGO_URL"))
+    embedded_mongo_port: int = Field(27117, validation_alias=AliasChoices("embedded_mongo_port", "EMBEDDED_MONGO_PORT"))
+    data_dir: Path = Field(ROOT / ".data", validation_alias=AliasChoices("data_dir", "SWITCHYARD_DATA_DIR"))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def port_answers(host: str, port: int, timeout: float = 0.5) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def wait_until(check, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.1)
+    raise TimeoutError(f"{what} did not come up within {timeout:.0f}s")
+
+
+def ensure_rabbitmq(amqp_url: str, timeout: float = 90) -> None:
+    """Start a local rabbitmq-server if none answers at AMQP_URL and one is installed."""
+    url = urlparse(amqp_url)
+    host, port = url.hostname or "127.0.0.1", url.port or 5672
+    if port_answers(host, port):
+        return
+    server = shutil.which("rabbitmq-server") or ("/usr/sbin/rabbitmq-server" if Path("/usr/sbin/rabbitmq-server").exists() else None)
+    if host not in ("127.0.0.1", "localhost", "::1") or server is None:
+        raise RuntimeError(f"no RabbitMQ answers at {host}:{port} and none can be started here")
+    print(f"starting rabbitmq-server (nothing answered at {host}:{port})", flush=True)
+    subprocess.run([server, "-detached"], check=True)
+    wait_until(lambda: port_answers(host, port), timeout, "RabbitMQ")
+
+
+def enable_rabbitmq_plugins(*plugins: str) -> None:
+    """Enable broker plugins (offline: they take effect on a running node at once)."""
+    plugins_cmd = shutil.which("rabbitmq-plugins") or "/usr/sbin/rabbitmq-plugins"
+    if Path(plugins_cmd).exists():
+        subprocess.run([plugins_cmd, "enable", *plugins], check=False, capture_output=True)
+
+
+@dataclass
+class Process:
+    name: str
+    popen: subprocess.Popen
+    log_path: Path | None = None
+
+    def stop(self, timeout: float = 15) -> None:
+        if self.popen.poll() is None:
+            self.popen.send_signal(signal.SIGTERM)
+            try:
+                self.popen.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait()
+
+    def kill(self) -> None:
+        if self.popen.poll() is None:
+            self.popen.kill()
+            self.popen.wait()
+
+
+def _bin(name: str) -> str:
+    beside_python = Path(sys.executable).parent / name
+    return str(beside_python) if beside_python.exists() else (shutil.which(name) or name)
+
+
+def start_embedded_mongo(port: int, storage: str, log_path: Path | None = None) -> tuple[Process, str]:
+    """Start SecantusDB (storage: a directory, or ':memory:'); return the process and its URL."""
+    if storage != ":memory:":
+        Path(storage).mkdir(parents=True, exist_ok=True)
+    out = open(log_path, "ab") if log_path else subprocess.DEVNULL
+    popen = subprocess.Popen(
+        [_bin("secantusd-py"), "--host", "127.0.0.1", "--port", str(port), "--storage-path", storage, "--log-level", "WARNING"],
+        stdout=out, stderr=subprocess.STDOUT,
+    )
+    process = Process("mongo", popen, log_path)
+
+    def up() -> bool:
+        if popen.poll() is not None:
+            raise RuntimeError(f"secantusd-py exited with {popen.returncode}; see {log_path}")
+        return port_answers("127.0.0.1", port)
+
+    wait_until(up, 60, "the embedded MongoDB (SecantusDB)")
+    return process, f"mongodb://127.0.0.1:{port}/?directConnection=true"
+
+
+@dataclass
+class Stack:
+    """The three services as processes, and where they answer."""
+
+    env: dict[str, str]
+    ports: dict[str, int]
+    processes: dict[str, Process] = field(default_factory=dict)
+    log_dir: Path | None = None
+
+    def url(self, service: str) -> str:
+        return f"http://127.0.0.1:{self.ports[service]}"
+
+    def start(self, service: str, timeout: float = 60) -> None:
+        prefix = service.upper()
+        env = {**os.environ, **self.env, f"{prefix}_PORT": str(self.ports[service]), f"{prefix}_HOST": "127.0.0.1"}
+        log_path = self.log_dir / f"{service}.log" if self.log_dir else None
+        out = open(log_path, "ab") if log_path else None
+        popen = subprocess.Popen([sys.executable, "-m", f"services.{service}"], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT if out else None)
+        self.processes[service] = Process(service, popen, log_path)
+        wait_until(lambda: self._ready(service), timeout, f"{service} (log: {log_path})")
+
+    def _ready(self, service: str) -> bool:
+        popen = self.processes[service].popen
+        if popen.poll() is not None:
+            raise RuntimeError(f"{service} exited with {popen.returncode}; log: {self.processes[service].log_path}")
+        try:
+            with urllib.request.urlopen(f"{self.url(service)}/readyz", timeout=1) as response:
+                return response.status == 200
+        except (urllib.error.URLError, OSError):
+            return False
+
+    def start_all(self) -> None:
+        # agents first: it declares the agent queues the router delivers to.
+        for service in ("agents", "router", "intake"):
+            self.start(service)
+
+    def stop(self, service: str) -> None:
+        self.processes.pop(service).stop()
+
+    def kill(self, service: str) -> None:
+        self.processes.pop(service).kill()
+
+    def stop_all(self) -> None:
+        for service in list(self.processes):
+            self.stop(service)
+
+
+def main() -> None:
+    settings = LocalSettings()
+    ensure_rabbitmq(settings.amqp_url)
+    processes: list[Process] = []
+    mongo_url = settings.mongo_url
+    if mongo_url is None:
+        mongo, mongo_url = start_embedded_mongo(settings.embedded_mongo_port, str(settings.data_dir / "mongo"),
+                                                settings.data_dir / "mongo.log")
+        processes.append(mongo)
+        print(f"embedded MongoDB (SecantusDB) at {mongo_url}, data in {settings.data_dir / 'mongo'}", flush=True)
+    env = {"AMQP_URL": settings.amqp_url, "MONGO_URL": mongo_url}
+    stack = Stack(env, {s: DEFAULT_PORTS[s] for s in SERVICES})
+    stop = False
+
+    def on_signal(*_: object) -> None:
+        nonlocal stop
+        stop = True
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    try:
+        stack.start_all()
+        key = next(iter(settings.api_keys), "")
+        print(
+            "\nSwitchyard is running:\n"
+            f"  customer chat  {stack.url('intake')}/chat\n"
+            f"  agent desk     {stack.url('agents')}/desk   (API key: {key})\n"
+            f"  intake API     {stack.url('intake')}/v1/messages   (OpenAPI: /openapi.json)\n"
+            f"  router         {stack.url('router')}/v1/queue\n"
+            "Ctrl-C stops it.",
+            flush=True,
+        )
+        while not stop:
+            for process in stack.processes.values():
+                if process.popen.poll() is not None:
+                    print(f"{process.name} exited with {process.popen.returncode}", flush=True)
+                    stop = True
+            time.sleep(0.5)
+    finally:
+        stack.stop_all()
+        for process in processes:
+            process.stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,87 @@
+"""The agents' WebSocket: a hub of connected desks and the JSON frames they receive.
+
+Frames: `snapshot` (on connect: every open conversation of the agent with its messages, so a
+reconnecting desk gets what it missed), `conversation.assigned`, `message`, `message.status`.
+Each frame names its conversation and message ids, so a desk can drop a frame it already has.
+"""
+
+import asyncio
+from datetime import datetime
+from typing import Any
+
+import structlog
+from aiohttp import web
+
+log = structlog.get_logger(__name__)
+AgentKey = tuple[str, str]
+
+
+def jsonable(doc: dict, id_field: str) -> dict[str, Any]:
+    """A stored document as the API shows it: `_id` renamed, datetimes as ISO 8601."""
+    out: dict[str, Any] = {}
+    for key, value in doc.items():
+        if key == "_id":
+            out[id_field] = value
+        elif isinstance(value, datetime):
+            out[key] = value.isoformat()
+        else:
+            out[key] = value
+    return out
+
+
+class DeskConnection:
+    """One open desk; frames sent before its snapshot went out are held, then sent in order."""
+
+    def __init__(self, ws: web.WebSocketResponse) -> None:
+        self.ws = ws
+        self._held: list[dict] | None = []
+        self._lock = asyncio.Lock()
+
+    async def send(self, frame: dict) -> None:
+        async with self._lock:
+            if self._held is not None:
+                self._held.append(frame)
+                return
+            await self._send_now(frame)
+
+    async def open_with(self, snapshot: dict) -> None:
+        async with self._lock:
+            await self._send_now(snapshot)
+            held, self._held = self._held or [], None
+            for frame in held:
+                await self._send_now(frame)
+
+    async def _send_now(self, frame: dict) -> None:
+        if self.ws.closed:
+            return
+        try:
+            await self.ws.send_json(frame)
+        except (ConnectionError, RuntimeError) as error:  # the desk went away; it resyncs on reconnect
+            log.info("desk.send_failed", error=repr(error))
+
+
+class DeskHub:
+    def __init__(self) -> None:
+        self._desks: dict[AgentKey, set[DeskConnection]] = {}
+
+    def add(self, key: AgentKey, connection: DeskConnection) -> None:
+        self._desks.setdefault(key, set()).add(connection)
+
+    def remove(self, key: AgentKey, connection: DeskConnection) -> None:
+        desks = self._desks.get(key)
+        if desks is not None:
+            desks.discard(connection)
+            if not desks:
+                del self._desks[key]
+
+    def connected(self, key: AgentKey) -> bool:
+        return key in self._desks
+
+    async def send(self, key: AgentKey, frame: dict) -> None:
+        for connection in list(self._desks.get(key, ())):
+            await connection.send(frame)
+
+    async def close_all(self) -> None:
+        for desks in list(self._desks.values()):
+            for connection in list(desks):
+                await connection.ws.close(code=1001, message=b"server shutting down")

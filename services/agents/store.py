@@ -1,0 +1,286 @@
+"""The agents service's collections, written by this service only:
+`agents`, `conversations`, `messages` (both directions) and `contacts`."""
+
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from pymongo import ASCENDING, ReturnDocument, UpdateOne
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import BulkWriteError
+
+from services.agents.models import AgentProfile
+from shared.models import (
+    AgentSnapshot,
+    ConversationAssigned,
+    ConversationMessage,
+    DeliveryStatus,
+    InboundMessage,
+    OutboundMessage,
+    new_id,
+    utcnow,
+)
+from shared.mongo import duplicate_indexes, non_duplicate_errors
+
+# A status never goes back: a late "sent" must not overwrite "delivered".
+STATUS_RANK = {"queued": 0, "sent": 1, "delivered": 2, "read": 3, "failed": 4}
+
+
+class Sequencer:
+    """Monotonic sort keys (ns) for messages, so history reads back in the order stored."""
+
+    def __init__(self) -> None:
+        self._last = 0
+
+    def next(self) -> int:
+        self._last = max(time.time_ns(), self._last + 1)
+        return self._last
+
+
+@dataclass
+class ForDesk:
+    """Something a batch newly stored that an agent's desk has not seen yet."""
+
+    agent_id: str
+    conversation: dict | None  # set when this is a new assignment
+    messages: list[dict] = field(default_factory=list)
+
+
+class AgentsStore:
+    def __init__(self, db: AsyncDatabase) -> None:
+        self.agents = db["agents"]
+        self.conversations = db["conversations"]
+        self.messages = db["messages"]
+        self.contacts = db["contacts"]
+        self.sequencer = Sequencer()
+
+    async def ensure_indexes(self) -> None:
+        await self.agents.create_index([("workspace_id", ASCENDING), ("agent_id", ASCENDING)], unique=True)
+        await self.conversations.create_index(
+            [("workspace_id", ASCENDING), ("assignee_id", ASCENDING), ("status", ASCENDING)]
+        )
+        await self.conversations.create_index(
+            [("workspace_id", ASCENDING), ("channel", ASCENDING), ("thread_id", ASCENDING)]
+        )
+        await self.messages.create_index([("conversation_id", ASCENDING), ("seq", ASCENDING)])
+        await self.contacts.create_index(
+            [("workspace_id", ASCENDING), ("channel", ASCENDING), ("address", ASCENDING)], unique=True
+        )
+
+    # -- agents ------------------------------------------------------------------------------
+
+    async def put_agent(self, workspace_id: str, agent_id: str, profile: AgentProfile) -> dict:
+        return await self.agents.find_one_and_update(
+            {"workspace_id": workspace_id, "agent_id": agent_id},
+            {
+                "$set": profile.model_dump(),
+                "$inc": {"version": 1},
+                "$setOnInsert": {"status": "offline", "created_at": utcnow()},
+            },
+            upsert=True,
+            return_document=ReturnDocument.AFTER,
+        )
+
+    async def set_agent_status(self, workspace_id: str, agent_id: str, status: str) -> dict | None:
+        return await self.agents.find_one_and_update(
+            {"workspace_id": workspace_id, "agent_id": agent_id},
+            {"$set": {"status": status, "status_at": utcnow()}, "$inc": {"version": 1}},
+            return_document=ReturnDocument.AFTER,
+        )
+
+    async def get_agent(self, workspace_id: str, agent_id: str) -> dict | None:
+        return await self.agents.find_one({"workspace_id": workspace_id, "agent_id": agent_id})
+
+    async def all_agents(self) -> list[dict]:
+        return await self.agents.find({}, {"workspace_id": 1, "agent_id": 1}).to_list()
+
+    # -- deliveries from the router -------------------------------------------------------------
+
+    async def apply_deliveries(self, deliveries: list[ConversationAssigned | ConversationMessage]) -> list[ForDesk]:
+        """Store conversations and messages; redelivered ones change nothing and are not returned."""
+        conversation_ops: list[UpdateOne] = []
+        contact_ops: list[UpdateOne] = []
+        pending: list[tuple[str, dict | None, list[dict]]] = []
+        for delivery in deliveries:
+            if isinstance(delivery, ConversationAssigned):
+                conversation = _conversation_doc(delivery)
+                conversation_ops.append(UpdateOne({"_id": conversation["_id"]}, {"$setOnInsert": conversation}, upsert=True))
+                contact_ops.append(_contact_op(delivery))
+                docs = [self._inbound_doc(conversation["_id"], m) for m in delivery.messages]
+                pending.append((delivery.conversation.assignee_id, conversation, docs))
+            else:
+                docs = [self._inbound_doc(delivery.conversation_id, delivery.message)]
+                pending.append((delivery.assignee_id, None, docs))
+        new_conversations: set[str] = set()
+        if conversation_ops:
+            result = await self.conversations.bulk_write(conversation_ops, ordered=False)
+            new_conversations = {str(i) for i in result.upserted_ids.values()}
+        if contact_ops:
+            await self.contacts.bulk_write(contact_ops, ordered=False)
+        all_docs = [doc for _, _, docs in pending for doc in docs]
+        inserted = await self._insert_new(all_docs)
+        await self._touch_conversations([d for d in all_docs if d["_id"] in inserted])
+        for_desk = []
+        for agent_id, conversation, docs in pending:
+            if conversation is not None and conversation["_id"] not in new_conversations:
+                conversation = None
+            fresh = [d for d in docs if d["_id"] in inserted]
+            if conversation is not None or fresh:
+                for_desk.append(ForDesk(agent_id, conversation, fresh))
+        return for_desk
+
+    def _inbound_doc(self, conversation_id: str, message: InboundMessage) -> dict:
+        return {
+            "_id": message.message_id,
+            "workspace_id": message.workspace_id,
+            "conversation_id": conversation_id,
+            "direction": "inbound",
+            "channel": message.channel,
+            "channel_message_id": message.channel_message_id,
+            "text": message.text,
+            "contact_id": message.contact.id,
+            "metadata": message.metadata,
+            "status": "received",
+            "created_at": message.received_at,
+            "seq": self.sequencer.next(),
+        }
+
+    async def _insert_new(self, docs: list[dict]) -> set[str]:
+        """Insert unordered; the ids of the documents that were not already there."""
+        if not docs:
+            return set()
+        try:
+            await self.messages.insert_many(docs, ordered=False)
+        except BulkWriteError as error:
+            if non_duplicate_errors(error.details):
+                raise
+            duplicates = duplicate_indexes(error.details)
+            return {doc["_id"] for i, doc in enumerate(docs) if i not in duplicates}
+        return {doc["_id"] for doc in docs}
+
+    async def _touch_conversations(self, docs: list[dict]) -> None:
+        latest: dict[str, datetime] = {}
+        for doc in docs:
+            latest[doc["conversation_id"]] = max(doc["created_at"], latest.get(doc["conversation_id"], doc["created_at"]))
+        if latest:
+            await self.conversations.bulk_write(
+                [UpdateOne({"_id": c}, {"$max": {"last_message_at": at}}) for c, at in latest.items()],
+                ordered=False,
+            )
+
+    # -- conversations --------------------------------------------------------------------------
+
+    async def find_conversations(self, workspace_id: str, filters: dict[str, str], status: str | None, limit: int) -> list[dict]:
+        query: dict[str, Any] = {"workspace_id": workspace_id, **filters}
+        if status:
+            query["status"] = status
+        return await self.conversations.find(query).sort("created_at", -1).limit(limit).to_list()
+
+    async def get_conversation(self, workspace_id: str, conversation_id: str) -> dict | None:
+        return await self.conversations.find_one({"_id": conversation_id, "workspace_id": workspace_id})
+
+    async def messages_of(self, conversation_ids: list[str]) -> list[dict]:
+        return await self.messages.find({"conversation_id": {"$in": conversation_ids}}).sort("seq", 1).to_list()
+
+    async def open_conversations_of(self, workspace_id: str, agent_id: str) -> list[dict]:
+        return await self.conversations.find(
+            {"workspace_id": workspace_id, "assignee_id": agent_id, "status": "assigned"}
+        ).sort("created_at", 1).to_list()
+
+    async def add_reply(self, conversation: dict, agent_id: str, text: str) -> OutboundMessage:
+        """Store an agent's reply as queued, and stamp the conversation's first response."""
+        now = utcnow()
+        reply = OutboundMessage(
+            message_id=new_id(),
+            workspace_id=conversation["workspace_id"],
+            conversation_id=conversation["_id"],
+            channel=conversation["channel"],
+            thread_id=conversation["thread_id"],
+            contact=conversation["contact"],
+            agent_id=agent_id,
+            text=text,
+            created_at=now,
+        )
+        await self.messages.insert_one({
+            "_id": reply.message_id,
+            "workspace_id": reply.workspace_id,
+            "conversation_id": reply.conversation_id,
+            "direction": "outbound",
+            "channel": reply.channel,
+            "text": text,
+            "agent_id": agent_id,
+            "status": "queued",
+            "created_at": now,
+            "seq": self.sequencer.next(),
+        })
+        await self.conversations.update_one(
+            {"_id": conversation["_id"], "first_response_at": None},
+            {"$set": {"first_response_at": now}},
+        )
+        return reply
+
+    async def resolve(self, conversation: dict) -> None:
+        """The explicit transition assigned -> resolved (a repeat changes nothing)."""
+        await self.conversations.update_one(
+            {"_id": conversation["_id"], "status": {"$ne": "resolved"}},
+            {"$set": {"status": "resolved", "resolved_at": utcnow()}},
+        )
+
+    async def apply_statuses(self, statuses: list[DeliveryStatus]) -> list[dict]:
+        """Record delivery outcomes; the messages whose status changed (to tell their agents)."""
+        changed = []
+        for status in statuses:
+            lower = [s for s, rank in STATUS_RANK.items() if rank < STATUS_RANK[status.status]]
+            doc = await self.messages.find_one_and_update(
+                {"_id": status.message_id, "status": {"$in": lower}},
+                {"$set": {"status": status.status, "status_reason": status.reason, "status_at": status.at}},
+                return_document=ReturnDocument.AFTER,
+            )
+            if doc is not None:
+                changed.append(doc)
+        return changed
+
+
+def agent_snapshot(doc: dict) -> AgentSnapshot:
+    return AgentSnapshot(
+        workspace_id=doc["workspace_id"],
+        agent_id=doc["agent_id"],
+        version=doc["version"],
+        skills=doc.get("skills", {}),
+        max_conversations=doc.get("max_conversations", 0),
+        status=doc["status"],
+    )
+
+
+def _conversation_doc(delivery: ConversationAssigned) -> dict:
+    info = delivery.conversation
+    return {
+        "_id": info.conversation_id,
+        "workspace_id": info.workspace_id,
+        "channel": info.channel,
+        "thread_id": info.thread_id,
+        "contact": info.contact.model_dump(),
+        "skills": info.skills,
+        "priority": info.priority,
+        "created_at": info.created_at,
+        "waiting_since": info.waiting_since,
+        "assignee_id": info.assignee_id,
+        "assigned_at": info.assigned_at,
+        "status": "assigned",
+        "first_response_at": None,
+        "resolved_at": None,
+        "last_message_at": None,
+    }
+
+
+def _contact_op(delivery: ConversationAssigned) -> UpdateOne:
+    info = delivery.conversation
+    return UpdateOne(
+        {"_id": f"{info.workspace_id}:{info.channel}:{info.contact.id}"},
+        {
+            "$set": {k: v for k, v in info.contact.model_dump().items() if v is not None and k != "id"},
+            "$setOnInsert": {"workspace_id": info.workspace_id, "channel": info.channel, "address": info.contact.id},
+        },
+        upsert=True,
+    )

@@ -1,0 +1,192 @@
+"""Intake's aiohttp app: the REST and web chat edges, and the outbound senders."""
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+import structlog
+from aiohttp import WSMsgType, web
+from prometheus_client import CollectorRegistry, Counter
+from pydantic import ValidationError
+
+from services.intake.channels import api, webchat
+from services.intake.outbound import OutboundWorker
+from services.intake.settings import IntakeSettings
+from shared import events
+from shared.broker import Broker
+from shared.models import InboundMessage
+from shared.topology import Topology
+from shared.web import (
+    API_KEYS,
+    WORKSPACE,
+    add_ops_routes,
+    add_openapi_route,
+    auth_middleware,
+    error_middleware,
+    http_error,
+    parse_body,
+)
+
+log = structlog.get_logger(__name__)
+STATIC = Path(__file__).parent / "static"
+
+
+class IntakeMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.messages_in = Counter("intake_messages_in_total", "Inbound messages published", ["channel"], registry=registry)
+        self.messages_out = Counter("intake_messages_out_total", "Replies sent out, by outcome", ["channel", "status"], registry=registry)
+        self.publish_errors = Counter("intake_publish_errors_total", "Inbound messages the broker did not confirm", registry=registry)
+
+
+class Intake:
+    """Everything intake's handlers share: settings, broker, HTTP client, chat hub, metrics."""
+
+    def __init__(self, settings: IntakeSettings, broker: Broker, http: aiohttp.ClientSession, metrics: IntakeMetrics) -> None:
+        self.settings = settings
+        self.broker = broker
+        self.http = http
+        self.metrics = metrics
+        self.chat = webchat.ChatHub()
+
+    async def publish_inbound(self, message: InboundMessage) -> None:
+        """Publish and wait for the broker's confirm; a JSON 503 if it cannot be had."""
+        structlog.contextvars.bind_contextvars(workspace_id=message.workspace_id, message_id=message.message_id)
+        try:
+            await self.broker.publish(
+                message, events.MESSAGE_RECEIVED, message_type=events.MESSAGE_RECEIVED,
+                message_id=message.message_id, workspace_id=message.workspace_id,
+            )
+        except Exception as error:
+            self.metrics.publish_errors.inc()
+            log.warning("intake.publish_failed", error=repr(error))
+            raise http_error(web.HTTPServiceUnavailable, "message broker unavailable, retry with the same Idempotency-Key") from None
+        self.metrics.messages_in.labels(channel=message.channel).inc()
+
+    def workspace_key(self, workspace_id: str) -> str | None:
+        return next((key for key, ws in self.settings.api_keys.items() if ws == workspace_id), None)
+
+
+INTAKE = web.AppKey("intake", Intake)
+
+
+def create_app(settings: IntakeSettings) -> web.Application:
+    app = web.Application(
+        middlewares=[error_middleware, auth_middleware(public_prefixes=("/v1/chat/",))],
+        client_max_size=settings.max_body_bytes,
+    )
+    app[API_KEYS] = settings.api_keys
+    registry = CollectorRegistry()
+    metrics = IntakeMetrics(registry)
+    broker = Broker(settings.amqp_url, Topology(settings.namespace, settings.queue_type))
+
+    async def resources(app: web.Application) -> AsyncIterator[None]:
+        await broker.start()
+        async with aiohttp.ClientSession() as http:
+            intake = Intake(settings, broker, http, metrics)
+            app[INTAKE] = intake
+            senders = [api.CallbackSender(http, settings.callbacks, settings.send_timeout), webchat.WebChatSender(intake.chat)]
+            workers = [
+                OutboundWorker(broker, sender, metrics.messages_out, max_attempts=settings.send_max_attempts,
+                               retry_delay=settings.send_retry_delay, max_retry_delay=settings.send_max_retry_delay)
+                for sender in senders
+            ]
+            for worker in workers:
+                await worker.start()
+            yield
+            for worker in workers:
+                await worker.stop()
+            await intake.chat.close_all()
+        await broker.close()
+
+    async def broker_ready() -> bool:
+        return broker.is_connected()
+
+    app.cleanup_ctx.append(resources)
+    add_ops_routes(app, registry, {"broker": broker_ready})
+    app.router.add_post("/v1/messages", post_message)
+    app.router.add_get("/chat", chat_page)
+    app.router.add_get("/v1/chat/ws", chat_socket)
+    add_openapi_route(app, "Switchyard intake", [
+        ("POST", "/v1/messages", "Post a customer's message; 202 once the broker has it", api.PostedMessage, api.Accepted),
+    ])
+    return app
+
+
+async def post_message(request: web.Request) -> web.Response:
+    posted = await parse_body(request, api.PostedMessage)
+    message = api.normalize(posted, request[WORKSPACE], request.headers.get("Idempotency-Key"))
+    await request.app[INTAKE].publish_inbound(message)
+    return web.json_response({"message_id": message.message_id}, status=202)
+
+
+async def chat_page(_: web.Request) -> web.FileResponse:
+    return web.FileResponse(STATIC / "chat.html")
+
+
+async def chat_socket(request: web.Request) -> web.WebSocketResponse:
+    """A customer's chat: a session frame, their history, then messages both ways."""
+    intake = request.app[INTAKE]
+    session = _chat_session(request, intake.settings)
+    name = request.query.get("name", "")[:200] or None
+    ws = web.WebSocketResponse(heartbeat=20)
+    await ws.prepare(request)
+    intake.chat.add(session, ws)
+    try:
+        await ws.send_json({"type": "session", "token": webchat.issue_token(intake.settings.chat_secret, session),
+                            "contact_id": session.contact_id, "thread_id": session.thread_id})
+        await ws.send_json({"type": "history", "messages": await _chat_history(intake, session)})
+        async for frame in ws:
+            if frame.type == WSMsgType.TEXT:
+                await ws.send_json(await _on_chat_frame(intake, session, name, frame.data))
+            elif frame.type == WSMsgType.ERROR:
+                break
+    finally:
+        intake.chat.remove(session, ws)
+    return ws
+
+
+def _chat_session(request: web.Request, settings: IntakeSettings) -> webchat.ChatSession:
+    token = request.query.get("session")
+    if token:
+        session = webchat.read_token(settings.chat_secret, token)
+        if session is None:
+            raise http_error(web.HTTPUnauthorized, "invalid chat session token")
+        return session
+    workspace_id = request.query.get("workspace", "default")
+    if workspace_id not in settings.api_keys.values():
+        raise http_error(web.HTTPNotFound, f"unknown workspace {workspace_id!r}")
+    return webchat.new_session(workspace_id)
+
+
+async def _on_chat_frame(intake: Intake, session: webchat.ChatSession, name: str | None, data: str) -> dict:
+    try:
+        frame = webchat.ChatFrame.model_validate_json(data)
+    except ValidationError as error:
+        problems = error.errors(include_url=False, include_context=False, include_input=False)
+        return {"type": "error", "client_id": None, "message": "invalid frame", "problems": problems}
+    try:
+        message = webchat.normalize(frame, session, name)
+        await intake.publish_inbound(message)
+    except web.HTTPException:
+        return {"type": "error", "client_id": frame.client_id, "message": "could not accept the message, please resend"}
+    return {"type": "ack", "client_id": frame.client_id, "message_id": message.message_id}
+
+
+async def _chat_history(intake: Intake, session: webchat.ChatSession) -> list[dict]:
+    """The latest conversation of this chat, read from the agents service (off the hot path)."""
+    key = intake.workspace_key(session.workspace_id)
+    headers = {"Authorization": f"Bearer {key}"}
+    base = intake.settings.agents_url.rstrip("/")
+    params = {"channel": webchat.CHANNEL, "thread_id": session.thread_id, "limit": "1"}
+    try:
+        async with intake.http.get(f"{base}/v1/conversations", params=params, headers=headers) as response:
+            found = (await response.json())["conversations"] if response.status == 200 else []
+        if not found:
+            return []
+        async with intake.http.get(f"{base}/v1/conversations/{found[0]['conversation_id']}", headers=headers) as response:
+            conversation = await response.json() if response.status == 200 else {"messages": []}
+    except (aiohttp.ClientError, TimeoutError, KeyError) as error:
+        log.warning("chat.history_unavailable", error=repr(error))
+        return []
+    fields = ("message_id", "direction", "text", "created_at", "status")
+    return [{f: m.get(f) for f in fields} for m in conversation["messages"]]

@@ -1,0 +1,95 @@
+"""The API channel: external systems post messages over REST and get replies on a signed callback.
+
+Callback request: POST <url>, JSON body {"type": "message.outbound", ...the OutboundMessage...},
+headers `X-Switchyard-Timestamp: <unix seconds>` and
+`X-Switchyard-Signature: sha256=<hex HMAC-SHA256 of "<timestamp>.<body>" with the workspace secret>`.
+"""
+
+import hashlib
+import hmac
+import time
+from typing import Any
+
+import aiohttp
+from pydantic import Field, field_validator
+
+from services.intake.channels.base import SendError, message_id_for
+from services.intake.settings import CallbackTarget
+from shared.models import Contact, DeliveryState, InboundMessage, OutboundMessage, Priority, Skill, Wire
+
+CHANNEL = "api"
+MAX_TEXT_CHARS = 4096
+
+
+class PostedMessage(Wire):
+    """Body of POST /v1/messages."""
+
+    contact: Contact
+    text: str = Field(min_length=1, max_length=MAX_TEXT_CHARS)
+    thread_id: str | None = Field(None, min_length=1, max_length=256)
+    skills: list[Skill] = Field(default_factory=list, max_length=20)
+    priority: Priority = 0
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("text")
+    @classmethod
+    def _not_blank(cls, text: str) -> str:
+        if not text.strip():
+            raise ValueError("text is blank")
+        return text
+
+
+class Accepted(Wire):
+    message_id: str
+
+
+def normalize(posted: PostedMessage, workspace_id: str, idempotency_key: str | None) -> InboundMessage:
+    """The posted message in the one message model; a repeated Idempotency-Key gives the same id."""
+    return InboundMessage(
+        message_id=message_id_for(workspace_id, CHANNEL, idempotency_key),
+        workspace_id=workspace_id,
+        channel=CHANNEL,
+        channel_message_id=idempotency_key,
+        thread_id=posted.thread_id or posted.contact.id,
+        contact=posted.contact,
+        text=posted.text,
+        skills=posted.skills,
+        priority=posted.priority,
+        metadata=posted.metadata,
+    )
+
+
+def sign(secret: str, timestamp: str, body: bytes) -> str:
+    digest = hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
+    return f"sha256={digest}"
+
+
+class CallbackSender:
+    """Delivers replies to the workspace's callback URL, signed."""
+
+    channel = CHANNEL
+
+    def __init__(self, session: aiohttp.ClientSession, callbacks: dict[str, CallbackTarget], timeout: float) -> None:
+        self.session = session
+        self.callbacks = callbacks
+        self.timeout = aiohttp.ClientTimeout(total=timeout)
+
+    async def send(self, message: OutboundMessage) -> DeliveryState:
+        target = self.callbacks.get(message.workspace_id)
+        if target is None:
+            raise SendError(f"no callback URL configured for workspace {message.workspace_id!r}", retry=False)
+        body = b'{"type":"message.outbound",' + message.model_dump_json().encode()[1:]
+        timestamp = str(int(time.time()))
+        headers = {
+            "Content-Type": "application/json",
+            "X-Switchyard-Timestamp": timestamp,
+            "X-Switchyard-Signature": sign(target.secret, timestamp, body),
+        }
+        try:
+            async with self.session.post(target.url, data=body, headers=headers, timeout=self.timeout) as response:
+                if response.status < 300:
+                    return "delivered"
+                retry = response.status >= 500 or response.status in (408, 429)
+                raise SendError(f"callback answered HTTP {response.status}", retry=retry)
+        except (aiohttp.ClientError, TimeoutError) as error:
+            raise SendError(f"callback unreachable: {error!r}", retry=True) from None

@@ -1,0 +1,131 @@
+"""The web chat channel: customers on the /chat page, over a WebSocket held by intake.
+
+A session token (HMAC-signed workspace and contact id) lets a reloaded page continue its
+conversation. Replies go to the customer's open sockets; one who is away sees them in the
+history sent on reconnect.
+"""
+
+import base64
+import hashlib
+import hmac
+import uuid
+
+from aiohttp import web
+from pydantic import Field
+
+from services.intake.channels.api import MAX_TEXT_CHARS
+from services.intake.channels.base import message_id_for
+from shared.models import Contact, DeliveryState, InboundMessage, OutboundMessage, Wire
+
+CHANNEL = "webchat"
+
+
+class ChatFrame(Wire):
+    """A frame from the customer's page."""
+
+    type: str = Field(pattern="^message$")
+    text: str = Field(min_length=1, max_length=MAX_TEXT_CHARS)
+    client_id: str = Field(min_length=1, max_length=64)
+
+
+class ChatSession(Wire):
+    workspace_id: str
+    contact_id: str
+
+    @property
+    def thread_id(self) -> str:
+        return self.contact_id
+
+
+def issue_token(secret: str, session: ChatSession) -> str:
+    payload = base64.urlsafe_b64encode(f"{session.workspace_id}\x1f{session.contact_id}".encode()).decode()
+    return f"{payload}.{_signature(secret, payload)}"
+
+
+def read_token(secret: str, token: str) -> ChatSession | None:
+    """The session a token stands for, or None if it is malformed or forged."""
+    payload, _, signature = token.partition(".")
+    if not hmac.compare_digest(signature, _signature(secret, payload)):
+        return None
+    try:
+        workspace_id, contact_id = base64.urlsafe_b64decode(payload.encode()).decode().split("\x1f")
+    except (ValueError, UnicodeDecodeError):
+        return None
+    return ChatSession(workspace_id=workspace_id, contact_id=contact_id)
+
+
+def _signature(secret: str, payload: str) -> str:
+    return hmac.new(secret.encode(), payload.encode(), hashlib.sha256).hexdigest()[:32]
+
+
+def new_session(workspace_id: str) -> ChatSession:
+    return ChatSession(workspace_id=workspace_id, contact_id=f"web-{uuid.uuid4().hex}")
+
+
+def normalize(frame: ChatFrame, session: ChatSession, name: str | None) -> InboundMessage:
+    return InboundMessage(
+        # The page's client_id makes a resent frame (after a dropped ack) the same message.
+        message_id=message_id_for(session.workspace_id, CHANNEL, f"{session.contact_id}:{frame.client_id}"),
+        workspace_id=session.workspace_id,
+        channel=CHANNEL,
+        channel_message_id=frame.client_id,
+        thread_id=session.thread_id,
+        contact=Contact(id=session.contact_id, name=name),
+        text=frame.text,
+    )
+
+
+class ChatHub:
+    """The customers' open sockets, by (workspace, thread)."""
+
+    def __init__(self) -> None:
+        self._sockets: dict[tuple[str, str], set[web.WebSocketResponse]] = {}
+
+    def add(self, session: ChatSession, ws: web.WebSocketResponse) -> None:
+        self._sockets.setdefault((session.workspace_id, session.thread_id), set()).add(ws)
+
+    def remove(self, session: ChatSession, ws: web.WebSocketResponse) -> None:
+        sockets = self._sockets.get((session.workspace_id, session.thread_id))
+        if sockets is not None:
+            sockets.discard(ws)
+            if not sockets:
+                del self._sockets[(session.workspace_id, session.thread_id)]
+
+    async def send(self, workspace_id: str, thread_id: str, frame: dict) -> int:
+        sent = 0
+        for ws in list(self._sockets.get((workspace_id, thread_id), ())):
+            if not ws.closed:
+                try:
+                    await ws.send_json(frame)
+                    sent += 1
+                except (ConnectionError, RuntimeError):
+                    continue
+        return sent
+
+    async def close_all(self) -> None:
+        for sockets in list(self._sockets.values()):
+            for ws in list(sockets):
+                await ws.close(code=1001, message=b"server shutting down")
+
+
+def reply_frame(message: OutboundMessage) -> dict:
+    return {
+        "type": "message",
+        "message_id": message.message_id,
+        "direction": "outbound",
+        "text": message.text,
+        "agent_id": message.agent_id,
+        "created_at": message.created_at.isoformat(),
+    }
+
+
+class WebChatSender:
+    channel = CHANNEL
+
+    def __init__(self, hub: ChatHub) -> None:
+        self.hub = hub
+
+    async def send(self, message: OutboundMessage) -> DeliveryState:
+        """Delivered if the customer's page is open; else sent, and shown from history on return."""
+        opened = await self.hub.send(message.workspace_id, message.thread_id, reply_frame(message))
+        return "delivered" if opened else "sent"

@@ -1,0 +1,151 @@
+"""The one message model and the events that cross service boundaries.
+
+Every model here travels over AMQP as JSON; each carries a `workspace_id`. Channel names are
+plain strings so that adding a channel touches neither the router nor the agents service.
+"""
+
+import uuid
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+
+from shared import events
+
+DEFAULT_WORKSPACE = "default"
+ChannelName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,31}$")]
+Skill = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")]
+Priority = Annotated[int, Field(ge=0, le=10)]
+AgentStatus = Literal["online", "away", "offline"]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex
+
+
+class Wire(BaseModel):
+    """Base of every model that crosses a service boundary: unknown fields are an error."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class Contact(Wire):
+    """The customer as the channel knows them; `id` is unique within the channel."""
+
+    id: str = Field(min_length=1, max_length=256)
+    name: str | None = Field(None, max_length=256)
+    email: str | None = Field(None, max_length=320)
+    phone: str | None = Field(None, max_length=32)
+
+
+class InboundMessage(Wire):
+    """A customer's message from any channel, normalized by intake (routing key message.received)."""
+
+    message_id: str
+    workspace_id: str = DEFAULT_WORKSPACE
+    channel: ChannelName
+    # The provider's own id for this message; unique per channel, so a provider retry is harmless.
+    channel_message_id: str | None = None
+    # Conversations are keyed by (workspace, channel, thread_id); the contact id when none is given.
+    thread_id: str = Field(min_length=1, max_length=256)
+    contact: Contact
+    text: str
+    skills: list[Skill] = Field(default_factory=list)
+    priority: Priority = 0
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    received_at: datetime = Field(default_factory=utcnow)
+
+
+class ConversationInfo(Wire):
+    """What the router knows of a conversation when it hands it to an agent."""
+
+    conversation_id: str
+    workspace_id: str
+    channel: ChannelName
+    thread_id: str
+    contact: Contact
+    skills: list[Skill] = Field(default_factory=list)
+    priority: Priority = 0
+    created_at: datetime
+    waiting_since: datetime
+    assignee_id: str
+    assigned_at: datetime
+
+
+class ConversationAssigned(Wire):
+    """Router -> agent queue: the conversation is now this agent's, with every message so far."""
+
+    type: Literal["conversation.assigned"] = events.CONVERSATION_ASSIGNED
+    conversation: ConversationInfo
+    messages: list[InboundMessage]
+
+
+class ConversationMessage(Wire):
+    """Router -> agent queue: a later message of a conversation the agent already holds."""
+
+    type: Literal["message"] = events.CONVERSATION_MESSAGE
+    conversation_id: str
+    workspace_id: str
+    assignee_id: str
+    message: InboundMessage
+
+
+AgentDelivery = Annotated[ConversationAssigned | ConversationMessage, Field(discriminator="type")]
+agent_delivery_adapter: TypeAdapter[ConversationAssigned | ConversationMessage] = TypeAdapter(
+    AgentDelivery
+)
+
+
+class AgentSnapshot(Wire):
+    """Agents -> router: the agent's whole routing profile, sent on every change."""
+
+    event_id: str = Field(default_factory=new_id)
+    workspace_id: str
+    agent_id: str
+    # Grows with every change of the agent, so a late redelivery of an old snapshot is ignored.
+    version: int = Field(ge=0)
+    skills: dict[Skill, Annotated[int, Field(ge=1, le=5)]] = Field(default_factory=dict)
+    max_conversations: int = Field(ge=0, le=100)
+    status: AgentStatus
+
+
+class ConversationResolved(Wire):
+    """Agents -> router: the conversation is closed; its agent has room again."""
+
+    event_id: str = Field(default_factory=new_id)
+    workspace_id: str
+    conversation_id: str
+    agent_id: str | None = None
+    resolved_at: datetime = Field(default_factory=utcnow)
+
+
+class OutboundMessage(Wire):
+    """Agents -> intake: an agent's reply, to be sent out through the conversation's channel."""
+
+    message_id: str
+    workspace_id: str
+    conversation_id: str
+    channel: ChannelName
+    thread_id: str
+    contact: Contact
+    agent_id: str
+    text: str
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+DeliveryState = Literal["sent", "delivered", "failed"]
+
+
+class DeliveryStatus(Wire):
+    """Intake -> agents: what became of an outbound message."""
+
+    message_id: str
+    workspace_id: str
+    conversation_id: str
+    status: DeliveryState
+    reason: str | None = None
+    at: datetime = Field(default_factory=utcnow)

@@ -1,0 +1,58 @@
+"""Settings every service shares. Each service subclasses `CommonSettings` with its own env prefix.
+
+Parsed once at start (`Settings()`); nothing else in the code reads `os.environ`.
+"""
+
+from typing import Annotated, Literal
+
+from pydantic import AliasChoices, Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+def parse_api_keys(raw: str | dict[str, str]) -> dict[str, str]:
+    """Turn `workspace:key,workspace2:key2` into {key: workspace}."""
+    if isinstance(raw, dict):
+        return raw
+    keys: dict[str, str] = {}
+    for pair in raw.split(","):
+        pair = pair.strip()
+        if not pair:
+            continue
+        workspace, sep, key = pair.partition(":")
+        if not sep or not workspace or not key:
+            raise ValueError(f"API key entry {pair!r} is not 'workspace:key'")
+        keys[key] = workspace
+    return keys
+
+
+class CommonSettings(BaseSettings):
+    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
+
+    amqp_url: str = Field(
+        "amqp://guest:guest@127.0.0.1:5672/", validation_alias=AliasChoices("amqp_url", "AMQP_URL")
+    )
+    mongo_url: str = Field(
+        "mongodb://127.0.0.1:27017/?directConnection=true",
+        validation_alias=AliasChoices("mongo_url", "MONGO_URL"),
+    )
+    mongo_db: str = Field("switchyard", validation_alias=AliasChoices("mongo_db", "MONGO_DB"))
+    # key -> workspace; set as SWITCHYARD_API_KEYS="default:dev-key,acme:acme-key".
+    api_keys: Annotated[dict[str, str], NoDecode] = Field(
+        default_factory=lambda: {"dev-key": "default"},
+        validation_alias=AliasChoices("api_keys", "SWITCHYARD_API_KEYS"),
+    )
+    # Prefix of every exchange and queue name: lets several stacks (and tests) share one broker.
+    namespace: str = Field(
+        "switchyard", validation_alias=AliasChoices("namespace", "SWITCHYARD_NAMESPACE")
+    )
+    queue_type: Literal["quorum", "classic"] = Field(
+        "quorum", validation_alias=AliasChoices("queue_type", "SWITCHYARD_QUEUE_TYPE")
+    )
+    log_level: str = Field("info", validation_alias=AliasChoices("log_level", "LOG_LEVEL"))
+    host: str = "127.0.0.1"
+    port: int = 0
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _parse_keys(cls, value: str | dict[str, str]) -> dict[str, str]:
+        return parse_api_keys(value)
