@@ -111,11 +111,8 @@ def start_embedded_mongo(port: int, storage: str, log_path: Path | None = None) 
     """Start SecantusDB (storage: a directory, or ':memory:'); return the process and its URL."""
     if storage != ":memory:":
         Path(storage).mkdir(parents=True, exist_ok=True)
-    out = open(log_path, "ab") if log_path else subprocess.DEVNULL
-    popen = subprocess.Popen(
-        [_bin("secantusd-py"), "--host", "127.0.0.1", "--port", str(port), "--storage-path", storage, "--log-level", "WARNING"],
-        stdout=out, stderr=subprocess.STDOUT,
-    )
+    command = [_bin("secantusd-py"), "--host", "127.0.0.1", "--port", str(port), "--storage-path", storage, "--log-level", "WARNING"]
+    popen = _spawn(command, log_path)
     process = Process("mongo", popen, log_path)
 
     def up() -> bool:
@@ -125,6 +122,14 @@ def start_embedded_mongo(port: int, storage: str, log_path: Path | None = None) 
 
     wait_until(up, 60, "the embedded MongoDB (SecantusDB)")
     return process, f"mongodb://127.0.0.1:{port}/?directConnection=true"
+
+
+def _spawn(command: list[str], log_path: Path | None, env: dict[str, str] | None = None) -> subprocess.Popen:
+    """Start a process from the repo root, its output appended to log_path (else inherited)."""
+    if log_path is None:
+        return subprocess.Popen(command, cwd=ROOT, env=env)
+    with open(log_path, "ab") as out:  # the child keeps its own descriptor
+        return subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
 
 
 @dataclass
@@ -143,8 +148,7 @@ class Stack:
         prefix = service.upper()
         env = {**os.environ, **self.env, f"{prefix}_PORT": str(self.ports[service]), f"{prefix}_HOST": "127.0.0.1"}
         log_path = self.log_dir / f"{service}.log" if self.log_dir else None
-        out = open(log_path, "ab") if log_path else None
-        popen = subprocess.Popen([sys.executable, "-m", f"services.{service}"], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT if out else None)
+        popen = _spawn([sys.executable, "-m", f"services.{service}"], log_path, env=env)
         self.processes[service] = Process(service, popen, log_path)
         wait_until(lambda: self._ready(service), timeout, f"{service} (log: {log_path})")
 

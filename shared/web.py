@@ -79,7 +79,11 @@ async def parse_body(request: web.Request, model: type[M]) -> M:
     try:
         raw = await request.read()  # aiohttp enforces the app's client_max_size here
     except web.HTTPRequestEntityTooLarge as error:
-        raise http_error(web.HTTPRequestEntityTooLarge, "request body too large", detail=error.text) from None
+        body = {"error": {"status": 413, "message": "request body too large", "detail": error.text}}
+        raise web.HTTPRequestEntityTooLarge(
+            max_size=request.client_max_size, actual_size=request.content_length or 0,
+            text=json.dumps(body), content_type="application/json",
+        ) from None
     try:
         return model.model_validate_json(raw)
     except ValidationError as error:

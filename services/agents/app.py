@@ -161,7 +161,7 @@ async def post_reply(request: web.Request) -> web.Response:
     reply = await parse_body(request, Reply)
     limit = request.app[SETTINGS].max_reply_chars
     if len(reply.text) > limit:
-        raise http_error(web.HTTPRequestEntityTooLarge, f"text is longer than {limit} characters")
+        raise http_error(web.HTTPUnprocessableEntity, f"text is longer than {limit} characters")
     try:
         message = await request.app[SERVICE].reply(request[WORKSPACE], request.match_info["conversation_id"], reply.text)
     except (NotFound, Conflict) as error:

@@ -1,0 +1,159 @@
+"""Fixtures: the real broker and database, and per-test isolation by name.
+
+RabbitMQ comes from AMQP_URL (started locally if installed and silent); MongoDB from
+MONGO_URL, else an embedded SecantusDB started for the session. Every test gets a namespace
+of its own (exchange and queue names) and a database of its own, removed afterwards.
+"""
+
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import aio_pika
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+from pymongo import AsyncMongoClient
+
+from deploy.local import LocalSettings, Stack, ensure_rabbitmq, free_port, start_embedded_mongo
+from shared.topology import Topology
+
+API_KEY = "test-key"
+WORKSPACE = "default"
+
+
+@dataclass(frozen=True)
+class Infra:
+    amqp_url: str
+    mongo_url: str
+
+
+@pytest.fixture(scope="session")
+def infra(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Infra]:
+    settings = LocalSettings()
+    ensure_rabbitmq(settings.amqp_url)
+    if settings.mongo_url:
+        yield Infra(settings.amqp_url, settings.mongo_url)
+        return
+    log = tmp_path_factory.mktemp("mongo") / "secantusd.log"
+    process, url = start_embedded_mongo(free_port(), ":memory:", log)
+    try:
+        yield Infra(settings.amqp_url, url)
+    finally:
+        process.stop()
+
+
+@dataclass(frozen=True)
+class Names:
+    """One test's namespace and database, and the settings every service gets in it."""
+
+    infra: Infra
+    namespace: str
+
+    @property
+    def topology(self) -> Topology:
+        return Topology(self.namespace, "quorum")
+
+    def settings(self, cls, **overrides):
+        return cls(
+            amqp_url=self.infra.amqp_url,
+            mongo_url=self.infra.mongo_url,
+            mongo_db=self.namespace,
+            namespace=self.namespace,
+            api_keys={API_KEY: WORKSPACE, "other-key": "other"},
+            **overrides,
+        )
+
+    def env(self) -> dict[str, str]:
+        return {
+            "AMQP_URL": self.infra.amqp_url,
+            "MONGO_URL": self.infra.mongo_url,
+            "MONGO_DB": self.namespace,
+            "SWITCHYARD_NAMESPACE": self.namespace,
+            "SWITCHYARD_API_KEYS": f"{WORKSPACE}:{API_KEY},other:other-key",
+            "LOG_LEVEL": "info",
+        }
+
+
+@pytest.fixture
+async def names(infra: Infra) -> AsyncIterator[Names]:
+    names = Names(infra, f"t{uuid.uuid4().hex[:12]}")
+    yield names
+    await remove_namespace(names)
+
+
+async def remove_namespace(names: Names) -> None:
+    """Delete the test's queues (quorum queues cost the broker memory) and its database."""
+    mongo = AsyncMongoClient(names.infra.mongo_url)
+    db = mongo[names.namespace]
+    agents = await db["agents"].find({}, {"workspace_id": 1, "agent_id": 1}).to_list()
+    await mongo.drop_database(names.namespace)
+    await mongo.close()
+    topology = names.topology
+    queues = [topology.router_queue, topology.agents_status_queue]
+    queues += [topology.outbound_queue(c) for c in ("api", "webchat")]
+    queues += [topology.agent_queue(a["workspace_id"], a["agent_id"]) for a in agents]
+    connection = await aio_pika.connect(names.infra.amqp_url)
+    async with connection:
+        for queue in queues:
+            for name in (queue, topology.dead_letter_queue(queue)):
+                channel = await connection.channel()
+                try:
+                    await channel.queue_delete(name)
+                except aio_pika.exceptions.AMQPError:
+                    pass
+        channel = await connection.channel()
+        for exchange in (topology.events_exchange, topology.deliveries_exchange):
+            await channel.exchange_delete(exchange)
+
+
+@asynccontextmanager
+async def serve(app: web.Application) -> AsyncIterator[TestClient]:
+    """Run an app on a real local port (its cleanup context included) and give a client for it."""
+    client = TestClient(TestServer(app, host="127.0.0.1", port=free_port()))
+    await client.start_server()
+    try:
+        yield client
+    finally:
+        await client.close()
+
+
+def auth(key: str = API_KEY) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+@pytest.fixture
+def stack_factory(names: Names, tmp_path: Path) -> Iterator:
+    """Build the three services as real processes in this test's namespace."""
+    stacks: list[Stack] = []
+
+    def build(**extra_env: str) -> Stack:
+        ports = {s: free_port() for s in ("intake", "router", "agents")}
+        env = names.env() | {"INTAKE_AGENTS_URL": f"http://127.0.0.1:{ports['agents']}"} | extra_env
+        stack = Stack(env, ports, log_dir=tmp_path)
+        stacks.append(stack)
+        return stack
+
+    yield build
+    for stack in stacks:
+        stack.stop_all()
+
+
+@dataclass
+class RunningStack:
+    intake_url: str
+    agents_url: str
+    router_url: str
+    api_key: str
+    workspace: str
+    stack: Stack
+
+
+@pytest.fixture
+def stack(stack_factory) -> RunningStack:
+    """The whole system running: intake, router and agents as processes."""
+    built = stack_factory()
+    built.start_all()
+    return RunningStack(built.url("intake"), built.url("agents"), built.url("router"), API_KEY, WORKSPACE, built)

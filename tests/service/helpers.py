@@ -1,0 +1,85 @@
+"""Helpers for service tests: run the three apps in this event loop, read desk frames."""
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+
+from aiohttp import ClientWebSocketResponse
+from aiohttp.test_utils import TestClient
+
+from services.agents.app import create_app as create_agents
+from services.agents.settings import AgentsSettings
+from services.intake.app import create_app as create_intake
+from services.intake.settings import IntakeSettings
+from services.router.app import create_app as create_router
+from services.router.settings import RouterSettings
+from tests.conftest import Names, auth, serve
+
+
+@dataclass
+class Apps:
+    intake: TestClient
+    router: TestClient
+    agents: TestClient
+
+    async def put_agent(self, agent_id: str, *, skills: dict | None = None, capacity: int = 3, status: str = "online") -> None:
+        body = {"name": agent_id.title(), "skills": skills or {}, "max_conversations": capacity}
+        response = await self.agents.put(f"/v1/agents/{agent_id}", json=body, headers=auth())
+        assert response.status == 200, await response.text()
+        response = await self.agents.put(f"/v1/agents/{agent_id}/status", json={"status": status}, headers=auth())
+        assert response.status == 200, await response.text()
+
+    async def post(self, contact: str, text: str, **fields) -> str:
+        response = await self.intake.post("/v1/messages", json={"contact": {"id": contact}, "text": text, **fields}, headers=auth())
+        assert response.status == 202, await response.text()
+        return (await response.json())["message_id"]
+
+    async def desk(self, agent_id: str) -> "Desk":
+        ws = await self.agents.ws_connect(f"/v1/agents/{agent_id}/ws?token=test-key")
+        desk = Desk(ws)
+        snapshot = await desk.next_frame()
+        assert snapshot["type"] == "snapshot"
+        desk.snapshot = snapshot
+        return desk
+
+
+class Desk:
+    """An agent's WebSocket, read frame by frame with a timeout (never a sleep)."""
+
+    def __init__(self, ws: ClientWebSocketResponse) -> None:
+        self.ws = ws
+        self.snapshot: dict = {}
+
+    async def next_frame(self, timeout: float = 15) -> dict:
+        message = await asyncio.wait_for(self.ws.receive(), timeout)
+        return json.loads(message.data)
+
+    async def frames_until(self, done, timeout: float = 20) -> list[dict]:
+        frames: list[dict] = []
+        async with asyncio.timeout(timeout):
+            while not done(frames):
+                frames.append(await self.next_frame(timeout))
+        return frames
+
+
+def texts(frames: list[dict]) -> list[str]:
+    """Customer texts in the frames, in the order the desk got them."""
+    out = []
+    for frame in frames:
+        if frame["type"] == "conversation.assigned":
+            out += [m["text"] for m in frame["messages"]]
+        elif frame["type"] == "message" and frame["message"]["direction"] == "inbound":
+            out.append(frame["message"]["text"])
+    return out
+
+
+@asynccontextmanager
+async def running_apps(names: Names, **intake_overrides) -> AsyncIterator[Apps]:
+    async with AsyncExitStack() as stack:
+        agents = await stack.enter_async_context(serve(create_agents(names.settings(AgentsSettings))))
+        router = await stack.enter_async_context(serve(create_router(names.settings(RouterSettings))))
+        intake_settings = names.settings(IntakeSettings, agents_url=str(agents.make_url("/")), **intake_overrides)
+        intake = await stack.enter_async_context(serve(create_intake(intake_settings)))
+        yield Apps(intake, router, agents)
