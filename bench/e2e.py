@@ -243,7 +243,8 @@ async def register_agents(session: aiohttp.ClientSession, agents_url: str, agent
         body = {"name": agent_id.title(), "skills": {}, "max_conversations": AGENT_CAPACITY}
         async with session.put(f"{agents_url}/v1/agents/{agent_id}", json=body, headers=auth()) as response:
             response.raise_for_status()
-        async with session.put(f"{agents_url}/v1/agents/{agent_id}/status", json={"status": "online"}, headers=auth()) as response:
+        status_url = f"{agents_url}/v1/agents/{agent_id}/status"
+        async with session.put(status_url, json={"status": "online"}, headers=auth()) as response:
             response.raise_for_status()
 
 
@@ -268,7 +269,9 @@ class PostRun:
     errors: int
 
 
-async def post_all(session: aiohttp.ClientSession, intake_url: str, contacts: list[str], text: str, concurrency: int) -> PostRun:
+async def post_all(
+    session: aiohttp.ClientSession, intake_url: str, contacts: list[str], text: str, concurrency: int
+) -> PostRun:
     """POST one message per contact, `concurrency` at a time; record when each 202 came back."""
     accepted: dict[str, float] = {}
     errors = 0
@@ -358,7 +361,9 @@ def amqp_message(body: bytes) -> aio_pika.Message:
                             message_id=new_id())
 
 
-async def relay(amqp_url: str, source: str, target: str | None, on_done: Callable[[], None]) -> aio_pika.abc.AbstractConnection:
+async def relay(
+    amqp_url: str, source: str, target: str | None, on_done: Callable[[], None]
+) -> aio_pika.abc.AbstractConnection:
     """A hop as a service does it: consume `source`; republish (confirmed) to `target`; ack."""
     connection = await aio_pika.connect(amqp_url)
     publish_channel = await connection.channel(publisher_confirms=True)
@@ -448,11 +453,13 @@ async def measure_db(infra: Infra, config: Config) -> float:
         await conversations.insert_many([{"_id": f"conv-{i}", "last_message_at": None} for i in range(THREADS)])
         started = time.perf_counter()
         for start in range(0, config.messages, DB_BATCH):
-            docs = [inbound_doc(i, text, time.time_ns() + i) for i in range(start, min(start + DB_BATCH, config.messages))]
+            batch = range(start, min(start + DB_BATCH, config.messages))
+            docs = [inbound_doc(i, text, time.time_ns() + i) for i in batch]
             await messages.insert_many(docs, ordered=False)
             latest: dict[str, datetime] = {}
             for doc in docs:
-                latest[doc["conversation_id"]] = max(doc["created_at"], latest.get(doc["conversation_id"], doc["created_at"]))
+                conversation = doc["conversation_id"]
+                latest[conversation] = max(doc["created_at"], latest.get(conversation, doc["created_at"]))
             await conversations.bulk_write(
                 [UpdateOne({"_id": c}, {"$max": {"last_message_at": at}}) for c, at in latest.items()], ordered=False)
         elapsed = time.perf_counter() - started
