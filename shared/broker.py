@@ -84,7 +84,8 @@ class Broker:
             timestamp=datetime.now(UTC),
             headers={"workspace_id": workspace_id, **(headers or {})},
         )
-        target = await self.channel.get_exchange(exchange or self.topology.events_exchange)
+        # ensure=False: no passive declare per publish; the exchange was declared in start().
+        target = await self.channel.get_exchange(exchange or self.topology.events_exchange, ensure=False)
         await target.publish(message, routing_key, mandatory=True)
 
     async def dead_letter(self, delivery: AbstractIncomingMessage, queue: str, reason: str) -> None:
@@ -167,7 +168,8 @@ class BatchConsumer(Generic[T]):
     async def attach(self, queue_name: str) -> None:
         """Start consuming one more queue (already declared) into this consumer."""
         assert self._channel is not None, "start() first"
-        queue = await self._channel.get_queue(queue_name, ensure=False)
+        # Declared (passively) on this robust channel so that its consumer is restored after a reconnect.
+        queue = await self._channel.declare_queue(queue_name, passive=True)
 
         async def on_delivery(delivery: AbstractIncomingMessage) -> None:
             self._inbox.put_nowait((queue_name, delivery))

@@ -47,7 +47,8 @@ class OutboundWorker:
     async def start(self) -> None:
         queue = await declare_outbound_queue(self.broker.channel, self.broker.topology, self.sender.channel)
         self._channel = await self.broker.new_channel(prefetch=self.prefetch)
-        consumed = await self._channel.get_queue(queue.name, ensure=False)
+        # Declared on this robust channel so that the consumer is restored after a reconnect.
+        consumed = await self._channel.declare_queue(queue.name, passive=True)
         self._consumer = (consumed, await consumed.consume(self._on_delivery))
 
     async def stop(self, deadline: float = 10.0) -> None:

@@ -5,6 +5,7 @@ import asyncio
 import aiohttp
 import pytest
 
+from tests.e2e.broker_node import BrokerNode, rabbitmq_installed
 from tests.e2e.client import DeskRecorder, StackClient
 
 THREADS = 12
@@ -68,3 +69,46 @@ async def _until(condition, timeout: float = 60) -> None:
     async with asyncio.timeout(timeout):
         while not condition():
             await asyncio.sleep(0.05)
+
+
+@pytest.fixture
+def broker_node():
+    if not rabbitmq_installed():
+        pytest.skip("rabbitmq-server is not installed: the broker restart test runs its own node")
+    node = BrokerNode()
+    node.start()
+    yield node
+    node.remove()
+
+
+@pytest.mark.e2e
+async def test_restarting_rabbitmq_mid_flow_loses_and_duplicates_nothing(stack_factory, broker_node):
+    built = stack_factory(AMQP_URL=broker_node.url)
+    built.start_all()
+    async with aiohttp.ClientSession() as session:
+        client = StackClient(session, built.url("intake"), built.url("agents"), "test-key")
+        await client.put_agent("ann")
+        desk = DeskRecorder(session, built.url("agents"), "ann", "test-key")
+        desk.start()
+        try:
+            expected = {await client.post_until_accepted(f"c{t}", "open", f"open-{t}") for t in range(THREADS)}
+            before = await _wait_for_messages(client, expected)
+            owners = {c["thread_id"]: (c["conversation_id"], c["assignee_id"]) for c in before}
+
+            async def post_all() -> set[str]:
+                return {await client.post_until_accepted(f"c{i % THREADS}", f"m{i}", f"m-{i}", deadline=120) for i in range(MESSAGES)}
+
+            flow = asyncio.create_task(post_all())
+            await _until(lambda: len(desk.live_message_ids) >= THREADS + MESSAGES // 4)
+            await asyncio.to_thread(broker_node.stop)
+            await asyncio.to_thread(broker_node.start)
+            expected |= await flow
+            after = await _wait_for_messages(client, expected, timeout=120)
+            await _until(lambda: desk.seen >= expected, timeout=60)
+        finally:
+            await desk.stop()
+    stored = [m["message_id"] for c in after for m in c["messages"] if m["direction"] == "inbound"]
+    assert len(stored) == len(set(stored)) == THREADS + MESSAGES
+    assert {c["thread_id"]: (c["conversation_id"], c["assignee_id"]) for c in after} == owners
+    duplicates = len(desk.live_message_ids) - len(set(desk.live_message_ids))
+    assert duplicates == 0, f"the desk got {duplicates} messages twice"
