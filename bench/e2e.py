@@ -49,9 +49,9 @@ import aio_pika
 import aiohttp
 from pymongo import ASCENDING, AsyncMongoClient, UpdateOne
 
+from deploy import local
 from deploy.local import LocalSettings, Process, Stack, ensure_rabbitmq, free_port, start_embedded_mongo
 from shared.models import Contact, InboundMessage, new_id, utcnow
-from shared.topology import Topology
 
 WORKSPACE = "default"
 API_KEY = "bench-key"
@@ -164,29 +164,8 @@ def build_infra(log_dir: Path) -> Infra:
 
 
 async def remove_namespace(infra: Infra) -> None:
-    """Drop the database and delete the namespace's queues and exchanges (as tests/conftest.py does)."""
-    mongo = AsyncMongoClient(infra.mongo_url)
-    try:
-        await mongo.drop_database(infra.namespace)
-    finally:
-        await mongo.close()
-    topology = Topology(infra.namespace, "quorum")
-    queues = [topology.router_queue, topology.agents_status_queue]
-    queues += [topology.outbound_queue(c) for c in ("api", "webchat")]
-    queues += [topology.agent_queue(WORKSPACE, a) for a in infra.agent_ids()]
-    queues += [topology.dead_letter_queue(q) for q in queues]
-    queues += infra.broker_queues()
-    connection = await aio_pika.connect(infra.amqp_url)
-    async with connection:
-        for name in queues:
-            channel = await connection.channel()  # a failed delete closes its channel
-            try:
-                await channel.queue_delete(name)
-            except aio_pika.exceptions.AMQPError:
-                pass
-        channel = await connection.channel()
-        for exchange in (topology.events_exchange, topology.deliveries_exchange):
-            await channel.exchange_delete(exchange)
+    """Drop the database and delete the namespace's queues and exchanges, the baseline's included."""
+    await local.remove_namespace(infra.amqp_url, infra.mongo_url, infra.namespace, tuple(infra.broker_queues()))
 
 
 def log_problems(log_dir: Path, limit: int = 5) -> list[str]:

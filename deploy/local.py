@@ -224,3 +224,34 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+async def remove_namespace(amqp_url: str, mongo_url: str, namespace: str, extra_queues: tuple[str, ...] = ()) -> None:
+    """Drop a stack's database and delete its queues and exchanges (tests and the benchmark
+    run throw-away stacks; quorum queues left behind cost the broker memory)."""
+    import aio_pika
+    from pymongo import AsyncMongoClient
+
+    from shared.topology import Topology
+
+    mongo = AsyncMongoClient(mongo_url)
+    try:
+        agents = await mongo[namespace]["agents"].find({}, {"workspace_id": 1, "agent_id": 1}).to_list()
+        await mongo.drop_database(namespace)
+    finally:
+        await mongo.close()
+    topology = Topology(namespace)
+    queues = [topology.router_queue, topology.agents_status_queue]
+    queues += [topology.outbound_queue(c) for c in ("api", "webchat")]
+    queues += [topology.agent_queue(a["workspace_id"], a["agent_id"]) for a in agents]
+    queues += [topology.dead_letter_queue(q) for q in queues] + list(extra_queues)
+    async with await aio_pika.connect(amqp_url) as connection:
+        for name in queues:
+            channel = await connection.channel()  # a failed delete closes its channel
+            try:
+                await channel.queue_delete(name)
+            except aio_pika.exceptions.AMQPError:
+                pass
+        channel = await connection.channel()
+        for exchange in (topology.events_exchange, topology.deliveries_exchange):
+            await channel.exchange_delete(exchange)

@@ -11,13 +11,11 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import aio_pika
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
-from pymongo import AsyncMongoClient
 
-from deploy.local import LocalSettings, Stack, ensure_rabbitmq, free_port, start_embedded_mongo
+from deploy.local import LocalSettings, Stack, ensure_rabbitmq, free_port, remove_namespace, start_embedded_mongo
 from shared.topology import Topology
 
 API_KEY = "test-key"
@@ -81,32 +79,7 @@ class Names:
 async def names(infra: Infra) -> AsyncIterator[Names]:
     names = Names(infra, f"t{uuid.uuid4().hex[:12]}")
     yield names
-    await remove_namespace(names)
-
-
-async def remove_namespace(names: Names) -> None:
-    """Delete the test's queues (quorum queues cost the broker memory) and its database."""
-    mongo = AsyncMongoClient(names.infra.mongo_url)
-    db = mongo[names.namespace]
-    agents = await db["agents"].find({}, {"workspace_id": 1, "agent_id": 1}).to_list()
-    await mongo.drop_database(names.namespace)
-    await mongo.close()
-    topology = names.topology
-    queues = [topology.router_queue, topology.agents_status_queue]
-    queues += [topology.outbound_queue(c) for c in ("api", "webchat")]
-    queues += [topology.agent_queue(a["workspace_id"], a["agent_id"]) for a in agents]
-    connection = await aio_pika.connect(names.infra.amqp_url)
-    async with connection:
-        for queue in queues:
-            for name in (queue, topology.dead_letter_queue(queue)):
-                channel = await connection.channel()
-                try:
-                    await channel.queue_delete(name)
-                except aio_pika.exceptions.AMQPError:
-                    pass
-        channel = await connection.channel()
-        for exchange in (topology.events_exchange, topology.deliveries_exchange):
-            await channel.exchange_delete(exchange)
+    await remove_namespace(infra.amqp_url, infra.mongo_url, names.namespace)
 
 
 @asynccontextmanager

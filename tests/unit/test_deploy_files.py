@@ -225,7 +225,7 @@ def test_app_waits_for_healthy_infra(name):
 
 def test_every_compose_module_exists():
     modules = set()
-    for name, svc in load_compose()["services"].items():
+    for svc in load_compose()["services"].values():
         words = command_words(svc)
         for i, word in enumerate(words[:-1]):
             if word == "-m" and words[i + 1].startswith("services."):
