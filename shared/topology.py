@@ -81,7 +81,7 @@ async def declare_exchanges(channel: AbstractChannel, topology: Topology) -> Non
     )
 
 
-async def _declare_consumed_queue(
+async def declare_consumed_queue(
     channel: AbstractChannel,
     topology: Topology,
     name: str,
@@ -102,12 +102,12 @@ async def declare_core(channel: AbstractChannel, topology: Topology) -> None:
     """Exchanges plus the queues that exist whatever agents and channels there are."""
     await declare_exchanges(channel, topology)
     events_exchange = await channel.get_exchange(topology.events_exchange)
-    router = await _declare_consumed_queue(
+    router = await declare_consumed_queue(
         channel, topology, topology.router_queue, single_active_consumer=True
     )
     for routing_key in ROUTER_BINDINGS:
         await router.bind(events_exchange, routing_key)
-    status = await _declare_consumed_queue(channel, topology, topology.agents_status_queue)
+    status = await declare_consumed_queue(channel, topology, topology.agents_status_queue)
     await status.bind(events_exchange, events.MESSAGE_STATUS)
 
 
@@ -116,7 +116,7 @@ async def declare_agent_queue(
 ) -> AbstractQueue:
     """The durable queue the router fills with one agent's conversations and messages."""
     exchange: AbstractExchange = await channel.get_exchange(topology.deliveries_exchange)
-    queue = await _declare_consumed_queue(
+    queue = await declare_consumed_queue(
         channel, topology, topology.agent_queue(workspace_id, agent_id)
     )
     await queue.bind(exchange, topology.agent_routing_key(workspace_id, agent_id))
@@ -128,6 +128,6 @@ async def declare_outbound_queue(
 ) -> AbstractQueue:
     """The queue of agent replies that one channel's sender sends out."""
     exchange = await channel.get_exchange(topology.events_exchange)
-    queue = await _declare_consumed_queue(channel, topology, topology.outbound_queue(channel_name))
+    queue = await declare_consumed_queue(channel, topology, topology.outbound_queue(channel_name))
     await queue.bind(exchange, topology.outbound_routing_key(channel_name))
     return queue
