@@ -50,7 +50,7 @@ import aiohttp
 from pymongo import ASCENDING, AsyncMongoClient, UpdateOne
 
 from deploy import local
-from deploy.local import LocalSettings, Process, Stack, ensure_rabbitmq, free_port, start_embedded_mongo
+from deploy.local import LocalSettings, Stack, free_port
 from shared.models import Contact, InboundMessage, new_id, utcnow
 
 WORKSPACE = "default"
@@ -127,11 +127,9 @@ def percentile(sorted_values: list[float], p: float) -> float:
 
 @dataclass
 class Infra:
-    amqp_url: str
-    mongo_url: str
+    base: local.Infrastructure
     namespace: str
     log_dir: Path
-    embedded_mongo: Process | None
     stack: Stack
 
     def agent_ids(self) -> list[str]:
@@ -143,29 +141,15 @@ class Infra:
 
 def build_infra(log_dir: Path) -> Infra:
     """RabbitMQ and MongoDB as the tests get them, and a stack in a namespace of its own."""
-    settings = LocalSettings()
-    ensure_rabbitmq(settings.amqp_url)
-    embedded = None
-    mongo_url = settings.mongo_url
-    if not mongo_url:
-        embedded, mongo_url = start_embedded_mongo(free_port(), ":memory:", log_dir / "secantusd.log")
+    base = local.bring_up_infrastructure(LocalSettings(), ":memory:", free_port(), log_dir / "secantusd.log")
     namespace = f"bench{uuid.uuid4().hex[:12]}"
-    ports = {s: free_port() for s in ("intake", "router", "agents")}
-    env = {
-        "AMQP_URL": settings.amqp_url,
-        "MONGO_URL": mongo_url,
-        "MONGO_DB": namespace,
-        "SWITCHYARD_NAMESPACE": namespace,
-        "SWITCHYARD_API_KEYS": f"{WORKSPACE}:{API_KEY}",
-        "INTAKE_AGENTS_URL": f"http://127.0.0.1:{ports['agents']}",
-        "LOG_LEVEL": "info",
-    }
-    return Infra(settings.amqp_url, mongo_url, namespace, log_dir, embedded, Stack(env, ports, log_dir=log_dir))
+    env = local.stack_env(base, namespace, f"{WORKSPACE}:{API_KEY}")
+    return Infra(base, namespace, log_dir, Stack.on_free_ports(env, log_dir))
 
 
 async def remove_namespace(infra: Infra) -> None:
     """Drop the database and delete the namespace's queues and exchanges, the baseline's included."""
-    await local.remove_namespace(infra.amqp_url, infra.mongo_url, infra.namespace, tuple(infra.broker_queues()))
+    await local.remove_namespace(infra.base.amqp_url, infra.base.mongo_url, infra.namespace, tuple(infra.broker_queues()))
 
 
 def log_problems(log_dir: Path, limit: int = 5) -> list[str]:
@@ -374,14 +358,14 @@ async def measure_broker(infra: Infra, config: Config) -> float:
         if acked == config.messages:
             done.set()
 
-    producer = await aio_pika.connect(infra.amqp_url)
+    producer = await aio_pika.connect(infra.base.amqp_url)
     hops = []
     try:
         channel = await producer.channel(publisher_confirms=True)
         for name in (q1, q2, q3):
             await channel.declare_queue(name, durable=True, arguments={"x-queue-type": "quorum"})
         for source, target, on_done in ((q1, q2, None), (q2, q3, None), (q3, None, at_end)):
-            hops.append(await relay(infra.amqp_url, source, target, on_done or (lambda: None)))
+            hops.append(await relay(infra.base.amqp_url, source, target, on_done or (lambda: None)))
         remaining = iter(range(config.messages))
 
         async def publisher() -> None:
@@ -423,7 +407,7 @@ def inbound_doc(i: int, text: str, seq: int) -> dict:
 
 
 async def measure_db(infra: Infra, config: Config) -> float:
-    client = AsyncMongoClient(infra.mongo_url)
+    client = AsyncMongoClient(infra.base.mongo_url)
     db = client[infra.namespace]
     messages, conversations = db["bench_messages"], db["bench_conversations"]
     text = text_of(config.size)
@@ -511,7 +495,7 @@ def main(argv: list[str] | None = None) -> None:
         results = run(config, infra)
     finally:
         clean_up(infra)
-    print_report(config, results, infra.embedded_mongo is not None, log_problems(infra.log_dir))
+    print_report(config, results, infra.base.embedded_mongo is not None, log_problems(infra.log_dir))
 
 
 def clean_up(infra: Infra) -> None:
@@ -520,8 +504,7 @@ def clean_up(infra: Infra) -> None:
         infra.stack.stop_all()
         asyncio.run(remove_namespace(infra))
     finally:
-        if infra.embedded_mongo is not None:
-            infra.embedded_mongo.stop()
+        infra.base.stop()
         if log_problems(infra.log_dir):
             print(f"the stack's logs hold warnings or errors; kept in {infra.log_dir}", file=sys.stderr)
         else:

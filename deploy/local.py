@@ -21,13 +21,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlparse
 
+import aio_pika
 from pydantic import AliasChoices, Field
+from pymongo import AsyncMongoClient
 
 from shared.settings import CommonSettings
+from shared.topology import Topology
 
 ROOT = Path(__file__).resolve().parents[1]
 SERVICES = ("intake", "router", "agents")
 DEFAULT_PORTS = {"intake": 8080, "router": 8081, "agents": 8082}
+OUTBOUND_CHANNELS = ("api", "webchat")  # the channels intake has senders for: their queues exist per stack
 
 
 class LocalSettings(CommonSettings):
@@ -133,6 +137,40 @@ def _spawn(command: list[str], log_path: Path | None, env: dict[str, str] | None
 
 
 @dataclass
+class Infrastructure:
+    """The broker and database a stack runs against; the embedded MongoDB if we started it."""
+
+    amqp_url: str
+    mongo_url: str
+    embedded_mongo: Process | None = None
+
+    def stop(self) -> None:
+        if self.embedded_mongo is not None:
+            self.embedded_mongo.stop()
+
+
+def bring_up_infrastructure(settings: LocalSettings, mongo_storage: str, mongo_port: int, mongo_log: Path | None) -> Infrastructure:
+    """RabbitMQ at AMQP_URL (started if local and silent); MONGO_URL, else the embedded SecantusDB."""
+    ensure_rabbitmq(settings.amqp_url)
+    if settings.mongo_url:
+        return Infrastructure(settings.amqp_url, settings.mongo_url)
+    process, url = start_embedded_mongo(mongo_port, mongo_storage, mongo_log)
+    return Infrastructure(settings.amqp_url, url, process)
+
+
+def stack_env(infra: Infrastructure, namespace: str, api_keys: str) -> dict[str, str]:
+    """The environment of a stack isolated by name: its own exchanges, queues and database."""
+    return {
+        "AMQP_URL": infra.amqp_url,
+        "MONGO_URL": infra.mongo_url,
+        "MONGO_DB": namespace,
+        "SWITCHYARD_NAMESPACE": namespace,
+        "SWITCHYARD_API_KEYS": api_keys,
+        "LOG_LEVEL": "info",
+    }
+
+
+@dataclass
 class Stack:
     """The three services as processes, and where they answer."""
 
@@ -141,12 +179,18 @@ class Stack:
     processes: dict[str, Process] = field(default_factory=dict)
     log_dir: Path | None = None
 
+    @classmethod
+    def on_free_ports(cls, env: dict[str, str], log_dir: Path | None = None) -> "Stack":
+        return cls(env, {service: free_port() for service in SERVICES}, log_dir=log_dir)
+
     def url(self, service: str) -> str:
         return f"http://127.0.0.1:{self.ports[service]}"
 
     def start(self, service: str, timeout: float = 60) -> None:
         prefix = service.upper()
-        env = {**os.environ, **self.env, f"{prefix}_PORT": str(self.ports[service]), f"{prefix}_HOST": "127.0.0.1"}
+        # Intake reads chat history from this stack's agents service, wherever it listens.
+        env = {**os.environ, "INTAKE_AGENTS_URL": self.url("agents"), **self.env,
+               f"{prefix}_PORT": str(self.ports[service]), f"{prefix}_HOST": "127.0.0.1"}
         log_path = self.log_dir / f"{service}.log" if self.log_dir else None
         popen = _spawn([sys.executable, "-m", f"services.{service}"], log_path, env=env)
         self.processes[service] = Process(service, popen, log_path)
@@ -180,16 +224,11 @@ class Stack:
 
 def main() -> None:
     settings = LocalSettings()
-    ensure_rabbitmq(settings.amqp_url)
-    processes: list[Process] = []
-    mongo_url = settings.mongo_url
-    if mongo_url is None:
-        mongo, mongo_url = start_embedded_mongo(settings.embedded_mongo_port, str(settings.data_dir / "mongo"),
-                                                settings.data_dir / "mongo.log")
-        processes.append(mongo)
-        print(f"embedded MongoDB (SecantusDB) at {mongo_url}, data in {settings.data_dir / 'mongo'}", flush=True)
-    env = {"AMQP_URL": settings.amqp_url, "MONGO_URL": mongo_url}
-    stack = Stack(env, {s: DEFAULT_PORTS[s] for s in SERVICES})
+    infra = bring_up_infrastructure(settings, str(settings.data_dir / "mongo"), settings.embedded_mongo_port,
+                                    settings.data_dir / "mongo.log")
+    if infra.embedded_mongo is not None:
+        print(f"embedded MongoDB (SecantusDB) at {infra.mongo_url}, data in {settings.data_dir / 'mongo'}", flush=True)
+    stack = Stack({"AMQP_URL": infra.amqp_url, "MONGO_URL": infra.mongo_url}, dict(DEFAULT_PORTS))
     stop = False
 
     def on_signal(*_: object) -> None:
@@ -218,22 +257,12 @@ def main() -> None:
             time.sleep(0.5)
     finally:
         stack.stop_all()
-        for process in processes:
-            process.stop()
-
-
-if __name__ == "__main__":
-    main()
+        infra.stop()
 
 
 async def remove_namespace(amqp_url: str, mongo_url: str, namespace: str, extra_queues: tuple[str, ...] = ()) -> None:
     """Drop a stack's database and delete its queues and exchanges (tests and the benchmark
     run throw-away stacks; quorum queues left behind cost the broker memory)."""
-    import aio_pika
-    from pymongo import AsyncMongoClient
-
-    from shared.topology import Topology
-
     mongo = AsyncMongoClient(mongo_url)
     try:
         agents = await mongo[namespace]["agents"].find({}, {"workspace_id": 1, "agent_id": 1}).to_list()
@@ -242,7 +271,7 @@ async def remove_namespace(amqp_url: str, mongo_url: str, namespace: str, extra_
         await mongo.close()
     topology = Topology(namespace)
     queues = [topology.router_queue, topology.agents_status_queue]
-    queues += [topology.outbound_queue(c) for c in ("api", "webchat")]
+    queues += [topology.outbound_queue(c) for c in OUTBOUND_CHANNELS]
     queues += [topology.agent_queue(a["workspace_id"], a["agent_id"]) for a in agents]
     queues += [topology.dead_letter_queue(q) for q in queues] + list(extra_queues)
     async with await aio_pika.connect(amqp_url) as connection:
@@ -255,3 +284,8 @@ async def remove_namespace(amqp_url: str, mongo_url: str, namespace: str, extra_
         channel = await connection.channel()
         for exchange in (topology.events_exchange, topology.deliveries_exchange):
             await channel.exchange_delete(exchange)
+
+
+if __name__ == "__main__":
+    main()
+

@@ -15,39 +15,36 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from deploy.local import LocalSettings, Stack, ensure_rabbitmq, free_port, remove_namespace, start_embedded_mongo
+from deploy.local import (
+    Infrastructure,
+    LocalSettings,
+    Stack,
+    bring_up_infrastructure,
+    free_port,
+    remove_namespace,
+    stack_env,
+)
 from shared.topology import Topology
 
 API_KEY = "test-key"
 WORKSPACE = "default"
 
 
-@dataclass(frozen=True)
-class Infra:
-    amqp_url: str
-    mongo_url: str
-
-
 @pytest.fixture(scope="session")
-def infra(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Infra]:
-    settings = LocalSettings()
-    ensure_rabbitmq(settings.amqp_url)
-    if settings.mongo_url:
-        yield Infra(settings.amqp_url, settings.mongo_url)
-        return
+def infra(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Infrastructure]:
     log = tmp_path_factory.mktemp("mongo") / "secantusd.log"
-    process, url = start_embedded_mongo(free_port(), ":memory:", log)
+    infra = bring_up_infrastructure(LocalSettings(), ":memory:", free_port(), log)
     try:
-        yield Infra(settings.amqp_url, url)
+        yield infra
     finally:
-        process.stop()
+        infra.stop()
 
 
 @dataclass(frozen=True)
 class Names:
     """One test's namespace and database, and the settings every service gets in it."""
 
-    infra: Infra
+    infra: Infrastructure
     namespace: str
 
     @property
@@ -65,18 +62,11 @@ class Names:
         )
 
     def env(self) -> dict[str, str]:
-        return {
-            "AMQP_URL": self.infra.amqp_url,
-            "MONGO_URL": self.infra.mongo_url,
-            "MONGO_DB": self.namespace,
-            "SWITCHYARD_NAMESPACE": self.namespace,
-            "SWITCHYARD_API_KEYS": f"{WORKSPACE}:{API_KEY},other:other-key",
-            "LOG_LEVEL": "info",
-        }
+        return stack_env(self.infra, self.namespace, f"{WORKSPACE}:{API_KEY},other:other-key")
 
 
 @pytest.fixture
-async def names(infra: Infra) -> AsyncIterator[Names]:
+async def names(infra: Infrastructure) -> AsyncIterator[Names]:
     names = Names(infra, f"t{uuid.uuid4().hex[:12]}")
     yield names
     await remove_namespace(infra.amqp_url, infra.mongo_url, names.namespace)
@@ -103,9 +93,7 @@ def stack_factory(names: Names, tmp_path: Path) -> Iterator:
     stacks: list[Stack] = []
 
     def build(**extra_env: str) -> Stack:
-        ports = {s: free_port() for s in ("intake", "router", "agents")}
-        env = names.env() | {"INTAKE_AGENTS_URL": f"http://127.0.0.1:{ports['agents']}"} | extra_env
-        stack = Stack(env, ports, log_dir=tmp_path)
+        stack = Stack.on_free_ports(names.env() | extra_env, log_dir=tmp_path)
         stacks.append(stack)
         return stack
 
