@@ -14,7 +14,7 @@ routing state at a time and sees every input in one order.
 from dataclasses import dataclass
 
 import aio_pika
-from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractQueue
+from aio_pika.abc import AbstractChannel, AbstractQueue
 
 from shared import events
 
@@ -101,25 +101,23 @@ async def declare_consumed_queue(
 async def declare_core(channel: AbstractChannel, topology: Topology) -> None:
     """Exchanges plus the queues that exist whatever agents and channels there are."""
     await declare_exchanges(channel, topology)
-    events_exchange = await channel.get_exchange(topology.events_exchange)
     router = await declare_consumed_queue(
         channel, topology, topology.router_queue, single_active_consumer=True
     )
     for routing_key in ROUTER_BINDINGS:
-        await router.bind(events_exchange, routing_key)
+        await router.bind(topology.events_exchange, routing_key)
     status = await declare_consumed_queue(channel, topology, topology.agents_status_queue)
-    await status.bind(events_exchange, events.MESSAGE_STATUS)
+    await status.bind(topology.events_exchange, events.MESSAGE_STATUS)
 
 
 async def declare_agent_queue(
     channel: AbstractChannel, topology: Topology, workspace_id: str, agent_id: str
 ) -> AbstractQueue:
     """The durable queue the router fills with one agent's conversations and messages."""
-    exchange: AbstractExchange = await channel.get_exchange(topology.deliveries_exchange)
     queue = await declare_consumed_queue(
         channel, topology, topology.agent_queue(workspace_id, agent_id)
     )
-    await queue.bind(exchange, topology.agent_routing_key(workspace_id, agent_id))
+    await queue.bind(topology.deliveries_exchange, topology.agent_routing_key(workspace_id, agent_id))
     return queue
 
 
@@ -127,7 +125,6 @@ async def declare_outbound_queue(
     channel: AbstractChannel, topology: Topology, channel_name: str
 ) -> AbstractQueue:
     """The queue of agent replies that one channel's sender sends out."""
-    exchange = await channel.get_exchange(topology.events_exchange)
     queue = await declare_consumed_queue(channel, topology, topology.outbound_queue(channel_name))
-    await queue.bind(exchange, topology.outbound_routing_key(channel_name))
+    await queue.bind(topology.events_exchange, topology.outbound_routing_key(channel_name))
     return queue
