@@ -18,16 +18,18 @@ API_KEYS = web.AppKey("api_keys", dict)  # key -> workspace
 WORKSPACE = web.RequestKey("workspace_id", str)
 
 
+def error_document(status: int, message: str, **details: Any) -> dict[str, Any]:
+    """The one shape of every error body: {"error": {"status", "message", ...details}}."""
+    return {"error": {"status": status, "message": message, **details}}
+
+
 def json_error(status: int, message: str, **details: Any) -> web.Response:
-    return web.json_response({"error": {"status": status, "message": message, **details}}, status=status)
+    return web.json_response(error_document(status, message, **details), status=status)
 
 
 def http_error(cls: type[web.HTTPException], message: str, **details: Any) -> web.HTTPException:
     """An aiohttp HTTP error whose body is the JSON error document."""
-    return cls(
-        text=json.dumps({"error": {"status": cls.status_code, "message": message, **details}}),
-        content_type="application/json",
-    )
+    return cls(text=json.dumps(error_document(cls.status_code, message, **details)), content_type="application/json")
 
 
 @web.middleware
@@ -38,7 +40,8 @@ async def error_middleware(request: web.Request, handler: Callable) -> web.Strea
     except web.HTTPException as error:
         if error.status < 400 or error.content_type == "application/json":
             raise
-        return json_error(error.status, error.reason)
+        # aiohttp's own errors (404, 405, 413 over client_max_size, ...) get the JSON shape too.
+        return json_error(error.status, error.reason, detail=error.text)
     except Exception:
         log.exception("http.unhandled", path=request.path)
         return json_error(500, "internal error")
@@ -76,14 +79,7 @@ def auth_middleware(public_prefixes: tuple[str, ...]) -> Callable:
 
 async def parse_body(request: web.Request, model: type[M]) -> M:
     """The request body validated as `model`, or a JSON 400/413/422 naming the problem."""
-    try:
-        raw = await request.read()  # aiohttp enforces the app's client_max_size here
-    except web.HTTPRequestEntityTooLarge as error:
-        body = {"error": {"status": 413, "message": "request body too large", "detail": error.text}}
-        raise web.HTTPRequestEntityTooLarge(
-            max_size=request.client_max_size, actual_size=request.content_length or 0,
-            text=json.dumps(body), content_type="application/json",
-        ) from None
+    raw = await request.read()  # over the app's client_max_size: a 413, made JSON by error_middleware
     try:
         return model.model_validate_json(raw)
     except ValidationError as error:
