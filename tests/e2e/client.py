@@ -14,11 +14,12 @@ class StackClient:
         self.headers = {"Authorization": f"Bearer {api_key}"}
         self.api_key = api_key
 
-    async def put_agent(self, agent_id: str, capacity: int = 50) -> None:
-        body = {"name": agent_id, "skills": {}, "max_conversations": capacity}
+    async def put_agent(self, agent_id: str, *, skills: dict | None = None, capacity: int = 50, status: str = "online") -> None:
+        """Create the agent (name from its id) and set its presence."""
+        body = {"name": agent_id.title(), "skills": skills or {}, "max_conversations": capacity}
         async with self.session.put(f"{self.agents_url}/v1/agents/{agent_id}", json=body, headers=self.headers) as r:
             assert r.status == 200, await r.text()
-        async with self.session.put(f"{self.agents_url}/v1/agents/{agent_id}/status", json={"status": "online"}, headers=self.headers) as r:
+        async with self.session.put(f"{self.agents_url}/v1/agents/{agent_id}/status", json={"status": status}, headers=self.headers) as r:
             assert r.status == 200, await r.text()
 
     async def post_until_accepted(self, contact: str, text: str, key: str, deadline: float = 60) -> str:

@@ -13,6 +13,8 @@ import aiohttp
 import pytest
 from playwright.async_api import Page, async_playwright, expect
 
+from tests.e2e.client import StackClient
+
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 ANY_VALUE = re.compile(r".+")
@@ -24,13 +26,8 @@ pytestmark = pytest.mark.skipif(
 
 
 async def create_online_agent(stack, agent_id: str) -> None:
-    headers = {"Authorization": f"Bearer {stack.api_key}"}
-    async with aiohttp.ClientSession(headers=headers) as http:
-        url = f"{stack.agents_url}/v1/agents/{agent_id}"
-        async with http.put(url, json={"name": "Ann", "skills": {}, "max_conversations": 3}) as response:
-            assert response.status == 200, await response.text()
-        async with http.put(f"{url}/status", json={"status": "online"}) as response:
-            assert response.status == 200, await response.text()
+    async with aiohttp.ClientSession() as http:
+        await StackClient(http, stack.intake_url, stack.agents_url, stack.api_key).put_agent(agent_id, capacity=3)
 
 
 def record_errors(page: Page, errors: list[str], label: str) -> None:

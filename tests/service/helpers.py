@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 
-from aiohttp import ClientWebSocketResponse
+from aiohttp import ClientWebSocketResponse, web
 from aiohttp.test_utils import TestClient
 
 from services.agents.app import create_app as create_agents
@@ -15,7 +15,8 @@ from services.intake.app import create_app as create_intake
 from services.intake.settings import IntakeSettings
 from services.router.app import create_app as create_router
 from services.router.settings import RouterSettings
-from tests.conftest import Names, auth, serve
+from tests.conftest import API_KEY, Names, auth, free_port, serve
+from tests.e2e.client import StackClient
 
 
 @dataclass
@@ -25,11 +26,12 @@ class Apps:
     agents: TestClient
 
     async def put_agent(self, agent_id: str, *, skills: dict | None = None, capacity: int = 3, status: str = "online") -> None:
-        body = {"name": agent_id.title(), "skills": skills or {}, "max_conversations": capacity}
-        response = await self.agents.put(f"/v1/agents/{agent_id}", json=body, headers=auth())
-        assert response.status == 200, await response.text()
-        response = await self.agents.put(f"/v1/agents/{agent_id}/status", json={"status": status}, headers=auth())
-        assert response.status == 200, await response.text()
+        await self.api.put_agent(agent_id, skills=skills, capacity=capacity, status=status)
+
+    @property
+    def api(self) -> StackClient:
+        """The same REST client the end-to-end tests use, pointed at these apps."""
+        return StackClient(self.agents.session, str(self.intake.make_url("")), str(self.agents.make_url("")), API_KEY)
 
     async def post(self, contact: str, text: str, **fields) -> str:
         response = await self.intake.post("/v1/messages", json={"contact": {"id": contact}, "text": text, **fields}, headers=auth())
@@ -83,3 +85,18 @@ async def running_apps(names: Names, **intake_overrides) -> AsyncIterator[Apps]:
         intake_settings = names.settings(IntakeSettings, agents_url=str(agents.make_url("/")), **intake_overrides)
         intake = await stack.enter_async_context(serve(create_intake(intake_settings)))
         yield Apps(intake, router, agents)
+
+
+@asynccontextmanager
+async def callback_receiver(handler) -> AsyncIterator[str]:
+    """A local HTTP server standing in for an external system's callback URL; yields that URL."""
+    receiver = web.Application()
+    receiver.router.add_post("/hook", handler)
+    runner = web.AppRunner(receiver)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        yield f"http://127.0.0.1:{port}/hook"
+    finally:
+        await runner.cleanup()

@@ -7,8 +7,8 @@ from aiohttp import web
 
 from services.intake.channels.api import sign
 from services.intake.settings import CallbackTarget
-from tests.conftest import auth, free_port
-from tests.service.helpers import running_apps, texts
+from tests.conftest import auth
+from tests.service.helpers import callback_receiver, running_apps, texts
 
 
 async def test_a_posted_message_reaches_the_skilled_agent_in_order(names):
@@ -35,15 +35,9 @@ async def test_the_reply_reaches_the_external_system_signed(names):
         received.put_nowait((request.headers, await request.read()))
         return web.Response(status=204)
 
-    receiver = web.Application()
-    receiver.router.add_post("/hook", callback)
-    runner = web.AppRunner(receiver)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
     secret = "callback-secret"
-    try:
-        callbacks = {"default": CallbackTarget(url=f"http://127.0.0.1:{port}/hook", secret=secret)}
+    async with callback_receiver(callback) as url:
+        callbacks = {"default": CallbackTarget(url=url, secret=secret)}
         async with running_apps(names, callbacks=callbacks) as apps:
             await apps.put_agent("ann")
             desk = await apps.desk("ann")
@@ -59,8 +53,6 @@ async def test_the_reply_reaches_the_external_system_signed(names):
             assert payload["conversation_id"] == conversation_id and payload["contact"]["id"] == "cust-2"
             status = await desk.frames_until(lambda f: any(x["type"] == "message.status" for x in f))
             assert status[-1]["status"] == "delivered"
-    finally:
-        await runner.cleanup()
 
 
 async def test_a_failing_callback_is_retried_then_marked_failed(names):
@@ -71,14 +63,8 @@ async def test_a_failing_callback_is_retried_then_marked_failed(names):
         attempts += 1
         return web.Response(status=503)
 
-    receiver = web.Application()
-    receiver.router.add_post("/hook", flaky)
-    runner = web.AppRunner(receiver)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    try:
-        callbacks = {"default": CallbackTarget(url=f"http://127.0.0.1:{port}/hook", secret="callback-secret")}
+    async with callback_receiver(flaky) as url:
+        callbacks = {"default": CallbackTarget(url=url, secret="callback-secret")}
         async with running_apps(names, callbacks=callbacks, send_max_attempts=3, send_retry_delay=0.05) as apps:
             await apps.put_agent("ann")
             desk = await apps.desk("ann")
@@ -90,8 +76,6 @@ async def test_a_failing_callback_is_retried_then_marked_failed(names):
             assert attempts == 3
             stored = await (await apps.agents.get(f"/v1/conversations/{conversation_id}", headers=auth())).json()
             assert stored["messages"][-1]["status"] == "failed"
-    finally:
-        await runner.cleanup()
 
 
 async def test_waiting_conversations_are_served_by_priority_when_an_agent_comes_online(names):
