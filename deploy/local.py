@@ -25,13 +25,13 @@ import aio_pika
 from pydantic import AliasChoices, Field
 from pymongo import AsyncMongoClient
 
+from services.intake.channels import PLUGINS
 from shared.settings import CommonSettings
 from shared.topology import Topology
 
 ROOT = Path(__file__).resolve().parents[1]
 SERVICES = ("intake", "router", "agents")
 DEFAULT_PORTS = {"intake": 8080, "router": 8081, "agents": 8082}
-OUTBOUND_CHANNELS = ("api", "webchat")  # the channels intake has senders for: their queues exist per stack
 
 
 class LocalSettings(CommonSettings):
@@ -271,7 +271,7 @@ async def remove_namespace(amqp_url: str, mongo_url: str, namespace: str, extra_
         await mongo.close()
     topology = Topology(namespace)
     queues = [topology.router_queue, topology.agents_status_queue]
-    queues += [topology.outbound_queue(c) for c in OUTBOUND_CHANNELS]
+    queues += [topology.outbound_queue(p.name) for p in PLUGINS if p.sender is not None]
     queues += [topology.agent_queue(a["workspace_id"], a["agent_id"]) for a in agents]
     queues += [topology.dead_letter_queue(q) for q in queues] + list(extra_queues)
     async with await aio_pika.connect(amqp_url) as connection:

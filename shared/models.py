@@ -8,7 +8,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, model_validator
 
 from shared import events
 
@@ -42,6 +42,21 @@ class Contact(Wire):
     phone: str | None = Field(None, max_length=32)
 
 
+class Attachment(Wire):
+    """A file that came with a message: stored in the attachment store, or held by the provider.
+
+    `attachment_id` is set when intake stored the bytes (downloadable from the agents service);
+    `url` is the provider's own reference when the bytes stay there (a Twilio MediaUrl, a Telegram
+    file id as `telegram:file/<file_id>`, a WhatsApp media id as `whatsapp:media/<id>`).
+    """
+
+    attachment_id: str | None = None
+    filename: str | None = Field(None, max_length=256)
+    content_type: str = Field("application/octet-stream", max_length=128)
+    size: int | None = Field(None, ge=0)
+    url: str | None = Field(None, max_length=2048)
+
+
 class InboundMessage(Wire):
     """A customer's message from any channel, normalized by intake (routing key message.received)."""
 
@@ -54,8 +69,10 @@ class InboundMessage(Wire):
     thread_id: str = Field(min_length=1, max_length=256)
     contact: Contact
     text: str
+    attachments: list[Attachment] = Field(default_factory=list)
     skills: list[Skill] = Field(default_factory=list)
     priority: Priority = 0
+    # Channel facts a reply needs (an email's Message-ID and subject) and hints for routing.
     metadata: dict[str, Any] = Field(default_factory=dict)
     received_at: datetime = Field(default_factory=utcnow)
 
@@ -123,6 +140,13 @@ class ConversationResolved(Wire):
     resolved_at: datetime = Field(default_factory=utcnow)
 
 
+class ReplyContext(Wire):
+    """The customer message a reply answers: what a channel needs to thread it (email headers)."""
+
+    channel_message_id: str | None = None
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
 class OutboundMessage(Wire):
     """Agents -> intake: an agent's reply, to be sent out through the conversation's channel."""
 
@@ -134,18 +158,33 @@ class OutboundMessage(Wire):
     contact: Contact
     agent_id: str
     text: str
+    attachments: list[Attachment] = Field(default_factory=list)
+    # The latest customer message of the conversation, when there is one.
+    reply_to: ReplyContext | None = None
     created_at: datetime = Field(default_factory=utcnow)
 
 
-DeliveryState = Literal["sent", "delivered", "failed"]
+DeliveryState = Literal["sent", "delivered", "read", "failed"]
 
 
 class DeliveryStatus(Wire):
-    """Intake -> agents: what became of an outbound message."""
+    """Intake -> agents: what became of an outbound message.
 
-    message_id: str
+    Either `message_id` names our message (the outcome of a send), or `channel` and
+    `channel_message_id` name the provider's (a later delivery or read receipt).
+    """
+
+    message_id: str | None = None
     workspace_id: str
-    conversation_id: str
+    conversation_id: str | None = None
+    channel: ChannelName | None = None
+    channel_message_id: str | None = None
     status: DeliveryState
     reason: str | None = None
     at: datetime = Field(default_factory=utcnow)
+
+    @model_validator(mode="after")
+    def _names_a_message(self) -> "DeliveryStatus":
+        if self.message_id is None and (self.channel is None or self.channel_message_id is None):
+            raise ValueError("a status names message_id, or channel and channel_message_id")
+        return self

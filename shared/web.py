@@ -32,6 +32,25 @@ def http_error(cls: type[web.HTTPException], message: str, **details: Any) -> we
     return cls(text=json.dumps(error_document(cls.status_code, message, **details)), content_type="application/json")
 
 
+class PayloadTooLarge(web.HTTPClientError):
+    """413 with a body of our own (aiohttp's HTTPRequestEntityTooLarge insists on its own text)."""
+
+    status_code = 413
+
+
+async def read_limited(request: web.Request, limit: int) -> bytes:
+    """The raw body, or a JSON 413 once it passes `limit` bytes (read no further than that)."""
+    if request.content_length is not None and request.content_length > limit:
+        raise http_error(PayloadTooLarge, f"request body is {request.content_length} bytes, over the {limit} byte limit")
+    chunks, size = [], 0
+    async for chunk in request.content.iter_chunked(64 * 1024):
+        size += len(chunk)
+        if size > limit:
+            raise http_error(PayloadTooLarge, f"request body is over the {limit} byte limit")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 @web.middleware
 async def error_middleware(request: web.Request, handler: Callable) -> web.StreamResponse:
     """Every error leaves as JSON; an unexpected one is logged and becomes a JSON 500."""
@@ -77,9 +96,10 @@ def auth_middleware(public_prefixes: tuple[str, ...]) -> Callable:
     return middleware
 
 
-async def parse_body(request: web.Request, model: type[M]) -> M:
+async def parse_body(request: web.Request, model: type[M], limit: int | None = None) -> M:
     """The request body validated as `model`, or a JSON 400/413/422 naming the problem."""
-    raw = await request.read()  # over the app's client_max_size: a 413, made JSON by error_middleware
+    # Without a limit, the app's client_max_size applies (its 413 is made JSON by error_middleware).
+    raw = await request.read() if limit is None else await read_limited(request, limit)
     try:
         return model.model_validate_json(raw)
     except ValidationError as error:

@@ -12,6 +12,7 @@ from services.agents.models import AgentId, AgentOut, AgentProfile, AgentStatusC
 from services.agents.service import AgentsMetrics, AgentsService, Conflict, NotFound
 from services.agents.settings import AgentsSettings
 from services.agents.store import AgentsStore
+from shared.attachments import AttachmentStore
 from shared.broker import Broker
 from shared.mongo import create_client, is_reachable
 from shared.topology import Topology
@@ -30,6 +31,7 @@ from pydantic import TypeAdapter, ValidationError
 log = structlog.get_logger(__name__)
 SERVICE = web.AppKey("agents_service", AgentsService)
 SETTINGS = web.AppKey("agents_settings", AgentsSettings)
+ATTACHMENTS = web.AppKey("attachments", AttachmentStore)
 STATIC = Path(__file__).parent / "static"
 agent_id_adapter: TypeAdapter[str] = TypeAdapter(AgentId)
 
@@ -50,6 +52,7 @@ def create_app(settings: AgentsSettings) -> web.Application:
         service = AgentsService(broker, AgentsStore(db), DeskHub(), AgentsMetrics(registry), batch_size=settings.batch_size)
         await service.start()
         app[SERVICE] = service
+        app[ATTACHMENTS] = AttachmentStore(db)
         yield
         await service.stop()
         await broker.close()
@@ -72,6 +75,8 @@ def create_app(settings: AgentsSettings) -> web.Application:
     app.router.add_get("/v1/conversations/{conversation_id}", get_conversation)
     app.router.add_post("/v1/conversations/{conversation_id}/messages", post_reply)
     app.router.add_post("/v1/conversations/{conversation_id}/resolve", resolve)
+    app.router.add_get("/v1/contacts/{contact_id}", get_contact)
+    app.router.add_get("/v1/attachments/{attachment_id}", download_attachment)
     add_openapi_route(app, "Switchyard agents", [
         ("PUT", "/v1/agents/{agent_id}", "Create or update an agent", AgentProfile, AgentOut),
         ("GET", "/v1/agents/{agent_id}", "An agent's profile and presence", None, AgentOut),
@@ -80,6 +85,8 @@ def create_app(settings: AgentsSettings) -> web.Application:
         ("GET", "/v1/conversations/{conversation_id}", "A conversation with its messages in order", None, ConversationOut),
         ("POST", "/v1/conversations/{conversation_id}/messages", "Reply; sent out through the conversation's channel", Reply, None),
         ("POST", "/v1/conversations/{conversation_id}/resolve", "Resolve; frees the agent's capacity", None, ConversationOut),
+        ("GET", "/v1/contacts/{contact_id}", "A contact, its identities on every channel, and its history across them", None, None),
+        ("GET", "/v1/attachments/{attachment_id}", "Download a file a customer sent", None, None),
     ])
     return app
 
@@ -140,7 +147,7 @@ async def list_conversations(request: web.Request) -> web.Response:
         limit = min(int(request.query.get("limit", "100")), 1000)
     except ValueError:
         raise http_error(web.HTTPBadRequest, "limit must be a whole number") from None
-    filters = {k: request.query[k] for k in ("assignee_id", "channel", "thread_id") if request.query.get(k)}
+    filters = {k: request.query[k] for k in ("assignee_id", "channel", "thread_id", "contact_id") if request.query.get(k)}
     docs = await request.app[SERVICE].store.find_conversations(request[WORKSPACE], filters, status, limit)
     return web.json_response({"conversations": [jsonable(d, "conversation_id") for d in docs]})
 
@@ -175,6 +182,32 @@ async def resolve(request: web.Request) -> web.Response:
     except NotFound as error:
         raise _domain_errors(error) from None
     return web.json_response(jsonable(doc, "conversation_id"))
+
+
+async def get_contact(request: web.Request) -> web.Response:
+    """The contact with every conversation it had, on any channel, and their messages in order."""
+    store = request.app[SERVICE].store
+    contact = await store.contact_book.get(request[WORKSPACE], request.match_info["contact_id"])
+    if contact is None:
+        raise http_error(web.HTTPNotFound, "contact does not exist")
+    conversations = await store.find_conversations(request[WORKSPACE], {"contact_id": contact["_id"]}, None, 100)
+    messages = await store.messages_of([c["_id"] for c in conversations])
+    body = jsonable(contact, "contact_id")
+    body["conversations"] = [jsonable(c, "conversation_id") for c in conversations]
+    body["messages"] = sorted((jsonable(m, "message_id") for m in messages), key=lambda m: m["created_at"])
+    return web.json_response(body)
+
+
+async def download_attachment(request: web.Request) -> web.Response:
+    stored = await request.app[ATTACHMENTS].get(request[WORKSPACE], request.match_info["attachment_id"])
+    if stored is None:
+        raise http_error(web.HTTPNotFound, "attachment does not exist")
+    filename = (stored.attachment.filename or "attachment").replace('"', "")
+    return web.Response(
+        body=stored.data,
+        content_type=stored.attachment.content_type,
+        headers={"Content-Disposition": f'attachment; filename="{filename}"', "X-Content-Type-Options": "nosniff"},
+    )
 
 
 async def desk_socket(request: web.Request) -> web.WebSocketResponse:

@@ -1,5 +1,6 @@
-"""The agents service's collections, written by this service only:
-`agents`, `conversations`, `messages` (both directions) and `contacts`."""
+"""The agents service's collections, written by this service only: `agents`, `conversations`,
+`messages` (both directions), `contacts` and `contact_identities` (see contacts.py), and
+`pending_receipts` (provider receipts that arrived before the send outcome they belong to)."""
 
 import time
 from dataclasses import dataclass, field
@@ -10,6 +11,7 @@ from pymongo import ASCENDING, ReturnDocument, UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError
 
+from services.agents.contacts import ContactBook, Identities
 from services.agents.models import AgentProfile
 from shared.models import (
     AgentSnapshot,
@@ -18,6 +20,7 @@ from shared.models import (
     DeliveryStatus,
     InboundMessage,
     OutboundMessage,
+    ReplyContext,
     new_id,
     utcnow,
 )
@@ -52,7 +55,8 @@ class AgentsStore:
         self.agents = db["agents"]
         self.conversations = db["conversations"]
         self.messages = db["messages"]
-        self.contacts = db["contacts"]
+        self.contact_book = ContactBook(db["contacts"], db["contact_identities"])
+        self.pending_receipts = db["pending_receipts"]
         self.sequencer = Sequencer()
 
     async def ensure_indexes(self) -> None:
@@ -63,9 +67,11 @@ class AgentsStore:
         await self.conversations.create_index(
             [("workspace_id", ASCENDING), ("channel", ASCENDING), ("thread_id", ASCENDING)]
         )
+        await self.conversations.create_index([("workspace_id", ASCENDING), ("contact_id", ASCENDING)])
         await self.messages.create_index([("conversation_id", ASCENDING), ("seq", ASCENDING)])
-        await self.contacts.create_index(
-            [("workspace_id", ASCENDING), ("channel", ASCENDING), ("address", ASCENDING)], unique=True
+        # Receipts name our reply by the provider's id for it.
+        await self.messages.create_index(
+            [("workspace_id", ASCENDING), ("channel", ASCENDING), ("channel_message_id", ASCENDING)]
         )
 
     # -- agents ------------------------------------------------------------------------------
@@ -100,13 +106,17 @@ class AgentsStore:
     async def apply_deliveries(self, deliveries: list[ConversationAssigned | ConversationMessage]) -> list[ForDesk]:
         """Store conversations and messages; redelivered ones change nothing and are not returned."""
         conversation_ops: list[UpdateOne] = []
-        contact_ops: list[UpdateOne] = []
         pending: list[tuple[str, dict | None, list[dict]]] = []
+        assignments = [d for d in deliveries if isinstance(d, ConversationAssigned)]
+        contact_ids = dict(zip(
+            (a.conversation.conversation_id for a in assignments),
+            await self.contact_book.resolve([_identities(a) for a in assignments]),
+            strict=True,
+        ))
         for delivery in deliveries:
             if isinstance(delivery, ConversationAssigned):
-                conversation = _conversation_doc(delivery)
+                conversation = _conversation_doc(delivery, contact_ids[delivery.conversation.conversation_id])
                 conversation_ops.append(UpdateOne({"_id": conversation["_id"]}, {"$setOnInsert": conversation}, upsert=True))
-                contact_ops.append(_contact_op(delivery))
                 docs = [self._inbound_doc(conversation["_id"], m) for m in delivery.messages]
                 pending.append((delivery.conversation.assignee_id, conversation, docs))
             else:
@@ -116,8 +126,6 @@ class AgentsStore:
         if conversation_ops:
             result = await self.conversations.bulk_write(conversation_ops, ordered=False)
             new_conversations = {str(i) for i in result.upserted_ids.values()}
-        if contact_ops:
-            await self.contacts.bulk_write(contact_ops, ordered=False)
         all_docs = [doc for _, _, docs in pending for doc in docs]
         inserted = await self._insert_new(all_docs)
         await self._touch_conversations([d for d in all_docs if d["_id"] in inserted])
@@ -139,6 +147,7 @@ class AgentsStore:
             "channel": message.channel,
             "channel_message_id": message.channel_message_id,
             "text": message.text,
+            "attachments": [a.model_dump() for a in message.attachments],
             "contact_id": message.contact.id,
             "metadata": message.metadata,
             "status": "received",
@@ -191,6 +200,9 @@ class AgentsStore:
     async def add_reply(self, conversation: dict, agent_id: str, text: str) -> OutboundMessage:
         """Store an agent's reply as queued, and stamp the conversation's first response."""
         now = utcnow()
+        latest = await self.messages.find_one(
+            {"conversation_id": conversation["_id"], "direction": "inbound"}, sort=[("seq", -1)]
+        )
         reply = OutboundMessage(
             message_id=new_id(),
             workspace_id=conversation["workspace_id"],
@@ -200,6 +212,7 @@ class AgentsStore:
             contact=conversation["contact"],
             agent_id=agent_id,
             text=text,
+            reply_to=_reply_context(latest),
             created_at=now,
         )
         await self.messages.insert_one({
@@ -228,18 +241,65 @@ class AgentsStore:
         )
 
     async def apply_statuses(self, statuses: list[DeliveryStatus]) -> list[dict]:
-        """Record delivery outcomes; the messages whose status changed (to tell their agents)."""
+        """Record delivery outcomes and receipts; the messages whose status changed (to tell their agents)."""
         changed = []
         for status in statuses:
-            lower = [s for s, rank in STATUS_RANK.items() if rank < STATUS_RANK[status.status]]
-            doc = await self.messages.find_one_and_update(
-                {"_id": status.message_id, "status": {"$in": lower}},
-                {"$set": {"status": status.status, "status_reason": status.reason, "status_at": status.at}},
-                return_document=ReturnDocument.AFTER,
-            )
+            doc = await self._apply_status(status)
+            if doc is None and status.message_id is None:
+                await self._keep_receipt(status)  # the send outcome naming this id may still be on its way
+            elif doc is not None and status.message_id is not None and status.channel_message_id:
+                doc = await self._apply_kept_receipts(doc) or doc
             if doc is not None:
                 changed.append(doc)
         return changed
+
+    async def _apply_status(self, status: DeliveryStatus) -> dict | None:
+        if status.message_id is not None:
+            query: dict[str, Any] = {"_id": status.message_id}
+        else:
+            query = {"workspace_id": status.workspace_id, "channel": status.channel,
+                     "channel_message_id": status.channel_message_id, "direction": "outbound"}
+        update: dict[str, Any] = {"status": status.status, "status_reason": status.reason, "status_at": status.at}
+        if status.message_id is not None and status.channel_message_id:
+            # Remember the provider's id even if the status itself is stale, so receipts find the reply.
+            await self.messages.update_one(query, {"$set": {"channel_message_id": status.channel_message_id}})
+        return await self.messages.find_one_and_update(
+            {**query, "status": {"$in": _ranked_below(status.status)}},
+            {"$set": update},
+            return_document=ReturnDocument.AFTER,
+        )
+
+    async def _keep_receipt(self, status: DeliveryStatus) -> None:
+        await self.pending_receipts.update_one(
+            {"_id": f"{status.workspace_id}:{status.channel}:{status.channel_message_id}:{status.status}"},
+            {"$setOnInsert": {**status.model_dump(), "kept_at": utcnow()}},
+            upsert=True,
+        )
+
+    async def _apply_kept_receipts(self, doc: dict) -> dict | None:
+        """Receipts that came before the send outcome, applied now that the reply has its provider id."""
+        kept = await self.pending_receipts.find(
+            {"workspace_id": doc["workspace_id"], "channel": doc["channel"], "channel_message_id": doc["channel_message_id"]}
+        ).to_list()
+        latest = None
+        for receipt in sorted(kept, key=lambda r: STATUS_RANK[r["status"]]):
+            receipt.pop("_id"), receipt.pop("kept_at")
+            latest = await self._apply_status(DeliveryStatus.model_validate(receipt)) or latest
+        if kept:
+            await self.pending_receipts.delete_many({"_id": {"$in": [
+                f"{doc['workspace_id']}:{doc['channel']}:{doc['channel_message_id']}:{r['status']}" for r in kept
+            ]}})
+        return latest
+
+
+def _ranked_below(status: str) -> list[str]:
+    return [s for s, rank in STATUS_RANK.items() if rank < STATUS_RANK[status]]
+
+
+def _reply_context(latest_inbound: dict | None) -> ReplyContext | None:
+    if latest_inbound is None:
+        return None
+    return ReplyContext(channel_message_id=latest_inbound.get("channel_message_id"), metadata=latest_inbound.get("metadata") or {})
 
 
 def agent_snapshot(doc: dict) -> AgentSnapshot:
@@ -253,7 +313,12 @@ def agent_snapshot(doc: dict) -> AgentSnapshot:
     )
 
 
-def _conversation_doc(delivery: ConversationAssigned) -> dict:
+def _identities(delivery: ConversationAssigned) -> Identities:
+    info = delivery.conversation
+    return Identities(info.workspace_id, info.channel, info.contact)
+
+
+def _conversation_doc(delivery: ConversationAssigned, contact_id: str) -> dict:
     info = delivery.conversation
     return {
         "_id": info.conversation_id,
@@ -261,6 +326,7 @@ def _conversation_doc(delivery: ConversationAssigned) -> dict:
         "channel": info.channel,
         "thread_id": info.thread_id,
         "contact": info.contact.model_dump(),
+        "contact_id": contact_id,
         "skills": info.skills,
         "priority": info.priority,
         "created_at": info.created_at,
@@ -272,15 +338,3 @@ def _conversation_doc(delivery: ConversationAssigned) -> dict:
         "resolved_at": None,
         "last_message_at": None,
     }
-
-
-def _contact_op(delivery: ConversationAssigned) -> UpdateOne:
-    info = delivery.conversation
-    return UpdateOne(
-        {"_id": f"{info.workspace_id}:{info.channel}:{info.contact.id}"},
-        {
-            "$set": {k: v for k, v in info.contact.model_dump().items() if v is not None and k != "id"},
-            "$setOnInsert": {"workspace_id": info.workspace_id, "channel": info.channel, "address": info.contact.id},
-        },
-        upsert=True,
-    )

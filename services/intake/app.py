@@ -1,20 +1,22 @@
-"""Intake's aiohttp app: the REST and web chat edges, and the outbound senders."""
+"""Intake's aiohttp app: the REST API, web chat and every channel's webhooks, and the outbound senders."""
 
 from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
 from pathlib import Path
 
 import aiohttp
 import structlog
 from aiohttp import WSMsgType, web
-from prometheus_client import CollectorRegistry, Counter
+from prometheus_client import CollectorRegistry
 from pydantic import ValidationError
 
-from services.intake.channels import api, webchat
+from services.intake.channels import PLUGINS, api, webchat
+from services.intake.context import INTAKE, Intake, IntakeMetrics, validate_channel_configs
 from services.intake.outbound import OutboundWorker
 from services.intake.settings import IntakeSettings
-from shared import events
+from shared.attachments import AttachmentStore
 from shared.broker import Broker
-from shared.models import InboundMessage
+from shared.mongo import create_client, is_reachable
 from shared.topology import Topology
 from shared.web import (
     API_KEYS,
@@ -31,81 +33,57 @@ log = structlog.get_logger(__name__)
 STATIC = Path(__file__).parent / "static"
 
 
-class IntakeMetrics:
-    def __init__(self, registry: CollectorRegistry) -> None:
-        self.messages_in = Counter("intake_messages_in_total", "Inbound messages published", ["channel"], registry=registry)
-        self.messages_out = Counter("intake_messages_out_total", "Replies sent out, by outcome", ["channel", "status"], registry=registry)
-        self.publish_errors = Counter("intake_publish_errors_total", "Inbound messages the broker did not confirm", registry=registry)
-
-
-class Intake:
-    """Everything intake's handlers share: settings, broker, HTTP client, chat hub, metrics."""
-
-    def __init__(self, settings: IntakeSettings, broker: Broker, http: aiohttp.ClientSession, metrics: IntakeMetrics) -> None:
-        self.settings = settings
-        self.broker = broker
-        self.http = http
-        self.metrics = metrics
-        self.chat = webchat.ChatHub()
-
-    async def publish_inbound(self, message: InboundMessage) -> None:
-        """Publish and wait for the broker's confirm; a JSON 503 if it cannot be had."""
-        structlog.contextvars.bind_contextvars(workspace_id=message.workspace_id, message_id=message.message_id)
-        try:
-            await self.broker.publish(
-                message, events.MESSAGE_RECEIVED, message_type=events.MESSAGE_RECEIVED,
-                message_id=message.message_id, workspace_id=message.workspace_id,
-            )
-        except Exception as error:
-            self.metrics.publish_errors.inc()
-            log.warning("intake.publish_failed", error=repr(error))
-            raise http_error(web.HTTPServiceUnavailable, "message broker unavailable, retry with the same Idempotency-Key") from None
-        self.metrics.messages_in.labels(channel=message.channel).inc()
-
-    def workspace_key(self, workspace_id: str) -> str | None:
-        return next((key for key, ws in self.settings.api_keys.items() if ws == workspace_id), None)
-
-
-INTAKE = web.AppKey("intake", Intake)
-
-
 def create_app(settings: IntakeSettings) -> web.Application:
+    configs = validate_channel_configs(settings, PLUGINS)
     app = web.Application(
-        middlewares=[error_middleware, auth_middleware(public_prefixes=("/v1/chat/",))],
-        client_max_size=settings.max_body_bytes,
+        middlewares=[error_middleware, auth_middleware(public_prefixes=("/v1/chat/", "/v1/webhooks/"))],
+        # Webhooks that carry files need room; JSON endpoints apply max_body_bytes themselves.
+        client_max_size=settings.body_limit_for_files,
     )
     app[API_KEYS] = settings.api_keys
     registry = CollectorRegistry()
     metrics = IntakeMetrics(registry)
     broker = Broker(settings.amqp_url, Topology(settings.namespace, settings.queue_type))
+    mongo = create_client(settings.mongo_url)
+    db = mongo[settings.mongo_db]
 
     async def resources(app: web.Application) -> AsyncIterator[None]:
         await broker.start()
         async with aiohttp.ClientSession() as http:
-            intake = Intake(settings, broker, http, metrics)
+            intake = Intake(settings, broker, http, metrics, AttachmentStore(db), configs)
             app[INTAKE] = intake
-            senders = [api.CallbackSender(http, settings.callbacks, settings.send_timeout), webchat.WebChatSender(intake.chat)]
             workers = [
-                OutboundWorker(broker, sender, metrics.messages_out, max_attempts=settings.send_max_attempts,
+                OutboundWorker(broker, plugin.sender(intake), metrics.messages_out, max_attempts=settings.send_max_attempts,
                                retry_delay=settings.send_retry_delay, max_retry_delay=settings.send_max_retry_delay)
-                for sender in senders
+                for plugin in PLUGINS if plugin.sender is not None
             ]
             for worker in workers:
                 await worker.start()
-            yield
+            async with AsyncExitStack() as backgrounds:
+                for plugin in PLUGINS:
+                    if plugin.background is not None:
+                        await backgrounds.enter_async_context(plugin.background(intake))
+                yield
             for worker in workers:
                 await worker.stop()
             await intake.chat.close_all()
         await broker.close()
+        await mongo.close()
 
     async def broker_ready() -> bool:
         return broker.is_connected()
 
+    async def database_ready() -> bool:
+        return await is_reachable(db)
+
     app.cleanup_ctx.append(resources)
-    add_ops_routes(app, registry, {"broker": broker_ready})
+    add_ops_routes(app, registry, {"broker": broker_ready, "database": database_ready})
     app.router.add_post("/v1/messages", post_message)
     app.router.add_get("/chat", chat_page)
     app.router.add_get("/v1/chat/ws", chat_socket)
+    app.router.add_post("/v1/chat/messages", chat_upload)
+    for plugin in PLUGINS:
+        app.router.add_routes(plugin.routes)
     add_openapi_route(app, "Switchyard intake", [
         ("POST", "/v1/messages", "Post a customer's message; 202 once the broker has it", api.PostedMessage, api.Accepted),
     ])
@@ -113,9 +91,10 @@ def create_app(settings: IntakeSettings) -> web.Application:
 
 
 async def post_message(request: web.Request) -> web.Response:
-    posted = await parse_body(request, api.PostedMessage)
+    intake = request.app[INTAKE]
+    posted = await parse_body(request, api.PostedMessage, intake.settings.max_body_bytes)
     message = api.normalize(posted, request[WORKSPACE], request.headers.get("Idempotency-Key"))
-    await request.app[INTAKE].publish_inbound(message)
+    await intake.publish_inbound(message)
     return web.json_response({"message_id": message.message_id}, status=202)
 
 
@@ -143,6 +122,24 @@ async def chat_socket(request: web.Request) -> web.WebSocketResponse:
     finally:
         intake.chat.remove(session, ws)
     return ws
+
+
+async def chat_upload(request: web.Request) -> web.Response:
+    """A customer's file (with optional text) from the chat page: multipart, `?session=` required."""
+    intake = request.app[INTAKE]
+    if not request.query.get("session"):
+        raise http_error(web.HTTPUnauthorized, "a chat session token is required to send files")
+    session = _chat_session(request, intake.settings)
+    form = await request.post()
+    upload = webchat.read_upload(form)
+    message = webchat.normalize_upload(upload, session, request.query.get("name", "")[:200] or None)
+    stored = await intake.store_attachment(
+        session.workspace_id, message.message_id, 0, upload.data, filename=upload.filename, content_type=upload.content_type
+    )
+    message = message.model_copy(update={"attachments": [stored]})
+    await intake.publish_inbound(message)
+    return web.json_response({"type": "ack", "client_id": upload.client_id, "message_id": message.message_id,
+                              "attachment": stored.model_dump()}, status=202)
 
 
 def _chat_session(request: web.Request, settings: IntakeSettings) -> webchat.ChatSession:

@@ -103,9 +103,10 @@ class OutboundWorker:
         reason = ""
         for attempt in range(1, self.max_attempts + 1):
             try:
-                state = await self.sender.send(message)
+                sent = await self.sender.send(message)
                 return DeliveryStatus(message_id=message.message_id, workspace_id=message.workspace_id,
-                                      conversation_id=message.conversation_id, status=state)
+                                      conversation_id=message.conversation_id, status=sent.state,
+                                      channel=message.channel, channel_message_id=sent.channel_message_id)
             except SendError as error:
                 reason = error.reason
                 log.warning("outbound.send_failed", attempt=attempt, reason=reason, retry=error.retry)

@@ -1,7 +1,14 @@
-from pydantic import BaseModel, Field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from shared.settings import CommonSettings
+
+# workspace -> channel -> that channel's credentials (validated by the channel's own model).
+ChannelConfigs = dict[str, dict[str, dict[str, Any]]]
 
 
 class CallbackTarget(BaseModel):
@@ -15,14 +22,36 @@ class IntakeSettings(CommonSettings):
     model_config = SettingsConfigDict(env_prefix="INTAKE_", extra="ignore", populate_by_name=True)
 
     port: int = 8080
+    # JSON bodies (the REST API, chat frames); webhooks that carry files use max_attachment_bytes.
     max_body_bytes: int = 64 * 1024
+    # Largest file a customer can send (email, web chat upload); larger gets a 413 or is left out.
+    max_attachment_bytes: int = 10 * 1024 * 1024
+    # The address providers reach intake at (Twilio signs the full URL it called).
+    public_url: str = "http://127.0.0.1:8080"
     # Signs web chat session tokens; set it in production, or reloaded chats cannot resume after a restart.
     chat_secret: str = "switchyard-dev-chat-secret"
     # Where intake reads a returning web chat customer's history.
     agents_url: str = "http://127.0.0.1:8082"
     # {"workspace": {"url": "https://...", "secret": "..."}} as JSON in INTAKE_CALLBACKS.
     callbacks: dict[str, CallbackTarget] = Field(default_factory=dict)
+    # Channel credentials per workspace, as JSON in INTAKE_CHANNELS or a YAML file in
+    # INTAKE_CHANNELS_FILE (same shape: {workspace: {channel: {...}}}); the file is read first.
+    channels: ChannelConfigs = Field(default_factory=dict)
+    channels_file: Path | None = None
     send_max_attempts: int = 6
     send_retry_delay: float = 0.5
     send_max_retry_delay: float = 30.0
     send_timeout: float = 10.0
+
+    @model_validator(mode="after")
+    def _read_channels_file(self) -> "IntakeSettings":
+        if self.channels_file is not None:
+            from_file = yaml.safe_load(self.channels_file.read_text()) or {}
+            for workspace, channels in from_file.items():
+                self.channels[workspace] = {**channels, **self.channels.get(workspace, {})}
+        return self
+
+    @property
+    def body_limit_for_files(self) -> int:
+        """The request size a webhook with files may have: the files plus room for the form."""
+        return self.max_attachment_bytes + 256 * 1024

@@ -1,6 +1,20 @@
 """One module per channel: how its traffic is verified, normalized and sent back out.
 
-A channel's sender implements `Sender` (see base.py); intake consumes that channel's outbound
-queue and hands each agent reply to it. Adding a channel touches only this folder and the
-intake app's route table.
+Each module exports a `ChannelPlugin` (see base.py): its webhook routes, its sender, the model of
+its per-workspace credentials. Adding a channel is a module here plus a line in `PLUGINS`.
 """
+
+from services.intake.channels import api, webchat
+from services.intake.channels import telegram, twilio
+from services.intake.channels import messenger, whatsapp
+from services.intake.channels.base import ChannelPlugin
+
+PLUGINS: list[ChannelPlugin] = [
+    api.PLUGIN,
+    webchat.PLUGIN,
+    whatsapp.PLUGIN,
+    messenger.PLUGIN,
+    messenger.INSTAGRAM_PLUGIN,
+    telegram.PLUGIN,
+    twilio.SMS_PLUGIN,
+]

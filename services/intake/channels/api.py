@@ -13,9 +13,9 @@ from typing import Any
 import aiohttp
 from pydantic import Field, field_validator
 
-from services.intake.channels.base import SendError, message_id_for
+from services.intake.channels.base import ChannelPlugin, SendError, Sent, message_id_for
 from services.intake.settings import CallbackTarget
-from shared.models import Contact, DeliveryState, InboundMessage, OutboundMessage, Priority, Skill, Wire
+from shared.models import Contact, InboundMessage, OutboundMessage, Priority, Skill, Wire
 
 CHANNEL = "api"
 MAX_TEXT_CHARS = 4096
@@ -74,7 +74,7 @@ class CallbackSender:
         self.callbacks = callbacks
         self.timeout = aiohttp.ClientTimeout(total=timeout)
 
-    async def send(self, message: OutboundMessage) -> DeliveryState:
+    async def send(self, message: OutboundMessage) -> Sent:
         target = self.callbacks.get(message.workspace_id)
         if target is None:
             raise SendError(f"no callback URL configured for workspace {message.workspace_id!r}", retry=False)
@@ -88,8 +88,14 @@ class CallbackSender:
         try:
             async with self.session.post(target.url, data=body, headers=headers, timeout=self.timeout) as response:
                 if response.status < 300:
-                    return "delivered"
+                    return Sent("delivered")
                 retry = response.status >= 500 or response.status in (408, 429)
                 raise SendError(f"callback answered HTTP {response.status}", retry=retry)
         except (aiohttp.ClientError, TimeoutError) as error:
             raise SendError(f"callback unreachable: {error!r}", retry=True) from None
+
+
+PLUGIN = ChannelPlugin(
+    name=CHANNEL,
+    sender=lambda intake: CallbackSender(intake.http, intake.settings.callbacks, intake.settings.send_timeout),
+)

@@ -8,16 +8,21 @@ history sent on reconnect.
 import base64
 import hashlib
 import hmac
+import re
 import uuid
+from dataclasses import dataclass
 
 from aiohttp import web
+from multidict import MultiDictProxy
 from pydantic import Field
 
 from services.intake.channels.api import MAX_TEXT_CHARS
-from services.intake.channels.base import message_id_for
-from shared.models import Contact, DeliveryState, InboundMessage, OutboundMessage, Wire
+from services.intake.channels.base import ChannelPlugin, Sent, message_id_for
+from shared.models import Contact, InboundMessage, OutboundMessage, Wire
+from shared.web import http_error
 
 CHANNEL = "webchat"
+CLIENT_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
 class ChatFrame(Wire):
@@ -75,6 +80,42 @@ def normalize(frame: ChatFrame, session: ChatSession, name: str | None) -> Inbou
     )
 
 
+@dataclass(frozen=True)
+class Upload:
+    client_id: str
+    text: str
+    filename: str
+    content_type: str
+    data: bytes
+
+
+def read_upload(form: MultiDictProxy) -> Upload:
+    """The file and fields of a chat upload, or a JSON 400 naming what is missing."""
+    field = form.get("file")
+    if not isinstance(field, web.FileField):
+        raise http_error(web.HTTPBadRequest, "the form has no file field named 'file'")
+    client_id = form.get("client_id")
+    if not isinstance(client_id, str) or not CLIENT_ID.fullmatch(client_id):
+        raise http_error(web.HTTPBadRequest, "client_id must be 1-64 letters, digits, '_' or '-'")
+    text = form.get("text", "")
+    if not isinstance(text, str) or len(text) > MAX_TEXT_CHARS:
+        raise http_error(web.HTTPBadRequest, f"text must be at most {MAX_TEXT_CHARS} characters")
+    filename = (field.filename or "file")[:256]
+    return Upload(client_id, text, filename, field.content_type or "application/octet-stream", field.file.read())
+
+
+def normalize_upload(upload: Upload, session: ChatSession, name: str | None) -> InboundMessage:
+    return InboundMessage(
+        message_id=message_id_for(session.workspace_id, CHANNEL, f"{session.contact_id}:{upload.client_id}"),
+        workspace_id=session.workspace_id,
+        channel=CHANNEL,
+        channel_message_id=upload.client_id,
+        thread_id=session.thread_id,
+        contact=Contact(id=session.contact_id, name=name),
+        text=upload.text or f"[file: {upload.filename}]",
+    )
+
+
 class ChatHub:
     """The customers' open sockets, by (workspace, thread)."""
 
@@ -125,7 +166,10 @@ class WebChatSender:
     def __init__(self, hub: ChatHub) -> None:
         self.hub = hub
 
-    async def send(self, message: OutboundMessage) -> DeliveryState:
+    async def send(self, message: OutboundMessage) -> Sent:
         """Delivered if the customer's page is open; else sent, and shown from history on return."""
         opened = await self.hub.send(message.workspace_id, message.thread_id, reply_frame(message))
-        return "delivered" if opened else "sent"
+        return Sent("delivered" if opened else "sent")
+
+
+PLUGIN = ChannelPlugin(name=CHANNEL, sender=lambda intake: WebChatSender(intake.chat))

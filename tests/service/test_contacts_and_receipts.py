@@ -1,0 +1,98 @@
+"""The agents store against the real database: one contact across channels, and receipts."""
+
+from collections.abc import AsyncIterator
+
+import pytest
+from pymongo import AsyncMongoClient
+
+from services.agents.contacts import Identities, normalize_phone
+from services.agents.store import AgentsStore
+from shared.models import Contact, DeliveryStatus, new_id, utcnow
+
+
+@pytest.fixture
+async def store(names) -> AsyncIterator[AgentsStore]:
+    client = AsyncMongoClient(names.infra.mongo_url, tz_aware=True)
+    store = AgentsStore(client[names.namespace])
+    await store.ensure_indexes()
+    yield store
+    await client.close()
+
+
+def person(channel: str, contact_id: str, **fields) -> Identities:
+    return Identities("default", channel, Contact(id=contact_id, **fields))
+
+
+def test_phone_numbers_compare_in_one_form():
+    assert normalize_phone("+1 (415) 555-0100") == normalize_phone("14155550100") == "+14155550100"
+    assert normalize_phone("12") is None
+
+
+async def test_the_same_phone_on_two_channels_is_one_contact(store):
+    [sms] = await store.contact_book.resolve([person("sms", "+14155550100", phone="+14155550100")])
+    [whatsapp] = await store.contact_book.resolve([person("whatsapp", "14155550100", phone="+1 415 555 0100", name="Ann")])
+    assert whatsapp == sms
+    contact = await store.contact_book.get("default", sms)
+    assert contact["phones"] == ["+14155550100"]
+    assert {(i["channel"], i["address"]) for i in contact["identities"]} == {("sms", "+14155550100"), ("whatsapp", "14155550100")}
+    assert contact["name"] == "Ann"
+
+
+async def test_the_same_email_in_one_batch_is_one_contact_and_strangers_stay_apart(store):
+    ids = await store.contact_book.resolve([
+        person("email", "ann@example.com", email="ann@example.com"),
+        person("api", "crm-17", email="Ann@Example.com"),
+        person("api", "crm-18", email="bob@example.com"),
+    ])
+    assert ids[0] == ids[1] != ids[2]
+
+
+async def test_a_known_channel_address_keeps_its_contact_and_other_workspaces_are_apart(store):
+    [first] = await store.contact_book.resolve([person("telegram", "42")])
+    [again] = await store.contact_book.resolve([person("telegram", "42", phone="+4915112345678")])
+    [elsewhere] = await store.contact_book.resolve([Identities("other", "telegram", Contact(id="42"))])
+    assert again == first != elsewhere
+    # The phone learned on the second message now leads to the same person from SMS.
+    [sms] = await store.contact_book.resolve([person("sms", "+4915112345678", phone="+4915112345678")])
+    assert sms == first
+
+
+async def stored_reply(store: AgentsStore, channel: str = "whatsapp") -> str:
+    message_id = new_id()
+    await store.messages.insert_one({
+        "_id": message_id, "workspace_id": "default", "conversation_id": "c1", "direction": "outbound",
+        "channel": channel, "text": "hi", "agent_id": "a1", "status": "queued", "created_at": utcnow(), "seq": 1,
+    })
+    return message_id
+
+
+async def test_receipts_follow_the_send_outcome_and_never_go_back(store):
+    message_id = await stored_reply(store)
+    await store.apply_statuses([DeliveryStatus(message_id=message_id, workspace_id="default", conversation_id="c1",
+                                               status="sent", channel="whatsapp", channel_message_id="wamid.1")])
+    changed = await store.apply_statuses([
+        DeliveryStatus(workspace_id="default", channel="whatsapp", channel_message_id="wamid.1", status="read"),
+        DeliveryStatus(workspace_id="default", channel="whatsapp", channel_message_id="wamid.1", status="delivered"),
+    ])
+    assert [d["status"] for d in changed] == ["read"]
+    assert (await store.messages.find_one({"_id": message_id}))["status"] == "read"
+
+
+async def test_a_receipt_before_its_send_outcome_is_kept_then_applied(store):
+    message_id = await stored_reply(store)
+    early = await store.apply_statuses([
+        DeliveryStatus(workspace_id="default", channel="whatsapp", channel_message_id="wamid.2", status="delivered"),
+    ])
+    assert early == []
+    changed = await store.apply_statuses([DeliveryStatus(message_id=message_id, workspace_id="default", conversation_id="c1",
+                                                         status="sent", channel="whatsapp", channel_message_id="wamid.2")])
+    assert [d["status"] for d in changed] == ["delivered"]
+    assert await store.pending_receipts.count_documents({}) == 0
+
+
+async def test_a_receipt_for_someone_elses_message_changes_nothing(store):
+    message_id = await stored_reply(store)
+    await store.apply_statuses([
+        DeliveryStatus(workspace_id="default", channel="whatsapp", channel_message_id="not-ours", status="read"),
+    ])
+    assert (await store.messages.find_one({"_id": message_id}))["status"] == "queued"
