@@ -126,6 +126,8 @@ class AgentsStore:
         if conversation_ops:
             result = await self.conversations.bulk_write(conversation_ops, ordered=False)
             new_conversations = {str(i) for i in result.upserted_ids.values()}
+        # The same message twice in one batch (a provider's retry, published twice) is one message.
+        pending = _without_repeats(pending)
         all_docs = [doc for _, _, docs in pending for doc in docs]
         inserted = await self._insert_new(all_docs)
         await self._touch_conversations([d for d in all_docs if d["_id"] in inserted])
@@ -290,6 +292,16 @@ class AgentsStore:
                 f"{doc['workspace_id']}:{doc['channel']}:{doc['channel_message_id']}:{r['status']}" for r in kept
             ]}})
         return latest
+
+
+def _without_repeats(pending: list[tuple[str, dict | None, list[dict]]]) -> list[tuple[str, dict | None, list[dict]]]:
+    seen: set[str] = set()
+    out = []
+    for agent_id, conversation, docs in pending:
+        fresh = [d for d in docs if d["_id"] not in seen]
+        seen.update(d["_id"] for d in fresh)
+        out.append((agent_id, conversation, fresh))
+    return out
 
 
 def _ranked_below(status: str) -> list[str]:

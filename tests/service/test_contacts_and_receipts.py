@@ -7,7 +7,7 @@ from pymongo import AsyncMongoClient
 
 from services.agents.contacts import Identities, normalize_phone
 from services.agents.store import AgentsStore
-from shared.models import Contact, DeliveryStatus, new_id, utcnow
+from shared.models import Contact, ConversationMessage, DeliveryStatus, InboundMessage, new_id, utcnow
 
 
 @pytest.fixture
@@ -96,3 +96,11 @@ async def test_a_receipt_for_someone_elses_message_changes_nothing(store):
         DeliveryStatus(workspace_id="default", channel="whatsapp", channel_message_id="not-ours", status="read"),
     ])
     assert (await store.messages.find_one({"_id": message_id}))["status"] == "queued"
+
+
+async def test_the_same_message_twice_in_one_batch_reaches_the_desk_once(store):
+    message = InboundMessage(message_id=new_id(), channel="whatsapp", thread_id="t", contact=Contact(id="t"), text="hi")
+    delivery = ConversationMessage(conversation_id="c1", workspace_id="default", assignee_id="ann", message=message)
+    for_desk = await store.apply_deliveries([delivery, delivery])
+    assert [[m["_id"] for m in item.messages] for item in for_desk if item.messages] == [[message.message_id]]
+    assert await store.messages.count_documents({}) == 1

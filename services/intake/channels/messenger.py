@@ -1,0 +1,324 @@
+"""Facebook Messenger and Instagram Direct: one webhook shape, two channels.
+
+Inbound: Meta POSTs `{"object": "page" | "instagram", "entry": [{"messaging": [event, ...]}]}`
+to /v1/webhooks/messenger/<workspace> (Page events) or /v1/webhooks/instagram/<workspace>,
+signed with the app secret. Each event has `sender.id` (the customer's page- or Instagram-scoped
+id, PSID / IGSID) and one of:
+- `message`: text, attachments, a quick reply's payload (echoes of our own sends are skipped);
+- `postback`: a button press, published as a message whose text is the button title;
+- `delivery`: `mids[]` of our messages delivered -> "delivered" receipts;
+- `read`: Instagram names the message read (`mid`) -> a "read" receipt. Messenger only gives a
+  `watermark` (everything sent before it was read): intake keeps no record of what it sent when,
+  so it cannot say which messages that covers, and such reads are skipped (logged).
+
+Outbound: POST {graph_base_url}/{page_id}/messages (or /me/messages) with a Bearer Page token;
+the answer's `message_id` is the mid later receipts name.
+
+Webhook events: https://developers.facebook.com/docs/messenger-platform/webhooks
+  reference/webhook-events/messages, messaging_postbacks, message-deliveries, message-reads
+Instagram: https://developers.facebook.com/docs/messenger-platform/instagram/features/webhook
+Send API: https://developers.facebook.com/docs/messenger-platform/reference/send-api
+"""
+
+from typing import TYPE_CHECKING, Any
+
+import structlog
+from pydantic import Field
+
+from services.intake.channels import meta
+from services.intake.channels.base import ChannelPlugin, SendError, Sent, message_id_for
+from shared.models import Attachment, Contact, DeliveryStatus, InboundMessage, OutboundMessage
+
+if TYPE_CHECKING:
+    from services.intake.context import Intake
+
+log = structlog.get_logger(__name__)
+
+CHANNEL = "messenger"
+INSTAGRAM = "instagram"
+WEBHOOK_OBJECTS = {CHANNEL: "page", INSTAGRAM: "instagram"}
+# Send API text limits: Messenger 2000 characters, Instagram 1000 bytes of UTF-8.
+MAX_TEXT = {CHANNEL: (2000, "characters"), INSTAGRAM: (1000, "bytes")}
+MEDIA_TYPES = {"image": "image/*", "video": "video/*", "audio": "audio/*", "file": "application/octet-stream"}
+MAX_URL_CHARS = 2048  # Attachment.url's limit; Meta's CDN links are usually well under it
+
+
+class MessengerConfig(meta.MetaConfig):
+    """A workspace's Facebook Page (or, for the instagram channel, the Instagram account's Page)."""
+
+    # The Page ID replies are sent from; None sends to /me/messages (the Page the token belongs to).
+    page_id: str | None = None
+    # Send with the HUMAN_AGENT tag (answers up to 7 days after the customer's last message
+    # instead of 24 hours); needs the Human Agent permission granted to the app.
+    human_agent_tag: bool = False
+
+
+# --- webhook payload (only the fields we use are declared; Meta's others pass through) ---
+
+
+class Party(meta.Payload):
+    # A PSID / IGSID becomes the thread and contact id (at most 256 characters): a bad one is a 400.
+    id: str | None = Field(None, min_length=1, max_length=256)
+
+
+class Coordinates(meta.Payload):
+    lat: float
+    long: float
+
+
+class AttachmentPayload(meta.Payload):
+    url: str | None = None
+    title: str | None = None
+    coordinates: Coordinates | None = None
+    sticker_id: int | None = None
+
+
+class MessageAttachment(meta.Payload):
+    type: str
+    payload: AttachmentPayload | None = None
+    title: str | None = None
+    url: str | None = None
+
+
+class QuickReply(meta.Payload):
+    payload: str
+
+
+class ReplyTo(meta.Payload):
+    mid: str | None = None
+
+
+class Message(meta.Payload):
+    mid: str = Field(min_length=1, max_length=1024)
+    text: str | None = None
+    is_echo: bool = False
+    is_deleted: bool = False
+    is_unsupported: bool = False
+    quick_reply: QuickReply | None = None
+    reply_to: ReplyTo | None = None
+    attachments: list[MessageAttachment] = Field(default_factory=list)
+
+
+class Postback(meta.Payload):
+    title: str | None = None
+    payload: str | None = None
+    mid: str | None = None
+
+
+class Delivery(meta.Payload):
+    mids: list[str] = Field(default_factory=list)
+    watermark: int | None = None
+
+
+class Read(meta.Payload):
+    watermark: int | None = None
+    mid: str | None = None
+
+
+class Event(meta.Payload):
+    sender: Party
+    recipient: Party | None = None
+    timestamp: int | None = None
+    message: Message | None = None
+    postback: Postback | None = None
+    delivery: Delivery | None = None
+    read: Read | None = None
+
+
+class Entry(meta.Payload):
+    id: str | None = None
+    messaging: list[Event] = Field(default_factory=list)
+
+
+class Webhook(meta.Payload):
+    object: str
+    entry: list[Entry]
+
+
+# --- normalization ---
+
+
+Item = InboundMessage | DeliveryStatus
+
+
+def normalize(webhook: Webhook, workspace_id: str, channel: str = CHANNEL) -> list[Item]:
+    """The customers' messages and the receipts for ours that one webhook call carries, in order."""
+    items: list[Item] = []
+    for entry in webhook.entry:
+        for event in entry.messaging:
+            items += normalize_event(event, entry.id, workspace_id, channel)
+    return items
+
+
+def normalize_event(event: Event, account_id: str | None, workspace_id: str, channel: str) -> list[Item]:
+    customer = event.sender.id
+    if event.message is not None and event.message.is_echo:
+        return []  # our own send (or one from the Page inbox) coming back
+    if customer is None:
+        log.info("messenger.event_without_sender_id", channel=channel)  # e.g. a chat plugin guest (user_ref)
+        return []
+    if event.message is not None:
+        return message_of(event.message, customer, account_id, workspace_id, channel)
+    if event.postback is not None:
+        return [postback_of(event.postback, event.timestamp, customer, account_id, workspace_id, channel)]
+    if event.delivery is not None:
+        return [receipt(workspace_id, channel, mid, "delivered") for mid in event.delivery.mids]
+    if event.read is not None:
+        if event.read.mid:
+            return [receipt(workspace_id, channel, event.read.mid, "read")]
+        log.info("messenger.read_watermark_skipped", channel=channel, watermark=event.read.watermark)
+        return []
+    log.info("messenger.event_ignored", channel=channel, fields=sorted(event.model_extra or {}))
+    return []
+
+
+def receipt(workspace_id: str, channel: str, mid: str, status: str) -> DeliveryStatus:
+    return DeliveryStatus(workspace_id=workspace_id, channel=channel, channel_message_id=mid, status=status)
+
+
+def message_of(message: Message, customer: str, account_id: str | None, workspace_id: str, channel: str) -> list[Item]:
+    if message.is_deleted:
+        # The customer unsent an earlier message; same mid, so it cannot be a message of its own.
+        log.info("messenger.unsend_ignored", channel=channel, mid=message.mid)
+        return []
+    attachments, renderings, facts = render_attachments(message, channel)
+    parts = [message.text] if message.text else []
+    text = " ".join(parts + renderings) or ("[unsupported message]" if message.is_unsupported else "[empty message]")
+    if message.quick_reply is not None:
+        facts["quick_reply_payload"] = message.quick_reply.payload
+    if message.reply_to is not None and message.reply_to.mid:
+        facts["reply_to_mid"] = message.reply_to.mid
+    return [inbound(workspace_id, channel, message.mid, customer, account_id, text, attachments, facts)]
+
+
+def postback_of(postback: Postback, timestamp: int | None, customer: str, account_id: str | None,
+                workspace_id: str, channel: str) -> InboundMessage:
+    """A button press as a message: the button's title as text, its payload in metadata."""
+    # Older postbacks carry no mid; the sender and the event time identify the press then.
+    provider_id = postback.mid or f"{customer}:{timestamp}"
+    facts = {"postback_payload": postback.payload, "postback_title": postback.title}
+    text = postback.title or f"[button {postback.payload}]"
+    return inbound(workspace_id, channel, provider_id, customer, account_id, text, [], facts)
+
+
+def inbound(workspace_id: str, channel: str, provider_id: str, customer: str, account_id: str | None,
+            text: str, attachments: list[Attachment], facts: dict[str, Any]) -> InboundMessage:
+    metadata = {k: v for k, v in facts.items() if v is not None}
+    if account_id:
+        metadata["account_id"] = account_id  # the Page (or Instagram account) that was written to
+    return InboundMessage(
+        message_id=message_id_for(workspace_id, channel, provider_id),
+        workspace_id=workspace_id,
+        channel=channel,
+        channel_message_id=provider_id,
+        thread_id=customer,
+        contact=Contact(id=customer),
+        text=text,
+        attachments=attachments,
+        metadata=metadata,
+    )
+
+
+def render_attachments(message: Message, channel: str) -> tuple[list[Attachment], list[str], dict[str, Any]]:
+    """Files as attachments (Meta's CDN URL), everything as a readable bracket, facts in metadata."""
+    attachments: list[Attachment] = []
+    renderings: list[str] = []
+    facts: dict[str, Any] = {}
+    for index, item in enumerate(message.attachments):
+        payload = item.payload or AttachmentPayload()
+        url = payload.url or item.url
+        if item.type == "location" and payload.coordinates is not None:
+            where = payload.coordinates
+            facts["location"] = {"latitude": where.lat, "longitude": where.long, "title": item.title or payload.title}
+            renderings.append(f"[location {where.lat}, {where.long}]")
+        elif item.type == "fallback":  # a shared link Messenger cannot show otherwise
+            title = item.title or payload.title
+            renderings.append(f"[link {' '.join(p for p in (title, url) if p) or 'without address'}]")
+        elif url:
+            attachments.append(Attachment(url=reference(url, channel, message.mid, index),
+                                          content_type=MEDIA_TYPES.get(item.type, "application/octet-stream")))
+            renderings.append("[sticker]" if payload.sticker_id else f"[{item.type}]")
+        else:
+            renderings.append(f"[{item.type}]")
+    if message.attachments:
+        facts["attachment_types"] = [item.type for item in message.attachments]
+    return attachments, renderings, facts
+
+
+def reference(url: str, channel: str, mid: str, index: int) -> str:
+    """The CDN URL, or a reference to the message's attachment when the URL is too long to keep."""
+    return url if len(url) <= MAX_URL_CHARS else f"{channel}:attachment/{mid}/{index}"
+
+
+def handler_for(channel: str) -> meta.WebhookHandler:
+    async def handle(intake: "Intake", workspace_id: str, config: MessengerConfig, webhook: Webhook) -> None:
+        """Publish each message and receipt of the call, in order, each confirmed by the broker."""
+        for item in normalize(webhook, workspace_id, channel):
+            if isinstance(item, InboundMessage):
+                await intake.publish_inbound(item)
+            else:
+                await intake.publish_status(item)
+
+    return handle
+
+
+# --- replies ---
+
+
+class MessengerSender:
+    """Sends agents' replies through the Send API (Messenger and Instagram share it)."""
+
+    def __init__(self, intake: "Intake", channel: str = CHANNEL) -> None:
+        self.intake = intake
+        self.channel = channel
+
+    async def send(self, message: OutboundMessage) -> Sent:
+        config = self.intake.configs.get((self.channel, message.workspace_id))
+        if config is None:
+            raise SendError(f"{self.channel} is not configured for workspace {message.workspace_id!r}", retry=False)
+        check_length(self.channel, message.text)
+        url = f"{config.graph_base_url.rstrip('/')}/{config.page_id or 'me'}/messages"
+        answer = await meta.graph_send(self.intake, url, config.access_token, send_body(config, message))
+        mid = answer.get("message_id")
+        if not mid:
+            log.warning("messenger.send_answer_without_id", channel=self.channel, answer=str(answer)[:300])
+        return Sent("sent", channel_message_id=str(mid) if mid else None)
+
+
+def send_body(config: MessengerConfig, message: OutboundMessage) -> dict[str, Any]:
+    body: dict[str, Any] = {"recipient": {"id": message.thread_id}, "message": {"text": message.text}}
+    if config.human_agent_tag:
+        body |= {"messaging_type": "MESSAGE_TAG", "tag": "HUMAN_AGENT"}
+    else:
+        body["messaging_type"] = "RESPONSE"
+    return body
+
+
+def check_length(channel: str, text: str) -> None:
+    limit, unit = MAX_TEXT[channel]
+    size = len(text.encode()) if unit == "bytes" else len(text)
+    if size > limit:
+        raise SendError(f"text is {size} {unit}, {channel} allows {limit}", retry=False)
+
+
+class InstagramConfig(MessengerConfig):
+    """A workspace's Instagram professional account, messaged through its linked Facebook Page.
+
+    `page_id` is that Page's ID (or the Instagram account ID); `access_token` the Page token with
+    instagram_manage_messages.
+    """
+
+
+PLUGIN = ChannelPlugin(
+    name=CHANNEL,
+    routes=meta.webhook_routes(CHANNEL, WEBHOOK_OBJECTS[CHANNEL], Webhook, handler_for(CHANNEL)),
+    sender=lambda intake: MessengerSender(intake, CHANNEL),
+    config=MessengerConfig,
+)
+
+INSTAGRAM_PLUGIN = ChannelPlugin(
+    name=INSTAGRAM,
+    routes=meta.webhook_routes(INSTAGRAM, WEBHOOK_OBJECTS[INSTAGRAM], Webhook, handler_for(INSTAGRAM)),
+    sender=lambda intake: MessengerSender(intake, INSTAGRAM),
+    config=InstagramConfig,
+)

@@ -1,0 +1,342 @@
+"""The WhatsApp Cloud API channel: customers' WhatsApp messages in, agents' replies out.
+
+Inbound: Meta POSTs `{"object": "whatsapp_business_account", "entry": [{"changes": [{"field":
+"messages", "value": {...}}]}]}` to /v1/webhooks/whatsapp/<workspace>, signed with the app secret.
+A value carries `messages[]` from customers (with `contacts[]` naming them) and/or `statuses[]`
+for the messages we sent (sent, delivered, read, failed). Every message of the call is published
+before the 200 goes out; a message's wamid makes Meta's retries harmless.
+
+Outbound: POST {graph_base_url}/{phone_number_id}/messages with a Bearer token; the answer's
+`messages[0].id` is the wamid later statuses name.
+
+Payloads: https://developers.facebook.com/docs/whatsapp/cloud-api/webhooks/payload-examples
+Send API: https://developers.facebook.com/docs/whatsapp/cloud-api/reference/messages
+"""
+
+from typing import TYPE_CHECKING, Any
+
+import structlog
+from pydantic import Field
+
+from services.intake.channels import meta
+from services.intake.channels.base import ChannelPlugin, SendError, Sent, message_id_for
+from shared.models import Attachment, Contact, DeliveryStatus, InboundMessage, OutboundMessage
+
+if TYPE_CHECKING:
+    from services.intake.context import Intake
+
+log = structlog.get_logger(__name__)
+
+CHANNEL = "whatsapp"
+WEBHOOK_OBJECT = "whatsapp_business_account"
+MEDIA_KINDS = ("image", "audio", "video", "document", "sticker")
+RECEIPT_STATES = ("sent", "delivered", "read", "failed")
+MAX_TEXT_CHARS = 4096  # the Cloud API's limit on a text message body
+
+
+class WhatsAppConfig(meta.MetaConfig):
+    """A workspace's WhatsApp Business number."""
+
+    # WhatsApp Manager > the number's "Phone number ID" (not the phone number itself).
+    phone_number_id: str = Field(min_length=1)
+
+
+# --- webhook payload (only the fields we use are declared; Meta's others pass through) ---
+
+
+class Profile(meta.Payload):
+    name: str | None = None
+
+
+class WaContact(meta.Payload):
+    wa_id: str
+    profile: Profile | None = None
+
+
+class Text(meta.Payload):
+    body: str
+
+
+class Media(meta.Payload):
+    id: str = Field(min_length=1, max_length=1024)
+    mime_type: str | None = None
+    caption: str | None = None
+    filename: str | None = None
+    sha256: str | None = None
+
+
+class Location(meta.Payload):
+    latitude: float
+    longitude: float
+    name: str | None = None
+    address: str | None = None
+
+
+class Choice(meta.Payload):
+    id: str
+    title: str
+    description: str | None = None
+
+
+class Interactive(meta.Payload):
+    type: str
+    button_reply: Choice | None = None
+    list_reply: Choice | None = None
+
+
+class Button(meta.Payload):
+    text: str
+    payload: str | None = None
+
+
+class Reaction(meta.Payload):
+    message_id: str | None = None
+    emoji: str | None = None
+
+
+class MessageContext(meta.Payload):
+    id: str | None = None
+
+
+class WaError(meta.Payload):
+    code: int | None = None
+    title: str | None = None
+    message: str | None = None
+    error_data: dict[str, Any] | None = None
+
+
+class WaMessage(meta.Payload):
+    # Ids become thread and contact ids (at most 256 characters): checked here, so a bad one is a 400.
+    sender: str = Field(alias="from", min_length=1, max_length=256)
+    id: str = Field(min_length=1, max_length=1024)
+    timestamp: str | None = None
+    type: str
+    text: Text | None = None
+    image: Media | None = None
+    audio: Media | None = None
+    video: Media | None = None
+    document: Media | None = None
+    sticker: Media | None = None
+    location: Location | None = None
+    interactive: Interactive | None = None
+    button: Button | None = None
+    reaction: Reaction | None = None
+    contacts: list[dict[str, Any]] = Field(default_factory=list)
+    context: MessageContext | None = None
+    errors: list[WaError] = Field(default_factory=list)
+
+
+class WaStatus(meta.Payload):
+    id: str = Field(min_length=1, max_length=1024)
+    status: str
+    recipient_id: str | None = None
+    errors: list[WaError] = Field(default_factory=list)
+
+
+class ValueMetadata(meta.Payload):
+    display_phone_number: str | None = None
+    phone_number_id: str | None = None
+
+
+class Value(meta.Payload):
+    metadata: ValueMetadata | None = None
+    contacts: list[WaContact] = Field(default_factory=list)
+    messages: list[WaMessage] = Field(default_factory=list)
+    statuses: list[WaStatus] = Field(default_factory=list)
+
+
+class Change(meta.Payload):
+    field: str | None = None
+    value: Value
+
+
+class Entry(meta.Payload):
+    id: str | None = None
+    changes: list[Change] = Field(default_factory=list)
+
+
+class Webhook(meta.Payload):
+    object: str
+    entry: list[Entry]
+
+
+# --- normalization ---
+
+
+def normalize(webhook: Webhook, workspace_id: str) -> tuple[list[InboundMessage], list[DeliveryStatus]]:
+    """The customers' messages and the receipts for ours that one webhook call carries, in order."""
+    messages: list[InboundMessage] = []
+    receipts: list[DeliveryStatus] = []
+    for entry in webhook.entry:
+        for change in entry.changes:
+            if change.field not in (None, "messages"):
+                log.info("whatsapp.change_ignored", field=change.field)  # template and account updates
+                continue
+            names = {c.wa_id: c.profile.name if c.profile else None for c in change.value.contacts}
+            messages += [to_inbound(m, change.value.metadata, names, workspace_id) for m in change.value.messages]
+            receipts += [r for s in change.value.statuses if (r := to_receipt(s, workspace_id)) is not None]
+    return messages, receipts
+
+
+def to_inbound(
+    message: WaMessage, business: ValueMetadata | None, names: dict[str, str | None], workspace_id: str
+) -> InboundMessage:
+    """One customer message in the one message model."""
+    text, attachments, facts = render(message)
+    metadata: dict[str, Any] = {"whatsapp_type": message.type, **facts}
+    if business is not None and business.phone_number_id:
+        metadata["phone_number_id"] = business.phone_number_id  # the business number it was sent to
+    if message.context is not None and message.context.id:
+        metadata["context_message_id"] = message.context.id  # the message it answers or quotes
+    return InboundMessage(
+        message_id=message_id_for(workspace_id, CHANNEL, message.id),
+        workspace_id=workspace_id,
+        channel=CHANNEL,
+        channel_message_id=message.id,
+        thread_id=message.sender,
+        contact=Contact(
+            id=message.sender, name=meta.clip(names.get(message.sender), 256), phone=phone_of(message.sender)
+        ),
+        text=text,
+        attachments=attachments,
+        metadata=metadata,
+    )
+
+
+def phone_of(wa_id: str) -> str | None:
+    """A wa_id is the number in international form without the "+"; E.164 puts it back."""
+    return f"+{wa_id}" if wa_id.isdigit() and 6 <= len(wa_id) <= 15 else None
+
+
+def render(message: WaMessage) -> tuple[str, list[Attachment], dict[str, Any]]:
+    """Readable text, attachments and the non-text facts of a message, by its type."""
+    kind = message.type
+    if kind == "text" and message.text is not None:
+        return message.text.body, [], {}
+    media = getattr(message, kind, None) if kind in MEDIA_KINDS else None
+    if media is not None:
+        return render_media(kind, media)
+    if kind == "location" and message.location is not None:
+        return render_location(message.location)
+    if kind == "interactive" and message.interactive is not None:
+        return render_interactive(message.interactive)
+    if kind == "button" and message.button is not None:
+        reply = {"type": "button", "title": message.button.text, "payload": message.button.payload}
+        return message.button.text, [], {"reply": reply}
+    if kind == "reaction" and message.reaction is not None:
+        emoji = message.reaction.emoji
+        facts = {"reaction": {"emoji": emoji, "message_id": message.reaction.message_id}}
+        return (f"[reaction {emoji}]" if emoji else "[reaction removed]"), [], facts
+    if kind == "contacts" and message.contacts:
+        return render_contacts(message.contacts)
+    # Unsupported or unknown types still reach the agent, saying what came (never a silent drop).
+    problems = [e.title or e.message for e in message.errors if e.title or e.message]
+    facts = {"errors": [e.model_dump(exclude_none=True) for e in message.errors]} if message.errors else {}
+    return f"[{kind} message not shown{': ' + '; '.join(problems) if problems else ''}]", [], facts
+
+
+def render_media(kind: str, media: Media) -> tuple[str, list[Attachment], dict[str, Any]]:
+    attachment = Attachment(
+        url=f"whatsapp:media/{media.id}",
+        content_type=meta.clip(media.mime_type, 128) or "application/octet-stream",
+        filename=meta.clip(media.filename, 256),
+    )
+    label = f"[{kind}{' ' + media.filename if media.filename else ''}]"
+    return media.caption or label, [attachment], {}
+
+
+def render_location(location: Location) -> tuple[str, list[Attachment], dict[str, Any]]:
+    place = ", ".join(p for p in (location.name, location.address) if p)
+    text = f"[location {location.latitude}, {location.longitude}{': ' + place if place else ''}]"
+    return text, [], {"location": location.model_dump(exclude_none=True)}
+
+
+def render_interactive(interactive: Interactive) -> tuple[str, list[Attachment], dict[str, Any]]:
+    choice = interactive.button_reply or interactive.list_reply
+    if choice is None:  # e.g. a Flow's nfm_reply: keep what came for whoever reads the metadata
+        return f"[{interactive.type} reply]", [], {"interactive": interactive.model_dump(exclude_none=True)}
+    reply = {"type": interactive.type, "id": choice.id, "title": choice.title}
+    if choice.description:
+        reply["description"] = choice.description
+    return choice.title, [], {"reply": reply}
+
+
+def render_contacts(cards: list[dict[str, Any]]) -> tuple[str, list[Attachment], dict[str, Any]]:
+    """Shared contact cards: names and numbers readable, the cards themselves in metadata."""
+    shown = []
+    for card in cards:
+        name = (card.get("name") or {}).get("formatted_name") or "contact"
+        phones = [p.get("phone") for p in card.get("phones") or [] if isinstance(p, dict) and p.get("phone")]
+        shown.append(f"{name} {', '.join(phones)}".strip())
+    return f"[contact card: {'; '.join(shown)}]", [], {"contacts": cards}
+
+
+def to_receipt(status: WaStatus, workspace_id: str) -> DeliveryStatus | None:
+    """A status for one of our messages, keyed by its wamid; None for states we do not track."""
+    if status.status not in RECEIPT_STATES:
+        log.info("whatsapp.status_ignored", status=status.status)
+        return None
+    reason = "; ".join(describe(e) for e in status.errors) or None
+    return DeliveryStatus(workspace_id=workspace_id, channel=CHANNEL, channel_message_id=status.id,
+                          status=status.status, reason=reason)
+
+
+def describe(error: WaError) -> str:
+    details = (error.error_data or {}).get("details")
+    text = f"{error.code} {error.title or error.message or ''}".strip()
+    return f"{text}: {details}" if details else text
+
+
+async def handle(intake: "Intake", workspace_id: str, config: WhatsAppConfig, webhook: Webhook) -> None:
+    """Publish each message and receipt of the call, in order, each confirmed by the broker."""
+    messages, receipts = normalize(webhook, workspace_id)
+    for message in messages:
+        await intake.publish_inbound(message)
+    for receipt in receipts:
+        await intake.publish_status(receipt)
+
+
+# --- replies ---
+
+
+class WhatsAppSender:
+    """Sends agents' replies as WhatsApp text messages through the Cloud API."""
+
+    channel = CHANNEL
+
+    def __init__(self, intake: "Intake") -> None:
+        self.intake = intake
+
+    async def send(self, message: OutboundMessage) -> Sent:
+        config = self.intake.configs.get((CHANNEL, message.workspace_id))
+        if config is None:
+            raise SendError(f"whatsapp is not configured for workspace {message.workspace_id!r}", retry=False)
+        if len(message.text) > MAX_TEXT_CHARS:
+            raise SendError(f"text is {len(message.text)} characters, WhatsApp allows {MAX_TEXT_CHARS}", retry=False)
+        url = f"{config.graph_base_url.rstrip('/')}/{config.phone_number_id}/messages"
+        body = {
+            "messaging_product": "whatsapp",
+            "recipient_type": "individual",
+            "to": message.thread_id,
+            "type": "text",
+            "text": {"preview_url": False, "body": message.text},
+        }
+        answer = await meta.graph_send(self.intake, url, config.access_token, body)
+        return Sent("sent", channel_message_id=first_message_id(answer))
+
+
+def first_message_id(answer: dict[str, Any]) -> str | None:
+    """The wamid of the sent message; None (logged) if Graph accepted it but said nothing usable."""
+    messages = answer.get("messages")
+    if isinstance(messages, list) and messages and isinstance(messages[0], dict) and messages[0].get("id"):
+        return str(messages[0]["id"])
+    log.warning("whatsapp.send_answer_without_id", answer=str(answer)[:300])
+    return None
+
+
+PLUGIN = ChannelPlugin(
+    name=CHANNEL,
+    routes=meta.webhook_routes(CHANNEL, WEBHOOK_OBJECT, Webhook, handle),
+    sender=WhatsAppSender,
+    config=WhatsAppConfig,
+)

@@ -1,0 +1,190 @@
+"""WhatsApp over the real broker and database: webhook in, desk, reply out to a stand-in Graph API, receipts."""
+
+import asyncio
+import itertools
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+from tests.conftest import auth, free_port
+from tests.fixtures import whatsapp as fx
+from tests.service.helpers import Apps, running_apps, texts
+
+PATH = "/v1/webhooks/whatsapp/default"
+
+
+@dataclass
+class StandInGraph:
+    """A local server answering like graph.facebook.com's send endpoint; records every request."""
+
+    status: int = 200
+    requests: asyncio.Queue = field(default_factory=asyncio.Queue)
+    base_url: str = ""
+    _ids: Any = field(default_factory=itertools.count)
+
+    async def messages(self, request: web.Request) -> web.Response:
+        self.requests.put_nowait((request.match_info["phone_number_id"], dict(request.headers), await request.json()))
+        if self.status != 200:
+            return web.json_response({"error": {"message": "An unknown error occurred", "type": "OAuthException", "code": 1}},
+                                     status=self.status)
+        wamid = f"wamid.sent-{next(self._ids)}"
+        return web.json_response({**fx.SEND_ANSWER, "messages": [{"id": wamid}]})
+
+
+@asynccontextmanager
+async def stand_in_graph(status: int = 200) -> AsyncIterator[StandInGraph]:
+    graph = StandInGraph(status=status)
+    app = web.Application()
+    app.router.add_post("/v21.0/{phone_number_id}/messages", graph.messages)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    graph.base_url = f"http://127.0.0.1:{port}/v21.0"
+    try:
+        yield graph
+    finally:
+        await runner.cleanup()
+
+
+@asynccontextmanager
+async def whatsapp_stack(names, graph: StandInGraph, **overrides: Any) -> AsyncIterator[Apps]:
+    channels = {"default": {"whatsapp": {**fx.BENCH_CONFIG, "graph_base_url": graph.base_url}}}
+    async with running_apps(names, channels=channels, **overrides) as apps:
+        yield apps
+
+
+async def post_webhook(apps: Apps, payload: dict, headers: dict[str, str] | None = None) -> int:
+    body = fx.encode(payload)
+    response = await apps.intake.post(PATH, data=body, headers=fx.signed_headers(body) if headers is None else headers)
+    await response.read()
+    return response.status
+
+
+async def conversation(apps: Apps, conversation_id: str) -> dict:
+    return await (await apps.agents.get(f"/v1/conversations/{conversation_id}", headers=auth())).json()
+
+
+async def reply_status(apps: Apps, conversation_id: str, wanted: str, timeout: float = 15) -> dict:
+    """Poll the conversation until its last message (the reply) has `wanted` status; that message."""
+    async with asyncio.timeout(timeout):
+        while True:
+            last = (await conversation(apps, conversation_id))["messages"][-1]
+            if last["direction"] == "outbound" and last["status"] == wanted:
+                return last
+            await asyncio.sleep(0.05)  # polling an HTTP view; the condition, not the sleep, ends it
+
+
+async def test_a_whatsapp_message_reaches_the_desk_and_the_reply_goes_out_with_receipts(names):
+    async with stand_in_graph() as graph, whatsapp_stack(names, graph) as apps:
+        await apps.put_agent("ann")
+        desk = await apps.desk("ann")
+        assert await post_webhook(apps, fx.TEXT) == 200
+        [assigned] = await desk.frames_until(lambda f: f)
+        assert assigned["type"] == "conversation.assigned"
+        info = assigned["conversation"]
+        assert (info["channel"], info["thread_id"]) == ("whatsapp", fx.WA_ID)
+        assert info["contact"] == {"id": fx.WA_ID, "name": "Sheena Nelson", "email": None, "phone": "+16505551234"}
+        assert texts([assigned]) == ["Does it come in another color?"]
+
+        conversation_id = info["conversation_id"]
+        response = await apps.agents.post(f"/v1/conversations/{conversation_id}/messages",
+                                          json={"text": "Yes, in blue and green."}, headers=auth())
+        assert response.status == 201
+        phone_number_id, headers, body = await asyncio.wait_for(graph.requests.get(), 15)
+        assert phone_number_id == fx.PHONE_NUMBER_ID and headers["Authorization"] == f"Bearer {fx.ACCESS_TOKEN}"
+        assert body["to"] == fx.WA_ID and body["messaging_product"] == "whatsapp"
+        assert body["type"] == "text" and body["text"]["body"] == "Yes, in blue and green."
+
+        sent = await reply_status(apps, conversation_id, "sent")
+        assert sent["channel_message_id"] == "wamid.sent-0"
+        # Meta then reports delivery and reading, naming the wamid its send answer gave.
+        assert await post_webhook(apps, fx.status("wamid.sent-0", "delivered")) == 200
+        await reply_status(apps, conversation_id, "delivered")
+        assert await post_webhook(apps, fx.status("wamid.sent-0", "read")) == 200
+        await reply_status(apps, conversation_id, "read")
+
+
+async def test_every_message_of_a_batched_call_arrives(names):
+    async with stand_in_graph() as graph, whatsapp_stack(names, graph) as apps:
+        await apps.put_agent("ann")
+        desk = await apps.desk("ann")
+        assert await post_webhook(apps, fx.TWO_MESSAGES) == 200
+        frames = await desk.frames_until(lambda f: len(texts(f)) >= 2)
+        assert sorted(texts(frames)) == ["first in the batch", "second in the batch"]
+        assert {f["conversation"]["contact"]["phone"] for f in frames} == {"+16505551234", "+447700900123"}
+
+
+async def test_media_and_button_replies_reach_the_desk_with_their_facts(names):
+    async with stand_in_graph() as graph, whatsapp_stack(names, graph) as apps:
+        await apps.put_agent("ann")
+        desk = await apps.desk("ann")
+        for payload in (fx.DOCUMENT, fx.BUTTON_REPLY):
+            assert await post_webhook(apps, payload) == 200
+        frames = await desk.frames_until(lambda f: len(texts(f)) >= 2)
+        assert texts(frames) == ["Here is the invoice", "Change my order"]
+        stored = (await conversation(apps, frames[0]["conversation"]["conversation_id"]))["messages"]
+        assert stored[0]["attachments"][0]["url"] == "whatsapp:media/1009123425562291"
+        assert stored[1]["metadata"]["reply"]["id"] == "change-order"
+
+
+async def test_forged_and_unsigned_calls_are_refused_and_publish_nothing(names):
+    async with stand_in_graph() as graph, whatsapp_stack(names, graph) as apps:
+        await apps.put_agent("ann")
+        desk = await apps.desk("ann")
+        forged = fx.encode(fx.received(fx.message("wamid.forged", "text", text={"body": "forged"})))
+        response = await apps.intake.post(PATH, data=forged, headers=fx.signed_headers(forged, "guessed-secret"))
+        assert response.status == 403 and "error" in await response.json()
+        response = await apps.intake.post(PATH, data=forged, headers={"Content-Type": "application/json"})
+        assert response.status == 401 and "error" in await response.json()
+        assert await post_webhook(apps, fx.TEXT) == 200
+        [assigned] = await desk.frames_until(lambda f: f)
+        assert texts([assigned]) == ["Does it come in another color?"]  # nothing of the forged calls came first
+
+
+async def test_a_redelivered_webhook_yields_one_message(names):
+    async with stand_in_graph() as graph, whatsapp_stack(names, graph) as apps:
+        await apps.put_agent("ann")
+        desk = await apps.desk("ann")
+        for _ in range(3):
+            assert await post_webhook(apps, fx.TEXT) == 200
+        # A later message of the conversation redelivered too (Meta retries when our 200 was lost).
+        after = fx.received(fx.message("wamid.after", "text", text={"body": "and one more thing"}))
+        last = fx.received(fx.message("wamid.last", "text", text={"body": "thanks"}))
+        for payload in (after, after, last):
+            assert await post_webhook(apps, payload) == 200
+        frames = await desk.frames_until(lambda f: "thanks" in texts(f))
+        expected = ["Does it come in another color?", "and one more thing", "thanks"]
+        stored = await conversation(apps, frames[0]["conversation"]["conversation_id"])
+        assert [m["text"] for m in stored["messages"]] == expected
+        assert texts(frames) == expected
+
+
+async def test_bad_bodies_get_json_errors(names):
+    async with stand_in_graph() as graph, whatsapp_stack(names, graph) as apps:
+        malformed = b'{"object": "whatsapp_business_account", "entry": ['
+        response = await apps.intake.post(PATH, data=malformed, headers=fx.signed_headers(malformed))
+        assert response.status == 400 and (await response.json())["error"]["message"] == "malformed JSON"
+        oversize = b"x" * 100_000
+        response = await apps.intake.post(PATH, data=oversize, headers=fx.signed_headers(oversize))
+        assert response.status == 413 and "error" in await response.json()
+        query = {"hub.mode": "subscribe", "hub.verify_token": fx.VERIFY_TOKEN, "hub.challenge": "42"}
+        response = await apps.intake.get(PATH, params=query)
+        assert response.status == 200 and await response.text() == "42"
+        response = await apps.intake.get("/v1/webhooks/whatsapp/other", params=query)
+        assert response.status == 404 and "error" in await response.json()
+
+
+async def test_a_failing_graph_api_marks_the_reply_failed_after_the_retries(names):
+    async with stand_in_graph(status=500) as graph, whatsapp_stack(names, graph, send_max_attempts=2, send_retry_delay=0.01) as apps:
+        await apps.put_agent("ann")
+        desk = await apps.desk("ann")
+        assert await post_webhook(apps, fx.TEXT) == 200
+        conversation_id = (await desk.frames_until(lambda f: f))[0]["conversation"]["conversation_id"]
+        await apps.agents.post(f"/v1/conversations/{conversation_id}/messages", json={"text": "hello"}, headers=auth())
+        failed = await reply_status(apps, conversation_id, "failed")
+        assert "Graph API HTTP 500" in failed["status_reason"] and "after 2 attempts" in failed["status_reason"]
+        assert graph.requests.qsize() == 2
