@@ -42,6 +42,9 @@ class IntakeSettings(CommonSettings):
     send_retry_delay: float = 0.5
     send_max_retry_delay: float = 30.0
     send_timeout: float = 10.0
+    # The email channel's SMTP listener; it starts only when some workspace configures email.
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = 2525
 
     @model_validator(mode="after")
     def _read_channels_file(self) -> "IntakeSettings":

@@ -7,11 +7,13 @@ its per-workspace credentials. Adding a channel is a module here plus a line in 
 from services.intake.channels import api, webchat
 from services.intake.channels import telegram, twilio
 from services.intake.channels import messenger, whatsapp
+from services.intake.channels import email
 from services.intake.channels.base import ChannelPlugin
 
 PLUGINS: list[ChannelPlugin] = [
     api.PLUGIN,
     webchat.PLUGIN,
+    email.PLUGIN,
     whatsapp.PLUGIN,
     messenger.PLUGIN,
     messenger.INSTAGRAM_PLUGIN,
