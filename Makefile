@@ -11,8 +11,9 @@ run: venv ## run intake, router and agents (embedded MongoDB unless MONGO_URL is
 test: venv ## every test: unit, service (real broker and database), end-to-end, browser
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-bench: venv ## end-to-end throughput and latency beside the bare broker and database baselines
+bench: venv ## end-to-end throughput and latency beside the bare broker and database; per-channel intake throughput beside a bare publish
 	$(PY) -m bench.e2e $(BENCH_ARGS)
+	$(PY) -m bench.channels $(CHANNEL_BENCH_ARGS)
 
 venv: $(VENV)/.installed
 
