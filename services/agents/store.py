@@ -262,14 +262,18 @@ class AgentsStore:
             query = {"workspace_id": status.workspace_id, "channel": status.channel,
                      "channel_message_id": status.channel_message_id, "direction": "outbound"}
         update: dict[str, Any] = {"status": status.status, "status_reason": status.reason, "status_at": status.at}
-        if status.message_id is not None and status.channel_message_id:
-            # Remember the provider's id even if the status itself is stale, so receipts find the reply.
-            await self.messages.update_one(query, {"$set": {"channel_message_id": status.channel_message_id}})
-        return await self.messages.find_one_and_update(
+        names_provider_id = status.message_id is not None and status.channel_message_id
+        if names_provider_id:
+            update["channel_message_id"] = status.channel_message_id
+        doc = await self.messages.find_one_and_update(
             {**query, "status": {"$in": _ranked_below(status.status)}},
             {"$set": update},
             return_document=ReturnDocument.AFTER,
         )
+        if doc is None and names_provider_id:
+            # A stale outcome still tells the provider's id, so that receipts find the reply.
+            await self.messages.update_one(query, {"$set": {"channel_message_id": status.channel_message_id}})
+        return doc
 
     async def _keep_receipt(self, status: DeliveryStatus) -> None:
         await self.pending_receipts.update_one(

@@ -24,7 +24,7 @@ class IntakeMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
         self.messages_in = Counter("intake_messages_in_total", "Inbound messages published", ["channel"], registry=registry)
         self.messages_out = Counter("intake_messages_out_total", "Replies sent out, by outcome", ["channel", "status"], registry=registry)
-        self.publish_errors = Counter("intake_publish_errors_total", "Inbound messages the broker did not confirm", registry=registry)
+        self.publish_errors = Counter("intake_publish_errors_total", "Messages and receipts the broker did not confirm", registry=registry)
         self.rejected = Counter("intake_webhooks_rejected_total", "Webhook calls refused, by channel and reason", ["channel", "reason"], registry=registry)
 
 
@@ -64,27 +64,20 @@ class Intake:
     async def publish_inbound(self, message: InboundMessage) -> None:
         """Publish and wait for the broker's confirm; a JSON 503 if it cannot be had."""
         structlog.contextvars.bind_contextvars(workspace_id=message.workspace_id, message_id=message.message_id)
-        try:
-            await self.broker.publish(
-                message, events.MESSAGE_RECEIVED, message_type=events.MESSAGE_RECEIVED,
-                message_id=message.message_id, workspace_id=message.workspace_id,
-            )
-        except Exception as error:
-            self.metrics.publish_errors.inc()
-            log.warning("intake.publish_failed", error=repr(error))
-            raise http_error(web.HTTPServiceUnavailable, "message broker unavailable, retry later") from None
+        await self._publish(message, events.MESSAGE_RECEIVED, message.message_id, message.workspace_id)
         self.metrics.messages_in.labels(channel=message.channel).inc()
 
     async def publish_status(self, status: DeliveryStatus) -> None:
         """A provider's delivery or read receipt for one of our messages; 503 if the broker is away."""
         key = status.message_id or f"{status.channel}:{status.channel_message_id}"
+        await self._publish(status, events.MESSAGE_STATUS, f"status:{key}:{status.status}", status.workspace_id)
+
+    async def _publish(self, model: BaseModel, event: str, message_id: str, workspace_id: str) -> None:
         try:
-            await self.broker.publish(
-                status, events.MESSAGE_STATUS, message_type=events.MESSAGE_STATUS,
-                message_id=f"status:{key}:{status.status}", workspace_id=status.workspace_id,
-            )
+            await self.broker.publish(model, event, message_type=event, message_id=message_id, workspace_id=workspace_id)
         except Exception as error:
-            log.warning("intake.status_publish_failed", error=repr(error))
+            self.metrics.publish_errors.inc()
+            log.warning("intake.publish_failed", routing_key=event, error=repr(error))
             raise http_error(web.HTTPServiceUnavailable, "message broker unavailable, retry later") from None
 
     def channel_config(self, channel: str, workspace_id: str) -> Any:

@@ -88,15 +88,23 @@ async def running_apps(names: Names, **intake_overrides) -> AsyncIterator[Apps]:
 
 
 @asynccontextmanager
-async def callback_receiver(handler) -> AsyncIterator[str]:
-    """A local HTTP server standing in for an external system's callback URL; yields that URL."""
-    receiver = web.Application()
-    receiver.router.add_post("/hook", handler)
-    runner = web.AppRunner(receiver)
+async def stand_in_server(*routes: tuple[str, str, object]) -> AsyncIterator[str]:
+    """A local HTTP server standing in for a provider's API: (method, path, handler) routes; yields its base URL."""
+    app = web.Application()
+    for method, path, handler in routes:
+        app.router.add_route(method, path, handler)
+    runner = web.AppRunner(app)
     await runner.setup()
     port = free_port()
     await web.TCPSite(runner, "127.0.0.1", port).start()
     try:
-        yield f"http://127.0.0.1:{port}/hook"
+        yield f"http://127.0.0.1:{port}"
     finally:
         await runner.cleanup()
+
+
+@asynccontextmanager
+async def callback_receiver(handler) -> AsyncIterator[str]:
+    """A local HTTP server standing in for an external system's callback URL; yields that URL."""
+    async with stand_in_server(("POST", "/hook", handler)) as base:
+        yield f"{base}/hook"

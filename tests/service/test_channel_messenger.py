@@ -10,9 +10,9 @@ from typing import Any
 
 from aiohttp import web
 
-from tests.conftest import auth, free_port
+from tests.conftest import auth
 from tests.fixtures import messenger as fx
-from tests.service.helpers import Apps, running_apps, texts
+from tests.service.helpers import Apps, running_apps, stand_in_server, texts
 
 PATH = "/v1/webhooks/messenger/default"
 IG_PATH = "/v1/webhooks/instagram/default"
@@ -39,17 +39,9 @@ class StandInGraph:
 @asynccontextmanager
 async def stand_in_graph(status: int = 200) -> AsyncIterator[StandInGraph]:
     graph = StandInGraph(status=status)
-    app = web.Application()
-    app.router.add_post("/v21.0/{node}/messages", graph.messages)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    graph.base_url = f"http://127.0.0.1:{port}/v21.0"
-    try:
+    async with stand_in_server(("POST", "/v21.0/{node}/messages", graph.messages)) as base:
+        graph.base_url = f"{base}/v21.0"
         yield graph
-    finally:
-        await runner.cleanup()
 
 
 @asynccontextmanager

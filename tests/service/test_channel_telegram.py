@@ -7,9 +7,9 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
-from tests.conftest import auth, free_port
+from tests.conftest import auth
 from tests.fixtures import telegram as fx
-from tests.service.helpers import Apps, running_apps, texts
+from tests.service.helpers import Apps, running_apps, stand_in_server, texts
 
 WEBHOOK = "/v1/webhooks/telegram/default"
 
@@ -34,17 +34,9 @@ async def bot_api(answer: Callable[[int], tuple[int, dict]] = lambda _: (200, fx
         status, body = answer(count)
         return web.json_response(body, status=status)
 
-    app = web.Application()
-    app.router.add_post("/bot{token}/{method}", method)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    api.url = f"http://127.0.0.1:{port}"
-    try:
+    async with stand_in_server(("POST", "/bot{token}/{method}", method)) as base:
+        api.url = f"{base}"
         yield api
-    finally:
-        await runner.cleanup()
 
 
 def channels(api: BotApi) -> dict:

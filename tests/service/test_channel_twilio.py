@@ -8,9 +8,9 @@ from urllib.parse import urlencode
 
 from aiohttp import web
 
-from tests.conftest import auth, free_port
+from tests.conftest import auth
 from tests.fixtures import twilio as fx
-from tests.service.helpers import Apps, running_apps, texts
+from tests.service.helpers import Apps, running_apps, stand_in_server, texts
 
 PUBLIC_URL = "https://switchyard.example.com"
 WEBHOOK = "/v1/webhooks/sms/default"
@@ -43,17 +43,9 @@ async def messages_api(answer: Callable[[int, dict], tuple[int, dict]] = created
         status, body = answer(count, form)
         return web.json_response(body, status=status)
 
-    app = web.Application()
-    app.router.add_post("/2010-04-01/Accounts/{sid}/Messages.json", create)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    api.url = f"http://127.0.0.1:{port}"
-    try:
+    async with stand_in_server(("POST", "/2010-04-01/Accounts/{sid}/Messages.json", create)) as base:
+        api.url = f"{base}"
         yield api
-    finally:
-        await runner.cleanup()
 
 
 def settings(api: MessagesApi, **overrides) -> dict:

@@ -311,8 +311,10 @@ async def test_graph_errors_say_whether_to_retry(status, document, retry):
 
 
 async def test_an_unreachable_or_slow_graph_is_retried():
+    released = asyncio.Event()
+
     async def slow(_: web.Request) -> web.Response:
-        await asyncio.sleep(5)  # the stand-in provider being slow, not test synchronisation
+        await released.wait()  # a provider that answers only after our timeout
         return web.json_response(fx.SEND_ANSWER)
 
     async with graph(slow) as (intake, base):
@@ -325,6 +327,7 @@ async def test_an_unreachable_or_slow_graph_is_retried():
         with pytest.raises(SendError) as raised:
             await whatsapp.WhatsAppSender(intake).send(reply())
         assert raised.value.retry is True and "unreachable" in raised.value.reason
+        released.set()
 
 
 async def test_no_config_or_too_long_a_text_fails_without_a_call():

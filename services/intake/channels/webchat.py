@@ -68,15 +68,19 @@ def new_session(workspace_id: str) -> ChatSession:
 
 
 def normalize(frame: ChatFrame, session: ChatSession, name: str | None) -> InboundMessage:
+    return _inbound(session, frame.client_id, name, frame.text)
+
+
+def _inbound(session: ChatSession, client_id: str, name: str | None, text: str) -> InboundMessage:
     return InboundMessage(
-        # The page's client_id makes a resent frame (after a dropped ack) the same message.
-        message_id=message_id_for(session.workspace_id, CHANNEL, f"{session.contact_id}:{frame.client_id}"),
+        # The page's client_id makes a resent frame or upload (after a lost answer) the same message.
+        message_id=message_id_for(session.workspace_id, CHANNEL, f"{session.contact_id}:{client_id}"),
         workspace_id=session.workspace_id,
         channel=CHANNEL,
-        channel_message_id=frame.client_id,
+        channel_message_id=client_id,
         thread_id=session.thread_id,
         contact=Contact(id=session.contact_id, name=name),
-        text=frame.text,
+        text=text,
     )
 
 
@@ -105,15 +109,7 @@ def read_upload(form: MultiDictProxy) -> Upload:
 
 
 def normalize_upload(upload: Upload, session: ChatSession, name: str | None) -> InboundMessage:
-    return InboundMessage(
-        message_id=message_id_for(session.workspace_id, CHANNEL, f"{session.contact_id}:{upload.client_id}"),
-        workspace_id=session.workspace_id,
-        channel=CHANNEL,
-        channel_message_id=upload.client_id,
-        thread_id=session.thread_id,
-        contact=Contact(id=session.contact_id, name=name),
-        text=upload.text or f"[file: {upload.filename}]",
-    )
+    return _inbound(session, upload.client_id, name, upload.text or f"[file: {upload.filename}]")
 
 
 class ChatHub:
