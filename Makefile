@@ -11,9 +11,10 @@ run: venv ## run intake, router and agents (embedded MongoDB unless MONGO_URL is
 test: venv ## every test: unit, service (real broker and database), end-to-end, browser
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-bench: venv ## end-to-end throughput and latency beside the bare broker and database; per-channel intake throughput beside a bare publish
+bench: venv ## end-to-end throughput and latency beside the bare broker and database; per-channel intake throughput beside a bare publish; routing core decisions/s at 100..100k agents
 	$(PY) -m bench.e2e $(BENCH_ARGS)
 	$(PY) -m bench.channels $(CHANNEL_BENCH_ARGS)
+	$(PY) -m bench.core $(CORE_BENCH_ARGS)
 
 venv: $(VENV)/.installed
 

@@ -1,14 +1,17 @@
 """Run Switchyard on this machine: `python -m deploy.local` (what `make run` does).
 
 - RabbitMQ: AMQP_URL (default the local broker); if nothing answers there and the broker is
-  local and `rabbitmq-server` is installed, it is started (`rabbitmq-server -detached`).
+  local and `rabbitmq-server` is installed, it is started (`rabbitmq-server -detached`); a local
+  node that accepts connections but no longer speaks AMQP (wedged) is restarted.
 - MongoDB: MONGO_URL if set; otherwise the embedded default, SecantusDB, is started as its own
   process with its data under .data/mongo (or in memory for tests).
 - Then intake, router and agents, each as its own process, and the addresses of the pages.
 The tests and the benchmark use the same functions to build their stacks.
 """
 
+import contextlib
 import os
+import re
 import shutil
 import signal
 import socket
@@ -64,18 +67,60 @@ def wait_until(check, timeout: float, what: str) -> None:
     raise TimeoutError(f"{what} did not come up within {timeout:.0f}s")
 
 
+def amqp_answers(host: str, port: int, timeout: float = 10) -> bool:
+    """True when the broker answers the AMQP protocol header with Connection.Start.
+
+    A bare TCP connect is not enough: a broker out of file handles, or wedged, still accepts
+    connections and then never answers, and every client would hang on it."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as sock:
+            sock.sendall(b"AMQP\x00\x00\x09\x01")
+            first_byte = sock.recv(1)
+    except OSError:
+        return False
+    return first_byte == b"\x01"  # frame type 1: a method frame (Connection.Start)
+
+
 def ensure_rabbitmq(amqp_url: str, timeout: float = 90) -> None:
-    """Start a local rabbitmq-server if none answers at AMQP_URL and one is installed."""
+    """Make sure a broker speaks AMQP at AMQP_URL.
+
+    Nothing answering: start the local rabbitmq-server if one is installed. A local node that
+    accepts connections but does not speak AMQP (hung): restart it."""
     url = urlparse(amqp_url)
     host, port = url.hostname or "127.0.0.1", url.port or 5672
-    if port_answers(host, port):
+    if amqp_answers(host, port):
         return
     server = shutil.which("rabbitmq-server") or ("/usr/sbin/rabbitmq-server" if Path("/usr/sbin/rabbitmq-server").exists() else None)
     if host not in ("127.0.0.1", "localhost", "::1") or server is None:
-        raise RuntimeError(f"no RabbitMQ answers at {host}:{port} and none can be started here")
-    print(f"starting rabbitmq-server (nothing answered at {host}:{port})", flush=True)
+        raise RuntimeError(f"no RabbitMQ speaks AMQP at {host}:{port} and none can be started here")
+    if port_answers(host, port):
+        print(f"RabbitMQ at {host}:{port} accepts connections but does not answer AMQP: restarting it", flush=True)
+        stop_local_rabbitmq(port)
+    else:
+        print(f"starting rabbitmq-server (nothing answered at {host}:{port})", flush=True)
     subprocess.run([server, "-detached"], check=True)
-    wait_until(lambda: port_answers(host, port), timeout, "RabbitMQ")
+    wait_until(lambda: amqp_answers(host, port, timeout=2), timeout, "RabbitMQ")
+
+
+def stop_local_rabbitmq(port: int) -> None:
+    """Stop the node listening on `port`: politely first, then by killing the process."""
+    ctl = shutil.which("rabbitmqctl") or "/usr/sbin/rabbitmqctl"
+    with contextlib.suppress(subprocess.TimeoutExpired, OSError):
+        subprocess.run([ctl, "stop"], check=False, capture_output=True, timeout=60)
+    if port_answers("127.0.0.1", port):
+        for pid in listening_pids(port):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+    wait_until(lambda: not port_answers("127.0.0.1", port), 30, f"the process on port {port} stopping")
+
+
+def listening_pids(port: int) -> list[int]:
+    """Pids of the processes listening on a local TCP port (from iproute2's `ss`)."""
+    try:
+        out = subprocess.run(["ss", "-ltnpH", f"sport = :{port}"], capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return []
+    return sorted({int(pid) for pid in re.findall(r"pid=(\d+)", out)})
 
 
 def enable_rabbitmq_plugins(*plugins: str) -> None:
@@ -221,6 +266,17 @@ class Stack:
         for service in list(self.processes):
             self.stop(service)
 
+    def start_replica(self, service: str, name: str, timeout: float = 60) -> None:
+        """Start one more instance of a service under `name`, on a port of its own (e.g. a standby router)."""
+        self.ports[name] = free_port()
+        prefix = service.upper()
+        env = {**os.environ, "INTAKE_AGENTS_URL": self.url("agents"), **self.env,
+               f"{prefix}_PORT": str(self.ports[name]), f"{prefix}_HOST": "127.0.0.1"}
+        log_path = self.log_dir / f"{name}.log" if self.log_dir else None
+        popen = _spawn([sys.executable, "-m", f"services.{service}"], log_path, env=env)
+        self.processes[name] = Process(name, popen, log_path)
+        wait_until(lambda: self._ready(name), timeout, f"{name} (log: {log_path})")
+
 
 def main() -> None:
     settings = LocalSettings()
@@ -270,8 +326,9 @@ async def remove_namespace(amqp_url: str, mongo_url: str, namespace: str, extra_
     finally:
         await mongo.close()
     topology = Topology(namespace)
-    queues = [topology.router_queue, topology.agents_status_queue]
+    queues = list(topology.core_queues())
     queues += [topology.outbound_queue(p.name) for p in PLUGINS if p.sender is not None]
+    queues += [topology.plugin_queue(p.name) for p in PLUGINS if p.background is not None]
     queues += [topology.agent_queue(a["workspace_id"], a["agent_id"]) for a in agents]
     queues += [topology.dead_letter_queue(q) for q in queues] + list(extra_queues)
     async with await aio_pika.connect(amqp_url) as connection:

@@ -73,12 +73,17 @@ class Broker:
         workspace_id: str,
         exchange: str | None = None,
         headers: dict[str, Any] | None = None,
+        mandatory: bool = True,
+        persistent: bool = True,
     ) -> None:
-        """Publish a model as persistent JSON and wait for the broker's confirm."""
+        """Publish a model as persistent JSON and wait for the broker's confirm.
+
+        `mandatory=False` is for notifications whose listeners are optional (external systems);
+        `persistent=False` for ephemeral signals (typing) that are worthless after a restart."""
         message = aio_pika.Message(
             model.model_dump_json().encode(),
             content_type="application/json",
-            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+            delivery_mode=aio_pika.DeliveryMode.PERSISTENT if persistent else aio_pika.DeliveryMode.NOT_PERSISTENT,
             message_id=message_id,
             type=message_type,
             timestamp=datetime.now(UTC),
@@ -86,7 +91,7 @@ class Broker:
         )
         # ensure=False: no passive declare per publish; the exchange was declared in start().
         target = await self.channel.get_exchange(exchange or self.topology.events_exchange, ensure=False)
-        await target.publish(message, routing_key, mandatory=True)
+        await target.publish(message, routing_key, mandatory=mandatory)
 
     async def dead_letter(self, delivery: AbstractIncomingMessage, queue: str, reason: str) -> None:
         """Copy a message to `<queue>.dlq` with the reason in its headers (confirmed)."""

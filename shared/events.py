@@ -10,3 +10,29 @@ AGENT_STATUS_CHANGED = "agent.status_changed"  # agents -> router: online / away
 CONVERSATION_ASSIGNED = "conversation.assigned"  # router -> agent queue: a conversation and its backlog
 CONVERSATION_MESSAGE = "message"  # router -> agent queue: a later message of an assigned conversation
 CONVERSATION_RESOLVED = "conversation.resolved"  # agents -> router: frees the agent's capacity
+CONVERSATION_OFFERED = "conversation.offered"  # router -> agent queue: accept or reject within the timeout
+CONVERSATION_ENDED = "conversation.ended"  # router -> agent queue: the channel ended it (a call hung up)
+CONVERSATION_REVOKED = "conversation.revoked"  # router -> agent queue: no longer yours (rerouted, transferred, offer gone)
+CONVERSATION_ANSWERED = "conversation.answered"  # agents -> router: first reply sent
+OFFER_ANSWERED = "conversation.offer_answered"  # agents -> router: accepted or rejected
+TRANSFER_REQUESTED = "conversation.transfer_requested"  # agents -> router: to an agent or a queue
+THREAD_CLOSED = "thread.closed"  # intake -> router: the channel ended the thread (a call hung up)
+ROUTING_CONFIG_CHANGED = "routing.config_changed"  # router API -> router work queue: queues and rules replaced
+
+# router -> events exchange (external systems and the agents service listen)
+CONVERSATION_QUEUED = "conversation.queued"  # waiting in a queue (opened, requeued, transferred, overflowed)
+CONVERSATION_TRANSFERRED = "conversation.transferred"
+# Every assignment, published as conversation.routed.<channel>: a channel that must act on it
+# (voice connects the caller to the agent) binds its own channel's key; others bind the wildcard.
+CONVERSATION_ROUTED = "conversation.routed"
+CONVERSATION_ABANDONED = "conversation.abandoned"  # the customer left before an agent took it
+CONVERSATION_MAX_WAIT = "conversation.max_wait_reached"  # details.action: overflow / auto_reply / callback
+CONVERSATION_AUTO_REPLY = "conversation.auto_reply"  # agents service sends the text to the customer
+OFFER_EXPIRED = "conversation.offer_expired"
+SLA_WARNING = "sla.warning"
+SLA_BREACHED = "sla.breached"
+AGENT_SET_AWAY = "agent.set_away"  # the agents service sets the agent away (missed offers)
+
+# Ephemeral signals: published transient and non-mandatory; losing one is harmless (shared/ephemeral.py)
+TYPING_CONTACT = "typing.contact"  # intake -> agents: the customer is typing (web chat)
+TYPING_AGENT = "typing.agent"  # agents -> intake: the assignee is typing (web chat only)

@@ -91,6 +91,13 @@ class ConversationInfo(Wire):
     waiting_since: datetime
     assignee_id: str
     assigned_at: datetime
+    # Routing facts: the queue, how often it changed hands, why it went to this agent (the
+    # decision record), its SLA state, and the transfers it went through with their notes.
+    queue: str | None = None
+    assignment_seq: int = 0
+    routing: dict[str, Any] | None = None
+    sla: dict[str, Any] = Field(default_factory=dict)
+    transfers: list[dict[str, Any]] = Field(default_factory=list)
 
 
 class ConversationAssigned(Wire):
@@ -111,10 +118,40 @@ class ConversationMessage(Wire):
     message: InboundMessage
 
 
-AgentDelivery = Annotated[ConversationAssigned | ConversationMessage, Field(discriminator="type")]
-agent_delivery_adapter: TypeAdapter[ConversationAssigned | ConversationMessage] = TypeAdapter(
-    AgentDelivery
-)
+class ConversationOffered(Wire):
+    """Router -> agent queue: an offer; the agent accepts or rejects before `expires_at`."""
+
+    type: Literal["conversation.offered"] = events.CONVERSATION_OFFERED
+    conversation: ConversationInfo
+    messages: list[InboundMessage]
+    expires_at: datetime
+
+
+class ConversationRevoked(Wire):
+    """Router -> agent queue: the conversation or offer is no longer this agent's."""
+
+    type: Literal["conversation.revoked"] = events.CONVERSATION_REVOKED
+    workspace_id: str
+    conversation_id: str
+    agent_id: str
+    assignment_seq: int
+    reason: str
+
+
+class ConversationEnded(Wire):
+    """Router -> agent queue: the channel ended the conversation (the caller hung up); it is resolved."""
+
+    type: Literal["conversation.ended"] = events.CONVERSATION_ENDED
+    workspace_id: str
+    conversation_id: str
+    agent_id: str
+    reason: str
+    ended_at: datetime
+
+
+AgentDeliveryType = ConversationAssigned | ConversationMessage | ConversationOffered | ConversationRevoked | ConversationEnded
+AgentDelivery = Annotated[AgentDeliveryType, Field(discriminator="type")]
+agent_delivery_adapter: TypeAdapter[AgentDeliveryType] = TypeAdapter(AgentDelivery)
 
 
 class AgentSnapshot(Wire):
@@ -127,7 +164,74 @@ class AgentSnapshot(Wire):
     version: int = Field(ge=0)
     skills: dict[Skill, Annotated[int, Field(ge=1, le=5)]] = Field(default_factory=dict)
     max_conversations: int = Field(ge=0, le=100)
+    # Limits per medium (chat, email, voice, ...); a medium not named is bounded by
+    # max_conversations only, except an exclusive one (voice), which needs a limit here.
+    channel_capacity: dict[str, Annotated[int, Field(ge=0, le=100)]] = Field(default_factory=dict)
     status: AgentStatus
+
+
+class OfferAnswer(Wire):
+    """Agents -> router: the agent accepted or rejected an offer."""
+
+    event_id: str = Field(default_factory=new_id)
+    workspace_id: str
+    conversation_id: str
+    agent_id: str
+    accepted: bool
+
+
+class TransferRequest(Wire):
+    """Agents -> router: move an assigned conversation to an agent or a queue, with a note."""
+
+    event_id: str = Field(default_factory=new_id)
+    workspace_id: str
+    conversation_id: str
+    by_agent: str | None = None
+    to_agent: str | None = None
+    to_queue: str | None = None
+    note: str = Field("", max_length=2000)
+    # An escalation is a transfer to another tier's queue; it is recorded as such.
+    escalation: bool = False
+
+    @model_validator(mode="after")
+    def _one_target(self) -> "TransferRequest":
+        if (self.to_agent is None) == (self.to_queue is None):
+            raise ValueError("a transfer names to_agent or to_queue, not both")
+        return self
+
+
+class ThreadClosed(Wire):
+    """Intake -> router: the channel ended this thread (a call hung up): free the agent or drop the wait."""
+
+    event_id: str = Field(default_factory=new_id)
+    workspace_id: str
+    channel: ChannelName
+    thread_id: str
+    reason: str = Field(max_length=200)
+    at: datetime = Field(default_factory=utcnow)
+
+
+class ConversationAnswered(Wire):
+    """Agents -> router: the agent sent the first reply (first response SLA met)."""
+
+    event_id: str = Field(default_factory=new_id)
+    workspace_id: str
+    conversation_id: str
+    agent_id: str
+    at: datetime = Field(default_factory=utcnow)
+
+
+class RoutingEvent(Wire):
+    """Router -> events exchange: what routing did or noticed (SLA, offers, transfers, set away)."""
+
+    event_id: str
+    type: str
+    workspace_id: str
+    conversation_id: str | None = None
+    agent_id: str | None = None
+    queue: str | None = None
+    at: datetime
+    details: dict[str, Any] = Field(default_factory=dict)
 
 
 class ConversationResolved(Wire):
@@ -188,3 +292,10 @@ class DeliveryStatus(Wire):
         if self.message_id is None and (self.channel is None or self.channel_message_id is None):
             raise ValueError("a status names message_id, or channel and channel_message_id")
         return self
+
+
+class RoutingConfigChanged(Wire):
+    """Router API -> router work queue: apply this configuration (a dict of RoutingConfig) in order."""
+
+    event_id: str = Field(default_factory=new_id)
+    config: dict[str, Any]

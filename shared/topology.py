@@ -4,13 +4,17 @@
     router ──<ws>.<agent>──────► deliveries (direct) ──► <ns>.agent.<ws>.<agent>  (one per agent)
     agents ──message.outbound.<channel>──► events ──► <ns>.intake.outbound.<channel>
     intake ──message.status────► events ──► <ns>.agents.status
-    agents ──agent.*, conversation.resolved──► events ──► <ns>.router.work
+    agents ──agent.*, conversation.resolved / answered / offer_answered / transfer_requested──► <ns>.router.work
+    router ──sla.*, agent.set_away, conversation.auto_reply / transferred──► events ──► <ns>.agents.events
+    intake ──typing.contact──► events ──► <ns>.agents.signals.<id>   (ephemeral: one queue per process)
+    agents ──typing.agent────► events ──► <ns>.intake.signals.<id>
 
 Each consumed queue has a `<queue>.dlq` beside it for poison messages (reason in the headers).
 The router's events and messages share one queue so that one replica, and only one, owns the
 routing state at a time and sees every input in one order.
 """
 
+import uuid
 from dataclasses import dataclass
 
 import aio_pika
@@ -23,7 +27,14 @@ ROUTER_BINDINGS = (
     events.AGENT_UPDATED,
     events.AGENT_STATUS_CHANGED,
     events.CONVERSATION_RESOLVED,
+    events.CONVERSATION_ANSWERED,
+    events.OFFER_ANSWERED,
+    events.TRANSFER_REQUESTED,
+    events.ROUTING_CONFIG_CHANGED,
+    events.THREAD_CLOSED,
 )
+# Router notifications the agents service acts on (SLA state, set away, auto-replies, transfers).
+AGENTS_EVENT_BINDINGS = ("sla.*", events.AGENT_SET_AWAY, events.CONVERSATION_AUTO_REPLY, events.CONVERSATION_TRANSFERRED)
 
 
 @dataclass(frozen=True)
@@ -47,6 +58,14 @@ class Topology:
     def agents_status_queue(self) -> str:
         return f"{self.namespace}.agents.status"
 
+    @property
+    def agents_events_queue(self) -> str:
+        return f"{self.namespace}.agents.events"
+
+    def core_queues(self) -> tuple[str, ...]:
+        """The consumed queues declare_core makes (without their dead-letter queues)."""
+        return (self.router_queue, self.agents_status_queue, self.agents_events_queue)
+
     def agent_queue(self, workspace_id: str, agent_id: str) -> str:
         return f"{self.namespace}.agent.{workspace_id}.{agent_id}"
 
@@ -60,6 +79,14 @@ class Topology:
     @staticmethod
     def outbound_routing_key(channel: str) -> str:
         return f"{events.MESSAGE_OUTBOUND}.{channel}"
+
+    def plugin_queue(self, plugin: str) -> str:
+        """The queue of a channel plugin's background consumer (call assignments for voice)."""
+        return f"{self.namespace}.intake.{plugin}.routed"
+
+    def signal_queue(self, service: str) -> str:
+        """A name of this process's own for its ephemeral-signal queue (each replica gets every signal)."""
+        return f"{self.namespace}.{service}.signals.{uuid.uuid4().hex[:12]}"
 
     @staticmethod
     def dead_letter_queue(queue: str) -> str:
@@ -108,6 +135,9 @@ async def declare_core(channel: AbstractChannel, topology: Topology) -> None:
         await router.bind(topology.events_exchange, routing_key)
     status = await declare_consumed_queue(channel, topology, topology.agents_status_queue)
     await status.bind(topology.events_exchange, events.MESSAGE_STATUS)
+    notifications = await declare_consumed_queue(channel, topology, topology.agents_events_queue)
+    for routing_key in AGENTS_EVENT_BINDINGS:
+        await notifications.bind(topology.events_exchange, routing_key)
 
 
 async def declare_agent_queue(
@@ -127,4 +157,19 @@ async def declare_outbound_queue(
     """The queue of agent replies that one channel's sender sends out."""
     queue = await declare_consumed_queue(channel, topology, topology.outbound_queue(channel_name))
     await queue.bind(topology.events_exchange, topology.outbound_routing_key(channel_name))
+    return queue
+
+
+# A signal older than this is stale (a typing indicator hides after 5 s); a queue holds at most this many.
+SIGNAL_QUEUE_ARGUMENTS = {"x-queue-type": "classic", "x-message-ttl": 5000, "x-max-length": 1000}
+
+
+async def declare_signal_queue(
+    channel: AbstractChannel, topology: Topology, name: str, routing_key: str
+) -> AbstractQueue:
+    """An exclusive, auto-delete, non-durable queue for ephemeral signals: it goes with its process."""
+    queue = await channel.declare_queue(
+        name, durable=False, exclusive=True, auto_delete=True, arguments=SIGNAL_QUEUE_ARGUMENTS
+    )
+    await queue.bind(topology.events_exchange, routing_key)
     return queue

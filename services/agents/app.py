@@ -7,13 +7,23 @@ import structlog
 from aiohttp import WSMsgType, web
 from prometheus_client import CollectorRegistry
 
-from services.agents.desk import DeskConnection, DeskHub, jsonable
-from services.agents.models import AgentId, AgentOut, AgentProfile, AgentStatusChange, ConversationOut, Reply
+from services.agents.desk import DeskConnection, DeskHub, jsonable, typing_conversation
+from services.agents.models import (
+    AgentId,
+    AgentOut,
+    AgentProfile,
+    AgentStatusChange,
+    ConversationOut,
+    OfferAnswerIn,
+    Reply,
+    TransferIn,
+)
 from services.agents.service import AgentsMetrics, AgentsService, Conflict, NotFound
 from services.agents.settings import AgentsSettings
 from services.agents.store import AgentsStore
 from shared.attachments import AttachmentStore
 from shared.broker import Broker
+from shared.models import TransferRequest
 from shared.mongo import create_client, is_reachable
 from shared.topology import Topology
 from shared.web import (
@@ -49,7 +59,10 @@ def create_app(settings: AgentsSettings) -> web.Application:
 
     async def resources(app: web.Application) -> AsyncIterator[None]:
         await broker.start()
-        service = AgentsService(broker, AgentsStore(db), DeskHub(), AgentsMetrics(registry), batch_size=settings.batch_size)
+        service = AgentsService(
+            broker, AgentsStore(db), DeskHub(), AgentsMetrics(registry),
+            batch_size=settings.batch_size, presence_grace_seconds=settings.presence_grace_seconds,
+        )
         await service.start()
         app[SERVICE] = service
         app[ATTACHMENTS] = AttachmentStore(db)
@@ -75,6 +88,8 @@ def create_app(settings: AgentsSettings) -> web.Application:
     app.router.add_get("/v1/conversations/{conversation_id}", get_conversation)
     app.router.add_post("/v1/conversations/{conversation_id}/messages", post_reply)
     app.router.add_post("/v1/conversations/{conversation_id}/resolve", resolve)
+    app.router.add_post("/v1/conversations/{conversation_id}/offer", answer_offer)
+    app.router.add_post("/v1/conversations/{conversation_id}/transfer", transfer)
     app.router.add_get("/v1/contacts/{contact_id}", get_contact)
     app.router.add_get("/v1/attachments/{attachment_id}", download_attachment)
     add_openapi_route(app, "Switchyard agents", [
@@ -85,6 +100,8 @@ def create_app(settings: AgentsSettings) -> web.Application:
         ("GET", "/v1/conversations/{conversation_id}", "A conversation with its messages in order", None, ConversationOut),
         ("POST", "/v1/conversations/{conversation_id}/messages", "Reply; sent out through the conversation's channel", Reply, None),
         ("POST", "/v1/conversations/{conversation_id}/resolve", "Resolve; frees the agent's capacity", None, ConversationOut),
+        ("POST", "/v1/conversations/{conversation_id}/offer", "Accept or reject an offer (offer-mode queues)", OfferAnswerIn, None),
+        ("POST", "/v1/conversations/{conversation_id}/transfer", "Transfer or escalate to an agent or a queue, with a note", TransferIn, None),
         ("GET", "/v1/contacts/{contact_id}", "A contact, its identities on every channel, and its history across them", None, None),
         ("GET", "/v1/attachments/{attachment_id}", "Download a file a customer sent", None, None),
     ])
@@ -95,7 +112,7 @@ def agent_public(doc: dict) -> dict:
     return AgentOut(
         agent_id=doc["agent_id"], workspace_id=doc["workspace_id"], name=doc.get("name", ""),
         skills=doc.get("skills", {}), max_conversations=doc.get("max_conversations", 0),
-        status=doc["status"], version=doc["version"],
+        channel_capacity=doc.get("channel_capacity", {}), status=doc["status"], version=doc["version"],
     ).model_dump()
 
 
@@ -141,8 +158,8 @@ async def put_status(request: web.Request) -> web.Response:
 
 async def list_conversations(request: web.Request) -> web.Response:
     status = request.query.get("status")
-    if status not in (None, "assigned", "resolved"):
-        raise http_error(web.HTTPBadRequest, "status must be 'assigned' or 'resolved'")
+    if status not in (None, "assigned", "waiting", "resolved"):
+        raise http_error(web.HTTPBadRequest, "status must be 'assigned', 'waiting' or 'resolved'")
     try:
         limit = min(int(request.query.get("limit", "100")), 1000)
     except ValueError:
@@ -184,6 +201,29 @@ async def resolve(request: web.Request) -> web.Response:
     return web.json_response(jsonable(doc, "conversation_id"))
 
 
+async def answer_offer(request: web.Request) -> web.Response:
+    answer = await parse_body(request, OfferAnswerIn)
+    try:
+        await request.app[SERVICE].answer_offer(request[WORKSPACE], request.match_info["conversation_id"], answer.agent_id, answer.accept)
+    except NotFound as error:
+        raise _domain_errors(error) from None
+    return web.json_response({"accepted": answer.accept}, status=202)
+
+
+async def transfer(request: web.Request) -> web.Response:
+    """Accepted for routing: the conversation moves when the router has done it (202)."""
+    body = await parse_body(request, TransferIn)
+    if (body.to_agent is None) == (body.to_queue is None):
+        raise http_error(web.HTTPUnprocessableEntity, "name to_agent or to_queue, not both")
+    transfer_request = TransferRequest(workspace_id=request[WORKSPACE], conversation_id=request.match_info["conversation_id"],
+                                       **body.model_dump())
+    try:
+        await request.app[SERVICE].transfer(transfer_request)
+    except (NotFound, Conflict) as error:
+        raise _domain_errors(error) from None
+    return web.json_response(transfer_request.model_dump(mode="json"), status=202)
+
+
 async def get_contact(request: web.Request) -> web.Response:
     """The contact with every conversation it had, on any channel, and their messages in order."""
     store = request.app[SERVICE].store
@@ -219,10 +259,14 @@ async def desk_socket(request: web.Request) -> web.WebSocketResponse:
     connection = DeskConnection(ws)
     structlog.contextvars.bind_contextvars(workspace_id=workspace_id, agent_id=agent_id)
     try:
+        service.presence.desk_opened((workspace_id, agent_id))
         await service.open_desk(workspace_id, agent_id, connection)
-        async for frame in ws:  # the desk talks over REST; frames from it are only keep-alives
-            if frame.type == WSMsgType.ERROR:
+        async for frame in ws:  # the desk talks over REST; over the socket it only says it is typing
+            if frame.type == WSMsgType.TEXT and (conversation_id := typing_conversation(frame.data)):
+                await service.agent_typing(workspace_id, agent_id, conversation_id)
+            elif frame.type == WSMsgType.ERROR:
                 break
     finally:
         service.hub.remove((workspace_id, agent_id), connection)
+        service.presence.desk_closed((workspace_id, agent_id))  # offline after the grace, unless a desk returns
     return ws

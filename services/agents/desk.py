@@ -1,11 +1,14 @@
 """The agents' WebSocket: a hub of connected desks and the JSON frames they receive.
 
 Frames: `snapshot` (on connect: every open conversation of the agent with its messages, so a
-reconnecting desk gets what it missed), `conversation.assigned`, `message`, `message.status`.
-Each frame names its conversation and message ids, so a desk can drop a frame it already has.
+reconnecting desk gets what it missed), `conversation.assigned`, `message`, `message.status`,
+`typing` (the customer is typing; ephemeral). Each frame names its conversation and message ids,
+so a desk can drop a frame it already has. The desk talks over REST; the one frame it sends is
+`{"type": "typing", "conversation_id"}`, and anything else it sends is ignored.
 """
 
 import asyncio
+import json
 from datetime import datetime
 from typing import Any
 
@@ -27,6 +30,18 @@ def jsonable(doc: dict, id_field: str) -> dict[str, Any]:
         else:
             out[key] = value
     return out
+
+
+def typing_conversation(data: str) -> str | None:
+    """The conversation of a desk's `{"type": "typing", "conversation_id"}` frame; None for any other frame."""
+    try:
+        frame = json.loads(data)
+    except ValueError:
+        return None
+    if not isinstance(frame, dict) or frame.get("type") != "typing":
+        return None
+    conversation_id = frame.get("conversation_id")
+    return conversation_id if isinstance(conversation_id, str) and 0 < len(conversation_id) <= 200 else None
 
 
 class DeskConnection:

@@ -6,11 +6,24 @@ from prometheus_client import CollectorRegistry, Counter
 
 from services.agents.desk import DeskConnection, DeskHub, jsonable
 from services.agents.models import AgentProfile
+from services.agents.presence import PresenceWatch
 from services.agents.store import AgentsStore, ForDesk, agent_snapshot
 from shared import events
 from shared.broker import BatchConsumer, Broker, parse_as
+from shared.ephemeral import (
+    AGENT_TYPING_CHANNELS,
+    TYPING_INTERVAL,
+    RateLimiter,
+    SignalConsumer,
+    TypingSignal,
+    publish_signal,
+)
 from shared.models import (
+    ConversationAnswered,
     ConversationAssigned,
+    OfferAnswer,
+    RoutingEvent,
+    TransferRequest,
     ConversationMessage,
     ConversationResolved,
     DeliveryStatus,
@@ -42,27 +55,37 @@ class AgentsMetrics:
 
 
 class AgentsService:
-    def __init__(self, broker: Broker, store: AgentsStore, hub: DeskHub, metrics: AgentsMetrics, *, batch_size: int = 100) -> None:
+    def __init__(self, broker: Broker, store: AgentsStore, hub: DeskHub, metrics: AgentsMetrics, *, batch_size: int = 100, presence_grace_seconds: float = 30) -> None:
         self.broker = broker
         self.store = store
         self.hub = hub
         self.metrics = metrics
         self.deliveries = BatchConsumer(broker, "agents.deliveries", parse_delivery, self.handle_deliveries, batch_size=batch_size)
         self.statuses = BatchConsumer(broker, "agents.status", parse_as(DeliveryStatus), self.handle_statuses, batch_size=batch_size)
+        self.notices = BatchConsumer(broker, "agents.events", parse_as(RoutingEvent), self.handle_routing_events, batch_size=batch_size)
+        self.typing_signals = SignalConsumer(broker, "agents", events.TYPING_CONTACT, self.contact_typing)
+        self.typing_limit = RateLimiter(TYPING_INTERVAL)  # the agents' typing, per (workspace, agent, conversation)
         self._consumed_agents: set[tuple[str, str]] = set()
         self._outbound_channels: set[str] = set()
+        self.presence = PresenceWatch(self, presence_grace_seconds)
 
     async def start(self) -> None:
         await self.store.ensure_indexes()
         await self.deliveries.start()
         await self.statuses.start()
         await self.statuses.attach(self.broker.topology.agents_status_queue)
+        await self.notices.start()
+        await self.notices.attach(self.broker.topology.agents_events_queue)
+        await self.typing_signals.start()
         for agent in await self.store.all_agents():
             await self._consume_agent_queue(agent["workspace_id"], agent["agent_id"])
 
     async def stop(self) -> None:
+        await self.presence.stop()
         await self.deliveries.stop()
         await self.statuses.stop()
+        await self.notices.stop()
+        await self.typing_signals.stop()
         await self.hub.close_all()
 
     async def _consume_agent_queue(self, workspace_id: str, agent_id: str) -> None:
@@ -107,7 +130,7 @@ class AgentsService:
         conversation = await self.conversation(workspace_id, conversation_id)
         if conversation["status"] != "assigned":
             raise Conflict(f"conversation is {conversation['status']}, not open for replies")
-        reply = await self.store.add_reply(conversation, conversation["assignee_id"], text)
+        reply, first_response = await self.store.add_reply(conversation, conversation["assignee_id"], text)
         await self._ensure_outbound_queue(reply.channel)
         await self.broker.publish(
             reply,
@@ -117,6 +140,11 @@ class AgentsService:
             workspace_id=workspace_id,
         )
         self.metrics.messages_out.inc()
+        if first_response:
+            await self._to_router(ConversationAnswered(
+                workspace_id=workspace_id, conversation_id=conversation_id, agent_id=reply.agent_id,
+                at=reply.created_at, event_id=f"answered:{conversation_id}",
+            ), events.CONVERSATION_ANSWERED)
         message = {
             "message_id": reply.message_id, "conversation_id": conversation_id, "direction": "outbound",
             "channel": reply.channel, "text": text, "agent_id": reply.agent_id, "status": "queued",
@@ -124,6 +152,30 @@ class AgentsService:
         }
         await self.hub.send((workspace_id, reply.agent_id), {"type": "message", "conversation_id": conversation_id, "message": message})
         return message
+
+    async def _to_router(self, event: ConversationAnswered | OfferAnswer | TransferRequest, name: str) -> None:
+        await self.broker.publish(event, name, message_type=name, message_id=event.event_id, workspace_id=event.workspace_id)
+
+    async def answer_offer(self, workspace_id: str, conversation_id: str, agent_id: str, accepted: bool) -> None:
+        """Pass the agent's answer to the router; the assignment (or the next offer) follows from it."""
+        if not await self.store.offers.find_one({"conversation_id": conversation_id, "agent_id": agent_id,
+                                                 "workspace_id": workspace_id}):
+            raise NotFound(f"no open offer of conversation {conversation_id!r} to agent {agent_id!r}")
+        await self._to_router(OfferAnswer(workspace_id=workspace_id, conversation_id=conversation_id,
+                                          agent_id=agent_id, accepted=accepted), events.OFFER_ANSWERED)
+
+    async def transfer(self, request: TransferRequest) -> None:
+        """Ask the router to move an assigned conversation to an agent or a queue."""
+        conversation = await self.conversation(request.workspace_id, request.conversation_id)
+        if conversation["status"] != "assigned":
+            raise Conflict(f"conversation is {conversation['status']}, only an assigned one can be transferred")
+        if request.to_agent is not None:
+            target = await self.store.get_agent(request.workspace_id, request.to_agent)
+            if target is None:
+                raise NotFound(f"agent {request.to_agent!r} does not exist")
+            if target["status"] != "online":
+                raise Conflict(f"agent {request.to_agent!r} is {target['status']}")
+        await self._to_router(request, events.TRANSFER_REQUESTED)
 
     async def _ensure_outbound_queue(self, channel: str) -> None:
         """Declare the channel's outbound queue, so a reply waits there even if intake is down."""
@@ -152,7 +204,13 @@ class AgentsService:
             await self._push(item)
 
     async def _push(self, item: ForDesk) -> None:
-        messages = [jsonable(m, "message_id") for m in item.messages]
+        if item.frame is not None:
+            await self.hub.send((item.frame.get("workspace_id") or item.frame["conversation"]["workspace_id"], item.agent_id), item.frame)
+            return
+        stored = item.messages
+        if item.conversation is not None and item.conversation.get("assignment_seq", 0) > 1:
+            stored = await self.store.messages_of([item.conversation["_id"]])  # taken over: the whole history
+        messages = [jsonable(m, "message_id") for m in stored]
         workspace_id = (item.conversation or item.messages[0])["workspace_id"]
         key = (workspace_id, item.agent_id)
         if item.conversation is not None:
@@ -180,6 +238,73 @@ class AgentsService:
                 "reason": doc.get("status_reason"),
             })
 
+    async def handle_routing_events(self, notices: list[RoutingEvent]) -> None:
+        for notice in notices:
+            await self._apply_routing_event(notice)
+
+    async def _apply_routing_event(self, notice: RoutingEvent) -> None:
+        """SLA state onto the conversation, set away, auto-replies out, transfer notes into the history."""
+        workspace_id, details = notice.workspace_id, notice.details
+        if notice.type in (events.SLA_WARNING, events.SLA_BREACHED) and notice.conversation_id:
+            state = "warning" if notice.type == events.SLA_WARNING else "breached"
+            doc = await self.store.set_sla_state(notice.conversation_id, details["target"], state)
+            if doc is not None and doc.get("assignee_id"):
+                await self.hub.send((workspace_id, doc["assignee_id"]), {
+                    "type": "sla", "conversation_id": notice.conversation_id, "target": details["target"], "state": state,
+                })
+        elif notice.type == events.AGENT_SET_AWAY and notice.agent_id:
+            agent = await self.store.get_agent(workspace_id, notice.agent_id)
+            if agent is not None and agent["status"] == "online":
+                await self.set_status(workspace_id, notice.agent_id, "away")
+        elif notice.type == events.CONVERSATION_AUTO_REPLY and notice.conversation_id:
+            reply = await self.store.add_system_reply(notice.event_id, workspace_id, notice.conversation_id, details)
+            if reply is not None:
+                await self._ensure_outbound_queue(reply.channel)
+                await self.broker.publish(reply, self.broker.topology.outbound_routing_key(reply.channel),
+                                          message_type=events.MESSAGE_OUTBOUND, message_id=reply.message_id,
+                                          workspace_id=workspace_id)
+        elif notice.type == events.CONVERSATION_TRANSFERRED and notice.conversation_id:
+            await self._note_transfer(notice)
+
+    async def _note_transfer(self, notice: RoutingEvent) -> None:
+        details = notice.details
+        if details.get("rejected"):
+            if notice.agent_id:
+                await self.hub.send((notice.workspace_id, notice.agent_id), {
+                    "type": "transfer.rejected", "conversation_id": notice.conversation_id, "reason": details["rejected"],
+                })
+            return
+        target = f"agent {details['to_agent']}" if details.get("to_agent") else f"queue {details['to_queue']}"
+        kind = "Escalated" if details.get("escalation") else "Transferred"
+        text = f"{kind} to {target}" + (f": {details['note']}" if details.get("note") else "")
+        await self.store.add_note(notice.workspace_id, notice.conversation_id, f"transfer:{notice.event_id}", text, details.get("by"))
+
+    # -- typing (ephemeral: lost signals are harmless) ----------------------------------------
+
+    async def contact_typing(self, signal: TypingSignal) -> None:
+        """Show the assignee's desk that the customer is typing; nothing while the conversation waits."""
+        query = {"workspace_id": signal.workspace_id, "channel": signal.channel, "thread_id": signal.thread_id}
+        doc = await self.store.conversations.find_one({**query, "status": "assigned"}, sort=[("created_at", -1)])
+        if doc is not None and doc.get("assignee_id"):
+            await self.hub.send((signal.workspace_id, doc["assignee_id"]),
+                                {"type": "typing", "conversation_id": doc["_id"], "who": "contact"})
+
+    async def agent_typing(self, workspace_id: str, agent_id: str, conversation_id: str) -> None:
+        """Tell a web chat customer their agent is typing; ignored unless the open conversation is this agent's."""
+        if not self.typing_limit.allow((workspace_id, agent_id, conversation_id)):
+            return
+        try:
+            doc = await self.store.get_conversation(workspace_id, conversation_id)
+        except Exception as error:  # a desk frame must never take the desk down
+            log.warning("typing.lookup_failed", error=repr(error))
+            return
+        if (doc is None or doc["status"] != "assigned" or doc.get("assignee_id") != agent_id
+                or doc["channel"] not in AGENT_TYPING_CHANNELS):
+            return
+        signal = TypingSignal(workspace_id=workspace_id, channel=doc["channel"], thread_id=doc["thread_id"],
+                              agent_id=agent_id)
+        await publish_signal(self.broker, signal, events.TYPING_AGENT)
+
     # -- desks ---------------------------------------------------------------------------------
 
     async def open_desk(self, workspace_id: str, agent_id: str, connection: DeskConnection) -> None:
@@ -193,6 +318,7 @@ class AgentsService:
         await connection.open_with({
             "type": "snapshot",
             "agent_id": agent_id,
+            "offers": await self.store.pending_offers(workspace_id, agent_id),
             "conversations": [
                 {"conversation": jsonable(c, "conversation_id"), "messages": by_conversation.get(c["_id"], [])}
                 for c in conversations

@@ -1,3 +1,4 @@
+from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from shared.settings import CommonSettings
@@ -9,3 +10,5 @@ class AgentsSettings(CommonSettings):
     port: int = 8082
     batch_size: int = 100
     max_reply_chars: int = 4096
+    # An agent whose last desk has been disconnected this long is set offline.
+    presence_grace_seconds: float = Field(30, ge=0)

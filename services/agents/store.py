@@ -13,10 +13,14 @@ from pymongo.errors import BulkWriteError
 
 from services.agents.contacts import ContactBook, Identities
 from services.agents.models import AgentProfile
+from shared import events
 from shared.models import (
     AgentSnapshot,
     ConversationAssigned,
     ConversationMessage,
+    ConversationEnded,
+    ConversationOffered,
+    ConversationRevoked,
     DeliveryStatus,
     InboundMessage,
     OutboundMessage,
@@ -25,6 +29,8 @@ from shared.models import (
     utcnow,
 )
 from shared.mongo import duplicate_indexes, non_duplicate_errors
+
+SYSTEM_AGENT = "switchyard"  # the author of automatic replies
 
 # A status never goes back: a late "sent" must not overwrite "delivered".
 STATUS_RANK = {"queued": 0, "sent": 1, "delivered": 2, "read": 3, "failed": 4}
@@ -48,6 +54,10 @@ class ForDesk:
     agent_id: str
     conversation: dict | None  # set when this is a new assignment
     messages: list[dict] = field(default_factory=list)
+    frame: dict | None = None  # an offer or a revocation, sent as is
+
+
+RoutingNotice = ConversationOffered | ConversationRevoked | ConversationEnded
 
 
 class AgentsStore:
@@ -57,6 +67,7 @@ class AgentsStore:
         self.messages = db["messages"]
         self.contact_book = ContactBook(db["contacts"], db["contact_identities"])
         self.pending_receipts = db["pending_receipts"]
+        self.offers = db["offers"]
         self.sequencer = Sequencer()
 
     async def ensure_indexes(self) -> None:
@@ -103,8 +114,72 @@ class AgentsStore:
 
     # -- deliveries from the router -------------------------------------------------------------
 
-    async def apply_deliveries(self, deliveries: list[ConversationAssigned | ConversationMessage]) -> list[ForDesk]:
+    async def apply_deliveries(self, deliveries: list) -> list[ForDesk]:
+        """Apply a batch in order: runs of assignments and messages in bulk, offers and revocations one by one."""
+        for_desk: list[ForDesk] = []
+        run: list[ConversationAssigned | ConversationMessage] = []
+        for delivery in [*deliveries, None]:
+            if isinstance(delivery, ConversationAssigned | ConversationMessage):
+                run.append(delivery)
+                continue
+            for_desk += await self._apply_run(run)
+            run = []
+            if delivery is not None:
+                for_desk += await self._apply_notice(delivery)
+        return for_desk
+
+    async def _apply_notice(self, notice: RoutingNotice) -> list[ForDesk]:
+        """An offer is kept until answered (a reconnecting desk sees it); a revocation frees the conversation."""
+        if isinstance(notice, ConversationOffered):
+            info = notice.conversation
+            offer_id = f"{info.conversation_id}:{info.assignee_id}:{notice.expires_at.isoformat()}"
+            frame = {"type": events.CONVERSATION_OFFERED, "workspace_id": info.workspace_id,
+                     **notice.model_dump(mode="json", exclude={"type"})}
+            result = await self.offers.update_one(
+                {"_id": offer_id},
+                {"$setOnInsert": {"workspace_id": info.workspace_id, "agent_id": info.assignee_id,
+                                  "conversation_id": info.conversation_id, "expires_at": notice.expires_at, "frame": frame}},
+                upsert=True,
+            )
+            return [ForDesk(info.assignee_id, None, frame=frame)] if result.upserted_id is not None else []
+        await self.offers.delete_many({"conversation_id": notice.conversation_id, "agent_id": notice.agent_id})
+        if isinstance(notice, ConversationEnded):
+            await self.conversations.update_one(
+                {"_id": notice.conversation_id, "status": {"$ne": "resolved"}},
+                {"$set": {"status": "resolved", "resolved_at": notice.ended_at, "resolved_reason": notice.reason}},
+            )
+            frame = {"type": events.CONVERSATION_ENDED, "workspace_id": notice.workspace_id,
+                     "conversation_id": notice.conversation_id, "reason": notice.reason}
+            return [ForDesk(notice.agent_id, None, frame=frame)]
+        await self.conversations.update_one(
+            {"_id": notice.conversation_id, "assignee_id": notice.agent_id, "assignment_seq": {"$lt": notice.assignment_seq}},
+            {"$set": {"status": "waiting", "assignee_id": None, "assignment_seq": notice.assignment_seq,
+                      "revoked_reason": notice.reason}},
+        )
+        frame = {"type": events.CONVERSATION_REVOKED, "workspace_id": notice.workspace_id,
+                 "conversation_id": notice.conversation_id, "reason": notice.reason}
+        return [ForDesk(notice.agent_id, None, frame=frame)]
+
+    async def pending_offers(self, workspace_id: str, agent_id: str) -> list[dict]:
+        offers = await self.offers.find({"workspace_id": workspace_id, "agent_id": agent_id, "expires_at": {"$gt": utcnow()}}).to_list()
+        return [offer["frame"] for offer in offers]
+
+    async def _reassign(self, delivery: ConversationAssigned) -> bool:
+        """A conversation that changed hands (rerouted, transferred): the newer assignment wins."""
+        info = delivery.conversation
+        await self.offers.delete_many({"conversation_id": info.conversation_id})
+        result = await self.conversations.update_one(
+            {"_id": info.conversation_id, "assignment_seq": {"$lt": info.assignment_seq}},
+            {"$set": {"assignee_id": info.assignee_id, "assigned_at": info.assigned_at, "status": "assigned",
+                      "assignment_seq": info.assignment_seq, "queue": info.queue, "routing": info.routing,
+                      "sla": info.sla, "transfers": info.transfers}},
+        )
+        return result.modified_count == 1
+
+    async def _apply_run(self, deliveries: list[ConversationAssigned | ConversationMessage]) -> list[ForDesk]:
         """Store conversations and messages; redelivered ones change nothing and are not returned."""
+        if not deliveries:
+            return []
         conversation_ops: list[UpdateOne] = []
         pending: list[tuple[str, dict | None, list[dict]]] = []
         assignments = [d for d in deliveries if isinstance(d, ConversationAssigned)]
@@ -126,6 +201,12 @@ class AgentsStore:
         if conversation_ops:
             result = await self.conversations.bulk_write(conversation_ops, ordered=False)
             new_conversations = {str(i) for i in result.upserted_ids.values()}
+        for assignment in assignments:
+            conversation_id = assignment.conversation.conversation_id
+            if conversation_id in new_conversations:
+                await self.offers.delete_many({"conversation_id": conversation_id})
+            elif await self._reassign(assignment):
+                new_conversations.add(conversation_id)  # the new assignee's desk gets it with its history
         # The same message twice in one batch (a provider's retry, published twice) is one message.
         pending = _without_repeats(pending)
         all_docs = [doc for _, _, docs in pending for doc in docs]
@@ -135,6 +216,8 @@ class AgentsStore:
         for agent_id, conversation, docs in pending:
             if conversation is not None and conversation["_id"] not in new_conversations:
                 conversation = None
+            if conversation is not None:
+                new_conversations.discard(conversation["_id"])  # a repeat in the same batch is not new again
             fresh = [d for d in docs if d["_id"] in inserted]
             if conversation is not None or fresh:
                 for_desk.append(ForDesk(agent_id, conversation, fresh))
@@ -192,15 +275,17 @@ class AgentsStore:
         return await self.conversations.find_one({"_id": conversation_id, "workspace_id": workspace_id})
 
     async def messages_of(self, conversation_ids: list[str]) -> list[dict]:
-        return await self.messages.find({"conversation_id": {"$in": conversation_ids}}).sort("seq", 1).to_list()
+        # By time, then storage order: a waiting conversation's messages are stored at assignment,
+        # after an auto-reply that answered them.
+        return await self.messages.find({"conversation_id": {"$in": conversation_ids}}).sort([("created_at", 1), ("seq", 1)]).to_list()
 
     async def open_conversations_of(self, workspace_id: str, agent_id: str) -> list[dict]:
         return await self.conversations.find(
             {"workspace_id": workspace_id, "assignee_id": agent_id, "status": "assigned"}
         ).sort("created_at", 1).to_list()
 
-    async def add_reply(self, conversation: dict, agent_id: str, text: str) -> OutboundMessage:
-        """Store an agent's reply as queued, and stamp the conversation's first response."""
+    async def add_reply(self, conversation: dict, agent_id: str, text: str) -> tuple[OutboundMessage, bool]:
+        """Store an agent's reply as queued and stamp the first response; True if this was it."""
         now = utcnow()
         latest = await self.messages.find_one(
             {"conversation_id": conversation["_id"], "direction": "inbound"}, sort=[("seq", -1)]
@@ -229,11 +314,39 @@ class AgentsStore:
             "created_at": now,
             "seq": self.sequencer.next(),
         })
-        await self.conversations.update_one(
+        first = await self.conversations.update_one(
             {"_id": conversation["_id"], "first_response_at": None},
             {"$set": {"first_response_at": now}},
         )
-        return reply
+        return reply, first.modified_count == 1
+
+    async def add_system_reply(self, event_id: str, workspace_id: str, conversation_id: str, details: dict) -> OutboundMessage | None:
+        """The router's auto-reply to a waiting customer, stored like an agent's reply; None if a repeat."""
+        reply = OutboundMessage(
+            message_id=f"auto:{event_id}", workspace_id=workspace_id, conversation_id=conversation_id,
+            channel=details["channel"], thread_id=details["thread_id"], contact=details["contact"],
+            agent_id=SYSTEM_AGENT, text=details["text"],
+        )
+        inserted = await self._insert_new([{
+            "_id": reply.message_id, "workspace_id": workspace_id, "conversation_id": conversation_id,
+            "direction": "outbound", "channel": reply.channel, "text": reply.text, "agent_id": SYSTEM_AGENT,
+            "status": "queued", "created_at": reply.created_at, "seq": self.sequencer.next(),
+        }])
+        return reply if inserted else None
+
+    async def add_note(self, workspace_id: str, conversation_id: str, note_id: str, text: str, by: str | None) -> bool:
+        """An internal note in the history (a transfer's note); False if it was already there."""
+        inserted = await self._insert_new([{
+            "_id": note_id, "workspace_id": workspace_id, "conversation_id": conversation_id, "direction": "note",
+            "channel": "internal", "text": text, "agent_id": by, "status": "note", "created_at": utcnow(),
+            "seq": self.sequencer.next(),
+        }])
+        return bool(inserted)
+
+    async def set_sla_state(self, conversation_id: str, target: str, state: str) -> dict | None:
+        return await self.conversations.find_one_and_update(
+            {"_id": conversation_id}, {"$set": {f"sla.{target}.state": state}}, return_document=ReturnDocument.AFTER
+        )
 
     async def resolve(self, conversation: dict) -> None:
         """The explicit transition assigned -> resolved (a repeat changes nothing)."""
@@ -325,6 +438,7 @@ def agent_snapshot(doc: dict) -> AgentSnapshot:
         version=doc["version"],
         skills=doc.get("skills", {}),
         max_conversations=doc.get("max_conversations", 0),
+        channel_capacity=doc.get("channel_capacity", {}),
         status=doc["status"],
     )
 
@@ -350,6 +464,11 @@ def _conversation_doc(delivery: ConversationAssigned, contact_id: str) -> dict:
         "assignee_id": info.assignee_id,
         "assigned_at": info.assigned_at,
         "status": "assigned",
+        "queue": info.queue,
+        "assignment_seq": info.assignment_seq,
+        "routing": info.routing,
+        "sla": info.sla,
+        "transfers": info.transfers,
         "first_response_at": None,
         "resolved_at": None,
         "last_message_at": None,

@@ -103,7 +103,7 @@ async def chat_page(_: web.Request) -> web.FileResponse:
 
 
 async def chat_socket(request: web.Request) -> web.WebSocketResponse:
-    """A customer's chat: a session frame, their history, then messages both ways."""
+    """A customer's chat: a session frame, their history, then messages (and typing) both ways."""
     intake = request.app[INTAKE]
     session = _chat_session(request, intake.settings)
     name = request.query.get("name", "")[:200] or None
@@ -115,7 +115,9 @@ async def chat_socket(request: web.Request) -> web.WebSocketResponse:
                             "contact_id": session.contact_id, "thread_id": session.thread_id})
         await ws.send_json({"type": "history", "messages": await _chat_history(intake, session)})
         async for frame in ws:
-            if frame.type == WSMsgType.TEXT:
+            if frame.type == WSMsgType.TEXT and webchat.is_typing(frame.data):
+                await webchat.contact_typing(intake, session)  # no answer: only messages are acked
+            elif frame.type == WSMsgType.TEXT:
                 await ws.send_json(await _on_chat_frame(intake, session, name, frame.data))
             elif frame.type == WSMsgType.ERROR:
                 break

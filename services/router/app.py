@@ -1,19 +1,26 @@
-"""The router's aiohttp app: ops routes and a read-only view of the waiting queue."""
+"""The router's aiohttp app: ops routes, the routing configuration API and the waiting queue."""
 
+import hashlib
 from collections.abc import AsyncIterator
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry
+from pymongo.asynchronous.database import AsyncDatabase
 
+from services.router.config import RoutingConfig, load_config
 from services.router.service import RouterMetrics, RouterService
 from services.router.settings import RouterSettings
 from services.router.store import RoutingStore
+from shared import events
 from shared.broker import Broker
+from shared.models import DEFAULT_WORKSPACE, RoutingConfigChanged
 from shared.mongo import create_client, is_reachable
 from shared.topology import Topology
-from shared.web import API_KEYS, WORKSPACE, add_ops_routes, auth_middleware, error_middleware
+from shared.web import API_KEYS, WORKSPACE, add_ops_routes, auth_middleware, error_middleware, http_error, parse_body
 
 SERVICE = web.AppKey("router_service", RouterService)
+DB = web.AppKey("router_db", AsyncDatabase)
+CONFIG_ID = "routing"
 
 
 def create_app(settings: RouterSettings) -> web.Application:
@@ -24,10 +31,13 @@ def create_app(settings: RouterSettings) -> web.Application:
     broker = Broker(settings.amqp_url, Topology(settings.namespace, settings.queue_type))
     mongo = create_client(settings.mongo_url)
     db = mongo[settings.mongo_db]
+    app[DB] = db
 
     async def resources(app: web.Application) -> AsyncIterator[None]:
         await broker.start()
-        service = RouterService(broker, RoutingStore(db), metrics, batch_size=settings.batch_size)
+        config = await startup_config(db, settings)
+        service = RouterService(broker, RoutingStore(db), metrics, config, batch_size=settings.batch_size,
+                                tick_seconds=settings.tick_seconds)
         await service.start()
         app[SERVICE] = service
         yield
@@ -44,7 +54,44 @@ def create_app(settings: RouterSettings) -> web.Application:
     app.cleanup_ctx.append(resources)
     add_ops_routes(app, registry, {"broker": broker_ready, "mongo": mongo_ready})
     app.router.add_get("/v1/queue", waiting_queue)
+    app.router.add_get("/v1/routing/config", get_config)
+    app.router.add_put("/v1/routing/config", put_config)
     return app
+
+
+async def startup_config(db: AsyncDatabase, settings: RouterSettings) -> RoutingConfig:
+    """The stored configuration, unless the YAML file changed since it was last applied."""
+    stored = await db["routing_config"].find_one({"_id": CONFIG_ID})
+    if settings.queues_file is not None:
+        digest = hashlib.sha256(settings.queues_file.read_bytes()).hexdigest()
+        if stored is None or stored.get("file_sha256") != digest:
+            config = load_config(settings.queues_file)
+            await _save_config(db, config, file_sha256=digest)
+            return config
+    return RoutingConfig.model_validate(stored["config"]) if stored else RoutingConfig()
+
+
+async def _save_config(db: AsyncDatabase, config: RoutingConfig, **extra: str) -> None:
+    await db["routing_config"].update_one(
+        {"_id": CONFIG_ID}, {"$set": {"config": config.model_dump(mode="json"), **extra}}, upsert=True
+    )
+
+
+async def get_config(request: web.Request) -> web.Response:
+    return web.json_response(request.app[SERVICE].config.model_dump(mode="json"))
+
+
+async def put_config(request: web.Request) -> web.Response:
+    """Replace queues and rules live: stored, then applied by the active replica in input order."""
+    if request[WORKSPACE] != DEFAULT_WORKSPACE:
+        raise http_error(web.HTTPForbidden, "the routing configuration is deployment-wide: use a default-workspace key")
+    config = await parse_body(request, RoutingConfig)
+    await _save_config(request.app[DB], config)
+    service = request.app[SERVICE]
+    change = RoutingConfigChanged(config=config.model_dump(mode="json"))
+    await service.broker.publish(change, events.ROUTING_CONFIG_CHANGED, message_type=events.ROUTING_CONFIG_CHANGED,
+                                 message_id=change.event_id, workspace_id=DEFAULT_WORKSPACE)
+    return web.json_response(config.model_dump(mode="json"), status=202)
 
 
 async def waiting_queue(request: web.Request) -> web.Response:
@@ -52,15 +99,15 @@ async def waiting_queue(request: web.Request) -> web.Response:
     core = request.app[SERVICE].core
     if core is None:
         return web.json_response({"active": False, "waiting": []})
-    workspace_id = request[WORKSPACE]
-    ids = core.waiting.get(workspace_id, set())
-    waiting = sorted((core.conversations[i] for i in ids), key=lambda c: c.waiting_order())
+    waiting = core.waiting_in_order(request[WORKSPACE])
     return web.json_response({
         "active": True,
         "waiting": [
-            {"conversation_id": c.conversation_id, "channel": c.first.channel, "thread_id": c.first.thread_id,
-             "skills": c.skills, "priority": c.priority, "waiting_since": c.waiting_since.isoformat(),
-             "messages": len(c.backlog)}
+            {"conversation_id": c.conversation_id, "queue": c.queue, "channel": c.first.channel,
+             "thread_id": c.first.thread_id, "skills": c.first.skills, "priority": c.priority,
+             "waiting_since": c.waiting_since.isoformat(), "bullseye_step": c.step, "reserved_for": c.pinned_to,
+             "offered_to": c.offer.agent_id if c.offer else None, "messages": len(c.backlog),
+             "sla": {k: v["state"] for k, v in c.sla.items()}}
             for c in waiting
         ],
     })

@@ -1,203 +1,114 @@
 """The routing core: pure code, no I/O. Inputs are messages and events plus the time; outputs
-are the deliveries to publish and which conversations and agents changed.
+are the deliveries and events to publish and what changed (see docs/routing.md for the rules).
 
-Rules of this slice:
-- A conversation is keyed by (workspace, channel, thread) and needs the skills its first
-  message names (none: anyone can take it).
-- It goes to an online agent who has all those skills and spare capacity: least loaded first,
-  ties to the agent idle the longest (earliest last assignment).
-- When nobody fits it waits; waiting conversations are served highest priority first, then
-  oldest, the moment an agent gains room (comes online, resolves one, gets more capacity or skills).
-- Later messages go to the same agent; messages of a waiting conversation are held (the
-  backlog) and handed over with the assignment, so the agent sees them in arrival order.
+- A new conversation is classified into a queue (config.classify), then goes to its last agent
+  (reopened within the window), or to the best agent with room by the queue's strategy among
+  those meeting its skill criteria, else it waits. Later messages follow their conversation.
+- Waiting conversations are ordered by aged priority; an agent who gains room takes the head
+  of the lists it qualifies for. Bullseye steps widen the criteria as a conversation waits.
+- Offer queues offer instead of assigning; rejects and timeouts offer to the next agent.
+- Timers (offers, bullseye, max wait, SLA, last-agent reservations) fire from `tick(now)`.
 """
 
-from dataclasses import dataclass, field
-from datetime import datetime
+import heapq
+import itertools
+import math
+from datetime import datetime, timedelta
+from typing import Any
 
+from services.router.config import QueueConfig, RoutingConfig, classify
+from services.router.indexes import STRATEGY_KEYS, AgentIndex, AgentIndexKey, WaitingIndex
+from services.router.model import Agent, AgentKey, Conversation, Offer, Outcome, ThreadKey
+from shared import events
 from shared.models import (
     AgentSnapshot,
-    ConversationAssigned,
-    ConversationInfo,
+    ConversationAnswered,
+    ConversationEnded,
     ConversationMessage,
+    ConversationOffered,
     ConversationResolved,
+    ConversationRevoked,
     InboundMessage,
+    OfferAnswer,
+    RoutingEvent,
+    ThreadClosed,
+    TransferRequest,
     new_id,
 )
 
-AgentKey = tuple[str, str]  # (workspace_id, agent_id)
-ThreadKey = tuple[str, str, str]  # (workspace_id, channel, thread_id)
-Delivery = ConversationAssigned | ConversationMessage
-
-
-@dataclass
-class Agent:
-    workspace_id: str
-    agent_id: str
-    version: int
-    skills: dict[str, int]
-    max_conversations: int
-    status: str
-    last_assigned_at: datetime | None = None
-    load: int = 0  # derived from the open conversations, never stored
-
-    @property
-    def key(self) -> AgentKey:
-        return (self.workspace_id, self.agent_id)
-
-    def has_room(self) -> bool:
-        return self.status == "online" and self.load < self.max_conversations
-
-    def can_serve(self, conversation: "Conversation") -> bool:
-        return all(skill in self.skills for skill in conversation.skills)
-
-
-@dataclass
-class Conversation:
-    conversation_id: str
-    first: InboundMessage  # the message that opened it: channel, thread, contact, skills, priority
-    created_at: datetime
-    waiting_since: datetime
-    assignee_id: str | None = None
-    assigned_at: datetime | None = None
-    backlog: list[InboundMessage] = field(default_factory=list)
-    # False until the assignment was published; the shell republishes unannounced ones at start.
-    announced: bool = False
-
-    @property
-    def workspace_id(self) -> str:
-        return self.first.workspace_id
-
-    @property
-    def thread_key(self) -> ThreadKey:
-        return (self.first.workspace_id, self.first.channel, self.first.thread_id)
-
-    @property
-    def skills(self) -> list[str]:
-        return self.first.skills
-
-    @property
-    def priority(self) -> int:
-        return self.first.priority
-
-    def waiting_order(self) -> tuple:
-        return (-self.priority, self.waiting_since, self.conversation_id)
-
-    def info(self) -> ConversationInfo:
-        assert self.assignee_id is not None and self.assigned_at is not None
-        return ConversationInfo(
-            conversation_id=self.conversation_id,
-            workspace_id=self.workspace_id,
-            channel=self.first.channel,
-            thread_id=self.first.thread_id,
-            contact=self.first.contact,
-            skills=self.skills,
-            priority=self.priority,
-            created_at=self.created_at,
-            waiting_since=self.waiting_since,
-            assignee_id=self.assignee_id,
-            assigned_at=self.assigned_at,
-        )
-
-    def assignment(self) -> ConversationAssigned:
-        return ConversationAssigned(conversation=self.info(), messages=list(self.backlog))
-
-
-@dataclass
-class Outcome:
-    """What one input changed: deliveries in publish order, plus what the shell must persist."""
-
-    deliveries: list[tuple[AgentKey, Delivery]] = field(default_factory=list)
-    changed_conversations: set[str] = field(default_factory=set)
-    closed_conversations: set[str] = field(default_factory=set)
-    changed_agents: set[AgentKey] = field(default_factory=set)
-
-    def merge(self, other: "Outcome") -> None:
-        self.deliveries.extend(other.deliveries)
-        self.changed_conversations |= other.changed_conversations
-        self.closed_conversations |= other.closed_conversations
-        self.changed_agents |= other.changed_agents
+SLA_TARGETS = ("first_response", "resolution")
 
 
 class RoutingCore:
     """All routing state of one partition, and the rules that change it."""
 
-    def __init__(self) -> None:
+    def __init__(self, config: RoutingConfig | None = None) -> None:
+        self.config = config or RoutingConfig()
         self.agents: dict[AgentKey, Agent] = {}
         self.conversations: dict[str, Conversation] = {}
         self.by_thread: dict[ThreadKey, str] = {}
-        # Waiting conversation ids per workspace; sorted on demand (small in this slice).
-        self.waiting: dict[str, set[str]] = {}
+        self.last_agents: dict[ThreadKey, tuple[str, datetime]] = {}
+        self.held: dict[AgentKey, set[str]] = {}  # assigned to or offered to each agent
+        self.pinned: dict[AgentKey, set[str]] = {}  # waiting, reserved for one agent
+        self.skill_queues: dict[str, set[str]] = {}  # per workspace, queues named by message skills
+        self.with_skill: dict[tuple[str, str], set[AgentKey]] = {}  # (workspace, skill) -> agents
+        self.agent_index = AgentIndex()
+        self.waiting = WaitingIndex()
+        self.wait_average: dict[tuple[str, str], float] = {}  # (workspace, queue) -> seconds
+        self._timers: list[tuple] = []
+        self._serials = itertools.count(1)
+        self._assignments = itertools.count(1)
+        self._apply_config(self.config)
+
+    def _apply_config(self, config: RoutingConfig) -> None:
+        self.config = config
+        self.exclusive = frozenset(config.exclusive_media)
+        self.media = frozenset({"chat", *config.channel_media.values()})
 
     # -- state loading (the shell rebuilds the core from MongoDB) ---------------------------
 
-    def load_agent(self, agent: Agent) -> None:
-        self.agents[agent.key] = agent
-
-    def load_conversation(self, conversation: Conversation) -> None:
-        self.conversations[conversation.conversation_id] = conversation
-        self.by_thread[conversation.thread_key] = conversation.conversation_id
-        if conversation.assignee_id is None:
-            self.waiting.setdefault(conversation.workspace_id, set()).add(conversation.conversation_id)
-        else:
-            agent = self.agents.get((conversation.workspace_id, conversation.assignee_id))
+    def load_state(self, agents: list[Agent], conversations: list[Conversation],
+                   last_agents: dict[ThreadKey, tuple[str, datetime]]) -> None:
+        """Agents, open conversations and last-agent memory; loads and indexes are recomputed."""
+        for agent in agents:
+            self.agents[agent.key] = agent
+            self.media |= set(agent.channel_capacity)
+            self._index_skills(agent, {})
+        seq = max((a.last_assigned_seq for a in agents), default=0)
+        self._assignments = itertools.count(seq + 1)
+        for conversation in conversations:
+            self._register(conversation)
+            self._note_queue(conversation)
+            holder = conversation.assignee_id or (conversation.offer and conversation.offer.agent_id)
+            agent = self.agents.get((conversation.workspace_id, holder)) if holder else None
             if agent is not None:
-                agent.load += 1
+                agent.load[conversation.media] += 1
+                self.held.setdefault(agent.key, set()).add(conversation.conversation_id)
+            elif conversation.waiting:
+                self._enqueue(conversation)
+            self._schedule_conversation_timers(conversation)
+        self.last_agents.update(last_agents)
+        for agent in self.agents.values():
+            agent.memberships = self._memberships(agent)
+            self._reindex(agent)
 
-    # -- inputs ----------------------------------------------------------------------------
+    def set_config(self, config: RoutingConfig, now: datetime) -> Outcome:
+        """Replace the configuration live: memberships and indexes follow, waiting ones are served."""
+        self._apply_config(config)
+        self.agent_index = AgentIndex()
+        for conversation in self.conversations.values():
+            if conversation.conversation_id in self.waiting:
+                self._enqueue(conversation)
+        for agent in self.agents.values():
+            agent.memberships = self._memberships(agent)
+            self._reindex(agent)
+        return self.route_waiting(now)
 
-    def on_message(self, message: InboundMessage, now: datetime) -> Outcome:
-        """A customer's message: follow-up to its open conversation, or a new conversation."""
-        key = (message.workspace_id, message.channel, message.thread_id)
-        conversation_id = self.by_thread.get(key)
-        if conversation_id is None:
-            return self._open(message, now)
-        conversation = self.conversations[conversation_id]
+    def route_waiting(self, now: datetime) -> Outcome:
+        """Give every agent with room what waits for it (after a rebuild or a config change)."""
         outcome = Outcome()
-        if conversation.assignee_id is None:
-            if all(m.message_id != message.message_id for m in conversation.backlog):
-                conversation.backlog.append(message)
-                outcome.changed_conversations.add(conversation_id)
-            return outcome
-        delivery = ConversationMessage(
-            conversation_id=conversation_id,
-            workspace_id=conversation.workspace_id,
-            assignee_id=conversation.assignee_id,
-            message=message,
-        )
-        outcome.deliveries.append(((conversation.workspace_id, conversation.assignee_id), delivery))
-        return outcome
-
-    def on_agent(self, snapshot: AgentSnapshot, now: datetime) -> Outcome:
-        """An agent's profile or presence changed; if they gained room, serve the waiting."""
-        key = (snapshot.workspace_id, snapshot.agent_id)
-        agent = self.agents.get(key)
-        if agent is not None and snapshot.version <= agent.version:
-            return Outcome()  # a stale or repeated snapshot
-        if agent is None:
-            agent = Agent(snapshot.workspace_id, snapshot.agent_id, snapshot.version, {}, 0, "offline")
-            self.agents[key] = agent
-        agent.version = snapshot.version
-        agent.skills = dict(snapshot.skills)
-        agent.max_conversations = snapshot.max_conversations
-        agent.status = snapshot.status
-        outcome = Outcome(changed_agents={key})
-        outcome.merge(self._serve_waiting(agent, now))
-        return outcome
-
-    def on_resolved(self, event: ConversationResolved, now: datetime) -> Outcome:
-        """A conversation closed: forget it (its thread opens a new one) and free its agent."""
-        conversation = self.conversations.pop(event.conversation_id, None)
-        if conversation is None:
-            return Outcome()  # already resolved: a redelivery
-        self.by_thread.pop(conversation.thread_key, None)
-        self.waiting.get(conversation.workspace_id, set()).discard(conversation.conversation_id)
-        outcome = Outcome(closed_conversations={conversation.conversation_id})
-        if conversation.assignee_id is not None:
-            agent = self.agents.get((conversation.workspace_id, conversation.assignee_id))
-            if agent is not None:
-                agent.load = max(0, agent.load - 1)
-                outcome.merge(self._serve_waiting(agent, now))
+        for agent in list(self.agents.values()):
+            outcome.merge(self._serve(agent, now))
         return outcome
 
     def mark_announced(self, conversation_ids: set[str]) -> None:
@@ -208,66 +119,632 @@ class RoutingCore:
                 conversation.announced = True
                 conversation.backlog = []
 
-    # -- rules -----------------------------------------------------------------------------
+    # -- inputs ----------------------------------------------------------------------------
+
+    def on_message(self, message: InboundMessage, now: datetime) -> Outcome:
+        """A customer's message: follow-up to its open conversation, or a new conversation."""
+        conversation_id = self.by_thread.get((message.workspace_id, message.channel, message.thread_id))
+        if conversation_id is None:
+            return self._open(message, now)
+        conversation = self.conversations[conversation_id]
+        if conversation.assignee_id is None:  # waiting or offered: held until assigned, in order
+            if all(m.message_id != message.message_id for m in conversation.backlog):
+                conversation.backlog.append(message)
+                return Outcome(changed_conversations={conversation_id})
+            return Outcome()
+        delivery = ConversationMessage(
+            conversation_id=conversation_id, workspace_id=conversation.workspace_id,
+            assignee_id=conversation.assignee_id, message=message,
+        )
+        return Outcome(deliveries=[((conversation.workspace_id, conversation.assignee_id), delivery)])
+
+    def on_agent(self, snapshot: AgentSnapshot, now: datetime) -> Outcome:
+        """An agent's profile or presence changed: reroute what presence demands, serve the waiting."""
+        key = (snapshot.workspace_id, snapshot.agent_id)
+        agent = self.agents.get(key)
+        if agent is not None and snapshot.version <= agent.version:
+            return Outcome()  # a stale or repeated snapshot
+        if agent is None:
+            agent = Agent(snapshot.workspace_id, snapshot.agent_id, snapshot.version, {}, 0, "offline")
+            self.agents[key] = agent
+        came_online = snapshot.status == "online" and agent.status != "online"
+        agent.version = snapshot.version
+        self._index_skills(agent, agent.skills, snapshot.skills)
+        agent.skills = dict(snapshot.skills)
+        agent.max_conversations = snapshot.max_conversations
+        agent.channel_capacity = dict(snapshot.channel_capacity)
+        agent.status = snapshot.status
+        self.media |= set(agent.channel_capacity)
+        if came_online:
+            agent.last_activity_at = now
+            agent.missed_offers = 0
+        agent.memberships = self._memberships(agent)
+        outcome = Outcome(changed_agents={key})
+        if agent.status != "online":
+            outcome.merge(self._withdraw_offers(agent, now))
+        if agent.status == "offline":
+            outcome.merge(self._release_on_offline(agent, now))
+        self._reindex(agent)
+        outcome.merge(self._serve(agent, now))
+        return outcome
+
+    def on_resolved(self, event: ConversationResolved, now: datetime) -> Outcome:
+        """A conversation closed: forget it (its thread opens a new one) and free its agent."""
+        conversation = self.conversations.get(event.conversation_id)
+        if conversation is None:
+            return Outcome()  # already resolved: a redelivery
+        outcome = Outcome(closed_conversations={conversation.conversation_id})
+        agent = self._holder(conversation)
+        self._forget(conversation)
+        if conversation.assignee_id is not None:
+            self.last_agents[conversation.thread_key] = (conversation.assignee_id, now)
+            outcome.changed_threads.add(conversation.thread_key)
+        if agent is not None:
+            agent.last_activity_at = now
+            outcome.changed_agents.add(agent.key)
+            self._reindex(agent)
+            outcome.merge(self._serve(agent, now))
+        return outcome
+
+    def on_thread_closed(self, closed: ThreadClosed, now: datetime) -> Outcome:
+        """The channel ended the thread (a call hung up): the agent is freed, or the wait abandoned."""
+        conversation_id = self.by_thread.get((closed.workspace_id, closed.channel, closed.thread_id))
+        conversation = self.conversations.get(conversation_id or "")
+        if conversation is None:
+            return Outcome()
+        outcome = Outcome(closed_conversations={conversation.conversation_id})
+        if conversation.assignee_id is None:  # still waiting (or offered): the customer abandoned
+            offered_to = self._holder(conversation)
+            if offered_to is not None:
+                outcome.merge(self._take_back_offer(conversation, offered_to, now, "withdrawn: customer left"))
+            self._forget(conversation)
+            waited = (now - conversation.waiting_since).total_seconds()
+            outcome.events.append(self._event(events.CONVERSATION_ABANDONED, conversation, now,
+                                              reason=closed.reason, waited_seconds=round(waited, 1)))
+            if offered_to is not None:
+                outcome.merge(self._serve(offered_to, now))
+            return outcome
+        agent = self.agents[(conversation.workspace_id, conversation.assignee_id)]
+        self._forget(conversation)
+        outcome.deliveries.append((agent.key, ConversationEnded(
+            workspace_id=agent.workspace_id, conversation_id=conversation.conversation_id, agent_id=agent.agent_id,
+            reason=closed.reason, ended_at=closed.at,
+        )))
+        self.last_agents[conversation.thread_key] = (agent.agent_id, now)
+        agent.last_activity_at = now
+        outcome.changed_threads.add(conversation.thread_key)
+        outcome.changed_agents.add(agent.key)
+        self._reindex(agent)
+        outcome.merge(self._serve(agent, now))
+        return outcome
+
+    def on_answered(self, event: ConversationAnswered, now: datetime) -> Outcome:
+        """The assignee replied for the first time: first response met, not rerouted if offline."""
+        conversation = self.conversations.get(event.conversation_id)
+        if conversation is None or conversation.assignee_id != event.agent_id or conversation.answered:
+            return Outcome()
+        conversation.answered = True
+        target = conversation.sla.get("first_response")
+        if target is not None and target["state"] in ("ok", "warning"):
+            target["state"] = "met"
+        return Outcome(changed_conversations={conversation.conversation_id})
+
+    def on_offer_answer(self, answer: OfferAnswer, now: datetime) -> Outcome:
+        """Accepted: it is the agent's. Rejected: offered to the next agent."""
+        conversation = self.conversations.get(answer.conversation_id)
+        if conversation is None or conversation.offer is None or conversation.offer.agent_id != answer.agent_id:
+            return Outcome()  # a late answer to an offer that expired or moved on
+        agent = self.agents[(conversation.workspace_id, answer.agent_id)]
+        if answer.accepted:
+            conversation.offer = None
+            agent.missed_offers = 0
+            decision = {**(conversation.decision or {}), "rule": "offer accepted"}
+            return self._assign(conversation, agent, now, decision, reserved=True)
+        outcome = self._take_back_offer(conversation, agent, now, "rejected")
+        outcome.merge(self._route(conversation, now))
+        outcome.merge(self._serve(agent, now))
+        return outcome
+
+    def on_transfer(self, request: TransferRequest, now: datetime) -> Outcome:
+        """Move a conversation to an agent or a queue, keeping its history and the note."""
+        conversation = self.conversations.get(request.conversation_id)
+        if conversation is None:
+            return Outcome()
+        problem = self._transfer_problem(conversation, request)
+        if problem is not None:
+            return Outcome(events=[self._event(events.CONVERSATION_TRANSFERRED, conversation, now,
+                                               agent_id=request.by_agent, rejected=problem)])
+        record = {"at": now.isoformat(), "from_agent": conversation.assignee_id, "from_queue": conversation.queue,
+                  "by": request.by_agent, "to_agent": request.to_agent, "to_queue": request.to_queue,
+                  "note": request.note, "escalation": request.escalation}
+        conversation.transfers.append(record)
+        outcome = Outcome(changed_conversations={conversation.conversation_id})
+        previous = self._unassign(conversation, now, "transferred", outcome)
+        conversation.answered = False  # the next agent's first reply is the first response again
+        if request.to_queue is not None:
+            self._enter_queue(conversation, request.to_queue, now, "transfer")
+            outcome.merge(self._route(conversation, now))
+        else:
+            outcome.merge(self._pin(conversation, request.to_agent, None, now, "transfer to agent"))
+        outcome.events.append(self._event(events.CONVERSATION_TRANSFERRED, conversation, now, **record))
+        if previous is not None:
+            outcome.merge(self._serve(previous, now))
+        return outcome
+
+    def tick(self, now: datetime) -> Outcome:
+        """Fire every timer that is due: offers, bullseye steps, max waits, SLA, reservations."""
+        outcome = Outcome()
+        while self._timers and self._timers[0][0] <= now:
+            _, _, kind, conversation_id, generation, extra = heapq.heappop(self._timers)
+            conversation = self.conversations.get(conversation_id)
+            if conversation is not None:
+                outcome.merge(TIMER_HANDLERS[kind](self, conversation, generation, extra, now))
+        return outcome
+
+    def next_timer(self) -> datetime | None:
+        return self._timers[0][0] if self._timers else None
+
+    def waiting_in_order(self, workspace_id: str) -> list[Conversation]:
+        """The workspace's waiting conversations, best first (reserved ones included)."""
+        queued = [self.conversations[cid] for _, cid in self.waiting.in_order(workspace_id)]
+        reserved = [self.conversations[cid] for key, ids in self.pinned.items() if key[0] == workspace_id for cid in ids]
+        return queued + sorted(reserved, key=self._score)
+
+    # -- opening and routing ---------------------------------------------------------------
 
     def _open(self, message: InboundMessage, now: datetime) -> Outcome:
+        queue, reason, priority = classify(self.config, message, now)
         conversation = Conversation(
-            conversation_id=new_id(),
-            first=message,
-            created_at=message.received_at,
-            waiting_since=now,
-            backlog=[message],
+            conversation_id=new_id(), first=message, created_at=message.received_at, waiting_since=now,
+            queue=queue, priority=priority, media=self.config.media_of(message.channel), reason=reason,
+            queued_at=now, backlog=[message],
         )
-        self.conversations[conversation.conversation_id] = conversation
-        self.by_thread[conversation.thread_key] = conversation.conversation_id
+        self._register(conversation)
+        self._note_queue(conversation)
+        self._start_queue_timers(conversation, now)
         outcome = Outcome(changed_conversations={conversation.conversation_id})
-        agent = self.best_agent_for(conversation)
-        if agent is None:
-            self.waiting.setdefault(conversation.workspace_id, set()).add(conversation.conversation_id)
+        last = self._last_agent(conversation, now)
+        if last is not None:
+            wait = timedelta(seconds=self.config.last_agent_wait_seconds)
+            outcome.merge(self._pin(conversation, last.agent_id, now + wait, now, "last agent"))
         else:
-            outcome.merge(self._assign(conversation, agent, now))
+            outcome.merge(self._route(conversation, now))
         return outcome
 
-    def best_agent_for(self, conversation: Conversation) -> Agent | None:
-        """Least loaded online agent with every needed skill and room; ties to the longest idle."""
-        candidates = [
-            agent
-            for agent in self.agents.values()
-            if agent.workspace_id == conversation.workspace_id
-            and agent.has_room()
-            and agent.can_serve(conversation)
-        ]
-        if not candidates:
+    def _last_agent(self, conversation: Conversation, now: datetime) -> Agent | None:
+        """The agent of this thread's previous conversation, if it closed within the window."""
+        last = self.last_agents.get(conversation.thread_key)
+        if last is None or (now - last[1]).total_seconds() > self.config.last_agent_window_seconds:
             return None
-        return min(candidates, key=_idle_order)
+        agent = self.agents.get((conversation.workspace_id, last[0]))
+        return agent if agent is not None and agent.status == "online" else None
 
-    def _serve_waiting(self, agent: Agent, now: datetime) -> Outcome:
-        outcome = Outcome()
-        waiting_ids = self.waiting.get(agent.workspace_id)
-        if not waiting_ids or not agent.has_room():
-            return outcome
-        queue = sorted((self.conversations[i] for i in waiting_ids), key=Conversation.waiting_order)
-        for conversation in queue:
-            if not agent.has_room():
-                break
-            if agent.can_serve(conversation):
-                waiting_ids.discard(conversation.conversation_id)
-                outcome.merge(self._assign(conversation, agent, now))
-        return outcome
+    def _route(self, conversation: Conversation, now: datetime) -> Outcome:
+        """Give it to the best agent with room, or put it in its queue's waiting list."""
+        found = self._best_agent(conversation)
+        if found is None:
+            self._enqueue(conversation)
+            return Outcome(changed_conversations={conversation.conversation_id})
+        agent, decision = found
+        return self._give(conversation, agent, now, decision)
 
-    def _assign(self, conversation: Conversation, agent: Agent, now: datetime) -> Outcome:
+    def _best_agent(self, conversation: Conversation) -> tuple[Agent, dict[str, Any]] | None:
+        """The head of the agent index over every bullseye level the conversation has reached."""
+        queue = self.config.queue(conversation.queue)
+        keys: list[AgentIndexKey] = [
+            (conversation.workspace_id, queue.name, level, conversation.media) for level in range(conversation.step + 1)
+        ]
+        heads = [entry for key in keys if (entry := self.agent_index.best(key, conversation.declined))]
+        if not heads:
+            return None
+        best = min(heads)
+        agent = self.agents[(conversation.workspace_id, best[-1])]
+        decision = self._decision(conversation, queue, agent, "best agent by strategy",
+                                  candidates=sum(self.agent_index.size(k) for k in keys),
+                                  considered=[e[-1] for k in keys for e in self.agent_index.head(k, 3)])
+        return agent, decision
+
+    def _give(self, conversation: Conversation, agent: Agent, now: datetime, decision: dict[str, Any]) -> Outcome:
+        if self.config.queue(conversation.queue).mode == "offer":
+            return self._offer(conversation, agent, now, decision)
+        return self._assign(conversation, agent, now, decision)
+
+    def _assign(self, conversation: Conversation, agent: Agent, now: datetime, decision: dict[str, Any],
+                *, reserved: bool = False) -> Outcome:
+        self.waiting.discard(conversation.conversation_id)
+        self._unpin(conversation)
         conversation.assignee_id = agent.agent_id
         conversation.assigned_at = now
+        conversation.assignment_seq += 1
         conversation.announced = False
-        agent.load += 1
-        agent.last_assigned_at = now
+        conversation.decision = {**decision, "at": now.isoformat()}
+        if not reserved:
+            self._hold(agent, conversation)
+        agent.last_assigned_at = agent.last_activity_at = now
+        agent.last_assigned_seq = next(self._assignments)
+        self._reindex(agent)
+        self._note_wait(conversation, now)
         return Outcome(
             deliveries=[(agent.key, conversation.assignment())],
             changed_conversations={conversation.conversation_id},
             changed_agents={agent.key},
         )
 
+    def _offer(self, conversation: Conversation, agent: Agent, now: datetime, decision: dict[str, Any]) -> Outcome:
+        self.waiting.discard(conversation.conversation_id)
+        self._unpin(conversation)
+        timeout = timedelta(seconds=self.config.queue(conversation.queue).offer_timeout_seconds)
+        conversation.offer = Offer(agent.agent_id, now + timeout, next(self._serials))
+        conversation.decision = {**decision, "at": now.isoformat()}
+        self._hold(agent, conversation)
+        self._reindex(agent)
+        self._schedule(conversation.offer.expires_at, "offer", conversation, conversation.offer.serial)
+        offered = ConversationOffered(conversation=conversation.info(agent.agent_id, now),
+                                      messages=list(conversation.backlog), expires_at=conversation.offer.expires_at)
+        return Outcome(deliveries=[(agent.key, offered)], changed_conversations={conversation.conversation_id},
+                       changed_agents={agent.key})
 
-def _idle_order(agent: Agent) -> tuple:
-    never = agent.last_assigned_at is None
-    return (agent.load, not never, agent.last_assigned_at or datetime.min, agent.agent_id)
+    def _serve(self, agent: Agent, now: datetime) -> Outcome:
+        """While the agent has room, give it the best conversation waiting for it."""
+        outcome = Outcome()
+        while (found := self._next_for(agent)) is not None:
+            conversation, rule = found
+            queue = self.config.queue(conversation.queue)
+            outcome.merge(self._give(conversation, agent, now, self._decision(conversation, queue, agent, rule)))
+        return outcome
+
+    def _next_for(self, agent: Agent) -> tuple[Conversation, str] | None:
+        """Reserved conversations first, then the head of every waiting list the agent qualifies for."""
+        if agent.status != "online":
+            return None
+        rooms = {m for m in self.media if agent.has_room(m, self.exclusive)}
+        if not rooms:
+            return None
+        reserved = [self.conversations[c] for c in self.pinned.get(agent.key, ())]
+        reserved = [c for c in reserved if c.media in rooms]
+        if reserved:
+            return min(reserved, key=self._score), "reserved for this agent"
+        best = None
+        declined = lambda conversation_id: agent.agent_id in self.conversations[conversation_id].declined  # noqa: E731
+        for queue_name, level in agent.memberships.items():
+            steps = len(self.config.queue(queue_name).expand)
+            for media in rooms:
+                for step in range(level, steps + 1):
+                    entry = self.waiting.first((agent.workspace_id, queue_name, media, step), declined)
+                    if entry is not None and (best is None or entry < best):
+                        best = entry
+        if best is None:
+            return None
+        return self.conversations[best[1]], "agent gained room: longest aged wait it can take"
+
+    # -- offers, presence, transfers -------------------------------------------------------
+
+    def _take_back_offer(self, conversation: Conversation, agent: Agent, now: datetime, reason: str) -> Outcome:
+        assert conversation.offer is not None
+        conversation.offer = None
+        conversation.declined.add(agent.agent_id)
+        self._release(agent, conversation)
+        self._reindex(agent)
+        revoked = ConversationRevoked(workspace_id=agent.workspace_id, conversation_id=conversation.conversation_id,
+                                      agent_id=agent.agent_id, assignment_seq=conversation.assignment_seq,
+                                      reason=f"offer {reason}")
+        return Outcome(deliveries=[(agent.key, revoked)], changed_conversations={conversation.conversation_id},
+                       changed_agents={agent.key})
+
+    def _withdraw_offers(self, agent: Agent, now: datetime) -> Outcome:
+        outcome = Outcome()
+        for conversation_id in list(self.held.get(agent.key, ())):
+            conversation = self.conversations[conversation_id]
+            if conversation.offer is not None:
+                outcome.merge(self._take_back_offer(conversation, agent, now, f"withdrawn: agent {agent.status}"))
+                outcome.merge(self._route(conversation, now))
+        return outcome
+
+    def _release_on_offline(self, agent: Agent, now: datetime) -> Outcome:
+        """Unanswered conversations of an offline agent are routed again (answered ones per queue)."""
+        outcome = Outcome()
+        for conversation_id in list(self.pinned.get(agent.key, ())):
+            conversation = self.conversations[conversation_id]
+            self._unpin(conversation)
+            outcome.merge(self._route(conversation, now))
+        for conversation_id in list(self.held.get(agent.key, ())):
+            conversation = self.conversations[conversation_id]
+            queue = self.config.queue(conversation.queue)
+            if conversation.answered and not queue.reroute_answered_on_offline:
+                continue
+            self._unassign(conversation, now, "agent offline", outcome)
+            outcome.merge(self._route(conversation, now))
+        return outcome
+
+    def _unassign(self, conversation: Conversation, now: datetime, reason: str, outcome: Outcome) -> Agent | None:
+        """Take a conversation from its assignee (who is told); it becomes a waiting one."""
+        agent = self._holder(conversation)
+        if agent is None or conversation.assignee_id is None:
+            return None
+        conversation.assignee_id = None
+        conversation.assigned_at = None
+        conversation.assignment_seq += 1
+        self._release(agent, conversation)
+        self._reindex(agent)
+        outcome.deliveries.append((agent.key, ConversationRevoked(
+            workspace_id=agent.workspace_id, conversation_id=conversation.conversation_id, agent_id=agent.agent_id,
+            assignment_seq=conversation.assignment_seq, reason=reason,
+        )))
+        outcome.changed_agents.add(agent.key)
+        outcome.changed_conversations.add(conversation.conversation_id)
+        return agent
+
+    def _transfer_problem(self, conversation: Conversation, request: TransferRequest) -> str | None:
+        if request.to_queue is not None:
+            known = {q.name for q in self.config.queues} | self.skill_queues.get(conversation.workspace_id, set())
+            return None if request.to_queue in known else f"unknown queue {request.to_queue!r}"
+        target = self.agents.get((conversation.workspace_id, request.to_agent or ""))
+        if target is None or target.status != "online":
+            return f"agent {request.to_agent!r} is not online"
+        if request.to_agent == conversation.assignee_id:
+            return "the conversation is already this agent's"
+        return None
+
+    def _pin(self, conversation: Conversation, agent_id: str, until: datetime | None, now: datetime,
+             rule: str) -> Outcome:
+        """Reserve a conversation for one agent: theirs at once if they have room, else when they do."""
+        agent = self.agents[(conversation.workspace_id, agent_id)]
+        queue = self.config.queue(conversation.queue)
+        if agent.has_room(conversation.media, self.exclusive):
+            return self._give(conversation, agent, now, self._decision(conversation, queue, agent, rule))
+        self.waiting.discard(conversation.conversation_id)
+        conversation.pinned_to, conversation.pinned_until = agent_id, until
+        conversation.pin_serial = next(self._serials)
+        self.pinned.setdefault(agent.key, set()).add(conversation.conversation_id)
+        if until is not None:
+            self._schedule(until, "pin", conversation, conversation.pin_serial)
+        return Outcome(changed_conversations={conversation.conversation_id})
+
+    def _unpin(self, conversation: Conversation) -> None:
+        if conversation.pinned_to is not None:
+            self.pinned.get((conversation.workspace_id, conversation.pinned_to), set()).discard(conversation.conversation_id)
+            conversation.pinned_to = conversation.pinned_until = None
+
+    # -- timers ----------------------------------------------------------------------------
+
+    def _schedule(self, when: datetime, kind: str, conversation: Conversation, generation: int, extra: Any = None) -> None:
+        heapq.heappush(self._timers, (when, next(self._serials), kind, conversation.conversation_id, generation, extra))
+
+    def _enter_queue(self, conversation: Conversation, queue: str, now: datetime, reason: str) -> None:
+        """Move to another queue: criteria, bullseye, max wait and SLA start again there."""
+        self.waiting.discard(conversation.conversation_id)
+        conversation.queue = self.config.queue(queue).name
+        conversation.reason = reason
+        conversation.queued_at = now
+        conversation.queue_gen += 1
+        conversation.step = 0
+        conversation.declined.clear()
+        conversation.max_wait_done = False
+        self._start_queue_timers(conversation, now)
+
+    def _start_queue_timers(self, conversation: Conversation, now: datetime) -> None:
+        sla = self.config.queue(conversation.queue).sla
+        conversation.sla = {}
+        for target, seconds in (("first_response", sla.first_response_seconds), ("resolution", sla.resolution_seconds)):
+            if seconds is not None:
+                conversation.sla[target] = {
+                    "due_at": now + timedelta(seconds=seconds),
+                    "warn_at": now + timedelta(seconds=seconds * sla.warning_ratio),
+                    "state": "ok",
+                }
+        self._schedule_conversation_timers(conversation)
+
+    def _schedule_conversation_timers(self, conversation: Conversation) -> None:
+        """Every timer the conversation's state implies (also after a rebuild); stale ones are skipped."""
+        queue = self.config.queue(conversation.queue)
+        generation = conversation.queue_gen
+        for level, step in enumerate(queue.expand, start=1):
+            if conversation.step < level:
+                self._schedule(conversation.queued_at + timedelta(seconds=step.after_seconds), "expand", conversation, generation, level)
+        if queue.max_wait is not None and not conversation.max_wait_done:
+            self._schedule(conversation.queued_at + timedelta(seconds=queue.max_wait.seconds), "max_wait", conversation, generation)
+        for target, state in conversation.sla.items():
+            self._schedule(state["warn_at"], "sla", conversation, generation, (target, "warning"))
+            self._schedule(state["due_at"], "sla", conversation, generation, (target, "breached"))
+        if conversation.offer is not None:
+            self._schedule(conversation.offer.expires_at, "offer", conversation, conversation.offer.serial)
+        if conversation.pinned_to is not None and conversation.pinned_until is not None:
+            self._schedule(conversation.pinned_until, "pin", conversation, conversation.pin_serial)
+
+    def _on_offer_timeout(self, conversation: Conversation, serial: int, _: Any, now: datetime) -> Outcome:
+        offer = conversation.offer
+        if offer is None or offer.serial != serial:
+            return Outcome()
+        agent = self.agents[(conversation.workspace_id, offer.agent_id)]
+        outcome = self._take_back_offer(conversation, agent, now, "timed out")
+        agent.missed_offers += 1
+        outcome.events.append(self._event(events.OFFER_EXPIRED, conversation, now, agent_id=agent.agent_id,
+                                          missed_in_a_row=agent.missed_offers))
+        if agent.missed_offers >= self.config.missed_offers_before_away:
+            agent.status = "away"
+            self._reindex(agent)
+            outcome.merge(self._withdraw_offers(agent, now))
+            outcome.events.append(self._event(events.AGENT_SET_AWAY, None, now, agent_id=agent.agent_id,
+                                              workspace_id=agent.workspace_id, missed_offers=agent.missed_offers))
+        outcome.merge(self._route(conversation, now))
+        outcome.merge(self._serve(agent, now))
+        return outcome
+
+    def _on_expand(self, conversation: Conversation, generation: int, level: int, now: datetime) -> Outcome:
+        if generation != conversation.queue_gen or conversation.assignee_id is not None or conversation.step >= level:
+            return Outcome()
+        conversation.step = level
+        outcome = Outcome(changed_conversations={conversation.conversation_id})
+        if conversation.conversation_id in self.waiting:
+            self.waiting.discard(conversation.conversation_id)
+            outcome.merge(self._route(conversation, now))
+        return outcome
+
+    def _on_max_wait(self, conversation: Conversation, generation: int, _: Any, now: datetime) -> Outcome:
+        if generation != conversation.queue_gen or not conversation.waiting or conversation.max_wait_done:
+            return Outcome()
+        rule = self.config.queue(conversation.queue).max_wait
+        assert rule is not None
+        conversation.max_wait_done = True
+        outcome = Outcome(changed_conversations={conversation.conversation_id})
+        waited = (now - conversation.waiting_since).total_seconds()
+        outcome.events.append(self._event(events.CONVERSATION_MAX_WAIT, conversation, now, action=rule.action,
+                                          waited_seconds=round(waited, 1), contact=conversation.first.contact.model_dump()))
+        if rule.action == "overflow":
+            assert rule.overflow_queue is not None
+            self._unpin(conversation)
+            self._enter_queue(conversation, rule.overflow_queue, now, "overflow")
+            outcome.merge(self._route(conversation, now))
+        elif rule.action == "auto_reply":
+            minutes = self.expected_wait_minutes(conversation)
+            outcome.events.append(self._event(
+                events.CONVERSATION_AUTO_REPLY, conversation, now, text=rule.message.format(minutes=minutes),
+                contact=conversation.first.contact.model_dump(), reply_to_message_id=conversation.first.message_id,
+            ))
+        return outcome
+
+    def _on_sla(self, conversation: Conversation, generation: int, extra: tuple[str, str], now: datetime) -> Outcome:
+        target, level = extra
+        state = conversation.sla.get(target)
+        if generation != conversation.queue_gen or state is None or state["state"] in ("met", "breached"):
+            return Outcome()
+        if level == "warning" and state["state"] != "ok":
+            return Outcome()
+        state["state"] = level
+        name = events.SLA_WARNING if level == "warning" else events.SLA_BREACHED
+        event = self._event(name, conversation, now, agent_id=conversation.assignee_id, target=target,
+                            due_at=state["due_at"].isoformat())
+        return Outcome(events=[event], changed_conversations={conversation.conversation_id})
+
+    def _on_pin_expired(self, conversation: Conversation, serial: int, _: Any, now: datetime) -> Outcome:
+        if conversation.pinned_to is None or conversation.pin_serial != serial:
+            return Outcome()
+        self._unpin(conversation)
+        return self._route(conversation, now)
+
+    # -- bookkeeping -----------------------------------------------------------------------
+
+    def _register(self, conversation: Conversation) -> None:
+        self.conversations[conversation.conversation_id] = conversation
+        self.by_thread[conversation.thread_key] = conversation.conversation_id
+
+    def _forget(self, conversation: Conversation) -> None:
+        self.conversations.pop(conversation.conversation_id, None)
+        self.by_thread.pop(conversation.thread_key, None)
+        self.waiting.discard(conversation.conversation_id)
+        self._unpin(conversation)
+        agent = self._holder(conversation)
+        if agent is not None:
+            self._release(agent, conversation)
+
+    def _enqueue(self, conversation: Conversation) -> None:
+        if conversation.pinned_to is not None:
+            self.pinned.setdefault((conversation.workspace_id, conversation.pinned_to), set()).add(conversation.conversation_id)
+        else:
+            self.waiting.add(conversation, self._score(conversation))
+
+    def _score(self, conversation: Conversation) -> float:
+        """Aged priority: each point of priority counts as `aging_seconds_per_priority` of waiting."""
+        return conversation.waiting_since.timestamp() - conversation.priority * self.config.aging_seconds_per_priority
+
+    def _holder(self, conversation: Conversation) -> Agent | None:
+        holder = conversation.assignee_id or (conversation.offer.agent_id if conversation.offer else None)
+        return self.agents.get((conversation.workspace_id, holder)) if holder else None
+
+    def _hold(self, agent: Agent, conversation: Conversation) -> None:
+        agent.load[conversation.media] += 1
+        self.held.setdefault(agent.key, set()).add(conversation.conversation_id)
+
+    def _release(self, agent: Agent, conversation: Conversation) -> None:
+        if conversation.conversation_id in self.held.get(agent.key, ()):
+            self.held[agent.key].discard(conversation.conversation_id)
+            agent.load[conversation.media] = max(0, agent.load[conversation.media] - 1)
+
+    def _note_queue(self, conversation: Conversation) -> None:
+        """A queue named by message skills becomes known: agents' memberships include it."""
+        if not conversation.queue.startswith("skills:"):
+            return
+        known = self.skill_queues.setdefault(conversation.workspace_id, set())
+        if conversation.queue in known:
+            return
+        known.add(conversation.queue)
+        skills = self.config.queue(conversation.queue).skills
+        holders = [self.with_skill.get((conversation.workspace_id, skill), set()) for skill in skills]
+        for key in min(holders, key=len):  # only agents holding its rarest skill can qualify
+            agent = self.agents[key]
+            if agent.qualifies(skills):
+                agent.memberships[conversation.queue] = 0
+                self._reindex(agent)
+
+    def _index_skills(self, agent: Agent, old: dict[str, int], new: dict[str, int] | None = None) -> None:
+        """Keep `with_skill` current: who holds each skill, for new skill queues."""
+        new = agent.skills if new is None else new
+        for skill in set(old) - set(new):
+            self.with_skill.get((agent.workspace_id, skill), set()).discard(agent.key)
+        for skill in new:
+            self.with_skill.setdefault((agent.workspace_id, skill), set()).add(agent.key)
+
+    def _memberships(self, agent: Agent) -> dict[str, int]:
+        """Each queue the agent may serve, with the lowest bullseye level whose criteria it meets."""
+        names = [q.name for q in self.config.queues] + sorted(self.skill_queues.get(agent.workspace_id, ()))
+        memberships = {}
+        for name in names:
+            for level, criteria in enumerate(self.config.queue(name).criteria()):
+                if agent.qualifies(criteria):
+                    memberships[name] = level
+                    break
+        return memberships
+
+    def _reindex(self, agent: Agent) -> None:
+        """Put the agent in exactly the agent-index lists where it has room, with fresh sort keys."""
+        wanted: dict[AgentIndexKey, tuple] = {}
+        rooms = [m for m in self.media if agent.has_room(m, self.exclusive)]
+        for queue_name, level in agent.memberships.items():
+            if not rooms:
+                break
+            queue = self.config.queue(queue_name)
+            entry = STRATEGY_KEYS[queue.strategy](queue, agent)
+            for media in rooms:
+                wanted[(agent.workspace_id, queue_name, level, media)] = entry
+        self.agent_index.update(agent, wanted)
+
+    def _note_wait(self, conversation: Conversation, now: datetime) -> None:
+        """A moving average of waits per queue, for the expected wait an auto-reply quotes."""
+        key = (conversation.workspace_id, conversation.queue)
+        waited = (now - conversation.waiting_since).total_seconds()
+        previous = self.wait_average.get(key)
+        self.wait_average[key] = waited if previous is None else 0.8 * previous + 0.2 * waited
+
+    def expected_wait_minutes(self, conversation: Conversation) -> int:
+        """Recent average wait in the queue, scaled by how many wait ahead; at least one minute."""
+        average = self.wait_average.get((conversation.workspace_id, conversation.queue), 60.0)
+        ahead = self.waiting.position(conversation.conversation_id)
+        return max(1, math.ceil(average * (1 + ahead) / 60))
+
+    def _decision(self, conversation: Conversation, queue: QueueConfig, agent: Agent, rule: str,
+                  candidates: int = 1, considered: list[str] | None = None) -> dict[str, Any]:
+        return {
+            "queue": queue.name, "classified_by": conversation.reason, "rule": rule, "strategy": queue.strategy,
+            "mode": queue.mode, "bullseye_step": conversation.step, "priority": conversation.priority,
+            "candidates": candidates, "considered": considered or [agent.agent_id], "chosen": agent.agent_id,
+        }
+
+    def _event(self, name: str, conversation: Conversation | None, now: datetime, *, agent_id: str | None = None,
+               workspace_id: str | None = None, **details: Any) -> RoutingEvent:
+        return RoutingEvent(
+            event_id=new_id(), type=name, at=now,
+            workspace_id=workspace_id or (conversation.workspace_id if conversation else "default"),
+            conversation_id=conversation.conversation_id if conversation else None,
+            agent_id=agent_id, queue=conversation.queue if conversation else None,
+            details={"channel": conversation.first.channel, "thread_id": conversation.first.thread_id, **details}
+            if conversation else details,
+        )
+
+
+TIMER_HANDLERS = {
+    "offer": RoutingCore._on_offer_timeout,
+    "expand": RoutingCore._on_expand,
+    "max_wait": RoutingCore._on_max_wait,
+    "sla": RoutingCore._on_sla,
+    "pin": RoutingCore._on_pin_expired,
+}

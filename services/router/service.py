@@ -3,32 +3,58 @@
 One replica at a time is active (the work queue has a single active consumer). A replica builds
 its core from MongoDB when it first receives work, so a standby that takes over starts from
 what the last active one wrote. Per batch: run the core over every input, write the state
-changes, publish the deliveries (confirmed), then the consumer acks. If anything fails the core
-is dropped and rebuilt from MongoDB, and the batch is redelivered: the core is idempotent.
+changes, publish the deliveries and events (confirmed), then the consumer acks. If anything
+fails the core is dropped and rebuilt from MongoDB, and the batch is redelivered: the core is
+idempotent. Timers run on the active replica only, under the same lock as batches.
 """
 
 import asyncio
+import contextlib
 from collections import defaultdict
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import structlog
 from aio_pika.abc import AbstractIncomingMessage
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
-from services.router.core import AgentKey, Delivery, Outcome, RoutingCore
+from services.router.config import RoutingConfig
+from services.router.core import RoutingCore
+from services.router.model import AgentKey, Delivery, Outcome
 from services.router.store import RoutingStore
 from shared import events
 from shared.broker import BatchConsumer, Broker, PoisonMessage
-from shared.models import AgentSnapshot, ConversationAssigned, ConversationResolved, InboundMessage, utcnow
+from shared.models import (
+    AgentSnapshot,
+    ConversationAnswered,
+    ConversationAssigned,
+    ConversationEnded,
+    ConversationMessage,
+    ConversationResolved,
+    InboundMessage,
+    OfferAnswer,
+    RoutingConfigChanged,
+    RoutingEvent,
+    ThreadClosed,
+    TransferRequest,
+    utcnow,
+)
 
 log = structlog.get_logger(__name__)
-RouterInput = InboundMessage | AgentSnapshot | ConversationResolved
+RouterInput = (
+    InboundMessage | AgentSnapshot | ConversationResolved | ConversationAnswered | OfferAnswer | TransferRequest
+    | RoutingConfigChanged | ThreadClosed
+)
 INPUT_MODELS: dict[str, type[RouterInput]] = {
     events.MESSAGE_RECEIVED: InboundMessage,
     events.AGENT_UPDATED: AgentSnapshot,
     events.AGENT_STATUS_CHANGED: AgentSnapshot,
     events.CONVERSATION_RESOLVED: ConversationResolved,
+    events.CONVERSATION_ANSWERED: ConversationAnswered,
+    events.OFFER_ANSWERED: OfferAnswer,
+    events.TRANSFER_REQUESTED: TransferRequest,
+    events.ROUTING_CONFIG_CHANGED: RoutingConfigChanged,
+    events.THREAD_CLOSED: ThreadClosed,
 }
 
 
@@ -36,13 +62,17 @@ def parse_input(delivery: AbstractIncomingMessage) -> RouterInput:
     model = INPUT_MODELS.get(delivery.type or "")
     if model is None:
         raise PoisonMessage(f"unknown message type {delivery.type!r}")
-    return model.model_validate_json(delivery.body)
+    item = model.model_validate_json(delivery.body)
+    if isinstance(item, RoutingConfigChanged):
+        RoutingConfig.model_validate(item.config)  # an invalid config is a poison message
+    return item
 
 
 class RouterMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
         self.inputs = Counter("router_inputs_total", "Inputs processed", ["type"], registry=registry)
         self.assignments = Counter("router_assignments_total", "Conversations assigned", registry=registry)
+        self.events = Counter("router_events_total", "Routing events published", ["type"], registry=registry)
         self.queue_wait = Histogram(
             "router_queue_wait_seconds", "Time a conversation waited before assignment", registry=registry,
             buckets=(0.01, 0.05, 0.1, 0.5, 1, 5, 15, 60, 300, 900, 3600),
@@ -56,15 +86,21 @@ class RouterService:
         broker: Broker,
         store: RoutingStore,
         metrics: RouterMetrics,
+        config: RoutingConfig,
         *,
         batch_size: int = 100,
+        tick_seconds: float = 1.0,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self.broker = broker
         self.store = store
         self.metrics = metrics
+        self.config = config
         self.clock = clock
+        self.tick_seconds = tick_seconds
         self.core: RoutingCore | None = None
+        self._lock = asyncio.Lock()
+        self._ticker: asyncio.Task | None = None
         self.consumer = BatchConsumer(broker, "router", parse_input, self.handle_batch, batch_size=batch_size)
 
     async def start(self) -> None:
@@ -74,22 +110,48 @@ class RouterService:
         # After a reconnect this replica may no longer be the active one: rebuild on next work.
         assert self.broker.connection is not None
         self.broker.connection.reconnect_callbacks.add(self._forget_state)
+        self._ticker = asyncio.create_task(self._tick_forever())
 
     async def stop(self) -> None:
+        if self._ticker is not None:
+            self._ticker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._ticker
         await self.consumer.stop()
 
     def _forget_state(self, *_: object) -> None:
         self.core = None
 
     async def handle_batch(self, inputs: list[RouterInput]) -> None:
-        try:
+        async with self._lock:
             core = await self._active_core()
-            outcome = Outcome()
             now = self.clock()
+            outcome = Outcome()
             for item in inputs:
                 outcome.merge(self._apply(core, item, now))
+            await self._commit(core, outcome)
+        self._count(inputs, outcome)
+
+    async def tick(self) -> None:
+        """Fire due timers, if this replica holds the routing state (it is the active one)."""
+        async with self._lock:
+            if self.core is not None:
+                await self._commit(self.core, self.core.tick(self.clock()))
+
+    async def _tick_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.tick_seconds)
+            try:
+                await self.tick()
+            except Exception:  # logged; the next tick retries from state rebuilt from MongoDB
+                log.exception("router.tick_failed")
+
+    async def _commit(self, core: RoutingCore, outcome: Outcome) -> None:
+        """Persist, publish, mark announced; on any failure the core is rebuilt from MongoDB."""
+        try:
             await self.store.save(core, outcome)
             await self._publish(outcome.deliveries)
+            await self._publish_events(outcome.events + _routed_events(outcome))
             announced = {d.conversation.conversation_id for _, d in outcome.deliveries if isinstance(d, ConversationAssigned)}
             await self.store.mark_announced(announced)
             core.mark_announced(announced)
@@ -97,13 +159,15 @@ class RouterService:
             self.metrics.errors.inc()
             self.core = None  # memory may now differ from MongoDB: rebuild from it
             raise
-        self._count(inputs, outcome)
 
     async def _active_core(self) -> RoutingCore:
         if self.core is None:
-            core = await self.store.load()
+            now = self.clock()
+            since = now - timedelta(seconds=self.config.last_agent_window_seconds)
+            core = await self.store.load(self.config, since)
             await self._announce_pending(core)
             self.core = core
+            await self._commit(core, core.route_waiting(now))  # what a crash left waiting with room for it
             log.info("router.state_loaded", agents=len(core.agents), conversations=len(core.conversations))
         return self.core
 
@@ -116,13 +180,23 @@ class RouterService:
         await self.store.mark_announced(ids)
         core.mark_announced(ids)
 
-    @staticmethod
-    def _apply(core: RoutingCore, item: RouterInput, now: datetime) -> Outcome:
+    def _apply(self, core: RoutingCore, item: RouterInput, now: datetime) -> Outcome:
         if isinstance(item, InboundMessage):
             return core.on_message(item, now)
         if isinstance(item, AgentSnapshot):
             return core.on_agent(item, now)
-        return core.on_resolved(item, now)
+        if isinstance(item, ConversationResolved):
+            return core.on_resolved(item, now)
+        if isinstance(item, ConversationAnswered):
+            return core.on_answered(item, now)
+        if isinstance(item, OfferAnswer):
+            return core.on_offer_answer(item, now)
+        if isinstance(item, TransferRequest):
+            return core.on_transfer(item, now)
+        if isinstance(item, ThreadClosed):
+            return core.on_thread_closed(item, now)
+        self.config = RoutingConfig.model_validate(item.config)
+        return core.set_config(self.config, now)
 
     async def _publish(self, deliveries: list[tuple[AgentKey, Delivery]]) -> None:
         """Publish in order per agent queue; different agents' queues in parallel."""
@@ -134,19 +208,21 @@ class RouterService:
     async def _publish_in_order(self, agent_key: AgentKey, deliveries: list[Delivery]) -> None:
         workspace_id, agent_id = agent_key
         for delivery in deliveries:
-            message_id = (
-                f"assigned:{delivery.conversation.conversation_id}:{agent_id}"
-                if isinstance(delivery, ConversationAssigned)
-                else delivery.message.message_id
-            )
             await self.broker.publish(
                 delivery,
                 self.broker.topology.agent_routing_key(workspace_id, agent_id),
                 message_type=delivery.type,
-                message_id=message_id,
+                message_id=_delivery_id(delivery, agent_id),
                 workspace_id=workspace_id,
                 exchange=self.broker.topology.deliveries_exchange,
             )
+
+    async def _publish_events(self, routing_events: list[RoutingEvent]) -> None:
+        for event in routing_events:
+            routing_key = f"{event.type}.{event.details['channel']}" if event.type == events.CONVERSATION_ROUTED else event.type
+            await self.broker.publish(event, routing_key, message_type=event.type, message_id=event.event_id,
+                                      workspace_id=event.workspace_id, mandatory=False)
+            self.metrics.events.labels(type=event.type).inc()
 
     def _count(self, inputs: list[RouterInput], outcome: Outcome) -> None:
         for item in inputs:
@@ -156,3 +232,30 @@ class RouterService:
                 self.metrics.assignments.inc()
                 info = delivery.conversation
                 self.metrics.queue_wait.observe((info.assigned_at - info.waiting_since).total_seconds())
+
+
+def _routed_events(outcome: Outcome) -> list[RoutingEvent]:
+    """A conversation.routed.<channel> event per assignment, for channels and external systems."""
+    routed = []
+    for _, delivery in outcome.deliveries:
+        if isinstance(delivery, ConversationAssigned):
+            info = delivery.conversation
+            routed.append(RoutingEvent(
+                event_id=f"routed:{info.conversation_id}:{info.assignment_seq}", type=events.CONVERSATION_ROUTED,
+                workspace_id=info.workspace_id, conversation_id=info.conversation_id, agent_id=info.assignee_id,
+                queue=info.queue, at=info.assigned_at,
+                details={"channel": info.channel, "thread_id": info.thread_id, "contact": info.contact.model_dump()},
+            ))
+    return routed
+
+
+def _delivery_id(delivery: Delivery, agent_id: str) -> str:
+    """Deterministic ids, so a republished delivery is recognisably the same one."""
+    if isinstance(delivery, ConversationMessage):
+        return delivery.message.message_id
+    if isinstance(delivery, ConversationEnded):
+        # A conversation ends once: no assignment sequence to tell repeats apart.
+        return f"{delivery.type}:{delivery.conversation_id}:{agent_id}"
+    conversation_id = delivery.conversation_id if hasattr(delivery, "conversation_id") else delivery.conversation.conversation_id
+    seq = delivery.assignment_seq if hasattr(delivery, "assignment_seq") else delivery.conversation.assignment_seq
+    return f"{delivery.type}:{conversation_id}:{agent_id}:{seq}"

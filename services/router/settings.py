@@ -1,3 +1,6 @@
+from pathlib import Path
+
+from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from shared.settings import CommonSettings
@@ -8,3 +11,8 @@ class RouterSettings(CommonSettings):
 
     port: int = 8081
     batch_size: int = 100
+    # Queues, classification rules and capacity media (YAML, see docs/routing.md); unset: one
+    # queue anyone can serve. Applied at start when its content changed since it was last applied.
+    queues_file: Path | None = None
+    # How often due timers (offers, bullseye, max wait, SLA) are fired.
+    tick_seconds: float = Field(0.5, gt=0)

@@ -2,6 +2,7 @@
 
 import asyncio
 import json
+import time
 
 import aiohttp
 
@@ -90,3 +91,25 @@ class DeskRecorder:
             return
         self.live_message_ids += live
         self.seen |= set(live)
+
+
+class TimedDeskRecorder(DeskRecorder):
+    """A DeskRecorder that also keeps when each live frame came, for which conversation, with which messages."""
+
+    def __init__(self, session: aiohttp.ClientSession, agents_url: str, agent_id: str, api_key: str) -> None:
+        super().__init__(session, agents_url, agent_id, api_key)
+        self.agent_id = agent_id
+        self.connected = asyncio.Event()  # set once the first snapshot came
+        # (monotonic time, "assigned" or "message", conversation id, message ids)
+        self.frames: list[tuple[float, str, str, list[str]]] = []
+
+    def _record(self, frame: dict) -> None:
+        now = time.monotonic()
+        if frame["type"] == "snapshot":
+            self.connected.set()
+        elif frame["type"] == "conversation.assigned":
+            ids = [m["message_id"] for m in frame["messages"]]
+            self.frames.append((now, "assigned", frame["conversation"]["conversation_id"], ids))
+        elif frame["type"] == "message" and frame["message"]["direction"] == "inbound":
+            self.frames.append((now, "message", frame["conversation_id"], [frame["message"]["message_id"]]))
+        super()._record(frame)

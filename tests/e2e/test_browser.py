@@ -1,7 +1,8 @@
 """A customer and an agent talk through the real pages in a real browser (Debian's chromium).
 
-The customer writes on the web chat page, the agent sees it live on the desk and replies, the
-reply shows up on the chat page, and a reloaded chat page continues the same conversation.
+The customer writes on the web chat page, the agent sees it live on the desk, each sees the other
+typing, the agent replies, the reply shows up on the chat page, and a reloaded chat page
+continues the same conversation.
 """
 
 import re
@@ -77,8 +78,16 @@ async def test_customer_and_agent_chat_through_the_pages(stack, tmp_path):
                 desk.locator('#transcript [data-message-id][data-direction="inbound"]', has_text=question)
             ).to_have_count(1, timeout=WAIT_MS)
 
-            # The agent replies with Enter; the reply shows on the desk and, live, on the chat page.
+            # Typing shows both ways: the customer's on the desk, then the agent's on the chat page.
+            await chat.fill("#text", "one more thing")
+            await expect(desk.locator("#typing")).to_be_visible(timeout=WAIT_MS)
+            await expect(desk.locator("#typing")).to_contain_text("is typing")
+            await chat.fill("#text", "")
             await desk.fill("#reply", answer)
+            await expect(chat.locator("#typing")).to_be_visible(timeout=WAIT_MS)
+
+            # The agent replies with Enter; the reply shows on the desk and, live, on the chat page,
+            # where it takes the place of the typing line.
             await desk.press("#reply", "Enter")
             await expect(
                 desk.locator('#transcript [data-message-id][data-direction="outbound"]', has_text=answer)
@@ -87,6 +96,7 @@ async def test_customer_and_agent_chat_through_the_pages(stack, tmp_path):
             await expect(
                 chat.locator('#messages [data-direction="outbound"]', has_text=answer)
             ).to_have_count(1, timeout=WAIT_MS)
+            await expect(chat.locator("#typing")).to_be_hidden()
 
             # A reloaded chat page continues the same conversation.
             await chat.reload()

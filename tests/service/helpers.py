@@ -78,10 +78,12 @@ def texts(frames: list[dict]) -> list[str]:
 
 
 @asynccontextmanager
-async def running_apps(names: Names, **intake_overrides) -> AsyncIterator[Apps]:
+async def running_apps(names: Names, *, agents_settings: dict | None = None, router_settings: dict | None = None,
+                       **intake_overrides) -> AsyncIterator[Apps]:
+    """The three apps on real ports; keyword arguments are intake settings, the dicts the others'."""
     async with AsyncExitStack() as stack:
-        agents = await stack.enter_async_context(serve(create_agents(names.settings(AgentsSettings))))
-        router = await stack.enter_async_context(serve(create_router(names.settings(RouterSettings))))
+        agents = await stack.enter_async_context(serve(create_agents(names.settings(AgentsSettings, **(agents_settings or {})))))
+        router = await stack.enter_async_context(serve(create_router(names.settings(RouterSettings, **(router_settings or {})))))
         intake_settings = names.settings(IntakeSettings, agents_url=str(agents.make_url("/")), **intake_overrides)
         intake = await stack.enter_async_context(serve(create_intake(intake_settings)))
         yield Apps(intake, router, agents)

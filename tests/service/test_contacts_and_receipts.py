@@ -7,7 +7,16 @@ from pymongo import AsyncMongoClient
 
 from services.agents.contacts import Identities, normalize_phone
 from services.agents.store import AgentsStore
-from shared.models import Contact, ConversationMessage, DeliveryStatus, InboundMessage, new_id, utcnow
+from shared.models import (
+    Contact,
+    ConversationAssigned,
+    ConversationInfo,
+    ConversationMessage,
+    DeliveryStatus,
+    InboundMessage,
+    new_id,
+    utcnow,
+)
 
 
 @pytest.fixture
@@ -104,3 +113,14 @@ async def test_the_same_message_twice_in_one_batch_reaches_the_desk_once(store):
     for_desk = await store.apply_deliveries([delivery, delivery])
     assert [[m["_id"] for m in item.messages] for item in for_desk if item.messages] == [[message.message_id]]
     assert await store.messages.count_documents({}) == 1
+
+
+async def test_the_same_assignment_twice_in_one_batch_reaches_the_desk_once(store):
+    """A standby republishes an assignment the killed router had published but not marked announced."""
+    message = InboundMessage(message_id=new_id(), channel="whatsapp", thread_id="t", contact=Contact(id="t"), text="hi")
+    info = ConversationInfo(conversation_id="c1", workspace_id="default", channel="whatsapp", thread_id="t",
+                            contact=message.contact, created_at=utcnow(), waiting_since=utcnow(),
+                            assignee_id="ann", assigned_at=utcnow(), assignment_seq=1)
+    assigned = ConversationAssigned(conversation=info, messages=[message])
+    for_desk = await store.apply_deliveries([assigned, assigned])
+    assert [(item.conversation["_id"], len(item.messages)) for item in for_desk] == [("c1", 1)]

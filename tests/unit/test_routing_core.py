@@ -1,5 +1,7 @@
 """The routing core on its own: pure code, a controlled clock, no broker, no database."""
 
+from collections import Counter
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from services.router.core import RoutingCore
@@ -54,7 +56,7 @@ def test_every_needed_skill_is_required():
     core.on_agent(agent("ann", skills={"billing": 3}), at(0))
     outcome = core.on_message(message("c1", skills=["billing", "ru"]), at(1))
     assert outcome.deliveries == []
-    assert core.waiting["default"]
+    assert core.waiting_in_order("default")
 
 
 def test_no_skills_means_anyone():
@@ -87,8 +89,8 @@ def test_capacity_is_never_exceeded():
     core.on_agent(agent("ann", capacity=2), at(0))
     for i in range(5):
         core.on_message(message(f"c{i}"), at(i))
-    assert core.agents[("default", "ann")].load == 2
-    assert len(core.waiting["default"]) == 3
+    assert core.agents[("default", "ann")].total == 2
+    assert len(core.waiting_in_order("default")) == 3
 
 
 def test_follow_ups_go_to_the_same_agent_in_order():
@@ -156,7 +158,7 @@ def test_repeated_inputs_change_nothing():
     event = ConversationResolved(workspace_id="default", conversation_id=conversation_id)
     core.on_resolved(event, at(5))
     assert core.on_resolved(event, at(6)).closed_conversations == set()
-    assert core.agents[("default", "ann")].load == 0
+    assert core.agents[("default", "ann")].total == 0
 
 
 def test_a_stale_agent_snapshot_is_ignored():
@@ -192,9 +194,7 @@ def test_a_core_rebuilt_from_its_state_recomputes_loads():
     core.on_message(message("c1"), at(1))
     core.on_message(message("c2"), at(2))
     rebuilt = RoutingCore()
-    for a in core.agents.values():
-        rebuilt.load_agent(type(a)(**{**a.__dict__, "load": 0}))
-    for c in core.conversations.values():
-        rebuilt.load_conversation(c)
-    assert rebuilt.agents[("default", "ann")].load == 2
+    fresh_agents = [replace(a, load=Counter(), memberships={}) for a in core.agents.values()]
+    rebuilt.load_state(fresh_agents, list(core.conversations.values()), {})
+    assert rebuilt.agents[("default", "ann")].total == 2
     assert rebuilt.on_message(message("c3"), at(3)).deliveries == []

@@ -2,15 +2,21 @@
 
 A session token (HMAC-signed workspace and contact id) lets a reloaded page continue its
 conversation. Replies go to the customer's open sockets; one who is away sees them in the
-history sent on reconnect.
+history sent on reconnect. Typing goes both ways as ephemeral signals (shared/ephemeral.py):
+the page's `{"type": "typing"}` becomes `typing.contact` for the agent's desk, and the agent's
+`typing.agent` becomes `{"type": "typing", "who": "agent"}` on the customer's sockets.
 """
 
 import base64
 import hashlib
 import hmac
+import json
 import re
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 from multidict import MultiDictProxy
@@ -18,8 +24,13 @@ from pydantic import Field
 
 from services.intake.channels.api import MAX_TEXT_CHARS
 from services.intake.channels.base import ChannelPlugin, Sent, message_id_for
+from shared import events
+from shared.ephemeral import TYPING_INTERVAL, RateLimiter, SignalConsumer, TypingSignal, publish_signal
 from shared.models import Contact, InboundMessage, OutboundMessage, Wire
 from shared.web import http_error
+
+if TYPE_CHECKING:
+    from services.intake.context import Intake
 
 CHANNEL = "webchat"
 CLIENT_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
@@ -117,6 +128,7 @@ class ChatHub:
 
     def __init__(self) -> None:
         self._sockets: dict[tuple[str, str], set[web.WebSocketResponse]] = {}
+        self.typing_limit = RateLimiter(TYPING_INTERVAL)  # per (workspace, thread): the customer's typing signals
 
     def add(self, session: ChatSession, ws: web.WebSocketResponse) -> None:
         self._sockets.setdefault((session.workspace_id, session.thread_id), set()).add(ws)
@@ -168,4 +180,36 @@ class WebChatSender:
         return Sent("delivered" if opened else "sent")
 
 
-PLUGIN = ChannelPlugin(name=CHANNEL, sender=lambda intake: WebChatSender(intake.chat))
+def is_typing(data: str) -> bool:
+    """Whether a frame from the page is `{"type": "typing"}` (it gets no answer, unlike a message)."""
+    try:
+        frame = json.loads(data)
+    except ValueError:
+        return False
+    return isinstance(frame, dict) and frame.get("type") == "typing"
+
+
+async def contact_typing(intake: "Intake", session: ChatSession) -> None:
+    """Tell the assigned agent's desk the customer is typing: at most one signal per thread per interval."""
+    if intake.chat.typing_limit.allow((session.workspace_id, session.thread_id)):
+        signal = TypingSignal(workspace_id=session.workspace_id, channel=CHANNEL, thread_id=session.thread_id)
+        await publish_signal(intake.broker, signal, events.TYPING_CONTACT)
+
+
+@asynccontextmanager
+async def agent_typing_relay(intake: "Intake") -> AsyncIterator[None]:
+    """While intake runs, show `typing.agent` signals on the customer's open chat sockets."""
+
+    async def show(signal: TypingSignal) -> None:
+        if signal.channel == CHANNEL:
+            await intake.chat.send(signal.workspace_id, signal.thread_id, {"type": "typing", "who": "agent"})
+
+    consumer = SignalConsumer(intake.broker, "intake", events.TYPING_AGENT, show)
+    await consumer.start()
+    try:
+        yield
+    finally:
+        await consumer.stop()
+
+
+PLUGIN = ChannelPlugin(name=CHANNEL, sender=lambda intake: WebChatSender(intake.chat), background=agent_typing_relay)

@@ -1,0 +1,236 @@
+"""Routing configuration: queues, classification rules, capacity per media, aging.
+
+Loaded from YAML (`ROUTER_QUEUES_FILE`) at start and replaceable live through the router's
+`PUT /v1/routing/config`. Validated once here, so the core never meets an unknown queue.
+"""
+
+import re
+from datetime import date, datetime, time
+from pathlib import Path
+from typing import Annotated, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import yaml
+from pydantic import Field, PrivateAttr, field_validator, model_validator
+
+from shared.models import InboundMessage, Skill, Wire
+
+QueueName = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.:+-]{1,64}$")]
+Proficiency = Annotated[int, Field(ge=1, le=5)]
+Strategy = Literal["least_occupied", "longest_idle", "round_robin", "most_skilled"]
+Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+WEEKDAYS: tuple[Weekday, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+SKILLS_QUEUE_PREFIX = "skills:"
+
+
+class ExpansionStep(Wire):
+    """Bullseye: after `after_seconds` of waiting, agents matching these skills may take it too."""
+
+    after_seconds: float = Field(gt=0)
+    skills: dict[Skill, Proficiency] = Field(default_factory=dict)
+
+
+class SlaTargets(Wire):
+    first_response_seconds: float | None = Field(None, gt=0)
+    resolution_seconds: float | None = Field(None, gt=0)
+    # sla.warning fires when this share of a target has passed.
+    warning_ratio: float = Field(0.8, gt=0, lt=1)
+
+
+class MaxWait(Wire):
+    """What happens to a conversation that waited `seconds` without an agent."""
+
+    seconds: float = Field(gt=0)
+    action: Literal["overflow", "auto_reply", "callback"]
+    overflow_queue: QueueName | None = None
+    # For auto_reply: {minutes} is replaced by the expected wait in whole minutes.
+    message: str = "All our agents are busy. Expected wait: about {minutes} min. We will answer here."
+
+    @model_validator(mode="after")
+    def _overflow_names_a_queue(self) -> "MaxWait":
+        if self.action == "overflow" and not self.overflow_queue:
+            raise ValueError("max_wait.action overflow needs overflow_queue")
+        return self
+
+
+class BusinessHours(Wire):
+    timezone: str = "UTC"
+    # e.g. {"mon": ["09:00-17:00"], "sat": ["10:00-14:00"]}; a day not listed is closed.
+    weekly: dict[Weekday, list[Annotated[str, Field(pattern=r"^\d\d:\d\d-\d\d:\d\d$")]]]
+    holidays: list[date] = Field(default_factory=list)
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r}") from None
+        return value
+
+    def is_open(self, now: datetime) -> bool:
+        local = now.astimezone(ZoneInfo(self.timezone))
+        if local.date() in self.holidays:
+            return False
+        for window in self.weekly.get(WEEKDAYS[local.weekday()], []):
+            start, end = (time.fromisoformat(part) for part in window.split("-"))
+            if start <= local.time() < end:
+                return True
+        return False
+
+
+class QueueConfig(Wire):
+    name: QueueName
+    # Required skills with the minimum proficiency (1-5) an agent needs in each.
+    skills: dict[Skill, Proficiency] = Field(default_factory=dict)
+    priority: int = Field(0, ge=0, le=10)
+    strategy: Strategy = "least_occupied"
+    mode: Literal["push", "offer"] = "push"
+    offer_timeout_seconds: float = Field(30, gt=0)
+    expand: list[ExpansionStep] = Field(default_factory=list)
+    sla: SlaTargets = Field(default_factory=SlaTargets)
+    max_wait: MaxWait | None = None
+    hours: BusinessHours | None = None
+    # Outside business hours new conversations go here; unset: they wait for this queue.
+    closed_overflow: QueueName | None = None
+    # When the assignee goes offline, conversations they already answered are routed again too.
+    reroute_answered_on_offline: bool = False
+
+    @field_validator("expand")
+    @classmethod
+    def _steps_in_order(cls, steps: list[ExpansionStep]) -> list[ExpansionStep]:
+        if [s.after_seconds for s in steps] != sorted({s.after_seconds for s in steps}):
+            raise ValueError("expansion steps need strictly increasing after_seconds")
+        return steps
+
+    def criteria(self) -> list[dict[str, int]]:
+        """The skill criteria of each bullseye level: level 0 is the queue's own."""
+        return [self.skills, *(step.skills for step in self.expand)]
+
+
+class ClassificationRule(Wire):
+    """Every condition given must match; the first matching rule names the queue."""
+
+    queue: QueueName
+    channels: list[str] = Field(default_factory=list)
+    languages: list[str] = Field(default_factory=list)  # metadata["language"]
+    keywords: list[str] = Field(default_factory=list)  # any of them, as whole words, any case
+    pattern: str | None = None  # a regular expression searched in the text
+    attributes: dict[str, str] = Field(default_factory=dict)  # metadata["attributes"], e.g. tier: vip
+    priority: int = Field(0, ge=0, le=10)  # added to the conversation's priority
+
+    @field_validator("pattern")
+    @classmethod
+    def _compiles(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                re.compile(value)
+            except re.error as error:
+                raise ValueError(f"pattern does not compile: {error}") from None
+        return value
+
+    def matches(self, message: InboundMessage) -> bool:
+        metadata = message.metadata
+        attributes = metadata.get("attributes") if isinstance(metadata.get("attributes"), dict) else {}
+        return (
+            (not self.channels or message.channel in self.channels)
+            and (not self.languages or metadata.get("language") in self.languages)
+            and (not self.keywords or _has_keyword(message.text, self.keywords))
+            and (self.pattern is None or re.search(self.pattern, message.text) is not None)
+            and all(str(attributes.get(k)) == v for k, v in self.attributes.items())
+        )
+
+
+def _has_keyword(text: str, keywords: list[str]) -> bool:
+    words = set(re.findall(r"\w+", text.casefold()))
+    return any(keyword.casefold() in words for keyword in keywords)
+
+
+class RoutingConfig(Wire):
+    default_queue: QueueName = "default"
+    queues: list[QueueConfig] = Field(default_factory=lambda: [QueueConfig(name="default")])
+    rules: list[ClassificationRule] = Field(default_factory=list)
+    # Channels grouped into media for capacity; a channel not listed is "chat".
+    channel_media: dict[str, str] = Field(default_factory=lambda: {"voice": "voice", "email": "email"})
+    # A conversation on an exclusive medium (a call) blocks new work of any other medium.
+    exclusive_media: list[str] = Field(default_factory=lambda: ["voice"])
+    # Aging: one point of priority counts as this many seconds of waiting (see docs/routing.md).
+    aging_seconds_per_priority: float = Field(60, gt=0)
+    # A conversation reopening within the window goes back to its last agent if they can take it
+    # within `last_agent_wait_seconds`.
+    last_agent_window_seconds: float = Field(24 * 3600, ge=0)
+    last_agent_wait_seconds: float = Field(10, ge=0)
+    # An agent who lets this many offers in a row time out is set away.
+    missed_offers_before_away: int = Field(3, ge=1)
+    # Lookups by name on the hot path: configured queues, and skill queues made on first use.
+    _by_name: dict[str, QueueConfig] = PrivateAttr(default_factory=dict)
+
+    def model_post_init(self, _: object) -> None:
+        self._by_name = {queue.name: queue for queue in self.queues}
+
+    @model_validator(mode="after")
+    def _queues_resolve(self) -> "RoutingConfig":
+        names = [q.name for q in self.queues]
+        if len(names) != len(set(names)):
+            raise ValueError("queue names must be unique")
+        known = set(names)
+        referenced = {self.default_queue} | {r.queue for r in self.rules}
+        for queue in self.queues:
+            referenced |= {q for q in (queue.closed_overflow, queue.max_wait and queue.max_wait.overflow_queue) if q}
+        unknown = sorted(referenced - known)
+        if unknown:
+            raise ValueError(f"unknown queue(s) referenced: {', '.join(unknown)}")
+        if any(n.startswith(SKILLS_QUEUE_PREFIX) for n in names):
+            raise ValueError(f"queue names starting {SKILLS_QUEUE_PREFIX!r} are reserved for skill queues")
+        return self
+
+    def queue(self, name: str) -> QueueConfig:
+        """A configured queue, or the skill queue a message's own skills name (`skills:a+b`)."""
+        queue = self._by_name.get(name)
+        if queue is not None:
+            return queue
+        if name.startswith(SKILLS_QUEUE_PREFIX):
+            skills = name[len(SKILLS_QUEUE_PREFIX):].split("+")
+            queue = self._by_name[name] = QueueConfig(name=name, skills={s: 1 for s in skills if s})
+            return queue
+        return self._by_name[self.default_queue]
+
+    def has_queue(self, name: str) -> bool:
+        return name in self._by_name and not name.startswith(SKILLS_QUEUE_PREFIX)
+
+    def media_of(self, channel: str) -> str:
+        return self.channel_media.get(channel, "chat")
+
+
+def classify(config: RoutingConfig, message: InboundMessage, now: datetime) -> tuple[str, str, int]:
+    """The queue for a new conversation, the rule that chose it, and the priority it gets.
+
+    Order: the API caller's hint (metadata["queue"]) naming a configured queue, then the rules in
+    order, then the message's own skills (a skill queue), then the default queue. A queue outside
+    its business hours hands over to its `closed_overflow` queue.
+    """
+    hint = message.metadata.get("queue")
+    boost = 0
+    if isinstance(hint, str) and config.has_queue(hint):
+        name, reason = hint, "hint"
+    else:
+        rule_index, rule = next(((i, r) for i, r in enumerate(config.rules) if r.matches(message)), (None, None))
+        if rule is not None:
+            name, reason, boost = rule.queue, f"rule {rule_index}", rule.priority
+        elif message.skills:
+            name, reason = SKILLS_QUEUE_PREFIX + "+".join(sorted(set(message.skills))), "message skills"
+        else:
+            name, reason = config.default_queue, "default"
+    queue = config.queue(name)
+    if queue.hours is not None and not queue.hours.is_open(now) and queue.closed_overflow:
+        name, reason = queue.closed_overflow, f"{reason}; {queue.name} closed"
+        queue = config.queue(name)
+    priority = min(10, message.priority + queue.priority + boost)
+    return queue.name, reason, priority
+
+
+def load_config(path: Path | None) -> RoutingConfig:
+    """The configuration in a YAML file; the built-in default (one queue, anyone) without one."""
+    if path is None:
+        return RoutingConfig()
+    return RoutingConfig.model_validate(yaml.safe_load(path.read_text()) or {})

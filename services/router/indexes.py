@@ -1,0 +1,109 @@
+"""Sorted indexes that keep every routing decision logarithmic, never a scan of all agents.
+
+- Agents with room, per (workspace, queue, bullseye level, medium), sorted by the queue's
+  strategy: the best agent for a conversation is the head of a few lists.
+- Waiting conversations, per (workspace, queue, medium, bullseye step), sorted by aged priority:
+  the next conversation for an agent is the head of a few lists.
+"""
+
+from collections.abc import Callable, Iterator
+from datetime import datetime
+
+from sortedcontainers import SortedList
+
+from services.router.config import QueueConfig
+from services.router.model import Agent, Conversation
+
+EPOCH = datetime(1970, 1, 1).timestamp()
+AgentIndexKey = tuple[str, str, int, str]  # (workspace, queue, level, medium)
+WaitingKey = tuple[str, str, str, int]  # (workspace, queue, medium, step)
+
+
+def _ts(value: datetime | None) -> float:
+    return value.timestamp() if value is not None else EPOCH
+
+
+def _occupancy(agent: Agent) -> float:
+    return agent.total / agent.max_conversations if agent.max_conversations else 1.0
+
+
+STRATEGY_KEYS: dict[str, Callable[[QueueConfig, Agent], tuple]] = {
+    "least_occupied": lambda q, a: (_occupancy(a), a.last_assigned_seq, a.agent_id),
+    "longest_idle": lambda q, a: (_ts(a.last_activity_at), a.agent_id),
+    "round_robin": lambda q, a: (a.last_assigned_seq, a.agent_id),
+    "most_skilled": lambda q, a: (
+        -sum(a.skills.get(s, 0) for s in q.skills), _occupancy(a), a.last_assigned_seq, a.agent_id
+    ),
+}
+
+
+class AgentIndex:
+    """Agents that have room, by queue, level and medium, in the queue's strategy order."""
+
+    def __init__(self) -> None:
+        self._lists: dict[AgentIndexKey, SortedList] = {}
+        self._entries: dict[tuple[str, str], dict[AgentIndexKey, tuple]] = {}
+
+    def update(self, agent: Agent, wanted: dict[AgentIndexKey, tuple]) -> None:
+        """Make the agent's entries exactly `wanted` (index key -> sort key)."""
+        current = self._entries.setdefault(agent.key, {})
+        for key, entry in list(current.items()):
+            if wanted.get(key) != entry:
+                self._lists[key].remove(entry)
+                del current[key]
+        for key, entry in wanted.items():
+            if key not in current:
+                self._lists.setdefault(key, SortedList()).add(entry)
+                current[key] = entry
+
+    def best(self, key: AgentIndexKey, excluded: set[str]) -> tuple | None:
+        """The first entry whose agent is not excluded (sort keys end with the agent id)."""
+        for entry in self._lists.get(key, ()):
+            if entry[-1] not in excluded:
+                return entry
+        return None
+
+    def head(self, key: AgentIndexKey, n: int) -> list[tuple]:
+        entries = self._lists.get(key)
+        return list(entries.islice(0, n)) if entries else []
+
+    def size(self, key: AgentIndexKey) -> int:
+        return len(self._lists.get(key, ()))
+
+
+class WaitingIndex:
+    """Waiting conversations by queue, medium and bullseye step, in aged-priority order."""
+
+    def __init__(self) -> None:
+        self._lists: dict[WaitingKey, SortedList] = {}
+        self._where: dict[str, tuple[WaitingKey, tuple]] = {}
+
+    def add(self, conversation: Conversation, score: float) -> None:
+        self.discard(conversation.conversation_id)
+        key = (conversation.workspace_id, conversation.queue, conversation.media, conversation.step)
+        entry = (score, conversation.conversation_id)
+        self._lists.setdefault(key, SortedList()).add(entry)
+        self._where[conversation.conversation_id] = (key, entry)
+
+    def discard(self, conversation_id: str) -> None:
+        found = self._where.pop(conversation_id, None)
+        if found is not None:
+            self._lists[found[0]].remove(found[1])
+
+    def __contains__(self, conversation_id: str) -> bool:
+        return conversation_id in self._where
+
+    def first(self, key: WaitingKey, skip: Callable[[str], bool]) -> tuple | None:
+        for entry in self._lists.get(key, ()):
+            if not skip(entry[1]):
+                return entry
+        return None
+
+    def in_order(self, workspace_id: str) -> Iterator[tuple]:
+        """Every waiting entry of a workspace, best first (for the queue view, not the hot path)."""
+        entries = [e for key, lst in self._lists.items() if key[0] == workspace_id for e in lst]
+        return iter(sorted(entries))
+
+    def position(self, conversation_id: str) -> int:
+        found = self._where.get(conversation_id)
+        return 0 if found is None else self._lists[found[0]].index(found[1])

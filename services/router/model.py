@@ -1,0 +1,152 @@
+"""The routing core's state: agents, conversations, and what one input changed (the Outcome)."""
+
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from shared.models import (
+    ConversationAssigned,
+    ConversationEnded,
+    ConversationInfo,
+    ConversationMessage,
+    ConversationOffered,
+    ConversationRevoked,
+    InboundMessage,
+    RoutingEvent,
+)
+
+AgentKey = tuple[str, str]  # (workspace_id, agent_id)
+ThreadKey = tuple[str, str, str]  # (workspace_id, channel, thread_id)
+Delivery = ConversationAssigned | ConversationMessage | ConversationOffered | ConversationRevoked | ConversationEnded
+
+
+@dataclass
+class Agent:
+    workspace_id: str
+    agent_id: str
+    version: int
+    skills: dict[str, int]
+    max_conversations: int
+    status: str
+    channel_capacity: dict[str, int] = field(default_factory=dict)
+    last_assigned_at: datetime | None = None
+    last_assigned_seq: int = 0  # round robin order
+    last_activity_at: datetime | None = None  # longest idle: last assigned, freed or came online
+    missed_offers: int = 0
+    # Derived, never stored: load per medium (offers reserve a unit), queue memberships.
+    load: Counter = field(default_factory=Counter)
+    memberships: dict[str, int] = field(default_factory=dict)  # queue -> lowest bullseye level
+
+    @property
+    def key(self) -> AgentKey:
+        return (self.workspace_id, self.agent_id)
+
+    @property
+    def total(self) -> int:
+        return sum(self.load.values())
+
+    def has_room(self, media: str, exclusive: frozenset[str]) -> bool:
+        """Online, under the total and the medium's limit, and not on an exclusive medium (a call)."""
+        if self.status != "online" or self.total >= self.max_conversations:
+            return False
+        if any(self.load[m] for m in exclusive):
+            return False
+        default = 0 if media in exclusive else self.max_conversations
+        return self.load[media] < self.channel_capacity.get(media, default)
+
+    def qualifies(self, criteria: dict[str, int]) -> bool:
+        return all(self.skills.get(skill, 0) >= level for skill, level in criteria.items())
+
+
+@dataclass
+class Offer:
+    agent_id: str
+    expires_at: datetime
+    serial: int
+
+
+@dataclass
+class Conversation:
+    conversation_id: str
+    first: InboundMessage  # the message that opened it: channel, thread, contact
+    created_at: datetime
+    waiting_since: datetime
+    queue: str
+    priority: int
+    media: str
+    reason: str  # why this queue (classification)
+    queued_at: datetime  # entered its current queue: bullseye, max wait and SLA count from here
+    queue_gen: int = 0  # grows on every queue entry; timers of an older entry are stale
+    step: int = 0  # bullseye level reached
+    assignee_id: str | None = None
+    assigned_at: datetime | None = None
+    assignment_seq: int = 0
+    answered: bool = False
+    offer: Offer | None = None
+    declined: set[str] = field(default_factory=set)  # agents who rejected or missed its offer
+    pinned_to: str | None = None  # reserved for one agent (last agent, transfer to agent)
+    pinned_until: datetime | None = None  # None: until that agent can take it or goes offline
+    pin_serial: int = 0
+    max_wait_done: bool = False
+    backlog: list[InboundMessage] = field(default_factory=list)
+    announced: bool = False  # the assignment was published; the shell republishes unannounced ones
+    sla: dict[str, dict[str, Any]] = field(default_factory=dict)  # target -> {due_at, warn_at, state}
+    decision: dict[str, Any] | None = None
+    transfers: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def workspace_id(self) -> str:
+        return self.first.workspace_id
+
+    @property
+    def thread_key(self) -> ThreadKey:
+        return (self.first.workspace_id, self.first.channel, self.first.thread_id)
+
+    @property
+    def waiting(self) -> bool:
+        return self.assignee_id is None and self.offer is None
+
+    def info(self, agent_id: str, at: datetime) -> ConversationInfo:
+        return ConversationInfo(
+            conversation_id=self.conversation_id,
+            workspace_id=self.workspace_id,
+            channel=self.first.channel,
+            thread_id=self.first.thread_id,
+            contact=self.first.contact,
+            skills=self.first.skills,
+            priority=self.priority,
+            created_at=self.created_at,
+            waiting_since=self.waiting_since,
+            assignee_id=agent_id,
+            assigned_at=at,
+            queue=self.queue,
+            assignment_seq=self.assignment_seq,
+            routing=self.decision,
+            sla={k: {**v, "due_at": v["due_at"].isoformat(), "warn_at": v["warn_at"].isoformat()} for k, v in self.sla.items()},
+            transfers=self.transfers,
+        )
+
+    def assignment(self) -> ConversationAssigned:
+        assert self.assignee_id is not None and self.assigned_at is not None
+        return ConversationAssigned(conversation=self.info(self.assignee_id, self.assigned_at), messages=list(self.backlog))
+
+
+@dataclass
+class Outcome:
+    """What one input changed: deliveries in publish order, events, and what the shell persists."""
+
+    deliveries: list[tuple[AgentKey, Delivery]] = field(default_factory=list)
+    events: list[RoutingEvent] = field(default_factory=list)
+    changed_conversations: set[str] = field(default_factory=set)
+    closed_conversations: set[str] = field(default_factory=set)
+    changed_agents: set[AgentKey] = field(default_factory=set)
+    changed_threads: set[ThreadKey] = field(default_factory=set)  # last-agent memory
+
+    def merge(self, other: "Outcome") -> None:
+        self.deliveries.extend(other.deliveries)
+        self.events.extend(other.events)
+        self.changed_conversations |= other.changed_conversations
+        self.closed_conversations |= other.closed_conversations
+        self.changed_agents |= other.changed_agents
+        self.changed_threads |= other.changed_threads

@@ -1,0 +1,500 @@
+"""The ACD rules of the routing core, one by one, with a controlled clock (pure, no I/O)."""
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from pydantic import ValidationError
+
+from services.router.config import RoutingConfig, classify
+from services.router.core import RoutingCore
+from shared import events
+from shared.models import (
+    AgentSnapshot,
+    Contact,
+    ConversationAnswered,
+    ConversationAssigned,
+    ConversationEnded,
+    ConversationOffered,
+    ConversationResolved,
+    ConversationRevoked,
+    InboundMessage,
+    OfferAnswer,
+    ThreadClosed,
+    TransferRequest,
+)
+
+T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)  # a Monday
+_versions: dict[str, int] = {}
+
+
+def at(seconds: float) -> datetime:
+    return T0 + timedelta(seconds=seconds)
+
+
+def config(**fields) -> RoutingConfig:
+    return RoutingConfig.model_validate(fields)
+
+
+def msg(thread: str, text: str = "hi", *, channel: str = "webchat", priority: int = 0, queue: str | None = None,
+        skills=(), **metadata) -> InboundMessage:
+    if queue:
+        metadata["queue"] = queue
+    return InboundMessage(message_id=f"{thread}:{text}", channel=channel, thread_id=thread, contact=Contact(id=thread),
+                          text=text, priority=priority, skills=list(skills), metadata=metadata, received_at=T0)
+
+
+def agent(agent_id: str, *, skills=None, capacity: int = 3, status: str = "online", media=None) -> AgentSnapshot:
+    _versions[agent_id] = _versions.get(agent_id, 0) + 1
+    return AgentSnapshot(workspace_id="default", agent_id=agent_id, version=_versions[agent_id], skills=skills or {},
+                         max_conversations=capacity, channel_capacity=media or {}, status=status)
+
+
+def assigned(outcome) -> list[tuple[str, str]]:
+    return [(k[1], d.conversation.thread_id) for k, d in outcome.deliveries if isinstance(d, ConversationAssigned)]
+
+
+def offered(outcome) -> list[tuple[str, str]]:
+    return [(k[1], d.conversation.thread_id) for k, d in outcome.deliveries if isinstance(d, ConversationOffered)]
+
+
+def revoked(outcome) -> list[tuple[str, str]]:
+    return [(k[1], d.reason) for k, d in outcome.deliveries if isinstance(d, ConversationRevoked)]
+
+
+def event_types(outcome) -> list[str]:
+    return [e.type for e in outcome.events]
+
+
+def conversation_of(core: RoutingCore, thread: str, channel: str = "webchat"):
+    return core.conversations[core.by_thread[("default", channel, thread)]]
+
+
+def resolve(core: RoutingCore, thread: str, now: datetime, channel: str = "webchat"):
+    c = conversation_of(core, thread, channel)
+    return core.on_resolved(ConversationResolved(workspace_id="default", conversation_id=c.conversation_id), now)
+
+
+def with_agents(cfg: RoutingConfig | None = None, *snapshots: AgentSnapshot) -> RoutingCore:
+    core = RoutingCore(cfg)
+    for snapshot in snapshots:
+        core.on_agent(snapshot, at(0))
+    return core
+
+
+# -- classification -----------------------------------------------------------------------
+
+RULES = config(
+    queues=[{"name": "default"}, {"name": "billing"}, {"name": "vip", "priority": 3}, {"name": "ru"},
+            {"name": "email"}, {"name": "refunds"}],
+    rules=[
+        {"queue": "vip", "attributes": {"tier": "vip"}},
+        {"queue": "email", "channels": ["email"]},
+        {"queue": "ru", "languages": ["ru"]},
+        {"queue": "billing", "keywords": ["invoice", "billing"]},
+        {"queue": "refunds", "pattern": r"refund\s+#\d+", "priority": 2},
+    ],
+)
+
+
+@pytest.mark.parametrize(("message", "queue", "reason", "priority"), [
+    (msg("a", "hello"), "default", "default", 0),
+    (msg("a", "my INVOICE is wrong"), "billing", "rule 3", 0),
+    (msg("a", "invoiced?"), "default", "default", 0),  # whole words only
+    (msg("a", "about refund #123"), "refunds", "rule 4", 2),
+    (msg("a", "hello", channel="email"), "email", "rule 1", 0),
+    (msg("a", "привет", language="ru"), "ru", "rule 2", 0),
+    (msg("a", "invoice", attributes={"tier": "vip"}), "vip", "rule 0", 3),  # first matching rule wins
+    (msg("a", "invoice", queue="ru"), "ru", "hint", 0),  # the API caller's hint beats the rules
+    (msg("a", "hello", queue="nope"), "default", "default", 0),  # an unknown hint is ignored
+    (msg("a", "hello", skills=["tech", "de"]), "skills:de+tech", "message skills", 0),
+    (msg("a", "hello", priority=9, attributes={"tier": "vip"}), "vip", "rule 0", 10),  # capped at 10
+])
+def test_classification_order_hint_rules_skills_default(message, queue, reason, priority):
+    assert classify(RULES, message, T0) == (queue, reason, priority)
+
+
+def test_a_closed_queue_hands_new_conversations_to_its_closed_overflow():
+    cfg = config(queues=[
+        {"name": "default", "hours": {"timezone": "Europe/Berlin", "weekly": {"mon": ["09:00-17:00"]},
+                                      "holidays": ["2026-12-25"]}, "closed_overflow": "night"},
+        {"name": "night"},
+    ])
+    monday_noon_berlin = datetime(2026, 3, 2, 11, 0, tzinfo=UTC)
+    monday_evening_berlin = datetime(2026, 3, 2, 17, 30, tzinfo=UTC)
+    christmas = datetime(2026, 12, 25, 11, 0, tzinfo=UTC)
+    assert classify(cfg, msg("a"), monday_noon_berlin)[0] == "default"
+    assert classify(cfg, msg("a"), monday_evening_berlin)[:2] == ("night", "default; default closed")
+    assert classify(cfg, msg("a"), christmas)[0] == "night"
+
+
+@pytest.mark.parametrize("bad", [
+    {"default_queue": "missing"},
+    {"queues": [{"name": "a"}, {"name": "a"}], "default_queue": "a"},
+    {"rules": [{"queue": "ghost"}]},
+    {"rules": [{"queue": "default", "pattern": "("}]},
+    {"queues": [{"name": "default", "hours": {"timezone": "Mars/Base", "weekly": {}}}]},
+    {"queues": [{"name": "default", "max_wait": {"seconds": 10, "action": "overflow"}}]},
+    {"queues": [{"name": "default", "expand": [{"after_seconds": 20}, {"after_seconds": 10}]}]},
+    {"queues": [{"name": "skills:x"}], "default_queue": "skills:x"},
+])
+def test_an_invalid_configuration_is_refused_with_the_reason(bad):
+    with pytest.raises(ValidationError):
+        RoutingConfig.model_validate(bad)
+
+
+# -- skills with proficiency, capacity per channel -------------------------------------------
+
+def test_a_queue_needs_every_skill_at_its_minimum_proficiency():
+    cfg = config(queues=[{"name": "default", "skills": {"billing": 3, "de": 1}}])
+    core = with_agents(cfg, agent("low", skills={"billing": 2, "de": 5}), agent("nolang", skills={"billing": 5}),
+                       agent("fit", skills={"billing": 3, "de": 1}))
+    assert assigned(core.on_message(msg("a"), at(1))) == [("fit", "a")]
+
+
+def test_capacity_per_medium_three_chats_and_five_emails():
+    core = with_agents(None, agent("ann", capacity=8, media={"chat": 3, "email": 5}))
+    chats = [assigned(core.on_message(msg(f"c{i}"), at(i))) for i in range(4)]
+    emails = [assigned(core.on_message(msg(f"e{i}", channel="email"), at(i))) for i in range(6)]
+    assert sum(map(len, chats)) == 3 and sum(map(len, emails)) == 5
+    ann = core.agents[("default", "ann")]
+    assert (ann.load["chat"], ann.load["email"]) == (3, 5)
+
+
+def test_a_call_needs_voice_capacity_and_blocks_new_chats_until_it_ends():
+    core = with_agents(None, agent("chatonly", capacity=5), agent("ann", capacity=5, media={"voice": 1}))
+    assert assigned(core.on_message(msg("call1", channel="voice"), at(1))) == [("ann", "call1")]
+    # ann is on a call: chats go to the other agent; a second call waits
+    assert assigned(core.on_message(msg("c1"), at(2))) == [("chatonly", "c1")]
+    assert assigned(core.on_message(msg("c2"), at(3))) == [("chatonly", "c2")]
+    assert assigned(core.on_message(msg("call2", channel="voice"), at(4))) == []
+    # the call ends: the waiting call is hers (a call is exclusive, one at a time)
+    assert assigned(resolve(core, "call1", at(5), "voice")) == [("ann", "call2")]
+
+
+# -- strategies and priority aging ----------------------------------------------------------
+
+def _two_agents(strategy: str, **extra) -> RoutingCore:
+    cfg = config(queues=[{"name": "default", "strategy": strategy, "skills": {"tech": 1}}])
+    return with_agents(cfg, agent("ann", skills={"tech": extra.get("ann", 1)}, capacity=5),
+                       agent("bob", skills={"tech": extra.get("bob", 1)}, capacity=5))
+
+
+def test_least_occupied_spreads_the_load():
+    core = _two_agents("least_occupied")
+    owners = [assigned(core.on_message(msg(f"c{i}"), at(i)))[0][0] for i in range(4)]
+    assert sorted(owners) == ["ann", "ann", "bob", "bob"]
+
+
+def test_round_robin_takes_turns_even_when_loads_differ():
+    core = _two_agents("round_robin")
+    owners = [assigned(core.on_message(msg(f"c{i}"), at(i)))[0][0] for i in range(4)]
+    assert owners == ["ann", "bob", "ann", "bob"]
+    resolve(core, "c1", at(5))
+    resolve(core, "c3", at(6))  # bob holds nothing, ann two: still ann's turn
+    assert assigned(core.on_message(msg("c4"), at(7))) == [("ann", "c4")]
+
+
+def test_longest_idle_goes_to_whoever_has_been_quiet_longest():
+    core = _two_agents("longest_idle")
+    assert assigned(core.on_message(msg("c1"), at(10))) == [("ann", "c1")]  # both came online at 0: by id
+    resolve(core, "c1", at(20))  # ann was active at 20, bob has been idle since 0
+    assert assigned(core.on_message(msg("c2"), at(30))) == [("bob", "c2")]
+
+
+def test_most_skilled_first_even_if_busier():
+    core = _two_agents("most_skilled", ann=2, bob=5)
+    owners = [assigned(core.on_message(msg(f"c{i}"), at(i)))[0][0] for i in range(3)]
+    assert owners == ["bob", "bob", "bob"]
+
+
+def test_priority_first_but_aging_keeps_low_priority_from_starving():
+    cfg = config(aging_seconds_per_priority=60)
+    core = with_agents(cfg, agent("ann", capacity=1))
+    core.on_message(msg("busy"), at(0))
+    core.on_message(msg("old-low"), at(10))  # waits since 10, priority 0
+    core.on_message(msg("new-high", priority=2), at(40))  # counts as waiting since 40 - 120 = -80
+    assert assigned(resolve(core, "busy", at(50))) == [("ann", "new-high")]
+    core.on_message(msg("late-high", priority=2), at(200))  # counts as since 80: old-low (10) is ahead
+    assert assigned(resolve(core, "new-high", at(210))) == [("ann", "old-low")]
+
+
+# -- sticky and last agent ------------------------------------------------------------------
+
+def test_a_conversation_reopened_in_the_window_goes_back_to_its_last_agent():
+    core = with_agents(config(last_agent_window_seconds=3600), agent("ann"), agent("bob"))
+    first = assigned(core.on_message(msg("t", "one"), at(1)))[0][0]
+    resolve(core, "t", at(2))
+    core.on_message(msg("other"), at(3))  # someone else's, to make the least-occupied choice differ
+    reopened = core.on_message(msg("t", "two"), at(100))
+    assert assigned(reopened) == [(first, "t")]
+    assert reopened.deliveries[0][1].conversation.routing["rule"] == "last agent"
+
+
+def test_a_busy_last_agent_gets_a_few_seconds_then_anyone_who_fits():
+    core = with_agents(config(last_agent_wait_seconds=10), agent("ann", capacity=1))
+    core.on_message(msg("t", "one"), at(1))
+    resolve(core, "t", at(2))
+    core.on_message(msg("x"), at(3))  # ann is full now
+    core.on_agent(agent("bob"), at(4))
+    assert assigned(core.on_message(msg("t", "two"), at(5))) == []  # reserved for ann
+    assert assigned(core.tick(at(14))) == []
+    assert assigned(core.tick(at(15))) == [("bob", "t")]
+
+
+def test_a_busy_last_agent_who_frees_up_in_time_takes_it():
+    core = with_agents(config(last_agent_wait_seconds=10), agent("ann", capacity=1))
+    core.on_message(msg("t", "one"), at(1))
+    resolve(core, "t", at(2))
+    core.on_message(msg("x"), at(3))  # ann is full
+    core.on_agent(agent("bob", capacity=1), at(3))
+    core.on_message(msg("y"), at(3))  # and so is bob
+    assert assigned(core.on_message(msg("t", "two"), at(4))) == []  # reserved for ann
+    assert assigned(resolve(core, "y", at(5))) == []  # bob is free, but it is kept for ann
+    assert assigned(resolve(core, "x", at(6))) == [("ann", "t")]
+
+
+def test_outside_the_window_the_last_agent_does_not_matter():
+    core = with_agents(config(last_agent_window_seconds=60), agent("ann", capacity=1))
+    core.on_message(msg("t", "one"), at(1))
+    resolve(core, "t", at(2))
+    core.on_message(msg("x"), at(3))  # ann full
+    core.on_agent(agent("bob"), at(4))
+    assert assigned(core.on_message(msg("t", "two"), at(100))) == [("bob", "t")]
+
+
+# -- bullseye -------------------------------------------------------------------------------
+
+def test_bullseye_lowers_the_proficiency_and_then_adds_a_second_group():
+    cfg = config(queues=[{"name": "default", "skills": {"tech": 4}, "expand": [
+        {"after_seconds": 30, "skills": {"tech": 2}},
+        {"after_seconds": 60, "skills": {"support": 1}},
+    ]}])
+    core = with_agents(cfg, agent("generalist", skills={"support": 3}))
+    core.on_message(msg("c"), at(0))
+    core.on_agent(agent("junior", skills={"tech": 2}, capacity=1), at(1))
+    core.on_message(msg("junior-busy"), at(1))  # nobody fits at level 0 yet
+    assert assigned(core.tick(at(29))) == []
+    step1 = core.tick(at(30))
+    assert assigned(step1) == [("junior", "c")]
+    assert step1.deliveries[0][1].conversation.routing["bullseye_step"] == 1
+    assert assigned(core.tick(at(61))) == [("generalist", "junior-busy")]
+
+
+# -- offers ---------------------------------------------------------------------------------
+
+OFFERS = config(missed_offers_before_away=2, queues=[{"name": "default", "mode": "offer", "offer_timeout_seconds": 20}])
+
+
+def test_an_offer_becomes_an_assignment_when_accepted():
+    core = with_agents(OFFERS, agent("ann"))
+    outcome = core.on_message(msg("c"), at(1))
+    assert offered(outcome) == [("ann", "c")] and assigned(outcome) == []
+    c = conversation_of(core, "c")
+    core.on_message(msg("c", "second"), at(2))  # held with the offer
+    accepted = core.on_offer_answer(OfferAnswer(workspace_id="default", conversation_id=c.conversation_id,
+                                                agent_id="ann", accepted=True), at(3))
+    assert assigned(accepted) == [("ann", "c")]
+    assert [m.text for m in accepted.deliveries[0][1].messages] == ["hi", "second"]
+    assert core.agents[("default", "ann")].total == 1
+
+
+def test_a_rejected_offer_goes_to_the_next_agent_and_never_back():
+    core = with_agents(OFFERS, agent("ann"), agent("bob"))
+    first = offered(core.on_message(msg("c"), at(1)))[0][0]
+    c = conversation_of(core, "c")
+    outcome = core.on_offer_answer(OfferAnswer(workspace_id="default", conversation_id=c.conversation_id,
+                                               agent_id=first, accepted=False), at(2))
+    second = offered(outcome)[0][0]
+    assert second != first and revoked(outcome) == [(first, "offer rejected")]
+    late = core.on_offer_answer(OfferAnswer(workspace_id="default", conversation_id=c.conversation_id,
+                                            agent_id=first, accepted=True), at(3))
+    assert late.deliveries == []  # a late answer to an offer that moved on changes nothing
+
+
+def test_offers_that_time_out_move_on_and_set_the_agent_away():
+    core = with_agents(OFFERS, agent("ann"))
+    core.on_message(msg("c1"), at(0))
+    first = core.tick(at(20))
+    assert revoked(first) == [("ann", "offer timed out")] and events.OFFER_EXPIRED in event_types(first)
+    assert offered(first) == []  # declined by ann: waits for someone else
+    core.on_message(msg("c2"), at(21))
+    second = core.tick(at(41))
+    assert events.AGENT_SET_AWAY in event_types(second)
+    assert core.agents[("default", "ann")].status == "away" and core.agents[("default", "ann")].total == 0
+    assert assigned(core.on_agent(agent("bob"), at(42))) == [] and offered(core.tick(at(42))) == []
+
+
+# -- presence -------------------------------------------------------------------------------
+
+def test_going_offline_reroutes_unanswered_conversations_and_keeps_answered_ones():
+    core = with_agents(None, agent("ann"))
+    core.on_message(msg("answered"), at(1))
+    core.on_message(msg("silent"), at(2))
+    answered = conversation_of(core, "answered")
+    core.on_answered(ConversationAnswered(workspace_id="default", conversation_id=answered.conversation_id,
+                                          agent_id="ann"), at(3))
+    core.on_agent(agent("bob"), at(4))
+    outcome = core.on_agent(agent("ann", status="offline"), at(5))
+    assert revoked(outcome) == [("ann", "agent offline")]
+    assert assigned(outcome) == [("bob", "silent")]
+    assert outcome.deliveries[-1][1].conversation.assignment_seq == 3  # assigned, taken back, assigned again
+    assert answered.assignee_id == "ann"
+
+
+def test_a_queue_can_reroute_answered_conversations_too():
+    core = with_agents(config(queues=[{"name": "default", "reroute_answered_on_offline": True}]), agent("ann"))
+    core.on_message(msg("answered"), at(1))
+    c = conversation_of(core, "answered")
+    core.on_answered(ConversationAnswered(workspace_id="default", conversation_id=c.conversation_id, agent_id="ann"), at(2))
+    assert revoked(core.on_agent(agent("ann", status="offline"), at(3))) == [("ann", "agent offline")]
+    assert c.assignee_id is None and core.waiting_in_order("default") == [c]
+
+
+def test_away_keeps_what_the_agent_holds_but_takes_nothing_new():
+    core = with_agents(None, agent("ann"))
+    core.on_message(msg("mine"), at(1))
+    assert core.on_agent(agent("ann", status="away"), at(2)).deliveries == []
+    assert conversation_of(core, "mine").assignee_id == "ann"
+    assert assigned(core.on_message(msg("new"), at(3))) == []
+
+
+# -- transfer and escalation ----------------------------------------------------------------
+
+TIERS = config(queues=[{"name": "default"},
+                       {"name": "tier2", "skills": {"expert": 1}, "sla": {"first_response_seconds": 100}}])
+
+
+def transfer(core, thread, **fields):
+    c = conversation_of(core, thread)
+    return core.on_transfer(TransferRequest(workspace_id="default", conversation_id=c.conversation_id, **fields), at(10))
+
+
+def test_transfer_to_an_agent_keeps_the_history_and_the_note():
+    core = with_agents(None, agent("ann"))
+    core.on_message(msg("c"), at(1))
+    core.on_agent(agent("bob"), at(2))
+    outcome = transfer(core, "c", by_agent="ann", to_agent="bob", note="needs a refund")
+    assert revoked(outcome) == [("ann", "transferred")] and assigned(outcome) == [("bob", "c")]
+    info = outcome.deliveries[-1][1].conversation
+    assert info.transfers[0]["note"] == "needs a refund" and info.transfers[0]["from_agent"] == "ann"
+    assert events.CONVERSATION_TRANSFERRED in event_types(outcome)
+    assert core.agents[("default", "ann")].total == 0
+
+
+def test_escalation_to_a_tier_two_queue_restarts_the_sla_there():
+    core = with_agents(TIERS, agent("ann"))
+    core.on_message(msg("c"), at(1))
+    outcome = transfer(core, "c", by_agent="ann", to_queue="tier2", note="bug", escalation=True)
+    c = conversation_of(core, "c")
+    assert (c.queue, c.assignee_id, c.reason) == ("tier2", None, "transfer")
+    assert c.sla["first_response"]["due_at"] == at(110)
+    assert assigned(outcome) == []
+    assert assigned(core.on_agent(agent("eve", skills={"expert": 3}), at(20))) == [("eve", "c")]
+    assert event_types(core.tick(at(111))) == [events.SLA_WARNING, events.SLA_BREACHED]  # warning at 90, due 110
+
+
+def test_a_transfer_to_an_unknown_queue_or_an_offline_agent_is_refused():
+    core = with_agents(TIERS, agent("ann"), agent("off", status="offline"))
+    core.on_message(msg("c"), at(1))
+    for target in ({"to_queue": "nowhere"}, {"to_agent": "off"}, {"to_agent": "ghost"}):
+        outcome = transfer(core, "c", by_agent="ann", **target)
+        assert outcome.deliveries == [] and outcome.events[0].details["rejected"]
+    assert conversation_of(core, "c").assignee_id == "ann"
+
+
+# -- SLA and max wait -----------------------------------------------------------------------
+
+SLA = config(queues=[{"name": "default", "sla": {"first_response_seconds": 100, "resolution_seconds": 1000}}])
+
+
+def test_sla_warning_then_breach_and_a_first_response_stops_the_clock():
+    core = with_agents(SLA, agent("ann"))
+    core.on_message(msg("slow"), at(0))
+    core.on_message(msg("fast"), at(0))
+    fast = conversation_of(core, "fast")
+    core.on_answered(ConversationAnswered(workspace_id="default", conversation_id=fast.conversation_id, agent_id="ann"), at(50))
+    warning = core.tick(at(80))
+    assert [(e.type, e.conversation_id, e.details["target"]) for e in warning.events] == [
+        (events.SLA_WARNING, conversation_of(core, "slow").conversation_id, "first_response")]
+    assert event_types(core.tick(at(100))) == [events.SLA_BREACHED]
+    assert conversation_of(core, "slow").sla["first_response"]["state"] == "breached"
+    assert fast.sla["first_response"]["state"] == "met"
+    assert event_types(core.tick(at(1000))) == [events.SLA_WARNING] * 2 + [events.SLA_BREACHED] * 2
+
+
+def test_max_wait_overflows_to_another_queue():
+    cfg = config(queues=[{"name": "default", "skills": {"x": 1}, "max_wait": {"seconds": 60, "action": "overflow",
+                                                                           "overflow_queue": "backup"}},
+                         {"name": "backup"}])
+    core = with_agents(cfg, agent("ann", capacity=1), agent("backup-agent"))
+    core.on_agent(agent("ann", skills={"x": 1}, capacity=1), at(0))
+    core.on_message(msg("first"), at(0))
+    core.on_message(msg("c"), at(1))
+    outcome = core.tick(at(61))
+    assert assigned(outcome) == [("backup-agent", "c")]
+    assert outcome.events[0].details["action"] == "overflow"
+
+
+def test_max_wait_auto_reply_quotes_the_expected_wait_and_callback_asks_for_one():
+    cfg = config(queues=[{"name": "default", "max_wait": {"seconds": 30, "action": "auto_reply"}},
+                         {"name": "phone", "max_wait": {"seconds": 30, "action": "callback"}}])
+    core = RoutingCore(cfg)
+    core.on_message(msg("c"), at(0))
+    core.on_message(msg("p", queue="phone"), at(0))
+    outcome = core.tick(at(30))
+    reply = next(e for e in outcome.events if e.type == events.CONVERSATION_AUTO_REPLY)
+    assert "1 min" in reply.details["text"] and reply.details["channel"] == "webchat"
+    actions = sorted(e.details["action"] for e in outcome.events if e.type == events.CONVERSATION_MAX_WAIT)
+    assert actions == ["auto_reply", "callback"]
+    assert core.tick(at(90)).events == []  # once per queue entry
+
+
+# -- explainability and live configuration ---------------------------------------------------
+
+def test_every_assignment_records_why():
+    cfg = config(queues=[{"name": "default"}, {"name": "billing", "strategy": "most_skilled", "skills": {"billing": 1}}],
+                 rules=[{"queue": "billing", "keywords": ["invoice"]}])
+    core = with_agents(cfg, agent("ann", skills={"billing": 2}), agent("bob", skills={"billing": 4}), agent("cat"))
+    outcome = core.on_message(msg("c", "invoice please"), at(1))
+    routing = outcome.deliveries[0][1].conversation.routing
+    assert routing["queue"] == "billing" and routing["classified_by"] == "rule 0"
+    assert routing["strategy"] == "most_skilled" and routing["chosen"] == "bob"
+    assert routing["candidates"] == 2 and routing["considered"] == ["bob", "ann"]
+
+
+def test_a_new_configuration_applies_live_and_serves_who_can_now_be_served():
+    core = with_agents(config(queues=[{"name": "default", "skills": {"x": 1}}]), agent("ann"))
+    core.on_message(msg("c"), at(1))
+    assert core.waiting_in_order("default")
+    outcome = core.set_config(RoutingConfig(), at(2))
+    assert assigned(outcome) == [("ann", "c")]
+
+
+# -- the channel ends a thread (a caller hangs up) ------------------------------------------
+
+def hang_up(core: RoutingCore, thread: str, now: datetime):
+    closed = ThreadClosed(workspace_id="default", channel="voice", thread_id=thread, reason="caller hung up")
+    return core.on_thread_closed(closed, now)
+
+
+def test_a_call_that_ends_frees_its_agent_at_once_for_the_next_call():
+    core = with_agents(None, agent("ann", media={"voice": 1}))
+    core.on_message(msg("call1", channel="voice"), at(1))
+    core.on_message(msg("call2", channel="voice"), at(2))
+    outcome = hang_up(core, "call1", at(30))
+    ended = [(k[1], d.reason) for k, d in outcome.deliveries if isinstance(d, ConversationEnded)]
+    assert ended == [("ann", "caller hung up")] and assigned(outcome) == [("ann", "call2")]
+    assert ("default", "voice", "call1") not in core.by_thread
+    assert hang_up(core, "call1", at(31)).deliveries == []  # a repeat changes nothing
+
+
+def test_a_caller_who_hangs_up_while_waiting_or_offered_is_an_abandoned_call():
+    core = with_agents(config(queues=[{"name": "default", "mode": "offer"}]), agent("ann", media={"voice": 1}))
+    core.on_message(msg("offered", channel="voice"), at(1))
+    core.on_message(msg("waiting", channel="voice"), at(2))
+    waiting = hang_up(core, "waiting", at(40))
+    assert event_types(waiting) == [events.CONVERSATION_ABANDONED] and waiting.events[0].details["waited_seconds"] == 38
+    offered_call = hang_up(core, "offered", at(50))
+    assert revoked(offered_call) == [("ann", "offer withdrawn: customer left")]
+    assert event_types(offered_call) == [events.CONVERSATION_ABANDONED]
+    assert core.agents[("default", "ann")].total == 0 and core.conversations == {}
