@@ -8,6 +8,7 @@ from services.intake.channels import api, webchat
 from services.intake.channels import telegram, twilio
 from services.intake.channels import messenger, whatsapp
 from services.intake.channels import email
+from services.intake.channels import telephony, voice
 from services.intake.channels.base import ChannelPlugin
 
 PLUGINS: list[ChannelPlugin] = [
@@ -19,4 +20,7 @@ PLUGINS: list[ChannelPlugin] = [
     messenger.INSTAGRAM_PLUGIN,
     telegram.PLUGIN,
     twilio.SMS_PLUGIN,
+    voice.PLUGIN,
+    voice.VOICEMAIL_PLUGIN,
+    telephony.PLUGIN,
 ]
