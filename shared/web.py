@@ -100,13 +100,18 @@ async def parse_body(request: web.Request, model: type[M], limit: int | None = N
     """The request body validated as `model`, or a JSON 400/413/422 naming the problem."""
     # Without a limit, the app's client_max_size applies (its 413 is made JSON by error_middleware).
     raw = await request.read() if limit is None else await read_limited(request, limit)
+    return validate_json(raw, model)
+
+
+def validate_json(raw: bytes, model: type[M], what: str = "invalid request body") -> M:
+    """`raw` validated as `model`, or a JSON 400 (not JSON) / 422 (`what`) naming the problem."""
     try:
         return model.model_validate_json(raw)
     except ValidationError as error:
         problems = error.errors(include_url=False, include_context=False, include_input=False)
         if any(p["type"] == "json_invalid" for p in problems):
             raise http_error(web.HTTPBadRequest, "malformed JSON", problems=problems) from None
-        raise http_error(web.HTTPUnprocessableEntity, "invalid request body", problems=problems) from None
+        raise http_error(web.HTTPUnprocessableEntity, what, problems=problems) from None
 
 
 def add_ops_routes(app: web.Application, registry: CollectorRegistry, checks: dict[str, ReadinessCheck]) -> None:

@@ -21,13 +21,13 @@ from typing import Any, Literal
 
 import aiohttp
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from services.intake import context  # the module, not its names: context imports the channels package
 from services.intake.channels import api, voice
 from services.intake.channels.base import ChannelPlugin, SendError, webhook_path
 from shared.models import RoutingEvent
-from shared.web import http_error, read_limited
+from shared.web import read_limited, validate_json
 
 PLUGIN_NAME = "telephony"
 THREAD_PREFIX = "pbx:"
@@ -90,13 +90,7 @@ def check_signature(config: TelephonyConfig, headers: Any, body: bytes, now: flo
 
 def parse_event(body: bytes) -> TelephonyEvent:
     """The body as a TelephonyEvent, or a JSON 400 (not JSON) / 422 (not an event) naming the problem."""
-    try:
-        return TelephonyEvent.model_validate_json(body)
-    except ValidationError as error:
-        problems = error.errors(include_url=False, include_context=False, include_input=False)
-        if any(p["type"] == "json_invalid" for p in problems):
-            raise http_error(web.HTTPBadRequest, "malformed JSON", problems=problems) from None
-        raise http_error(web.HTTPUnprocessableEntity, "not a telephony event", problems=problems) from None
+    return validate_json(body, TelephonyEvent, "not a telephony event")
 
 
 async def receive_event(request: web.Request) -> web.Response:
