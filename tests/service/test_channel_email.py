@@ -17,6 +17,7 @@ import aiohttp
 import pytest
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
+from services.intake.channels.email_mime import reply_message_id
 from tests.conftest import auth, free_port
 from tests.fixtures import email as fx
 from tests.service.helpers import Apps, running_apps, texts
@@ -118,7 +119,7 @@ async def test_mail_in_reply_out_and_the_customers_answer_lands_in_the_same_conv
         assert mail["In-Reply-To"] == "<m1@customer.example>"
         assert mail["References"] == "<m1@customer.example>"
         assert mail["From"] == "Shop Support <support@shop.example>"
-        assert mail["Message-ID"] == f"<{sent['message_id']}@shop.example>"
+        assert mail["Message-ID"] == reply_message_id(sent["message_id"], "m1@customer.example", "shop.example")
         assert mail["Auto-Submitted"] is None
         assert mail.get_content().strip() == "Ihr Paket ist unterwegs."
         stored = await wait_for_reply_status(apps, conversation_id, "sent")
@@ -137,6 +138,13 @@ async def test_mail_in_reply_out_and_the_customers_answer_lands_in_the_same_conv
         assert message_frame["message"]["metadata"]["full_text"].startswith("Danke!\n\nOn Tue")
         history = await conversation(apps, conversation_id)
         assert [m["direction"] for m in history["messages"]] == ["inbound", "outbound", "inbound"]
+
+        # A client that answers with In-Reply-To alone: our Message-ID names the thread.
+        terse = fx.mail("Noch eine Frage.", message_id="<m3@customer.example>", subject="Re: Paket",
+                        headers={"In-Reply-To": mail["Message-ID"]})
+        await smtp_send(smtp_port, terse)
+        frames = await desk.frames_until(lambda f: "Noch eine Frage." in texts(f))
+        assert frames[-1]["type"] == "message" and frames[-1]["conversation_id"] == conversation_id
 
 
 async def test_unknown_recipients_are_refused_with_550(names):

@@ -25,6 +25,7 @@ from services.intake.channels.email_mime import (
     message_ids,
     parse_mime,
     read_form,
+    reply_message_id,
     reply_subject,
     strip_quoted_reply,
     thread_id_for,
@@ -166,6 +167,21 @@ def test_thread_id_is_the_references_root_else_in_reply_to_else_the_own_id():
     assert thread_id_for("<c@x>", None, []) == "c@x"
     long_id = "<" + "x" * 300 + "@x>"
     assert thread_id_for(long_id, None, []).startswith("sha256:") and len(thread_id_for(long_id, None, [])) < 256
+
+
+def test_our_reply_message_id_names_its_thread_so_in_reply_to_alone_threads():
+    message_id = "0123456789abcdef0123456789abcdef"
+    for thread in ("m1@customer.example", "sha256:" + "ab" * 32, "Ünïcode+tag@x.example"):
+        ours = reply_message_id(message_id, thread, "shop.example")
+        assert ours.startswith(f"<{message_id}.t") and ours.endswith("@shop.example>")
+        assert message_ids(ours) == [ours]  # one msg-id token, as mail clients copy it
+        assert thread_id_for("<answer@customer.example>", ours, []) == thread
+        assert thread_id_for("<answer@customer.example>", None, [ours]) == thread
+    auto = reply_message_id("auto:e1", "m1@customer.example", "shop.example")
+    assert ":" not in auto and auto == reply_message_id("auto:e1", "m1@customer.example", "shop.example")
+    # Ids that only look like ours keep the plain rule.
+    assert thread_id_for("<c@x>", "<0123.tabc@x>", []) == "0123.tabc@x"
+    assert thread_id_for("<c@x>", f"<{message_id}.t1@x>", []) == f"{message_id}.t1@x"
 
 
 def test_message_ids_are_read_with_or_without_brackets_and_folded():
@@ -489,7 +505,8 @@ def test_a_reply_is_threaded_under_the_customers_mail():
     assert mail["Subject"] == "Re: Parcel not arrived"
     assert mail["In-Reply-To"] == "<m2@customer.example>"
     assert mail["References"] == "<m1@customer.example> <r1@shop.example> <m2@customer.example>"
-    assert mail["Message-ID"] == "<a1b2c3@shop.example>"
+    assert mail["Message-ID"] == reply_message_id("a1b2c3", "m1@customer.example", "shop.example")
+    assert thread_id_for("<m3@customer.example>", mail["Message-ID"], []) == "m1@customer.example"
     assert mail["Auto-Submitted"] is None  # an agent's reply is a person's mail
     assert mail.get_content().strip() == "Your parcel ships today."
 

@@ -9,8 +9,9 @@ In:
   SendGrid does not sign, so the URL carries a secret token.
 
 Threading is stateless: thread_id is the root of References, else In-Reply-To, else the mail's own
-Message-ID; a reply carries In-Reply-To/References and a Message-ID of ours, so the customer's
-answer to it lands in the same conversation. Auto-replies, bounces and list mail are accepted and
+Message-ID; a reply carries In-Reply-To/References and a Message-ID of ours that names the thread,
+so the customer's answer lands in the same conversation even from a client that sends only
+In-Reply-To. Auto-replies, bounces and list mail are accepted and
 dropped (never a conversation, never a reply: no mail loops).
 """
 
@@ -45,6 +46,7 @@ from services.intake.channels.email_mime import (
     parse_fields,
     parse_mime,
     read_form,
+    reply_message_id,
     reply_subject,
     strip_quoted_reply,
     thread_id_for,
@@ -431,7 +433,7 @@ def build_reply(message: OutboundMessage, config: EmailConfig, files: list[MailF
     mail["To"] = formataddr((message.contact.name or "", recipient)) if message.contact.name else recipient
     mail["Subject"] = subject
     mail["Date"] = format_datetime(message.created_at)
-    mail["Message-ID"] = f"<{message.message_id}@{config.domain}>"
+    mail["Message-ID"] = reply_message_id(message.message_id, message.thread_id, config.domain)
     if in_reply_to is not None:
         mail["In-Reply-To"] = in_reply_to
     if references:

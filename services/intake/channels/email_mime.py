@@ -6,6 +6,7 @@ the MIME work (policy=email.policy.default decodes RFC 2047 headers, charsets an
 encodings); beautifulsoup4 turns HTML-only mail into readable text.
 """
 
+import base64
 import email
 import email.policy
 import hashlib
@@ -19,6 +20,9 @@ from email.utils import parseaddr
 from bs4 import BeautifulSoup, Comment, NavigableString
 
 MSG_ID = re.compile(r"<([^<>\s]+)>")
+# Our reply Message-IDs: <hex message id>.t<base32 thread key>@domain (see reply_message_id).
+HEX_ID = re.compile(r"[0-9a-f]{32}")
+REPLY_ID = re.compile(r"<[0-9a-f]{32}\.t([a-z2-7]+)@[^<>\s]+>")
 # "Re:", "RE:", "Re[2]:" and the German/Scandinavian "AW:"/"SV:" that mail clients put before a subject.
 REPLY_PREFIX = re.compile(r"^\s*(re|aw|sv)\s*(\[\d+\])?\s*:", re.IGNORECASE)
 ATTRIBUTION = re.compile(r"^On\s.*\swrote:$", re.DOTALL)
@@ -91,12 +95,41 @@ def message_ids(value: object) -> list[str]:
 
 
 def thread_id_for(message_id: str, in_reply_to: str | None, references: list[str]) -> str:
-    """Stateless thread key: the root of References, else In-Reply-To, else the mail's own id."""
+    """Stateless thread key: the root of References, else In-Reply-To, else the mail's own id.
+
+    A root that is one of our replies' Message-IDs names its thread itself: a client that answers
+    with In-Reply-To alone (no References) still lands in the conversation."""
     root = references[0] if references else in_reply_to or message_id
+    from_reply = thread_of_reply_id(root)
+    if from_reply is not None:
+        return from_reply
     bare = root.strip("<>")
     if len(bare) > MAX_THREAD_ID_CHARS:
         return "sha256:" + hashlib.sha256(bare.encode()).hexdigest()
     return bare
+
+
+def reply_message_id(message_id: str, thread_id: str, domain: str) -> str:
+    """The Message-ID of our reply: our message id, then the thread key in base32 ("t" marks it).
+
+    An id that is not 32 hex digits (an auto-reply's "auto:<event>") is hashed to 32: a msg-id
+    allows no ":", and the same message must keep the same Message-ID when it is sent again."""
+    local = message_id if HEX_ID.fullmatch(message_id) else hashlib.sha256(message_id.encode()).hexdigest()[:32]
+    token = base64.b32encode(thread_id.encode()).decode().rstrip("=").lower()
+    return f"<{local}.t{token}@{domain}>"
+
+
+def thread_of_reply_id(msg_id: str) -> str | None:
+    """The thread key carried by one of our reply Message-IDs, or None for any other id."""
+    match = REPLY_ID.fullmatch(msg_id)
+    if match is None:
+        return None
+    token = match.group(1).upper()
+    try:
+        thread_id = base64.b32decode(token + "=" * (-len(token) % 8)).decode()
+    except (ValueError, UnicodeDecodeError):
+        return None
+    return thread_id if 0 < len(thread_id) <= MAX_THREAD_ID_CHARS + len("sha256:") else None
 
 
 def reply_subject(subject: str | None) -> str:
