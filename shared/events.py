@@ -17,6 +17,7 @@ CONVERSATION_ANSWERED = "conversation.answered"  # agents -> router: first reply
 OFFER_ANSWERED = "conversation.offer_answered"  # agents -> router: accepted or rejected
 TRANSFER_REQUESTED = "conversation.transfer_requested"  # agents -> router: to an agent or a queue
 THREAD_CLOSED = "thread.closed"  # intake -> router: the channel ended the thread (a call hung up)
+THREAD_NOT_ANSWERED = "thread.not_answered"  # intake -> router: the assignee never picked up (a call rang out)
 ROUTING_CONFIG_CHANGED = "routing.config_changed"  # router API -> router work queue: queues and rules replaced
 
 # router -> events exchange (external systems and the agents service listen)
@@ -29,6 +30,7 @@ CONVERSATION_ABANDONED = "conversation.abandoned"  # the customer left before an
 CONVERSATION_MAX_WAIT = "conversation.max_wait_reached"  # details.action: overflow / auto_reply / callback
 CONVERSATION_AUTO_REPLY = "conversation.auto_reply"  # agents service sends the text to the customer
 OFFER_EXPIRED = "conversation.offer_expired"
+CONVERSATION_NOT_ANSWERED = "conversation.not_answered"  # the assignee let it ring out; routed again
 SLA_WARNING = "sla.warning"
 SLA_BREACHED = "sla.breached"
 AGENT_SET_AWAY = "agent.set_away"  # the agents service sets the agent away (missed offers)

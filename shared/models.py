@@ -211,6 +211,19 @@ class ThreadClosed(Wire):
     at: datetime = Field(default_factory=utcnow)
 
 
+class NotAnswered(Wire):
+    """Intake -> router: the agent the thread went to never picked up (a call rang out): route it again."""
+
+    event_id: str = Field(default_factory=new_id)
+    workspace_id: str
+    channel: ChannelName
+    thread_id: str
+    # The agent that was rung; a report naming someone no longer assigned is stale and ignored.
+    agent_id: str | None = None
+    reason: str = Field(max_length=200)
+    at: datetime = Field(default_factory=utcnow)
+
+
 class ConversationAnswered(Wire):
     """Agents -> router: the agent sent the first reply (first response SLA met)."""
 

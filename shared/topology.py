@@ -32,6 +32,7 @@ ROUTER_BINDINGS = (
     events.TRANSFER_REQUESTED,
     events.ROUTING_CONFIG_CHANGED,
     events.THREAD_CLOSED,
+    events.THREAD_NOT_ANSWERED,
 )
 # Router notifications the agents service acts on (SLA state, set away, auto-replies, transfers).
 AGENTS_EVENT_BINDINGS = ("sla.*", events.AGENT_SET_AWAY, events.CONVERSATION_AUTO_REPLY, events.CONVERSATION_TRANSFERRED)

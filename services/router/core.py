@@ -29,6 +29,7 @@ from shared.models import (
     ConversationResolved,
     ConversationRevoked,
     InboundMessage,
+    NotAnswered,
     OfferAnswer,
     RoutingEvent,
     ThreadClosed,
@@ -184,6 +185,24 @@ class RoutingCore:
             outcome.changed_agents.add(agent.key)
             self._reindex(agent)
             outcome.merge(self._serve(agent, now))
+        return outcome
+
+    def on_not_answered(self, missed: NotAnswered, now: datetime) -> Outcome:
+        """The assignee never picked up (a call rang out): routed to the next agent, counted as a missed offer."""
+        conversation_id = self.by_thread.get((missed.workspace_id, missed.channel, missed.thread_id))
+        conversation = self.conversations.get(conversation_id or "")
+        if conversation is None or conversation.assignee_id is None or conversation.answered:
+            return Outcome()
+        if missed.agent_id is not None and missed.agent_id != conversation.assignee_id:
+            return Outcome()  # a late report about an earlier assignment
+        outcome = Outcome(changed_conversations={conversation.conversation_id})
+        agent = self._unassign(conversation, now, f"not answered: {missed.reason}", outcome)
+        if agent is None:
+            return outcome
+        conversation.declined.add(agent.agent_id)
+        self._count_miss(agent, conversation, events.CONVERSATION_NOT_ANSWERED, now, outcome)
+        outcome.merge(self._route(conversation, now))
+        outcome.merge(self._serve(agent, now))
         return outcome
 
     def on_thread_closed(self, closed: ThreadClosed, now: datetime) -> Outcome:
@@ -557,8 +576,15 @@ class RoutingCore:
             return Outcome()
         agent = self.agents[(conversation.workspace_id, offer.agent_id)]
         outcome = self._take_back_offer(conversation, agent, now, "timed out")
+        self._count_miss(agent, conversation, events.OFFER_EXPIRED, now, outcome)
+        outcome.merge(self._route(conversation, now))
+        outcome.merge(self._serve(agent, now))
+        return outcome
+
+    def _count_miss(self, agent: Agent, conversation: Conversation, event_type: str, now: datetime, outcome: Outcome) -> None:
+        """An offer let time out, or a call let ring out: after several in a row the agent is set away."""
         agent.missed_offers += 1
-        outcome.events.append(self._event(events.OFFER_EXPIRED, conversation, now, agent_id=agent.agent_id,
+        outcome.events.append(self._event(event_type, conversation, now, agent_id=agent.agent_id,
                                           missed_in_a_row=agent.missed_offers))
         if agent.missed_offers >= self.config.missed_offers_before_away:
             agent.status = "away"
@@ -566,9 +592,6 @@ class RoutingCore:
             outcome.merge(self._withdraw_offers(agent, now))
             outcome.events.append(self._event(events.AGENT_SET_AWAY, None, now, agent_id=agent.agent_id,
                                               workspace_id=agent.workspace_id, missed_offers=agent.missed_offers))
-        outcome.merge(self._route(conversation, now))
-        outcome.merge(self._serve(agent, now))
-        return outcome
 
     def _on_expand(self, conversation: Conversation, generation: int, level: int, now: datetime) -> Outcome:
         if generation != conversation.queue_gen or conversation.assignee_id is not None or conversation.step >= level:

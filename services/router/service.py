@@ -32,6 +32,7 @@ from shared.models import (
     ConversationMessage,
     ConversationResolved,
     InboundMessage,
+    NotAnswered,
     OfferAnswer,
     RoutingConfigChanged,
     RoutingEvent,
@@ -43,7 +44,7 @@ from shared.models import (
 log = structlog.get_logger(__name__)
 RouterInput = (
     InboundMessage | AgentSnapshot | ConversationResolved | ConversationAnswered | OfferAnswer | TransferRequest
-    | RoutingConfigChanged | ThreadClosed
+    | RoutingConfigChanged | ThreadClosed | NotAnswered
 )
 INPUT_MODELS: dict[str, type[RouterInput]] = {
     events.MESSAGE_RECEIVED: InboundMessage,
@@ -55,6 +56,7 @@ INPUT_MODELS: dict[str, type[RouterInput]] = {
     events.TRANSFER_REQUESTED: TransferRequest,
     events.ROUTING_CONFIG_CHANGED: RoutingConfigChanged,
     events.THREAD_CLOSED: ThreadClosed,
+    events.THREAD_NOT_ANSWERED: NotAnswered,
 }
 
 
@@ -195,6 +197,8 @@ class RouterService:
             return core.on_transfer(item, now)
         if isinstance(item, ThreadClosed):
             return core.on_thread_closed(item, now)
+        if isinstance(item, NotAnswered):
+            return core.on_not_answered(item, now)
         self.config = RoutingConfig.model_validate(item.config)
         return core.set_config(self.config, now)
 

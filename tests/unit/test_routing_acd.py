@@ -18,6 +18,7 @@ from shared.models import (
     ConversationResolved,
     ConversationRevoked,
     InboundMessage,
+    NotAnswered,
     OfferAnswer,
     ThreadClosed,
     TransferRequest,
@@ -498,3 +499,55 @@ def test_a_caller_who_hangs_up_while_waiting_or_offered_is_an_abandoned_call():
     assert revoked(offered_call) == [("ann", "offer withdrawn: customer left")]
     assert event_types(offered_call) == [events.CONVERSATION_ABANDONED]
     assert core.agents[("default", "ann")].total == 0 and core.conversations == {}
+
+
+def ring_out(core: RoutingCore, thread: str, now: datetime, agent_id: str | None = None):
+    missed = NotAnswered(workspace_id="default", channel="voice", thread_id=thread, agent_id=agent_id, reason="no-answer")
+    return core.on_not_answered(missed, now)
+
+
+def test_a_call_the_agent_lets_ring_out_goes_to_the_next_agent():
+    core = with_agents(None, agent("ann", media={"voice": 1}))
+    core.on_message(msg("call", channel="voice"), at(1))
+    core.on_agent(agent("bob", media={"voice": 1}), at(2))
+    assert conversation_of(core, "call", "voice").assignee_id == "ann"
+    outcome = ring_out(core, "call", at(25), "ann")
+    assert revoked(outcome) == [("ann", "not answered: no-answer")]
+    assert assigned(outcome) == [("bob", "call")]
+    assert event_types(outcome)[0] == events.CONVERSATION_NOT_ANSWERED
+    assert outcome.events[0].details["missed_in_a_row"] == 1
+    assert core.agents[("default", "ann")].total == 0
+
+
+def test_a_call_nobody_else_can_take_waits_and_the_agent_who_missed_it_is_skipped():
+    core = with_agents(None, agent("ann", media={"voice": 1}))
+    core.on_message(msg("call", channel="voice"), at(1))
+    outcome = ring_out(core, "call", at(25))  # no agent named: the current assignee
+    assert revoked(outcome) == [("ann", "not answered: no-answer")] and assigned(outcome) == []
+    call = conversation_of(core, "call", "voice")
+    assert call.assignee_id is None and core.waiting_in_order("default") == [call]
+    assert assigned(core.on_agent(agent("bob", media={"voice": 1}), at(30))) == [("bob", "call")]
+
+
+def test_a_stale_or_repeated_ring_out_changes_nothing():
+    core = with_agents(None, agent("ann", media={"voice": 1}), agent("bob", media={"voice": 1}))
+    core.on_message(msg("call", channel="voice"), at(1))
+    first = conversation_of(core, "call", "voice").assignee_id
+    ring_out(core, "call", at(25), first)
+    second = conversation_of(core, "call", "voice").assignee_id
+    assert second not in (None, first)
+    # The same report again names an agent no longer assigned; a call nobody has is unknown.
+    assert ring_out(core, "call", at(26), first).deliveries == []
+    assert conversation_of(core, "call", "voice").assignee_id == second
+    assert ring_out(core, "no-such-call", at(27)).deliveries == []
+
+
+def test_agents_who_keep_letting_calls_ring_out_are_set_away():
+    core = with_agents(config(missed_offers_before_away=2), agent("ann", media={"voice": 1}))
+    core.on_message(msg("call1", channel="voice"), at(1))
+    ring_out(core, "call1", at(20), "ann")
+    core.on_message(msg("call2", channel="voice"), at(21))
+    assert conversation_of(core, "call2", "voice").assignee_id == "ann"
+    outcome = ring_out(core, "call2", at(40), "ann")
+    assert events.AGENT_SET_AWAY in event_types(outcome)
+    assert core.agents[("default", "ann")].status == "away"
