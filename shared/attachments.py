@@ -8,7 +8,7 @@ of the same delivery stores nothing twice.
 import uuid
 from dataclasses import dataclass
 
-from gridfs import AsyncGridFSBucket
+from gridfs import AsyncGridFSBucket, AsyncGridOut
 from gridfs.errors import FileExists, NoFile
 from pymongo.asynchronous.database import AsyncDatabase
 
@@ -52,14 +52,23 @@ class AttachmentStore:
             stream = await self.bucket.open_download_stream(attachment_id)
         except NoFile:
             return None
-        metadata = stream.metadata or {}
-        if metadata.get("workspace_id") != workspace_id:
+        if (stream.metadata or {}).get("workspace_id") != workspace_id:
             return None
         data = await stream.read()
-        attachment = Attachment(
-            attachment_id=attachment_id,
-            filename=stream.filename,
-            content_type=metadata.get("content_type", "application/octet-stream"),
-            size=stream.length,
-        )
-        return StoredFile(attachment, workspace_id, data)
+        return StoredFile(_described(stream), workspace_id, data)
+
+    async def find(self, workspace_id: str, attachment_id: str) -> Attachment | None:
+        """What is stored under `attachment_id` in this workspace (not the bytes), or None."""
+        async for stored in self.bucket.find({"_id": attachment_id}, limit=1):
+            if (stored.metadata or {}).get("workspace_id") == workspace_id:
+                return _described(stored)
+        return None
+
+
+def _described(stored: AsyncGridOut) -> Attachment:
+    return Attachment(
+        attachment_id=stored._id,
+        filename=stored.filename,
+        content_type=(stored.metadata or {}).get("content_type", "application/octet-stream"),
+        size=stored.length,
+    )

@@ -46,8 +46,10 @@ class Attachment(Wire):
     """A file that came with a message: stored in the attachment store, or held by the provider.
 
     `attachment_id` is set when intake stored the bytes (downloadable from the agents service);
-    `url` is the provider's own reference when the bytes stay there (a Twilio MediaUrl, a Telegram
-    file id as `telegram:file/<file_id>`, a WhatsApp media id as `whatsapp:media/<id>`).
+    `url` is the provider's own reference (a Twilio MediaUrl, a Telegram file id as
+    `telegram:file/<file_id>`, a WhatsApp media id as `whatsapp:media/<id>`, a Meta CDN URL),
+    kept after intake fetched and stored the file. `error` says why a provider's file could not
+    be fetched ("provider answered 404", "over the 10485760 byte limit"): then only `url` refers to it.
     """
 
     attachment_id: str | None = None
@@ -55,6 +57,7 @@ class Attachment(Wire):
     content_type: str = Field("application/octet-stream", max_length=128)
     size: int | None = Field(None, ge=0)
     url: str | None = Field(None, max_length=2048)
+    error: str | None = Field(None, max_length=300)
 
 
 class InboundMessage(Wire):
@@ -288,7 +291,9 @@ class DeliveryStatus(Wire):
     """Intake -> agents: what became of an outbound message.
 
     Either `message_id` names our message (the outcome of a send), or `channel` and
-    `channel_message_id` name the provider's (a later delivery or read receipt).
+    `channel_message_id` name the provider's (a later delivery or read receipt), or `channel`,
+    `thread_id` and `up_to` name every reply in the thread sent up to then (a watermark receipt:
+    Messenger says "read up to <time>", not which messages).
     """
 
     message_id: str | None = None
@@ -296,15 +301,32 @@ class DeliveryStatus(Wire):
     conversation_id: str | None = None
     channel: ChannelName | None = None
     channel_message_id: str | None = None
+    thread_id: str | None = Field(None, max_length=256)
+    up_to: datetime | None = None
     status: DeliveryState
     reason: str | None = None
     at: datetime = Field(default_factory=utcnow)
 
     @model_validator(mode="after")
     def _names_a_message(self) -> "DeliveryStatus":
-        if self.message_id is None and (self.channel is None or self.channel_message_id is None):
-            raise ValueError("a status names message_id, or channel and channel_message_id")
-        return self
+        if self.message_id is not None or (self.channel is not None and self.channel_message_id is not None):
+            return self
+        if self.channel is not None and self.thread_id is not None and self.up_to is not None:
+            return self
+        raise ValueError("a status names message_id, or channel and channel_message_id, or channel, thread_id and up_to")
+
+    @property
+    def is_watermark(self) -> bool:
+        return self.message_id is None and self.channel_message_id is None
+
+    @property
+    def names(self) -> str:
+        """What the status is about, as a key: a provider's repeat of a receipt gives the same one."""
+        if self.message_id is not None:
+            return self.message_id
+        if self.channel_message_id is not None:
+            return f"{self.channel}:{self.channel_message_id}"
+        return f"{self.channel}:{self.thread_id}:{self.up_to.isoformat() if self.up_to else ''}"
 
 
 class RoutingConfigChanged(Wire):

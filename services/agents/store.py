@@ -359,6 +359,9 @@ class AgentsStore:
         """Record delivery outcomes and receipts; the messages whose status changed (to tell their agents)."""
         changed = []
         for status in statuses:
+            if status.is_watermark:
+                changed += await self._apply_watermark(status)
+                continue
             doc = await self._apply_status(status)
             if doc is None and status.message_id is None:
                 await self._keep_receipt(status)  # the send outcome naming this id may still be on its way
@@ -387,6 +390,26 @@ class AgentsStore:
             # A stale outcome still tells the provider's id, so that receipts find the reply.
             await self.messages.update_one(query, {"$set": {"channel_message_id": status.channel_message_id}})
         return doc
+
+    async def _apply_watermark(self, status: DeliveryStatus) -> list[dict]:
+        """A receipt for every reply in the thread sent up to `up_to` that has not got this far yet."""
+        conversations = await self.conversations.find(
+            {"workspace_id": status.workspace_id, "channel": status.channel, "thread_id": status.thread_id}, {"_id": 1}
+        ).to_list()
+        # Only replies the provider took: a queued or failed one cannot have been delivered or read.
+        behind = [s for s in _ranked_below(status.status) if s not in ("queued", "failed")]
+        query = {"conversation_id": {"$in": [c["_id"] for c in conversations]}, "direction": "outbound",
+                 "created_at": {"$lte": status.up_to}, "status": {"$in": behind}}
+        changed = []
+        for doc in await self.messages.find(query, {"_id": 1}).to_list():
+            updated = await self.messages.find_one_and_update(
+                {"_id": doc["_id"], "status": {"$in": behind}},
+                {"$set": {"status": status.status, "status_reason": None, "status_at": status.at}},
+                return_document=ReturnDocument.AFTER,
+            )
+            if updated is not None:
+                changed.append(updated)
+        return changed
 
     async def _keep_receipt(self, status: DeliveryStatus) -> None:
         await self.pending_receipts.update_one(

@@ -1,5 +1,6 @@
 """What intake's handlers and channel modules share: settings, broker, HTTP client, stores."""
 
+import asyncio
 from typing import Any
 
 import aiohttp
@@ -7,8 +8,9 @@ import structlog
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter
 from pydantic import BaseModel, ValidationError
+from pymongo.errors import PyMongoError
 
-from services.intake.channels.base import ChannelPlugin
+from services.intake.channels.base import ChannelPlugin, FetchedMedia, MediaFetcher, MediaFetchError, over_limit
 from services.intake.channels.webchat import ChatHub
 from services.intake.settings import IntakeSettings
 from shared import events
@@ -43,6 +45,17 @@ def validate_channel_configs(settings: IntakeSettings, plugins: list[ChannelPlug
     return configs
 
 
+def media_fetchers() -> dict[str, MediaFetcher]:
+    """channel -> its fetch_media, for the channels whose provider keeps customers' files."""
+    # Imported here, not at the top: the channels package imports this module while it loads.
+    from services.intake.channels import PLUGINS
+
+    return {plugin.name: plugin.fetch_media for plugin in PLUGINS if plugin.fetch_media is not None}
+
+
+OCTET_STREAM = "application/octet-stream"
+
+
 class Intake:
     def __init__(
         self,
@@ -60,19 +73,79 @@ class Intake:
         self.attachments = attachments
         self.configs = configs
         self.chat = ChatHub()
+        self.media_fetchers = media_fetchers()
 
     async def publish_inbound(self, message: InboundMessage) -> None:
-        """Publish and wait for the broker's confirm; a JSON 503 if it cannot be had."""
+        """Fetch the provider's files it refers to, publish, and wait for the broker's confirm; a JSON 503 if it cannot be had."""
         structlog.contextvars.bind_contextvars(workspace_id=message.workspace_id, message_id=message.message_id)
-        await self._publish(message, events.MESSAGE_RECEIVED, message.message_id, message.workspace_id)
+        message = await self.fetch_provider_media(message)
+        await self.publish(message, events.MESSAGE_RECEIVED, message.message_id, message.workspace_id)
         self.metrics.messages_in.labels(channel=message.channel).inc()
+
+    async def fetch_provider_media(self, message: InboundMessage) -> InboundMessage:
+        """The message with the files its provider keeps fetched and stored, all at once.
+
+        A file that cannot be had (the provider's 4xx/5xx, a timeout, over the size limit) keeps
+        its reference and gets `error`, the reason: the message itself always goes on.
+        """
+        fetch = self.media_fetchers.get(message.channel)
+        if fetch is None or not any(_held_by_provider(a) for a in message.attachments):
+            return message
+        attachments = await asyncio.gather(*(
+            self._fetch_attachment(fetch, message, index, attachment) for index, attachment in enumerate(message.attachments)
+        ))
+        return message.model_copy(update={"attachments": list(attachments)})
+
+    async def _fetch_attachment(
+        self, fetch: MediaFetcher, message: InboundMessage, index: int, attachment: Attachment
+    ) -> Attachment:
+        if not _held_by_provider(attachment):
+            return attachment
+        # The same id for the same delivery: a provider's retry finds the file stored and fetches nothing.
+        attachment_id = attachment_id_for(message.message_id, index)
+        try:
+            stored = await self.attachments.find(message.workspace_id, attachment_id)
+            if stored is None:
+                fetched = await self._fetch_within_limits(fetch, message.workspace_id, attachment)
+                if fetched is None:
+                    return attachment  # a reference this channel does not fetch (a PBX's recording URL)
+                stored = await self.attachments.put(
+                    message.workspace_id, attachment_id, fetched.data,
+                    filename=attachment.filename or fetched.filename, content_type=_content_type(attachment, fetched),
+                )
+        except MediaFetchError as error:
+            return _not_fetched(message, index, attachment, error.reason)
+        except PyMongoError as error:
+            return _not_fetched(message, index, attachment, f"could not be stored ({type(error).__name__})")
+        except Exception as error:  # a fault of ours must not cost the customer's message either
+            log.exception("intake.media_fetch_crashed", channel=message.channel, attachment_index=index)
+            return _not_fetched(message, index, attachment, f"could not be fetched ({type(error).__name__})")
+        return attachment.model_copy(update={
+            "attachment_id": stored.attachment_id, "filename": stored.filename, "content_type": stored.content_type,
+            "size": stored.size, "error": None,
+        })
+
+    async def _fetch_within_limits(self, fetch: MediaFetcher, workspace_id: str, attachment: Attachment) -> FetchedMedia | None:
+        """The channel's fetch, bounded in time and size; every way it can fail as a MediaFetchError."""
+        # The provider awaits the webhook's answer meanwhile: bounded like a call to its API.
+        timeout = self.settings.send_timeout
+        try:
+            async with asyncio.timeout(timeout):
+                fetched = await fetch(self, workspace_id, attachment)
+        except TimeoutError:
+            raise MediaFetchError(f"no answer within {timeout:g} s") from None
+        except aiohttp.ClientError as error:
+            raise MediaFetchError(f"provider unreachable ({type(error).__name__})") from None
+        if fetched is not None and len(fetched.data) > self.settings.max_attachment_bytes:
+            raise over_limit(self.settings.max_attachment_bytes)
+        return fetched
 
     async def publish_status(self, status: DeliveryStatus) -> None:
         """A provider's delivery or read receipt for one of our messages; 503 if the broker is away."""
-        key = status.message_id or f"{status.channel}:{status.channel_message_id}"
-        await self._publish(status, events.MESSAGE_STATUS, f"status:{key}:{status.status}", status.workspace_id)
+        await self.publish(status, events.MESSAGE_STATUS, f"status:{status.names}:{status.status}", status.workspace_id)
 
-    async def _publish(self, model: BaseModel, event: str, message_id: str, workspace_id: str) -> None:
+    async def publish(self, model: BaseModel, event: str, message_id: str, workspace_id: str) -> None:
+        """Publish under `event` and wait for the broker's confirm; a JSON 503 (counted, logged) if it cannot be had."""
         try:
             await self.broker.publish(model, event, message_type=event, message_id=message_id, workspace_id=workspace_id)
         except Exception as error:
@@ -108,6 +181,25 @@ class Intake:
 
     def workspace_key(self, workspace_id: str) -> str | None:
         return next((key for key, ws in self.settings.api_keys.items() if ws == workspace_id), None)
+
+
+def _held_by_provider(attachment: Attachment) -> bool:
+    return attachment.url is not None and attachment.attachment_id is None
+
+
+def _content_type(attachment: Attachment, fetched: FetchedMedia) -> str:
+    """The webhook's type, unless it was vague ("image/*", octet-stream) and the provider's file server is precise."""
+    told = fetched.content_type
+    vague = attachment.content_type == OCTET_STREAM or attachment.content_type.endswith("/*")
+    if vague and told and told != OCTET_STREAM:
+        return told[:128]
+    return attachment.content_type
+
+
+def _not_fetched(message: InboundMessage, index: int, attachment: Attachment, reason: str) -> Attachment:
+    log.warning("intake.media_not_fetched", channel=message.channel, attachment_index=index,
+                reference=(attachment.url or "")[:200], reason=reason)
+    return attachment.model_copy(update={"error": reason[:300]})
 
 
 INTAKE = web.AppKey("intake", Intake)

@@ -3,6 +3,7 @@ Graph API, receipts."""
 
 import asyncio
 import itertools
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -96,11 +97,16 @@ async def test_a_messenger_message_reaches_the_desk_and_the_reply_goes_out_and_i
 
         sent = await reply_status(apps, info["conversation_id"], "sent")
         assert sent["channel_message_id"] == "m_sent-0"
+        # A Messenger read names no message, only a watermark: the replies sent up to it are read.
+        # This one is from 2016, before the reply: it covers nothing, so the reply can still become
+        # "delivered" next (statuses are applied in order, and never go back).
+        assert await post_webhook(apps, fx.READ) == 200
         delivery = fx.webhook(fx.event(delivery={"mids": ["m_sent-0"], "watermark": 1458668856253}))
         assert await post_webhook(apps, delivery) == 200
         await reply_status(apps, info["conversation_id"], "delivered")
-        # A Messenger read names no message (only a watermark): acknowledged, and the reply stays delivered.
-        assert await post_webhook(apps, fx.READ) == 200
+        read_now = fx.webhook(fx.event(read={"watermark": int(time.time() * 1000) + 1000}))
+        assert await post_webhook(apps, read_now) == 200
+        await reply_status(apps, info["conversation_id"], "read")
 
 
 async def test_an_instagram_message_and_its_reply_up_to_read(names):
@@ -126,13 +132,17 @@ async def test_postbacks_and_attachments_reach_the_desk_and_echoes_do_not(names)
     async with stand_in_graph() as graph, meta_stack(names, graph) as apps:
         await apps.put_agent("ann")
         desk = await apps.desk("ann")
-        for payload in (fx.ECHO, fx.POSTBACK, fx.IMAGE):
+        # The image's CDN is the stand-in, which does not serve it (tests/service/test_provider_media.py does).
+        cdn = graph.base_url.removesuffix("/v21.0")
+        for payload in (fx.ECHO, fx.POSTBACK, fx.on_cdn(fx.IMAGE, cdn)):
             assert await post_webhook(apps, payload) == 200
         frames = await desk.frames_until(lambda f: len(texts(f)) >= 2)
         assert texts(frames) == ["Talk to an agent", "[image]"]
         stored = (await conversation(apps, frames[0]["conversation"]["conversation_id"]))["messages"]
         assert stored[0]["metadata"]["postback_payload"] == "TALK_TO_AGENT"
-        assert stored[1]["attachments"][0]["url"].startswith("https://scontent.xx.fbcdn.net/")
+        [image] = stored[1]["attachments"]
+        assert image["url"] == f"{cdn}/v/t1.15752-9/photo.jpg?_nc_cat=1&oh=abc"
+        assert (image["attachment_id"], image["error"]) == (None, "provider answered 404")
 
 
 async def test_forged_and_unsigned_calls_are_refused_and_publish_nothing(names):

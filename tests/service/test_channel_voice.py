@@ -58,8 +58,8 @@ async def twilio_api() -> AsyncIterator[TwilioApi]:
         yield api
 
 
-def settings(api: TwilioApi, **overrides) -> dict:
-    voice = {**fx.CONFIG, "base_url": api.url, "agents": {"ann": "sip:ann@pbx.example.com"}}
+def settings(api: TwilioApi, agents: tuple[str, ...] = ("ann",), **overrides) -> dict:
+    voice = {**fx.CONFIG, "base_url": api.url, "agents": {a: f"sip:{a}@pbx.example.com" for a in agents}}
     return {"channels": {"default": {"voice": voice}}, "public_url": PUBLIC_URL, **overrides}
 
 
@@ -108,8 +108,11 @@ async def conversation_where(apps: Apps, conversation_id: str, done) -> dict:
 def dialled(twiml: ET.Element) -> list[tuple[str, str | None]]:
     dial = twiml.find("Dial")
     assert dial is not None, ET.tostring(twiml)
-    assert dial.get("action") == PUBLIC_URL + DIALED
-    return [(noun.tag, noun.text) for noun in dial]
+    [(noun_tag, target)] = [(noun.tag, noun.text) for noun in dial]
+    agent_id = (target or "").removeprefix("sip:").split("@")[0]
+    # The action URL names the agent rung, so a "no answer" says whose it was.
+    assert dial.get("action") == PUBLIC_URL + DIALED + "?" + urlencode({"agent": agent_id})
+    return [(noun_tag, target)]
 
 
 async def test_a_call_holds_is_dialled_to_the_agent_and_frees_her_when_it_ends(names):
@@ -144,7 +147,8 @@ async def test_a_call_holds_is_dialled_to_the_agent_and_frees_her_when_it_ends(n
         sid, twiml = await next_update(api)
         assert sid == second and dialled(twiml) == [("Sip", "sip:ann@pbx.example.com")]
         assigned = await frame_of(desk, "conversation.assigned")
-        hangup = await twiml_of(await post_signed(apps, DIALED, fx.dial_action(second, "completed", caller=fx.SECOND_CALLER)))
+        hangup = await twiml_of(await post_signed(apps, DIALED + "?agent=ann",
+                                                  fx.dial_action(second, "completed", caller=fx.SECOND_CALLER)))
         assert [verb.tag for verb in hangup] == ["Hangup"]
         await conversation_where(apps, assigned["conversation"]["conversation_id"], lambda c: c["status"] == "resolved")
         assert api.updates.empty()  # each call was dialled once
@@ -152,20 +156,32 @@ async def test_a_call_holds_is_dialled_to_the_agent_and_frees_her_when_it_ends(n
         assert sorted(c["thread_id"] for c in listed["conversations"]) == [first, second]
 
 
-async def test_an_agent_who_does_not_answer_sends_the_caller_to_voicemail_and_is_free_again(names):
-    async with twilio_api() as api, running_apps(names, **settings(api)) as apps:
+async def test_a_call_the_agent_lets_ring_out_goes_to_the_next_agent_while_the_caller_holds(names):
+    async with twilio_api() as api, running_apps(names, **settings(api, agents=("ann", "bob"))) as apps:
         await put_voice_agent(apps, "ann")
-        desk = await apps.desk("ann")
+        await put_voice_agent(apps, "bob")
+        desks = {"ann": await apps.desk("ann"), "bob": await apps.desk("bob")}
         sid = fx.call_sid(5)
         await twiml_of(await post_signed(apps, WEBHOOK, fx.incoming_call(5)))
-        await next_update(api)
-        assigned = await frame_of(desk, "conversation.assigned")
-        voicemail = await twiml_of(await post_signed(apps, DIALED, fx.dial_action(sid, "no-answer")))
-        assert [verb.tag for verb in voicemail] == ["Say", "Record", "Say", "Hangup"]
-        body = await conversation_where(apps, assigned["conversation"]["conversation_id"], lambda c: c["status"] == "resolved")
-        assert body["resolved_reason"] == "agent did not answer (no-answer); sent to voicemail"
-        await twiml_of(await post_signed(apps, WEBHOOK, fx.incoming_call(6, caller=fx.SECOND_CALLER)))
-        assert (await next_update(api))[0] == fx.call_sid(6)
+        _, twiml = await next_update(api)
+        [(_, target)] = dialled(twiml)
+        first = target.removeprefix("sip:").split("@")[0]
+        second = "bob" if first == "ann" else "ann"
+        assigned = await frame_of(desks[first], "conversation.assigned")
+
+        holding = await twiml_of(await post_signed(apps, DIALED + f"?agent={first}", fx.dial_action(sid, "no-answer")))
+        assert [verb.tag for verb in holding] == ["Say", "Pause", "Redirect"]  # on hold again, not voicemail
+        revoked = await frame_of(desks[first], "conversation.revoked")
+        assert revoked["reason"] == "not answered: agent no-answer"
+        again, twiml = await next_update(api)
+        assert again == sid and dialled(twiml) == [("Sip", f"sip:{second}@pbx.example.com")]
+        taken = await frame_of(desks[second], "conversation.assigned")
+        assert taken["conversation"]["conversation_id"] == assigned["conversation"]["conversation_id"]
+
+        hangup = await twiml_of(await post_signed(apps, DIALED + f"?agent={second}", fx.dial_action(sid, "completed")))
+        assert [verb.tag for verb in hangup] == ["Hangup"]
+        body = await conversation_where(apps, taken["conversation"]["conversation_id"], lambda c: c["status"] == "resolved")
+        assert body["assignee_id"] == second and body["resolved_reason"] == "call completed"
 
 
 async def test_a_call_that_cannot_be_connected_does_not_hold_the_agent(names):
@@ -351,3 +367,24 @@ async def test_a_pbx_call_is_bridged_by_the_pbx_and_its_voicemail_reaches_an_age
             assert (assigned["conversation"]["channel"], assigned["conversation"]["thread_id"]) == ("voicemail", "pbx:1700000000.43")
             assert texts([assigned]) == ["call me"]
             assert pbx.actions.empty()
+
+
+async def test_a_pbx_call_the_agent_does_not_pick_up_is_bridged_to_the_next_agent(names):
+    async with pbx_stand_in() as pbx:
+        agents = {"ann": "PJSIP/ann", "bob": "PJSIP/bob"}
+        channels = {"default": {"telephony": {"secret": fx.PBX_SECRET, "connect_url": pbx.url, "agents": agents}}}
+        async with running_apps(names, channels=channels, public_url=PUBLIC_URL) as apps:
+            await put_voice_agent(apps, "ann")
+            await put_voice_agent(apps, "bob")
+            incoming = {"event": "call.incoming", "call_id": "1700000000.77", "from": fx.CALLER, "to": "600"}
+            assert (await post_pbx(apps, incoming)).status == 202
+            first = await asyncio.wait_for(pbx.actions.get(), WAIT)
+            missed = {"event": "call.not_answered", "call_id": "1700000000.77", "agent_id": first["agent_id"],
+                      "status": "no-answer"}
+            answer = await post_pbx(apps, missed)
+            assert answer.status == 202 and (await answer.json())["rerouted"] is True
+            second = await asyncio.wait_for(pbx.actions.get(), WAIT)
+            assert second["action"] == "connect" and second["call_id"] == "1700000000.77"
+            assert {first["agent_id"], second["agent_id"]} == {"ann", "bob"}
+            assert second["target"] == agents[second["agent_id"]]
+            assert second["conversation_id"] == first["conversation_id"]

@@ -1,8 +1,10 @@
 """The agents store against the real database: one contact across channels, and receipts."""
 
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 
 import pytest
+from pydantic import ValidationError
 from pymongo import AsyncMongoClient
 
 from services.agents.contacts import Identities, normalize_phone
@@ -105,6 +107,46 @@ async def test_a_receipt_for_someone_elses_message_changes_nothing(store):
         DeliveryStatus(workspace_id="default", channel="whatsapp", channel_message_id="not-ours", status="read"),
     ])
     assert (await store.messages.find_one({"_id": message_id}))["status"] == "queued"
+
+
+async def test_a_read_watermark_marks_the_threads_replies_sent_up_to_it(store):
+    await store.conversations.insert_many([
+        {"_id": "c1", "workspace_id": "default", "channel": "messenger", "thread_id": "psid-1"},
+        {"_id": "c2", "workspace_id": "default", "channel": "messenger", "thread_id": "psid-2"},
+    ])
+    at = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+
+    async def reply(message_id: str, conversation_id: str, status: str, minutes: int) -> None:
+        await store.messages.insert_one({
+            "_id": message_id, "workspace_id": "default", "conversation_id": conversation_id, "direction": "outbound",
+            "channel": "messenger", "text": "hi", "agent_id": "a1", "status": status,
+            "created_at": at + timedelta(minutes=minutes), "seq": minutes,
+        })
+
+    await reply("early", "c1", "sent", 0)
+    await reply("delivered", "c1", "delivered", 1)
+    await reply("failed", "c1", "failed", 2)
+    await reply("queued", "c1", "queued", 3)
+    await reply("after", "c1", "sent", 10)
+    await reply("other-thread", "c2", "sent", 0)
+    watermark = DeliveryStatus(workspace_id="default", channel="messenger", thread_id="psid-1",
+                               up_to=at + timedelta(minutes=5), status="read")
+    changed = await store.apply_statuses([watermark])
+    assert sorted(d["_id"] for d in changed) == ["delivered", "early"]
+    statuses = {d["_id"]: d["status"] async for d in store.messages.find({})}
+    assert statuses == {"early": "read", "delivered": "read", "failed": "failed", "queued": "queued",
+                        "after": "sent", "other-thread": "sent"}
+    # The provider's repeat of the same watermark changes nothing more.
+    assert await store.apply_statuses([watermark]) == []
+
+
+def test_a_status_names_a_message_or_a_thread_up_to_a_time():
+    with pytest.raises(ValidationError):
+        DeliveryStatus(workspace_id="default", channel="messenger", thread_id="psid-1", status="read")
+    mark = DeliveryStatus(workspace_id="default", channel="messenger", thread_id="psid-1",
+                          up_to=datetime(2026, 3, 1, tzinfo=UTC), status="read")
+    assert mark.is_watermark and mark.names == "messenger:psid-1:2026-03-01T00:00:00+00:00"
+    assert DeliveryStatus(workspace_id="default", channel="messenger", channel_message_id="m.1", status="read").names == "messenger:m.1"
 
 
 async def test_the_same_message_twice_in_one_batch_reaches_the_desk_once(store):

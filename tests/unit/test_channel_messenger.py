@@ -7,6 +7,7 @@ a local aiohttp server. (No broker, no database: those are in the service tests.
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
@@ -187,11 +188,17 @@ def test_postbacks_are_messages_deduplicated_by_mid_or_sender_and_time():
     assert old.message_id == one_message(fx.POSTBACK_WITHOUT_MID).message_id
 
 
-def test_deliveries_become_receipts_and_watermark_only_events_are_skipped():
+def test_deliveries_become_receipts_and_watermarks_cover_the_thread_up_to_their_time():
     [delivered] = items(fx.DELIVERY)
     assert (delivered.channel, delivered.channel_message_id, delivered.status) == ("messenger", fx.SENT_MID, "delivered")
-    assert items(fx.DELIVERY_WITHOUT_MIDS) == []
-    assert items(fx.READ) == []  # Messenger reads carry only a watermark: see the module docstring
+    watermark_time = datetime(2016, 3, 22, 17, 47, 36, 253000, tzinfo=UTC)  # 1458668856253 ms
+    [up_to_delivered] = items(fx.DELIVERY_WITHOUT_MIDS)
+    [read] = items(fx.READ)  # Messenger reads carry only a watermark
+    for status, state in ((up_to_delivered, "delivered"), (read, "read")):
+        assert status.is_watermark and status.channel_message_id is None
+        assert (status.channel, status.thread_id, status.up_to, status.status) == ("messenger", fx.PSID, watermark_time, state)
+    unusable = fx.webhook(fx.event(read={"watermark": 10**20}), fx.event(read={}))
+    assert items(unusable) == []
 
 
 def test_echoes_unsends_and_other_events_publish_nothing():

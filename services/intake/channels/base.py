@@ -9,21 +9,29 @@ when one provider serves two channels, as Twilio does SMS and voice):
 - `background`: optional; a long-running part of the channel (the SMTP listener) as an async
   context manager entered when intake starts and left when it stops;
 - `config`: the pydantic model of the channel's per-workspace credentials, read from
-  `INTAKE_CHANNELS` / `INTAKE_CHANNELS_FILE` and validated at start.
+  `INTAKE_CHANNELS` / `INTAKE_CHANNELS_FILE` and validated at start;
+- `fetch_media`: optional; given the intake, the workspace id and one attachment whose `url` is
+  the provider's reference (written by that channel's normalizer), returns the file's bytes
+  (`FetchedMedia`), raises `MediaFetchError` with a short reason, or returns None when the
+  reference is not one this channel fetches. Intake calls it before publishing (see
+  `Intake.publish_inbound`), under a timeout, and stores what it returns.
 
 Adding a channel touches only this folder and the list in `channels/__init__.py`.
 """
 
+import json
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+from urllib.parse import unquote, urlsplit
 
+import aiohttp
 from aiohttp import web
 from pydantic import BaseModel
 
-from shared.models import DeliveryState, OutboundMessage
+from shared.models import Attachment, DeliveryState, OutboundMessage
 
 if TYPE_CHECKING:
     from services.intake.context import Intake
@@ -63,6 +71,26 @@ class Sender(Protocol):
         ...
 
 
+class MediaFetchError(Exception):
+    """A provider's file could not be had; `reason` is short and safe to show an agent (no credentials)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class FetchedMedia:
+    """A provider's file in hand, with what the provider said about it (None where it said nothing)."""
+
+    data: bytes
+    content_type: str | None = None
+    filename: str | None = None
+
+
+MediaFetcher = Callable[["Intake", str, Attachment], Awaitable[FetchedMedia | None]]
+
+
 @dataclass(frozen=True)
 class ChannelPlugin:
     name: str
@@ -70,8 +98,70 @@ class ChannelPlugin:
     sender: "Callable[[Intake], Sender] | None" = None
     background: "Callable[[Intake], AbstractAsyncContextManager[None]] | None" = None
     config: type[BaseModel] | None = None
+    fetch_media: MediaFetcher | None = None
 
 
 def webhook_path(channel: str, suffix: str = "") -> str:
     """The webhook route of a channel; the provider is given it with the workspace filled in."""
     return f"/v1/webhooks/{channel}/{{workspace}}{suffix}"
+
+
+# -- fetching a provider's file ----------------------------------------------------------------
+
+LOOKUP_LIMIT_BYTES = 64 * 1024  # a provider's JSON answer about a file (getFile, a Graph media lookup)
+
+
+def over_limit(limit: int) -> MediaFetchError:
+    return MediaFetchError(f"over the {limit} byte limit")
+
+
+async def download(
+    http: aiohttp.ClientSession, url: str, limit: int, *, headers: dict[str, str] | None = None
+) -> FetchedMedia:
+    """GET a file (redirects followed), at most `limit` bytes of it; MediaFetchError on a 4xx/5xx or over the limit.
+
+    aiohttp drops the Authorization header on a redirect to another origin, so credentials stay
+    with the provider's API when it redirects to a CDN.
+    """
+    status, fetched = await request_limited(http, "GET", url, limit, headers=headers)
+    if status >= 400:
+        raise MediaFetchError(f"provider answered {status}")
+    return fetched
+
+
+async def request_limited(
+    http: aiohttp.ClientSession, method: str, url: str, limit: int, **options: Any
+) -> tuple[int, FetchedMedia]:
+    """One request: its status and body, read only up to `limit` bytes (MediaFetchError past it).
+
+    A declared Content-Length over the limit stops before the body; without one, reading stops as
+    soon as the limit is passed, so a provider cannot make intake hold more than `limit` bytes.
+    """
+    async with http.request(method, url, allow_redirects=True, **options) as response:
+        if response.content_length is not None and response.content_length > limit:
+            raise over_limit(limit)
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in response.content.iter_chunked(64 * 1024):
+            size += len(chunk)
+            if size > limit:
+                raise over_limit(limit)
+            chunks.append(chunk)
+        content_type = response.content_type if "Content-Type" in response.headers else None
+        return response.status, FetchedMedia(b"".join(chunks), content_type=content_type)
+
+
+async def lookup_json(http: aiohttp.ClientSession, method: str, url: str, **options: Any) -> tuple[int, dict[str, Any] | None]:
+    """A provider's small JSON answer about a file (getFile, a Graph media lookup): status and the object, None if not one."""
+    status, fetched = await request_limited(http, method, url, LOOKUP_LIMIT_BYTES, **options)
+    try:
+        answer = json.loads(fetched.data)
+    except ValueError:
+        return status, None
+    return status, answer if isinstance(answer, dict) else None
+
+
+def url_filename(url: str) -> str | None:
+    """The last path segment of a URL, as a file name for the download ("photo.jpg"); None if there is none."""
+    name = unquote(urlsplit(url).path.rsplit("/", 1)[-1])
+    return name[-256:] or None

@@ -7,9 +7,10 @@ id, PSID / IGSID) and one of:
 - `message`: text, attachments, a quick reply's payload (echoes of our own sends are skipped);
 - `postback`: a button press, published as a message whose text is the button title;
 - `delivery`: `mids[]` of our messages delivered -> "delivered" receipts;
-- `read`: Instagram names the message read (`mid`) -> a "read" receipt. Messenger only gives a
-  `watermark` (everything sent before it was read): intake keeps no record of what it sent when,
-  so it cannot say which messages that covers, and such reads are skipped (logged).
+- `read`: Instagram names the message read (`mid`) -> a "read" receipt. Messenger gives a
+  `watermark` instead (everything sent before it was read): a watermark receipt for the thread,
+  which the agents service applies to every reply it sent there up to that time. A delivery
+  without `mids` is the same with "delivered".
 
 Outbound: POST {graph_base_url}/{page_id}/messages (or /me/messages) with a Bearer Page token;
 the answer's `message_id` is the mid later receipts name.
@@ -20,13 +21,23 @@ Instagram: https://developers.facebook.com/docs/messenger-platform/instagram/fea
 Send API: https://developers.facebook.com/docs/messenger-platform/reference/send-api
 """
 
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import structlog
 from pydantic import Field
 
 from services.intake.channels import meta
-from services.intake.channels.base import ChannelPlugin, SendError, Sent, message_id_for
+from services.intake.channels.base import (
+    ChannelPlugin,
+    FetchedMedia,
+    MediaFetchError,
+    SendError,
+    Sent,
+    download,
+    message_id_for,
+    url_filename,
+)
 from shared.models import Attachment, Contact, DeliveryStatus, InboundMessage, OutboundMessage
 
 if TYPE_CHECKING:
@@ -162,18 +173,31 @@ def normalize_event(event: Event, account_id: str | None, workspace_id: str, cha
     if event.postback is not None:
         return [postback_of(event.postback, event.timestamp, customer, account_id, workspace_id, channel)]
     if event.delivery is not None:
-        return [receipt(workspace_id, channel, mid, "delivered") for mid in event.delivery.mids]
+        if event.delivery.mids:
+            return [receipt(workspace_id, channel, mid, "delivered") for mid in event.delivery.mids]
+        return watermark_receipt(workspace_id, channel, customer, event.delivery.watermark, "delivered")
     if event.read is not None:
         if event.read.mid:
             return [receipt(workspace_id, channel, event.read.mid, "read")]
-        log.info("messenger.read_watermark_skipped", channel=channel, watermark=event.read.watermark)
-        return []
+        return watermark_receipt(workspace_id, channel, customer, event.read.watermark, "read")
     log.info("messenger.event_ignored", channel=channel, fields=sorted(event.model_extra or {}))
     return []
 
 
 def receipt(workspace_id: str, channel: str, mid: str, status: str) -> DeliveryStatus:
     return DeliveryStatus(workspace_id=workspace_id, channel=channel, channel_message_id=mid, status=status)
+
+
+def watermark_receipt(workspace_id: str, channel: str, customer: str, watermark: int | None, status: str) -> list[Item]:
+    """Everything we sent the customer up to `watermark` (ms since the epoch) got this far."""
+    try:
+        up_to = datetime.fromtimestamp(watermark / 1000, tz=UTC) if watermark and watermark > 0 else None
+    except (OverflowError, ValueError, OSError):
+        up_to = None
+    if up_to is None:
+        log.info("messenger.receipt_without_usable_watermark", channel=channel, status=status, watermark=watermark)
+        return []
+    return [DeliveryStatus(workspace_id=workspace_id, channel=channel, thread_id=customer, up_to=up_to, status=status)]
 
 
 def message_of(message: Message, customer: str, account_id: str | None, workspace_id: str, channel: str) -> list[Item]:
@@ -220,7 +244,7 @@ def inbound(workspace_id: str, channel: str, provider_id: str, customer: str, ac
 
 
 def render_attachments(message: Message, channel: str) -> tuple[list[Attachment], list[str], dict[str, Any]]:
-    """Files as attachments (Meta's CDN URL), everything as a readable bracket, facts in metadata."""
+    """Files as attachments (Meta's CDN URL, fetched before publishing), everything as a readable bracket, facts in metadata."""
     attachments: list[Attachment] = []
     renderings: list[str] = []
     facts: dict[str, Any] = {}
@@ -248,6 +272,22 @@ def render_attachments(message: Message, channel: str) -> tuple[list[Attachment]
 def reference(url: str, channel: str, mid: str, index: int) -> str:
     """The CDN URL, or a reference to the message's attachment when the URL is too long to keep."""
     return url if len(url) <= MAX_URL_CHARS else f"{channel}:attachment/{mid}/{index}"
+
+
+def cdn_url_of(reference: str | None) -> str | None:
+    """The CDN URL an attachment refers to; None for the stand-in `reference` writes for a URL too long to keep."""
+    if reference is None or not reference.startswith(("https://", "http://")):
+        return None
+    return reference
+
+
+async def fetch_media(intake: "Intake", workspace_id: str, attachment: Attachment) -> FetchedMedia:
+    """The file at Meta's CDN URL: a plain GET, no token (the URL itself is signed, and expires)."""
+    url = cdn_url_of(attachment.url)
+    if url is None:
+        raise MediaFetchError(f"the CDN URL was over {MAX_URL_CHARS} characters and was not kept")
+    fetched = await download(intake.http, url, intake.settings.max_attachment_bytes)
+    return FetchedMedia(fetched.data, content_type=fetched.content_type, filename=url_filename(url))
 
 
 def handler_for(channel: str) -> meta.WebhookHandler:
@@ -314,6 +354,7 @@ PLUGIN = ChannelPlugin(
     routes=meta.webhook_routes(CHANNEL, WEBHOOK_OBJECTS[CHANNEL], Webhook, handler_for(CHANNEL)),
     sender=lambda intake: MessengerSender(intake, CHANNEL),
     config=MessengerConfig,
+    fetch_media=fetch_media,
 )
 
 INSTAGRAM_PLUGIN = ChannelPlugin(
@@ -321,4 +362,5 @@ INSTAGRAM_PLUGIN = ChannelPlugin(
     routes=meta.webhook_routes(INSTAGRAM, WEBHOOK_OBJECTS[INSTAGRAM], Webhook, handler_for(INSTAGRAM)),
     sender=lambda intake: MessengerSender(intake, INSTAGRAM),
     config=InstagramConfig,
+    fetch_media=fetch_media,
 )

@@ -19,7 +19,19 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from services.intake import context  # the module, not its names: context imports the channels package
-from services.intake.channels.base import ChannelPlugin, SendError, Sent, message_id_for, webhook_path
+from services.intake.channels.base import (
+    ChannelPlugin,
+    FetchedMedia,
+    MediaFetchError,
+    SendError,
+    Sent,
+    download,
+    lookup_json,
+    message_id_for,
+    over_limit,
+    url_filename,
+    webhook_path,
+)
 from shared.models import Attachment, Contact, InboundMessage, OutboundMessage
 from shared.web import http_error, read_limited
 
@@ -233,7 +245,7 @@ def _file_kind(message: Message) -> str:
 
 
 def _attachments(message: Message) -> list[Attachment]:
-    """References to the files Telegram holds (fetched later through getFile with the bot token)."""
+    """References to the files Telegram holds (fetched before publishing: `fetch_media`)."""
     found: list[tuple[str, File]] = []
     if message.photo:
         # Telegram sends one PhotoSize per resolution; the largest is the one a person wants to see.
@@ -381,9 +393,55 @@ def _chat_id(thread_id: str) -> int | str:
         return thread_id
 
 
+# -- files -------------------------------------------------------------------------------------
+
+
+def file_id_of(reference: str | None) -> str | None:
+    """The file_id in a `telegram:file/<file_id>` reference (as `_attachments` writes it); None for anything else."""
+    prefix = FILE_REFERENCE.format(file_id="")
+    if reference is None or not reference.startswith(prefix) or len(reference) == len(prefix):
+        return None
+    return reference.removeprefix(prefix)
+
+
+async def fetch_media(intake: "Intake", workspace_id: str, attachment: Attachment) -> FetchedMedia:
+    """The file a `telegram:file/<file_id>` reference names: getFile gives its path, then the file is downloaded.
+
+    https://core.telegram.org/bots/api#getfile (bots may download files of up to 20 MB).
+    """
+    file_id = file_id_of(attachment.url)
+    if file_id is None:
+        raise MediaFetchError("not a Telegram file reference")
+    config = intake.configs.get((CHANNEL, workspace_id))
+    if not isinstance(config, TelegramConfig):
+        raise MediaFetchError(f"telegram is not configured for workspace {workspace_id!r}")
+    base = config.base_url.rstrip("/")
+    status, answer = await lookup_json(intake.http, "POST", f"{base}/bot{config.bot_token}/getFile",
+                                       json={"file_id": file_id})
+    file_path, file_size = _file_of(status, answer)
+    limit = intake.settings.max_attachment_bytes
+    if file_size is not None and file_size > limit:
+        raise over_limit(limit)
+    fetched = await download(intake.http, f"{base}/file/bot{config.bot_token}/{file_path}", limit)
+    return FetchedMedia(fetched.data, content_type=fetched.content_type, filename=url_filename(file_path))
+
+
+def _file_of(status: int, answer: dict[str, Any] | None) -> tuple[str, int | None]:
+    """getFile's answer as (file_path, file_size); MediaFetchError with Telegram's description when it failed."""
+    result = (answer or {}).get("result")
+    if status < 400 and (answer or {}).get("ok") is True and isinstance(result, dict) and result.get("file_path"):
+        size = result.get("file_size")
+        return str(result["file_path"]), size if isinstance(size, int) else None
+    description = (answer or {}).get("description")
+    if status >= 400 or (answer or {}).get("ok") is False:
+        raise MediaFetchError(f"provider answered {status}" + (f": {str(description)[:200]}" if description else ""))
+    raise MediaFetchError("getFile answered without a file_path")
+
+
 PLUGIN = ChannelPlugin(
     name=CHANNEL,
     routes=[web.post(webhook_path(CHANNEL), receive_update)],
     sender=TelegramSender,
     config=TelegramConfig,
+    fetch_media=fetch_media,
 )

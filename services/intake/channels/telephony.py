@@ -1,8 +1,9 @@
 """A generic telephony webhook: a PBX (Asterisk, FreeSWITCH) drives the same call flow as Twilio voice.
 
 In: `POST /v1/webhooks/telephony/<workspace>`, JSON
-`{"event": "call.incoming" | "call.ended" | "voicemail", "call_id", "from", "to", "status",
-"transcription", "recording_url", "caller_name"}`, signed like the API channel's callbacks:
+`{"event": "call.incoming" | "call.ended" | "call.not_answered" | "voicemail", "call_id", "from",
+"to", "status", "transcription", "recording_url", "caller_name", "agent_id"}` (`call.not_answered`:
+the agent the PBX rang never picked up; the call goes to the next agent while the PBX holds it), signed like the API channel's callbacks:
 `X-Switchyard-Timestamp: <unix seconds>` and `X-Switchyard-Signature: sha256=<hex HMAC-SHA256 of
 "<timestamp>.<body>">` with the workspace's secret; a timestamp more than `max_skew_seconds` away
 is refused (a replay).
@@ -53,7 +54,7 @@ class TelephonyEvent(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    event: Literal["call.incoming", "call.ended", "voicemail"]
+    event: Literal["call.incoming", "call.ended", "call.not_answered", "voicemail"]
     call_id: str = Field(pattern=r"^[A-Za-z0-9._:@+-]{1,128}$")
     from_: str | None = Field(None, alias="from", min_length=1, max_length=64)
     to: str | None = Field(None, max_length=64)
@@ -61,10 +62,11 @@ class TelephonyEvent(BaseModel):
     transcription: str | None = Field(None, max_length=20_000)
     recording_url: str | None = Field(None, max_length=2048)
     caller_name: str | None = Field(None, max_length=256)
+    agent_id: str | None = Field(None, min_length=1, max_length=256)  # call.not_answered: who was rung
 
     @model_validator(mode="after")
     def _caller_when_needed(self) -> "TelephonyEvent":
-        if self.event != "call.ended" and self.from_ is None:
+        if self.event in ("call.incoming", "voicemail") and self.from_ is None:
             raise ValueError(f"{self.event} needs 'from', the caller's number")
         return self
 
@@ -107,6 +109,10 @@ async def receive_event(request: web.Request) -> web.Response:
     if event.event == "call.ended":
         await voice.close_call(intake, workspace_id, event.thread_id, f"call {event.status or 'ended'}")
         return web.json_response({"thread_id": event.thread_id, "closed": True}, status=202)
+    if event.event == "call.not_answered":
+        await voice.report_not_answered(intake, workspace_id, event.thread_id, event.agent_id,
+                                        f"agent {event.status or 'no-answer'}")
+        return web.json_response({"thread_id": event.thread_id, "rerouted": True}, status=202)
     assert event.from_ is not None
     if event.event == "call.incoming":
         message = voice.call_message(workspace_id, event.thread_id, event.from_, name=event.caller_name,

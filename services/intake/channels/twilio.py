@@ -21,7 +21,7 @@ import hmac
 import re
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qsl, quote
+from urllib.parse import parse_qsl, quote, urlsplit, urlunsplit
 
 import aiohttp
 import structlog
@@ -29,7 +29,16 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from services.intake import context  # the module, not its names: context imports the channels package
-from services.intake.channels.base import ChannelPlugin, SendError, Sent, message_id_for, webhook_path
+from services.intake.channels.base import (
+    ChannelPlugin,
+    FetchedMedia,
+    MediaFetchError,
+    SendError,
+    Sent,
+    download,
+    message_id_for,
+    webhook_path,
+)
 from shared.models import Attachment, Contact, DeliveryState, DeliveryStatus, InboundMessage, OutboundMessage
 from shared.web import http_error, read_limited
 
@@ -39,6 +48,7 @@ if TYPE_CHECKING:
 CHANNEL = "sms"
 SIGNATURE_HEADER = "X-Twilio-Signature"
 DEFAULT_BASE_URL = "https://api.twilio.com"
+API_HOST = urlsplit(DEFAULT_BASE_URL).netloc  # where Twilio's MediaUrl and RecordingUrl point
 API_VERSION = "2010-04-01"
 EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response/>'
 E164 = re.compile(r"^\+[1-9]\d{1,14}$")
@@ -151,6 +161,29 @@ def _send_error(resource: str, status: int, answer: Any) -> SendError:
     return SendError(f"Twilio {resource} failed ({detail})", retry=retry)
 
 
+def api_url_of(config: TwilioConfig, reference: str | None) -> str | None:
+    """Where to GET a MediaUrl or RecordingUrl: on the account's API (`base_url`); None if it is not Twilio's.
+
+    Twilio's URLs name its public API host; they are fetched from `base_url` with the same path and
+    query, so a workspace whose API is elsewhere (a regional edge, a test's stand-in) gets them from
+    there, and the account's credentials are sent to no other host.
+    """
+    if not reference:
+        return None
+    url, base = urlsplit(reference), urlsplit(config.base_url)
+    if (url.scheme, url.netloc) == (base.scheme, base.netloc):
+        return reference
+    if (url.scheme, url.netloc) == ("https", API_HOST):
+        return urlunsplit((base.scheme, base.netloc, base.path.rstrip("/") + url.path, url.query, ""))
+    return None
+
+
+async def fetch_with_account(intake: "Intake", config: TwilioConfig, url: str) -> FetchedMedia:
+    """A file on the account's API, with HTTP basic auth (needed when the account protects its media)."""
+    headers = {"Authorization": basic_authorization(config.account_sid, config.auth_token)}
+    return await download(intake.http, url, intake.settings.max_attachment_bytes, headers=headers)
+
+
 # -- SMS ---------------------------------------------------------------------------------------
 
 
@@ -209,7 +242,7 @@ KEPT_PARAMETERS = {"NumSegments": "num_segments", "FromCountry": "from_country",
 
 
 def normalize_sms(sms: IncomingSms, form: Mapping[str, str], workspace_id: str) -> InboundMessage:
-    """An incoming SMS/MMS as one inbound message; its media stay at Twilio, referenced by URL."""
+    """An incoming SMS/MMS as one inbound message; its media referenced by URL (fetched before publishing)."""
     attachments = media_attachments(sms.num_media, form)
     text = sms.body or " ".join(f"[{a.content_type}]" for a in attachments) or "[empty message]"
     metadata: dict[str, Any] = {"to": sms.to}
@@ -320,6 +353,17 @@ class SmsSender:
         return form
 
 
+async def fetch_media(intake: "Intake", workspace_id: str, attachment: Attachment) -> FetchedMedia:
+    """An MMS medium: its MediaUrl, fetched from the account's API (Twilio redirects to its CDN)."""
+    config = intake.configs.get((CHANNEL, workspace_id))
+    if not isinstance(config, SmsConfig):
+        raise MediaFetchError(f"sms is not configured for workspace {workspace_id!r}")
+    url = api_url_of(config, attachment.url)
+    if url is None:
+        raise MediaFetchError("not a Twilio media URL")
+    return await fetch_with_account(intake, config, url)
+
+
 SMS_PLUGIN = ChannelPlugin(
     name=CHANNEL,
     routes=[
@@ -328,5 +372,6 @@ SMS_PLUGIN = ChannelPlugin(
     ],
     sender=SmsSender,
     config=SmsConfig,
+    fetch_media=fetch_media,
 )
 PLUGIN = SMS_PLUGIN

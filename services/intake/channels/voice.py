@@ -33,7 +33,7 @@ from aiohttp import web
 from pydantic import Field, field_validator
 
 from services.intake import context  # the module, not its names: context imports the channels package
-from services.intake.channels.base import ChannelPlugin, SendError, Sent, message_id_for, webhook_path
+from services.intake.channels.base import ChannelPlugin, FetchedMedia, SendError, Sent, message_id_for, webhook_path
 from services.intake.channels.twilio import (
     E164,
     ProviderForm,
@@ -41,7 +41,9 @@ from services.intake.channels.twilio import (
     StatusCallback,
     TwilioConfig,
     TwilioRestClient,
+    api_url_of,
     delivery_status,
+    fetch_with_account,
     read_signed_form,
     twiml_response,
     validate_form,
@@ -49,7 +51,7 @@ from services.intake.channels.twilio import (
 from services.intake.settings import IntakeSettings
 from shared import events
 from shared.broker import BatchConsumer, parse_as
-from shared.models import Attachment, Contact, InboundMessage, OutboundMessage, RoutingEvent, ThreadClosed
+from shared.models import Attachment, Contact, InboundMessage, NotAnswered, OutboundMessage, RoutingEvent, ThreadClosed
 from shared.topology import declare_consumed_queue
 from shared.web import http_error
 
@@ -233,14 +235,9 @@ def voicemail_message(workspace_id: str, thread_id: str, caller: str, transcript
 async def close_call(intake: "Intake", workspace_id: str, thread_id: str, reason: str) -> None:
     """Tell the router the call is over (thread.closed): its agent is freed or its wait dropped; 503 if no broker."""
     closed = ThreadClosed(workspace_id=workspace_id, channel=CHANNEL, thread_id=thread_id, reason=reason[:200])
-    try:
-        await intake.broker.publish(closed, events.THREAD_CLOSED, message_type=events.THREAD_CLOSED,
-                                    message_id=closed.event_id, workspace_id=workspace_id)
-    except Exception as error:
-        intake.metrics.publish_errors.inc()
-        log.warning("voice.close_publish_failed", thread_id=thread_id, error=repr(error))
-        raise http_error(web.HTTPServiceUnavailable, "message broker unavailable, retry later") from None
+    await intake.publish(closed, events.THREAD_CLOSED, closed.event_id, workspace_id)
     log.info("voice.call_closed", workspace_id=workspace_id, thread_id=thread_id, reason=closed.reason)
+
 
 
 async def signed_call_form(request: web.Request) -> tuple["Intake", str, VoiceConfig, dict[str, str]]:
@@ -277,7 +274,8 @@ async def call_status(request: web.Request) -> web.Response:
 
 
 async def dial_ended(request: web.Request) -> web.Response:
-    """POST .../dialed: the <Dial> to the agent ended; after a talk, hang up; if the agent never answered, voicemail."""
+    """POST .../dialed: the <Dial> to the agent ended; after a talk, hang up; if the agent never
+    answered, the caller holds again while the router tries the next agent."""
     intake, workspace_id, config, form = await signed_call_form(request)
     dialed = validate_form(DialEnded, form, "Dial action request")
     outcome = dialed.dial_call_status.lower() or "unknown"
@@ -287,8 +285,18 @@ async def dial_ended(request: web.Request) -> web.Response:
     if outcome in ("completed", "answered"):
         await close_call(intake, workspace_id, dialed.call_sid, "call completed")
         return twiml_response(HANGUP_TWIML)
-    await close_call(intake, workspace_id, dialed.call_sid, f"agent did not answer ({outcome}); sent to voicemail")
-    return twiml_response(voicemail_for(intake.settings, config, workspace_id, form.get("From", "")))
+    # Redirect on no answer: if nobody else can take the call, it waits in its queue (whose max
+    # wait may send the caller to voicemail).
+    await report_not_answered(intake, workspace_id, dialed.call_sid, request.query.get("agent"), f"agent {outcome}")
+    return twiml_response(hold_twiml(config, callback_url(intake.settings, workspace_id, "/hold")))
+
+
+async def report_not_answered(intake: "Intake", workspace_id: str, call_sid: str, agent_id: str | None, reason: str) -> None:
+    """Tell the router the agent never picked up (thread.not_answered), so it routes the call again; 503 if no broker."""
+    missed = NotAnswered(workspace_id=workspace_id, channel=CHANNEL, thread_id=call_sid, agent_id=agent_id or None,
+                         reason=reason[:200])
+    await intake.publish(missed, events.THREAD_NOT_ANSWERED, missed.event_id, workspace_id)
+    log.info("voice.agent_did_not_answer", workspace_id=workspace_id, thread_id=call_sid, agent_id=agent_id, reason=reason)
 
 
 def voicemail_for(settings: IntakeSettings, config: VoiceConfig, workspace_id: str, caller: str) -> str:
@@ -383,7 +391,8 @@ class RoutedCalls:
     async def connect(self, config: Any, event: RoutingEvent) -> None:
         """Bridge the caller to the agent; raise SendError if that cannot be done."""
         call_sid = event.details["thread_id"]
-        action_url = callback_url(self.intake.settings, event.workspace_id, "/dialed")
+        # The agent rides in the action URL, so a "no answer" names who let it ring.
+        action_url = callback_url(self.intake.settings, event.workspace_id, "/dialed", agent=event.agent_id or "")
         dial = dial_twiml(config, config.target(event.agent_id or ""), action_url)
         await self.client.create(config, f"Calls/{call_sid}", {"Twiml": dial})
 
@@ -489,5 +498,15 @@ PLUGIN = ChannelPlugin(
     background=routed_calls_consumer(RoutedCalls),
     config=VoiceConfig,
 )
-# Voicemails arrive through the voice routes; this plugin only sends their replies (SMS).
-VOICEMAIL_PLUGIN = ChannelPlugin(name=VOICEMAIL, sender=lambda intake: CallerSmsSender(intake, VOICEMAIL))
+async def fetch_recording(intake: "Intake", workspace_id: str, attachment: Attachment) -> FetchedMedia | None:
+    """A Twilio voicemail's recording (its RecordingUrl, WAV); None for a PBX's recording URL, kept as it is."""
+    config = intake.configs.get((CHANNEL, workspace_id))
+    url = api_url_of(config, attachment.url) if isinstance(config, VoiceConfig) else None
+    if url is None:
+        return None
+    return await fetch_with_account(intake, config, url)
+
+
+# Voicemails arrive through the voice routes; this plugin sends their replies (SMS) and fetches their recordings.
+VOICEMAIL_PLUGIN = ChannelPlugin(name=VOICEMAIL, sender=lambda intake: CallerSmsSender(intake, VOICEMAIL),
+                                 fetch_media=fetch_recording)

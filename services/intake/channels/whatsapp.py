@@ -14,12 +14,23 @@ Send API: https://developers.facebook.com/docs/whatsapp/cloud-api/reference/mess
 """
 
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 import structlog
 from pydantic import Field
 
 from services.intake.channels import meta
-from services.intake.channels.base import ChannelPlugin, SendError, Sent, message_id_for
+from services.intake.channels.base import (
+    ChannelPlugin,
+    FetchedMedia,
+    MediaFetchError,
+    SendError,
+    Sent,
+    download,
+    lookup_json,
+    message_id_for,
+    over_limit,
+)
 from shared.models import Attachment, Contact, DeliveryStatus, InboundMessage, OutboundMessage
 
 if TYPE_CHECKING:
@@ -32,6 +43,7 @@ WEBHOOK_OBJECT = "whatsapp_business_account"
 MEDIA_KINDS = ("image", "audio", "video", "document", "sticker")
 RECEIPT_STATES = ("sent", "delivered", "read", "failed")
 MAX_TEXT_CHARS = 4096  # the Cloud API's limit on a text message body
+MEDIA_REFERENCE = "whatsapp:media/{media_id}"
 
 
 class WhatsAppConfig(meta.MetaConfig):
@@ -237,7 +249,7 @@ def render(message: WaMessage) -> tuple[str, list[Attachment], dict[str, Any]]:
 
 def render_media(kind: str, media: Media) -> tuple[str, list[Attachment], dict[str, Any]]:
     attachment = Attachment(
-        url=f"whatsapp:media/{media.id}",
+        url=MEDIA_REFERENCE.format(media_id=media.id),
         content_type=meta.clip(media.mime_type, 128) or "application/octet-stream",
         filename=meta.clip(media.filename, 256),
     )
@@ -334,9 +346,59 @@ def first_message_id(answer: dict[str, Any]) -> str | None:
     return None
 
 
+# --- media ---
+
+
+def media_id_of(reference: str | None) -> str | None:
+    """The media id in a `whatsapp:media/<id>` reference (as `render_media` writes it); None for anything else."""
+    prefix = MEDIA_REFERENCE.format(media_id="")
+    if reference is None or not reference.startswith(prefix) or len(reference) == len(prefix):
+        return None
+    return reference.removeprefix(prefix)
+
+
+async def fetch_media(intake: "Intake", workspace_id: str, attachment: Attachment) -> FetchedMedia:
+    """A customer's media: GET /{media-id} gives a short-lived URL, fetched with the same Bearer token.
+
+    https://developers.facebook.com/docs/whatsapp/cloud-api/reference/media
+    """
+    media_id = media_id_of(attachment.url)
+    if media_id is None:
+        raise MediaFetchError("not a WhatsApp media reference")
+    config = intake.configs.get((CHANNEL, workspace_id))
+    if not isinstance(config, WhatsAppConfig):
+        raise MediaFetchError(f"whatsapp is not configured for workspace {workspace_id!r}")
+    headers = {"Authorization": f"Bearer {config.access_token}"}
+    lookup_url = f"{config.graph_base_url.rstrip('/')}/{quote(media_id, safe='')}"
+    status, answer = await lookup_json(intake.http, "GET", lookup_url, headers=headers)
+    media_url, mime_type, file_size = media_of(status, answer)
+    limit = intake.settings.max_attachment_bytes
+    if file_size is not None and file_size > limit:
+        raise over_limit(limit)
+    fetched = await download(intake.http, media_url, limit, headers=headers)
+    return FetchedMedia(fetched.data, content_type=mime_type or fetched.content_type)
+
+
+def media_of(status: int, answer: dict[str, Any] | None) -> tuple[str, str | None, int | None]:
+    """The media lookup's answer as (url, mime_type, file_size); MediaFetchError with Graph's reason otherwise."""
+    answer = answer or {}
+    if status >= 400:
+        error = answer.get("error")
+        detail = error.get("message") if isinstance(error, dict) else None
+        raise MediaFetchError(f"provider answered {status}" + (f": {str(detail)[:200]}" if detail else ""))
+    url = answer.get("url")
+    if not isinstance(url, str) or not url.startswith(("https://", "http://")):
+        raise MediaFetchError("the media lookup answered without a URL")
+    mime_type = answer.get("mime_type") if isinstance(answer.get("mime_type"), str) else None
+    # Graph's examples show file_size as a string of digits, some answers as a number.
+    size = str(answer.get("file_size", ""))
+    return url, mime_type, int(size) if size.isdigit() else None
+
+
 PLUGIN = ChannelPlugin(
     name=CHANNEL,
     routes=meta.webhook_routes(CHANNEL, WEBHOOK_OBJECT, Webhook, handle),
     sender=WhatsAppSender,
     config=WhatsAppConfig,
+    fetch_media=fetch_media,
 )
