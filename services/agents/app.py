@@ -260,6 +260,7 @@ async def desk_socket(request: web.Request) -> web.WebSocketResponse:
     structlog.contextvars.bind_contextvars(workspace_id=workspace_id, agent_id=agent_id)
     try:
         service.presence.desk_opened((workspace_id, agent_id))
+        await service.store.set_desk(workspace_id, agent_id, True)
         await service.open_desk(workspace_id, agent_id, connection)
         async for frame in ws:  # the desk talks over REST; over the socket it only says it is typing
             if frame.type == WSMsgType.TEXT and (conversation_id := typing_conversation(frame.data)):

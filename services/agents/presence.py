@@ -10,8 +10,11 @@ online or away (`PUT /v1/agents/{id}/status`), so opening the page never routes 
 who is not ready for it.
 
 Timers live in this process. On stop they are cancelled (a restart is not the agent leaving; its
-desk reconnects to the new process), so an agent whose desk never comes back after a restart
-keeps its presence until it is set through the API.
+desk reconnects to the new process). So that a desk that never comes back after a restart still
+ends in offline, the agent's document remembers that a desk is following it (`desk`, set when
+one opens, cleared when the grace runs out), and a starting process gives every such agent that
+is not offline the grace to reconnect (`resume`). Agents driven through the API alone, that never
+opened a desk, keep their presence as set.
 """
 
 import asyncio
@@ -52,6 +55,12 @@ class PresenceWatch:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    def resume(self, agents: list[dict]) -> None:
+        """After a start: agents whose desk was following them get the grace to reconnect to this process."""
+        for agent in agents:
+            if agent.get("desk") and agent.get("status", "offline") != "offline":
+                self.desk_closed((agent["workspace_id"], agent["agent_id"]))
+
     def pending(self, key: AgentKey) -> bool:
         return key in self._timers
 
@@ -64,7 +73,10 @@ class PresenceWatch:
         workspace_id, agent_id = key
         try:
             doc = await self.service.store.get_agent(workspace_id, agent_id)
-            if doc is None or doc["status"] == "offline" or self.service.hub.connected(key):
+            if doc is None or self.service.hub.connected(key):
+                return
+            await self.service.store.set_desk(workspace_id, agent_id, False)
+            if doc["status"] == "offline":
                 return
             await self.service.set_status(workspace_id, agent_id, "offline")
             log.info("presence.offline", workspace_id=workspace_id, agent_id=agent_id, grace_seconds=self.grace_seconds)

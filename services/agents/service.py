@@ -77,8 +77,10 @@ class AgentsService:
         await self.notices.start()
         await self.notices.attach(self.broker.topology.agents_events_queue)
         await self.typing_signals.start()
-        for agent in await self.store.all_agents():
+        agents = await self.store.all_agents()
+        for agent in agents:
             await self._consume_agent_queue(agent["workspace_id"], agent["agent_id"])
+        self.presence.resume(agents)  # desks open before a restart must reconnect within the grace
 
     async def stop(self) -> None:
         await self.presence.stop()

@@ -110,7 +110,12 @@ class AgentsStore:
         return await self.agents.find_one({"workspace_id": workspace_id, "agent_id": agent_id})
 
     async def all_agents(self) -> list[dict]:
-        return await self.agents.find({}, {"workspace_id": 1, "agent_id": 1}).to_list()
+        return await self.agents.find({}, {"workspace_id": 1, "agent_id": 1, "status": 1, "desk": 1}).to_list()
+
+    async def set_desk(self, workspace_id: str, agent_id: str, present: bool) -> None:
+        """Whether presence follows a desk for this agent (one has opened and not yet timed out)."""
+        await self.agents.update_one({"workspace_id": workspace_id, "agent_id": agent_id, "desk": {"$ne": present}},
+                                     {"$set": {"desk": present}})
 
     # -- deliveries from the router -------------------------------------------------------------
 

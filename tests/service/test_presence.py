@@ -118,3 +118,18 @@ async def test_one_of_two_desks_closing_keeps_the_agent_online(names):
         assert not apps.agents.app[SERVICE].presence.pending((WORKSPACE, "ann"))
         await phone.ws.close()
         await wait_for_status(apps, "ann", "offline")
+
+
+async def test_after_a_restart_a_desk_that_never_reconnects_ends_offline_and_one_that_does_keeps_its_agent(names):
+    async with apps_with_grace(names, 30) as apps:
+        await apps.put_agent("ann")
+        await apps.put_agent("bob")
+        await apps.desk("ann")
+        await apps.desk("bob")
+        await apps.put_agent("api-only")  # driven through the API, never a desk
+    # The agents service stopped with both desks open; a new one starts with a short grace.
+    async with apps_with_grace(names, 0.5) as apps:
+        await apps.desk("bob")
+        await wait_for_status(apps, "ann", "offline")
+        await stays(apps, "bob", "online", until=time.monotonic() + 1.0)
+        assert await status_of(apps, "api-only") == "online"
