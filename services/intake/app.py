@@ -77,7 +77,7 @@ def create_app(settings: IntakeSettings) -> web.Application:
         return await is_reachable(db)
 
     app.cleanup_ctx.append(resources)
-    add_ops_routes(app, registry, {"broker": broker_ready, "database": database_ready})
+    add_ops_routes(app, registry, {"broker": broker_ready, "mongo": database_ready})
     app.router.add_post("/v1/messages", post_message)
     app.router.add_get("/chat", chat_page)
     app.router.add_get("/v1/chat/ws", chat_socket)
