@@ -75,11 +75,11 @@ class PresenceWatch:
             doc = await self.service.store.get_agent(workspace_id, agent_id)
             if doc is None or self.service.hub.connected(key):
                 return
+            if doc["status"] != "offline":
+                await self.service.set_status(workspace_id, agent_id, "offline")
+                log.info("presence.offline", workspace_id=workspace_id, agent_id=agent_id, grace_seconds=self.grace_seconds)
+            # Only once the router was told: if that failed, a restart gives the agent the grace again.
             await self.service.store.set_desk(workspace_id, agent_id, False)
-            if doc["status"] == "offline":
-                return
-            await self.service.set_status(workspace_id, agent_id, "offline")
-            log.info("presence.offline", workspace_id=workspace_id, agent_id=agent_id, grace_seconds=self.grace_seconds)
         except Exception:  # a background task: say so in the log rather than lose the error
             log.exception("presence.offline_failed", workspace_id=workspace_id, agent_id=agent_id)
 

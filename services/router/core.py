@@ -77,6 +77,9 @@ class RoutingCore:
             self._index_skills(agent, {})
         seq = max((a.last_assigned_seq for a in agents), default=0)
         self._assignments = itertools.count(seq + 1)
+        # Offer and pin serials are stored: new ones must not repeat them, or a stale timer matches.
+        serial = max((max(c.offer.serial if c.offer else 0, c.pin_serial or 0) for c in conversations), default=0)
+        self._serials = itertools.count(serial + 1)
         for conversation in conversations:
             self._register(conversation)
             self._note_queue(conversation)
@@ -98,6 +101,10 @@ class RoutingCore:
         self._apply_config(config)
         self.agent_index = AgentIndex()
         for conversation in self.conversations.values():
+            # A removed queue's conversations move to the default queue; fewer bullseye steps cap the step.
+            queue = self.config.queue(conversation.queue)
+            conversation.queue = queue.name
+            conversation.step = min(conversation.step, len(queue.expand))
             if conversation.conversation_id in self.waiting:
                 self._enqueue(conversation)
         for agent in self.agents.values():
@@ -176,6 +183,10 @@ class RoutingCore:
             return Outcome()  # already resolved: a redelivery
         outcome = Outcome(closed_conversations={conversation.conversation_id})
         agent = self._holder(conversation)
+        if agent is not None and conversation.offer is not None:  # the offer card must leave the desk
+            outcome.deliveries.append((agent.key, ConversationRevoked(
+                workspace_id=agent.workspace_id, conversation_id=conversation.conversation_id, agent_id=agent.agent_id,
+                assignment_seq=conversation.assignment_seq, reason="offer withdrawn: conversation resolved")))
         self._forget(conversation)
         if conversation.assignee_id is not None:
             self.last_agents[conversation.thread_key] = (conversation.assignee_id, now)
@@ -231,6 +242,7 @@ class RoutingCore:
         )))
         self.last_agents[conversation.thread_key] = (agent.agent_id, now)
         agent.last_activity_at = now
+        agent.missed_offers = 0  # the call was theirs to the end: misses before it were not in a row
         outcome.changed_threads.add(conversation.thread_key)
         outcome.changed_agents.add(agent.key)
         self._reindex(agent)
@@ -243,6 +255,7 @@ class RoutingCore:
         if conversation is None or conversation.assignee_id != event.agent_id or conversation.answered:
             return Outcome()
         conversation.answered = True
+        self.agents[(conversation.workspace_id, event.agent_id)].missed_offers = 0  # the misses were not in a row
         target = conversation.sla.get("first_response")
         if target is not None and target["state"] in ("ok", "warning"):
             target["state"] = "met"
@@ -444,6 +457,7 @@ class RoutingCore:
         conversation.declined.add(agent.agent_id)
         self._release(agent, conversation)
         self._reindex(agent)
+        self._schedule_wait_timers(conversation)
         revoked = ConversationRevoked(workspace_id=agent.workspace_id, conversation_id=conversation.conversation_id,
                                       agent_id=agent.agent_id, assignment_seq=conversation.assignment_seq,
                                       reason=f"offer {reason}")
@@ -469,7 +483,10 @@ class RoutingCore:
         for conversation_id in list(self.held.get(agent.key, ())):
             conversation = self.conversations[conversation_id]
             queue = self.config.queue(conversation.queue)
-            if conversation.answered and not queue.reroute_answered_on_offline:
+            # A call is live on the agent's phone, not on the desk: it ends with thread.closed, and
+            # one never picked up comes back as thread.not_answered.
+            live_call = conversation.media in self.exclusive
+            if (conversation.answered or live_call) and not queue.reroute_answered_on_offline:
                 continue
             self._unassign(conversation, now, "agent offline", outcome)
             outcome.merge(self._route(conversation, now))
@@ -485,6 +502,7 @@ class RoutingCore:
         conversation.assignment_seq += 1
         self._release(agent, conversation)
         self._reindex(agent)
+        self._schedule_wait_timers(conversation)
         outcome.deliveries.append((agent.key, ConversationRevoked(
             workspace_id=agent.workspace_id, conversation_id=conversation.conversation_id, agent_id=agent.agent_id,
             assignment_seq=conversation.assignment_seq, reason=reason,
@@ -494,6 +512,8 @@ class RoutingCore:
         return agent
 
     def _transfer_problem(self, conversation: Conversation, request: TransferRequest) -> str | None:
+        if conversation.assignee_id is None:  # waiting, offered or reserved: only an assignee can hand it on
+            return "the conversation is not assigned"
         if request.to_queue is not None:
             known = {q.name for q in self.config.queues} | self.skill_queues.get(conversation.workspace_id, set())
             return None if request.to_queue in known else f"unknown queue {request.to_queue!r}"
@@ -509,6 +529,7 @@ class RoutingCore:
         """Reserve a conversation for one agent: theirs at once if they have room, else when they do."""
         agent = self.agents[(conversation.workspace_id, agent_id)]
         queue = self.config.queue(conversation.queue)
+        self._unpin(conversation)  # one reservation at a time
         if agent.has_room(conversation.media, self.exclusive):
             return self._give(conversation, agent, now, self._decision(conversation, queue, agent, rule))
         self.waiting.discard(conversation.conversation_id)
@@ -555,13 +576,8 @@ class RoutingCore:
 
     def _schedule_conversation_timers(self, conversation: Conversation) -> None:
         """Every timer the conversation's state implies (also after a rebuild); stale ones are skipped."""
-        queue = self.config.queue(conversation.queue)
         generation = conversation.queue_gen
-        for level, step in enumerate(queue.expand, start=1):
-            if conversation.step < level:
-                self._schedule(conversation.queued_at + timedelta(seconds=step.after_seconds), "expand", conversation, generation, level)
-        if queue.max_wait is not None and not conversation.max_wait_done:
-            self._schedule(conversation.queued_at + timedelta(seconds=queue.max_wait.seconds), "max_wait", conversation, generation)
+        self._schedule_wait_timers(conversation)
         for target, state in conversation.sla.items():
             self._schedule(state["warn_at"], "sla", conversation, generation, (target, "warning"))
             self._schedule(state["due_at"], "sla", conversation, generation, (target, "breached"))
@@ -569,6 +585,20 @@ class RoutingCore:
             self._schedule(conversation.offer.expires_at, "offer", conversation, conversation.offer.serial)
         if conversation.pinned_to is not None and conversation.pinned_until is not None:
             self._schedule(conversation.pinned_until, "pin", conversation, conversation.pin_serial)
+
+    def _schedule_wait_timers(self, conversation: Conversation) -> None:
+        """Bullseye steps and max wait, at their times from entering the queue.
+
+        Also when a conversation goes back to waiting (an offer declined, a call rung out, an agent
+        gone offline): a step or max wait that fell due while an agent had it was skipped then, and
+        is due now. Timers still pending get a twin; the handlers ignore the second."""
+        queue = self.config.queue(conversation.queue)
+        generation = conversation.queue_gen
+        for level, step in enumerate(queue.expand, start=1):
+            if conversation.step < level:
+                self._schedule(conversation.queued_at + timedelta(seconds=step.after_seconds), "expand", conversation, generation, level)
+        if queue.max_wait is not None and not conversation.max_wait_done:
+            self._schedule(conversation.queued_at + timedelta(seconds=queue.max_wait.seconds), "max_wait", conversation, generation)
 
     def _on_offer_timeout(self, conversation: Conversation, serial: int, _: Any, now: datetime) -> Outcome:
         offer = conversation.offer
@@ -607,7 +637,8 @@ class RoutingCore:
         if generation != conversation.queue_gen or not conversation.waiting or conversation.max_wait_done:
             return Outcome()
         rule = self.config.queue(conversation.queue).max_wait
-        assert rule is not None
+        if rule is None:  # the configuration changed since the timer was set
+            return Outcome()
         conversation.max_wait_done = True
         outcome = Outcome(changed_conversations={conversation.conversation_id})
         waited = (now - conversation.waiting_since).total_seconds()

@@ -11,7 +11,7 @@ idempotent. Timers run on the active replica only, under the same lock as batche
 import asyncio
 import contextlib
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 
 import structlog
@@ -129,8 +129,9 @@ class RouterService:
             core = await self._active_core()
             now = self.clock()
             outcome = Outcome()
-            for item in inputs:
-                outcome.merge(self._apply(core, item, now))
+            with self._rebuild_on_error():
+                for item in inputs:
+                    outcome.merge(self._apply(core, item, now))
             await self._commit(core, outcome)
         self._count(inputs, outcome)
 
@@ -138,7 +139,18 @@ class RouterService:
         """Fire due timers, if this replica holds the routing state (it is the active one)."""
         async with self._lock:
             if self.core is not None:
-                await self._commit(self.core, self.core.tick(self.clock()))
+                with self._rebuild_on_error():
+                    outcome = self.core.tick(self.clock())
+                await self._commit(self.core, outcome)
+
+    @contextlib.contextmanager
+    def _rebuild_on_error(self) -> Iterator[None]:
+        """A core that raised midway holds changes nobody saved: drop it, the retry rebuilds from MongoDB."""
+        try:
+            yield
+        except Exception:
+            self.core = None
+            raise
 
     async def _tick_forever(self) -> None:
         while True:

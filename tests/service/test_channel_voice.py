@@ -381,6 +381,8 @@ async def test_a_pbx_call_the_agent_does_not_pick_up_is_bridged_to_the_next_agen
             first = await asyncio.wait_for(pbx.actions.get(), WAIT)
             missed = {"event": "call.not_answered", "call_id": "1700000000.77", "agent_id": first["agent_id"],
                       "status": "no-answer"}
+            nameless = await post_pbx(apps, {**missed, "agent_id": None})
+            assert nameless.status == 422 and "agent_id" in await nameless.text()
             answer = await post_pbx(apps, missed)
             assert answer.status == 202 and (await answer.json())["rerouted"] is True
             second = await asyncio.wait_for(pbx.actions.get(), WAIT)

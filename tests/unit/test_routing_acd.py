@@ -551,3 +551,101 @@ def test_agents_who_keep_letting_calls_ring_out_are_set_away():
     outcome = ring_out(core, "call2", at(40), "ann")
     assert events.AGENT_SET_AWAY in event_types(outcome)
     assert core.agents[("default", "ann")].status == "away"
+
+
+# -- found in review: state that goes back to waiting, reloads, live config --------------------
+
+PHONE = config(queues=[{"name": "default", "max_wait": {"seconds": 120, "action": "callback"}}])
+
+
+def test_a_max_wait_that_falls_due_while_a_call_rings_fires_once_it_waits_again():
+    core = with_agents(PHONE)
+    core.on_message(msg("call", channel="voice"), at(0))
+    core.on_agent(agent("bob", media={"voice": 1}), at(100))
+    assert conversation_of(core, "call", "voice").assignee_id == "bob"
+    assert core.tick(at(121)).events == []  # ringing at bob: not waiting, so no max wait yet
+    ring_out(core, "call", at(125), "bob")
+    fired = core.tick(at(126))
+    assert [e.details["action"] for e in fired.events if e.type == events.CONVERSATION_MAX_WAIT] == ["callback"]
+    assert core.tick(at(10_000)).events == []  # once
+
+
+def test_a_bullseye_step_due_while_assigned_applies_when_the_conversation_waits_again():
+    cfg = config(queues=[{"name": "default", "skills": {"billing": 3}, "expand": [{"after_seconds": 60, "skills": {"billing": 1}}]}])
+    core = with_agents(cfg, agent("ann", skills={"billing": 3}))
+    core.on_message(msg("c"), at(0))
+    core.on_agent(agent("bob", skills={"billing": 1}), at(1))
+    core.tick(at(61))  # step 1 fell due while ann had it
+    core.on_agent(agent("ann", skills={"billing": 3}, status="offline"), at(300))
+    assert assigned(core.tick(at(301))) == [("bob", "c")]
+
+
+def test_a_live_call_stays_with_its_agent_when_the_desk_goes_offline():
+    core = with_agents(None, agent("ann", media={"voice": 1}))
+    core.on_message(msg("call", channel="voice"), at(1))
+    core.on_agent(agent("bob", media={"voice": 1}), at(2))
+    outcome = core.on_agent(agent("ann", media={"voice": 1}, status="offline"), at(60))
+    assert revoked(outcome) == [] and assigned(outcome) == []
+    assert conversation_of(core, "call", "voice").assignee_id == "ann"
+
+
+def test_misses_count_in_a_row_only_until_the_agent_takes_work():
+    core = with_agents(config(missed_offers_before_away=2), agent("ann", media={"voice": 1}))
+    core.on_message(msg("call1", channel="voice"), at(1))
+    ring_out(core, "call1", at(20), "ann")
+    core.on_message(msg("call2", channel="voice"), at(21))
+    assert conversation_of(core, "call2", "voice").assignee_id == "ann"
+    hang_up(core, "call2", at(200))  # talked to the end
+    core.on_message(msg("call3", channel="voice"), at(201))
+    outcome = ring_out(core, "call3", at(220), "ann")
+    assert outcome.events[0].details["missed_in_a_row"] == 1
+    assert core.agents[("default", "ann")].status == "online"
+
+
+def test_offer_serials_after_a_rebuild_never_repeat_the_stored_ones():
+    from services.router import store as st
+
+    cfg = config(queues=[{"name": "default", "mode": "offer", "offer_timeout_seconds": 30}])
+    core = with_agents(cfg, agent("ann"))
+    for earlier in range(5):  # offers come and go before the restart: serials move on
+        core.on_message(msg(f"e{earlier}"), at(0))
+        resolve(core, f"e{earlier}", at(0))
+    core.on_message(msg("c"), at(0))
+    stored = conversation_of(core, "c").offer.serial
+    agents = [st._agent_from_doc(st._agent_to_doc(a)) for a in core.agents.values()]
+    docs = [{**st._conversation_to_doc(c), "_id": c.conversation_id} for c in core.conversations.values()]
+    rebuilt = RoutingCore(cfg)
+    rebuilt.load_state(agents, [st._conversation_from_doc(d) for d in docs], {})
+    rebuilt.on_message(msg("d"), at(1))
+    rebuilt.on_agent(agent("bob"), at(1))
+    assert conversation_of(rebuilt, "d").offer.serial > stored
+
+
+def test_only_an_assigned_conversation_can_be_transferred():
+    core = with_agents(config(queues=[{"name": "default", "mode": "offer"}]), agent("ann"), agent("bob"))
+    core.on_message(msg("c"), at(0))
+    c = conversation_of(core, "c")
+    offered_to = c.offer.agent_id
+    outcome = core.on_transfer(TransferRequest(workspace_id="default", conversation_id=c.conversation_id,
+                                               to_queue="default", by_agent=offered_to), at(1))
+    assert outcome.events[0].details["rejected"] == "the conversation is not assigned"
+    assert c.offer is not None and c.offer.agent_id == offered_to
+
+
+def test_resolving_an_offered_conversation_takes_the_offer_off_the_desk():
+    core = with_agents(config(queues=[{"name": "default", "mode": "offer"}]), agent("ann"))
+    core.on_message(msg("c"), at(0))
+    outcome = resolve(core, "c", at(1))
+    assert revoked(outcome) == [("ann", "offer withdrawn: conversation resolved")]
+    assert core.agents[("default", "ann")].total == 0
+
+
+def test_a_live_config_change_moves_conversations_of_a_removed_queue_and_drops_its_timers():
+    first = config(queues=[{"name": "default"}, {"name": "vip", "skills": {"vip": 1}, "max_wait": {"seconds": 30, "action": "auto_reply"}}])
+    core = with_agents(first, agent("ann", capacity=1))
+    core.on_message(msg("busy"), at(0))  # ann is full
+    core.on_message(msg("c", queue="vip"), at(0))
+    core.set_config(config(queues=[{"name": "default"}]), at(1))
+    assert conversation_of(core, "c").queue == "default"
+    assert core.tick(at(31)).events == []  # the removed queue's max wait: no crash, no event
+    assert assigned(resolve(core, "busy", at(32))) == [("ann", "c")]

@@ -68,6 +68,9 @@ class TelephonyEvent(BaseModel):
     def _caller_when_needed(self) -> "TelephonyEvent":
         if self.event in ("call.incoming", "voicemail") and self.from_ is None:
             raise ValueError(f"{self.event} needs 'from', the caller's number")
+        if self.event == "call.not_answered" and self.agent_id is None:
+            # Without it a repeated report would take the call from the next agent too.
+            raise ValueError("call.not_answered needs 'agent_id', the agent the PBX rang")
         return self
 
     @property
