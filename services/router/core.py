@@ -649,6 +649,10 @@ class RoutingCore:
             self._unpin(conversation)
             self._enter_queue(conversation, rule.overflow_queue, now, "overflow")
             outcome.merge(self._route(conversation, now))
+        elif rule.action == "callback" and conversation.media in self.exclusive:
+            # The caller is on the way to voicemail: an agent freeing up now must not be dialled in.
+            conversation.left_queue = True
+            self.waiting.discard(conversation.conversation_id)
         elif rule.action == "auto_reply":
             minutes = self.expected_wait_minutes(conversation)
             outcome.events.append(self._event(

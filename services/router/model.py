@@ -89,6 +89,7 @@ class Conversation:
     pinned_until: datetime | None = None  # None: until that agent can take it or goes offline
     pin_serial: int = 0
     max_wait_done: bool = False
+    left_queue: bool = False  # a call whose max wait sent it to voicemail: never routed again
     backlog: list[InboundMessage] = field(default_factory=list)
     announced: bool = False  # the assignment was published; the shell republishes unannounced ones
     sla: dict[str, dict[str, Any]] = field(default_factory=dict)  # target -> {due_at, warn_at, state}
@@ -105,7 +106,7 @@ class Conversation:
 
     @property
     def waiting(self) -> bool:
-        return self.assignee_id is None and self.offer is None
+        return self.assignee_id is None and self.offer is None and not self.left_queue
 
     def info(self, agent_id: str, at: datetime) -> ConversationInfo:
         return ConversationInfo(

@@ -649,3 +649,16 @@ def test_a_live_config_change_moves_conversations_of_a_removed_queue_and_drops_i
     assert conversation_of(core, "c").queue == "default"
     assert core.tick(at(31)).events == []  # the removed queue's max wait: no crash, no event
     assert assigned(resolve(core, "busy", at(32))) == [("ann", "c")]
+
+
+def test_a_call_sent_to_voicemail_by_its_max_wait_is_never_routed_afterwards():
+    core = RoutingCore(PHONE)
+    core.on_message(msg("call", channel="voice"), at(0))
+    core.on_message(msg("chat"), at(0))
+    assert [e.details["action"] for e in core.tick(at(120)).events if e.type == events.CONVERSATION_MAX_WAIT] == [
+        "callback", "callback"]
+    # An agent for both comes online: the chat (no voicemail for it) is served, the call is not.
+    outcome = core.on_agent(agent("ann", media={"voice": 1}), at(121))
+    assert assigned(outcome) == [("ann", "chat")]
+    assert conversation_of(core, "call", "voice").assignee_id is None
+    assert [e.type for e in hang_up(core, "call", at(130)).events] == [events.CONVERSATION_ABANDONED]
