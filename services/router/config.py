@@ -162,6 +162,9 @@ class RoutingConfig(Wire):
     last_agent_wait_seconds: float = Field(10, ge=0)
     # An agent who lets this many offers in a row time out is set away.
     missed_offers_before_away: int = Field(3, ge=1)
+    # An agent who declined or missed a conversation is skipped for it; after this long it may
+    # get it again (so a team whose every agent declined once does not leave it waiting for ever).
+    declined_retry_seconds: float = Field(60, gt=0)
     # Lookups by name on the hot path: configured queues, and skill queues made on first use.
     _by_name: dict[str, QueueConfig] = PrivateAttr(default_factory=dict)
 

@@ -210,7 +210,7 @@ class RoutingCore:
         agent = self._unassign(conversation, now, f"not answered: {missed.reason}", outcome)
         if agent is None:
             return outcome
-        conversation.declined.add(agent.agent_id)
+        self._decline(conversation, agent, now)
         self._count_miss(agent, conversation, events.CONVERSATION_NOT_ANSWERED, now, outcome)
         outcome.merge(self._route(conversation, now))
         outcome.merge(self._serve(agent, now))
@@ -451,10 +451,29 @@ class RoutingCore:
 
     # -- offers, presence, transfers -------------------------------------------------------
 
+    def _decline(self, conversation: Conversation, agent: Agent, now: datetime) -> None:
+        """Skip this agent for the conversation, until declined_retry_seconds pass without another decline."""
+        conversation.declined.add(agent.agent_id)
+        conversation.declined_at = now
+        self._schedule(now + timedelta(seconds=self.config.declined_retry_seconds), "declined", conversation,
+                       conversation.queue_gen)
+
+    def _on_declined_expired(self, conversation: Conversation, generation: int, _: Any, now: datetime) -> Outcome:
+        due = conversation.declined_at and conversation.declined_at + timedelta(seconds=self.config.declined_retry_seconds)
+        if generation != conversation.queue_gen or not conversation.declined or due is None or due > now:
+            return Outcome()  # stale: the queue changed, or a later decline moved the time on
+        conversation.declined.clear()
+        conversation.declined_at = None
+        outcome = Outcome(changed_conversations={conversation.conversation_id})
+        if conversation.conversation_id in self.waiting:
+            self.waiting.discard(conversation.conversation_id)
+            outcome.merge(self._route(conversation, now))
+        return outcome
+
     def _take_back_offer(self, conversation: Conversation, agent: Agent, now: datetime, reason: str) -> Outcome:
         assert conversation.offer is not None
         conversation.offer = None
-        conversation.declined.add(agent.agent_id)
+        self._decline(conversation, agent, now)
         self._release(agent, conversation)
         self._reindex(agent)
         self._schedule_wait_timers(conversation)
@@ -559,6 +578,7 @@ class RoutingCore:
         conversation.queue_gen += 1
         conversation.step = 0
         conversation.declined.clear()
+        conversation.declined_at = None
         conversation.max_wait_done = False
         self._start_queue_timers(conversation, now)
 
@@ -585,6 +605,9 @@ class RoutingCore:
             self._schedule(conversation.offer.expires_at, "offer", conversation, conversation.offer.serial)
         if conversation.pinned_to is not None and conversation.pinned_until is not None:
             self._schedule(conversation.pinned_until, "pin", conversation, conversation.pin_serial)
+        if conversation.declined and conversation.declined_at is not None:
+            self._schedule(conversation.declined_at + timedelta(seconds=self.config.declined_retry_seconds), "declined",
+                           conversation, generation)
 
     def _schedule_wait_timers(self, conversation: Conversation) -> None:
         """Bullseye steps and max wait, at their times from entering the queue.
@@ -805,4 +828,5 @@ TIMER_HANDLERS = {
     "max_wait": RoutingCore._on_max_wait,
     "sla": RoutingCore._on_sla,
     "pin": RoutingCore._on_pin_expired,
+    "declined": RoutingCore._on_declined_expired,
 }

@@ -85,6 +85,7 @@ class Conversation:
     answered: bool = False
     offer: Offer | None = None
     declined: set[str] = field(default_factory=set)  # agents who rejected or missed its offer
+    declined_at: datetime | None = None  # the latest decline; declined_retry_seconds after it, all may try again
     pinned_to: str | None = None  # reserved for one agent (last agent, transfer to agent)
     pinned_until: datetime | None = None  # None: until that agent can take it or goes offline
     pin_serial: int = 0

@@ -662,3 +662,27 @@ def test_a_call_sent_to_voicemail_by_its_max_wait_is_never_routed_afterwards():
     assert assigned(outcome) == [("ann", "chat")]
     assert conversation_of(core, "call", "voice").assignee_id is None
     assert [e.type for e in hang_up(core, "call", at(130)).events] == [events.CONVERSATION_ABANDONED]
+
+
+def test_an_agent_who_declined_may_get_the_conversation_again_after_the_retry_time():
+    cfg = config(declined_retry_seconds=60, queues=[{"name": "default", "mode": "offer", "offer_timeout_seconds": 20}])
+    core = with_agents(cfg, agent("ann"))
+    core.on_message(msg("c"), at(0))
+    c = conversation_of(core, "c")
+    core.on_offer_answer(OfferAnswer(workspace_id="default", conversation_id=c.conversation_id, agent_id="ann",
+                                     accepted=False), at(5))
+    assert offered(core.tick(at(64))) == []  # still skipped: nobody else, but not yet time
+    assert offered(core.tick(at(65))) == [("ann", "c")]
+    assert c.declined == set()
+
+
+def test_a_later_decline_moves_the_retry_time_on():
+    cfg = config(declined_retry_seconds=60)
+    core = with_agents(cfg, agent("ann", media={"voice": 1}), agent("bob", media={"voice": 1}))
+    core.on_message(msg("call", channel="voice"), at(0))
+    first = conversation_of(core, "call", "voice").assignee_id
+    ring_out(core, "call", at(20), first)
+    second = conversation_of(core, "call", "voice").assignee_id
+    ring_out(core, "call", at(50), second)
+    assert assigned(core.tick(at(80))) == []  # 60 s after the first miss: the second one still counts
+    assert len(assigned(core.tick(at(110)))) == 1
