@@ -9,8 +9,10 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from urllib.parse import urlencode
 
+import aio_pika
 from aiohttp import web
 
+from shared import events
 from tests.conftest import auth
 from tests.fixtures import twilio as sms_fx
 from tests.fixtures import voice as fx
@@ -390,3 +392,32 @@ async def test_a_pbx_call_the_agent_does_not_pick_up_is_bridged_to_the_next_agen
             assert {first["agent_id"], second["agent_id"]} == {"ann", "bob"}
             assert second["target"] == agents[second["agent_id"]]
             assert second["conversation_id"] == first["conversation_id"]
+
+
+async def test_the_agent_picking_up_tells_the_router_the_call_is_answered(names):
+    async with twilio_api() as api, running_apps(names, **settings(api)) as apps:
+        connection = await aio_pika.connect(names.infra.amqp_url)
+        async with connection:
+            channel = await connection.channel()
+            answered = await channel.declare_queue(exclusive=True)
+            await answered.bind(names.topology.events_exchange, events.CONVERSATION_ANSWERED)
+            await put_voice_agent(apps, "ann")
+            desk = await apps.desk("ann")
+            sid = fx.call_sid(9)
+            await twiml_of(await post_signed(apps, WEBHOOK, fx.incoming_call(9)))
+            _, twiml = await next_update(api)
+            conversation_id = (await frame_of(desk, "conversation.assigned"))["conversation"]["conversation_id"]
+            hook = twiml.find("Dial")[0].get("url")
+            assert hook == PUBLIC_URL + WEBHOOK + "/answered?" + urlencode({"agent": "ann", "conversation": conversation_id})
+
+            leg = {**fx.status_callback("CA" + "e" * 32, "in-progress"), "ParentCallSid": sid}
+            bridge = await twiml_of(await post_signed(apps, hook.removeprefix(PUBLIC_URL), leg))
+            assert list(bridge) == []  # nothing played to the agent: the bridge goes ahead
+            async with asyncio.timeout(WAIT), answered.iterator() as published:
+                message = await anext(aiter(published))
+                await message.ack()
+            event = json.loads(message.body)
+            assert (event["conversation_id"], event["agent_id"], event["workspace_id"]) == (conversation_id, "ann", "default")
+
+            no_context = await post_signed(apps, WEBHOOK + "/answered?agent=ann", leg)
+            assert no_context.status == 400 and "conversation" in (await no_context.json())["error"]["message"]

@@ -90,6 +90,10 @@ def test_the_agent_is_dialled_by_client_sip_or_number(target, noun, text):
     assert [(child.tag, child.text) for child in dial] == [(noun, text)]
     # callerId only matters when dialling a phone number.
     assert dial.get("callerId") == (fx.OUR_NUMBER if noun == "Number" else None)
+    # Without an answered URL the noun has no url; with one, Twilio requests it when the agent picks up.
+    assert dial[0].get("url") is None
+    hooked = parse(voice.dial_twiml(config(), target, PUBLIC + "/dialed", PUBLIC + "/answered?agent=ann"))
+    assert (hooked[0][0].get("url"), hooked[0][0].get("method")) == (PUBLIC + "/answered?agent=ann", "POST")
 
 
 def test_voicemail_records_with_a_transcription_and_says_goodbye_on_silence():

@@ -51,7 +51,16 @@ from services.intake.channels.twilio import (
 from services.intake.settings import IntakeSettings
 from shared import events
 from shared.broker import BatchConsumer, parse_as
-from shared.models import Attachment, Contact, InboundMessage, NotAnswered, OutboundMessage, RoutingEvent, ThreadClosed
+from shared.models import (
+    Attachment,
+    Contact,
+    ConversationAnswered,
+    InboundMessage,
+    NotAnswered,
+    OutboundMessage,
+    RoutingEvent,
+    ThreadClosed,
+)
 from shared.topology import declare_consumed_queue
 from shared.web import http_error
 
@@ -132,19 +141,21 @@ def hold_twiml(config: VoiceConfig, hold_url: str) -> str:
     return twiml(say, *hold_loop(hold_url))
 
 
-def dial_noun(target: str) -> ET.Element:
+def dial_noun(target: str, answered_url: str | None = None) -> ET.Element:
+    """The agent's leg; Twilio requests `answered_url` when the agent picks up, before the bridge."""
+    hook = {"url": answered_url, "method": "POST" if answered_url else None}
     if target.startswith("client:"):
-        return element("Client", target.removeprefix("client:"))
+        return element("Client", target.removeprefix("client:"), **hook)
     if target.startswith("sip:"):
-        return element("Sip", target)
-    return element("Number", target)
+        return element("Sip", target, **hook)
+    return element("Number", target, **hook)
 
 
-def dial_twiml(config: VoiceConfig, target: str, action_url: str) -> str:
+def dial_twiml(config: VoiceConfig, target: str, action_url: str, answered_url: str | None = None) -> str:
     """Connect the caller to the agent; Twilio requests `action_url` when the bridged call ends."""
     dial = element("Dial", action=action_url, method="POST", timeout=config.dial_timeout_seconds,
                    callerId=config.caller_id if target.startswith("+") else None)
-    dial.append(dial_noun(target))
+    dial.append(dial_noun(target, answered_url))
     return twiml(dial)
 
 
@@ -291,6 +302,18 @@ async def dial_ended(request: web.Request) -> web.Response:
     return twiml_response(hold_twiml(config, callback_url(intake.settings, workspace_id, "/hold")))
 
 
+async def agent_answered(request: web.Request) -> web.Response:
+    """POST .../answered: the agent picked up (the Dial noun's url): the router counts the call answered."""
+    intake, workspace_id, _, form = await signed_call_form(request)
+    validate_form(CallForm, form, "agent answered request")
+    agent_id, conversation_id = request.query.get("agent"), request.query.get("conversation")
+    if not agent_id or not conversation_id:
+        raise http_error(web.HTTPBadRequest, "the URL names no agent or conversation: ?agent=&conversation= are needed")
+    answered = ConversationAnswered(workspace_id=workspace_id, conversation_id=conversation_id, agent_id=agent_id)
+    await intake.publish(answered, events.CONVERSATION_ANSWERED, answered.event_id, workspace_id)
+    return twiml_response()  # nothing to play to the agent: the bridge goes ahead
+
+
 async def report_not_answered(intake: "Intake", workspace_id: str, call_sid: str, agent_id: str | None, reason: str) -> None:
     """Tell the router the agent never picked up (thread.not_answered), so it routes the call again; 503 if no broker."""
     missed = NotAnswered(workspace_id=workspace_id, channel=CHANNEL, thread_id=call_sid, agent_id=agent_id or None,
@@ -393,7 +416,9 @@ class RoutedCalls:
         call_sid = event.details["thread_id"]
         # The agent rides in the action URL, so a "no answer" names who let it ring.
         action_url = callback_url(self.intake.settings, event.workspace_id, "/dialed", agent=event.agent_id or "")
-        dial = dial_twiml(config, config.target(event.agent_id or ""), action_url)
+        answered_url = callback_url(self.intake.settings, event.workspace_id, "/answered", agent=event.agent_id or "",
+                                    conversation=event.conversation_id or "")
+        dial = dial_twiml(config, config.target(event.agent_id or ""), action_url, answered_url)
         await self.client.create(config, f"Calls/{call_sid}", {"Twiml": dial})
 
     async def voicemail(self, config: Any, event: RoutingEvent) -> None:
@@ -490,6 +515,7 @@ PLUGIN = ChannelPlugin(
         web.post(webhook_path(CHANNEL, "/hold"), keep_holding),
         web.post(webhook_path(CHANNEL, "/status"), call_status),
         web.post(webhook_path(CHANNEL, "/dialed"), dial_ended),
+        web.post(webhook_path(CHANNEL, "/answered"), agent_answered),
         web.post(webhook_path(CHANNEL, "/voicemail/recorded"), voicemail_recorded),
         web.post(webhook_path(CHANNEL, "/voicemail/transcription"), voicemail_transcribed),
         web.post(webhook_path(CHANNEL, "/replies/{channel}/status"), reply_status),
