@@ -186,10 +186,15 @@ class RouterService:
         return self.core
 
     async def _announce_pending(self, core: RoutingCore) -> None:
-        """Republish assignments whose publish the previous active replica may not have finished."""
+        """Republish assignments whose publish the previous active replica may not have finished.
+
+        Their conversation.routed events too: voice dials the agent on it, and without it a call
+        would hold for ever. The event ids are the same as the first time, so a consumer that
+        saw them already can tell."""
         pending = [c for c in core.conversations.values() if c.assignee_id and not c.announced]
         deliveries: list[tuple[AgentKey, Delivery]] = [((c.workspace_id, c.assignee_id), c.assignment()) for c in pending]  # type: ignore[misc]
         await self._publish(deliveries)
+        await self._publish_events(_routed_events(Outcome(deliveries=deliveries)))
         ids = {c.conversation_id for c in pending}
         await self.store.mark_announced(ids)
         core.mark_announced(ids)
