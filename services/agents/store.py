@@ -383,6 +383,8 @@ class AgentsStore:
             query = {"workspace_id": status.workspace_id, "channel": status.channel,
                      "channel_message_id": status.channel_message_id, "direction": "outbound"}
         update: dict[str, Any] = {"status": status.status, "status_reason": status.reason, "status_at": status.at}
+        if status.message_id is not None and status.status == "sent":
+            update["sent_at"] = status.at  # when the provider took it: what a watermark is compared with
         names_provider_id = status.message_id is not None and status.channel_message_id
         if names_provider_id:
             update["channel_message_id"] = status.channel_message_id
@@ -403,8 +405,11 @@ class AgentsStore:
         ).to_list()
         # Only replies the provider took: a queued or failed one cannot have been delivered or read.
         behind = [s for s in _ranked_below(status.status) if s not in ("queued", "failed")]
+        # Sent up to the watermark: the provider's taking it, not the agent's writing it, is what counts.
+        sent_by_then = {"$or": [{"sent_at": {"$lte": status.up_to}},
+                                {"sent_at": {"$exists": False}, "created_at": {"$lte": status.up_to}}]}
         query = {"conversation_id": {"$in": [c["_id"] for c in conversations]}, "direction": "outbound",
-                 "created_at": {"$lte": status.up_to}, "status": {"$in": behind}}
+                 "status": {"$in": behind}, **sent_by_then}
         changed = []
         for doc in await self.messages.find(query, {"_id": 1}).to_list():
             updated = await self.messages.find_one_and_update(

@@ -140,6 +140,22 @@ async def test_a_read_watermark_marks_the_threads_replies_sent_up_to_it(store):
     assert await store.apply_statuses([watermark]) == []
 
 
+async def test_a_watermark_counts_from_when_the_provider_took_the_reply_not_when_it_was_written(store):
+    t0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+    await store.conversations.insert_one({"_id": "c1", "workspace_id": "default", "channel": "messenger", "thread_id": "psid-1"})
+    await store.messages.insert_one({"_id": "r1", "workspace_id": "default", "conversation_id": "c1", "direction": "outbound",
+                                     "channel": "messenger", "text": "hi", "agent_id": "a1", "status": "queued",
+                                     "created_at": t0, "seq": 1})
+    # Written at 12:00, handed to Messenger at 12:02 (intake was retrying meanwhile).
+    await store.apply_statuses([DeliveryStatus(message_id="r1", workspace_id="default", channel="messenger",
+                                               channel_message_id="m_r1", status="sent", at=t0 + timedelta(minutes=2))])
+    older = DeliveryStatus(workspace_id="default", channel="messenger", thread_id="psid-1",
+                           up_to=t0 + timedelta(minutes=1), status="read")
+    assert await store.apply_statuses([older]) == []
+    newer = older.model_copy(update={"up_to": t0 + timedelta(minutes=3)})
+    assert [d["_id"] for d in await store.apply_statuses([newer])] == ["r1"]
+
+
 def test_a_status_names_a_message_or_a_thread_up_to_a_time():
     with pytest.raises(ValidationError):
         DeliveryStatus(workspace_id="default", channel="messenger", thread_id="psid-1", status="read")

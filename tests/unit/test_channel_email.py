@@ -179,6 +179,9 @@ def test_our_reply_message_id_names_its_thread_so_in_reply_to_alone_threads():
         assert thread_id_for("<answer@customer.example>", None, [ours]) == thread
     auto = reply_message_id("auto:e1", "m1@customer.example", "shop.example")
     assert ":" not in auto and auto == reply_message_id("auto:e1", "m1@customer.example", "shop.example")
+    # A forged id naming a thread key longer than ours can be is not ours: the plain rule (hashed).
+    forged = reply_message_id(message_id, "x" * 260, "shop.example")
+    assert thread_id_for("<a@x>", forged, []).startswith("sha256:")
     # Ids that only look like ours keep the plain rule.
     assert thread_id_for("<c@x>", "<0123.tabc@x>", []) == "0123.tabc@x"
     assert thread_id_for("<c@x>", f"<{message_id}.t1@x>", []) == f"{message_id}.t1@x"

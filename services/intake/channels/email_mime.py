@@ -129,7 +129,8 @@ def thread_of_reply_id(msg_id: str) -> str | None:
         thread_id = base64.b32decode(token + "=" * (-len(token) % 8)).decode()
     except (ValueError, UnicodeDecodeError):
         return None
-    return thread_id if 0 < len(thread_id) <= MAX_THREAD_ID_CHARS + len("sha256:") else None
+    # Our thread keys are at most MAX_THREAD_ID_CHARS (a longer root is hashed): a longer one is forged.
+    return thread_id if 0 < len(thread_id) <= MAX_THREAD_ID_CHARS else None
 
 
 def reply_subject(subject: str | None) -> str:
