@@ -291,3 +291,43 @@ async def test_a_redelivered_webhook_stores_its_file_once(names):
         # The retry found the file stored and did not ask Telegram for it again.
         assert stand_in.asked(TELEGRAM_FILE) == 1
         assert await download(apps, first["attachments"][0]["attachment_id"]) == PDF
+
+
+async def test_the_files_of_a_batched_webhook_are_fetched_at_once_not_one_message_after_another(names):
+    """Meta batches events: N slow files must cost one fetch timeout before the 200, not N."""
+    state = {"in_flight": 0, "most_at_once": 0}
+    all_asked = asyncio.Event()
+
+    async def trickle(request: web.Request) -> web.StreamResponse:
+        state["in_flight"] += 1
+        state["most_at_once"] = max(state["most_at_once"], state["in_flight"])
+        if state["most_at_once"] == 4:
+            all_asked.set()
+        response = web.StreamResponse(headers={"Content-Type": "application/pdf"})
+        await response.prepare(request)
+        try:
+            await all_asked.wait()  # each file stalls until every one was asked for, or intake gives up
+            await response.write(b"%PDF")
+        finally:
+            state["in_flight"] -= 1
+        return response
+
+    async with stand_in_server(("GET", "/{path:.*}", trickle)) as cdn:
+        events = [ms.event(sender=f"69123456789000{i}", message={"mid": f"m_slow-{i}", "attachments": [
+            {"type": "file", "payload": {"url": f"{cdn}/v/slow-{i}.pdf"}}]}) for i in range(4)]
+        channels = {"default": {"messenger": ms.BENCH_CONFIG}}
+        async with running_apps(names, channels=channels, send_timeout=5.0) as apps:
+            await apps.put_agent("ann", capacity=5)  # conversations are stored once assigned
+            body = ms.encode(ms.webhook(*events))
+            response = await apps.intake.post("/v1/webhooks/messenger/default", data=body, headers=ms.signed_headers(body))
+            assert response.status == 200
+            assert state["most_at_once"] == 4
+            # Each customer's message was published with its file stored (one conversation each).
+            async with asyncio.timeout(20):
+                while len(listed := (await (await apps.agents.get(
+                        "/v1/conversations", params={"channel": "messenger"}, headers=auth())).json())["conversations"]) < 4:
+                    await asyncio.sleep(0.05)  # the condition, not the pause, ends the wait
+            for conversation in listed:
+                body = await (await apps.agents.get(f"/v1/conversations/{conversation['conversation_id']}", headers=auth())).json()
+                [attachment] = body["messages"][0]["attachments"]
+                assert attachment["attachment_id"] and attachment.get("error") is None

@@ -293,11 +293,7 @@ async def fetch_media(intake: "Intake", workspace_id: str, attachment: Attachmen
 def handler_for(channel: str) -> meta.WebhookHandler:
     async def handle(intake: "Intake", workspace_id: str, config: MessengerConfig, webhook: Webhook) -> None:
         """Publish each message and receipt of the call, in order, each confirmed by the broker."""
-        for item in normalize(webhook, workspace_id, channel):
-            if isinstance(item, InboundMessage):
-                await intake.publish_inbound(item)
-            else:
-                await intake.publish_status(item)
+        await intake.publish_all(normalize(webhook, workspace_id, channel))
 
     return handle
 

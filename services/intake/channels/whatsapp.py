@@ -302,10 +302,7 @@ def describe(error: WaError) -> str:
 async def handle(intake: "Intake", workspace_id: str, config: WhatsAppConfig, webhook: Webhook) -> None:
     """Publish each message and receipt of the call, in order, each confirmed by the broker."""
     messages, receipts = normalize(webhook, workspace_id)
-    for message in messages:
-        await intake.publish_inbound(message)
-    for receipt in receipts:
-        await intake.publish_status(receipt)
+    await intake.publish_all([*messages, *receipts])
 
 
 # --- replies ---
