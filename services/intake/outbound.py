@@ -12,7 +12,7 @@ from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
 from prometheus_client import Counter
 from pydantic import ValidationError
 
-from services.intake.channels.base import SendError, Sender
+from services.intake.channels.base import Backoff, Sender, Sent, with_retries
 from shared import events
 from shared.broker import Broker
 from shared.models import DeliveryStatus, OutboundMessage
@@ -36,9 +36,7 @@ class OutboundWorker:
         self.broker = broker
         self.sender = sender
         self.sent_counter = sent_counter
-        self.max_attempts = max_attempts
-        self.retry_delay = retry_delay
-        self.max_retry_delay = max_retry_delay
+        self.backoff = Backoff(max_attempts, retry_delay, max_retry_delay)
         self.prefetch = prefetch
         self._channel: AbstractChannel | None = None
         self._consumer: tuple | None = None
@@ -100,20 +98,13 @@ class OutboundWorker:
                 log.warning("outbound.nack_failed", error=repr(error))
 
     async def _send_with_retries(self, message: OutboundMessage) -> DeliveryStatus:
-        reason = ""
-        for attempt in range(1, self.max_attempts + 1):
-            try:
-                sent = await self.sender.send(message)
-                return DeliveryStatus(message_id=message.message_id, workspace_id=message.workspace_id,
-                                      conversation_id=message.conversation_id, status=sent.state,
-                                      channel=message.channel, channel_message_id=sent.channel_message_id)
-            except SendError as error:
-                reason = error.reason
-                log.warning("outbound.send_failed", attempt=attempt, reason=reason, retry=error.retry)
-                if not error.retry:
-                    break
-            if attempt < self.max_attempts:
-                await asyncio.sleep(min(self.retry_delay * 2 ** (attempt - 1), self.max_retry_delay))
+        tried = await with_retries(lambda: self.sender.send(message), self.backoff)
+        if tried.ok:
+            sent: Sent = tried.result
+            return DeliveryStatus(message_id=message.message_id, workspace_id=message.workspace_id,
+                                  conversation_id=message.conversation_id, status=sent.state,
+                                  channel=message.channel, channel_message_id=sent.channel_message_id)
+        attempts = tried.attempts
         return DeliveryStatus(message_id=message.message_id, workspace_id=message.workspace_id,
                               conversation_id=message.conversation_id, status="failed",
-                              reason=f"{reason} (after {attempt} attempt{'s' if attempt > 1 else ''})")
+                              reason=f"{tried.reason} (after {attempts} attempt{'s' if attempts > 1 else ''})")

@@ -19,6 +19,7 @@ when one provider serves two channels, as Twilio does SMS and voice):
 Adding a channel touches only this folder and the list in `channels/__init__.py`.
 """
 
+import asyncio
 import json
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
@@ -28,6 +29,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import unquote, urlsplit
 
 import aiohttp
+import structlog
 from aiohttp import web
 from pydantic import BaseModel
 
@@ -35,6 +37,8 @@ from shared.models import Attachment, DeliveryState, OutboundMessage
 
 if TYPE_CHECKING:
     from services.intake.context import Intake
+
+log = structlog.get_logger(__name__)
 
 # Stable message ids from a channel's own ids: a provider's retry maps to the same message.
 MESSAGE_ID_NAMESPACE = uuid.UUID("6f1b8c3e-8f0e-4a55-9a3c-5b2b1c1d7e42")
@@ -53,6 +57,42 @@ class SendError(Exception):
         super().__init__(reason)
         self.reason = reason
         self.retry = retry
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """How a call to a provider is retried: at most `attempts` tries, waits doubling from `delay` up to `max_delay`."""
+
+    attempts: int
+    delay: float
+    max_delay: float
+
+
+@dataclass(frozen=True)
+class Tried:
+    """What came of the tries: the last one's result when `ok`, else the last failure's reason."""
+
+    ok: bool
+    result: Any = None
+    reason: str = ""
+    attempts: int = 0
+
+
+async def with_retries(attempt: Callable[[], Awaitable[Any]], backoff: Backoff,
+                       retryable: Callable[[SendError], bool] = lambda error: error.retry) -> Tried:
+    """Call `attempt` until it works, a SendError is not worth retrying, or the tries run out."""
+    reason = ""
+    for number in range(1, backoff.attempts + 1):
+        try:
+            return Tried(True, await attempt(), attempts=number)
+        except SendError as error:
+            reason = error.reason
+            log.warning("send.attempt_failed", attempt=number, reason=reason, retry=error.retry)
+            if not retryable(error):
+                return Tried(False, reason=reason, attempts=number)
+        if number < backoff.attempts:
+            await asyncio.sleep(min(backoff.delay * 2 ** (number - 1), backoff.max_delay))
+    return Tried(False, reason=reason, attempts=backoff.attempts)
 
 
 @dataclass(frozen=True)

@@ -33,7 +33,16 @@ from aiohttp import web
 from pydantic import Field, field_validator
 
 from services.intake import context  # the module, not its names: context imports the channels package
-from services.intake.channels.base import ChannelPlugin, FetchedMedia, SendError, Sent, message_id_for, webhook_path
+from services.intake.channels.base import (
+    Backoff,
+    ChannelPlugin,
+    FetchedMedia,
+    SendError,
+    Sent,
+    message_id_for,
+    webhook_path,
+    with_retries,
+)
 from services.intake.channels.twilio import (
     E164,
     ProviderForm,
@@ -460,20 +469,13 @@ class RoutedCalls:
             log.info("voice.agent_connected", thread_id=thread_id, agent_id=event.agent_id)
 
     async def with_retries(self, attempt: Callable[[], Awaitable[None]]) -> str | None:
-        """None once `attempt` worked; the last failure's reason after the bounded, backed-off tries."""
+        """None once `attempt` worked; the last failure's reason after the bounded, backed-off tries.
+
+        Twilio's "not in progress" is retried too: our update can beat our own TwiML answer."""
         settings = self.intake.settings
-        reason = ""
-        for number in range(1, settings.send_max_attempts + 1):
-            try:
-                await attempt()
-                return None
-            except SendError as error:
-                reason = error.reason
-                if not (error.retry or NOT_IN_PROGRESS in reason):
-                    break
-            if number < settings.send_max_attempts:
-                await asyncio.sleep(min(settings.send_retry_delay * 2 ** (number - 1), settings.send_max_retry_delay))
-        return reason
+        backoff = Backoff(settings.send_max_attempts, settings.send_retry_delay, settings.send_max_retry_delay)
+        tried = await with_retries(attempt, backoff, lambda error: error.retry or NOT_IN_PROGRESS in error.reason)
+        return None if tried.ok else tried.reason
 
     def _remember(self, event_id: str) -> None:
         self.handled[event_id] = None
