@@ -83,10 +83,10 @@ class Intake:
     async def publish_all(self, items: Sequence[InboundMessage | DeliveryStatus]) -> None:
         """A provider's batch, in order: every message's files fetched at once (so N slow files cost
         one timeout, not N, before the provider gets its answer), then each item published."""
-        ready = await asyncio.gather(*(
-            self.fetch_provider_media(item) if isinstance(item, InboundMessage) else _as_is(item) for item in items
-        ))
-        for item in ready:
+        fetching = {i: self.fetch_provider_media(item) for i, item in enumerate(items)
+                    if isinstance(item, InboundMessage) and self._holds_files(item)}
+        fetched = dict(zip(fetching, await asyncio.gather(*fetching.values()))) if fetching else {}
+        for item in (fetched.get(i, item) for i, item in enumerate(items)):
             if isinstance(item, InboundMessage):
                 structlog.contextvars.bind_contextvars(workspace_id=item.workspace_id, message_id=item.message_id)
                 await self.publish(item, events.MESSAGE_RECEIVED, item.message_id, item.workspace_id)
@@ -101,12 +101,16 @@ class Intake:
         its reference and gets `error`, the reason: the message itself always goes on.
         """
         fetch = self.media_fetchers.get(message.channel)
-        if fetch is None or not any(_held_by_provider(a) for a in message.attachments):
+        if fetch is None or not self._holds_files(message):
             return message
         attachments = await asyncio.gather(*(
             self._fetch_attachment(fetch, message, index, attachment) for index, attachment in enumerate(message.attachments)
         ))
         return message.model_copy(update={"attachments": list(attachments)})
+
+    def _holds_files(self, message: InboundMessage) -> bool:
+        """A message whose channel fetches files, with a file still at the provider (most messages have none)."""
+        return message.channel in self.media_fetchers and any(_held_by_provider(a) for a in message.attachments)
 
     async def _fetch_attachment(
         self, fetch: MediaFetcher, message: InboundMessage, index: int, attachment: Attachment
@@ -193,10 +197,6 @@ class Intake:
 
     def workspace_key(self, workspace_id: str) -> str | None:
         return next((key for key, ws in self.settings.api_keys.items() if ws == workspace_id), None)
-
-
-async def _as_is(item: DeliveryStatus) -> DeliveryStatus:
-    return item
 
 
 def _held_by_provider(attachment: Attachment) -> bool:

@@ -25,7 +25,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 from urllib.parse import unquote, urlsplit
 
 import aiohttp
@@ -155,6 +155,29 @@ def over_limit(limit: int) -> MediaFetchError:
     return MediaFetchError(f"over the {limit} byte limit")
 
 
+def provider_refused(status: int, detail: object = None) -> MediaFetchError:
+    """A provider's error answer, with its own words when it gave some."""
+    return MediaFetchError(f"provider answered {status}" + (f": {str(detail)[:200]}" if detail else ""))
+
+
+def referenced_id(reference: str | None, prefix: str) -> str | None:
+    """The id after `prefix` in a reference a normalizer wrote ("telegram:file/<id>"); None for anything else."""
+    if reference is None or not reference.startswith(prefix) or len(reference) == len(prefix):
+        return None
+    return reference.removeprefix(prefix)
+
+
+C = TypeVar("C", bound=BaseModel)
+
+
+def fetch_config(intake: "Intake", channel: str, workspace_id: str, config_type: type[C]) -> C:
+    """The workspace's credentials to fetch a file with; MediaFetchError if it has not connected the channel."""
+    config = intake.configs.get((channel, workspace_id))
+    if not isinstance(config, config_type):
+        raise MediaFetchError(f"{channel} is not configured for workspace {workspace_id!r}")
+    return config
+
+
 async def download(
     http: aiohttp.ClientSession, url: str, limit: int, *, headers: dict[str, str] | None = None
 ) -> FetchedMedia:
@@ -165,7 +188,7 @@ async def download(
     """
     status, fetched = await request_limited(http, "GET", url, limit, headers=headers)
     if status >= 400:
-        raise MediaFetchError(f"provider answered {status}")
+        raise provider_refused(status)
     return fetched
 
 

@@ -26,9 +26,12 @@ from services.intake.channels.base import (
     SendError,
     Sent,
     download,
+    fetch_config,
     lookup_json,
     message_id_for,
     over_limit,
+    provider_refused,
+    referenced_id,
     url_filename,
     webhook_path,
 )
@@ -398,10 +401,7 @@ def _chat_id(thread_id: str) -> int | str:
 
 def file_id_of(reference: str | None) -> str | None:
     """The file_id in a `telegram:file/<file_id>` reference (as `_attachments` writes it); None for anything else."""
-    prefix = FILE_REFERENCE.format(file_id="")
-    if reference is None or not reference.startswith(prefix) or len(reference) == len(prefix):
-        return None
-    return reference.removeprefix(prefix)
+    return referenced_id(reference, FILE_REFERENCE.format(file_id=""))
 
 
 async def fetch_media(intake: "Intake", workspace_id: str, attachment: Attachment) -> FetchedMedia:
@@ -412,9 +412,7 @@ async def fetch_media(intake: "Intake", workspace_id: str, attachment: Attachmen
     file_id = file_id_of(attachment.url)
     if file_id is None:
         raise MediaFetchError("not a Telegram file reference")
-    config = intake.configs.get((CHANNEL, workspace_id))
-    if not isinstance(config, TelegramConfig):
-        raise MediaFetchError(f"telegram is not configured for workspace {workspace_id!r}")
+    config = fetch_config(intake, CHANNEL, workspace_id, TelegramConfig)
     base = config.base_url.rstrip("/")
     status, answer = await lookup_json(intake.http, "POST", f"{base}/bot{config.bot_token}/getFile",
                                        json={"file_id": file_id})
@@ -432,9 +430,8 @@ def _file_of(status: int, answer: dict[str, Any] | None) -> tuple[str, int | Non
     if status < 400 and (answer or {}).get("ok") is True and isinstance(result, dict) and result.get("file_path"):
         size = result.get("file_size")
         return str(result["file_path"]), size if isinstance(size, int) else None
-    description = (answer or {}).get("description")
     if status >= 400 or (answer or {}).get("ok") is False:
-        raise MediaFetchError(f"provider answered {status}" + (f": {str(description)[:200]}" if description else ""))
+        raise provider_refused(status, (answer or {}).get("description"))
     raise MediaFetchError("getFile answered without a file_path")
 
 

@@ -36,6 +36,7 @@ from services.intake.channels.base import (
     SendError,
     Sent,
     download,
+    fetch_config,
     message_id_for,
     webhook_path,
 )
@@ -355,9 +356,7 @@ class SmsSender:
 
 async def fetch_media(intake: "Intake", workspace_id: str, attachment: Attachment) -> FetchedMedia:
     """An MMS medium: its MediaUrl, fetched from the account's API (Twilio redirects to its CDN)."""
-    config = intake.configs.get((CHANNEL, workspace_id))
-    if not isinstance(config, SmsConfig):
-        raise MediaFetchError(f"sms is not configured for workspace {workspace_id!r}")
+    config = fetch_config(intake, CHANNEL, workspace_id, SmsConfig)
     url = api_url_of(config, attachment.url)
     if url is None:
         raise MediaFetchError("not a Twilio media URL")

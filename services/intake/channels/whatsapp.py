@@ -27,9 +27,12 @@ from services.intake.channels.base import (
     SendError,
     Sent,
     download,
+    fetch_config,
     lookup_json,
     message_id_for,
     over_limit,
+    provider_refused,
+    referenced_id,
 )
 from shared.models import Attachment, Contact, DeliveryStatus, InboundMessage, OutboundMessage
 
@@ -348,10 +351,7 @@ def first_message_id(answer: dict[str, Any]) -> str | None:
 
 def media_id_of(reference: str | None) -> str | None:
     """The media id in a `whatsapp:media/<id>` reference (as `render_media` writes it); None for anything else."""
-    prefix = MEDIA_REFERENCE.format(media_id="")
-    if reference is None or not reference.startswith(prefix) or len(reference) == len(prefix):
-        return None
-    return reference.removeprefix(prefix)
+    return referenced_id(reference, MEDIA_REFERENCE.format(media_id=""))
 
 
 async def fetch_media(intake: "Intake", workspace_id: str, attachment: Attachment) -> FetchedMedia:
@@ -362,9 +362,7 @@ async def fetch_media(intake: "Intake", workspace_id: str, attachment: Attachmen
     media_id = media_id_of(attachment.url)
     if media_id is None:
         raise MediaFetchError("not a WhatsApp media reference")
-    config = intake.configs.get((CHANNEL, workspace_id))
-    if not isinstance(config, WhatsAppConfig):
-        raise MediaFetchError(f"whatsapp is not configured for workspace {workspace_id!r}")
+    config = fetch_config(intake, CHANNEL, workspace_id, WhatsAppConfig)
     headers = {"Authorization": f"Bearer {config.access_token}"}
     lookup_url = f"{config.graph_base_url.rstrip('/')}/{quote(media_id, safe='')}"
     status, answer = await lookup_json(intake.http, "GET", lookup_url, headers=headers)
@@ -381,8 +379,7 @@ def media_of(status: int, answer: dict[str, Any] | None) -> tuple[str, str | Non
     answer = answer or {}
     if status >= 400:
         error = answer.get("error")
-        detail = error.get("message") if isinstance(error, dict) else None
-        raise MediaFetchError(f"provider answered {status}" + (f": {str(detail)[:200]}" if detail else ""))
+        raise provider_refused(status, error.get("message") if isinstance(error, dict) else None)
     url = answer.get("url")
     if not isinstance(url, str) or not url.startswith(("https://", "http://")):
         raise MediaFetchError("the media lookup answered without a URL")
