@@ -184,9 +184,7 @@ class RoutingCore:
         outcome = Outcome(closed_conversations={conversation.conversation_id})
         agent = self._holder(conversation)
         if agent is not None and conversation.offer is not None:  # the offer card must leave the desk
-            outcome.deliveries.append((agent.key, ConversationRevoked(
-                workspace_id=agent.workspace_id, conversation_id=conversation.conversation_id, agent_id=agent.agent_id,
-                assignment_seq=conversation.assignment_seq, reason="offer withdrawn: conversation resolved")))
+            outcome.deliveries.append(_revoked(agent, conversation, "offer withdrawn: conversation resolved"))
         self._forget(conversation)
         if conversation.assignee_id is not None:
             self.last_agents[conversation.thread_key] = (conversation.assignee_id, now)
@@ -200,8 +198,7 @@ class RoutingCore:
 
     def on_not_answered(self, missed: NotAnswered, now: datetime) -> Outcome:
         """The assignee never picked up (a call rang out): routed to the next agent, counted as a missed offer."""
-        conversation_id = self.by_thread.get((missed.workspace_id, missed.channel, missed.thread_id))
-        conversation = self.conversations.get(conversation_id or "")
+        conversation = self._of_thread(missed.workspace_id, missed.channel, missed.thread_id)
         if conversation is None or conversation.assignee_id is None or conversation.answered:
             return Outcome()
         if missed.agent_id is not None and missed.agent_id != conversation.assignee_id:
@@ -218,8 +215,7 @@ class RoutingCore:
 
     def on_thread_closed(self, closed: ThreadClosed, now: datetime) -> Outcome:
         """The channel ended the thread (a call hung up): the agent is freed, or the wait abandoned."""
-        conversation_id = self.by_thread.get((closed.workspace_id, closed.channel, closed.thread_id))
-        conversation = self.conversations.get(conversation_id or "")
+        conversation = self._of_thread(closed.workspace_id, closed.channel, closed.thread_id)
         if conversation is None:
             return Outcome()
         outcome = Outcome(closed_conversations={conversation.conversation_id})
@@ -458,18 +454,6 @@ class RoutingCore:
         self._schedule(now + timedelta(seconds=self.config.declined_retry_seconds), "declined", conversation,
                        conversation.queue_gen)
 
-    def _on_declined_expired(self, conversation: Conversation, generation: int, _: Any, now: datetime) -> Outcome:
-        due = conversation.declined_at and conversation.declined_at + timedelta(seconds=self.config.declined_retry_seconds)
-        if generation != conversation.queue_gen or not conversation.declined or due is None or due > now:
-            return Outcome()  # stale: the queue changed, or a later decline moved the time on
-        conversation.declined.clear()
-        conversation.declined_at = None
-        outcome = Outcome(changed_conversations={conversation.conversation_id})
-        if conversation.conversation_id in self.waiting:
-            self.waiting.discard(conversation.conversation_id)
-            outcome.merge(self._route(conversation, now))
-        return outcome
-
     def _take_back_offer(self, conversation: Conversation, agent: Agent, now: datetime, reason: str) -> Outcome:
         assert conversation.offer is not None
         conversation.offer = None
@@ -477,11 +461,8 @@ class RoutingCore:
         self._release(agent, conversation)
         self._reindex(agent)
         self._schedule_wait_timers(conversation)
-        revoked = ConversationRevoked(workspace_id=agent.workspace_id, conversation_id=conversation.conversation_id,
-                                      agent_id=agent.agent_id, assignment_seq=conversation.assignment_seq,
-                                      reason=f"offer {reason}")
-        return Outcome(deliveries=[(agent.key, revoked)], changed_conversations={conversation.conversation_id},
-                       changed_agents={agent.key})
+        return Outcome(deliveries=[_revoked(agent, conversation, f"offer {reason}")],
+                       changed_conversations={conversation.conversation_id}, changed_agents={agent.key})
 
     def _withdraw_offers(self, agent: Agent, now: datetime) -> Outcome:
         outcome = Outcome()
@@ -522,10 +503,7 @@ class RoutingCore:
         self._release(agent, conversation)
         self._reindex(agent)
         self._schedule_wait_timers(conversation)
-        outcome.deliveries.append((agent.key, ConversationRevoked(
-            workspace_id=agent.workspace_id, conversation_id=conversation.conversation_id, agent_id=agent.agent_id,
-            assignment_seq=conversation.assignment_seq, reason=reason,
-        )))
+        outcome.deliveries.append(_revoked(agent, conversation, reason))
         outcome.changed_agents.add(agent.key)
         outcome.changed_conversations.add(conversation.conversation_id)
         return agent
@@ -697,6 +675,18 @@ class RoutingCore:
                             due_at=state["due_at"].isoformat())
         return Outcome(events=[event], changed_conversations={conversation.conversation_id})
 
+    def _on_declined_expired(self, conversation: Conversation, generation: int, _: Any, now: datetime) -> Outcome:
+        due = conversation.declined_at and conversation.declined_at + timedelta(seconds=self.config.declined_retry_seconds)
+        if generation != conversation.queue_gen or not conversation.declined or due is None or due > now:
+            return Outcome()  # stale: the queue changed, or a later decline moved the time on
+        conversation.declined.clear()
+        conversation.declined_at = None
+        outcome = Outcome(changed_conversations={conversation.conversation_id})
+        if conversation.conversation_id in self.waiting:
+            self.waiting.discard(conversation.conversation_id)
+            outcome.merge(self._route(conversation, now))
+        return outcome
+
     def _on_pin_expired(self, conversation: Conversation, serial: int, _: Any, now: datetime) -> Outcome:
         if conversation.pinned_to is None or conversation.pin_serial != serial:
             return Outcome()
@@ -704,6 +694,10 @@ class RoutingCore:
         return self._route(conversation, now)
 
     # -- bookkeeping -----------------------------------------------------------------------
+
+    def _of_thread(self, workspace_id: str, channel: str, thread_id: str) -> Conversation | None:
+        conversation_id = self.by_thread.get((workspace_id, channel, thread_id))
+        return self.conversations.get(conversation_id) if conversation_id else None
 
     def _register(self, conversation: Conversation) -> None:
         self.conversations[conversation.conversation_id] = conversation
@@ -820,6 +814,14 @@ class RoutingCore:
             details={"channel": conversation.first.channel, "thread_id": conversation.first.thread_id, **details}
             if conversation else details,
         )
+
+
+def _revoked(agent: Agent, conversation: Conversation, reason: str) -> tuple[AgentKey, ConversationRevoked]:
+    """Tell the agent the conversation is no longer theirs (offer gone, rerouted, transferred)."""
+    return agent.key, ConversationRevoked(
+        workspace_id=agent.workspace_id, conversation_id=conversation.conversation_id, agent_id=agent.agent_id,
+        assignment_seq=conversation.assignment_seq, reason=reason,
+    )
 
 
 TIMER_HANDLERS = {

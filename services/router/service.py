@@ -13,6 +13,7 @@ import contextlib
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
+from typing import Any
 
 import structlog
 from aio_pika.abc import AbstractIncomingMessage
@@ -57,6 +58,19 @@ INPUT_MODELS: dict[str, type[RouterInput]] = {
     events.ROUTING_CONFIG_CHANGED: RoutingConfigChanged,
     events.THREAD_CLOSED: ThreadClosed,
     events.THREAD_NOT_ANSWERED: NotAnswered,
+}
+
+
+# Which rule of the core each input goes to (a configuration change also updates the shell's copy).
+CORE_INPUTS: dict[type, Callable[[RoutingCore, Any, datetime], Outcome]] = {
+    InboundMessage: RoutingCore.on_message,
+    AgentSnapshot: RoutingCore.on_agent,
+    ConversationResolved: RoutingCore.on_resolved,
+    ConversationAnswered: RoutingCore.on_answered,
+    OfferAnswer: RoutingCore.on_offer_answer,
+    TransferRequest: RoutingCore.on_transfer,
+    ThreadClosed: RoutingCore.on_thread_closed,
+    NotAnswered: RoutingCore.on_not_answered,
 }
 
 
@@ -200,24 +214,10 @@ class RouterService:
         core.mark_announced(ids)
 
     def _apply(self, core: RoutingCore, item: RouterInput, now: datetime) -> Outcome:
-        if isinstance(item, InboundMessage):
-            return core.on_message(item, now)
-        if isinstance(item, AgentSnapshot):
-            return core.on_agent(item, now)
-        if isinstance(item, ConversationResolved):
-            return core.on_resolved(item, now)
-        if isinstance(item, ConversationAnswered):
-            return core.on_answered(item, now)
-        if isinstance(item, OfferAnswer):
-            return core.on_offer_answer(item, now)
-        if isinstance(item, TransferRequest):
-            return core.on_transfer(item, now)
-        if isinstance(item, ThreadClosed):
-            return core.on_thread_closed(item, now)
-        if isinstance(item, NotAnswered):
-            return core.on_not_answered(item, now)
-        self.config = RoutingConfig.model_validate(item.config)
-        return core.set_config(self.config, now)
+        if isinstance(item, RoutingConfigChanged):
+            self.config = RoutingConfig.model_validate(item.config)
+            return core.set_config(self.config, now)
+        return CORE_INPUTS[type(item)](core, item, now)
 
     async def _publish(self, deliveries: list[tuple[AgentKey, Delivery]]) -> None:
         """Publish in order per agent queue; different agents' queues in parallel."""
