@@ -21,12 +21,12 @@ from shared.ephemeral import (
 from shared.models import (
     ConversationAnswered,
     ConversationAssigned,
-    OfferAnswer,
-    RoutingEvent,
-    TransferRequest,
     ConversationMessage,
     ConversationResolved,
     DeliveryStatus,
+    OfferAnswer,
+    RoutingEvent,
+    TransferRequest,
     agent_delivery_adapter,
 )
 from shared.topology import declare_agent_queue, declare_outbound_queue
@@ -207,7 +207,7 @@ class AgentsService:
 
     async def _push(self, item: ForDesk) -> None:
         if item.frame is not None:
-            await self.hub.send((item.frame.get("workspace_id") or item.frame["conversation"]["workspace_id"], item.agent_id), item.frame)
+            await self.hub.send((item.frame["workspace_id"], item.agent_id), item.frame)  # every notice frame names it
             return
         stored = item.messages
         if item.conversation is not None and item.conversation.get("assignment_seq", 0) > 1:

@@ -17,8 +17,8 @@ from shared import events
 from shared.models import (
     AgentSnapshot,
     ConversationAssigned,
-    ConversationMessage,
     ConversationEnded,
+    ConversationMessage,
     ConversationOffered,
     ConversationRevoked,
     DeliveryStatus,
@@ -153,17 +153,13 @@ class AgentsStore:
                 {"_id": notice.conversation_id, "status": {"$ne": "resolved"}},
                 {"$set": {"status": "resolved", "resolved_at": notice.ended_at, "resolved_reason": notice.reason}},
             )
-            frame = {"type": events.CONVERSATION_ENDED, "workspace_id": notice.workspace_id,
-                     "conversation_id": notice.conversation_id, "reason": notice.reason}
-            return [ForDesk(notice.agent_id, None, frame=frame)]
+            return [_notice_frame(notice, events.CONVERSATION_ENDED)]
         await self.conversations.update_one(
             {"_id": notice.conversation_id, "assignee_id": notice.agent_id, "assignment_seq": {"$lt": notice.assignment_seq}},
             {"$set": {"status": "waiting", "assignee_id": None, "assignment_seq": notice.assignment_seq,
                       "revoked_reason": notice.reason}},
         )
-        frame = {"type": events.CONVERSATION_REVOKED, "workspace_id": notice.workspace_id,
-                 "conversation_id": notice.conversation_id, "reason": notice.reason}
-        return [ForDesk(notice.agent_id, None, frame=frame)]
+        return [_notice_frame(notice, events.CONVERSATION_REVOKED)]
 
     async def pending_offers(self, workspace_id: str, agent_id: str) -> list[dict]:
         offers = await self.offers.find({"workspace_id": workspace_id, "agent_id": agent_id, "expires_at": {"$gt": utcnow()}}).to_list()
@@ -410,16 +406,14 @@ class AgentsStore:
                                 {"sent_at": {"$exists": False}, "created_at": {"$lte": status.up_to}}]}
         query = {"conversation_id": {"$in": [c["_id"] for c in conversations]}, "direction": "outbound",
                  "status": {"$in": behind}, **sent_by_then}
-        changed = []
-        for doc in await self.messages.find(query, {"_id": 1}).to_list():
-            updated = await self.messages.find_one_and_update(
-                {"_id": doc["_id"], "status": {"$in": behind}},
-                {"$set": {"status": status.status, "status_reason": None, "status_at": status.at}},
-                return_document=ReturnDocument.AFTER,
-            )
-            if updated is not None:
-                changed.append(updated)
-        return changed
+        # One update for them all; this service is the statuses' only writer, so what was found is what changed.
+        covered = await self.messages.find(query).to_list()
+        if not covered:
+            return []
+        update = {"status": status.status, "status_reason": None, "status_at": status.at}
+        await self.messages.update_many({"_id": {"$in": [d["_id"] for d in covered]}, "status": {"$in": behind}},
+                                        {"$set": update})
+        return [{**doc, **update} for doc in covered]
 
     async def _keep_receipt(self, status: DeliveryStatus) -> None:
         await self.pending_receipts.update_one(
@@ -462,6 +456,12 @@ def _reply_context(latest_inbound: dict | None) -> ReplyContext | None:
     if latest_inbound is None:
         return None
     return ReplyContext(channel_message_id=latest_inbound.get("channel_message_id"), metadata=latest_inbound.get("metadata") or {})
+
+
+def _notice_frame(notice: ConversationRevoked | ConversationEnded, frame_type: str) -> ForDesk:
+    """The desk frame that takes a conversation off the agent's desk, with the reason."""
+    return ForDesk(notice.agent_id, None, frame={"type": frame_type, "workspace_id": notice.workspace_id,
+                                                 "conversation_id": notice.conversation_id, "reason": notice.reason})
 
 
 def agent_snapshot(doc: dict) -> AgentSnapshot:
