@@ -203,8 +203,8 @@ class TransferRequest(Wire):
         return self
 
 
-class ThreadClosed(Wire):
-    """Intake -> router: the channel ended this thread (a call hung up): free the agent or drop the wait."""
+class ThreadEvent(Wire):
+    """Intake -> router: something the channel did to a thread, found by (workspace, channel, thread)."""
 
     event_id: str = Field(default_factory=new_id)
     workspace_id: str
@@ -214,17 +214,15 @@ class ThreadClosed(Wire):
     at: datetime = Field(default_factory=utcnow)
 
 
-class NotAnswered(Wire):
-    """Intake -> router: the agent the thread went to never picked up (a call rang out): route it again."""
+class ThreadClosed(ThreadEvent):
+    """The channel ended this thread (a call hung up): free the agent or drop the wait."""
 
-    event_id: str = Field(default_factory=new_id)
-    workspace_id: str
-    channel: ChannelName
-    thread_id: str
+
+class NotAnswered(ThreadEvent):
+    """The agent the thread went to never picked up (a call rang out): route it again."""
+
     # The agent that was rung; a report naming someone no longer assigned is stale and ignored.
     agent_id: str | None = None
-    reason: str = Field(max_length=200)
-    at: datetime = Field(default_factory=utcnow)
 
 
 class ConversationAnswered(Wire):
