@@ -16,6 +16,10 @@ bench: venv ## end-to-end throughput and latency beside the bare broker and data
 	$(PY) -m bench.channels $(CHANNEL_BENCH_ARGS)
 	$(PY) -m bench.core $(CORE_BENCH_ARGS)
 
+.PHONY: clean-broker
+clean-broker: venv ## leftovers of killed stacks on the broker: list them; NAMESPACE=ns removes one; CLEANUP_ARGS=--tests removes every idle test namespace
+	$(PY) -m deploy.cleanup $(if $(NAMESPACE),--namespace $(NAMESPACE)) $(CLEANUP_ARGS)
+
 venv: $(VENV)/.installed
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt

@@ -1,17 +1,18 @@
 """Run Switchyard on this machine: `python -m deploy.local` (what `make run` does).
 
-- RabbitMQ: AMQP_URL (default the local broker); if nothing answers there and the broker is
-  local and `rabbitmq-server` is installed, it is started (`rabbitmq-server -detached`); a local
-  node that accepts connections but no longer speaks AMQP (wedged) is restarted.
+- RabbitMQ: AMQP_URL (default the local broker); if nothing listens there and the broker is
+  local and `rabbitmq-server` is installed, it is started (`rabbitmq-server -detached`). A broker
+  that accepts connections but does not answer the AMQP handshake (overloaded, out of file
+  descriptors, wedged) is waited for, up to SWITCHYARD_BROKER_WAIT_SECONDS, then we fail saying
+  what to check. A broker is never stopped or killed here: others may be using it.
 - MongoDB: MONGO_URL if set; otherwise the embedded default, SecantusDB, is started as its own
   process with its data under .data/mongo (or in memory for tests).
-- Then intake, router and agents, each as its own process, and the addresses of the pages.
+- Then intake, router and agents, each as its own process where INTAKE_HOST/INTAKE_PORT (ROUTER_,
+  AGENTS_) say, and the addresses of the pages.
 The tests and the benchmark use the same functions to build their stacks.
 """
 
-import contextlib
 import os
-import re
 import shutil
 import signal
 import socket
@@ -24,24 +25,46 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlparse
 
-import aio_pika
 from pydantic import AliasChoices, Field
 from pymongo import AsyncMongoClient
 
-from services.intake.channels import PLUGINS
+from deploy import cleanup
 from shared.settings import CommonSettings
-from shared.topology import Topology
 
 ROOT = Path(__file__).resolve().parents[1]
 SERVICES = ("intake", "router", "agents")
 DEFAULT_PORTS = {"intake": 8080, "router": 8081, "agents": 8082}
+LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+
+def _env(default, name: str, **constraints):
+    """A setting read from the environment variable `name` (no prefix: the launcher reads several services')."""
+    return Field(default, validation_alias=AliasChoices(name.lower(), name), **constraints)
 
 
 class LocalSettings(CommonSettings):
     # Unset means: start the embedded server.
-    mongo_url: str | None = Field(None, validation_alias=AliasChoices("mongo_url", "MONGO_URL"))
-    embedded_mongo_port: int = Field(27117, validation_alias=AliasChoices("embedded_mongo_port", "EMBEDDED_MONGO_PORT"))
-    data_dir: Path = Field(ROOT / ".data", validation_alias=AliasChoices("data_dir", "SWITCHYARD_DATA_DIR"))
+    mongo_url: str | None = _env(None, "MONGO_URL")
+    embedded_mongo_port: int = _env(27117, "EMBEDDED_MONGO_PORT")
+    data_dir: Path = _env(ROOT / ".data", "SWITCHYARD_DATA_DIR")
+    # How long to wait for a broker that accepts connections but does not answer the handshake.
+    broker_wait_seconds: float = _env(120, "SWITCHYARD_BROKER_WAIT_SECONDS", ge=0)
+    # Where each service listens (the services read the same variables).
+    intake_host: str = _env("127.0.0.1", "INTAKE_HOST")
+    intake_port: int = _env(DEFAULT_PORTS["intake"], "INTAKE_PORT")
+    router_host: str = _env("127.0.0.1", "ROUTER_HOST")
+    router_port: int = _env(DEFAULT_PORTS["router"], "ROUTER_PORT")
+    agents_host: str = _env("127.0.0.1", "AGENTS_HOST")
+    agents_port: int = _env(DEFAULT_PORTS["agents"], "AGENTS_PORT")
+    # Unset: derived from where agents and intake listen, so a moved port moves them too.
+    intake_agents_url: str | None = _env(None, "INTAKE_AGENTS_URL")
+    intake_public_url: str | None = _env(None, "INTAKE_PUBLIC_URL")
+
+    def hosts(self) -> dict[str, str]:
+        return {"intake": self.intake_host, "router": self.router_host, "agents": self.agents_host}
+
+    def ports(self) -> dict[str, int]:
+        return {"intake": self.intake_port, "router": self.router_port, "agents": self.agents_port}
 
 
 def free_port() -> int:
@@ -81,46 +104,84 @@ def amqp_answers(host: str, port: int, timeout: float = 10) -> bool:
     return first_byte == b"\x01"  # frame type 1: a method frame (Connection.Start)
 
 
-def ensure_rabbitmq(amqp_url: str, timeout: float = 90) -> None:
-    """Make sure a broker speaks AMQP at AMQP_URL.
+class BrokerUnavailable(RuntimeError):
+    """No broker speaks AMQP at AMQP_URL; the message says what is wrong and what to do."""
 
-    Nothing answering: start the local rabbitmq-server if one is installed. A local node that
-    accepts connections but does not speak AMQP (hung): restart it."""
+
+def ensure_rabbitmq(amqp_url: str, wait_seconds: float = 120, start_timeout: float = 90) -> None:
+    """Make sure a broker speaks AMQP at AMQP_URL, never stopping or killing one.
+
+    Nothing listening: start the local rabbitmq-server if one is installed. Something listening
+    that does not answer the handshake: wait for it up to wait_seconds, then fail with advice."""
     url = urlparse(amqp_url)
     host, port = url.hostname or "127.0.0.1", url.port or 5672
-    if amqp_answers(host, port):
+    if amqp_answers(host, port, timeout=min(10.0, max(wait_seconds, 1.0))):
         return
-    server = shutil.which("rabbitmq-server") or ("/usr/sbin/rabbitmq-server" if Path("/usr/sbin/rabbitmq-server").exists() else None)
-    if host not in ("127.0.0.1", "localhost", "::1") or server is None:
-        raise RuntimeError(f"no RabbitMQ speaks AMQP at {host}:{port} and none can be started here")
     if port_answers(host, port):
-        print(f"RabbitMQ at {host}:{port} accepts connections but does not answer AMQP: restarting it", flush=True)
-        stop_local_rabbitmq(port)
+        wait_for_handshake(host, port, wait_seconds)
     else:
-        print(f"starting rabbitmq-server (nothing answered at {host}:{port})", flush=True)
-    subprocess.run([server, "-detached"], check=True)
-    wait_until(lambda: amqp_answers(host, port, timeout=2), timeout, "RabbitMQ")
+        start_local_rabbitmq(host, port, start_timeout)
 
 
-def stop_local_rabbitmq(port: int) -> None:
-    """Stop the node listening on `port`: politely first, then by killing the process."""
-    ctl = shutil.which("rabbitmqctl") or "/usr/sbin/rabbitmqctl"
-    with contextlib.suppress(subprocess.TimeoutExpired, OSError):
-        subprocess.run([ctl, "stop"], check=False, capture_output=True, timeout=60)
-    if port_answers("127.0.0.1", port):
-        for pid in listening_pids(port):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-    wait_until(lambda: not port_answers("127.0.0.1", port), 30, f"the process on port {port} stopping")
+def wait_for_handshake(host: str, port: int, wait_seconds: float) -> None:
+    """Wait for a broker that accepts connections but is silent: it may be busy (starting,
+    recovering quorum queues, under an alarm). Others may be using it, so it is never restarted."""
+    print(
+        f"RabbitMQ at {host}:{port} accepts connections but does not answer the AMQP handshake; "
+        f"waiting up to {wait_seconds:.0f}s for it (SWITCHYARD_BROKER_WAIT_SECONDS)",
+        file=sys.stderr, flush=True,
+    )
+    deadline = time.monotonic() + wait_seconds
+    while (remaining := deadline - time.monotonic()) > 0:
+        if amqp_answers(host, port, timeout=min(5.0, remaining)):
+            return
+        # A refused connection returns at once: do not spin on it.
+        time.sleep(min(0.5, max(deadline - time.monotonic(), 0)))
+    raise BrokerUnavailable(silent_broker_advice(host, port, wait_seconds))
 
 
-def listening_pids(port: int) -> list[int]:
-    """Pids of the processes listening on a local TCP port (from iproute2's `ss`)."""
+def silent_broker_advice(host: str, port: int, wait_seconds: float) -> str:
+    return (
+        f"RabbitMQ at {host}:{port} accepts connections but has not answered the AMQP handshake "
+        f"for {wait_seconds:.0f}s. It is overloaded, starting or stopping, or wedged, often out of "
+        "file descriptors (every connection and every quorum queue holds some). Switchyard does "
+        "not stop or restart a broker: others may be using it. To fix it:\n"
+        "  - look at it: `rabbitmqctl status` or `rabbitmq-diagnostics status` (file descriptors, "
+        "alarms, memory), `rabbitmqctl list_queues name` (how many queues, whose); if those hang "
+        "too, compare `ls /proc/<beam.smp pid>/fd | wc -l` with `grep 'open files' /proc/<pid>/limits`;\n"
+        "  - once it answers, delete what killed stacks left: `make clean-broker` lists namespaces, "
+        "`make clean-broker NAMESPACE=<ns>` removes one (README: Broker limits for a real deployment);\n"
+        "  - raise its file-descriptor limit (LimitNOFILE in its systemd unit, or ulimit -n where it "
+        "starts) and restart it yourself if it is yours: `rabbitmqctl stop`, then `rabbitmq-server -detached`;\n"
+        "  - or point AMQP_URL at another broker, or wait longer with SWITCHYARD_BROKER_WAIT_SECONDS."
+    )
+
+
+def rabbitmq_server() -> str | None:
+    return shutil.which("rabbitmq-server") or ("/usr/sbin/rabbitmq-server" if Path("/usr/sbin/rabbitmq-server").exists() else None)
+
+
+def start_local_rabbitmq(host: str, port: int, timeout: float) -> None:
+    """Nothing listens at host:port: start the machine's rabbitmq-server, when the URL is local."""
+    server = rabbitmq_server()
+    if host not in LOCAL_HOSTS or server is None:
+        raise BrokerUnavailable(
+            f"nothing listens at {host}:{port} (AMQP_URL) and no RabbitMQ can be started here "
+            f"({'the broker is not local' if host not in LOCAL_HOSTS else 'rabbitmq-server is not installed'}): "
+            "start a broker there, or point AMQP_URL at one"
+        )
+    print(f"starting rabbitmq-server (nothing listened at {host}:{port})", flush=True)
     try:
-        out = subprocess.run(["ss", "-ltnpH", f"sport = :{port}"], capture_output=True, text=True, timeout=10).stdout
-    except (OSError, subprocess.TimeoutExpired):
-        return []
-    return sorted({int(pid) for pid in re.findall(r"pid=(\d+)", out)})
+        subprocess.run([server, "-detached"], check=True)
+    except (OSError, subprocess.CalledProcessError) as error:
+        raise BrokerUnavailable(f"could not start rabbitmq-server: {error}") from error
+    try:
+        wait_until(lambda: amqp_answers(host, port, timeout=2), timeout, "RabbitMQ")
+    except TimeoutError:
+        raise BrokerUnavailable(
+            f"started rabbitmq-server, but nothing answered AMQP at {host}:{port} within {timeout:.0f}s: "
+            "see `rabbitmqctl status` and the logs in /var/log/rabbitmq/ (does its listener match AMQP_URL?)"
+        ) from None
 
 
 def enable_rabbitmq_plugins(*plugins: str) -> None:
@@ -196,7 +257,7 @@ class Infrastructure:
 
 def bring_up_infrastructure(settings: LocalSettings, mongo_storage: str, mongo_port: int, mongo_log: Path | None) -> Infrastructure:
     """RabbitMQ at AMQP_URL (started if local and silent); MONGO_URL, else the embedded SecantusDB."""
-    ensure_rabbitmq(settings.amqp_url)
+    ensure_rabbitmq(settings.amqp_url, settings.broker_wait_seconds)
     if settings.mongo_url:
         return Infrastructure(settings.amqp_url, settings.mongo_url)
     process, url = start_embedded_mongo(mongo_port, mongo_storage, mongo_log)
@@ -215,6 +276,12 @@ def stack_env(infra: Infrastructure, namespace: str, api_keys: str) -> dict[str,
     }
 
 
+def reachable_host(host: str) -> str:
+    """The address to call a service on: a wildcard listener answers on loopback."""
+    host = "127.0.0.1" if host in ("", "0.0.0.0", "::", "*") else host
+    return f"[{host}]" if ":" in host else host
+
+
 @dataclass
 class Stack:
     """The three services as processes, and where they answer."""
@@ -223,23 +290,32 @@ class Stack:
     ports: dict[str, int]
     processes: dict[str, Process] = field(default_factory=dict)
     log_dir: Path | None = None
+    hosts: dict[str, str] = field(default_factory=dict)  # a service not named here listens on 127.0.0.1
 
     @classmethod
     def on_free_ports(cls, env: dict[str, str], log_dir: Path | None = None) -> "Stack":
         return cls(env, {service: free_port() for service in SERVICES}, log_dir=log_dir)
 
     def url(self, service: str) -> str:
-        return f"http://127.0.0.1:{self.ports[service]}"
+        return f"http://{reachable_host(self.hosts.get(service, '127.0.0.1'))}:{self.ports[service]}"
 
     def start(self, service: str, timeout: float = 60) -> None:
+        self._launch(service, service, timeout)
+
+    def start_replica(self, service: str, name: str, timeout: float = 60) -> None:
+        """Start one more instance of a service under `name`, on a port of its own (e.g. a standby router)."""
+        self.ports[name] = free_port()
+        self._launch(service, name, timeout)
+
+    def _launch(self, service: str, name: str, timeout: float) -> None:
         prefix = service.upper()
         # Intake reads chat history from this stack's agents service, wherever it listens.
         env = {**os.environ, "INTAKE_AGENTS_URL": self.url("agents"), **self.env,
-               f"{prefix}_PORT": str(self.ports[service]), f"{prefix}_HOST": "127.0.0.1"}
-        log_path = self.log_dir / f"{service}.log" if self.log_dir else None
+               f"{prefix}_PORT": str(self.ports[name]), f"{prefix}_HOST": self.hosts.get(name, "127.0.0.1")}
+        log_path = self.log_dir / f"{name}.log" if self.log_dir else None
         popen = _spawn([sys.executable, "-m", f"services.{service}"], log_path, env=env)
-        self.processes[service] = Process(service, popen, log_path)
-        wait_until(lambda: self._ready(service), timeout, f"{service} (log: {log_path})")
+        self.processes[name] = Process(name, popen, log_path)
+        wait_until(lambda: self._ready(name), timeout, f"{name} (log: {log_path})")
 
     def _ready(self, service: str) -> bool:
         popen = self.processes[service].popen
@@ -266,25 +342,27 @@ class Stack:
         for service in list(self.processes):
             self.stop(service)
 
-    def start_replica(self, service: str, name: str, timeout: float = 60) -> None:
-        """Start one more instance of a service under `name`, on a port of its own (e.g. a standby router)."""
-        self.ports[name] = free_port()
-        prefix = service.upper()
-        env = {**os.environ, "INTAKE_AGENTS_URL": self.url("agents"), **self.env,
-               f"{prefix}_PORT": str(self.ports[name]), f"{prefix}_HOST": "127.0.0.1"}
-        log_path = self.log_dir / f"{name}.log" if self.log_dir else None
-        popen = _spawn([sys.executable, "-m", f"services.{service}"], log_path, env=env)
-        self.processes[name] = Process(name, popen, log_path)
-        wait_until(lambda: self._ready(name), timeout, f"{name} (log: {log_path})")
+
+def run_stack(settings: LocalSettings, infra: Infrastructure) -> Stack:
+    """The stack `make run` starts: where INTAKE_/ROUTER_/AGENTS_HOST and _PORT say.
+
+    Intake's agents URL and public URL follow the agents and intake ports unless set."""
+    stack = Stack({"AMQP_URL": infra.amqp_url, "MONGO_URL": infra.mongo_url}, settings.ports(), hosts=settings.hosts())
+    stack.env["INTAKE_AGENTS_URL"] = settings.intake_agents_url or stack.url("agents")
+    stack.env["INTAKE_PUBLIC_URL"] = settings.intake_public_url or stack.url("intake")
+    return stack
 
 
 def main() -> None:
     settings = LocalSettings()
-    infra = bring_up_infrastructure(settings, str(settings.data_dir / "mongo"), settings.embedded_mongo_port,
-                                    settings.data_dir / "mongo.log")
+    try:
+        infra = bring_up_infrastructure(settings, str(settings.data_dir / "mongo"), settings.embedded_mongo_port,
+                                        settings.data_dir / "mongo.log")
+    except BrokerUnavailable as error:
+        sys.exit(f"make run: {error}")
     if infra.embedded_mongo is not None:
         print(f"embedded MongoDB (SecantusDB) at {infra.mongo_url}, data in {settings.data_dir / 'mongo'}", flush=True)
-    stack = Stack({"AMQP_URL": infra.amqp_url, "MONGO_URL": infra.mongo_url}, dict(DEFAULT_PORTS))
+    stack = run_stack(settings, infra)
     stop = False
 
     def on_signal(*_: object) -> None:
@@ -316,33 +394,27 @@ def main() -> None:
         infra.stop()
 
 
-async def remove_namespace(amqp_url: str, mongo_url: str, namespace: str, extra_queues: tuple[str, ...] = ()) -> None:
+async def remove_namespace(
+    amqp_url: str, mongo_url: str, namespace: str, extra_queues: tuple[str, ...] = (), management_url: str | None = None
+) -> None:
     """Drop a stack's database and delete its queues and exchanges (tests and the benchmark
-    run throw-away stacks; quorum queues left behind cost the broker memory)."""
+    run throw-away stacks; quorum queues left behind cost the broker memory and descriptors).
+
+    Every queue and exchange named `<namespace>.*` goes when the management API lists them;
+    without it, the names the code knows (the agents' queues from the database)."""
     mongo = AsyncMongoClient(mongo_url)
     try:
         agents = await mongo[namespace]["agents"].find({}, {"workspace_id": 1, "agent_id": 1}).to_list()
         await mongo.drop_database(namespace)
     finally:
         await mongo.close()
-    topology = Topology(namespace)
-    queues = list(topology.core_queues())
-    queues += [topology.outbound_queue(p.name) for p in PLUGINS if p.sender is not None]
-    queues += [topology.plugin_queue(p.name) for p in PLUGINS if p.background is not None]
-    queues += [topology.agent_queue(a["workspace_id"], a["agent_id"]) for a in agents]
-    queues += [topology.dead_letter_queue(q) for q in queues] + list(extra_queues)
-    async with await aio_pika.connect(amqp_url) as connection:
-        for name in queues:
-            channel = await connection.channel()  # a failed delete closes its channel
-            try:
-                await channel.queue_delete(name)
-            except aio_pika.exceptions.AMQPError:
-                pass
-        channel = await connection.channel()
-        for exchange in (topology.events_exchange, topology.deliveries_exchange):
-            await channel.exchange_delete(exchange)
+    broker = cleanup.Broker.from_urls(amqp_url, management_url)
+    # rabbitmqctl is not tried: a second or so per call is too slow after every test.
+    listing, _ = await cleanup.list_broker(broker, use_rabbitmqctl=False)
+    if listing is None:
+        listing = cleanup.known_names(namespace, [(a["workspace_id"], a["agent_id"]) for a in agents], extra_queues)
+    await cleanup.remove_namespaces(broker, listing, [namespace], force=True)
 
 
 if __name__ == "__main__":
     main()
-
