@@ -4,11 +4,13 @@ Every model here travels over AMQP as JSON; each carries a `workspace_id`. Chann
 plain strings so that adding a channel touches neither the router nor the agents service.
 """
 
+import json
+import math
 import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, model_validator
 
 from shared import events
 
@@ -17,6 +19,61 @@ ChannelName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,31}$")]
 Skill = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")]
 Priority = Annotated[int, Field(ge=0, le=10)]
 AgentStatus = Literal["online", "away", "offline"]
+
+# The limits of the whole path, checked once where a message enters (docs/limits.md). What
+# passes them can be published, routed, stored in MongoDB and shown on a desk.
+MAX_SKILLS = 20
+MAX_TEXT_CHARS = 100_000
+MAX_METADATA_BYTES = 256 * 1024  # as JSON
+MAX_METADATA_DEPTH = 32  # MongoDB refuses documents nested deeper than 100 levels; ours wrap metadata in up to 4
+MAX_METADATA_KEY_CHARS = 256
+INT64 = (-(2**63), 2**63 - 1)
+
+
+def _check_metadata_value(value: Any, depth: int, path: str) -> None:
+    """Raise ValueError naming the first part of `value` that BSON or our JSON hops cannot carry as is."""
+    if depth > MAX_METADATA_DEPTH:
+        raise ValueError(f"metadata is nested deeper than {MAX_METADATA_DEPTH} levels at {path}")
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return
+    if isinstance(value, int):
+        if not INT64[0] <= value <= INT64[1]:
+            raise ValueError(f"metadata{path}: integer outside the 64-bit range MongoDB stores")
+    elif isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError(f"metadata{path}: NaN and infinity cannot travel as JSON")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _check_metadata_key(key, path)
+            _check_metadata_value(item, depth + 1, f"{path}.{key}")
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            _check_metadata_value(item, depth + 1, f"{path}[{index}]")
+    else:
+        raise ValueError(f"metadata{path}: unsupported type {type(value).__name__}")  # noqa: TRY004 (pydantic wants ValueError)
+
+
+def _check_metadata_key(key: Any, path: str) -> None:
+    if not isinstance(key, str) or not key:
+        raise ValueError(f"metadata{path}: keys must be non-empty strings")
+    if len(key) > MAX_METADATA_KEY_CHARS:
+        raise ValueError(f"metadata{path}: a key is longer than {MAX_METADATA_KEY_CHARS} characters")
+    if "\x00" in key:
+        raise ValueError(f"metadata{path}: a key holds a NUL character, which MongoDB field names cannot")
+    if key.startswith("$"):
+        raise ValueError(f"metadata{path}: a key starts with '$', which MongoDB reserves for operators")
+
+
+def _storable_metadata(metadata: dict[str, Any]) -> dict[str, Any]:
+    _check_metadata_value(metadata, 1, "")
+    size = len(json.dumps(metadata, ensure_ascii=False).encode())
+    if size > MAX_METADATA_BYTES:
+        raise ValueError(f"metadata is {size} bytes as JSON, over the {MAX_METADATA_BYTES} byte limit")
+    return metadata
+
+
+# Free-form facts that travel with a message: JSON that BSON can store and every hop can carry.
+Metadata = Annotated[dict[str, Any], AfterValidator(_storable_metadata)]
 
 
 def utcnow() -> datetime:
@@ -67,16 +124,16 @@ class InboundMessage(Wire):
     workspace_id: str = DEFAULT_WORKSPACE
     channel: ChannelName
     # The provider's own id for this message; unique per channel, so a provider retry is harmless.
-    channel_message_id: str | None = None
+    channel_message_id: str | None = Field(None, max_length=1024)
     # Conversations are keyed by (workspace, channel, thread_id); the contact id when none is given.
     thread_id: str = Field(min_length=1, max_length=256)
     contact: Contact
-    text: str
-    attachments: list[Attachment] = Field(default_factory=list)
-    skills: list[Skill] = Field(default_factory=list)
+    text: str = Field(max_length=MAX_TEXT_CHARS)
+    attachments: list[Attachment] = Field(default_factory=list, max_length=100)
+    skills: list[Skill] = Field(default_factory=list, max_length=MAX_SKILLS)
     priority: Priority = 0
     # Channel facts a reply needs (an email's Message-ID and subject) and hints for routing.
-    metadata: dict[str, Any] = Field(default_factory=dict)
+    metadata: Metadata = Field(default_factory=dict)
     received_at: datetime = Field(default_factory=utcnow)
 
 
@@ -262,7 +319,7 @@ class ReplyContext(Wire):
     """The customer message a reply answers: what a channel needs to thread it (email headers)."""
 
     channel_message_id: str | None = None
-    metadata: dict[str, Any] = Field(default_factory=dict)
+    metadata: Metadata = Field(default_factory=dict)
 
 
 class OutboundMessage(Wire):

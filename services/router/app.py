@@ -3,8 +3,10 @@
 import hashlib
 from collections.abc import AsyncIterator
 
+import structlog
 from aiohttp import web
 from prometheus_client import CollectorRegistry
+from pydantic import ValidationError
 from pymongo.asynchronous.database import AsyncDatabase
 
 from services.router.config import RoutingConfig, load_config
@@ -18,6 +20,7 @@ from shared.mongo import create_client, is_reachable
 from shared.topology import Topology
 from shared.web import API_KEYS, WORKSPACE, add_ops_routes, auth_middleware, error_middleware, http_error, parse_body
 
+log = structlog.get_logger(__name__)
 SERVICE = web.AppKey("router_service", RouterService)
 DB = web.AppKey("router_db", AsyncDatabase)
 CONFIG_ID = "routing"
@@ -68,7 +71,22 @@ async def startup_config(db: AsyncDatabase, settings: RouterSettings) -> Routing
             config = load_config(settings.queues_file)
             await _save_config(db, config, file_sha256=digest)
             return config
-    return RoutingConfig.model_validate(stored["config"]) if stored else RoutingConfig()
+    return stored_config_or_default(stored)
+
+
+def stored_config_or_default(stored: dict | None) -> RoutingConfig:
+    """The stored configuration; the built-in default when it no longer validates.
+
+    A configuration saved by an older version, with limits since tightened, must not keep the
+    router from starting or make every later batch fail: it is logged, and routing goes on with
+    the default until a valid one is put."""
+    if stored is None:
+        return RoutingConfig()
+    try:
+        return RoutingConfig.model_validate(stored["config"])
+    except ValidationError as error:
+        log.error("router.stored_config_invalid", error=str(error))
+        return RoutingConfig()
 
 
 async def _save_config(db: AsyncDatabase, config: RoutingConfig, **extra: str) -> None:

@@ -17,6 +17,12 @@ from shared.models import InboundMessage, Skill, Wire
 
 QueueName = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.:+-]{1,64}$")]
 Proficiency = Annotated[int, Field(ge=1, le=5)]
+# Every duration is bounded so that any configuration the API accepts can run: timers and
+# windows become datetimes (`now ± seconds`), which overflow long before 1e15 seconds.
+MAX_SECONDS = 366 * 24 * 3600
+Seconds = Annotated[float, Field(gt=0, le=MAX_SECONDS, allow_inf_nan=False)]
+SecondsOrZero = Annotated[float, Field(ge=0, le=MAX_SECONDS, allow_inf_nan=False)]
+ShortText = Annotated[str, Field(max_length=200)]
 Strategy = Literal["least_occupied", "longest_idle", "round_robin", "most_skilled"]
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 WEEKDAYS: tuple[Weekday, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -26,13 +32,13 @@ SKILLS_QUEUE_PREFIX = "skills:"
 class ExpansionStep(Wire):
     """Bullseye: after `after_seconds` of waiting, agents matching these skills may take it too."""
 
-    after_seconds: float = Field(gt=0)
-    skills: dict[Skill, Proficiency] = Field(default_factory=dict)
+    after_seconds: Seconds
+    skills: dict[Skill, Proficiency] = Field(default_factory=dict, max_length=50)
 
 
 class SlaTargets(Wire):
-    first_response_seconds: float | None = Field(None, gt=0)
-    resolution_seconds: float | None = Field(None, gt=0)
+    first_response_seconds: Seconds | None = None
+    resolution_seconds: Seconds | None = None
     # sla.warning fires when this share of a target has passed.
     warning_ratio: float = Field(0.8, gt=0, lt=1)
 
@@ -40,11 +46,11 @@ class SlaTargets(Wire):
 class MaxWait(Wire):
     """What happens to a conversation that waited `seconds` without an agent."""
 
-    seconds: float = Field(gt=0)
+    seconds: Seconds
     action: Literal["overflow", "auto_reply", "callback"]
     overflow_queue: QueueName | None = None
     # For auto_reply: {minutes} is replaced by the expected wait in whole minutes.
-    message: str = "All our agents are busy. Expected wait: about {minutes} min. We will answer here."
+    message: str = Field("All our agents are busy. Expected wait: about {minutes} min. We will answer here.", max_length=2000)
 
     @model_validator(mode="after")
     def _overflow_names_a_queue(self) -> "MaxWait":
@@ -57,7 +63,23 @@ class BusinessHours(Wire):
     timezone: str = "UTC"
     # e.g. {"mon": ["09:00-17:00"], "sat": ["10:00-14:00"]}; a day not listed is closed.
     weekly: dict[Weekday, list[Annotated[str, Field(pattern=r"^\d\d:\d\d-\d\d:\d\d$")]]]
-    holidays: list[date] = Field(default_factory=list)
+    holidays: list[date] = Field(default_factory=list, max_length=1000)
+
+    @field_validator("weekly")
+    @classmethod
+    def _windows_are_times(cls, weekly: dict[str, list[str]]) -> dict[str, list[str]]:
+        """"25:00-26:00" fits the pattern but would fail every is_open() at routing time."""
+        for day, windows in weekly.items():
+            if len(windows) > 24:
+                raise ValueError(f"{day}: at most 24 windows a day")
+            for window in windows:
+                try:
+                    start, end = (time.fromisoformat(part) for part in window.split("-"))
+                except ValueError:
+                    raise ValueError(f"{day}: {window!r} is not HH:MM-HH:MM with real times") from None
+                if start >= end:
+                    raise ValueError(f"{day}: window {window!r} ends before it starts")
+        return weekly
 
     @field_validator("timezone")
     @classmethod
@@ -82,12 +104,12 @@ class BusinessHours(Wire):
 class QueueConfig(Wire):
     name: QueueName
     # Required skills with the minimum proficiency (1-5) an agent needs in each.
-    skills: dict[Skill, Proficiency] = Field(default_factory=dict)
+    skills: dict[Skill, Proficiency] = Field(default_factory=dict, max_length=50)
     priority: int = Field(0, ge=0, le=10)
     strategy: Strategy = "least_occupied"
     mode: Literal["push", "offer"] = "push"
-    offer_timeout_seconds: float = Field(30, gt=0)
-    expand: list[ExpansionStep] = Field(default_factory=list)
+    offer_timeout_seconds: Seconds = 30
+    expand: list[ExpansionStep] = Field(default_factory=list, max_length=20)
     sla: SlaTargets = Field(default_factory=SlaTargets)
     max_wait: MaxWait | None = None
     hours: BusinessHours | None = None
@@ -112,11 +134,11 @@ class ClassificationRule(Wire):
     """Every condition given must match; the first matching rule names the queue."""
 
     queue: QueueName
-    channels: list[str] = Field(default_factory=list)
-    languages: list[str] = Field(default_factory=list)  # metadata["language"]
-    keywords: list[str] = Field(default_factory=list)  # any of them, as whole words, any case
-    pattern: str | None = None  # a regular expression searched in the text
-    attributes: dict[str, str] = Field(default_factory=dict)  # metadata["attributes"], e.g. tier: vip
+    channels: list[ShortText] = Field(default_factory=list, max_length=100)
+    languages: list[ShortText] = Field(default_factory=list, max_length=100)  # metadata["language"]
+    keywords: list[ShortText] = Field(default_factory=list, max_length=1000)  # any of them, as whole words, any case
+    pattern: str | None = Field(None, max_length=1000)  # a regular expression searched in the text
+    attributes: dict[ShortText, ShortText] = Field(default_factory=dict, max_length=100)  # metadata["attributes"], e.g. tier: vip
     priority: int = Field(0, ge=0, le=10)  # added to the conversation's priority
 
     @field_validator("pattern")
@@ -148,23 +170,24 @@ def _has_keyword(text: str, keywords: list[str]) -> bool:
 
 class RoutingConfig(Wire):
     default_queue: QueueName = "default"
-    queues: list[QueueConfig] = Field(default_factory=lambda: [QueueConfig(name="default")])
-    rules: list[ClassificationRule] = Field(default_factory=list)
+    queues: list[QueueConfig] = Field(default_factory=lambda: [QueueConfig(name="default")], max_length=1000)
+    rules: list[ClassificationRule] = Field(default_factory=list, max_length=1000)
     # Channels grouped into media for capacity; a channel not listed is "chat".
-    channel_media: dict[str, str] = Field(default_factory=lambda: {"voice": "voice", "email": "email"})
+    channel_media: dict[ShortText, ShortText] = Field(default_factory=lambda: {"voice": "voice", "email": "email"},
+                                                      max_length=100)
     # A conversation on an exclusive medium (a call) blocks new work of any other medium.
-    exclusive_media: list[str] = Field(default_factory=lambda: ["voice"])
+    exclusive_media: list[ShortText] = Field(default_factory=lambda: ["voice"], max_length=100)
     # Aging: one point of priority counts as this many seconds of waiting (see docs/routing.md).
-    aging_seconds_per_priority: float = Field(60, gt=0)
+    aging_seconds_per_priority: Seconds = 60
     # A conversation reopening within the window goes back to its last agent if they can take it
     # within `last_agent_wait_seconds`.
-    last_agent_window_seconds: float = Field(24 * 3600, ge=0)
-    last_agent_wait_seconds: float = Field(10, ge=0)
+    last_agent_window_seconds: SecondsOrZero = 24 * 3600
+    last_agent_wait_seconds: SecondsOrZero = 10
     # An agent who lets this many offers in a row time out is set away.
-    missed_offers_before_away: int = Field(3, ge=1)
+    missed_offers_before_away: int = Field(3, ge=1, le=1000)
     # An agent who declined or missed a conversation is skipped for it; after this long it may
     # get it again (so a team whose every agent declined once does not leave it waiting for ever).
-    declined_retry_seconds: float = Field(60, gt=0)
+    declined_retry_seconds: Seconds = 60
     # Lookups by name on the hot path: configured queues, and skill queues made on first use.
     _by_name: dict[str, QueueConfig] = PrivateAttr(default_factory=dict)
 
@@ -194,7 +217,9 @@ class RoutingConfig(Wire):
             return queue
         if name.startswith(SKILLS_QUEUE_PREFIX):
             skills = name[len(SKILLS_QUEUE_PREFIX):].split("+")
-            queue = self._by_name[name] = QueueConfig(name=name, skills={s: 1 for s in skills if s})
+            # Not validated as a configured queue: its name is as long as the message's skills
+            # (valid Skills, checked at intake), past the 64 characters a configured name may have.
+            queue = self._by_name[name] = QueueConfig.model_construct(name=name, skills={s: 1 for s in skills if s})
             return queue
         return self._by_name[self.default_queue]
 

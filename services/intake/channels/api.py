@@ -8,14 +8,13 @@ headers `X-Switchyard-Timestamp: <unix seconds>` and
 import hashlib
 import hmac
 import time
-from typing import Any
 
 import aiohttp
 from pydantic import Field, field_validator
 
 from services.intake.channels.base import ChannelPlugin, SendError, Sent, message_id_for
 from services.intake.settings import CallbackTarget
-from shared.models import Contact, InboundMessage, OutboundMessage, Priority, Skill, Wire
+from shared.models import MAX_SKILLS, Contact, InboundMessage, Metadata, OutboundMessage, Priority, Skill, Wire
 
 CHANNEL = "api"
 MAX_TEXT_CHARS = 4096
@@ -27,9 +26,9 @@ class PostedMessage(Wire):
     contact: Contact
     text: str = Field(min_length=1, max_length=MAX_TEXT_CHARS)
     thread_id: str | None = Field(None, min_length=1, max_length=256)
-    skills: list[Skill] = Field(default_factory=list, max_length=20)
+    skills: list[Skill] = Field(default_factory=list, max_length=MAX_SKILLS)
     priority: Priority = 0
-    metadata: dict[str, Any] = Field(default_factory=dict)
+    metadata: Metadata = Field(default_factory=dict)
 
     @field_validator("text")
     @classmethod
