@@ -5,7 +5,10 @@ raises instead of vanishing.
 """
 
 import asyncio
+import uuid
+from collections import deque
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
 
@@ -17,7 +20,9 @@ from aio_pika.abc import (
     AbstractQueue,
     AbstractRobustConnection,
 )
+from aiormq.exceptions import ChannelInvalidStateError
 from pydantic import BaseModel, ValidationError
+from pymongo.errors import ConnectionFailure
 
 from shared.topology import Topology, declare_core
 
@@ -80,8 +85,27 @@ class Broker:
 
         `mandatory=False` is for notifications whose listeners are optional (external systems);
         `persistent=False` for ephemeral signals (typing) that are worthless after a restart."""
+        await self.publish_raw(
+            model.model_dump_json().encode(), routing_key, message_type=message_type, message_id=message_id,
+            workspace_id=workspace_id, exchange=exchange, headers=headers, mandatory=mandatory, persistent=persistent,
+        )
+
+    async def publish_raw(
+        self,
+        body: bytes,
+        routing_key: str,
+        *,
+        message_type: str,
+        message_id: str,
+        workspace_id: str,
+        exchange: str | None = None,
+        headers: dict[str, Any] | None = None,
+        mandatory: bool = True,
+        persistent: bool = True,
+    ) -> None:
+        """Publish a JSON body already serialized (from an outbox), confirmed, as publish() does."""
         message = aio_pika.Message(
-            model.model_dump_json().encode(),
+            body,
             content_type="application/json",
             delivery_mode=aio_pika.DeliveryMode.PERSISTENT if persistent else aio_pika.DeliveryMode.NOT_PERSISTENT,
             message_id=message_id,
@@ -92,6 +116,21 @@ class Broker:
         # ensure=False: no passive declare per publish; the exchange was declared in start().
         target = await self.channel.get_exchange(exchange or self.topology.events_exchange, ensure=False)
         await target.publish(message, routing_key, mandatory=mandatory)
+
+    async def park(self, delivery: AbstractIncomingMessage, queue: str, headers: dict[str, Any], delay: float) -> None:
+        """Copy a message to the retry queue (confirmed); it returns to `queue` after `delay` seconds."""
+        message = aio_pika.Message(
+            delivery.body,
+            content_type=delivery.content_type,
+            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+            message_id=delivery.message_id,
+            type=delivery.type,
+            timestamp=delivery.timestamp,
+            headers=headers,
+            expiration=delay,
+        )
+        park = await self.channel.get_exchange(self.topology.park_exchange, ensure=False)
+        await park.publish(message, queue, mandatory=True)
 
     async def dead_letter(self, delivery: AbstractIncomingMessage, queue: str, reason: str) -> None:
         """Copy a message to `<queue>.dlq` with the reason in its headers (confirmed)."""
@@ -120,6 +159,27 @@ class PoisonMessage(Exception):
     """This message can never be processed: dead-letter it now, with this as the reason."""
 
 
+class ItemFailed(Exception):
+    """Raised by a batch handler that knows which input failed: that one is parked (or
+    dead-lettered) and the rest are handled again at once, as one batch (a router that must
+    rebuild its state after a failure rebuilds once, not once per neighbour)."""
+
+    def __init__(self, index: int, error: Exception) -> None:
+        super().__init__(f"input {index} failed: {error!r}")
+        self.index = index
+        self.error = error
+
+
+# Failures of the infrastructure, not of a message: everything would fail alike, so the consumer
+# waits and hands the batch back instead of counting an attempt against each message.
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
+    ConnectionError,  # aiormq's AMQPConnectionError included
+    TimeoutError,
+    ConnectionFailure,  # pymongo: AutoReconnect, NetworkTimeout, ServerSelectionTimeoutError
+    ChannelInvalidStateError,
+)
+
+
 def parse_as(model: type[M]) -> Callable[[AbstractIncomingMessage], M]:
     """A parser for a BatchConsumer that validates the body as one pydantic model."""
 
@@ -129,13 +189,39 @@ def parse_as(model: type[M]) -> Callable[[AbstractIncomingMessage], M]:
     return parse
 
 
+@dataclass
+class Received(Generic[T]):
+    """One delivery, parsed, with the ordering key of what it is about (its conversation)."""
+
+    queue: str
+    delivery: AbstractIncomingMessage
+    model: T
+    key: str | None  # None: nothing to keep in order with
+
+    @property
+    def park_id(self) -> str | None:
+        return (self.delivery.headers or {}).get(PARK_ID)
+
+    @property
+    def attempts(self) -> int:
+        return int((self.delivery.headers or {}).get(ATTEMPTS) or 0)
+
+
+PARK_ID, ATTEMPTS = "x-park-id", "x-attempts"
+
+
 class BatchConsumer(Generic[T]):
     """Consumes one or more queues in order, handing the handler batches of parsed messages.
 
     Acks only after the handler returned (its durable effect is done). A message that does not
     parse is dead-lettered at once. When a batch fails it is retried message by message, so one
-    poison message cannot take its neighbours down; each failing message is retried with
-    backoff, at most `max_attempts` deliveries, then dead-lettered with the error as reason.
+    poison message cannot take its neighbours down. A message that still fails is *parked*: a copy
+    goes to the namespace's retry queue with a TTL (backoff doubling from `retry_delay` up to
+    `max_retry_delay`) and comes back to its queue when the TTL runs out; the consumer goes on
+    with the rest at once. Later messages with the same `key` (its conversation) are parked behind
+    it, so that conversation keeps its order while every other flows. After `max_attempts`
+    failures it is dead-lettered with the error as the reason. Failures of the infrastructure
+    (TRANSIENT_ERRORS) count against no message: the consumer waits and retries the batch.
     Handlers must be idempotent: a redelivery must change nothing.
     """
 
@@ -146,6 +232,7 @@ class BatchConsumer(Generic[T]):
         parse: Callable[[AbstractIncomingMessage], T],
         handle_batch: Callable[[list[T]], Awaitable[None]],
         *,
+        key: Callable[[T], str] | None = None,
         batch_size: int = 100,
         max_attempts: int = 10,
         retry_delay: float = 0.25,
@@ -155,6 +242,7 @@ class BatchConsumer(Generic[T]):
         self.name = name
         self.parse = parse
         self.handle_batch = handle_batch
+        self.key = key
         self.batch_size = batch_size
         self.max_attempts = max_attempts
         self.retry_delay = retry_delay
@@ -165,6 +253,9 @@ class BatchConsumer(Generic[T]):
         self._worker: asyncio.Task | None = None
         self._busy = asyncio.Event()
         self._busy.set()
+        # Per key, the park ids of its parked messages in order; the first must be handled first.
+        self.parked: dict[str, deque[str]] = {}
+        self._outage_delay = retry_delay
 
     async def start(self) -> None:
         self._channel = await self.broker.new_channel(prefetch=self.batch_size * 2)
@@ -204,68 +295,137 @@ class BatchConsumer(Generic[T]):
         while True:
             first = await self._inbox.get()
             self._busy.clear()
+            batch = [first]
             try:
-                batch = [first]
                 while len(batch) < self.batch_size and not self._inbox.empty():
                     batch.append(self._inbox.get_nowait())
                 await self._process(batch)
+                self._outage_delay = self.retry_delay
+            except TRANSIENT_ERRORS as error:
+                await self._wait_out_outage(batch, error)
             except Exception:  # never let the worker die; hand what is unsettled back to the broker
                 log.exception("consumer.batch_crashed", consumer=self.name)
                 await _requeue_unsettled(batch)
             finally:
                 self._busy.set()
 
+    async def _wait_out_outage(self, batch: list[tuple[str, AbstractIncomingMessage]], error: BaseException) -> None:
+        """Everything would fail alike: wait (growing up to max_retry_delay), then hand the batch back."""
+        log.warning("consumer.outage", consumer=self.name, delay=self._outage_delay, error=repr(error))
+        await asyncio.sleep(self._outage_delay)
+        self._outage_delay = min(self._outage_delay * 2, self.max_retry_delay)
+        await _requeue_unsettled(batch)
+
     async def _process(self, batch: list[tuple[str, AbstractIncomingMessage]]) -> None:
-        parsed: list[tuple[str, AbstractIncomingMessage, T]] = []
+        ready: list[Received[T]] = []
         for queue_name, delivery in batch:
             try:
-                parsed.append((queue_name, delivery, self.parse(delivery)))
+                model = self.parse(delivery)
             except (ValidationError, PoisonMessage, ValueError) as error:
                 await self._dead_letter(queue_name, delivery, f"unparseable: {error}")
-        if not parsed:
-            return
-        try:
-            await self.handle_batch([model for _, _, model in parsed])
-        except Exception as error:
-            if len(parsed) == 1:
-                await self._retry_or_dead_letter(*parsed[0][:2], error)
+                continue
+            ready.append(Received(queue_name, delivery, model, self._key_of(model, delivery)))
+        while ready:
+            ready = await self._not_waiting(ready)
+            if not ready:
                 return
-            log.warning("consumer.batch_failed_retrying_singly", consumer=self.name, error=repr(error))
-            await self._process_singly(parsed)
-            return
-        for _, delivery, _ in parsed:
-            await _ack(delivery)
-
-    async def _process_singly(self, parsed: list[tuple[str, AbstractIncomingMessage, T]]) -> None:
-        for queue_name, delivery, model in parsed:
             try:
-                await self.handle_batch([model])
+                await self.handle_batch([item.model for item in ready])
+            except TRANSIENT_ERRORS:
+                raise
+            except ItemFailed as failure:
+                await self._fail(ready[failure.index], failure.error)
+                del ready[failure.index]
+                continue
             except Exception as error:
-                await self._retry_or_dead_letter(queue_name, delivery, error)
-            else:
-                await _ack(delivery)
+                if len(ready) == 1:
+                    await self._fail(ready[0], error)
+                    return
+                log.warning("consumer.batch_failed_retrying_singly", consumer=self.name, error=repr(error))
+                await self._process_singly(ready)
+                return
+            for item in ready:
+                await self._done(item)
+            return
 
-    async def _retry_or_dead_letter(
-        self, queue_name: str, delivery: AbstractIncomingMessage, error: Exception
-    ) -> None:
+    async def _not_waiting(self, items: list["Received[T]"]) -> list["Received[T]"]:
+        """The items free to go; those behind a parked message of their key are parked after it."""
+        free = []
+        for item in items:
+            if self._must_wait(item):
+                await self._park(item, failed=None)
+            else:
+                free.append(item)
+        return free
+
+    async def _process_singly(self, ready: list["Received[T]"]) -> None:
+        for item in ready:
+            if self._must_wait(item):  # an earlier message of its conversation was just parked
+                await self._park(item, failed=None)
+                continue
+            try:
+                await self.handle_batch([item.model])
+            except TRANSIENT_ERRORS:
+                raise
+            except ItemFailed as failure:
+                await self._fail(item, failure.error)
+            except Exception as error:
+                await self._fail(item, error)
+            else:
+                await self._done(item)
+
+    def _key_of(self, model: T, delivery: AbstractIncomingMessage) -> str | None:
+        return self.key(model) if self.key is not None else delivery.message_id
+
+    def _must_wait(self, item: "Received[T]") -> bool:
+        """True while an earlier message of the same key is parked (this one is not it)."""
+        queue = self.parked.get(item.key) if item.key is not None else None
+        return bool(queue) and queue[0] != item.park_id
+
+    async def _done(self, item: "Received[T]") -> None:
+        await _ack(item.delivery)
+        self._unpark(item)
+
+    def _unpark(self, item: "Received[T]") -> None:
+        queue = self.parked.get(item.key) if item.key is not None else None
+        if queue and item.park_id in queue:
+            queue.remove(item.park_id)
+            if not queue:
+                del self.parked[item.key]
+
+    async def _fail(self, item: "Received[T]", error: Exception) -> None:
         if isinstance(error, PoisonMessage):
-            await self._dead_letter(queue_name, delivery, str(error))
+            await self._dead_letter(item.queue, item.delivery, str(error))
+            self._unpark(item)
             return
-        # Quorum queues count deliveries for us; a classic queue only says "redelivered".
-        previous = int((delivery.headers or {}).get("x-delivery-count") or (1 if delivery.redelivered else 0))
-        attempt = previous + 1
+        attempt = item.attempts + 1
         if attempt >= self.max_attempts:
-            await self._dead_letter(queue_name, delivery, f"failed {attempt} times: {error!r}")
+            await self._dead_letter(item.queue, item.delivery, f"failed {attempt} times: {error!r}")
+            self._unpark(item)
             return
-        delay = min(self.retry_delay * 2 ** (attempt - 1), self.max_retry_delay)
-        log.warning(
-            "consumer.retrying", consumer=self.name, attempt=attempt, delay=delay, error=repr(error)
-        )
-        await asyncio.sleep(delay)
-        try:
-            await delivery.nack(requeue=True)
-        except Exception as nack_error:  # channel gone: the broker requeues it anyway
-            log.warning("consumer.nack_failed", consumer=self.name, error=repr(nack_error))
+        await self._park(item, failed=error)
+
+    async def _park(self, item: "Received[T]", failed: Exception | None) -> None:
+        """Put a copy on the retry queue, then ack: the queue flows on while this one waits.
+
+        A failed message waits its backoff; one parked only to keep its conversation's order
+        waits no time of its own (the retry queue is FIFO: it comes back right after the one
+        ahead of it)."""
+        attempts = item.attempts + (1 if failed is not None else 0)
+        delay = min(self.retry_delay * 2 ** (attempts - 1), self.max_retry_delay) if failed is not None else 0
+        park_id = item.park_id or uuid.uuid4().hex
+        if item.key is not None:
+            queue = self.parked.setdefault(item.key, deque())
+            if park_id not in queue:
+                queue.append(park_id)
+        headers = dict(item.delivery.headers or {})
+        headers.update({PARK_ID: park_id, ATTEMPTS: attempts})
+        if failed is not None:
+            headers["x-error"] = repr(failed)[:1000]
+            log.warning("consumer.parked", consumer=self.name, key=item.key, attempt=attempts, delay=delay,
+                        error=repr(failed))
+        await self.broker.park(item.delivery, item.queue, headers, delay)
+        await _ack(item.delivery)
 
     async def _dead_letter(
         self, queue_name: str, delivery: AbstractIncomingMessage, reason: str

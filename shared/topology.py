@@ -10,6 +10,12 @@
     agents ──typing.agent────► events ──► <ns>.intake.signals.<id>
 
 Each consumed queue has a `<queue>.dlq` beside it for poison messages (reason in the headers).
+A message that failed, and the later messages of its conversation, are parked off the queue so the
+rest flow on (shared/broker.py):
+
+    consumer ──(routing key: source queue)──► <ns>.park (fanout) ──► <ns>.retry (per-message TTL)
+    <ns>.retry ──expired, dead-lettered──► <ns>.requeue (direct) ──(key = queue name)──► source queue
+
 The router's events and messages share one queue so that one replica, and only one, owns the
 routing state at a time and sees every input in one order.
 """
@@ -52,6 +58,18 @@ class Topology:
         return f"{self.namespace}.deliveries"
 
     @property
+    def park_exchange(self) -> str:
+        return f"{self.namespace}.park"
+
+    @property
+    def requeue_exchange(self) -> str:
+        return f"{self.namespace}.requeue"
+
+    @property
+    def retry_queue(self) -> str:
+        return f"{self.namespace}.retry"
+
+    @property
     def router_queue(self) -> str:
         return f"{self.namespace}.router.work"
 
@@ -66,6 +84,15 @@ class Topology:
     def core_queues(self) -> tuple[str, ...]:
         """The consumed queues declare_core makes (without their dead-letter queues)."""
         return (self.router_queue, self.agents_status_queue, self.agents_events_queue)
+
+    def retry_queue_arguments(self) -> dict:
+        """Parked messages go back to their queue (their routing key) when their TTL runs out."""
+        arguments: dict = {"x-queue-type": self.queue_type, "x-dead-letter-exchange": self.requeue_exchange}
+        if self.queue_type == "quorum":
+            # Dead-letter with confirms inside the broker, so a parked message is never dropped on
+            # its way back (RabbitMQ 3.10+; at-least-once needs reject-publish overflow).
+            arguments |= {"x-dead-letter-strategy": "at-least-once", "x-overflow": "reject-publish"}
+        return arguments
 
     def agent_queue(self, workspace_id: str, agent_id: str) -> str:
         return f"{self.namespace}.agent.{workspace_id}.{agent_id}"
@@ -107,6 +134,14 @@ async def declare_exchanges(channel: AbstractChannel, topology: Topology) -> Non
     await channel.declare_exchange(
         topology.deliveries_exchange, aio_pika.ExchangeType.DIRECT, durable=True
     )
+    await channel.declare_exchange(topology.park_exchange, aio_pika.ExchangeType.FANOUT, durable=True)
+    await channel.declare_exchange(topology.requeue_exchange, aio_pika.ExchangeType.DIRECT, durable=True)
+
+
+async def declare_retry_queue(channel: AbstractChannel, topology: Topology) -> None:
+    """The one parking queue of the namespace: every consumer's failed messages wait here."""
+    retry = await channel.declare_queue(topology.retry_queue, durable=True, arguments=topology.retry_queue_arguments())
+    await retry.bind(topology.park_exchange, "")
 
 
 async def declare_consumed_queue(
@@ -119,16 +154,19 @@ async def declare_consumed_queue(
     await channel.declare_queue(
         topology.dead_letter_queue(name), durable=True, arguments=topology.queue_arguments()
     )
-    return await channel.declare_queue(
+    queue = await channel.declare_queue(
         name,
         durable=True,
         arguments=topology.queue_arguments(single_active_consumer=single_active_consumer),
     )
+    await queue.bind(topology.requeue_exchange, name)  # parked messages come back by their queue's name
+    return queue
 
 
 async def declare_core(channel: AbstractChannel, topology: Topology) -> None:
     """Exchanges plus the queues that exist whatever agents and channels there are."""
     await declare_exchanges(channel, topology)
+    await declare_retry_queue(channel, topology)
     router = await declare_consumed_queue(
         channel, topology, topology.router_queue, single_active_consumer=True
     )

@@ -19,9 +19,11 @@ from shared.ephemeral import (
     publish_signal,
 )
 from shared.models import (
+    AgentDeliveryType,
     ConversationAnswered,
     ConversationAssigned,
     ConversationMessage,
+    ConversationOffered,
     ConversationResolved,
     DeliveryStatus,
     OfferAnswer,
@@ -42,8 +44,19 @@ class Conflict(Exception):
     pass
 
 
-def parse_delivery(delivery: AbstractIncomingMessage) -> ConversationAssigned | ConversationMessage:
+def parse_delivery(delivery: AbstractIncomingMessage) -> AgentDeliveryType:
     return agent_delivery_adapter.validate_json(delivery.body)
+
+
+def delivery_key(delivery: AgentDeliveryType) -> str:
+    """Deliveries of one conversation stay in order, also while one of them is parked."""
+    if isinstance(delivery, ConversationAssigned | ConversationOffered):
+        return delivery.conversation.conversation_id
+    return delivery.conversation_id
+
+
+def notice_key(notice: RoutingEvent) -> str:
+    return notice.conversation_id or f"agent:{notice.workspace_id}:{notice.agent_id}"
 
 
 class AgentsMetrics:
@@ -60,9 +73,12 @@ class AgentsService:
         self.store = store
         self.hub = hub
         self.metrics = metrics
-        self.deliveries = BatchConsumer(broker, "agents.deliveries", parse_delivery, self.handle_deliveries, batch_size=batch_size)
-        self.statuses = BatchConsumer(broker, "agents.status", parse_as(DeliveryStatus), self.handle_statuses, batch_size=batch_size)
-        self.notices = BatchConsumer(broker, "agents.events", parse_as(RoutingEvent), self.handle_routing_events, batch_size=batch_size)
+        self.deliveries = BatchConsumer(broker, "agents.deliveries", parse_delivery, self.handle_deliveries,
+                                        key=delivery_key, batch_size=batch_size)
+        self.statuses = BatchConsumer(broker, "agents.status", parse_as(DeliveryStatus), self.handle_statuses,
+                                      key=lambda status: status.names, batch_size=batch_size)
+        self.notices = BatchConsumer(broker, "agents.events", parse_as(RoutingEvent), self.handle_routing_events,
+                                     key=notice_key, batch_size=batch_size)
         self.typing_signals = SignalConsumer(broker, "agents", events.TYPING_CONTACT, self.contact_typing)
         self.typing_limit = RateLimiter(TYPING_INTERVAL)  # the agents' typing, per (workspace, agent, conversation)
         self._consumed_agents: set[tuple[str, str]] = set()
@@ -209,20 +225,23 @@ class AgentsService:
         if item.frame is not None:
             await self.hub.send((item.frame["workspace_id"], item.agent_id), item.frame)  # every notice frame names it
             return
-        stored = item.messages
-        if item.conversation is not None and item.conversation.get("assignment_seq", 0) > 1:
-            stored = await self.store.messages_of([item.conversation["_id"]])  # taken over: the whole history
-        messages = [jsonable(m, "message_id") for m in stored]
+        messages = [jsonable(m, "message_id") for m in item.messages]
         workspace_id = (item.conversation or item.messages[0])["workspace_id"]
         key = (workspace_id, item.agent_id)
         if item.conversation is not None:
             self.metrics.assignments.inc()
             self.metrics.messages_in.inc(len(messages))
-            await self.hub.send(key, {
+            frame = {
                 "type": events.CONVERSATION_ASSIGNED,
                 "conversation": jsonable(item.conversation, "conversation_id"),
                 "messages": messages,
-            })
+            }
+            if item.conversation.get("assignment_seq", 0) > 1:
+                # Taken over (rerouted, transferred): the desk fetches the history it needs. A shift
+                # change reroutes hundreds of long conversations at once; reading and pushing every
+                # message again would hold every other agent's deliveries behind it.
+                frame["history"] = "fetch"
+            await self.hub.send(key, frame)
             return
         for message in messages:
             self.metrics.messages_in.inc()

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from pymongo import ASCENDING, ReturnDocument, UpdateOne
+from pymongo import ASCENDING, DeleteMany, ReturnDocument, UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError
 
@@ -123,18 +123,40 @@ class AgentsStore:
         """Apply a batch in order: runs of assignments and messages in bulk, offers and revocations one by one."""
         for_desk: list[ForDesk] = []
         run: list[ConversationAssigned | ConversationMessage] = []
+        revocations: list[ConversationRevoked] = []
         for delivery in [*deliveries, None]:
             if isinstance(delivery, ConversationAssigned | ConversationMessage):
+                for_desk += await self._apply_revocations(revocations)
+                revocations = []
                 run.append(delivery)
                 continue
             for_desk += await self._apply_run(run)
             run = []
+            if isinstance(delivery, ConversationRevoked):
+                revocations.append(delivery)
+                continue
+            for_desk += await self._apply_revocations(revocations)
+            revocations = []
             if delivery is not None:
                 for_desk += await self._apply_notice(delivery)
         return for_desk
 
-    async def _apply_notice(self, notice: RoutingNotice) -> list[ForDesk]:
-        """An offer is kept until answered (a reconnecting desk sees it); a revocation frees the conversation."""
+    async def _apply_revocations(self, revocations: list[ConversationRevoked]) -> list[ForDesk]:
+        """Revocations in bulk: a shift change takes hundreds of conversations from their agents at once."""
+        if not revocations:
+            return []
+        await self.offers.bulk_write([DeleteMany({"conversation_id": r.conversation_id, "agent_id": r.agent_id})
+                                      for r in revocations], ordered=False)
+        await self.conversations.bulk_write([
+            UpdateOne({"_id": r.conversation_id, "assignee_id": r.agent_id, "assignment_seq": {"$lt": r.assignment_seq}},
+                      {"$set": {"status": "waiting", "assignee_id": None, "assignment_seq": r.assignment_seq,
+                                "revoked_reason": r.reason}})
+            for r in revocations
+        ], ordered=True)
+        return [_notice_frame(r, events.CONVERSATION_REVOKED) for r in revocations]
+
+    async def _apply_notice(self, notice: ConversationOffered | ConversationEnded) -> list[ForDesk]:
+        """An offer is kept until answered (a reconnecting desk sees it); an ending resolves the conversation."""
         if isinstance(notice, ConversationOffered):
             info = notice.conversation
             offer_id = f"{info.conversation_id}:{info.assignee_id}:{notice.expires_at.isoformat()}"
@@ -148,34 +170,39 @@ class AgentsStore:
             )
             return [ForDesk(info.assignee_id, None, frame=frame)] if result.upserted_id is not None else []
         await self.offers.delete_many({"conversation_id": notice.conversation_id, "agent_id": notice.agent_id})
-        if isinstance(notice, ConversationEnded):
-            await self.conversations.update_one(
-                {"_id": notice.conversation_id, "status": {"$ne": "resolved"}},
-                {"$set": {"status": "resolved", "resolved_at": notice.ended_at, "resolved_reason": notice.reason}},
-            )
-            return [_notice_frame(notice, events.CONVERSATION_ENDED)]
         await self.conversations.update_one(
-            {"_id": notice.conversation_id, "assignee_id": notice.agent_id, "assignment_seq": {"$lt": notice.assignment_seq}},
-            {"$set": {"status": "waiting", "assignee_id": None, "assignment_seq": notice.assignment_seq,
-                      "revoked_reason": notice.reason}},
+            {"_id": notice.conversation_id, "status": {"$ne": "resolved"}},
+            {"$set": {"status": "resolved", "resolved_at": notice.ended_at, "resolved_reason": notice.reason}},
         )
-        return [_notice_frame(notice, events.CONVERSATION_REVOKED)]
+        return [_notice_frame(notice, events.CONVERSATION_ENDED)]
 
     async def pending_offers(self, workspace_id: str, agent_id: str) -> list[dict]:
         offers = await self.offers.find({"workspace_id": workspace_id, "agent_id": agent_id, "expires_at": {"$gt": utcnow()}}).to_list()
         return [offer["frame"] for offer in offers]
 
-    async def _reassign(self, delivery: ConversationAssigned) -> bool:
-        """A conversation that changed hands (rerouted, transferred): the newer assignment wins."""
-        info = delivery.conversation
-        await self.offers.delete_many({"conversation_id": info.conversation_id})
-        result = await self.conversations.update_one(
-            {"_id": info.conversation_id, "assignment_seq": {"$lt": info.assignment_seq}},
-            {"$set": {"assignee_id": info.assignee_id, "assigned_at": info.assigned_at, "status": "assigned",
-                      "assignment_seq": info.assignment_seq, "queue": info.queue, "routing": info.routing,
-                      "sla": info.sla, "transfers": info.transfers}},
-        )
-        return result.modified_count == 1
+    async def _reassign(self, assignments: list[ConversationAssigned]) -> set[str]:
+        """Conversations that changed hands (rerouted, transferred), in bulk: the newer assignment wins.
+
+        The ids of those this batch moved. One consumer applies deliveries, so what is read here
+        is what the conditional update meets."""
+        if not assignments:
+            return set()
+        ids = [a.conversation.conversation_id for a in assignments]
+        current = {doc["_id"]: doc.get("assignment_seq", 0)
+                   async for doc in self.conversations.find({"_id": {"$in": ids}}, {"assignment_seq": 1})}
+        newer = {a.conversation.conversation_id: a for a in assignments
+                 if a.conversation.assignment_seq > current.get(a.conversation.conversation_id, 0)}
+        if not newer:
+            return set()
+        await self.offers.delete_many({"conversation_id": {"$in": list(newer)}})
+        await self.conversations.bulk_write([
+            UpdateOne({"_id": info.conversation_id, "assignment_seq": {"$lt": info.assignment_seq}},
+                      {"$set": {"assignee_id": info.assignee_id, "assigned_at": info.assigned_at, "status": "assigned",
+                                "assignment_seq": info.assignment_seq, "queue": info.queue, "routing": info.routing,
+                                "sla": info.sla, "transfers": info.transfers}})
+            for info in (a.conversation for a in newer.values())
+        ], ordered=True)
+        return set(newer)
 
     async def _apply_run(self, deliveries: list[ConversationAssigned | ConversationMessage]) -> list[ForDesk]:
         """Store conversations and messages; redelivered ones change nothing and are not returned."""
@@ -202,12 +229,11 @@ class AgentsStore:
         if conversation_ops:
             result = await self.conversations.bulk_write(conversation_ops, ordered=False)
             new_conversations = {str(i) for i in result.upserted_ids.values()}
-        for assignment in assignments:
-            conversation_id = assignment.conversation.conversation_id
-            if conversation_id in new_conversations:
-                await self.offers.delete_many({"conversation_id": conversation_id})
-            elif await self._reassign(assignment):
-                new_conversations.add(conversation_id)  # the new assignee's desk gets it with its history
+        if new_conversations:
+            await self.offers.delete_many({"conversation_id": {"$in": list(new_conversations)}})
+        # A conversation that changed hands is new to its new assignee's desk.
+        new_conversations |= await self._reassign([a for a in assignments
+                                                   if a.conversation.conversation_id not in new_conversations])
         # The same message twice in one batch (a provider's retry, published twice) is one message.
         pending = _without_repeats(pending)
         all_docs = [doc for _, _, docs in pending for doc in docs]

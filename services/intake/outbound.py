@@ -1,8 +1,10 @@
 """Sends agents' replies out: one worker per channel consumes its outbound queue.
 
-Each reply is sent in a task of its own (a slow provider does not hold up the others), retried
-with exponential backoff while the failure is retryable, and its outcome published as
-`message.status` (sent, delivered or failed with the reason) before the reply is acked.
+Each reply is sent in a task of its own (a slow provider does not hold up the others). A failure
+worth retrying parks the reply on the namespace's retry queue for the backoff (shared/broker.py)
+instead of holding a prefetch slot while it waits, so one workspace whose provider is down cannot
+hold up another's replies. The outcome is published as `message.status` (sent, delivered, or
+failed with the reason once the tries run out) before the reply is acked.
 """
 
 import asyncio
@@ -12,9 +14,9 @@ from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
 from prometheus_client import Counter
 from pydantic import ValidationError
 
-from services.intake.channels.base import Backoff, Sender, Sent, with_retries
+from services.intake.channels.base import Backoff, Sender, SendError, Sent
 from shared import events
-from shared.broker import Broker
+from shared.broker import ATTEMPTS, Broker
 from shared.models import DeliveryStatus, OutboundMessage
 from shared.topology import declare_outbound_queue
 
@@ -81,7 +83,9 @@ class OutboundWorker:
             workspace_id=message.workspace_id, conversation_id=message.conversation_id, message_id=message.message_id
         )
         try:
-            status = await self._send_with_retries(message)
+            status = await self._send_once(delivery, message)
+            if status is None:
+                return  # parked for a later try
             await self.broker.publish(
                 status, events.MESSAGE_STATUS, message_type=events.MESSAGE_STATUS,
                 message_id=f"status:{message.message_id}:{status.status}", workspace_id=message.workspace_id,
@@ -97,14 +101,25 @@ class OutboundWorker:
             except Exception as error:
                 log.warning("outbound.nack_failed", error=repr(error))
 
-    async def _send_with_retries(self, message: OutboundMessage) -> DeliveryStatus:
-        tried = await with_retries(lambda: self.sender.send(message), self.backoff)
-        if tried.ok:
-            sent: Sent = tried.result
+    async def _send_once(self, delivery: AbstractIncomingMessage, message: OutboundMessage) -> DeliveryStatus | None:
+        """Try once; park a retryable failure (None) until the tries run out, then report it failed."""
+        attempt = int((delivery.headers or {}).get(ATTEMPTS) or 0) + 1
+        try:
+            sent: Sent = await self.sender.send(message)
+        except SendError as error:
+            log.warning("send.attempt_failed", attempt=attempt, reason=error.reason, retry=error.retry)
+            if error.retry and attempt < self.backoff.attempts:
+                await self._park(delivery, attempt, error.reason)
+                return None
             return DeliveryStatus(message_id=message.message_id, workspace_id=message.workspace_id,
-                                  conversation_id=message.conversation_id, status=sent.state,
-                                  channel=message.channel, channel_message_id=sent.channel_message_id)
-        attempts = tried.attempts
+                                  conversation_id=message.conversation_id, status="failed",
+                                  reason=f"{error.reason} (after {attempt} attempt{'s' if attempt > 1 else ''})")
         return DeliveryStatus(message_id=message.message_id, workspace_id=message.workspace_id,
-                              conversation_id=message.conversation_id, status="failed",
-                              reason=f"{tried.reason} (after {attempts} attempt{'s' if attempts > 1 else ''})")
+                              conversation_id=message.conversation_id, status=sent.state,
+                              channel=message.channel, channel_message_id=sent.channel_message_id)
+
+    async def _park(self, delivery: AbstractIncomingMessage, attempt: int, reason: str) -> None:
+        delay = min(self.backoff.delay * 2 ** (attempt - 1), self.backoff.max_delay)
+        headers = {**(delivery.headers or {}), ATTEMPTS: attempt, "x-error": reason[:1000]}
+        await self.broker.park(delivery, self.broker.topology.outbound_queue(self.sender.channel), headers, delay)
+        await delivery.ack()

@@ -24,7 +24,7 @@ from services.router.core import RoutingCore
 from services.router.model import AgentKey, Delivery, Outcome
 from services.router.store import RoutingStore
 from shared import events
-from shared.broker import BatchConsumer, Broker, PoisonMessage
+from shared.broker import BatchConsumer, Broker, ItemFailed, PoisonMessage
 from shared.models import (
     AgentSnapshot,
     ConversationAnswered,
@@ -74,6 +74,17 @@ CORE_INPUTS: dict[type, Callable[[RoutingCore, Any, datetime], Outcome]] = {
 }
 
 
+def ordering_key(item: RouterInput) -> str:
+    """What an input is about: while one of them is parked after a failure, the later ones wait."""
+    if isinstance(item, InboundMessage | ThreadClosed | NotAnswered):
+        return f"thread:{item.workspace_id}:{item.channel}:{item.thread_id}"
+    if isinstance(item, AgentSnapshot):
+        return f"agent:{item.workspace_id}:{item.agent_id}"
+    if isinstance(item, RoutingConfigChanged):
+        return "config"
+    return f"conversation:{item.workspace_id}:{item.conversation_id}"
+
+
 def parse_input(delivery: AbstractIncomingMessage) -> RouterInput:
     model = INPUT_MODELS.get(delivery.type or "")
     if model is None:
@@ -117,7 +128,8 @@ class RouterService:
         self.core: RoutingCore | None = None
         self._lock = asyncio.Lock()
         self._ticker: asyncio.Task | None = None
-        self.consumer = BatchConsumer(broker, "router", parse_input, self.handle_batch, batch_size=batch_size)
+        self.consumer = BatchConsumer(broker, "router", parse_input, self.handle_batch, key=ordering_key,
+                                      batch_size=batch_size)
 
     async def start(self) -> None:
         await self.store.ensure_indexes()
@@ -143,9 +155,14 @@ class RouterService:
             core = await self._active_core()
             now = self.clock()
             outcome = Outcome()
-            with self._rebuild_on_error():
-                for item in inputs:
+            for index, item in enumerate(inputs):
+                try:
                     outcome.merge(self._apply(core, item, now))
+                except Exception as error:
+                    # The core holds half an input nobody saved: rebuild it from MongoDB. The
+                    # consumer parks this input and hands the others back at once, as one batch.
+                    self.core = None
+                    raise ItemFailed(index, error) from error
             await self._commit(core, outcome)
         self._count(inputs, outcome)
 
@@ -175,11 +192,14 @@ class RouterService:
                 log.exception("router.tick_failed")
 
     async def _commit(self, core: RoutingCore, outcome: Outcome) -> None:
-        """Persist, publish, mark announced; on any failure the core is rebuilt from MongoDB."""
+        """Persist with an outbox, publish from it, mark announced; on any failure the core is rebuilt from MongoDB."""
         try:
-            await self.store.save(core, outcome)
-            await self._publish(outcome.deliveries)
-            await self._publish_events(outcome.events + _routed_events(outcome))
+            outbox = self._outbox(outcome)
+            commit_id = await self.store.commit(core, outcome, outbox)
+            await self._publish_outbox(outbox)
+            await self.store.finish(commit_id)
+            for event in outcome.events:
+                self.metrics.events.labels(type=event.type).inc()
             announced = {d.conversation.conversation_id for _, d in outcome.deliveries if isinstance(d, ConversationAssigned)}
             await self.store.mark_announced(announced)
             core.mark_announced(announced)
@@ -190,6 +210,7 @@ class RouterService:
 
     async def _active_core(self) -> RoutingCore:
         if self.core is None:
+            await self._finish_unfinished_commits()
             now = self.clock()
             since = now - timedelta(seconds=self.config.last_agent_window_seconds)
             core = await self.store.load(self.config, since)
@@ -199,6 +220,45 @@ class RouterService:
             log.info("router.state_loaded", agents=len(core.agents), conversations=len(core.conversations))
         return self.core
 
+    async def _finish_unfinished_commits(self) -> None:
+        """Publish what a replica that died mid-commit saved but may not have published (its outbox)."""
+        for commit_id, outbox in await self.store.unfinished_commits():
+            log.info("router.commit_replayed", commit=str(commit_id), messages=len(outbox))
+            await self._publish_outbox(outbox)
+            await self.store.finish(commit_id)
+
+    def _outbox(self, outcome: Outcome) -> list[dict]:
+        """Every message the outcome publishes, serialized, in publish order: deliveries, then events."""
+        topology = self.broker.topology
+        items = [
+            {"exchange": topology.deliveries_exchange, "routing_key": topology.agent_routing_key(*agent_key),
+             "agent": list(agent_key), "type": delivery.type, "message_id": _delivery_id(delivery, agent_key[1]),
+             "workspace_id": agent_key[0], "mandatory": True, "body": delivery.model_dump_json()}
+            for agent_key, delivery in outcome.deliveries
+        ]
+        for event in outcome.events + _routed_events(outcome):
+            routing_key = f"{event.type}.{event.details['channel']}" if event.type == events.CONVERSATION_ROUTED else event.type
+            items.append({"exchange": topology.events_exchange, "routing_key": routing_key, "agent": None,
+                          "type": event.type, "message_id": event.event_id, "workspace_id": event.workspace_id,
+                          "mandatory": False, "body": event.model_dump_json()})
+        return items
+
+    async def _publish_outbox(self, outbox: list[dict]) -> None:
+        """Deliveries in order per agent queue (agents in parallel), then events in order."""
+        per_agent: dict[tuple, list[dict]] = defaultdict(list)
+        for item in outbox:
+            if item["agent"] is not None:
+                per_agent[tuple(item["agent"])].append(item)
+        await asyncio.gather(*(self._publish_items(items) for items in per_agent.values()))
+        await self._publish_items([item for item in outbox if item["agent"] is None])
+
+    async def _publish_items(self, items: list[dict]) -> None:
+        for item in items:
+            await self.broker.publish_raw(
+                item["body"].encode(), item["routing_key"], message_type=item["type"], message_id=item["message_id"],
+                workspace_id=item["workspace_id"], exchange=item["exchange"], mandatory=item["mandatory"],
+            )
+
     async def _announce_pending(self, core: RoutingCore) -> None:
         """Republish assignments whose publish the previous active replica may not have finished.
 
@@ -207,8 +267,7 @@ class RouterService:
         saw them already can tell."""
         pending = [c for c in core.conversations.values() if c.assignee_id and not c.announced]
         deliveries: list[tuple[AgentKey, Delivery]] = [((c.workspace_id, c.assignee_id), c.assignment()) for c in pending]  # type: ignore[misc]
-        await self._publish(deliveries)
-        await self._publish_events(_routed_events(Outcome(deliveries=deliveries)))
+        await self._publish_outbox(self._outbox(Outcome(deliveries=deliveries)))
         ids = {c.conversation_id for c in pending}
         await self.store.mark_announced(ids)
         core.mark_announced(ids)
@@ -218,32 +277,6 @@ class RouterService:
             self.config = RoutingConfig.model_validate(item.config)
             return core.set_config(self.config, now)
         return CORE_INPUTS[type(item)](core, item, now)
-
-    async def _publish(self, deliveries: list[tuple[AgentKey, Delivery]]) -> None:
-        """Publish in order per agent queue; different agents' queues in parallel."""
-        per_agent: dict[AgentKey, list[Delivery]] = defaultdict(list)
-        for agent_key, delivery in deliveries:
-            per_agent[agent_key].append(delivery)
-        await asyncio.gather(*(self._publish_in_order(key, items) for key, items in per_agent.items()))
-
-    async def _publish_in_order(self, agent_key: AgentKey, deliveries: list[Delivery]) -> None:
-        workspace_id, agent_id = agent_key
-        for delivery in deliveries:
-            await self.broker.publish(
-                delivery,
-                self.broker.topology.agent_routing_key(workspace_id, agent_id),
-                message_type=delivery.type,
-                message_id=_delivery_id(delivery, agent_id),
-                workspace_id=workspace_id,
-                exchange=self.broker.topology.deliveries_exchange,
-            )
-
-    async def _publish_events(self, routing_events: list[RoutingEvent]) -> None:
-        for event in routing_events:
-            routing_key = f"{event.type}.{event.details['channel']}" if event.type == events.CONVERSATION_ROUTED else event.type
-            await self.broker.publish(event, routing_key, message_type=event.type, message_id=event.event_id,
-                                      workspace_id=event.workspace_id, mandatory=False)
-            self.metrics.events.labels(type=event.type).inc()
 
     def _count(self, inputs: list[RouterInput], outcome: Outcome) -> None:
         for item in inputs:

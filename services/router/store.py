@@ -3,8 +3,14 @@ conversations with their whole routing state), `routing_agents` (the router's vi
 and `routing_last_agents` (who last served each thread, for last-agent routing). A standby that
 takes over rebuilds the core from them."""
 
+from collections.abc import AsyncIterator, Callable
 from datetime import datetime
+from typing import TypeVar
 
+import bson
+import structlog
+from bson import ObjectId
+from pydantic import ValidationError
 from pymongo import DeleteOne, ReplaceOne, UpdateMany
 from pymongo.asynchronous.database import AsyncDatabase
 
@@ -13,12 +19,16 @@ from services.router.core import RoutingCore
 from services.router.model import Agent, Conversation, Offer, Outcome
 from shared.models import InboundMessage
 
+log = structlog.get_logger(__name__)
+T = TypeVar("T")
+
 
 class RoutingStore:
     def __init__(self, db: AsyncDatabase) -> None:
         self.conversations = db["routing_conversations"]
         self.agents = db["routing_agents"]
         self.last_agents = db["routing_last_agents"]
+        self.outbox = db["routing_outbox"]
 
     async def ensure_indexes(self) -> None:
         await self.conversations.create_index(
@@ -28,8 +38,8 @@ class RoutingStore:
     async def load(self, config: RoutingConfig, since: datetime) -> RoutingCore:
         """A core holding every agent, open conversation and recent last agent; loads recomputed."""
         core = RoutingCore(config)
-        agents = [_agent_from_doc(doc) async for doc in self.agents.find({})]
-        conversations = [_conversation_from_doc(doc) async for doc in self.conversations.find({})]
+        agents = [a async for a in _readable(self.agents.find({}), _agent_from_doc)]
+        conversations = [c async for c in _readable(self.conversations.find({}), _conversation_from_doc)]
         last_agents = {
             (doc["workspace_id"], doc["channel"], doc["thread_id"]): (doc["agent_id"], doc["resolved_at"])
             async for doc in self.last_agents.find({"resolved_at": {"$gte": since}})
@@ -38,32 +48,61 @@ class RoutingStore:
         return core
 
     async def save(self, core: RoutingCore, outcome: Outcome) -> None:
-        """Write what the outcome changed, in one bulk write per collection."""
-        conversation_ops: list = [DeleteOne({"_id": i}) for i in outcome.closed_conversations]
-        for conversation_id in outcome.changed_conversations - outcome.closed_conversations:
-            conversation = core.conversations.get(conversation_id)
-            if conversation is not None:
-                conversation_ops.append(
-                    ReplaceOne({"_id": conversation_id}, _conversation_to_doc(conversation), upsert=True)
-                )
-        agent_ops = [
-            ReplaceOne({"_id": _agent_id(*key)}, _agent_to_doc(core.agents[key]), upsert=True)
-            for key in outcome.changed_agents
-            if key in core.agents
-        ]
-        thread_ops = [
-            ReplaceOne({"_id": ":".join(key)}, {"workspace_id": key[0], "channel": key[1], "thread_id": key[2],
-                                                "agent_id": core.last_agents[key][0],
-                                                "resolved_at": core.last_agents[key][1]}, upsert=True)
-            for key in outcome.changed_threads
-            if key in core.last_agents
-        ]
-        if conversation_ops:
-            await self.conversations.bulk_write(conversation_ops, ordered=True)
-        if agent_ops:
-            await self.agents.bulk_write(agent_ops, ordered=False)
-        if thread_ops:
-            await self.last_agents.bulk_write(thread_ops, ordered=False)
+        """Write what the outcome changed (no outbox: for state that publishes nothing)."""
+        await self._apply(_state_writes(core, outcome))
+
+    async def commit(self, core: RoutingCore, outcome: Outcome, outbox: list[dict]) -> ObjectId | None:
+        """Write the outcome's state and the messages it must publish as one logged commit.
+
+        The state writes and the outbox go to `routing_outbox` first, sealed by one last insert;
+        only then is the state applied. A router that dies anywhere after the seal leaves a commit
+        that the next one replays (state again, idempotent; then every message, in order), so no
+        event whose state was saved is lost. One that dies before the seal wrote no state."""
+        writes = _state_writes(core, outcome)
+        if not outbox:
+            await self._apply(writes)
+            return None
+        commit_id = ObjectId()
+        entries = [*(("write", w) for w in writes), *(("publish", item) for item in outbox)]
+        parts = [{"_id": f"{commit_id}:{n}", "commit": commit_id, "part": n, "entries": chunk}
+                 for n, chunk in enumerate(_chunks(entries))]
+        await self.outbox.insert_many(parts, ordered=True)
+        await self.outbox.insert_one({"_id": commit_id, "sealed": True, "parts": len(parts)})
+        await self._apply(writes)
+        return commit_id
+
+    async def finish(self, commit_id: ObjectId | None) -> None:
+        """The commit's messages are published: forget it."""
+        if commit_id is not None:
+            await self.outbox.delete_many({"commit": commit_id})
+            await self.outbox.delete_one({"_id": commit_id})
+
+    async def unfinished_commits(self) -> list[tuple[ObjectId, list[dict]]]:
+        """Sealed commits not finished, oldest first, each with its state re-applied; their outboxes to publish.
+
+        Parts never sealed belong to a commit whose state was never applied: they are dropped."""
+        sealed = [doc["_id"] async for doc in self.outbox.find({"sealed": True}).sort("_id", 1)]
+        commits = []
+        for commit_id in sealed:
+            entries = [e async for part in self.outbox.find({"commit": commit_id}).sort("part", 1)
+                       for e in part["entries"]]
+            await self._apply([value for kind, value in entries if kind == "write"])
+            commits.append((commit_id, [value for kind, value in entries if kind == "publish"]))
+        await self.outbox.delete_many({"commit": {"$nin": sealed}, "sealed": {"$ne": True}})
+        return commits
+
+    async def _apply(self, writes: list[dict]) -> None:
+        """Apply logged writes, in order per collection (each is idempotent)."""
+        ops: dict[str, list] = {"conversations": [], "agents": [], "last_agents": []}
+        for write in writes:
+            target = ops[write["collection"]]
+            if write.get("delete"):
+                target.append(DeleteOne({"_id": write["_id"]}))
+            else:
+                target.append(ReplaceOne({"_id": write["_id"]}, write["doc"], upsert=True))
+        for name, collection_ops in ops.items():
+            if collection_ops:
+                await getattr(self, name).bulk_write(collection_ops, ordered=True)
 
     async def mark_announced(self, conversation_ids: set[str]) -> None:
         if conversation_ids:
@@ -71,6 +110,58 @@ class RoutingStore:
                 [UpdateMany({"_id": {"$in": list(conversation_ids)}, "assignee_id": {"$ne": None}},
                             {"$set": {"announced": True, "backlog": []}})]
             )
+
+
+def _state_writes(core: RoutingCore, outcome: Outcome) -> list[dict]:
+    """What the outcome changed, as plain documents (they are logged in the outbox as they are)."""
+    writes: list[dict] = [{"collection": "conversations", "_id": i, "delete": True} for i in outcome.closed_conversations]
+    for conversation_id in outcome.changed_conversations - outcome.closed_conversations:
+        conversation = core.conversations.get(conversation_id)
+        if conversation is not None:
+            writes.append({"collection": "conversations", "_id": conversation_id, "doc": _conversation_to_doc(conversation)})
+    writes += [
+        {"collection": "agents", "_id": _agent_id(*key), "doc": _agent_to_doc(core.agents[key])}
+        for key in outcome.changed_agents
+        if key in core.agents
+    ]
+    writes += [
+        {"collection": "last_agents", "_id": ":".join(key),
+         "doc": {"workspace_id": key[0], "channel": key[1], "thread_id": key[2],
+                 "agent_id": core.last_agents[key][0], "resolved_at": core.last_agents[key][1]}}
+        for key in outcome.changed_threads
+        if key in core.last_agents
+    ]
+    return writes
+
+
+# MongoDB documents hold 16 MiB: a big commit (a reroute of many conversations with their
+# backlogs) is logged in parts well under that.
+OUTBOX_PART_BYTES = 4 * 1024 * 1024
+
+
+def _chunks(entries: list[tuple[str, dict]]) -> list[list[tuple[str, dict]]]:
+    chunks: list[list[tuple[str, dict]]] = [[]]
+    size = 0
+    for entry in entries:
+        entry_size = len(bson.encode({"e": entry}))
+        if chunks[-1] and size + entry_size > OUTBOX_PART_BYTES:
+            chunks.append([])
+            size = 0
+        chunks[-1].append(entry)
+        size += entry_size
+    return chunks
+
+
+async def _readable(cursor: AsyncIterator[dict], read: Callable[[dict], T]) -> AsyncIterator[T]:
+    """The documents `read` can make sense of; one it cannot is logged and left in place.
+
+    One unreadable document (written by an older version, or edited by hand) must not keep the
+    core from being built, or every later batch would fail with it."""
+    async for doc in cursor:
+        try:
+            yield read(doc)
+        except (ValidationError, KeyError, TypeError, ValueError) as error:
+            log.error("router.state_document_unreadable", document_id=str(doc.get("_id")), error=repr(error))
 
 
 def _agent_id(workspace_id: str, agent_id: str) -> str:

@@ -8,7 +8,7 @@ from aiohttp import web
 
 from services.intake.settings import CallbackTarget
 from tests.conftest import auth
-from tests.service.helpers import Apps, Desk, callback_receiver, running_apps
+from tests.service.helpers import Apps, Desk, callback_receiver, running_apps, texts
 
 POLL = 0.05
 FAST_TIMERS = {"tick_seconds": 0.05}
@@ -120,7 +120,10 @@ async def test_a_transfer_moves_the_conversation_with_its_history_and_note(names
                                           json={"to_agent": "bob", "note": "refund over limit", "by_agent": "ann"}, headers=auth())
         assert response.status == 202, await response.text()
         taken = await frame_of(bob, "conversation.assigned")
-        assert [m["text"] for m in taken["messages"]][:2] == ["I need a refund", "Let me check"]  # the whole history
+        # The history is the desk's to fetch (a mass reroute must not push every message again).
+        assert taken["history"] == "fetch"
+        history = (await conversation(apps, conversation_id))["messages"]
+        assert [m["text"] for m in history][:2] == ["I need a refund", "Let me check"]
         assert taken["conversation"]["transfers"][0]["note"] == "refund over limit"
         assert (await frame_of(ann, "conversation.revoked"))["reason"] == "transferred"
 
@@ -170,3 +173,21 @@ async def test_a_customer_waiting_too_long_gets_an_auto_reply_with_the_expected_
             history = await conversation(apps, assigned["conversation"]["conversation_id"])
             assert [(m["direction"], m["agent_id"] if m["direction"] == "outbound" else None) for m in history["messages"]] == [
                 ("inbound", None), ("outbound", "switchyard")]
+
+
+async def test_a_reroute_hands_over_the_conversation_not_every_message_again(names):
+    """A shift change reroutes hundreds of long conversations: each costs one small frame."""
+    async with running_apps(names) as apps:
+        await apps.put_agent("ann")
+        ann = await apps.desk("ann")
+        for n in range(30):
+            await apps.post("cust", f"message {n}")
+        await ann.frames_until(lambda f: "message 29" in texts(f))
+        await apps.put_agent("bob")
+        bob = await apps.desk("bob")
+        response = await apps.agents.put("/v1/agents/ann/status", json={"status": "offline"}, headers=auth())
+        assert response.status == 200
+        taken = await frame_of(bob, "conversation.assigned")
+        assert taken["history"] == "fetch" and taken["messages"] == []
+        history = (await conversation(apps, taken["conversation"]["conversation_id"]))["messages"]
+        assert [m["text"] for m in history] == [f"message {n}" for n in range(30)]

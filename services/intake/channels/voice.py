@@ -499,7 +499,8 @@ def routed_calls_consumer(handler: type[RoutedCalls]) -> Callable[["Intake"], Ab
         queue = await declare_consumed_queue(broker.channel, broker.topology, name)
         for routing_key in (ROUTED_KEY, events.CONVERSATION_MAX_WAIT):
             await queue.bind(broker.topology.events_exchange, routing_key)
-        consumer = BatchConsumer(broker, name, parse_as(RoutingEvent), handler(intake).handle_batch)
+        consumer = BatchConsumer(broker, name, parse_as(RoutingEvent), handler(intake).handle_batch,
+                                 key=lambda event: event.conversation_id or event.event_id)
         await consumer.start()
         await consumer.attach(name)
         try:
