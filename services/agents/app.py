@@ -6,8 +6,9 @@ from pathlib import Path
 import structlog
 from aiohttp import WSMsgType, web
 from prometheus_client import CollectorRegistry
+from pydantic import TypeAdapter, ValidationError
 
-from services.agents.desk import DeskConnection, DeskHub, jsonable, typing_conversation
+from services.agents.desk import DESK_INPUT, DeskConnection, DeskHub, jsonable
 from services.agents.models import (
     AgentId,
     AgentOut,
@@ -21,7 +22,7 @@ from services.agents.models import (
 from services.agents.service import AgentsMetrics, AgentsService, Conflict, NotFound
 from services.agents.settings import AgentsSettings
 from services.agents.store import AgentsStore
-from shared.attachments import AttachmentStore
+from shared.attachments import AttachmentStore, content_disposition
 from shared.broker import Broker
 from shared.models import TransferRequest
 from shared.mongo import create_client, is_reachable
@@ -29,14 +30,16 @@ from shared.topology import Topology
 from shared.web import (
     API_KEYS,
     WORKSPACE,
-    add_ops_routes,
+    FrameError,
     add_openapi_route,
-    auth_middleware,
-    error_middleware,
+    add_ops_routes,
+    error_frame,
     http_error,
     parse_body,
+    parse_frame,
+    query_int,
+    service_middlewares,
 )
-from pydantic import TypeAdapter, ValidationError
 
 log = structlog.get_logger(__name__)
 SERVICE = web.AppKey("agents_service", AgentsService)
@@ -47,9 +50,7 @@ agent_id_adapter: TypeAdapter[str] = TypeAdapter(AgentId)
 
 
 def create_app(settings: AgentsSettings) -> web.Application:
-    app = web.Application(
-        middlewares=[error_middleware, auth_middleware(public_prefixes=())], client_max_size=256 * 1024
-    )
+    app = web.Application(middlewares=service_middlewares(public_prefixes=()), client_max_size=256 * 1024)
     app[API_KEYS] = settings.api_keys
     app[SETTINGS] = settings
     registry = CollectorRegistry()
@@ -156,14 +157,14 @@ async def put_status(request: web.Request) -> web.Response:
     return web.json_response(agent_public(doc))
 
 
+MAX_LIST_LIMIT = 1000
+
+
 async def list_conversations(request: web.Request) -> web.Response:
     status = request.query.get("status")
     if status not in (None, "assigned", "waiting", "resolved"):
         raise http_error(web.HTTPBadRequest, "status must be 'assigned', 'waiting' or 'resolved'")
-    try:
-        limit = min(int(request.query.get("limit", "100")), 1000)
-    except ValueError:
-        raise http_error(web.HTTPBadRequest, "limit must be a whole number") from None
+    limit = query_int(request, "limit", 100, minimum=1, maximum=MAX_LIST_LIMIT)
     filters = {k: request.query[k] for k in ("assignee_id", "channel", "thread_id", "contact_id") if request.query.get(k)}
     docs = await request.app[SERVICE].store.find_conversations(request[WORKSPACE], filters, status, limit)
     return web.json_response({"conversations": [jsonable(d, "conversation_id") for d in docs]})
@@ -242,12 +243,15 @@ async def download_attachment(request: web.Request) -> web.Response:
     stored = await request.app[ATTACHMENTS].get(request[WORKSPACE], request.match_info["attachment_id"])
     if stored is None:
         raise http_error(web.HTTPNotFound, "attachment does not exist")
-    filename = (stored.attachment.filename or "attachment").replace('"', "")
-    return web.Response(
-        body=stored.data,
-        content_type=stored.attachment.content_type,
-        headers={"Content-Disposition": f'attachment; filename="{filename}"', "X-Content-Type-Options": "nosniff"},
-    )
+    # The type goes in as a header: aiohttp's content_type= refuses one with parameters ("; charset=").
+    # A customer's file is never rendered on this origin (the desk's key lives here): a download,
+    # not sniffed, sandboxed should a browser show it anyway.
+    return web.Response(body=stored.data, headers={
+        "Content-Type": stored.attachment.content_type,
+        "Content-Disposition": content_disposition(stored.attachment.filename),
+        "X-Content-Type-Options": "nosniff",
+        "Content-Security-Policy": "sandbox",
+    })
 
 
 async def desk_socket(request: web.Request) -> web.WebSocketResponse:
@@ -263,8 +267,15 @@ async def desk_socket(request: web.Request) -> web.WebSocketResponse:
         await service.store.set_desk(workspace_id, agent_id, True)
         await service.open_desk(workspace_id, agent_id, connection)
         async for frame in ws:  # the desk talks over REST; over the socket it only says it is typing
-            if frame.type == WSMsgType.TEXT and (conversation_id := typing_conversation(frame.data)):
-                await service.agent_typing(workspace_id, agent_id, conversation_id)
+            if frame.type == WSMsgType.TEXT:
+                try:
+                    typing = parse_frame(frame.data, DESK_INPUT)
+                except FrameError as error:  # answered, and the socket stays open
+                    await connection.send(error.frame())
+                    continue
+                await service.agent_typing(workspace_id, agent_id, typing.conversation_id)
+            elif frame.type == WSMsgType.BINARY:
+                await connection.send(error_frame("binary frames are not accepted: send JSON text frames"))
             elif frame.type == WSMsgType.ERROR:
                 break
     finally:

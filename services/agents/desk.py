@@ -4,16 +4,19 @@ Frames: `snapshot` (on connect: every open conversation of the agent with its me
 reconnecting desk gets what it missed), `conversation.assigned`, `message`, `message.status`,
 `typing` (the customer is typing; ephemeral). Each frame names its conversation and message ids,
 so a desk can drop a frame it already has. The desk talks over REST; the one frame it sends is
-`{"type": "typing", "conversation_id"}`, and anything else it sends is ignored.
+`{"type": "typing", "conversation_id"}`; anything else it sends is answered with an `error` frame
+(which the desk page ignores) and the socket stays open.
 """
 
 import asyncio
-import json
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 import structlog
 from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+
+from shared.web import FrameError, parse_frame
 
 log = structlog.get_logger(__name__)
 AgentKey = tuple[str, str]
@@ -32,16 +35,25 @@ def jsonable(doc: dict, id_field: str) -> dict[str, Any]:
     return out
 
 
+class DeskTyping(BaseModel):
+    """The one frame a desk sends: its agent is typing on a conversation."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    type: Literal["typing"]
+    conversation_id: str = Field(min_length=1, max_length=200)
+
+
+# Read through shared.web.parse_frame, which turns any frame (deep, malformed, wrong) into a FrameError.
+DESK_INPUT: TypeAdapter[DeskTyping] = TypeAdapter(DeskTyping)
+
+
 def typing_conversation(data: str) -> str | None:
     """The conversation of a desk's `{"type": "typing", "conversation_id"}` frame; None for any other frame."""
     try:
-        frame = json.loads(data)
-    except ValueError:
+        return parse_frame(data, DESK_INPUT).conversation_id
+    except FrameError:
         return None
-    if not isinstance(frame, dict) or frame.get("type") != "typing":
-        return None
-    conversation_id = frame.get("conversation_id")
-    return conversation_id if isinstance(conversation_id, str) and 0 < len(conversation_id) <= 200 else None
 
 
 class DeskConnection:

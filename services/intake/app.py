@@ -8,7 +8,6 @@ import aiohttp
 import structlog
 from aiohttp import WSMsgType, web
 from prometheus_client import CollectorRegistry
-from pydantic import ValidationError
 
 from services.intake.channels import PLUGINS, api, webchat
 from services.intake.context import INTAKE, Intake, IntakeMetrics, validate_channel_configs
@@ -21,12 +20,15 @@ from shared.topology import Topology
 from shared.web import (
     API_KEYS,
     WORKSPACE,
-    add_ops_routes,
+    FrameError,
     add_openapi_route,
-    auth_middleware,
-    error_middleware,
+    add_ops_routes,
+    error_frame,
     http_error,
     parse_body,
+    parse_frame,
+    read_form,
+    service_middlewares,
 )
 
 log = structlog.get_logger(__name__)
@@ -36,7 +38,7 @@ STATIC = Path(__file__).parent / "static"
 def create_app(settings: IntakeSettings) -> web.Application:
     configs = validate_channel_configs(settings, PLUGINS)
     app = web.Application(
-        middlewares=[error_middleware, auth_middleware(public_prefixes=("/v1/chat/", "/v1/webhooks/"))],
+        middlewares=service_middlewares(public_prefixes=("/v1/chat/", "/v1/webhooks/")),
         # Webhooks that carry files need room; JSON endpoints apply max_body_bytes themselves.
         client_max_size=settings.body_limit_for_files,
     )
@@ -92,10 +94,28 @@ def create_app(settings: IntakeSettings) -> web.Application:
 
 async def post_message(request: web.Request) -> web.Response:
     intake = request.app[INTAKE]
+    key = idempotency_key(request)
     posted = await parse_body(request, api.PostedMessage, intake.settings.max_body_bytes)
-    message = api.normalize(posted, request[WORKSPACE], request.headers.get("Idempotency-Key"))
+    message = api.normalize(posted, request[WORKSPACE], key)
     await intake.publish_inbound(message)
     return web.json_response({"message_id": message.message_id}, status=202)
+
+
+MAX_IDEMPOTENCY_KEY_CHARS = 255
+
+
+def idempotency_key(request: web.Request) -> str | None:
+    """The Idempotency-Key header, or None without one; a JSON 400 for an empty, overlong or control-character key.
+
+    An empty key would give every such message the same id (each later one a silent duplicate).
+    """
+    key = request.headers.get("Idempotency-Key")
+    if key is None:
+        return None
+    if not key or len(key) > MAX_IDEMPOTENCY_KEY_CHARS or not key.isprintable():
+        raise http_error(web.HTTPBadRequest,
+                         f"Idempotency-Key must be 1-{MAX_IDEMPOTENCY_KEY_CHARS} printable characters")
+    return key
 
 
 async def chat_page(_: web.Request) -> web.FileResponse:
@@ -115,10 +135,12 @@ async def chat_socket(request: web.Request) -> web.WebSocketResponse:
                             "contact_id": session.contact_id, "thread_id": session.thread_id})
         await ws.send_json({"type": "history", "messages": await _chat_history(intake, session)})
         async for frame in ws:
-            if frame.type == WSMsgType.TEXT and webchat.is_typing(frame.data):
-                await webchat.contact_typing(intake, session)  # no answer: only messages are acked
-            elif frame.type == WSMsgType.TEXT:
-                await ws.send_json(await _on_chat_frame(intake, session, name, frame.data))
+            if frame.type == WSMsgType.TEXT:
+                answer = await _on_chat_frame(intake, session, name, frame.data)
+                if answer is not None:
+                    await ws.send_json(answer)
+            elif frame.type == WSMsgType.BINARY:
+                await ws.send_json(error_frame("binary frames are not accepted: send JSON text frames", client_id=None))
             elif frame.type == WSMsgType.ERROR:
                 break
     finally:
@@ -132,8 +154,7 @@ async def chat_upload(request: web.Request) -> web.Response:
     if not request.query.get("session"):
         raise http_error(web.HTTPUnauthorized, "a chat session token is required to send files")
     session = _chat_session(request, intake.settings)
-    form = await request.post()
-    upload = webchat.read_upload(form)
+    upload = webchat.read_upload(await read_form(request, intake.settings.body_limit_for_files))
     message = webchat.normalize_upload(upload, session, request.query.get("name", "")[:200] or None)
     stored = await intake.store_attachment(
         session.workspace_id, message.message_id, 0, upload.data, filename=upload.filename, content_type=upload.content_type
@@ -157,12 +178,15 @@ def _chat_session(request: web.Request, settings: IntakeSettings) -> webchat.Cha
     return webchat.new_session(workspace_id)
 
 
-async def _on_chat_frame(intake: Intake, session: webchat.ChatSession, name: str | None, data: str) -> dict:
+async def _on_chat_frame(intake: Intake, session: webchat.ChatSession, name: str | None, data: str) -> dict | None:
+    """The answer to one frame from the page: an ack or an error; None for typing (never answered)."""
     try:
-        frame = webchat.ChatFrame.model_validate_json(data)
-    except ValidationError as error:
-        problems = error.errors(include_url=False, include_context=False, include_input=False)
-        return {"type": "error", "client_id": None, "message": "invalid frame", "problems": problems}
+        frame = parse_frame(data, webchat.CHAT_INPUT)
+    except FrameError as error:
+        return error.frame(client_id=None)
+    if isinstance(frame, webchat.TypingFrame):
+        await webchat.contact_typing(intake, session)
+        return None
     try:
         message = webchat.normalize(frame, session, name)
         await intake.publish_inbound(message)

@@ -18,7 +18,7 @@ from shared.broker import Broker
 from shared.models import DEFAULT_WORKSPACE, RoutingConfigChanged
 from shared.mongo import create_client, is_reachable
 from shared.topology import Topology
-from shared.web import API_KEYS, WORKSPACE, add_ops_routes, auth_middleware, error_middleware, http_error, parse_body
+from shared.web import API_KEYS, WORKSPACE, add_ops_routes, http_error, parse_body, service_middlewares
 
 log = structlog.get_logger(__name__)
 SERVICE = web.AppKey("router_service", RouterService)
@@ -27,7 +27,7 @@ CONFIG_ID = "routing"
 
 
 def create_app(settings: RouterSettings) -> web.Application:
-    app = web.Application(middlewares=[error_middleware, auth_middleware(public_prefixes=())])
+    app = web.Application(middlewares=service_middlewares(public_prefixes=()))
     app[API_KEYS] = settings.api_keys
     registry = CollectorRegistry()
     metrics = RouterMetrics(registry)

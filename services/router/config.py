@@ -86,7 +86,7 @@ class BusinessHours(Wire):
     def _known_zone(cls, value: str) -> str:
         try:
             ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
+        except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a directory's name, an overlong one
             raise ValueError(f"unknown time zone {value!r}") from None
         return value
 

@@ -100,6 +100,31 @@ async def test_a_whatsapp_message_reaches_the_desk_and_the_reply_goes_out_with_r
         await reply_status(apps, conversation_id, "read")
 
 
+async def test_a_customer_known_only_by_bsuid_is_answered_by_bsuid_with_receipts(names):
+    """A customer who adopted a username: no phone number anywhere, the BSUID names them both ways."""
+    async with stand_in_graph() as graph, whatsapp_stack(names, graph) as apps:
+        await apps.put_agent("ann")
+        desk = await apps.desk("ann")
+        assert await post_webhook(apps, fx.PHONE_AND_USERNAME_BATCH) == 200
+        frames = await desk.frames_until(lambda f: len(texts(f)) >= 2)
+        by_text = {texts([f])[0]: f["conversation"] for f in frames}
+        info = by_text["from a username"]
+        assert (info["thread_id"], info["contact"]["id"], info["contact"]["phone"]) == ("GB.40081232145",) * 2 + (None,)
+        assert by_text["from a phone number"]["thread_id"] == fx.WA_ID
+
+        conversation_id = info["conversation_id"]
+        response = await apps.agents.post(f"/v1/conversations/{conversation_id}/messages",
+                                          json={"text": "It ships today."}, headers=auth())
+        assert response.status == 201
+        _, _, body = await asyncio.wait_for(graph.requests.get(), 15)
+        assert body["recipient"] == "GB.40081232145" and "to" not in body
+        assert body["recipient_type"] == "individual" and body["text"]["body"] == "It ships today."
+        sent = await reply_status(apps, conversation_id, "sent")
+        delivered = fx.status(sent["channel_message_id"], "delivered", recipient={"recipient_user_id": "GB.40081232145"})
+        assert await post_webhook(apps, delivered) == 200
+        await reply_status(apps, conversation_id, "delivered")
+
+
 async def test_every_message_of_a_batched_call_arrives(names):
     async with stand_in_graph() as graph, whatsapp_stack(names, graph) as apps:
         await apps.put_agent("ann")

@@ -32,7 +32,16 @@ from services.intake.channels.email_mime import (
 )
 from services.intake.context import INTAKE, Intake, IntakeMetrics
 from services.intake.settings import IntakeSettings
-from shared.models import Attachment, Contact, DeliveryStatus, InboundMessage, OutboundMessage, ReplyContext
+from shared.models import (
+    MAX_METADATA_BYTES,
+    MAX_TEXT_CHARS,
+    Attachment,
+    Contact,
+    DeliveryStatus,
+    InboundMessage,
+    OutboundMessage,
+    ReplyContext,
+)
 from shared.web import error_middleware
 from tests.conftest import serve
 from tests.fixtures import email as fx
@@ -117,7 +126,18 @@ def test_the_smtp_size_limit_leaves_room_for_a_file_over_the_attachment_limit():
     (fx.KOI8_R, "Где мой заказ", "Здравствуйте! Где мой заказ?", "Ada Lovelace"),
     (fx.WINDOWS_1251, "Возврат денег", "Добрый день, прошу вернуть деньги.", "Ada Lovelace"),
     (fx.ISO_2022_JP, "荷物について", "荷物がまだ届きません。", "Ada Lovelace"),
-], ids=["ascii", "utf8-qp-rfc2047", "koi8-r-8bit", "windows-1251-base64", "iso-2022-jp"])
+    # Labels Python does not know: the whole text was lost (read as UTF-8).
+    (fx.WINDOWS_874, "พัสดุ", fx.THAI, "สมชาย ใจดี"),
+    (fx.ISO_8859_8_I, "הזמנה", fx.HEBREW, "דנה לוי"),
+    # Narrow labels on their Windows supersets, as mailers send them: the superset's characters were lost.
+    (fx.ISO_8859_1_AS_WINDOWS_1252, "Rückfrage – €", "Preis: 20 € – “Paket” …", "Ada Lovelace"),
+    (fx.GB2312_AS_GBK, "包裹 镕", "我的包裹还没有到，镕 碁", "Ada Lovelace"),
+    (fx.SHIFT_JIS_AS_CP932, "㈱のお問い合わせ", "荷物①の件、㈱まで。", "Ada Lovelace"),
+    (fx.EUC_KR_AS_CP949, "똠 주문", "똠방각하, 주문이 아직 안 왔어요.", "Ada Lovelace"),
+    (fx.ISO_2022_JP_NEC, "㈱のお問い合わせ", "荷物①の件、㈱まで。", "Ada Lovelace"),
+], ids=["ascii", "utf8-qp-rfc2047", "koi8-r-8bit", "windows-1251-base64", "iso-2022-jp", "windows-874",
+        "iso-8859-8-i", "iso-8859-1-is-windows-1252", "gb2312-is-gbk", "shift_jis-is-cp932", "euc-kr-is-cp949",
+        "iso-2022-jp-nec-row-13"])
 def test_every_charset_and_transfer_encoding_reads_as_unicode(raw, subject, text, name):
     mail = parse_mime(raw)
     assert (mail.subject, mail.text, mail.from_name, mail.from_address) == (subject, text, name, fx.CUSTOMER)
@@ -127,6 +147,32 @@ def test_every_charset_and_transfer_encoding_reads_as_unicode(raw, subject, text
 def test_an_unknown_charset_still_gives_text():
     mail = parse_mime(fx.mail("caf\xe9 ok\n".encode("latin-1"), content_type="text/plain; charset=x-unknown", transfer_encoding="8bit"))
     assert mail.text.startswith("caf") and mail.text.endswith("ok")
+
+
+@pytest.mark.parametrize("content_type", ["text/plain; charset=x-unknown", "text/plain", "text/plain; charset=us-ascii"])
+def test_an_unknown_missing_or_lying_charset_is_guessed_not_read_as_utf8(content_type):
+    text = "Здравствуйте! Мой заказ номер 42 до сих пор не пришёл."
+    mail = parse_mime(fx.mail(text.encode("koi8-r"), content_type=content_type, transfer_encoding="8bit"))
+    assert mail.text == text
+
+
+def test_html_without_a_mime_charset_is_read_in_its_meta_charset():
+    assert parse_mime(fx.HTML_META_CHARSET).text == fx.THAI
+
+
+def test_attachment_names_are_decoded_in_any_charset_and_encoding():
+    mail = parse_mime(fx.NAMED_ATTACHMENTS)
+    assert [(f.filename, f.data) for f in mail.files] == [
+        ("ใบเสร็จ.pdf", b"%PDF-1"),  # RFC 2231 in windows-874
+        ("חשבונית.pdf", b"%PDF-2"),  # RFC 2231 continuations in iso-8859-8-i
+        ("ใบเสนอราคา.pdf", b"%PDF-3"),  # an RFC 2047 encoded word in a quoted name (Outlook)
+        ("Größe.pdf", b"%PDF-4"),  # raw UTF-8
+    ]
+
+
+def test_a_raw_8bit_subject_is_read_in_its_likeliest_charset():
+    mail = parse_mime(fx.RAW_8BIT_SUBJECT)
+    assert (mail.subject, mail.text) == ("Возврат денег за заказ", "Верните деньги.")
 
 
 def test_alternative_prefers_the_plain_part():
@@ -258,6 +304,18 @@ def test_a_multipart_form_keeps_every_byte_and_a_urlencoded_form_reads_too():
     assert (urlencoded.text("a"), urlencoded.text("b")) == ("1", "café")
 
 
+def test_a_form_field_is_read_in_the_charset_its_part_or_the_form_names():
+    content_type, body = fx.multipart_form(
+        {"body-plain": fx.THAI.encode("cp874"), "subject": fx.HEBREW.encode("iso8859_8"), "plain": "Grüße"},
+        field_types={"body-plain": "text/plain; charset=windows-874"})
+    form = read_form(content_type, body)
+    assert form.text("body-plain") == fx.THAI  # the part's own charset (RFC 7578 section 4.4)
+    assert form.text("subject", "iso-8859-8-i") == fx.HEBREW  # a charset the caller knows (SendGrid's `charsets`)
+    assert form.text("plain") == "Grüße"  # no charset: UTF-8
+    content_type, body = fx.multipart_form({"_charset_": "windows-874", "note": fx.THAI.encode("cp874")})
+    assert read_form(content_type, body).text("note") == fx.THAI  # the form's _charset_ (RFC 7578 section 4.6)
+
+
 @pytest.mark.parametrize(("content_type", "body"), [
     ("application/json", b"{}"), ("", b"x"), ("multipart/form-data", b"no boundary"),
     ("application/x-www-form-urlencoded", b"\xff\xfe"),
@@ -366,6 +424,19 @@ async def test_mailgun_raw_mime_and_urlencoded_posts_are_published(webhook):
     urlencoded = {**fx.mailgun_parsed_fields(text="no files", message_id="<u1@x.example>"), **fx.mailgun_signed()}
     response = await client.post(MAILGUN, data=urlencoded)
     assert response.status == 200 and intake.published[-1].text == "no files"
+
+
+async def test_mailgun_parsed_post_in_a_charset_python_does_not_know_is_read(webhook):
+    client, intake = webhook
+    fields = {**fx.mailgun_parsed_fields(text="", subject=fx.encoded_word_as("พัสดุ", "cp874", "windows-874")),
+              **fx.mailgun_signed(), "body-plain": fx.THAI.encode("cp874")}
+    files = {"attachment-1": ("ใบเสร็จ.pdf", "application/pdf", fx.PDF)}
+    content_type, body = fx.multipart_form(fields, files, field_types={"body-plain": "text/plain; charset=windows-874"})
+    response = await client.post(MAILGUN, data=body, headers={"Content-Type": content_type})
+    assert response.status == 200, await response.text()
+    [message] = intake.published
+    assert (message.text, message.metadata["subject"]) == (fx.THAI, "พัสดุ")
+    assert [a.filename for a in message.attachments] == ["ใบเสร็จ.pdf"]
 
 
 async def test_mailgun_parsed_post_with_only_html_reads_the_html(webhook):
@@ -480,10 +551,30 @@ async def test_sendgrid_without_the_right_token_is_refused(webhook, query, statu
     assert response.status == status and intake.published == []
 
 
-async def test_sendgrid_parsed_mode_is_refused_with_a_hint(webhook):
-    client, _ = webhook
+async def test_sendgrid_parsed_post_is_read_in_the_charsets_it_names(webhook):
+    client, intake = webhook
+    fields = fx.sendgrid_parsed_fields(
+        text=fx.HEBREW.encode("iso8859_8"), html=f"<p>{fx.THAI}</p>".encode("cp874"),
+        charsets={"to": "UTF-8", "from": "UTF-8", "subject": "UTF-8", "text": "iso-8859-8-i", "html": "windows-874"},
+        subject_word=fx.encoded_word_as("พัสดุ", "cp874", "windows-874"))
+    files = {"attachment1": ("חשבונית.pdf", "application/pdf", fx.PDF)}
+    response = await post_form(client, f"{SENDGRID}?token={fx.SENDGRID_TOKEN}", fields, files)
+    assert response.status == 200, await response.text()
+    [message] = intake.published
+    assert (message.text, message.metadata["subject"], message.thread_id) == (fx.HEBREW, "พัสดุ", "sg1@customer.example")
+    assert message.contact.email == fx.CUSTOMER and message.metadata["source"] == "sendgrid"
+    assert [a.filename for a in message.attachments] == ["חשבונית.pdf"]
+    # Only HTML: read in the charset `charsets` names for it.
+    fields = {**fields, "text": b"", "headers": str(fields["headers"]).replace("sg1@", "sg2@")}
+    assert (await post_form(client, f"{SENDGRID}?token={fx.SENDGRID_TOKEN}", fields)).status == 200
+    assert intake.published[-1].text == fx.THAI
+
+
+async def test_a_sendgrid_post_neither_raw_nor_parsed_is_refused_with_a_hint(webhook):
+    client, intake = webhook
     response = await post_form(client, f"{SENDGRID}?token={fx.SENDGRID_TOKEN}", {"text": "hi", "from": fx.CUSTOMER})
     assert response.status == 400 and "raw, full MIME" in (await response.json())["error"]["message"]
+    assert intake.published == []
 
 
 # --- replies --------------------------------------------------------------------------------
@@ -577,3 +668,19 @@ async def test_the_listener_does_not_start_without_an_email_workspace():
         with pytest.raises(OSError):
             async with channel.smtp_listener(RecordingIntake(smtp_port=taken.getsockname()[1])):
                 pass
+
+
+async def test_a_very_long_mail_is_cut_to_what_the_message_model_carries():
+    """The uncut text kept in metadata is cut to the metadata limit (it was a 500 once limits were checked)."""
+    # 93,000 characters: within the text limit, but some 260 KB as UTF-8, over the metadata's.
+    quoted = "\n".join("> " + "返金はまだですか。" * 3 + "長" for _ in range(3000))
+    body = "Still waiting for my refund.\n\nOn Tue, Shop <s@shop.example> wrote:\n" + quoted
+    message = await channel.normalize(RecordingIntake(), WORKSPACE, config(), parse_mime(fx.mail(body)), "smtp")
+    assert message.text == "Still waiting for my refund."
+    assert message.metadata["full_text"].endswith("[... text cut]")
+    assert len(json.dumps(message.metadata, ensure_ascii=False).encode()) <= MAX_METADATA_BYTES
+
+
+async def test_a_mail_over_the_text_limit_is_cut_with_the_marker_inside_the_limit():
+    message = await channel.normalize(RecordingIntake(), WORKSPACE, config(), parse_mime(fx.mail("x" * 150_000)), "smtp")
+    assert len(message.text) == MAX_TEXT_CHARS and message.text.endswith("[... text cut]")

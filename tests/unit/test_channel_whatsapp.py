@@ -151,6 +151,22 @@ async def test_every_message_of_a_batch_is_published_in_order():
         assert [m.contact.name for m in intake.broker.published] == ["Sheena Nelson", "Oliver Smith"]
 
 
+async def test_a_batch_with_a_customer_known_only_by_bsuid_is_published_whole():
+    """A username-only customer's message (no `from`) once made the whole call a 400: Meta retried, then dropped all."""
+    async with webhook_client() as (client, intake):
+        assert (await post(client, fx.PHONE_AND_USERNAME_BATCH)).status == 200
+        assert [(m.thread_id, m.text, m.contact.name) for m in intake.broker.published] == [
+            (fx.WA_ID, "from a phone number", "Sheena Nelson"), ("GB.40081232145", "from a username", "@oliver")]
+
+
+async def test_a_message_from_nobody_is_still_a_json_400():
+    async with webhook_client() as (client, intake):
+        nobody = fx.received({"id": "wamid.nobody", "timestamp": "1", "type": "text", "text": {"body": "?"}})
+        response = await post(client, nobody)
+        assert response.status == 400 and "from_user_id" in str((await response.json())["error"]["problems"])
+        assert intake.broker.published == []
+
+
 async def test_a_failing_publish_fails_the_call_so_meta_retries():
     async with webhook_client() as (client, intake):
         async def refuse(*_: Any, **__: Any) -> None:
@@ -236,6 +252,25 @@ def test_a_sender_without_a_profile_or_a_phone_like_id():
     assert message.contact == Contact(id="abc") and message.thread_id == "abc"
 
 
+def test_a_customer_known_only_by_bsuid_is_threaded_and_named_by_it():
+    message = normalized(fx.USERNAME_ONLY)
+    assert message.thread_id == fx.BSUID and message.channel_message_id == "wamid.username-only"
+    assert message.contact == Contact(id=fx.BSUID, name="Sheena Nelson")  # no phone: none is made up from the BSUID
+    assert message.metadata == {"whatsapp_type": "text", "phone_number_id": fx.PHONE_NUMBER_ID,
+                                "whatsapp_user_id": fx.BSUID, "whatsapp_username": fx.USERNAME}
+    nameless = fx.received(fx.from_username("wamid.x", "text", text={"body": "hi"}),
+                           contacts=[{"profile": {"username": fx.USERNAME}, "user_id": fx.BSUID}])
+    assert normalized(nameless).contact.name == fx.USERNAME  # as WhatsApp shows such a customer
+
+
+def test_a_customer_with_phone_and_bsuid_keeps_the_phone_identity_and_records_the_bsuid():
+    message = normalized(fx.PHONE_AND_BSUID)
+    assert message.thread_id == fx.WA_ID  # threads and contacts made before BSUIDs stay where they are
+    assert message.contact == Contact(id=fx.WA_ID, name="Sheena Nelson", phone="+16505551234")
+    assert (message.metadata["whatsapp_user_id"], message.metadata["whatsapp_parent_user_id"],
+            message.metadata["whatsapp_username"]) == (fx.BSUID, fx.PARENT_BSUID, fx.USERNAME)
+
+
 def test_statuses_become_receipts_keyed_by_our_wamid():
     def receipts(payload: dict) -> list[DeliveryStatus]:
         messages, found = whatsapp.normalize(whatsapp.Webhook.model_validate(payload), "default")
@@ -249,6 +284,9 @@ def test_statuses_become_receipts_keyed_by_our_wamid():
     assert failed.status == "failed"
     assert failed.reason.startswith("131047 Re-engagement message: Message failed to send because more than 24 hours")
     assert receipts(fx.status(fx.SENT_WAMID, "deleted")) == []
+    # A reply to a username-only customer: the status names them by BSUID alone.
+    [read] = receipts(fx.status(fx.SENT_WAMID, "read", recipient={"recipient_user_id": fx.BSUID}))
+    assert (read.channel_message_id, read.status) == (fx.SENT_WAMID, "read")
 
 
 # --- sender ---
@@ -264,9 +302,9 @@ async def graph(handler) -> AsyncIterator[tuple[Intake, str]]:
         yield make_intake(http, graph_base_url=base), base
 
 
-def reply(text: str = "It also comes in blue.", workspace_id: str = "default") -> OutboundMessage:
+def reply(text: str = "It also comes in blue.", workspace_id: str = "default", thread_id: str = fx.WA_ID) -> OutboundMessage:
     return OutboundMessage(message_id="r1", workspace_id=workspace_id, conversation_id="c1", channel="whatsapp",
-                           thread_id=fx.WA_ID, contact=Contact(id=fx.WA_ID), agent_id="ann", text=text)
+                           thread_id=thread_id, contact=Contact(id=thread_id), agent_id="ann", text=text)
 
 
 async def test_the_sender_posts_a_text_message_and_returns_the_wamid():
@@ -284,6 +322,23 @@ async def test_the_sender_posts_a_text_message_and_returns_the_wamid():
     assert headers["Authorization"] == f"Bearer {fx.ACCESS_TOKEN}"
     assert body == {"messaging_product": "whatsapp", "recipient_type": "individual", "to": fx.WA_ID, "type": "text",
                     "text": {"preview_url": False, "body": "It also comes in blue."}}
+
+
+async def test_the_sender_addresses_a_bsuid_in_recipient_not_to():
+    """Meta answers a BSUID put in `to` with a 200 and a wamid, then never delivers: it goes in `recipient`."""
+    bodies: list[dict] = []
+
+    async def answer(request: web.Request) -> web.Response:
+        bodies.append(await request.json())
+        return web.json_response(fx.SEND_ANSWER_BSUID)
+
+    async with graph(answer) as (intake, _):
+        sent = await whatsapp.WhatsAppSender(intake).send(reply("On its way.", thread_id=fx.BSUID))
+        await whatsapp.WhatsAppSender(intake).send(reply("On its way.", thread_id=fx.PARENT_BSUID))
+    assert sent.channel_message_id == fx.SENT_WAMID
+    assert bodies[0] == {"messaging_product": "whatsapp", "recipient_type": "individual", "recipient": fx.BSUID,
+                         "type": "text", "text": {"preview_url": False, "body": "On its way."}}
+    assert bodies[1]["recipient"] == fx.PARENT_BSUID and "to" not in bodies[1]
 
 
 @pytest.mark.parametrize("status, document, retry", [
@@ -317,7 +372,7 @@ async def test_an_unreachable_or_slow_graph_is_retried():
         await released.wait()  # a provider that answers only after our timeout
         return web.json_response(fx.SEND_ANSWER)
 
-    async with graph(slow) as (intake, base):
+    async with graph(slow) as (intake, _):
         intake.settings.send_timeout = 0.2
         with pytest.raises(SendError) as raised:
             await whatsapp.WhatsAppSender(intake).send(reply())

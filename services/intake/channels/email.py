@@ -5,8 +5,8 @@ In:
   started only when some workspace configures email; RCPT TO picks the workspace by address;
 - Mailgun routes (`forward()` to `/v1/webhooks/email/<workspace>/mailgun`, parsed or raw MIME),
   verified by Mailgun's signature (HMAC-SHA256 of timestamp + token with the signing key);
-- SendGrid Inbound Parse in raw mode (`/v1/webhooks/email/<workspace>/sendgrid?token=<secret>`):
-  SendGrid does not sign, so the URL carries a secret token.
+- SendGrid Inbound Parse (`/v1/webhooks/email/<workspace>/sendgrid?token=<secret>`), raw mode or
+  the default parsed mode: SendGrid does not sign, so the URL carries a secret token.
 
 Threading is stateless: thread_id is the root of References, else In-Reply-To, else the mail's own
 Message-ID; a reply carries In-Reply-To/References and a Message-ID of ours that names the thread,
@@ -27,6 +27,7 @@ from email.utils import format_datetime, formataddr
 from typing import TYPE_CHECKING
 
 import aiosmtplib
+import pydantic_core
 import structlog
 from aiohttp import web
 from aiosmtpd.smtp import SMTP, Envelope, Session
@@ -43,6 +44,7 @@ from services.intake.channels.email_mime import (
     ParsedMail,
     automated_reason,
     headers_from_pairs,
+    headers_from_text,
     parse_fields,
     parse_mime,
     read_form,
@@ -51,8 +53,16 @@ from services.intake.channels.email_mime import (
     strip_quoted_reply,
     thread_id_for,
 )
-from shared.models import Attachment, Contact, DeliveryStatus, InboundMessage, OutboundMessage
-from shared.web import http_error, read_limited
+from shared.models import (
+    MAX_METADATA_BYTES,
+    MAX_TEXT_CHARS,
+    Attachment,
+    Contact,
+    DeliveryStatus,
+    InboundMessage,
+    OutboundMessage,
+)
+from shared.web import http_error, read_limited, whole_number
 
 if TYPE_CHECKING:
     from services.intake.context import Intake
@@ -60,7 +70,6 @@ if TYPE_CHECKING:
 log = structlog.get_logger(__name__)
 
 CHANNEL = "email"
-MAX_TEXT_CHARS = 100_000
 MAX_REFERENCES = 20
 MAX_FILENAME_CHARS = 256
 MAILGUN_FIELDS = ("timestamp", "token", "signature")
@@ -138,9 +147,25 @@ async def _store_files(
     return stored, skipped
 
 
+TEXT_CUT = "\n[... text cut]"
+
+
+def _cut(text: str, limit: int) -> str:
+    """`text` within `limit` characters, the marker included when something was cut."""
+    return text if len(text) <= limit else text[: limit - len(TEXT_CUT)] + TEXT_CUT
+
+
+def _fit_full_text(full_text: str, metadata: dict) -> str:
+    """The uncut text, cut so that the metadata stays within the message model's limit."""
+    budget = MAX_METADATA_BYTES - len(json.dumps(metadata, ensure_ascii=False).encode()) - 1024
+    while len(full_text) > len(TEXT_CUT) and len(json.dumps(full_text, ensure_ascii=False).encode()) > budget:
+        full_text = _cut(full_text, max(len(TEXT_CUT), len(full_text) * 3 // 4))
+    return full_text
+
+
 def _visible_text(mail: ParsedMail, config: EmailConfig) -> tuple[str, str | None]:
     """The text the agent reads, and the full text when quoted history was cut from it."""
-    text = mail.text if len(mail.text) <= MAX_TEXT_CHARS else mail.text[:MAX_TEXT_CHARS] + "\n[... text cut]"
+    text = _cut(mail.text, MAX_TEXT_CHARS)
     if config.strip_quoted_replies:
         visible = strip_quoted_reply(text)
         if visible is not None:
@@ -175,7 +200,7 @@ async def normalize(intake: "Intake", workspace_id: str, config: EmailConfig, ma
         "source": source,
     }
     if full_text is not None:
-        metadata["full_text"] = full_text
+        metadata["full_text"] = _fit_full_text(full_text, metadata)
     if skipped:
         metadata["skipped_attachments"] = skipped
     return InboundMessage(
@@ -228,14 +253,14 @@ def verify_mailgun(intake: "Intake", config: EmailConfig, form: Form) -> None:
         raise intake.reject(CHANNEL, "missing Mailgun signature fields (timestamp, token, signature)",
                             web.HTTPUnauthorized)
     expected = mailgun_signature(config.mailgun_signing_key, timestamp, token)
-    if not hmac.compare_digest(expected, signature.strip().lower()):
+    # Bytes: compare_digest raises TypeError on a str with a non-ASCII character.
+    if not hmac.compare_digest(expected.encode(), signature.strip().lower().encode()):
         raise intake.reject(CHANNEL, "invalid Mailgun signature", web.HTTPForbidden)
     if config.mailgun_max_age_seconds is not None:
-        try:
-            age = abs(time.time() - int(timestamp))
-        except ValueError:
-            raise intake.reject(CHANNEL, "invalid Mailgun timestamp", web.HTTPForbidden) from None
-        if age > config.mailgun_max_age_seconds:
+        sent_at = whole_number(timestamp)  # not int(): it takes " 7 ", "1_000" and other scripts' digits
+        if sent_at is None:
+            raise intake.reject(CHANNEL, "invalid Mailgun timestamp", web.HTTPForbidden)
+        if abs(time.time() - sent_at) > config.mailgun_max_age_seconds:
             raise intake.reject(CHANNEL, "stale Mailgun timestamp", web.HTTPForbidden)
 
 
@@ -258,7 +283,8 @@ def mail_from_mailgun(form: Form) -> ParsedMail:
     if headers_json is None:
         raise MailError("neither body-mime nor message-headers in the Mailgun post")
     try:
-        pairs = json.loads(headers_json)
+        # pydantic's parser, not json.loads: that one raises RecursionError on 100,000 "[" (a 500).
+        pairs = pydantic_core.from_json(headers_json)
         headers = headers_from_pairs([(str(name), str(value)) for name, value in pairs])
     except (ValueError, TypeError):
         raise MailError("message-headers is not a JSON list of [name, value] pairs") from None
@@ -266,9 +292,37 @@ def mail_from_mailgun(form: Form) -> ParsedMail:
     return parse_fields(headers, form.text("body-plain") or "", form.text("body-html") or "", files)
 
 
+def mail_from_sendgrid(form: Form) -> ParsedMail:
+    """SendGrid's raw post (the MIME message in `email`) or its default parsed post.
+
+    The parsed post carries the raw header block in `headers`, the bodies in `text` and `html`
+    in their original charsets, which `charsets` (JSON, field -> charset) names, and the files
+    as attachment1..N."""
+    raw = form.raw("email")
+    if raw is not None:
+        return parse_mime(raw)
+    headers = form.text("headers")
+    if headers is None:
+        raise MailError("neither `email` (raw mode: \"POST the raw, full MIME message\") nor `headers` "
+                        "(parsed mode) in the SendGrid post")
+    labels = _sendgrid_charsets(form.text("charsets"))
+    files = [form.files[name] for name in sorted(form.files, key=_attachment_order) if name.startswith("attachment")]
+    text, html = (form.text(name, labels.get(name)) or "" for name in ("text", "html"))
+    return parse_fields(headers_from_text(headers), text, html, files)
+
+
+def _sendgrid_charsets(value: str | None) -> dict[str, str]:
+    """SendGrid's `charsets` field ({"text": "iso-8859-1", ...}); a broken one names nothing."""
+    try:
+        found = pydantic_core.from_json(value or "{}")  # not json.loads: RecursionError on deep nesting
+    except ValueError:
+        return {}
+    return {str(k): v for k, v in found.items() if isinstance(v, str)} if isinstance(found, dict) else {}
+
+
 def _attachment_order(name: str) -> tuple[int, str]:
-    digits = "".join(ch for ch in name if ch.isdigit())
-    return (int(digits) if digits else 0, name)
+    # ASCII digits through whole_number: isdigit() lets "²" through to int(), which refuses it.
+    return (whole_number("".join(ch for ch in name if "0" <= ch <= "9")) or 0, name)
 
 
 async def _read_form(request: web.Request, intake: "Intake") -> Form:
@@ -301,20 +355,13 @@ async def mailgun_webhook(request: web.Request) -> web.Response:
 
 
 async def sendgrid_webhook(request: web.Request) -> web.Response:
-    """POST from SendGrid Inbound Parse with "POST the raw, full MIME message" on (field `email`)."""
+    """POST from SendGrid Inbound Parse, raw (field `email`) or parsed (`headers`, `text`, `html`, `charsets`)."""
     intake = request.app[intake_context.INTAKE]
     workspace_id = request.match_info["workspace"]
     config: EmailConfig = intake.channel_config(CHANNEL, workspace_id)
     verify_sendgrid(intake, config, request.query.get("token"))
     form = await _read_form(request, intake)
-
-    def build() -> ParsedMail:
-        raw = form.raw("email")
-        if raw is None:
-            raise MailError("no `email` field: turn on \"POST the raw, full MIME message\" in SendGrid Inbound Parse")
-        return parse_mime(raw)
-
-    return await _accept_or_400(intake, workspace_id, config, build, "sendgrid")
+    return await _accept_or_400(intake, workspace_id, config, lambda: mail_from_sendgrid(form), "sendgrid")
 
 
 # --- the SMTP listener ----------------------------------------------------------------------

@@ -2,8 +2,10 @@
 
 Everything here is pure (bytes or strings in, values out) so that every charset, transfer
 encoding and provider form can be unit-tested without a server. The stdlib `email` package does
-the MIME work (policy=email.policy.default decodes RFC 2047 headers, charsets and transfer
-encodings); beautifulsoup4 turns HTML-only mail into readable text.
+the MIME work (structure, transfer encodings, RFC 2047 and RFC 2231 splitting); text is turned
+from bytes into Unicode by `charsets.decode`, never by Python's codec registry alone, which lacks
+labels mailers use (windows-874) and reads others unlike mail readers (iso-8859-1, shift_jis).
+beautifulsoup4 turns HTML-only mail into readable text.
 """
 
 import base64
@@ -13,11 +15,16 @@ import hashlib
 import re
 import urllib.parse
 from dataclasses import dataclass, field
+from email.errors import HeaderParseError
+from email.header import decode_header
 from email.message import EmailMessage, Message
 from email.parser import Parser
 from email.utils import parseaddr
 
 from bs4 import BeautifulSoup, Comment, NavigableString
+from bs4.dammit import EncodingDetector
+
+from services.intake.channels import charsets
 
 MSG_ID = re.compile(r"<([^<>\s]+)>")
 # Our reply Message-IDs: <hex message id>.t<base32 thread key>@domain (see reply_message_id).
@@ -151,21 +158,62 @@ def _header(msg: Message, name: str) -> str | None:
     return None if value is None else str(value)
 
 
+def _raw_headers(msg: Message, name: str) -> list[str]:
+    """Every `name` header as it came (encoded words and 8-bit bytes still in it), unfolded.
+
+    Read raw because the stdlib decodes encoded words with Python's codecs only: an unknown
+    charset (windows-874) or a strict one (iso-8859-1 for windows-1252) would lose the text."""
+    found = [str(value) for key, value in msg.raw_items() if key.lower() == name.lower()]
+    return [re.sub(r"\r?\n(?=[ \t])", "", value) for value in found]
+
+
+def decode_words(text: str) -> str:
+    """Header text with its RFC 2047 encoded words decoded through the charset table.
+
+    Raw 8-bit bytes (which the parser keeps as surrogate escapes) are read as UTF-8 when they are,
+    else as the bytes' likeliest legacy charset, as mail readers do with unlabelled headers."""
+    try:
+        chunks = decode_header(text)
+    except HeaderParseError:  # a broken encoded word (bad base64): show the header as it came
+        chunks = [(text, None)]
+    return "".join(_chunk_text(chunk, label) for chunk, label in chunks)
+
+
+def _chunk_text(chunk: bytes | str, label: str | None) -> str:
+    if label is not None and isinstance(chunk, bytes):  # an encoded word's bytes
+        # RFC 2231 section 5 lets an encoded word name its language: "=?utf-8*en?Q?...?=".
+        return charsets.decode(chunk, label.split("*")[0])
+    # decode_header hands unencoded text back as raw-unicode-escape bytes when encoded words surround it.
+    return _raw_text(chunk if isinstance(chunk, str) else chunk.decode("raw-unicode-escape"))
+
+
+def _raw_text(text: str) -> str:
+    """Text parsed from bytes with its 8-bit bytes as surrogate escapes, read as a mail reader would."""
+    if not any("\udc80" <= char <= "\udcff" for char in text):
+        return text
+    return charsets.decode(text.encode("utf-8", "surrogateescape"))
+
+
+def _decoded_header(msg: Message, name: str) -> str:
+    values = _raw_headers(msg, name)
+    return " ".join(decode_words(values[0]).split()) if values else ""
+
+
 def _sender(msg: Message) -> tuple[str | None, str | None]:
     """(display name, lowercased address) of From."""
-    raw = _header(msg, "From")
-    if not raw:
+    raw = _raw_headers(msg, "From")
+    if not raw or not raw[0].strip():
         return None, None
-    name, address = parseaddr(raw)
-    address = address.strip().lower() or None
+    # The address is parsed before the name is decoded: a decoded name may hold "<", "," or "@".
+    name, address = parseaddr(raw[0])
+    address = _raw_text(address).strip().lower() or None
     if address is not None and "@" not in address:
         address = None
-    return (" ".join(name.split()) or None), address
+    return (" ".join(decode_words(name).split()) or None), address
 
 
 def _addresses(msg: Message, name: str) -> list[str]:
-    values = msg.get_all(name) or []
-    return [addr.lower() for _, addr in email.utils.getaddresses([str(v) for v in values]) if addr]
+    return [_raw_text(addr).lower() for _, addr in email.utils.getaddresses(_raw_headers(msg, name)) if addr]
 
 
 def automated_reason(msg: Message, envelope_sender: str | None = None) -> str | None:
@@ -198,12 +246,32 @@ def automated_reason(msg: Message, envelope_sender: str | None = None) -> str | 
 
 def _decoded_text(part: Message) -> str:
     """A text part's content in Unicode, whatever its charset and transfer encoding."""
-    try:
-        return part.get_content()
-    except (LookupError, UnicodeError, AttributeError):
-        # An unknown or lying charset: the bytes as UTF-8, with what does not decode replaced.
-        payload = part.get_payload(decode=True) or b""
-        return payload.decode("utf-8", errors="replace")
+    payload = part.get_payload(decode=True)
+    data = payload if isinstance(payload, bytes) else b""
+    label = part.get_content_charset()
+    if label is None and part.get_content_type() == "text/html":
+        label = EncodingDetector.find_declared_encoding(data, is_html=True)  # <meta charset>, as a browser reads it
+    return charsets.decode(data, label)
+
+
+def _filename(part: Message) -> str | None:
+    """A part's file name (Content-Disposition filename, else Content-Type name), decoded.
+
+    RFC 2231 names (filename*=windows-874''%C0...) and the RFC 2047 encoded words many mailers
+    put in quoted names are read through the charset table; the stdlib would read them with
+    Python's codecs and lose a name in a charset it does not know."""
+    view = Message()  # the compat32 view: RFC 2231 values as (charset, language, bytes-as-latin-1)
+    for key, value in part.raw_items():
+        view[key] = _raw_text(str(value))  # raw 8-bit names (UTF-8 from most clients) read first: compat32 drops them
+    value = view.get_param("filename", None, "content-disposition")
+    if value is None:
+        value = view.get_param("name", None, "content-type")
+    if value is None:
+        return None
+    if isinstance(value, tuple):
+        label, _, text = value
+        return charsets.decode(text.encode("latin-1", "surrogateescape"), label or None).strip()
+    return decode_words(value).strip()
 
 
 def html_to_text(html: str) -> str:
@@ -280,10 +348,10 @@ def _files(part: Message, skip: set[int], found: list[MailFile]) -> None:
     if part.get_content_maintype() == "message":
         inner = part.get_payload()
         data = inner[0].as_bytes() if isinstance(inner, list) else (part.get_payload(decode=True) or b"")
-        found.append(MailFile(part.get_filename() or "message.eml", "message/rfc822", data))
+        found.append(MailFile(_filename(part) or "message.eml", "message/rfc822", data))
         return
     data = part.get_payload(decode=True) or b""
-    found.append(MailFile(part.get_filename(), part.get_content_type(), data))
+    found.append(MailFile(_filename(part), part.get_content_type(), data))
 
 
 def _bounce(msg: EmailMessage) -> Bounce | None:
@@ -325,7 +393,7 @@ def _mail(msg: EmailMessage, text: str, files: list[MailFile], fingerprint: str,
     name, address = _sender(msg)
     return ParsedMail(
         headers=msg, message_id=message_id, in_reply_to=in_reply_to, references=references,
-        subject=" ".join((_header(msg, "Subject") or "").split()), from_name=name, from_address=address,
+        subject=_decoded_header(msg, "Subject"), from_name=name, from_address=address,
         to=_addresses(msg, "To"), text=text, fingerprint=fingerprint, files=files, bounce=bounce,
     )
 
@@ -355,6 +423,11 @@ def headers_from_pairs(pairs: list[tuple[str, str]]) -> EmailMessage:
     return Parser(policy=email.policy.default).parsestr("\n".join(lines) + "\n\n", headersonly=True)
 
 
+def headers_from_text(text: str) -> EmailMessage:
+    """A header-only message from a raw header block, as SendGrid's parsed post carries it in `headers`."""
+    return Parser(policy=email.policy.default).parsestr(text.strip("\r\n") + "\n\n", headersonly=True)
+
+
 def parse_fields(headers: EmailMessage, plain: str, html: str, files: list[MailFile]) -> ParsedMail:
     """A mail a provider already took apart: its headers, its text and HTML bodies, its files."""
     text = plain.replace("\r\n", "\n").strip() or (html_to_text(html) if html.strip() else "")
@@ -367,10 +440,11 @@ def parse_fields(headers: EmailMessage, plain: str, html: str, files: list[MailF
 
 @dataclass
 class Form:
-    """A posted form: its text fields (raw bytes, first value wins) and its files."""
+    """A posted form: its text fields (raw bytes, first value wins), the charset each part names, its files."""
 
     fields: dict[str, bytes]
     files: dict[str, MailFile]
+    labels: dict[str, str] = field(default_factory=dict)
 
     def raw(self, name: str) -> bytes | None:
         """A field's bytes, whether the provider posted it as a field or as a file part."""
@@ -378,9 +452,14 @@ class Form:
             return self.fields[name]
         return self.files[name].data if name in self.files else None
 
-    def text(self, name: str) -> str | None:
+    def text(self, name: str, charset: str | None = None) -> str | None:
+        """A field as text, in `charset` if the caller knows it (SendGrid's `charsets`), else in the
+        charset its part names, else the form's `_charset_` (RFC 7578 section 4.6), else UTF-8 or a guess."""
         value = self.fields.get(name)
-        return None if value is None else value.decode("utf-8", errors="replace")
+        if value is None:
+            return None
+        default = self.fields.get("_charset_", b"").decode("ascii", errors="ignore") or None
+        return charsets.decode(value, charset or self.labels.get(name) or default)
 
 
 def read_form(content_type_header: str, body: bytes) -> Form:
@@ -408,9 +487,11 @@ def read_form(content_type_header: str, body: bytes) -> Form:
         if not name:
             continue
         data = part.get_payload(decode=True) or b""
-        filename = part.get_filename()
+        filename = _filename(part)
         if filename is not None:
             form.files.setdefault(name, MailFile(filename, part.get_content_type(), data))
-        else:
-            form.fields.setdefault(name, data)
+        elif name not in form.fields:
+            form.fields[name] = data
+            if part.get_content_charset():  # RFC 7578 section 4.4: a part may name its charset
+                form.labels[name] = part.get_content_charset()
     return form

@@ -28,7 +28,7 @@ from services.intake import context  # the module, not its names: context import
 from services.intake.channels import api, voice
 from services.intake.channels.base import ChannelPlugin, SendError, webhook_path
 from shared.models import RoutingEvent
-from shared.web import read_limited, validate_json
+from shared.web import read_limited, validate_json, whole_number
 
 PLUGIN_NAME = "telephony"
 THREAD_PREFIX = "pbx:"
@@ -86,7 +86,9 @@ def check_signature(config: TelephonyConfig, headers: Any, body: bytes, now: flo
     timestamp, signature = headers.get(TIMESTAMP_HEADER), headers.get(SIGNATURE_HEADER)
     if not timestamp or not signature:
         return web.HTTPUnauthorized, f"missing {TIMESTAMP_HEADER} or {SIGNATURE_HEADER}"
-    if not timestamp.isdigit() or abs(now - int(timestamp)) > config.max_skew_seconds:
+    # whole_number, not isdigit() and int(): "²" is a digit to isdigit() and no number to int().
+    sent_at = whole_number(timestamp)
+    if sent_at is None or abs(now - sent_at) > config.max_skew_seconds:
         return web.HTTPForbidden, f"stale or invalid {TIMESTAMP_HEADER}"
     if not hmac.compare_digest(api.sign(config.secret, timestamp, body).encode(), signature.encode()):
         return web.HTTPForbidden, f"invalid {SIGNATURE_HEADER}"

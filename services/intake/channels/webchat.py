@@ -10,24 +10,23 @@ the page's `{"type": "typing"}` becomes `typing.contact` for the agent's desk, a
 import base64
 import hashlib
 import hmac
-import json
 import re
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from aiohttp import web
-from multidict import MultiDictProxy
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 from services.intake.channels.api import MAX_TEXT_CHARS
 from services.intake.channels.base import ChannelPlugin, Sent, message_id_for
 from shared import events
+from shared.attachments import MAX_CONTENT_TYPE_CHARS, media_type, safe_filename
 from shared.ephemeral import TYPING_INTERVAL, RateLimiter, SignalConsumer, TypingSignal, publish_signal
 from shared.models import Contact, InboundMessage, OutboundMessage, Wire
-from shared.web import http_error
+from shared.web import Form, FrameError, http_error, parse_frame
 
 if TYPE_CHECKING:
     from services.intake.context import Intake
@@ -39,9 +38,23 @@ CLIENT_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 class ChatFrame(Wire):
     """A frame from the customer's page."""
 
-    type: str = Field(pattern="^message$")
+    type: Literal["message"]
     text: str = Field(min_length=1, max_length=MAX_TEXT_CHARS)
     client_id: str = Field(min_length=1, max_length=64)
+
+
+class TypingFrame(BaseModel):
+    """`{"type": "typing"}` from the page: the customer is typing (never answered)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    type: Literal["typing"]
+
+
+# Every frame the page may send, told apart by "type"; read through shared.web.parse_frame.
+CHAT_INPUT: TypeAdapter[ChatFrame | TypingFrame] = TypeAdapter(
+    Annotated[ChatFrame | TypingFrame, Field(discriminator="type")]
+)
 
 
 class ChatSession(Wire):
@@ -61,11 +74,12 @@ def issue_token(secret: str, session: ChatSession) -> str:
 def read_token(secret: str, token: str) -> ChatSession | None:
     """The session a token stands for, or None if it is malformed or forged."""
     payload, _, signature = token.partition(".")
-    if not hmac.compare_digest(signature, _signature(secret, payload)):
+    # Bytes, not str: compare_digest raises TypeError on a str with a non-ASCII character.
+    if not hmac.compare_digest(signature.encode(), _signature(secret, payload).encode()):
         return None
     try:
         workspace_id, contact_id = base64.urlsafe_b64decode(payload.encode()).decode().split("\x1f")
-    except (ValueError, UnicodeDecodeError):
+    except ValueError:  # binascii.Error and UnicodeDecodeError are ValueErrors
         return None
     return ChatSession(workspace_id=workspace_id, contact_id=contact_id)
 
@@ -104,19 +118,23 @@ class Upload:
     data: bytes
 
 
-def read_upload(form: MultiDictProxy) -> Upload:
-    """The file and fields of a chat upload, or a JSON 400 naming what is missing."""
-    field = form.get("file")
-    if not isinstance(field, web.FileField):
+def read_upload(form: Form) -> Upload:
+    """The file and fields of a chat upload, or a JSON 400/422 naming what is missing or wrong."""
+    file = form.files.get("file")
+    if file is None:
         raise http_error(web.HTTPBadRequest, "the form has no file field named 'file'")
-    client_id = form.get("client_id")
-    if not isinstance(client_id, str) or not CLIENT_ID.fullmatch(client_id):
+    client_id = form.fields.get("client_id")
+    if client_id is None or not CLIENT_ID.fullmatch(client_id):
         raise http_error(web.HTTPBadRequest, "client_id must be 1-64 letters, digits, '_' or '-'")
-    text = form.get("text", "")
-    if not isinstance(text, str) or len(text) > MAX_TEXT_CHARS:
+    text = form.fields.get("text", "")
+    if len(text) > MAX_TEXT_CHARS:
         raise http_error(web.HTTPBadRequest, f"text must be at most {MAX_TEXT_CHARS} characters")
-    filename = (field.filename or "file")[:256]
-    return Upload(client_id, text, filename, field.content_type or "application/octet-stream", field.file.read())
+    if len(file.content_type) > MAX_CONTENT_TYPE_CHARS:
+        raise http_error(web.HTTPUnprocessableEntity,
+                         f"the file's Content-Type is over {MAX_CONTENT_TYPE_CHARS} characters")
+    # The type as it will be served back (a bad one as octet-stream); the name without control characters.
+    filename = safe_filename(file.filename) or "file"
+    return Upload(client_id, text, filename, media_type(file.content_type), file.data)
 
 
 def normalize_upload(upload: Upload, session: ChatSession, name: str | None) -> InboundMessage:
@@ -183,10 +201,9 @@ class WebChatSender:
 def is_typing(data: str) -> bool:
     """Whether a frame from the page is `{"type": "typing"}` (it gets no answer, unlike a message)."""
     try:
-        frame = json.loads(data)
-    except ValueError:
+        return isinstance(parse_frame(data, CHAT_INPUT), TypingFrame)
+    except FrameError:
         return False
-    return isinstance(frame, dict) and frame.get("type") == "typing"
 
 
 async def contact_typing(intake: "Intake", session: ChatSession) -> None:

@@ -6,18 +6,26 @@ A value carries `messages[]` from customers (with `contacts[]` naming them) and/
 for the messages we sent (sent, delivered, read, failed). Every message of the call is published
 before the 200 goes out; a message's wamid makes Meta's retries harmless.
 
-Outbound: POST {graph_base_url}/{phone_number_id}/messages with a Bearer token; the answer's
-`messages[0].id` is the wamid later statuses name.
+Customers are named by their phone number (`wa_id`, `from`) and, since 2026, by a business-scoped
+user id (BSUID, `user_id`, `from_user_id`, e.g. "US.13491208655302741918"). A customer who adopts
+a WhatsApp username may come with the BSUID alone: such a customer's thread is keyed by the BSUID.
+A phone number, when there is one, stays the key, so existing threads and contacts do not move.
+
+Outbound: POST {graph_base_url}/{phone_number_id}/messages with a Bearer token, the customer in
+`to` (phone) or `recipient` (BSUID); the answer's `messages[0].id` is the wamid later statuses name.
+
+BSUIDs: https://developers.facebook.com/documentation/business-messaging/whatsapp/business-scoped-user-ids
 
 Payloads: https://developers.facebook.com/docs/whatsapp/cloud-api/webhooks/payload-examples
 Send API: https://developers.facebook.com/docs/whatsapp/cloud-api/reference/messages
 """
 
+import re
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import structlog
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from services.intake.channels import meta
 from services.intake.channels.base import (
@@ -35,6 +43,7 @@ from services.intake.channels.base import (
     referenced_id,
 )
 from shared.models import Attachment, Contact, DeliveryStatus, InboundMessage, OutboundMessage
+from shared.web import whole_number
 
 if TYPE_CHECKING:
     from services.intake.context import Intake
@@ -42,6 +51,8 @@ if TYPE_CHECKING:
 log = structlog.get_logger(__name__)
 
 CHANNEL = "whatsapp"
+# ASCII digits only: str.isdigit() also takes "²" and other scripts' digits.
+ASCII_DIGITS = re.compile(r"[0-9]+")
 WEBHOOK_OBJECT = "whatsapp_business_account"
 MEDIA_KINDS = ("image", "audio", "video", "document", "sticker")
 RECEIPT_STATES = ("sent", "delivered", "read", "failed")
@@ -61,10 +72,14 @@ class WhatsAppConfig(meta.MetaConfig):
 
 class Profile(meta.Payload):
     name: str | None = None
+    username: str | None = None  # the WhatsApp username a customer chose (changeable: never a key)
 
 
 class WaContact(meta.Payload):
-    wa_id: str
+    # A customer with a username may come without wa_id (their phone number): user_id names them then.
+    wa_id: str | None = None
+    user_id: str | None = None
+    parent_user_id: str | None = None
     profile: Profile | None = None
 
 
@@ -122,7 +137,11 @@ class WaError(meta.Payload):
 
 class WaMessage(meta.Payload):
     # Ids become thread and contact ids (at most 256 characters): checked here, so a bad one is a 400.
-    sender: str = Field(alias="from", min_length=1, max_length=256)
+    # `from` is the phone number, absent for a customer who hides it behind a username; `from_user_id`
+    # (the BSUID) is there for every customer since the 2026 rollout.
+    sender: str | None = Field(None, alias="from", min_length=1, max_length=256)
+    from_user_id: str | None = Field(None, min_length=1, max_length=256)
+    from_parent_user_id: str | None = Field(None, max_length=256)
     id: str = Field(min_length=1, max_length=1024)
     timestamp: str | None = None
     type: str
@@ -140,11 +159,25 @@ class WaMessage(meta.Payload):
     context: MessageContext | None = None
     errors: list[WaError] = Field(default_factory=list)
 
+    @model_validator(mode="after")
+    def _someone_sent_it(self) -> "WaMessage":
+        if self.sender is None and self.from_user_id is None:
+            raise ValueError("a message needs `from` (phone number) or `from_user_id` (business-scoped user id)")
+        return self
+
+    @property
+    def author(self) -> str:
+        """Who wrote: the phone number when Meta gives one (so threads and contacts stay as they were
+        before BSUIDs), else the BSUID. The validator above makes sure there is one of them."""
+        return self.sender or self.from_user_id or ""
+
 
 class WaStatus(meta.Payload):
     id: str = Field(min_length=1, max_length=1024)
     status: str
+    # Receipts are keyed by the wamid; whom the message went to (phone or BSUID) is not needed.
     recipient_id: str | None = None
+    recipient_user_id: str | None = None
     errors: list[WaError] = Field(default_factory=list)
 
 
@@ -187,14 +220,19 @@ def normalize(webhook: Webhook, workspace_id: str) -> tuple[list[InboundMessage]
             if change.field not in (None, "messages"):
                 log.info("whatsapp.change_ignored", field=change.field)  # template and account updates
                 continue
-            names = {c.wa_id: c.profile.name if c.profile else None for c in change.value.contacts}
-            messages += [to_inbound(m, change.value.metadata, names, workspace_id) for m in change.value.messages]
+            people = contacts_by_id(change.value.contacts)
+            messages += [to_inbound(m, change.value.metadata, people, workspace_id) for m in change.value.messages]
             receipts += [r for s in change.value.statuses if (r := to_receipt(s, workspace_id)) is not None]
     return messages, receipts
 
 
+def contacts_by_id(contacts: list[WaContact]) -> dict[str, WaContact]:
+    """The call's contacts under each id they carry (phone number and BSUID), for the messages to find."""
+    return {key: contact for contact in contacts for key in (contact.wa_id, contact.user_id) if key}
+
+
 def to_inbound(
-    message: WaMessage, business: ValueMetadata | None, names: dict[str, str | None], workspace_id: str
+    message: WaMessage, business: ValueMetadata | None, people: dict[str, WaContact], workspace_id: str
 ) -> InboundMessage:
     """One customer message in the one message model."""
     text, attachments, facts = render(message)
@@ -203,24 +241,41 @@ def to_inbound(
         metadata["phone_number_id"] = business.phone_number_id  # the business number it was sent to
     if message.context is not None and message.context.id:
         metadata["context_message_id"] = message.context.id  # the message it answers or quotes
+    person = people.get(message.sender or "") or people.get(message.from_user_id or "")
+    metadata.update(user_ids(message, person))
     return InboundMessage(
         message_id=message_id_for(workspace_id, CHANNEL, message.id),
         workspace_id=workspace_id,
         channel=CHANNEL,
         channel_message_id=message.id,
-        thread_id=message.sender,
-        contact=Contact(
-            id=message.sender, name=meta.clip(names.get(message.sender), 256), phone=phone_of(message.sender)
-        ),
+        thread_id=message.author,
+        contact=Contact(id=message.author, name=meta.clip(name_of(person), 256), phone=phone_of(message.author)),
         text=text,
         attachments=attachments,
         metadata=metadata,
     )
 
 
+def user_ids(message: WaMessage, person: WaContact | None) -> dict[str, str]:
+    """The customer's BSUID, parent BSUID and username, kept beside a phone identity for when the phone goes."""
+    found = {
+        "whatsapp_user_id": message.from_user_id or (person.user_id if person else None),
+        "whatsapp_parent_user_id": message.from_parent_user_id or (person.parent_user_id if person else None),
+        "whatsapp_username": person.profile.username if person and person.profile else None,
+    }
+    return {key: value for key, value in found.items() if value}
+
+
+def name_of(person: WaContact | None) -> str | None:
+    """The profile name; a customer without one is shown by their username, as WhatsApp itself does."""
+    if person is None or person.profile is None:
+        return None
+    return person.profile.name or person.profile.username
+
+
 def phone_of(wa_id: str) -> str | None:
     """A wa_id is the number in international form without the "+"; E.164 puts it back."""
-    return f"+{wa_id}" if wa_id.isdigit() and 6 <= len(wa_id) <= 15 else None
+    return f"+{wa_id}" if ASCII_DIGITS.fullmatch(wa_id) and 6 <= len(wa_id) <= 15 else None
 
 
 def render(message: WaMessage) -> tuple[str, list[Attachment], dict[str, Any]]:
@@ -329,12 +384,19 @@ class WhatsAppSender:
         body = {
             "messaging_product": "whatsapp",
             "recipient_type": "individual",
-            "to": message.thread_id,
+            **addressed_to(message.thread_id),
             "type": "text",
             "text": {"preview_url": False, "body": message.text},
         }
         answer = await meta.graph_send(self.intake, url, config.access_token, body)
         return Sent("sent", channel_message_id=first_message_id(answer))
+
+
+def addressed_to(thread_id: str) -> dict[str, str]:
+    """The send request's recipient: a phone number (a wa_id, digits only) in `to`, a BSUID in `recipient`.
+
+    Meta accepts a BSUID put in `to` with a 200 and a wamid, then never delivers it."""
+    return {"to": thread_id} if ASCII_DIGITS.fullmatch(thread_id) else {"recipient": thread_id}
 
 
 def first_message_id(answer: dict[str, Any]) -> str | None:
@@ -386,7 +448,7 @@ def media_of(status: int, answer: dict[str, Any] | None) -> tuple[str, str | Non
     mime_type = answer.get("mime_type") if isinstance(answer.get("mime_type"), str) else None
     # Graph's examples show file_size as a string of digits, some answers as a number.
     size = str(answer.get("file_size", ""))
-    return url, mime_type, int(size) if size.isdigit() else None
+    return url, mime_type, whole_number(size)
 
 
 PLUGIN = ChannelPlugin(
