@@ -206,8 +206,14 @@ class Received(Generic[T]):
     def attempts(self) -> int:
         return int((self.delivery.headers or {}).get(ATTEMPTS) or 0)
 
+    @property
+    def waits(self) -> int:
+        return int((self.delivery.headers or {}).get(WAITS) or 0)
 
-PARK_ID, ATTEMPTS = "x-park-id", "x-attempts"
+
+PARK_ID, ATTEMPTS, WAITS = "x-park-id", "x-attempts", "x-waits"
+# Rounds a message waits behind an earlier one of its conversation before it goes on regardless.
+MAX_WAITS = 1000
 
 
 class BatchConsumer(Generic[T]):
@@ -410,16 +416,22 @@ class BatchConsumer(Generic[T]):
 
         A failed message waits its backoff; one parked only to keep its conversation's order
         waits no time of its own (the retry queue is FIFO: it comes back right after the one
-        ahead of it)."""
+        ahead of it), and counts its waits: should the one ahead never come back (its copy purged
+        by hand), the conversation goes on after MAX_WAITS rounds instead of cycling for ever."""
         attempts = item.attempts + (1 if failed is not None else 0)
         delay = min(self.retry_delay * 2 ** (attempts - 1), self.max_retry_delay) if failed is not None else 0
+        waits = item.waits + (0 if failed is not None else 1)
+        if failed is None and waits > MAX_WAITS:
+            log.error("consumer.stopped_waiting", consumer=self.name, key=item.key, waits=waits)
+            self.parked.pop(item.key or "", None)
+            waits, delay = 0, 0
         park_id = item.park_id or uuid.uuid4().hex
         if item.key is not None:
             queue = self.parked.setdefault(item.key, deque())
             if park_id not in queue:
                 queue.append(park_id)
         headers = dict(item.delivery.headers or {})
-        headers.update({PARK_ID: park_id, ATTEMPTS: attempts})
+        headers.update({PARK_ID: park_id, ATTEMPTS: attempts, WAITS: waits})
         if failed is not None:
             headers["x-error"] = repr(failed)[:1000]
             log.warning("consumer.parked", consumer=self.name, key=item.key, attempt=attempts, delay=delay,

@@ -1,11 +1,13 @@
 """Bounded retries, then a dead-letter queue with the reason, over the real broker."""
 
 import asyncio
+from collections import deque
 
 import aio_pika
 from pydantic import BaseModel
 from pymongo.errors import AutoReconnect
 
+import shared.broker
 from shared.broker import BatchConsumer, Broker, PoisonMessage, parse_as
 from shared.topology import declare_consumed_queue
 
@@ -218,3 +220,22 @@ async def broker_cleanup_retry(names) -> None:
         await channel.queue_delete(names.topology.retry_queue)
         for exchange in (names.topology.park_exchange, names.topology.requeue_exchange):
             await channel.exchange_delete(exchange)
+
+
+async def test_a_conversation_whose_parked_message_never_comes_back_goes_on_after_bounded_waits(names, monkeypatch):
+    """Its first message's copy was purged from the retry queue by hand: the next must not wait for ever."""
+    monkeypatch.setattr(shared.broker, "MAX_WAITS", 5)
+    handled: list[int] = []
+
+    async def handle(jobs: list[KeyedJob]) -> None:
+        handled.extend(job.n for job in jobs)
+
+    broker, consumer, queue = await _setup_keyed(names, handle)
+    try:
+        consumer.parked["a"] = deque(["purged"])
+        await _publish(broker, queue, b'{"n": 2, "key": "a"}')
+        await _wait_until(lambda: handled == [2])
+        assert consumer.parked == {}
+    finally:
+        await _cleanup(broker, consumer, queue)
+        await broker_cleanup_retry(names)
