@@ -54,20 +54,24 @@ class RoutingStore:
     async def commit(self, core: RoutingCore, outcome: Outcome, outbox: list[dict]) -> ObjectId | None:
         """Write the outcome's state and the messages it must publish as one logged commit.
 
-        The state writes and the outbox go to `routing_outbox` first, sealed by one last insert;
-        only then is the state applied. A router that dies anywhere after the seal leaves a commit
-        that the next one replays (state again, idempotent; then every message, in order), so no
-        event whose state was saved is lost. One that dies before the seal wrote no state."""
+        The state writes and the outbox go to `routing_outbox` first, in parts; the last part's
+        insert seals the commit (usually it is the only one: one insert). Only then is the state
+        applied. A router that dies anywhere after the seal leaves a commit that the next one
+        replays (state again, idempotent; then every message, in order), so no event whose state
+        was saved is lost. One that dies before the seal wrote no state."""
         writes = _state_writes(core, outcome)
         if not outbox:
             await self._apply(writes)
             return None
         commit_id = ObjectId()
         entries = [*(("write", w) for w in writes), *(("publish", item) for item in outbox)]
+        chunks = _chunks(entries)
         parts = [{"_id": f"{commit_id}:{n}", "commit": commit_id, "part": n, "entries": chunk}
-                 for n, chunk in enumerate(_chunks(entries))]
-        await self.outbox.insert_many(parts, ordered=True)
-        await self.outbox.insert_one({"_id": commit_id, "sealed": True, "parts": len(parts)})
+                 for n, chunk in enumerate(chunks)]
+        parts[-1] |= {"sealed": True, "parts": len(parts)}
+        if len(parts) > 1:
+            await self.outbox.insert_many(parts[:-1], ordered=True)
+        await self.outbox.insert_one(parts[-1])
         await self._apply(writes)
         return commit_id
 
@@ -75,20 +79,19 @@ class RoutingStore:
         """The commit's messages are published: forget it."""
         if commit_id is not None:
             await self.outbox.delete_many({"commit": commit_id})
-            await self.outbox.delete_one({"_id": commit_id})
 
     async def unfinished_commits(self) -> list[tuple[ObjectId, list[dict]]]:
         """Sealed commits not finished, oldest first, each with its state re-applied; their outboxes to publish.
 
         Parts never sealed belong to a commit whose state was never applied: they are dropped."""
-        sealed = [doc["_id"] async for doc in self.outbox.find({"sealed": True}).sort("_id", 1)]
+        sealed = [doc["commit"] async for doc in self.outbox.find({"sealed": True}, {"commit": 1}).sort("commit", 1)]
         commits = []
         for commit_id in sealed:
             entries = [e async for part in self.outbox.find({"commit": commit_id}).sort("part", 1)
                        for e in part["entries"]]
             await self._apply([value for kind, value in entries if kind == "write"])
             commits.append((commit_id, [value for kind, value in entries if kind == "publish"]))
-        await self.outbox.delete_many({"commit": {"$nin": sealed}, "sealed": {"$ne": True}})
+        await self.outbox.delete_many({"commit": {"$nin": sealed}})
         return commits
 
     async def _apply(self, writes: list[dict]) -> None:

@@ -3,6 +3,7 @@ saved before the state, and whoever holds the routing state next publishes what 
 
 import asyncio
 
+from bson import ObjectId
 from pymongo import AsyncMongoClient
 
 from services.router.app import SERVICE
@@ -97,3 +98,28 @@ async def test_an_input_the_core_cannot_take_is_parked_and_its_neighbours_go_on(
         await asyncio.gather(apps.post("poisoner", "poison"), *(apps.post(f"c{n}", f"fine {n}") for n in range(30)))
         await desk.frames_until(lambda f: sum(x["type"] == "conversation.assigned" for x in f) == 30)
         assert service.consumer.parked, "the poison waits parked, its retries off the queue"
+
+
+async def test_a_commit_in_several_parts_replays_whole_and_unsealed_parts_are_dropped(names, monkeypatch):
+    """A big commit (a mass reroute) is logged in parts; only the last insert seals it."""
+    import services.router.store as store_module
+
+    monkeypatch.setattr(store_module, "OUTBOX_PART_BYTES", 300)
+    client = AsyncMongoClient(names.infra.mongo_url, tz_aware=True)
+    try:
+        store = RoutingStore(client[names.namespace])
+        core = RoutingCore(RoutingConfig())
+        outcome = core.on_agent(agent("ann"), at(0))
+        outbox = [{"n": n, "pad": "x" * 100} for n in range(12)]
+        commit_id = await store.commit(core, outcome, outbox)
+        assert await store.outbox.count_documents({"commit": commit_id}) > 2
+        # The parts of a commit whose router died before its seal: never replayed.
+        await store.outbox.insert_one({"_id": "dead:0", "commit": ObjectId(), "part": 0,
+                                       "entries": [["publish", {"n": "never"}]]})
+        [(replayed_id, items)] = await store.unfinished_commits()
+        assert replayed_id == commit_id and [item["n"] for item in items] == list(range(12))
+        assert await store.outbox.count_documents({"_id": "dead:0"}) == 0
+        await store.finish(commit_id)
+        assert await store.outbox.count_documents({}) == 0
+    finally:
+        await client.close()
