@@ -15,6 +15,7 @@ bench: venv ## end-to-end throughput and latency beside the bare broker and data
 	$(PY) -m bench.e2e $(BENCH_ARGS)
 	$(PY) -m bench.channels $(CHANNEL_BENCH_ARGS)
 	$(PY) -m bench.core $(CORE_BENCH_ARGS)
+	$(PY) -m bench.latency $(LATENCY_BENCH_ARGS)
 
 .PHONY: clean-broker
 clean-broker: venv ## leftovers of killed stacks on the broker: list them; NAMESPACE=ns removes one; CLEANUP_ARGS=--tests removes every idle test namespace

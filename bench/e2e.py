@@ -33,13 +33,10 @@ namespace's queues and exchanges, the database (and an embedded MongoDB started 
 
 import argparse
 import asyncio
-import json
-import shutil
 import statistics
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -49,12 +46,22 @@ import aio_pika
 import aiohttp
 from pymongo import ASCENDING, AsyncMongoClient, UpdateOne
 
-from deploy import local
-from deploy.local import LocalSettings, Stack, free_port
+from bench import stack
+from bench.stack import (
+    MAX_TEXT_CHARS,
+    WORKSPACE,
+    DeskRecorder,
+    PostRun,
+    clean_up,
+    log_problems,
+    open_desk,
+    percentile,
+    post_all,
+    read_desk,
+    text_of,
+)
 from shared.models import Contact, InboundMessage, new_id, utcnow
 
-WORKSPACE = "default"
-API_KEY = "bench-key"
 AGENTS = 10
 AGENT_CAPACITY = 100  # conversations per agent: 1000 in all, well above THREADS + WARMUP_THREADS
 THREADS = 200  # conversations the measured messages cycle over
@@ -62,10 +69,7 @@ WARMUP_MESSAGES = 100
 WARMUP_THREADS = 20  # threads of their own, so the measured run still opens its 200 conversations
 PREFETCH = 200  # what the services' batch consumers use (batch size 100 x 2)
 DB_BATCH = 100  # the services' batch size
-POST_TIMEOUT = 30.0  # seconds, one POST
 WARMUP_TIMEOUT = 60.0  # seconds for the warm-up's frames
-MAX_TEXT_CHARS = 4096  # what intake accepts
-FILLER = "The parcel has not arrived yet and the tracking page says nothing new since Monday. "
 
 
 @dataclass(frozen=True)
@@ -110,165 +114,37 @@ def parse_args(argv: list[str] | None = None) -> Config:
     return Config(args.messages, args.concurrency, args.size)
 
 
-def text_of(size: int) -> str:
-    return (FILLER * (size // len(FILLER) + 1))[:size]
-
-
-def percentile(sorted_values: list[float], p: float) -> float:
-    """Nearest-rank percentile of an ascending list (nan when empty)."""
-    if not sorted_values:
-        return float("nan")
-    rank = max(1, round(p / 100 * len(sorted_values)))
-    return sorted_values[min(rank, len(sorted_values)) - 1]
-
-
 # -- the stack ---------------------------------------------------------------------------------
 
 
 @dataclass
-class Infra:
-    base: local.Infrastructure
-    namespace: str
-    log_dir: Path
-    stack: Stack
-
+class Infra(stack.Infra):
     def agent_ids(self) -> list[str]:
         return [f"agent{i:02d}" for i in range(AGENTS)]
 
     def broker_queues(self) -> list[str]:
         return [f"{self.namespace}.bench.hop{i}" for i in (1, 2, 3)]
 
+    def extra_queues(self) -> tuple[str, ...]:
+        return tuple(self.broker_queues())
+
 
 def build_infra(log_dir: Path) -> Infra:
     """RabbitMQ and MongoDB as the tests get them, and a stack in a namespace of its own."""
-    base = local.bring_up_infrastructure(LocalSettings(), ":memory:", free_port(), log_dir / "secantusd.log")
-    namespace = f"bench{uuid.uuid4().hex[:12]}"
-    env = local.stack_env(base, namespace, f"{WORKSPACE}:{API_KEY}")
-    return Infra(base, namespace, log_dir, Stack.on_free_ports(env, log_dir))
-
-
-async def remove_namespace(infra: Infra) -> None:
-    """Drop the database and delete the namespace's queues and exchanges, the baseline's included."""
-    await local.remove_namespace(infra.base.amqp_url, infra.base.mongo_url, infra.namespace, tuple(infra.broker_queues()))
-
-
-def log_problems(log_dir: Path, limit: int = 5) -> list[str]:
-    """Error and warning lines in the stack's logs (JSON lines, plus any traceback)."""
-    problems = []
-    for path in sorted(log_dir.glob("*.log")):
-        for line in path.read_text(errors="replace").splitlines():
-            try:
-                level = json.loads(line).get("level", "")
-            except (ValueError, AttributeError):
-                level = "error" if "Traceback" in line or " ERROR " in line else ""
-            if level in ("warning", "error", "critical", "exception"):
-                problems.append(f"{path.name}: {line[:300]}")
-    if len(problems) > limit:
-        problems = problems[:limit] + [f"... and {len(problems) - limit} more"]
-    return problems
+    return stack.build_infra(log_dir, cls=Infra)
 
 
 # -- e2e ---------------------------------------------------------------------------------------
 
 
-def auth() -> dict[str, str]:
-    return {"Authorization": f"Bearer {API_KEY}"}
-
-
-class DeskRecorder:
-    """When each customer message first reached a desk (time.perf_counter)."""
-
-    def __init__(self) -> None:
-        self.arrived: dict[str, float] = {}
-
-    def on_frame(self, frame: dict, at: float) -> None:
-        if frame.get("type") == "conversation.assigned":
-            for message in frame["messages"]:
-                self.arrived.setdefault(message["message_id"], at)
-        elif frame.get("type") == "message" and frame["message"].get("direction") == "inbound":
-            self.arrived.setdefault(frame["message"]["message_id"], at)
-
-    def missing(self, ids: list[str]) -> list[str]:
-        return [i for i in ids if i not in self.arrived]
-
-    async def wait_for(self, ids: list[str], timeout: float) -> list[str]:
-        """Wait until every id has arrived or the timeout passed; the ids still missing."""
-        deadline = time.perf_counter() + timeout
-        missing = self.missing(ids)
-        while missing and time.perf_counter() < deadline:
-            await asyncio.sleep(0.05)
-            missing = [i for i in missing if i not in self.arrived]
-        return missing
-
-
 async def register_agents(session: aiohttp.ClientSession, agents_url: str, agent_ids: list[str]) -> None:
-    for agent_id in agent_ids:
-        body = {"name": agent_id.title(), "skills": {}, "max_conversations": AGENT_CAPACITY}
-        async with session.put(f"{agents_url}/v1/agents/{agent_id}", json=body, headers=auth()) as response:
-            response.raise_for_status()
-        status_url = f"{agents_url}/v1/agents/{agent_id}/status"
-        async with session.put(status_url, json={"status": "online"}, headers=auth()) as response:
-            response.raise_for_status()
-
-
-async def open_desk(session: aiohttp.ClientSession, agents_url: str, agent_id: str) -> aiohttp.ClientWebSocketResponse:
-    ws = await session.ws_connect(f"{agents_url}/v1/agents/{agent_id}/ws?token={API_KEY}")
-    first = await ws.receive(timeout=15)
-    if json.loads(first.data).get("type") != "snapshot":
-        raise RuntimeError(f"desk of {agent_id} did not start with a snapshot: {first.data[:200]!r}")
-    return ws
-
-
-async def read_desk(ws: aiohttp.ClientWebSocketResponse, recorder: DeskRecorder) -> None:
-    async for message in ws:
-        if message.type == aiohttp.WSMsgType.TEXT:
-            recorder.on_frame(json.loads(message.data), time.perf_counter())
-
-
-@dataclass
-class PostRun:
-    first_sent: float
-    accepted: dict[str, float]  # message_id -> when its 202 came back
-    errors: int
-
-
-async def post_all(
-    session: aiohttp.ClientSession, intake_url: str, contacts: list[str], text: str, concurrency: int
-) -> PostRun:
-    """POST one message per contact, `concurrency` at a time; record when each 202 came back."""
-    accepted: dict[str, float] = {}
-    errors = 0
-    pending = iter(contacts)
-    timeout = aiohttp.ClientTimeout(total=POST_TIMEOUT)
-
-    async def worker() -> None:
-        nonlocal errors
-        for contact in pending:
-            try:
-                async with session.post(f"{intake_url}/v1/messages", json={"contact": {"id": contact}, "text": text},
-                                        headers=auth(), timeout=timeout) as response:
-                    body = await response.json() if response.status == 202 else None
-                    at = time.perf_counter()
-            except (aiohttp.ClientError, TimeoutError):
-                body = None
-            if body is None:
-                errors += 1
-            else:
-                accepted[body["message_id"]] = at
-
-    first_sent = time.perf_counter()
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
-    return PostRun(first_sent, accepted, errors)
+    await stack.register_agents(session, agents_url, agent_ids, AGENT_CAPACITY)
 
 
 async def warm_up(session: aiohttp.ClientSession, infra: Infra, recorder: DeskRecorder, config: Config) -> None:
     """Some traffic on threads of its own: connections, the router's state and the agents are ready."""
-    contacts = [f"warm-{i % WARMUP_THREADS}" for i in range(WARMUP_MESSAGES)]
-    run = await post_all(session, infra.stack.url("intake"), contacts, text_of(config.size), config.concurrency)
-    missing = await recorder.wait_for(list(run.accepted), WARMUP_TIMEOUT)
-    if run.errors or missing:
-        raise RuntimeError(f"warm-up failed: {run.errors} POST errors, {len(missing)} frames missing "
-                           f"(logs: {infra.log_dir})")
+    await stack.warm_up(session, infra, recorder, text_of(config.size), config.concurrency,
+                        WARMUP_MESSAGES, WARMUP_THREADS, WARMUP_TIMEOUT)
 
 
 async def measure_e2e(infra: Infra, config: Config) -> E2EResult:
@@ -496,19 +372,6 @@ def main(argv: list[str] | None = None) -> None:
     finally:
         clean_up(infra)
     print_report(config, results, infra.base.embedded_mongo is not None, log_problems(infra.log_dir))
-
-
-def clean_up(infra: Infra) -> None:
-    """Stop everything started here and remove the namespace; keep the logs only if they hold problems."""
-    try:
-        infra.stack.stop_all()
-        asyncio.run(remove_namespace(infra))
-    finally:
-        infra.base.stop()
-        if log_problems(infra.log_dir):
-            print(f"the stack's logs hold warnings or errors; kept in {infra.log_dir}", file=sys.stderr)
-        else:
-            shutil.rmtree(infra.log_dir, ignore_errors=True)
 
 
 if __name__ == "__main__":
