@@ -163,7 +163,7 @@ class RouterService:
                     # consumer parks this input and hands the others back at once, as one batch.
                     self.core = None
                     raise ItemFailed(index, error) from error
-            await self._commit(core, outcome)
+            await self._commit(core, outcome, redelivered_on_failure=True)
         self._count(inputs, outcome)
 
     async def tick(self) -> None:
@@ -191,11 +191,17 @@ class RouterService:
             except Exception:  # logged; the next tick retries from state rebuilt from MongoDB
                 log.exception("router.tick_failed")
 
-    async def _commit(self, core: RoutingCore, outcome: Outcome) -> None:
-        """Persist with an outbox, publish from it, mark announced; on any failure the core is rebuilt from MongoDB."""
+    async def _commit(self, core: RoutingCore, outcome: Outcome, *, redelivered_on_failure: bool = False) -> None:
+        """Persist with an outbox, publish from it, mark announced; on any failure the core is rebuilt from MongoDB.
+
+        `redelivered_on_failure`: the outcome comes from inputs that are acked only after this
+        returns, so an outcome that saves no state needs no outbox: should its publish fail, the
+        inputs come again and give the same messages (a customer's follow-up to an assigned
+        conversation, the usual case, costs no database write at all). A timer's outcome has no
+        input to come again: what it publishes always goes through the outbox."""
         try:
             outbox = self._outbox(outcome)
-            commit_id = await self.store.commit(core, outcome, outbox)
+            commit_id = await self.store.commit(core, outcome, outbox, log_without_writes=not redelivered_on_failure)
             await self._publish_outbox(outbox)
             await self.store.finish(commit_id)
             for event in outcome.events:

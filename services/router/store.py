@@ -51,16 +51,18 @@ class RoutingStore:
         """Write what the outcome changed (no outbox: for state that publishes nothing)."""
         await self._apply(_state_writes(core, outcome))
 
-    async def commit(self, core: RoutingCore, outcome: Outcome, outbox: list[dict]) -> ObjectId | None:
+    async def commit(self, core: RoutingCore, outcome: Outcome, outbox: list[dict], *,
+                     log_without_writes: bool = True) -> ObjectId | None:
         """Write the outcome's state and the messages it must publish as one logged commit.
 
         The state writes and the outbox go to `routing_outbox` first, in parts; the last part's
         insert seals the commit (usually it is the only one: one insert). Only then is the state
         applied. A router that dies anywhere after the seal leaves a commit that the next one
         replays (state again, idempotent; then every message, in order), so no event whose state
-        was saved is lost. One that dies before the seal wrote no state."""
+        was saved is lost. One that dies before the seal wrote no state. With `log_without_writes`
+        false, an outcome that writes no state is not logged (its caller can make it again)."""
         writes = _state_writes(core, outcome)
-        if not outbox:
+        if not outbox or (not writes and not log_without_writes):
             await self._apply(writes)
             return None
         commit_id = ObjectId()
