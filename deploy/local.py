@@ -231,7 +231,12 @@ def start_embedded_mongo(port: int, storage: str, log_path: Path | None = None) 
         return port_answers("127.0.0.1", port)
 
     wait_until(up, 60, "the embedded MongoDB (SecantusDB)")
-    return process, f"mongodb://127.0.0.1:{port}/?directConnection=true"
+    # retryWrites=false: SecantusDB keeps the last 10,000 retryable writes and scans (past the cap,
+    # sorts) them on every write, so each write grew slower with the writes before it (measured:
+    # 24 ms p50 with 400 messages stored, 850 ms after 14,000, at the same 30 msg/s). A local
+    # server gains nothing from them: consumers retry by redelivery and are idempotent. A real
+    # MongoDB (MONGO_URL) keeps the driver's default.
+    return process, f"mongodb://127.0.0.1:{port}/?directConnection=true&retryWrites=false"
 
 
 def _spawn(command: list[str], log_path: Path | None, env: dict[str, str] | None = None) -> subprocess.Popen:
