@@ -124,9 +124,13 @@ class AgentsStore:
         for_desk: list[ForDesk] = []
         run: list[ConversationAssigned | ConversationMessage] = []
         revocations: list[ConversationRevoked] = []
+        # A revocation whose conversation this batch assigns again (a reroute: the old agent's
+        # queue and the new one's) needs no write of its own: the assignment overwrites it.
+        reassigned = {d.conversation.conversation_id: d.conversation.assignment_seq
+                                     for d in deliveries if isinstance(d, ConversationAssigned)}
         for delivery in [*deliveries, None]:
             if isinstance(delivery, ConversationAssigned | ConversationMessage):
-                for_desk += await self._apply_revocations(revocations)
+                for_desk += await self._apply_revocations(revocations, reassigned)
                 revocations = []
                 run.append(delivery)
                 continue
@@ -135,24 +139,29 @@ class AgentsStore:
             if isinstance(delivery, ConversationRevoked):
                 revocations.append(delivery)
                 continue
-            for_desk += await self._apply_revocations(revocations)
+            for_desk += await self._apply_revocations(revocations, reassigned)
             revocations = []
             if delivery is not None:
                 for_desk += await self._apply_notice(delivery)
         return for_desk
 
-    async def _apply_revocations(self, revocations: list[ConversationRevoked]) -> list[ForDesk]:
+    async def _apply_revocations(self, revocations: list[ConversationRevoked],
+                                 reassigned: dict[str, int]) -> list[ForDesk]:
         """Revocations in bulk: a shift change takes hundreds of conversations from their agents at once."""
         if not revocations:
             return []
-        await self.offers.bulk_write([DeleteMany({"conversation_id": r.conversation_id, "agent_id": r.agent_id})
-                                      for r in revocations], ordered=False)
-        await self.conversations.bulk_write([
-            UpdateOne({"_id": r.conversation_id, "assignee_id": r.agent_id, "assignment_seq": {"$lt": r.assignment_seq}},
-                      {"$set": {"status": "waiting", "assignee_id": None, "assignment_seq": r.assignment_seq,
-                                "revoked_reason": r.reason}})
-            for r in revocations
-        ], ordered=True)
+        to_write = [r for r in revocations
+                    if reassigned.get(r.conversation_id, 0) <= r.assignment_seq]
+        if to_write:
+            await self.offers.bulk_write([DeleteMany({"conversation_id": r.conversation_id, "agent_id": r.agent_id})
+                                          for r in to_write], ordered=False)
+            await self.conversations.bulk_write([
+                UpdateOne({"_id": r.conversation_id, "assignee_id": r.agent_id,
+                           "assignment_seq": {"$lt": r.assignment_seq}},
+                          {"$set": {"status": "waiting", "assignee_id": None, "assignment_seq": r.assignment_seq,
+                                    "revoked_reason": r.reason}})
+                for r in to_write
+            ], ordered=True)
         return [_notice_frame(r, events.CONVERSATION_REVOKED) for r in revocations]
 
     async def _apply_notice(self, notice: ConversationOffered | ConversationEnded) -> list[ForDesk]:
@@ -180,18 +189,23 @@ class AgentsStore:
         offers = await self.offers.find({"workspace_id": workspace_id, "agent_id": agent_id, "expires_at": {"$gt": utcnow()}}).to_list()
         return [offer["frame"] for offer in offers]
 
-    async def _reassign(self, assignments: list[ConversationAssigned]) -> set[str]:
+    async def _stored(self, assignments: list[ConversationAssigned]) -> dict[str, dict]:
+        """The stored documents (assignment sequence and contact) of these assignments' conversations."""
+        if not assignments:
+            return {}
+        ids = [a.conversation.conversation_id for a in assignments]
+        return {doc["_id"]: doc async for doc in self.conversations.find(
+            {"_id": {"$in": ids}}, {"assignment_seq": 1, "contact_id": 1})}
+
+    async def _reassign(self, assignments: list[ConversationAssigned], stored: dict[str, dict]) -> set[str]:
         """Conversations that changed hands (rerouted, transferred), in bulk: the newer assignment wins.
 
-        The ids of those this batch moved. One consumer applies deliveries, so what is read here
-        is what the conditional update meets."""
+        The ids of those this batch moved. One consumer applies deliveries, so what was read
+        (`stored`) is what the conditional update meets."""
         if not assignments:
             return set()
-        ids = [a.conversation.conversation_id for a in assignments]
-        current = {doc["_id"]: doc.get("assignment_seq", 0)
-                   async for doc in self.conversations.find({"_id": {"$in": ids}}, {"assignment_seq": 1})}
         newer = {a.conversation.conversation_id: a for a in assignments
-                 if a.conversation.assignment_seq > current.get(a.conversation.conversation_id, 0)}
+                 if a.conversation.assignment_seq > stored.get(a.conversation.conversation_id, {}).get("assignment_seq", 0)}
         if not newer:
             return set()
         await self.offers.delete_many({"conversation_id": {"$in": list(newer)}})
@@ -211,15 +225,22 @@ class AgentsStore:
         conversation_ops: list[UpdateOne] = []
         pending: list[tuple[str, dict | None, list[dict]]] = []
         assignments = [d for d in deliveries if isinstance(d, ConversationAssigned)]
+        # A conversation that changed hands is stored, its contact linked: it only moves (a shift
+        # change moves hundreds at once, and each upsert here costs the database a write).
+        stored = await self._stored([a for a in assignments if a.conversation.assignment_seq > 1])
+        first_time = [a for a in assignments if a.conversation.conversation_id not in stored]
         contact_ids = dict(zip(
-            (a.conversation.conversation_id for a in assignments),
-            await self.contact_book.resolve([_identities(a) for a in assignments]),
+            (a.conversation.conversation_id for a in first_time),
+            await self.contact_book.resolve([_identities(a) for a in first_time]),
             strict=True,
         ))
+        contact_ids |= {i: doc.get("contact_id") for i, doc in stored.items()}
         for delivery in deliveries:
             if isinstance(delivery, ConversationAssigned):
                 conversation = _conversation_doc(delivery, contact_ids[delivery.conversation.conversation_id])
-                conversation_ops.append(UpdateOne({"_id": conversation["_id"]}, {"$setOnInsert": conversation}, upsert=True))
+                if conversation["_id"] not in stored:
+                    conversation_ops.append(UpdateOne({"_id": conversation["_id"]}, {"$setOnInsert": conversation},
+                                                      upsert=True))
                 docs = [self._inbound_doc(conversation["_id"], m) for m in delivery.messages]
                 pending.append((delivery.conversation.assignee_id, conversation, docs))
             else:
@@ -232,8 +253,9 @@ class AgentsStore:
         if new_conversations:
             await self.offers.delete_many({"conversation_id": {"$in": list(new_conversations)}})
         # A conversation that changed hands is new to its new assignee's desk.
-        new_conversations |= await self._reassign([a for a in assignments
-                                                   if a.conversation.conversation_id not in new_conversations])
+        moving = [a for a in assignments if a.conversation.conversation_id not in new_conversations]
+        new_conversations |= await self._reassign(moving, stored | await self._stored(
+            [a for a in moving if a.conversation.conversation_id not in stored]))
         # The same message twice in one batch (a provider's retry, published twice) is one message.
         pending = _without_repeats(pending)
         all_docs = [doc for _, _, docs in pending for doc in docs]
