@@ -4,15 +4,27 @@ import json
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from datetime import datetime
+from typing import Annotated, Any, Literal, TypeVar, Union
 from urllib.parse import parse_qsl, unquote_to_bytes
 
+import pydantic_core
 import structlog
 from aiohttp import BodyPartReader, MultipartReader, hdrs, web
 from aiohttp.http_exceptions import HttpProcessingError
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
-from pydantic import BaseModel, TypeAdapter, ValidationError
-from pydantic.json_schema import models_json_schema
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    GetJsonSchemaHandler,
+    PlainSerializer,
+    TypeAdapter,
+    ValidationError,
+    WithJsonSchema,
+)
+from pydantic.json_schema import JsonSchemaMode, JsonSchemaValue, models_json_schema
+from typing_extensions import TypeAliasType
 
 log = structlog.get_logger(__name__)
 M = TypeVar("M", bound=BaseModel)
@@ -24,8 +36,8 @@ WORKSPACE = web.RequestKey("workspace_id", str)
 
 
 def error_document(status: int, message: str, **details: Any) -> dict[str, Any]:
-    """The one shape of every error body: {"error": {"status", "message", ...details}}."""
-    return {"error": {"status": status, "message": message, **details}}
+    """The one shape of every error body: {"error": {"status", "message", ...details}} (an ErrorDocument)."""
+    return ErrorDocument(error=ErrorDetail(status=status, message=message, **details)).model_dump(mode="json")
 
 
 def json_error(status: int, message: str, **details: Any) -> web.Response:
@@ -185,20 +197,32 @@ def auth_middleware(public_prefixes: tuple[str, ...]) -> Callable:
 
 
 async def parse_body(request: web.Request, model: type[M], limit: int | None = None) -> M:
-    """The request body validated as `model`, or a JSON 400/413/422 naming the problem."""
+    """The request body validated as `model`, strictly (as the document declares it), or a JSON 400/413/422.
+
+    Strict: a number is a number and a boolean a boolean, not "5" or "yes", so that what the
+    OpenAPI document calls invalid is refused, not coerced. As in JSON Schema, a whole number
+    written with a fraction (`3.0`) is an integer.
+    """
     # Without a limit, the app's client_max_size applies (its 413 is made JSON by error_middleware).
     raw = await request.read() if limit is None else await read_limited(request, limit)
-    return validate_json(raw, model)
+    return validate_json(raw, model, strict=True)
 
 
-def validate_json(raw: bytes, model: type[M], what: str = "invalid request body") -> M:
+def validate_json(raw: bytes, model: type[M], what: str = "invalid request body", *, strict: bool | None = None) -> M:
     """`raw` validated as `model`, or a JSON 400 (not JSON) / 422 (`what`) naming the problem.
 
     pydantic's parser refuses nesting past ~200 levels ("recursion limit exceeded", a 400) and
     lone surrogate escapes, so neither a deep body nor a "\\ud800" reaches a handler.
     """
     try:
-        return model.model_validate_json(raw)
+        try:
+            return model.model_validate_json(raw, strict=strict)
+        except ValidationError as error:
+            # Strict refuses 3.0 for an integer; JSON Schema calls it one. Written as 3, it is tried again.
+            rewritten = _whole_floats_as_integers(raw, error) if strict else None
+            if rewritten is None:
+                raise
+            return model.model_validate_json(rewritten, strict=strict)
     except ValidationError as error:
         problems = _problems(error)
         if any(p["type"] == "json_invalid" for p in problems):
@@ -209,6 +233,25 @@ def validate_json(raw: bytes, model: type[M], what: str = "invalid request body"
         # zone that names a directory), so a 422, but logged, for the validator to be fixed.
         log.exception("http.validator_crashed", model=model.__name__)
         raise http_error(web.HTTPUnprocessableEntity, what, problems=[{"msg": type(error).__name__}]) from None
+
+
+def _whole_floats_as_integers(raw: bytes, error: ValidationError) -> bytes | None:
+    """The body with each whole-number float an integer field refused (`3.0`) written as an integer; None if none."""
+    places = [e["loc"] for e in error.errors(include_url=False)
+              if e["type"] == "int_type" and isinstance(e.get("input"), float) and e["input"].is_integer()]
+    if not places:
+        return None
+    document = pydantic_core.from_json(raw)
+    for loc in places:
+        parent = document
+        try:
+            for key in loc[:-1]:
+                parent = parent[key]
+            if isinstance(parent[loc[-1]], float):
+                parent[loc[-1]] = int(parent[loc[-1]])
+        except (KeyError, IndexError, TypeError):  # a place named through a union's member: leave it refused
+            return None
+    return pydantic_core.to_json(document)
 
 
 def _problems(error: ValidationError) -> list[dict[str, Any]]:
@@ -345,12 +388,12 @@ def add_ops_routes(app: web.Application, registry: CollectorRegistry, checks: di
     """/healthz (the process answers), /readyz (its dependencies answer), /metrics (Prometheus)."""
 
     async def healthz(_: web.Request) -> web.Response:
-        return web.json_response({"status": "ok"})
+        return model_response(Health(status="ok"))
 
     async def readyz(_: web.Request) -> web.Response:
         results = {name: await check() for name, check in checks.items()}
         ready = all(results.values())
-        return web.json_response({"ready": ready, "checks": results}, status=200 if ready else 503)
+        return model_response(Readiness(ready=ready, checks=results), status=200 if ready else 503)
 
     async def metrics(_: web.Request) -> web.Response:
         response = web.Response(body=generate_latest(registry))
@@ -362,50 +405,309 @@ def add_ops_routes(app: web.Application, registry: CollectorRegistry, checks: di
     app.router.add_get("/metrics", metrics)
 
 
-Operation = tuple[str, str, str, type[BaseModel] | None, type[BaseModel] | None]
+# -- the OpenAPI document ----------------------------------------------------------------------
+#
+# Every operation is declared once, next to its handler: its parameters (which the handler reads
+# through the same Parameter objects), its request body (the model parse_body validates), its
+# answers (the models the handler serializes its JSON through) and its errors. The document is
+# built from those declarations, so it cannot say something the handlers do not do.
 
 
-def openapi_document(title: str, operations: list[Operation]) -> dict[str, Any]:
-    """An OpenAPI 3.1 document whose schemas come from the pydantic models themselves.
+class ErrorDetail(BaseModel):
+    """What went wrong: the HTTP status and a message; some errors add details (`problems`, `parameter`, `detail`)."""
 
-    Each operation is (method, path, summary, request model, response model).
-    """
-    models = {m for _, _, _, req, resp in operations for m in (req, resp) if m is not None}
-    refs, schema = models_json_schema(
-        [(m, "validation") for m in sorted(models, key=lambda m: m.__name__)],
-        ref_template="#/components/schemas/{model}",
-    )
-    paths: dict[str, dict] = {}
-    for method, path, summary, request_model, response_model in operations:
-        operation: dict[str, Any] = {"summary": summary, "responses": {}}
-        if request_model is not None:
-            operation["requestBody"] = {
-                "required": True,
-                "content": {"application/json": {"schema": refs[(request_model, "validation")]}},
-            }
-        ok: dict[str, Any] = {"description": "success"}
-        if response_model is not None:
-            ok["content"] = {"application/json": {"schema": refs[(response_model, "validation")]}}
-        operation["responses"]["2XX"] = ok
-        operation["responses"]["4XX"] = {"description": "JSON error: {\"error\": {\"status\", \"message\"}}"}
-        if path.startswith("/v1/"):
-            operation["security"] = [{"bearer": []}]
-        paths.setdefault(path, {})[method.lower()] = operation
-    return {
+    model_config = ConfigDict(extra="allow")
+
+    status: int = Field(ge=400, le=599)
+    message: str
+
+
+class ErrorDocument(BaseModel):
+    """The one shape of every error body."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    error: ErrorDetail
+
+
+class Health(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    status: Literal["ok"]
+
+
+class Readiness(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    ready: bool
+    checks: dict[str, bool]
+
+
+ParameterLocation = Literal["path", "query", "header"]
+
+
+@dataclass(frozen=True)
+class Parameter:
+    """A path, query or header parameter as the document declares it; handlers read it through it too."""
+
+    name: str
+    location: ParameterLocation
+    schema: dict[str, Any]
+    description: str
+    required: bool = False
+    example: Any = None
+
+    def document(self) -> dict[str, Any]:
+        declared: dict[str, Any] = {"name": self.name, "in": self.location, "required": self.required,
+                                    "description": self.description, "schema": self.schema}
+        if self.example is not None:
+            declared["example"] = self.example
+        return declared
+
+    def raw(self, request: web.Request) -> str | None:
+        """The value as sent, None when absent."""
+        if self.location == "path":
+            return request.match_info.get(self.name)
+        if self.location == "query":
+            return request.query.get(self.name)
+        return request.headers.get(self.name)
+
+    def whole_number(self, request: web.Request) -> int:
+        """An integer query parameter within its declared bounds; its default when absent, else a JSON 400."""
+        return query_int(request, self.name, self.schema["default"], minimum=self.schema["minimum"],
+                         maximum=self.schema["maximum"])
+
+    def choice(self, request: web.Request) -> str | None:
+        """One of the declared values, None when absent; else a JSON 400 naming them."""
+        value = self.raw(request)
+        choices = self.schema["enum"]
+        if value is not None and value not in choices:
+            quoted = [repr(c) for c in choices]
+            raise http_error(web.HTTPBadRequest, f"{self.name} must be {', '.join(quoted[:-1])} or {quoted[-1]}",
+                             parameter=self.name)
+        return value
+
+
+def path_parameter(name: str, description: str, *, example: Any = None, **schema: Any) -> Parameter:
+    """A path parameter: a non-empty string, with any further constraints the handler enforces."""
+    return Parameter(name, "path", {"type": "string", "minLength": 1, **schema}, description, True, example)
+
+
+def query_parameter(name: str, description: str, *, required: bool = False, example: Any = None,
+                    **schema: Any) -> Parameter:
+    """A string query parameter (the handler enforces whatever `schema` adds)."""
+    return Parameter(name, "query", {"type": "string", **schema}, description, required, example)
+
+
+def integer_query(name: str, description: str, *, default: int, minimum: int, maximum: int) -> Parameter:
+    """A whole-number query parameter, read with Parameter.whole_number."""
+    schema = {"type": "integer", "minimum": minimum, "maximum": maximum, "default": default}
+    return Parameter(name, "query", schema, description)
+
+
+def choice_query(name: str, description: str, choices: tuple[str, ...]) -> Parameter:
+    """A query parameter taking one of `choices`, read with Parameter.choice."""
+    return Parameter(name, "query", {"type": "string", "enum": list(choices)}, description)
+
+
+def header_parameter(name: str, description: str, *, required: bool = False, example: Any = None,
+                     **schema: Any) -> Parameter:
+    """A request header (the handler enforces whatever `schema` adds), or a header of an answer."""
+    return Parameter(name, "header", {"type": "string", **schema}, description, required, example)
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A successful answer: its status and body (a model serialized as JSON, or another media type)."""
+
+    status: int
+    description: str
+    model: type[BaseModel] | None = None
+    media_type: str | None = None  # a body that is not a model: "text/xml", "text/html", "*/*"
+    schema: dict[str, Any] | None = None  # that body's schema
+    headers: tuple[Parameter, ...] = ()
+
+
+@dataclass(frozen=True)
+class Operation:
+    """One route as the document declares it."""
+
+    method: str
+    path: str
+    summary: str
+    answers: tuple[Answer, ...]
+    body: type[BaseModel] | None = None  # a JSON request body, validated by parse_body
+    content: dict[str, dict[str, Any]] | None = None  # a request body that is not a model: media type -> schema
+    parameters: tuple[Parameter, ...] = ()
+    errors: tuple[int, ...] = ()  # the error statuses this operation answers with on purpose
+    public: bool = False  # no API key: the route checks a token or signature of its own, or none
+    description: str = ""
+
+
+ERROR_MEANINGS = {
+    400: "Malformed: JSON that does not parse, a parameter out of range, a form that does not read",
+    401: "Missing or unknown credentials (an API key, a signature, a token)",
+    403: "Credentials that do not match, or a key of a workspace that may not do this",
+    404: "No such resource, or not configured for this workspace",
+    409: "The resource is not in a state that allows this",
+    413: "The body is over the size limit",
+    415: "The body is not of a media type this route takes",
+    422: "Well-formed, but invalid: `problems` names each field and why",
+    503: "A dependency (the message broker) is unavailable: retry later",
+}
+
+
+# A time in an answer, written as the API always has (datetime.isoformat(), "+00:00" for UTC) and as
+# the WebSocket frames write it, so a page that holds both compares like with like.
+Timestamp = Annotated[
+    datetime,
+    PlainSerializer(datetime.isoformat, return_type=str, when_used="json"),
+    WithJsonSchema({"type": "string", "format": "date-time"}, mode="serialization"),
+]
+
+
+class SchemaOf:
+    """Declares a field with the JSON schema of another type: the one that says what the field's validator checks."""
+
+    def __init__(self, declared: Any) -> None:
+        self.core_schema = TypeAdapter(declared).core_schema
+
+    def __get_pydantic_json_schema__(self, _: Any, handler: GetJsonSchemaHandler) -> JsonSchemaValue:
+        return handler(self.core_schema)
+
+
+# Free-form message metadata (shared.models.Metadata) as the document states it: keys MongoDB can
+# store, integers within 64 bits. JSON Schema cannot tell 3 from 3.0, so a whole number is declared
+# as such an integer (a float written 1e30 passes the check all the same). Nesting depth and total
+# size are checked too (docs/limits.md), past what JSON Schema says.
+MetadataKey = Annotated[str, Field(min_length=1, max_length=256, pattern=r"^[^$\x00][^\x00]*$")]
+MetadataValue = TypeAliasType("MetadataValue", Union[  # noqa: UP007 (a forward reference needs Union)
+    None, bool, str, Annotated[int, Field(ge=-(2**63), le=2**63 - 1)],
+    Annotated[float, WithJsonSchema({"type": "number", "not": {"type": "integer"}})],
+    list["MetadataValue"], dict[MetadataKey, "MetadataValue"],
+])
+# Annotate a Metadata field with this: `Annotated[Metadata, METADATA_SCHEMA]`.
+METADATA_SCHEMA = SchemaOf(TypeAliasType("Metadata", dict[MetadataKey, MetadataValue]))
+
+
+def openapi_document(title: str, operations: list[Operation], description: str = "") -> dict[str, Any]:
+    """An OpenAPI 3.1 document whose schemas come from the pydantic models the handlers use."""
+    wanted: set[tuple[type[BaseModel], JsonSchemaMode]] = {(ErrorDocument, "serialization")}
+    for operation in operations:
+        if operation.body is not None:
+            wanted.add((operation.body, "validation"))
+        wanted.update((answer.model, "serialization") for answer in operation.answers if answer.model is not None)
+    refs, schema = models_json_schema(sorted(wanted, key=lambda pair: (pair[0].__name__, pair[1])),
+                                      ref_template="#/components/schemas/{model}")
+    paths: dict[str, dict[str, Any]] = {}
+    for operation in operations:
+        declared = _operation_document(operation, refs)
+        paths.setdefault(operation.path, {})[operation.method.lower()] = declared
+    schemas = schema.get("$defs", {})
+    document = {
         "openapi": "3.1.0",
-        "info": {"title": title, "version": "1"},
+        "info": {"title": title, "version": "1", "description": description},
         "paths": paths,
         "components": {
-            "schemas": schema.get("$defs", {}),
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "schemas": schemas,
+            "securitySchemes": {"bearer": {
+                "type": "http", "scheme": "bearer",
+                "description": "A workspace's API key (SWITCHYARD_API_KEYS). Browsers, which cannot set headers on "
+                               "a WebSocket or a download link, may pass it as ?token= instead.",
+            }},
         },
     }
+    return _closed_pattern_maps(document)
 
 
-def add_openapi_route(app: web.Application, title: str, operations: list[Operation]) -> None:
-    document = openapi_document(title, operations)
+def _operation_document(operation: Operation, refs: dict) -> dict[str, Any]:
+    declared: dict[str, Any] = {
+        "operationId": _operation_id(operation),
+        "summary": operation.summary,
+        "responses": {},
+    }
+    if operation.description:
+        declared["description"] = operation.description
+    if operation.parameters:
+        declared["parameters"] = [p.document() for p in operation.parameters]
+    content: dict[str, Any] = {}
+    if operation.body is not None:
+        content["application/json"] = {"schema": refs[(operation.body, "validation")]}
+    for media_type, schema in (operation.content or {}).items():
+        content[media_type] = {"schema": schema}
+    if content:
+        declared["requestBody"] = {"required": True, "content": content}
+    for answer in operation.answers:
+        response: dict[str, Any] = {"description": answer.description}
+        if answer.model is not None:
+            response["content"] = {"application/json": {"schema": refs[(answer.model, "serialization")]}}
+        elif answer.media_type is not None:
+            response["content"] = {answer.media_type: {"schema": answer.schema or {"type": "string"}}}
+        if answer.headers:
+            response["headers"] = {h.name: {"description": h.description, "required": h.required, "schema": h.schema}
+                                   for h in answer.headers}
+        declared["responses"][str(answer.status)] = response
+    error_schema = refs[(ErrorDocument, "serialization")]
+    errors = set(operation.errors) | ({401} if not operation.public else set())
+    for status in sorted(errors):
+        declared["responses"][str(status)] = {"description": ERROR_MEANINGS[status],
+                                              "content": {"application/json": {"schema": error_schema}}}
+    # Whatever else goes wrong on the client's side (405 for a method the path does not take) is the same document.
+    declared["responses"]["4XX"] = {"description": "Any other client error",
+                                    "content": {"application/json": {"schema": error_schema}}}
+    declared["security"] = [] if operation.public else [{"bearer": []}]
+    return declared
+
+
+def _operation_id(operation: Operation) -> str:
+    words = re.findall(r"[A-Za-z0-9]+", operation.path.replace("{", "by_").replace("}", ""))
+    return "_".join([operation.method.lower(), *words])
+
+
+def _closed_pattern_maps(node: Any) -> Any:
+    """Close every map whose keys pydantic checks against a pattern: `dict[Skill, int]` refuses other keys.
+
+    pydantic declares such a dict with `patternProperties` alone, which in JSON Schema lets any
+    other key through with any value; the model refuses them.
+    """
+    if isinstance(node, dict):
+        if "patternProperties" in node and "properties" not in node:
+            node.setdefault("additionalProperties", False)
+        for value in node.values():
+            _closed_pattern_maps(value)
+    elif isinstance(node, list):
+        for value in node:
+            _closed_pattern_maps(value)
+    return node
+
+
+OPS_OPERATIONS: tuple[Operation, ...] = (
+    Operation("GET", "/healthz", "The process answers", (Answer(200, "Alive", Health),), public=True),
+    Operation("GET", "/readyz", "Its dependencies (broker, database) answer", (
+        Answer(200, "Ready", Readiness),
+        Answer(503, "Not ready: `checks` says which dependency does not answer", Readiness),
+    ), public=True),
+    Operation("GET", "/metrics", "Prometheus metrics", (
+        Answer(200, "The text exposition format", media_type="text/plain"),
+    ), public=True),
+    Operation("GET", "/openapi.json", "This document", (
+        Answer(200, "The OpenAPI 3.1 document", media_type="application/json", schema={"type": "object"}),
+    ), public=True),
+)
+
+
+def model_response(model: BaseModel, status: int = 200, *, exclude_none: bool = False) -> web.Response:
+    """A JSON answer serialized through its declared model."""
+    return web.Response(body=model.model_dump_json(exclude_none=exclude_none), status=status,
+                        content_type="application/json")
+
+
+def add_openapi_route(app: web.Application, title: str, operations: list[Operation], description: str = "") -> None:
+    """Serve the document at /openapi.json; the ops routes and the document's own route are declared with it."""
+    document = openapi_document(title, [*OPS_OPERATIONS, *operations], description)
+    body = json.dumps(document).encode()
 
     async def openapi(_: web.Request) -> web.Response:
-        return web.json_response(document)
+        return web.Response(body=body, content_type="application/json")
 
     app.router.add_get("/openapi.json", openapi)

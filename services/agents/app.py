@@ -6,18 +6,24 @@ from pathlib import Path
 import structlog
 from aiohttp import WSMsgType, web
 from prometheus_client import CollectorRegistry
-from pydantic import TypeAdapter, ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
-from services.agents.desk import DESK_INPUT, DeskConnection, DeskHub, jsonable
+from services.agents.desk import DESK_INPUT, DeskConnection, DeskHub
 from services.agents.models import (
+    AGENT_ID_PATTERN,
     AgentId,
     AgentOut,
     AgentProfile,
     AgentStatusChange,
+    ContactOut,
+    ConversationList,
     ConversationOut,
+    ConversationWithMessages,
+    MessageOut,
+    OfferAnswered,
     OfferAnswerIn,
-    Reply,
     TransferIn,
+    reply_model,
 )
 from services.agents.service import AgentsMetrics, AgentsService, Conflict, NotFound
 from services.agents.settings import AgentsSettings
@@ -30,14 +36,21 @@ from shared.topology import Topology
 from shared.web import (
     API_KEYS,
     WORKSPACE,
+    Answer,
     FrameError,
+    Operation,
     add_openapi_route,
     add_ops_routes,
+    choice_query,
     error_frame,
+    header_parameter,
     http_error,
+    integer_query,
+    model_response,
     parse_body,
     parse_frame,
-    query_int,
+    path_parameter,
+    query_parameter,
     service_middlewares,
 )
 
@@ -49,10 +62,80 @@ STATIC = Path(__file__).parent / "static"
 agent_id_adapter: TypeAdapter[str] = TypeAdapter(AgentId)
 
 
+REPLY_MODEL = web.AppKey("reply_model", type)
+
+# -- parameters: declared once, read by the handlers through the same objects --------------------
+
+AGENT_ID = path_parameter("agent_id", "The agent's id, unique in the workspace", pattern=AGENT_ID_PATTERN,
+                          example="ann")
+CONVERSATION_ID = path_parameter("conversation_id", "The conversation's id")
+CONTACT_ID = path_parameter("contact_id", "The contact's id (see a conversation's `contact_id`)")
+ATTACHMENT_ID = path_parameter("attachment_id", "The file's id (see a message's `attachments`)")
+MAX_LIST_LIMIT = 1000
+LIMIT = integer_query("limit", "How many conversations, newest first", default=100, minimum=1, maximum=MAX_LIST_LIMIT)
+STATUS = choice_query("status", "Only conversations in this state", ("assigned", "waiting", "resolved"))
+# Equality filters; an empty value is no filter.
+FILTERS = tuple(query_parameter(name, f"Only conversations whose {name} is this") for name in (
+    "assignee_id", "channel", "thread_id", "contact_id"))
+
+
+def operations(reply_body: type[BaseModel]) -> list[Operation]:
+    """Every HTTP route of the agents service as /openapi.json declares it (the WebSocket is in its description)."""
+    conversation = (CONVERSATION_ID,)
+    return [
+        Operation("GET", "/desk", "The agent desk page", (Answer(200, "The page", media_type="text/html"),),
+                  public=True),
+        Operation("PUT", "/v1/agents/{agent_id}", "Create or update an agent", (Answer(200, "The agent", AgentOut),),
+                  body=AgentProfile, parameters=(AGENT_ID,), errors=(400, 413, 422)),
+        Operation("GET", "/v1/agents/{agent_id}", "An agent's profile and presence",
+                  (Answer(200, "The agent", AgentOut),), parameters=(AGENT_ID,), errors=(400, 404)),
+        Operation("PUT", "/v1/agents/{agent_id}/status", "Set presence: online, away, offline",
+                  (Answer(200, "The agent", AgentOut),), body=AgentStatusChange, parameters=(AGENT_ID,),
+                  errors=(400, 404, 413, 422)),
+        Operation("GET", "/v1/conversations", "Conversations, newest first, filtered",
+                  (Answer(200, "The conversations", ConversationList),), parameters=(LIMIT, STATUS, *FILTERS),
+                  errors=(400,)),
+        Operation("GET", "/v1/conversations/{conversation_id}", "A conversation with its messages in order",
+                  (Answer(200, "The conversation", ConversationWithMessages),), parameters=conversation, errors=(404,)),
+        Operation("POST", "/v1/conversations/{conversation_id}/messages",
+                  "Reply; sent out through the conversation's channel",
+                  (Answer(201, "The reply, stored as queued; its status follows on the desk", MessageOut),),
+                  body=reply_body, parameters=conversation, errors=(400, 404, 409, 413, 422)),
+        Operation("POST", "/v1/conversations/{conversation_id}/resolve", "Resolve; frees the agent's capacity",
+                  (Answer(200, "The conversation, resolved", ConversationOut),), parameters=conversation,
+                  errors=(404,)),
+        Operation("POST", "/v1/conversations/{conversation_id}/offer", "Accept or reject an offer (offer-mode queues)",
+                  (Answer(202, "Passed to the router; the assignment or the next offer follows", OfferAnswered),),
+                  body=OfferAnswerIn, parameters=conversation, errors=(400, 404, 413, 422)),
+        Operation("POST", "/v1/conversations/{conversation_id}/transfer",
+                  "Transfer or escalate to an agent or a queue, with a note",
+                  (Answer(202, "Accepted for routing: the conversation moves when the router has done it",
+                          TransferRequest),),
+                  body=TransferIn, parameters=conversation, errors=(400, 404, 409, 413, 422)),
+        Operation("GET", "/v1/contacts/{contact_id}",
+                  "A contact, its identities on every channel, and its history across them",
+                  (Answer(200, "The contact", ContactOut),), parameters=(CONTACT_ID,), errors=(404,)),
+        Operation("GET", "/v1/attachments/{attachment_id}", "Download a file a customer sent", (
+            Answer(200, "The file, with the type it was stored with", media_type="*/*",
+                   schema={"description": "The file's bytes"},
+                   headers=(header_parameter("Content-Disposition", "attachment, with the file's name",
+                                             required=True),)),
+        ), parameters=(ATTACHMENT_ID,), errors=(404,)),
+    ]
+
+
+DESCRIPTION = (
+    "Agents, conversations, replies and contacts. The agent's live feed is a WebSocket at "
+    "`GET /v1/agents/{agent_id}/ws?token=<API key>` (frames: see services/agents/desk.py); "
+    "OpenAPI does not describe WebSockets, so it is not listed under paths."
+)
+
+
 def create_app(settings: AgentsSettings) -> web.Application:
     app = web.Application(middlewares=service_middlewares(public_prefixes=()), client_max_size=256 * 1024)
     app[API_KEYS] = settings.api_keys
     app[SETTINGS] = settings
+    app[REPLY_MODEL] = reply_model(settings.max_reply_chars)
     registry = CollectorRegistry()
     broker = Broker(settings.amqp_url, Topology(settings.namespace, settings.queue_type))
     mongo = create_client(settings.mongo_url)
@@ -93,32 +176,12 @@ def create_app(settings: AgentsSettings) -> web.Application:
     app.router.add_post("/v1/conversations/{conversation_id}/transfer", transfer)
     app.router.add_get("/v1/contacts/{contact_id}", get_contact)
     app.router.add_get("/v1/attachments/{attachment_id}", download_attachment)
-    add_openapi_route(app, "Switchyard agents", [
-        ("PUT", "/v1/agents/{agent_id}", "Create or update an agent", AgentProfile, AgentOut),
-        ("GET", "/v1/agents/{agent_id}", "An agent's profile and presence", None, AgentOut),
-        ("PUT", "/v1/agents/{agent_id}/status", "Set presence: online, away, offline", AgentStatusChange, AgentOut),
-        ("GET", "/v1/conversations", "Conversations, filtered by ?assignee_id= and ?status=", None, None),
-        ("GET", "/v1/conversations/{conversation_id}", "A conversation with its messages in order", None, ConversationOut),
-        ("POST", "/v1/conversations/{conversation_id}/messages", "Reply; sent out through the conversation's channel", Reply, None),
-        ("POST", "/v1/conversations/{conversation_id}/resolve", "Resolve; frees the agent's capacity", None, ConversationOut),
-        ("POST", "/v1/conversations/{conversation_id}/offer", "Accept or reject an offer (offer-mode queues)", OfferAnswerIn, None),
-        ("POST", "/v1/conversations/{conversation_id}/transfer", "Transfer or escalate to an agent or a queue, with a note", TransferIn, None),
-        ("GET", "/v1/contacts/{contact_id}", "A contact, its identities on every channel, and its history across them", None, None),
-        ("GET", "/v1/attachments/{attachment_id}", "Download a file a customer sent", None, None),
-    ])
+    add_openapi_route(app, "Switchyard agents", operations(app[REPLY_MODEL]), DESCRIPTION)
     return app
 
 
-def agent_public(doc: dict) -> dict:
-    return AgentOut(
-        agent_id=doc["agent_id"], workspace_id=doc["workspace_id"], name=doc.get("name", ""),
-        skills=doc.get("skills", {}), max_conversations=doc.get("max_conversations", 0),
-        channel_capacity=doc.get("channel_capacity", {}), status=doc["status"], version=doc["version"],
-    ).model_dump()
-
-
 def _agent_id(request: web.Request) -> str:
-    raw = request.match_info["agent_id"]
+    raw = AGENT_ID.raw(request)
     try:
         return agent_id_adapter.validate_python(raw)
     except ValidationError:
@@ -136,79 +199,74 @@ async def desk_page(_: web.Request) -> web.FileResponse:
 
 
 async def put_agent(request: web.Request) -> web.Response:
+    agent_id = _agent_id(request)
     profile = await parse_body(request, AgentProfile)
-    doc = await request.app[SERVICE].put_agent(request[WORKSPACE], _agent_id(request), profile)
-    return web.json_response(agent_public(doc))
+    doc = await request.app[SERVICE].put_agent(request[WORKSPACE], agent_id, profile)
+    return model_response(AgentOut.from_doc(doc))
 
 
 async def get_agent(request: web.Request) -> web.Response:
     doc = await request.app[SERVICE].store.get_agent(request[WORKSPACE], _agent_id(request))
     if doc is None:
         raise http_error(web.HTTPNotFound, "agent does not exist")
-    return web.json_response(agent_public(doc))
+    return model_response(AgentOut.from_doc(doc))
 
 
 async def put_status(request: web.Request) -> web.Response:
+    agent_id = _agent_id(request)
     change = await parse_body(request, AgentStatusChange)
     try:
-        doc = await request.app[SERVICE].set_status(request[WORKSPACE], _agent_id(request), change.status)
+        doc = await request.app[SERVICE].set_status(request[WORKSPACE], agent_id, change.status)
     except NotFound as error:
         raise _domain_errors(error) from None
-    return web.json_response(agent_public(doc))
-
-
-MAX_LIST_LIMIT = 1000
+    return model_response(AgentOut.from_doc(doc))
 
 
 async def list_conversations(request: web.Request) -> web.Response:
-    status = request.query.get("status")
-    if status not in (None, "assigned", "waiting", "resolved"):
-        raise http_error(web.HTTPBadRequest, "status must be 'assigned', 'waiting' or 'resolved'")
-    limit = query_int(request, "limit", 100, minimum=1, maximum=MAX_LIST_LIMIT)
-    filters = {k: request.query[k] for k in ("assignee_id", "channel", "thread_id", "contact_id") if request.query.get(k)}
+    status = STATUS.choice(request)
+    limit = LIMIT.whole_number(request)
+    filters = {p.name: value for p in FILTERS if (value := p.raw(request))}
     docs = await request.app[SERVICE].store.find_conversations(request[WORKSPACE], filters, status, limit)
-    return web.json_response({"conversations": [jsonable(d, "conversation_id") for d in docs]})
+    conversations = [ConversationOut.from_doc(d, "conversation_id") for d in docs]
+    return model_response(ConversationList(conversations=conversations))
 
 
 async def get_conversation(request: web.Request) -> web.Response:
     service = request.app[SERVICE]
     try:
-        doc = await service.conversation(request[WORKSPACE], request.match_info["conversation_id"])
+        doc = await service.conversation(request[WORKSPACE], CONVERSATION_ID.raw(request))
     except NotFound as error:
         raise _domain_errors(error) from None
     messages = await service.store.messages_of([doc["_id"]])
-    body = jsonable(doc, "conversation_id")
-    body["messages"] = [jsonable(m, "message_id") for m in messages]
-    return web.json_response(body)
+    return model_response(ConversationWithMessages.from_doc(
+        doc, "conversation_id", messages=[MessageOut.from_doc(m, "message_id") for m in messages]))
 
 
 async def post_reply(request: web.Request) -> web.Response:
-    reply = await parse_body(request, Reply)
-    limit = request.app[SETTINGS].max_reply_chars
-    if len(reply.text) > limit:
-        raise http_error(web.HTTPUnprocessableEntity, f"text is longer than {limit} characters")
+    reply = await parse_body(request, request.app[REPLY_MODEL])
     try:
-        message = await request.app[SERVICE].reply(request[WORKSPACE], request.match_info["conversation_id"], reply.text)
+        message = await request.app[SERVICE].reply(request[WORKSPACE], CONVERSATION_ID.raw(request), reply.text)
     except (NotFound, Conflict) as error:
         raise _domain_errors(error) from None
-    return web.json_response(message, status=201)
+    return model_response(MessageOut.from_doc(message, workspace_id=request[WORKSPACE]), status=201)
 
 
 async def resolve(request: web.Request) -> web.Response:
     try:
-        doc = await request.app[SERVICE].resolve(request[WORKSPACE], request.match_info["conversation_id"])
+        doc = await request.app[SERVICE].resolve(request[WORKSPACE], CONVERSATION_ID.raw(request))
     except NotFound as error:
         raise _domain_errors(error) from None
-    return web.json_response(jsonable(doc, "conversation_id"))
+    return model_response(ConversationOut.from_doc(doc, "conversation_id"))
 
 
 async def answer_offer(request: web.Request) -> web.Response:
     answer = await parse_body(request, OfferAnswerIn)
     try:
-        await request.app[SERVICE].answer_offer(request[WORKSPACE], request.match_info["conversation_id"], answer.agent_id, answer.accept)
+        await request.app[SERVICE].answer_offer(request[WORKSPACE], CONVERSATION_ID.raw(request), answer.agent_id,
+                                                answer.accept)
     except NotFound as error:
         raise _domain_errors(error) from None
-    return web.json_response({"accepted": answer.accept}, status=202)
+    return model_response(OfferAnswered(accepted=answer.accept), status=202)
 
 
 async def transfer(request: web.Request) -> web.Response:
@@ -216,31 +274,33 @@ async def transfer(request: web.Request) -> web.Response:
     body = await parse_body(request, TransferIn)
     if (body.to_agent is None) == (body.to_queue is None):
         raise http_error(web.HTTPUnprocessableEntity, "name to_agent or to_queue, not both")
-    transfer_request = TransferRequest(workspace_id=request[WORKSPACE], conversation_id=request.match_info["conversation_id"],
+    transfer_request = TransferRequest(workspace_id=request[WORKSPACE], conversation_id=CONVERSATION_ID.raw(request),
                                        **body.model_dump())
     try:
         await request.app[SERVICE].transfer(transfer_request)
     except (NotFound, Conflict) as error:
         raise _domain_errors(error) from None
-    return web.json_response(transfer_request.model_dump(mode="json"), status=202)
+    return model_response(transfer_request, status=202)
 
 
 async def get_contact(request: web.Request) -> web.Response:
     """The contact with every conversation it had, on any channel, and their messages in order."""
     store = request.app[SERVICE].store
-    contact = await store.contact_book.get(request[WORKSPACE], request.match_info["contact_id"])
+    contact = await store.contact_book.get(request[WORKSPACE], CONTACT_ID.raw(request))
     if contact is None:
         raise http_error(web.HTTPNotFound, "contact does not exist")
     conversations = await store.find_conversations(request[WORKSPACE], {"contact_id": contact["_id"]}, None, 100)
-    messages = await store.messages_of([c["_id"] for c in conversations])
-    body = jsonable(contact, "contact_id")
-    body["conversations"] = [jsonable(c, "conversation_id") for c in conversations]
-    body["messages"] = sorted((jsonable(m, "message_id") for m in messages), key=lambda m: m["created_at"])
-    return web.json_response(body)
+    stored = await store.messages_of([c["_id"] for c in conversations])
+    messages = [MessageOut.from_doc(m, "message_id") for m in stored]
+    return model_response(ContactOut.from_doc(
+        contact, "contact_id",
+        conversations=[ConversationOut.from_doc(c, "conversation_id") for c in conversations],
+        messages=sorted(messages, key=lambda m: m.created_at),
+    ))
 
 
 async def download_attachment(request: web.Request) -> web.Response:
-    stored = await request.app[ATTACHMENTS].get(request[WORKSPACE], request.match_info["attachment_id"])
+    stored = await request.app[ATTACHMENTS].get(request[WORKSPACE], ATTACHMENT_ID.raw(request))
     if stored is None:
         raise http_error(web.HTTPNotFound, "attachment does not exist")
     # The type goes in as a header: aiohttp's content_type= refuses one with parameters ("; charset=").

@@ -1,12 +1,15 @@
-"""Request bodies of the agents API (validated once, at the edge)."""
+"""The agents API's bodies: requests (validated once, at the edge) and answers (every JSON answer is
+serialized through one of these, and /openapi.json is generated from them)."""
 
-from typing import Annotated
+from typing import Annotated, Any, Literal, Self
 
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
-from shared.models import AgentStatus, Skill, Wire
+from shared.models import AgentStatus, Attachment, Contact, Skill, Wire
+from shared.web import Timestamp
 
-AgentId = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+AGENT_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
+AgentId = Annotated[str, Field(pattern=AGENT_ID_PATTERN)]
 
 
 class AgentProfile(Wire):
@@ -23,6 +26,14 @@ class OfferAnswerIn(Wire):
 
 
 class TransferIn(Wire):
+    """Name exactly one target: `to_agent` or `to_queue` (the other absent or null)."""
+
+    # The rule the handler enforces (a 422 otherwise), declared for the document too.
+    model_config = ConfigDict(json_schema_extra={"anyOf": [
+        {"required": ["to_agent"], "properties": {"to_agent": {"type": "string"}, "to_queue": {"type": "null"}}},
+        {"required": ["to_queue"], "properties": {"to_queue": {"type": "string"}, "to_agent": {"type": "null"}}},
+    ]})
+
     to_agent: AgentId | None = None
     to_queue: str | None = Field(None, min_length=1, max_length=64)
     note: str = Field("", max_length=2000)
@@ -38,36 +49,131 @@ class Reply(Wire):
     text: str = Field(min_length=1)
 
 
-class AgentOut(Wire):
+def reply_model(max_chars: int) -> type[Reply]:
+    """The reply body with the deployment's length limit (AGENTS_MAX_REPLY_CHARS), so the document states it."""
+    return create_model("Reply", __base__=Reply, __doc__="An agent's reply.",
+                        text=(str, Field(min_length=1, max_length=max_chars)))
+
+
+# -- answers -----------------------------------------------------------------------------------
+
+
+class Out(BaseModel):
+    """Base of the answers: unknown fields refused (the document says additionalProperties: false), every field
+    declared required (model_dump writes every one, null where there is no value)."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_serialization_defaults_required=True)
+
+    @classmethod
+    def from_doc(cls, doc: dict[str, Any], id_field: str | None = None, **extra: Any) -> Self:
+        """The stored document as this answer: `_id` as `id_field`, fields the answer does not show left out."""
+        values = {key: value for key, value in doc.items() if key in cls.model_fields}
+        if id_field is not None:
+            values[id_field] = doc["_id"]
+        try:
+            return cls.model_validate({**values, **extra})
+        except ValidationError as error:
+            # Stored data the declared answer cannot carry is our fault (a 500, logged), not the caller's 422.
+            raise AnswerError(f"{cls.__name__} cannot carry the stored document: {error}") from None
+
+
+class AnswerError(RuntimeError):
+    """A stored document that does not fit the answer the API declares."""
+
+
+class AgentOut(Out):
     agent_id: str
     workspace_id: str
-    name: str
-    skills: dict[str, int]
-    max_conversations: int
+    name: str = ""
+    skills: dict[str, int] = Field(default_factory=dict)
+    max_conversations: int = 0
     channel_capacity: dict[str, int] = Field(default_factory=dict)
     status: AgentStatus
     version: int
 
 
-class MessageOut(Wire):
+MessageDirection = Literal["inbound", "outbound", "note"]
+# received: a customer's; queued -> sent -> delivered -> read, or failed: a reply's; note: an internal note.
+MessageStatus = Literal["received", "queued", "sent", "delivered", "read", "failed", "note"]
+
+
+class MessageOut(Out):
     message_id: str
+    workspace_id: str
     conversation_id: str
-    direction: str
+    direction: MessageDirection
     channel: str
     text: str
-    status: str
-    created_at: str
-    agent_id: str | None = None
+    status: MessageStatus
+    created_at: Timestamp
+    channel_message_id: str | None = None  # the provider's id for it
+    agent_id: str | None = None  # a reply's or a note's author
+    contact_id: str | None = None  # a customer message's sender, as the channel knows them
+    attachments: list[Attachment] = Field(default_factory=list)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    status_reason: str | None = None  # why a reply failed
+    status_at: Timestamp | None = None
+    sent_at: Timestamp | None = None
 
 
-class ConversationOut(Wire):
+ConversationStatus = Literal["assigned", "waiting", "resolved"]
+
+
+class ConversationOut(Out):
     conversation_id: str
     workspace_id: str
     channel: str
     thread_id: str
-    status: str
-    assignee_id: str | None
+    contact: Contact
+    contact_id: str
+    status: ConversationStatus
+    assignee_id: str | None = None
     priority: int
     skills: list[str]
-    created_at: str
-    messages: list[MessageOut] | None = None
+    queue: str | None = None
+    created_at: Timestamp
+    waiting_since: Timestamp | None = None
+    assigned_at: Timestamp | None = None
+    assignment_seq: int = 0
+    first_response_at: Timestamp | None = None
+    last_message_at: Timestamp | None = None
+    resolved_at: Timestamp | None = None
+    resolved_reason: str | None = None  # set when the channel ended it (a call hung up)
+    revoked_reason: str | None = None  # why it went back to waiting
+    routing: dict[str, Any] | None = None  # the routing decision: queue, rule, chosen agent
+    sla: dict[str, Any] = Field(default_factory=dict)
+    transfers: list[dict[str, Any]] = Field(default_factory=list)
+
+
+class ConversationWithMessages(ConversationOut):
+    """A conversation with its messages in order."""
+
+    messages: list[MessageOut]
+
+
+class ConversationList(Out):
+    conversations: list[ConversationOut]
+
+
+class ContactIdentity(Out):
+    channel: str
+    address: str
+
+
+class ContactOut(Out):
+    """A contact, its identities on every channel, its conversations and their messages in time order."""
+
+    contact_id: str
+    workspace_id: str
+    name: str | None = None
+    identities: list[ContactIdentity] = Field(default_factory=list)
+    emails: list[str] = Field(default_factory=list)
+    phones: list[str] = Field(default_factory=list)
+    created_at: Timestamp | None = None
+    last_seen_at: Timestamp | None = None
+    conversations: list[ConversationOut]
+    messages: list[MessageOut]
+
+
+class OfferAnswered(Out):
+    accepted: bool

@@ -1,5 +1,6 @@
 """Intake's aiohttp app: the REST API, web chat and every channel's webhooks, and the outbound senders."""
 
+import re
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from pathlib import Path
@@ -20,13 +21,18 @@ from shared.topology import Topology
 from shared.web import (
     API_KEYS,
     WORKSPACE,
+    Answer,
     FrameError,
+    Operation,
     add_openapi_route,
     add_ops_routes,
     error_frame,
+    header_parameter,
     http_error,
+    model_response,
     parse_body,
     parse_frame,
+    query_parameter,
     read_form,
     service_middlewares,
 )
@@ -86,10 +92,36 @@ def create_app(settings: IntakeSettings) -> web.Application:
     app.router.add_post("/v1/chat/messages", chat_upload)
     for plugin in PLUGINS:
         app.router.add_routes(plugin.routes)
-    add_openapi_route(app, "Switchyard intake", [
-        ("POST", "/v1/messages", "Post a customer's message; 202 once the broker has it", api.PostedMessage, api.Accepted),
-    ])
+    add_openapi_route(app, "Switchyard intake", [*OPERATIONS, *(op for plugin in PLUGINS for op in plugin.operations)],
+                      DESCRIPTION)
     return app
+
+
+MAX_IDEMPOTENCY_KEY_CHARS = 255
+# Printable ASCII, no space at either end (HTTP drops it): what the Idempotency-Key draft's string allows.
+IDEMPOTENCY_KEY = header_parameter(
+    "Idempotency-Key", "Makes a retry safe: the same key gives the same message id, and a repeat is dropped downstream",
+    minLength=1, maxLength=MAX_IDEMPOTENCY_KEY_CHARS, pattern=r"^[!-~]([ -~]*[!-~])?$", example="order-42-msg-1",
+)
+_IDEMPOTENCY_KEY = re.compile(IDEMPOTENCY_KEY.schema["pattern"])
+SESSION = query_parameter("session", "The chat session token the page got on its WebSocket (401 without a valid one)",
+                          required=True)
+NAME = query_parameter("name", "The customer's name, as they typed it (cut to 200 characters)")
+
+OPERATIONS = [
+    Operation("POST", "/v1/messages", "Post a customer's message; 202 once the broker has it",
+              (Answer(202, "Accepted: the broker has it", api.Accepted),), body=api.PostedMessage,
+              parameters=(IDEMPOTENCY_KEY,), errors=(400, 413, 422, 503)),
+    Operation("GET", "/chat", "The web chat page", (Answer(200, "The page", media_type="text/html"),), public=True),
+    Operation("POST", "/v1/chat/messages", "A customer's file, with optional text, from the chat page",
+              (Answer(202, "Published, the file stored", webchat.UploadAck),), parameters=(SESSION, NAME),
+              content={"multipart/form-data": webchat.UPLOAD_FORM}, errors=(400, 401, 413, 415, 422, 503), public=True),
+]
+DESCRIPTION = (
+    "The edge: external systems post messages, customers chat, providers call webhooks. The chat page's "
+    "WebSocket is `GET /v1/chat/ws?workspace=<id>` or `?session=<token>` (frames: see "
+    "services/intake/channels/webchat.py); OpenAPI does not describe WebSockets, so it is not listed under paths."
+)
 
 
 async def post_message(request: web.Request) -> web.Response:
@@ -98,23 +130,21 @@ async def post_message(request: web.Request) -> web.Response:
     posted = await parse_body(request, api.PostedMessage, intake.settings.max_body_bytes)
     message = api.normalize(posted, request[WORKSPACE], key)
     await intake.publish_inbound(message)
-    return web.json_response({"message_id": message.message_id}, status=202)
-
-
-MAX_IDEMPOTENCY_KEY_CHARS = 255
+    return model_response(api.Accepted(message_id=message.message_id), status=202)
 
 
 def idempotency_key(request: web.Request) -> str | None:
-    """The Idempotency-Key header, or None without one; a JSON 400 for an empty, overlong or control-character key.
+    """The Idempotency-Key header, or None without one; a JSON 400 for an empty, overlong or not printable key.
 
     An empty key would give every such message the same id (each later one a silent duplicate).
     """
-    key = request.headers.get("Idempotency-Key")
+    key = IDEMPOTENCY_KEY.raw(request)
     if key is None:
         return None
-    if not key or len(key) > MAX_IDEMPOTENCY_KEY_CHARS or not key.isprintable():
+    if len(key) > MAX_IDEMPOTENCY_KEY_CHARS or _IDEMPOTENCY_KEY.fullmatch(key) is None:
         raise http_error(web.HTTPBadRequest,
-                         f"Idempotency-Key must be 1-{MAX_IDEMPOTENCY_KEY_CHARS} printable characters")
+                         f"Idempotency-Key must be 1-{MAX_IDEMPOTENCY_KEY_CHARS} printable ASCII characters",
+                         parameter=IDEMPOTENCY_KEY.name)
     return key
 
 
@@ -151,18 +181,18 @@ async def chat_socket(request: web.Request) -> web.WebSocketResponse:
 async def chat_upload(request: web.Request) -> web.Response:
     """A customer's file (with optional text) from the chat page: multipart, `?session=` required."""
     intake = request.app[INTAKE]
-    if not request.query.get("session"):
+    if not SESSION.raw(request):
         raise http_error(web.HTTPUnauthorized, "a chat session token is required to send files")
     session = _chat_session(request, intake.settings)
     upload = webchat.read_upload(await read_form(request, intake.settings.body_limit_for_files))
-    message = webchat.normalize_upload(upload, session, request.query.get("name", "")[:200] or None)
+    message = webchat.normalize_upload(upload, session, (NAME.raw(request) or "")[:200] or None)
     stored = await intake.store_attachment(
         session.workspace_id, message.message_id, 0, upload.data, filename=upload.filename, content_type=upload.content_type
     )
     message = message.model_copy(update={"attachments": [stored]})
     await intake.publish_inbound(message)
-    return web.json_response({"type": "ack", "client_id": upload.client_id, "message_id": message.message_id,
-                              "attachment": stored.model_dump()}, status=202)
+    return model_response(webchat.UploadAck(client_id=upload.client_id, message_id=message.message_id,
+                                            attachment=stored), status=202)
 
 
 def _chat_session(request: web.Request, settings: IntakeSettings) -> webchat.ChatSession:

@@ -6,10 +6,11 @@ from collections.abc import AsyncIterator
 import structlog
 from aiohttp import web
 from prometheus_client import CollectorRegistry
-from pydantic import ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
 from pymongo.asynchronous.database import AsyncDatabase
 
 from services.router.config import RoutingConfig, load_config
+from services.router.model import Conversation
 from services.router.service import RouterMetrics, RouterService
 from services.router.settings import RouterSettings
 from services.router.store import RoutingStore
@@ -18,7 +19,19 @@ from shared.broker import Broker
 from shared.models import DEFAULT_WORKSPACE, RoutingConfigChanged
 from shared.mongo import create_client, is_reachable
 from shared.topology import Topology
-from shared.web import API_KEYS, WORKSPACE, add_ops_routes, http_error, parse_body, service_middlewares
+from shared.web import (
+    API_KEYS,
+    WORKSPACE,
+    Answer,
+    Operation,
+    Timestamp,
+    add_openapi_route,
+    add_ops_routes,
+    http_error,
+    model_response,
+    parse_body,
+    service_middlewares,
+)
 
 log = structlog.get_logger(__name__)
 SERVICE = web.AppKey("router_service", RouterService)
@@ -59,6 +72,7 @@ def create_app(settings: RouterSettings) -> web.Application:
     app.router.add_get("/v1/queue", waiting_queue)
     app.router.add_get("/v1/routing/config", get_config)
     app.router.add_put("/v1/routing/config", put_config)
+    add_openapi_route(app, "Switchyard router", OPERATIONS)
     return app
 
 
@@ -96,7 +110,7 @@ async def _save_config(db: AsyncDatabase, config: RoutingConfig, **extra: str) -
 
 
 async def get_config(request: web.Request) -> web.Response:
-    return web.json_response(request.app[SERVICE].config.model_dump(mode="json"))
+    return model_response(request.app[SERVICE].config)
 
 
 async def put_config(request: web.Request) -> web.Response:
@@ -109,23 +123,65 @@ async def put_config(request: web.Request) -> web.Response:
     change = RoutingConfigChanged(config=config.model_dump(mode="json"))
     await service.broker.publish(change, events.ROUTING_CONFIG_CHANGED, message_type=events.ROUTING_CONFIG_CHANGED,
                                  message_id=change.event_id, workspace_id=DEFAULT_WORKSPACE)
-    return web.json_response(config.model_dump(mode="json"), status=202)
+    return model_response(config, status=202)
+
+
+class WaitingConversation(BaseModel):
+    """A waiting conversation as the router sees it."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_serialization_defaults_required=True)
+
+    conversation_id: str
+    queue: str
+    channel: str
+    thread_id: str
+    skills: list[str]
+    priority: int
+    waiting_since: Timestamp
+    bullseye_step: int  # how far the bullseye has widened the agents who may take it
+    reserved_for: str | None  # an agent it waits for (its last agent, a transfer's target)
+    offered_to: str | None  # the agent it is offered to now (offer-mode queues)
+    messages: int  # how many messages wait with it
+    sla: dict[str, str]  # target -> state (ok, warning, breached)
+
+    @classmethod
+    def of(cls, c: Conversation) -> "WaitingConversation":
+        return cls(conversation_id=c.conversation_id, queue=c.queue, channel=c.first.channel,
+                   thread_id=c.first.thread_id, skills=c.first.skills, priority=c.priority,
+                   waiting_since=c.waiting_since, bullseye_step=c.step, reserved_for=c.pinned_to,
+                   offered_to=c.offer.agent_id if c.offer else None, messages=len(c.backlog),
+                   sla={k: v["state"] for k, v in c.sla.items()})
+
+
+class WaitingQueue(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_serialization_defaults_required=True)
+
+    active: bool  # whether this replica holds the routing state (else `waiting` is empty: ask the active one)
+    waiting: list[WaitingConversation]
 
 
 async def waiting_queue(request: web.Request) -> web.Response:
     """The workspace's waiting conversations in service order, as this replica sees them."""
     core = request.app[SERVICE].core
     if core is None:
-        return web.json_response({"active": False, "waiting": []})
+        return model_response(WaitingQueue(active=False, waiting=[]))
     waiting = core.waiting_in_order(request[WORKSPACE])
-    return web.json_response({
-        "active": True,
-        "waiting": [
-            {"conversation_id": c.conversation_id, "queue": c.queue, "channel": c.first.channel,
-             "thread_id": c.first.thread_id, "skills": c.first.skills, "priority": c.priority,
-             "waiting_since": c.waiting_since.isoformat(), "bullseye_step": c.step, "reserved_for": c.pinned_to,
-             "offered_to": c.offer.agent_id if c.offer else None, "messages": len(c.backlog),
-             "sla": {k: v["state"] for k, v in c.sla.items()}}
-            for c in waiting
-        ],
-    })
+    return model_response(WaitingQueue(active=True, waiting=[WaitingConversation.of(c) for c in waiting]))
+
+
+OPERATIONS = [
+    Operation("GET", "/v1/queue", "The workspace's waiting conversations in service order",
+              (Answer(200, "The waiting conversations", WaitingQueue),)),
+    Operation("GET", "/v1/routing/config", "The routing configuration in force: queues, rules, media",
+              (Answer(200, "The configuration", RoutingConfig),)),
+    Operation("PUT", "/v1/routing/config", "Replace queues and rules live (deployment-wide: a default-workspace key)",
+              (Answer(202, "Stored; the active replica applies it in input order", RoutingConfig),),
+              body=RoutingConfig, errors=(400, 403, 413, 422),
+              description="Beyond the schema, a configuration must hold together, or it is refused with a 422 "
+                          "naming the problem: queue names are unique and none starts with `skills:`; "
+                          "`default_queue`, every rule's `queue` and every `closed_overflow` and "
+                          "`max_wait.overflow_queue` name a configured queue; an `overflow` max wait names its "
+                          "queue; a rule's `pattern` compiles as a regular expression; business-hours windows are "
+                          "real times that end after they start (at most 24 a day) in a known time zone; "
+                          "expansion steps come in strictly increasing `after_seconds`."),
+]

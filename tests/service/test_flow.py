@@ -173,6 +173,20 @@ async def test_ops_routes(names):
             assert ready.status == 200 and (await ready.json())["ready"] is True
             metrics = await (await client.get("/metrics")).text()
             assert "_total" in metrics
-        for client in (apps.intake, apps.agents):
             document = await (await client.get("/openapi.json")).json()
-            assert document["openapi"].startswith("3.") and document["paths"]
+            assert document["openapi"].startswith("3.") and "/healthz" in document["paths"]
+        # What the contract test (test_openapi_contract.py) holds the services to, spot-checked by name.
+        agents = await (await apps.agents.get("/openapi.json")).json()
+        listed = agents["paths"]["/v1/conversations"]["get"]
+        parameters = {p["name"]: p["schema"] for p in listed["parameters"]}
+        assert parameters["limit"] == {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100}
+        assert parameters["status"]["enum"] == ["assigned", "waiting", "resolved"]
+        assert {"assignee_id", "channel", "thread_id", "contact_id"} <= set(parameters)
+        assert listed["security"] == [{"bearer": []}] and "401" in listed["responses"] and "4XX" in listed["responses"]
+        one = agents["paths"]["/v1/conversations/{conversation_id}"]["get"]
+        assert [p["name"] for p in one["parameters"] if p["in"] == "path"] == ["conversation_id"]
+        intake = await (await apps.intake.get("/openapi.json")).json()
+        posted = intake["paths"]["/v1/messages"]["post"]
+        assert [p["name"] for p in posted["parameters"] if p["in"] == "header"] == ["Idempotency-Key"]
+        router = await (await apps.router.get("/openapi.json")).json()
+        assert {"/v1/queue", "/v1/routing/config"} <= set(router["paths"])

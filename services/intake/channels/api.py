@@ -7,7 +7,9 @@ headers `X-Switchyard-Timestamp: <unix seconds>` and
 
 import hashlib
 import hmac
+import re
 import time
+from typing import Annotated
 
 import aiohttp
 from pydantic import Field, field_validator
@@ -15,25 +17,31 @@ from pydantic import Field, field_validator
 from services.intake.channels.base import ChannelPlugin, SendError, Sent, message_id_for
 from services.intake.settings import CallbackTarget
 from shared.models import MAX_SKILLS, Contact, InboundMessage, Metadata, OutboundMessage, Priority, Skill, Wire
+from shared.web import METADATA_SCHEMA
 
 CHANNEL = "api"
 MAX_TEXT_CHARS = 4096
+# Text that is not blank: some character str.strip() keeps. The class lists Python's whitespace
+# exactly (ECMA's \s is not the same set), so the document's pattern and the check agree.
+WHITESPACE = "".join(chr(c) for c in range(0x110000) if chr(c).isspace())
+NOT_BLANK = "[^" + "".join(f"\\u{ord(c):04x}" for c in WHITESPACE) + "]"
+_NOT_BLANK = re.compile(NOT_BLANK)
 
 
 class PostedMessage(Wire):
     """Body of POST /v1/messages."""
 
     contact: Contact
-    text: str = Field(min_length=1, max_length=MAX_TEXT_CHARS)
+    text: str = Field(min_length=1, max_length=MAX_TEXT_CHARS, json_schema_extra={"pattern": NOT_BLANK})
     thread_id: str | None = Field(None, min_length=1, max_length=256)
     skills: list[Skill] = Field(default_factory=list, max_length=MAX_SKILLS)
     priority: Priority = 0
-    metadata: Metadata = Field(default_factory=dict)
+    metadata: Annotated[Metadata, METADATA_SCHEMA] = Field(default_factory=dict)
 
     @field_validator("text")
     @classmethod
     def _not_blank(cls, text: str) -> str:
-        if not text.strip():
+        if _NOT_BLANK.search(text) is None:
             raise ValueError("text is blank")
         return text
 

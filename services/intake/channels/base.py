@@ -10,6 +10,7 @@ when one provider serves two channels, as Twilio does SMS and voice):
   context manager entered when intake starts and left when it stops;
 - `config`: the pydantic model of the channel's per-workspace credentials, read from
   `INTAKE_CHANNELS` / `INTAKE_CHANNELS_FILE` and validated at start;
+- `operations`: how /openapi.json declares its webhooks (shared.web.Operation), one per route;
 - `fetch_media`: optional; given the intake, the workspace id and one attachment whose `url` is
   the provider's reference (written by that channel's normalizer), returns the file's bytes
   (`FetchedMedia`), raises `MediaFetchError` with a short reason, or returns None when the
@@ -34,6 +35,7 @@ from aiohttp import web
 from pydantic import BaseModel
 
 from shared.models import Attachment, DeliveryState, OutboundMessage
+from shared.web import Answer, Operation, Parameter, header_parameter, path_parameter
 
 if TYPE_CHECKING:
     from services.intake.context import Intake
@@ -139,11 +141,48 @@ class ChannelPlugin:
     background: "Callable[[Intake], AbstractAsyncContextManager[None]] | None" = None
     config: type[BaseModel] | None = None
     fetch_media: MediaFetcher | None = None
+    operations: Sequence[Operation] = ()
 
 
 def webhook_path(channel: str, suffix: str = "") -> str:
     """The webhook route of a channel; the provider is given it with the workspace filled in."""
     return f"/v1/webhooks/{channel}/{{workspace}}{suffix}"
+
+
+# -- how the webhooks are declared in /openapi.json ----------------------------------------------
+
+WORKSPACE_PARAMETER = path_parameter("workspace", "The workspace whose account with the provider calls this URL",
+                                     example="default")
+# What every webhook may answer besides its success: malformed (400), unsigned (401), forged (403),
+# the channel not configured for the workspace (404), over the size limit (413), what the message
+# model refuses (422), the broker away (503: the provider retries).
+WEBHOOK_ERRORS = (400, 401, 403, 404, 413, 422, 503)
+TWIML_ANSWER = Answer(200, "TwiML for Twilio", media_type="text/xml")
+
+
+def signature_header(name: str, description: str) -> Parameter:
+    """The header that proves a call comes from the provider (a 401 without it, a 403 if it does not match)."""
+    return header_parameter(name, description, required=True)
+
+
+def provider_json(what: str, docs: str) -> dict[str, dict[str, Any]]:
+    """A provider's JSON payload, as a request body: its shape is the provider's to document (a 400 if it is not it)."""
+    return {"application/json": {"type": "object", "description": f"{what}, as the provider documents it: {docs}"}}
+
+
+def form_schema(model: type[BaseModel]) -> dict[str, Any]:
+    """A flat form model's JSON schema (by the provider's parameter names), for a form request body."""
+    schema = model.model_json_schema(by_alias=True)
+    if "$defs" in schema:
+        raise ValueError(f"{model.__name__}: a form is flat, it cannot nest models")
+    return schema
+
+
+def webhook_operation(method: str, path: str, summary: str, answers: tuple[Answer, ...], *,
+                      parameters: tuple[Parameter, ...] = (), **fields: Any) -> Operation:
+    """A public webhook route: the workspace in its path, its own proof of origin instead of an API key."""
+    return Operation(method, path, summary, answers, parameters=(WORKSPACE_PARAMETER, *parameters),
+                     errors=fields.pop("errors", WEBHOOK_ERRORS), public=True, **fields)
 
 
 # -- fetching a provider's file ----------------------------------------------------------------

@@ -24,7 +24,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from email.message import EmailMessage
 from email.utils import format_datetime, formataddr
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Literal
 
 import aiosmtplib
 import pydantic_core
@@ -36,7 +36,14 @@ from pymongo.errors import PyMongoError
 
 # The module, not its names: context imports the channels package, which imports this module.
 from services.intake import context as intake_context
-from services.intake.channels.base import ChannelPlugin, SendError, Sent, message_id_for, webhook_path
+from services.intake.channels.base import (
+    ChannelPlugin,
+    SendError,
+    Sent,
+    message_id_for,
+    webhook_operation,
+    webhook_path,
+)
 from services.intake.channels.email_mime import (
     Form,
     MailError,
@@ -62,7 +69,7 @@ from shared.models import (
     InboundMessage,
     OutboundMessage,
 )
-from shared.web import http_error, read_limited, whole_number
+from shared.web import Answer, Operation, http_error, model_response, query_parameter, read_limited, whole_number
 
 if TYPE_CHECKING:
     from services.intake.context import Intake
@@ -333,6 +340,16 @@ async def _read_form(request: web.Request, intake: "Intake") -> Form:
         raise http_error(web.HTTPBadRequest, str(error)) from None
 
 
+class MailAccepted(BaseModel):
+    """A mail published (`message_id`), or ignored because it is automated (an auto-reply, a bounce: `reason`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    status: Literal["accepted", "ignored"]
+    message_id: str | None = None
+    reason: str | None = None
+
+
 async def _accept_or_400(intake: "Intake", workspace_id: str, config: EmailConfig, build, source: str) -> web.Response:
     try:
         mail = build()
@@ -340,8 +357,8 @@ async def _accept_or_400(intake: "Intake", workspace_id: str, config: EmailConfi
     except MailError as error:
         raise http_error(web.HTTPBadRequest, str(error)) from None
     if message is None:
-        return web.json_response({"status": "ignored", "reason": "automated mail"})
-    return web.json_response({"status": "accepted", "message_id": message.message_id})
+        return model_response(MailAccepted(status="ignored", reason="automated mail"), exclude_none=True)
+    return model_response(MailAccepted(status="accepted", message_id=message.message_id), exclude_none=True)
 
 
 async def mailgun_webhook(request: web.Request) -> web.Response:
@@ -550,8 +567,46 @@ class EmailSender:
         return files
 
 
+def _form(fields: dict[str, str], required: tuple[str, ...] = ()) -> dict[str, dict[str, Any]]:
+    """A provider's post as multipart/form-data or urlencoded (both are read); `attachment<N>` parts are files."""
+    properties: dict[str, Any] = {name: {"type": "string", "description": text} for name, text in fields.items()}
+    properties["attachment1"] = {"type": "string", "contentMediaType": "application/octet-stream",
+                                 "description": "attachment1 .. attachmentN: the mail's files (multipart only)"}
+    schema = {"type": "object", "properties": properties, "required": list(required)}
+    return {"multipart/form-data": schema, "application/x-www-form-urlencoded": schema}
+
+
+MAILGUN_FORM = _form({
+    "timestamp": "Mailgun's signature: Unix seconds", "token": "Mailgun's signature: a random token",
+    "signature": "Mailgun's signature: hex HMAC-SHA256 of timestamp + token with the webhook signing key",
+    "body-mime": "The raw MIME message (routes whose URL ends in mime)",
+    "message-headers": "Parsed mode: the headers as a JSON list of [name, value]",
+    "body-plain": "Parsed mode: the text part", "body-html": "Parsed mode: the HTML part",
+}, MAILGUN_FIELDS)
+SENDGRID_FORM = _form({
+    "email": "Raw mode: the full MIME message", "headers": "Parsed mode: the headers as text",
+    "text": "Parsed mode: the text part", "html": "Parsed mode: the HTML part",
+    "charsets": "Parsed mode: a JSON object naming each field's charset",
+})
+MAIL_ANSWERS = (Answer(200, "Published, or ignored as automated mail", MailAccepted),)
+
+
+def _operations() -> list[Operation]:
+    mailgun = "Mailgun: a route's forward() of an inbound mail (signed in the form: 401 unsigned, 403 forged)"
+    return [
+        webhook_operation("POST", webhook_path(CHANNEL, "/mailgun"), mailgun, MAIL_ANSWERS, content=MAILGUN_FORM),
+        webhook_operation("POST", webhook_path(CHANNEL, "/mailgun/mime"), mailgun + ", raw MIME", MAIL_ANSWERS,
+                          content=MAILGUN_FORM),
+        webhook_operation("POST", webhook_path(CHANNEL, "/sendgrid"), "SendGrid Inbound Parse: an inbound mail",
+                          MAIL_ANSWERS, content=SENDGRID_FORM, parameters=(
+                              query_parameter("token", "The workspace's secret token (401 without, 403 wrong)",
+                                              required=True),)),
+    ]
+
+
 PLUGIN = ChannelPlugin(
     name=CHANNEL,
+    operations=_operations(),
     routes=[
         web.post(webhook_path(CHANNEL, "/mailgun"), mailgun_webhook),
         # Mailgun posts the raw MIME (body-mime) only to URLs ending in "mime".

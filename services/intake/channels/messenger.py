@@ -345,9 +345,12 @@ class InstagramConfig(MessengerConfig):
     """
 
 
+# Instagram messaging is part of the Messenger Platform: the same webhook shape.
+WEBHOOK_DOCS = "https://developers.facebook.com/docs/messenger-platform/webhooks"
 PLUGIN = ChannelPlugin(
     name=CHANNEL,
     routes=meta.webhook_routes(CHANNEL, WEBHOOK_OBJECTS[CHANNEL], Webhook, handler_for(CHANNEL)),
+    operations=meta.webhook_operations(CHANNEL, "Messenger", WEBHOOK_DOCS),
     sender=lambda intake: MessengerSender(intake, CHANNEL),
     config=MessengerConfig,
     fetch_media=fetch_media,
@@ -356,6 +359,7 @@ PLUGIN = ChannelPlugin(
 INSTAGRAM_PLUGIN = ChannelPlugin(
     name=INSTAGRAM,
     routes=meta.webhook_routes(INSTAGRAM, WEBHOOK_OBJECTS[INSTAGRAM], Webhook, handler_for(INSTAGRAM)),
+    operations=meta.webhook_operations(INSTAGRAM, "Instagram", WEBHOOK_DOCS),
     sender=lambda intake: MessengerSender(intake, INSTAGRAM),
     config=InstagramConfig,
     fetch_media=fetch_media,

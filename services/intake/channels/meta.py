@@ -21,8 +21,8 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from services.intake import context  # the module, not its names: context imports the channels package
-from services.intake.channels.base import SendError, webhook_path
-from shared.web import http_error, read_limited
+from services.intake.channels.base import SendError, provider_json, signature_header, webhook_operation, webhook_path
+from shared.web import Answer, Operation, http_error, query_parameter, read_limited
 
 if TYPE_CHECKING:
     from services.intake.context import Intake
@@ -134,6 +134,24 @@ def webhook_routes(
 
     path = webhook_path(channel)
     return [web.get(path, verification_handler(channel)), web.post(path, receive)]
+
+
+def webhook_operations(channel: str, product: str, docs: str) -> list[Operation]:
+    """How /openapi.json declares the two routes webhook_routes() makes."""
+    path = webhook_path(channel)
+    return [
+        webhook_operation("GET", path, f"{product}: the verification handshake Meta makes when the URL is saved", (
+            Answer(200, "hub.challenge, echoed", media_type="text/plain"),
+        ), parameters=(
+            query_parameter("hub.mode", "Always subscribe", required=True, enum=["subscribe"]),
+            query_parameter("hub.verify_token", "The workspace's verify token (403 if it is not)", required=True),
+            query_parameter("hub.challenge", "Echoed back once the token matches", required=True),
+        ), errors=(400, 403, 404)),
+        webhook_operation("POST", path, f"{product}: Meta's notifications (messages, receipts)", (
+            Answer(200, "Received: every message in it is published", media_type="text/plain"),
+        ), parameters=(signature_header(SIGNATURE_HEADER, "sha256=<hex HMAC-SHA256 of the body with the app secret>"),),
+            content=provider_json(f"{product}'s webhook notification", docs)),
+    ]
 
 
 def clip(text: str | None, limit: int) -> str | None:

@@ -11,7 +11,7 @@ not published: there is nothing a customer said in them.
 """
 
 import hmac
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any, Literal, NoReturn
 
 import aiohttp
 import structlog
@@ -30,13 +30,16 @@ from services.intake.channels.base import (
     lookup_json,
     message_id_for,
     over_limit,
+    provider_json,
     provider_refused,
     referenced_id,
+    signature_header,
     url_filename,
+    webhook_operation,
     webhook_path,
 )
 from shared.models import Attachment, Contact, InboundMessage, OutboundMessage
-from shared.web import http_error, read_limited
+from shared.web import Answer, http_error, model_response, read_limited
 
 if TYPE_CHECKING:
     from services.intake.context import Intake
@@ -303,6 +306,15 @@ def _from_callback_query(query: CallbackQuery, workspace_id: str) -> InboundMess
 # -- webhook -----------------------------------------------------------------------------------
 
 
+class WebhookAnswer(BaseModel):
+    """The webhook's answer: empty, or the one Bot API call Telegram makes on our behalf."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    method: Literal["answerCallbackQuery"] | None = None
+    callback_query_id: str | None = None
+
+
 async def receive_update(request: web.Request) -> web.Response:
     """POST /v1/webhooks/telegram/{workspace}: one Update from the Bot API."""
     intake = request.app[context.INTAKE]
@@ -319,12 +331,13 @@ async def receive_update(request: web.Request) -> web.Response:
     if message is None:
         log.info("telegram.update_not_published", workspace_id=workspace_id, update_id=update.update_id,
                  kinds=sorted(k for k in (update.model_extra or {}) if k != "update_id"))
-        return web.json_response({})
+        return model_response(WebhookAnswer(), exclude_none=True)
     await intake.publish_inbound(message)
     if update.callback_query is not None:
         # Telegram accepts one Bot API call in the webhook's answer: this one stops the button's spinner.
-        return web.json_response({"method": "answerCallbackQuery", "callback_query_id": update.callback_query.id})
-    return web.json_response({})
+        return model_response(WebhookAnswer(method="answerCallbackQuery", callback_query_id=update.callback_query.id),
+                              exclude_none=True)
+    return model_response(WebhookAnswer(), exclude_none=True)
 
 
 def parse_update(body: bytes) -> Update:
@@ -438,6 +451,10 @@ def _file_of(status: int, answer: dict[str, Any] | None) -> tuple[str, int | Non
 PLUGIN = ChannelPlugin(
     name=CHANNEL,
     routes=[web.post(webhook_path(CHANNEL), receive_update)],
+    operations=[webhook_operation("POST", webhook_path(CHANNEL), "Telegram: one Update from the Bot API", (
+        Answer(200, "Received (and published); may carry one Bot API call", WebhookAnswer),
+    ), parameters=(signature_header(SECRET_HEADER, "The secret_token given to setWebhook"),),
+        content=provider_json("An Update", "https://core.telegram.org/bots/api#update"))],
     sender=TelegramSender,
     config=TelegramConfig,
     fetch_media=fetch_media,

@@ -26,9 +26,9 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from services.intake import context  # the module, not its names: context imports the channels package
 from services.intake.channels import api, voice
-from services.intake.channels.base import ChannelPlugin, SendError, webhook_path
+from services.intake.channels.base import ChannelPlugin, SendError, signature_header, webhook_operation, webhook_path
 from shared.models import RoutingEvent
-from shared.web import read_limited, validate_json, whole_number
+from shared.web import Answer, model_response, read_limited, validate_json, whole_number
 
 PLUGIN_NAME = "telephony"
 THREAD_PREFIX = "pbx:"
@@ -100,6 +100,17 @@ def parse_event(body: bytes) -> TelephonyEvent:
     return validate_json(body, TelephonyEvent, "not a telephony event")
 
 
+class EventAccepted(BaseModel):
+    """What became of an event: a call or voicemail published (`message_id`), a call closed or rerouted."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    thread_id: str
+    message_id: str | None = None
+    closed: bool | None = None
+    rerouted: bool | None = None
+
+
 async def receive_event(request: web.Request) -> web.Response:
     """POST /v1/webhooks/telephony/{workspace}: a call comes in, ends, or leaves a voicemail."""
     intake = request.app[context.INTAKE]
@@ -113,11 +124,11 @@ async def receive_event(request: web.Request) -> web.Response:
     metadata = {"call_id": event.call_id, "pbx": True}
     if event.event == "call.ended":
         await voice.close_call(intake, workspace_id, event.thread_id, f"call {event.status or 'ended'}")
-        return web.json_response({"thread_id": event.thread_id, "closed": True}, status=202)
+        return model_response(EventAccepted(thread_id=event.thread_id, closed=True), status=202, exclude_none=True)
     if event.event == "call.not_answered":
         await voice.report_not_answered(intake, workspace_id, event.thread_id, event.agent_id,
                                         f"agent {event.status or 'no-answer'}")
-        return web.json_response({"thread_id": event.thread_id, "rerouted": True}, status=202)
+        return model_response(EventAccepted(thread_id=event.thread_id, rerouted=True), status=202, exclude_none=True)
     assert event.from_ is not None
     if event.event == "call.incoming":
         message = voice.call_message(workspace_id, event.thread_id, event.from_, name=event.caller_name,
@@ -128,7 +139,8 @@ async def receive_event(request: web.Request) -> web.Response:
                                           event.recording_url, metadata)
         await intake.publish_inbound(message)
         await voice.close_call(intake, workspace_id, event.thread_id, "sent to voicemail")
-    return web.json_response({"message_id": message.message_id, "thread_id": event.thread_id}, status=202)
+    return model_response(EventAccepted(thread_id=event.thread_id, message_id=message.message_id), status=202,
+                          exclude_none=True)
 
 
 class PbxCalls(voice.RoutedCalls):
@@ -167,6 +179,11 @@ class PbxCalls(voice.RoutedCalls):
 PLUGIN = ChannelPlugin(
     name=PLUGIN_NAME,
     routes=[web.post(webhook_path(PLUGIN_NAME), receive_event)],
+    operations=[webhook_operation("POST", webhook_path(PLUGIN_NAME), "A PBX: a call comes in, ends, rings out, or "
+                                  "leaves a voicemail", (Answer(202, "Published", EventAccepted),), parameters=(
+        signature_header(TIMESTAMP_HEADER, "Unix seconds when the PBX signed the call (within max_skew_seconds)"),
+        signature_header(SIGNATURE_HEADER, 'sha256=<hex HMAC-SHA256 of "<timestamp>.<body>" with the shared secret>'),
+    ), body=TelephonyEvent)],
     background=voice.routed_calls_consumer(PbxCalls),
     config=TelephonyConfig,
 )

@@ -30,6 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from services.intake import context  # the module, not its names: context imports the channels package
 from services.intake.channels.base import (
+    TWIML_ANSWER,
     ChannelPlugin,
     FetchedMedia,
     MediaFetchError,
@@ -37,11 +38,14 @@ from services.intake.channels.base import (
     Sent,
     download,
     fetch_config,
+    form_schema,
     message_id_for,
+    signature_header,
+    webhook_operation,
     webhook_path,
 )
 from shared.models import Attachment, Contact, DeliveryState, DeliveryStatus, InboundMessage, OutboundMessage
-from shared.web import http_error, read_limited
+from shared.web import Operation, Parameter, http_error, read_limited
 
 if TYPE_CHECKING:
     from services.intake.context import Intake
@@ -363,11 +367,26 @@ async def fetch_media(intake: "Intake", workspace_id: str, attachment: Attachmen
     return await fetch_with_account(intake, config, url)
 
 
+SIGNATURE = signature_header(SIGNATURE_HEADER, "base64 HMAC-SHA1 of the URL and the sorted parameters, "
+                                                "keyed with the account's auth token")
+
+
+def signed_form_operation(path: str, summary: str, form: type[BaseModel], *,
+                          parameters: tuple[Parameter, ...] = ()) -> Operation:
+    """A Twilio webhook: a signed form in, TwiML out."""
+    return webhook_operation("POST", path, summary, (TWIML_ANSWER,), parameters=(SIGNATURE, *parameters),
+                             content={"application/x-www-form-urlencoded": form_schema(form)})
+
+
 SMS_PLUGIN = ChannelPlugin(
     name=CHANNEL,
     routes=[
         web.post(webhook_path(CHANNEL), receive_sms),
         web.post(webhook_path(CHANNEL, "/status"), receive_status),
+    ],
+    operations=[
+        signed_form_operation(webhook_path(CHANNEL), "Twilio: a customer's SMS or MMS", IncomingSms),
+        signed_form_operation(webhook_path(CHANNEL, "/status"), "Twilio: what became of a reply", StatusCallback),
     ],
     sender=SmsSender,
     config=SmsConfig,

@@ -54,6 +54,7 @@ from services.intake.channels.twilio import (
     delivery_status,
     fetch_with_account,
     read_signed_form,
+    signed_form_operation,
     twiml_response,
     validate_form,
 )
@@ -71,7 +72,7 @@ from shared.models import (
     ThreadClosed,
 )
 from shared.topology import declare_consumed_queue
-from shared.web import http_error
+from shared.web import http_error, path_parameter, query_parameter
 
 if TYPE_CHECKING:
     from services.intake.context import Intake
@@ -526,6 +527,27 @@ PLUGIN = ChannelPlugin(
     sender=lambda intake: CallerSmsSender(intake, CHANNEL),
     background=routed_calls_consumer(RoutedCalls),
     config=VoiceConfig,
+    operations=[
+        signed_form_operation(webhook_path(CHANNEL), "Twilio: a call to the workspace's number; it waits on hold",
+                              IncomingCall),
+        signed_form_operation(webhook_path(CHANNEL, "/hold"), "Twilio: the hold loop", CallForm),
+        signed_form_operation(webhook_path(CHANNEL, "/status"), "Twilio: the call's status; a final one ends it",
+                              CallStatusForm),
+        signed_form_operation(webhook_path(CHANNEL, "/dialed"), "Twilio: the Dial to an agent ended",
+                              DialEnded, parameters=(query_parameter("agent", "The agent that was dialed"),)),
+        signed_form_operation(webhook_path(CHANNEL, "/answered"), "Twilio: the agent picked up", CallForm,
+                              parameters=(query_parameter("agent", "The agent (400 without it)"),
+                                          query_parameter("conversation", "The conversation (400 without it)"))),
+        signed_form_operation(webhook_path(CHANNEL, "/voicemail/recorded"), "Twilio: the voicemail is recorded",
+                              CallForm),
+        signed_form_operation(webhook_path(CHANNEL, "/voicemail/transcription"),
+                              "Twilio: the voicemail's transcription", TranscriptionForm,
+                              parameters=(query_parameter("from", "The caller (else the form's From)"),)),
+        signed_form_operation(webhook_path(CHANNEL, "/replies/{channel}/status"),
+                              "Twilio: what became of an SMS sent to a caller", StatusCallback,
+                              parameters=(path_parameter("channel", "The reply's channel",
+                                                         enum=[CHANNEL, VOICEMAIL]),)),
+    ],
 )
 async def fetch_recording(intake: "Intake", workspace_id: str, attachment: Attachment) -> FetchedMedia | None:
     """A Twilio voicemail's recording (its RecordingUrl, WAV); None for a PBX's recording URL, kept as it is."""

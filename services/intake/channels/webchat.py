@@ -15,7 +15,7 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
@@ -25,7 +25,7 @@ from services.intake.channels.base import ChannelPlugin, Sent, message_id_for
 from shared import events
 from shared.attachments import MAX_CONTENT_TYPE_CHARS, media_type, safe_filename
 from shared.ephemeral import TYPING_INTERVAL, RateLimiter, SignalConsumer, TypingSignal, publish_signal
-from shared.models import Contact, InboundMessage, OutboundMessage, Wire
+from shared.models import Attachment, Contact, InboundMessage, OutboundMessage, Wire
 from shared.web import Form, FrameError, http_error, parse_frame
 
 if TYPE_CHECKING:
@@ -135,6 +135,32 @@ def read_upload(form: Form) -> Upload:
     # The type as it will be served back (a bad one as octet-stream); the name without control characters.
     filename = safe_filename(file.filename) or "file"
     return Upload(client_id, text, filename, media_type(file.content_type), file.data)
+
+
+# The upload form as /openapi.json declares it (read_upload checks the same).
+UPLOAD_FORM: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        # OpenAPI 3.1's way to say "a file" (3.0's format: binary): sent as a part with a filename.
+        "file": {"type": "string", "contentMediaType": "application/octet-stream",
+                 "description": "The file (its part's filename and type are kept)"},
+        "client_id": {"type": "string", "pattern": f"^{CLIENT_ID.pattern}$",
+                      "description": "The page's id for the message: a resend with the same id is the same message"},
+        "text": {"type": "string", "maxLength": MAX_TEXT_CHARS, "description": "Text sent with the file"},
+    },
+    "required": ["file", "client_id"],
+    # The page sends no other part (one would be ignored).
+    "additionalProperties": False,
+}
+
+
+class UploadAck(Wire):
+    """The upload is published: the page's client_id, our message id, and the stored file."""
+
+    type: Literal["ack"] = "ack"
+    client_id: str
+    message_id: str
+    attachment: Attachment
 
 
 def normalize_upload(upload: Upload, session: ChatSession, name: str | None) -> InboundMessage:

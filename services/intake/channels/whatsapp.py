@@ -454,6 +454,8 @@ def media_of(status: int, answer: dict[str, Any] | None) -> tuple[str, str | Non
 PLUGIN = ChannelPlugin(
     name=CHANNEL,
     routes=meta.webhook_routes(CHANNEL, WEBHOOK_OBJECT, Webhook, handle),
+    operations=meta.webhook_operations(
+        CHANNEL, "WhatsApp", "https://developers.facebook.com/docs/whatsapp/cloud-api/webhooks/components"),
     sender=WhatsAppSender,
     config=WhatsAppConfig,
     fetch_media=fetch_media,
