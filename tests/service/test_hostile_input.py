@@ -8,7 +8,6 @@ the day it is added). Requests no client library will send go over a raw socket 
 import json
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
-from typing import Any
 from urllib.parse import quote
 
 import pytest
@@ -18,28 +17,14 @@ from pymongo import AsyncMongoClient
 
 from shared.attachments import BUCKET
 from tests.conftest import API_KEY, auth, free_port
-from tests.fixtures import email as email_fx
-from tests.fixtures import messenger as messenger_fx
-from tests.fixtures import telegram as telegram_fx
-from tests.fixtures import twilio as twilio_fx
 from tests.fixtures import voice as voice_fx
-from tests.fixtures import whatsapp as whatsapp_fx
+from tests.fixtures.channels import ALL_CHANNELS
 from tests.raw_http import RawResponse, raw_request
 from tests.service.helpers import Apps, running_apps
 
 DEEP = "[" * 100_000
 BEARER = ("Authorization", f"Bearer {API_KEY}")
-# Every channel configured for `default`, so each webhook gets past "not configured" to its own checks.
-CHANNELS: dict[str, dict[str, Any]] = {"default": {
-    "email": email_fx.BENCH_CONFIG,
-    "whatsapp": whatsapp_fx.BENCH_CONFIG,
-    "messenger": messenger_fx.BENCH_CONFIG,
-    "instagram": {**messenger_fx.BENCH_CONFIG, "page_id": None},
-    "telegram": telegram_fx.BENCH_CONFIG,
-    "sms": twilio_fx.BENCH_CONFIG,
-    "voice": voice_fx.CONFIG,
-    "telephony": {"secret": voice_fx.PBX_SECRET, "connect_url": "http://127.0.0.1:9/pbx"},
-}}
+CHANNELS = ALL_CHANNELS
 # Where each channel reads its proof of origin; the sweep spoils every one of them.
 SIGNATURE_HEADERS = ("X-Twilio-Signature", "X-Hub-Signature-256", "X-Telegram-Bot-Api-Secret-Token",
                      "X-Switchyard-Signature", "X-Switchyard-Timestamp", "Authorization")

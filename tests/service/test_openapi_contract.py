@@ -18,27 +18,11 @@ import pytest
 from aiohttp import web
 
 from tests.conftest import API_KEY, free_port
-from tests.fixtures import email as email_fx
-from tests.fixtures import messenger as messenger_fx
-from tests.fixtures import telegram as telegram_fx
-from tests.fixtures import twilio as twilio_fx
-from tests.fixtures import voice as voice_fx
-from tests.fixtures import whatsapp as whatsapp_fx
+from tests.fixtures.channels import ALL_CHANNELS
 from tests.service.helpers import Apps, running_apps
 from tests.service.test_webchat_files import chat_session, upload_form
 
-# Every channel configured for `default` (the example workspace of the webhook paths), so that
-# webhooks are tried past "not configured" up to their signature checks.
-CHANNELS = {"default": {
-    "email": email_fx.BENCH_CONFIG,
-    "whatsapp": whatsapp_fx.BENCH_CONFIG,
-    "messenger": messenger_fx.BENCH_CONFIG,
-    "instagram": {**messenger_fx.BENCH_CONFIG, "page_id": None},
-    "telegram": telegram_fx.BENCH_CONFIG,
-    "sms": twilio_fx.BENCH_CONFIG,
-    "voice": voice_fx.CONFIG,
-    "telephony": {"secret": voice_fx.PBX_SECRET, "connect_url": "http://127.0.0.1:9/pbx"},
-}}
+CHANNELS = ALL_CHANNELS
 
 MAX_EXAMPLES = 25  # per operation and phase: enough to meet every branch of the schemas, fast enough for CI
 RUN_TIMEOUT = 120
