@@ -57,7 +57,6 @@ class ForDesk:
     frame: dict | None = None  # an offer or a revocation, sent as is
 
 
-RoutingNotice = ConversationOffered | ConversationRevoked | ConversationEnded
 
 
 class AgentsStore:

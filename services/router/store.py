@@ -47,10 +47,6 @@ class RoutingStore:
         core.load_state(agents, conversations, last_agents)
         return core
 
-    async def save(self, core: RoutingCore, outcome: Outcome) -> None:
-        """Write what the outcome changed (no outbox: for state that publishes nothing)."""
-        await self._apply(_state_writes(core, outcome))
-
     async def commit(self, core: RoutingCore, outcome: Outcome, outbox: list[dict], *,
                      log_without_writes: bool = True) -> ObjectId | None:
         """Write the outcome's state and the messages it must publish as one logged commit.

@@ -24,8 +24,8 @@ async def saved_but_never_published(names) -> str:
         store = RoutingStore(client[names.namespace])
         await store.ensure_indexes()
         core = RoutingCore(RoutingConfig())
-        await store.save(core, core.on_agent(agent("ann", media={"voice": 1}), at(0)))
-        await store.save(core, core.on_message(msg("CA" + "1" * 32, channel="voice"), at(1)))
+        await store.commit(core, core.on_agent(agent("ann", media={"voice": 1}), at(0)), [])
+        await store.commit(core, core.on_message(msg("CA" + "1" * 32, channel="voice"), at(1)), [])
         call = conversation_of(core, "CA" + "1" * 32, "voice")
         assert call.assignee_id == "ann" and not call.announced
         return call.conversation_id

@@ -41,7 +41,7 @@ class Recorded:
         self.store = store
 
     async def __call__(self, outcome: Outcome) -> Outcome:
-        await self.store.save(self.core, outcome)
+        await self.store.commit(self.core, outcome, [])
         return outcome
 
 
