@@ -1,0 +1,1 @@
+"""Reporting: every domain event a metric needs, stored once, folded into per-interval rollups."""

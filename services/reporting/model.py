@@ -1,0 +1,49 @@
+"""The one shape reporting works on: every producer's event, normalized (see normalize.py).
+
+Producers publish their own wire models (RoutingEvent, ConversationResolved, AgentSnapshot, ...);
+reporting turns each into a ReportEvent, stores it once by `event_id` and folds the stored events
+into facts per conversation and per agent, and those into rollups per 15-minute bucket.
+"""
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+# What reporting records; metric definitions in docs/metrics.md say which ones each metric reads.
+ReportEventType = Literal[
+    "conversation.opened",  # first customer message of a conversation (data: priority, skills)
+    "conversation.queued",  # waiting in `queue` (data.reason: opened, requeued, transferred, overflowed, rerouted)
+    "conversation.offered",  # offered to `agent_id` (offer mode)
+    "conversation.assigned",  # `agent_id` holds it now (accepted offer or direct assignment)
+    "conversation.transferred",  # data: from_agent, to_agent or to_queue, escalation
+    "conversation.resolved",  # closed by `agent_id` (or by the channel: data.reason)
+    "conversation.reopened",  # a customer message after it was resolved
+    "conversation.abandoned",  # the customer left before an agent answered (data.reason)
+    "conversation.labels_changed",  # data.labels: the whole set after the change
+    "message.created",  # data.direction: inbound (customer) or outbound (agent reply, `agent_id` set)
+    "sla.warning",
+    "sla.breached",  # data.target: first_response or resolution
+    "agent.status_changed",  # data.status: online, away, offline; data.max_conversations
+    "csat.received",  # data.score: 1..5, data.comment
+]
+
+
+class ReportEvent(BaseModel):
+    """One fact with its own time and a unique id; the same event redelivered has the same id."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    event_id: str = Field(min_length=1, max_length=512)
+    type: ReportEventType
+    workspace_id: str
+    at: AwareDatetime  # when it happened (the producer's clock), not when reporting received it
+    conversation_id: str | None = None
+    agent_id: str | None = None
+    queue: str | None = None
+    channel: str | None = None
+    data: dict[str, Any] = Field(default_factory=dict)
+
+    def sort_key(self) -> tuple[datetime, str]:
+        """Events are folded in time order; the id breaks ties so every fold gives one answer."""
+        return (self.at, self.event_id)
