@@ -3,6 +3,9 @@
 MESSAGE_RECEIVED = "message.received"  # intake -> router: a normalized inbound message
 MESSAGE_OUTBOUND = "message.outbound"  # agents -> intake: an agent's reply, routed as message.outbound.<channel>
 MESSAGE_STATUS = "message.status"  # intake -> agents: sent / delivered / failed for an outbound message
+# intake -> <ns>.intake.rejected: one item of an authenticated provider batch that cannot be taken
+# (the rest of the batch is published and the provider gets its 2xx, so it does not retry them all)
+INPUT_REJECTED = "input.rejected"
 
 AGENT_UPDATED = "agent.updated"  # agents -> router: profile (skills, capacity) changed
 AGENT_STATUS_CHANGED = "agent.status_changed"  # agents -> router: online / away / offline

@@ -389,3 +389,20 @@ class RoutingConfigChanged(Wire):
 
     event_id: str = Field(default_factory=new_id)
     config: dict[str, Any]
+
+
+MAX_REJECTED_ITEM_CHARS = 64 * 1024
+
+
+class RejectedInput(Wire):
+    """Intake -> <ns>.intake.rejected: one item of a provider's batch that could not be taken, and why.
+
+    Kept for an operator to read (like a dead-letter queue), so a malformed item is never dropped
+    silently, while the batch's other items are published and the provider is answered 2xx."""
+
+    event_id: str = Field(default_factory=new_id)
+    workspace_id: str
+    channel: ChannelName
+    reason: str = Field(max_length=2000)
+    item: str = Field(max_length=MAX_REJECTED_ITEM_CHARS)  # the provider's item as JSON, cut to the limit
+    at: datetime = Field(default_factory=utcnow)

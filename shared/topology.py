@@ -8,6 +8,7 @@
     router ──sla.*, agent.set_away, conversation.auto_reply / transferred──► events ──► <ns>.agents.events
     intake ──typing.contact──► events ──► <ns>.agents.signals.<id>   (ephemeral: one queue per process)
     agents ──typing.agent────► events ──► <ns>.intake.signals.<id>
+    intake ──input.rejected──► events ──► <ns>.intake.rejected   (an operator reads it; no consumer)
 
 Each consumed queue has a `<queue>.dlq` beside it for poison messages (reason in the headers).
 A message that failed, and the later messages of its conversation, are parked off the queue so the
@@ -80,6 +81,10 @@ class Topology:
     @property
     def agents_events_queue(self) -> str:
         return f"{self.namespace}.agents.events"
+
+    @property
+    def rejected_input_queue(self) -> str:
+        return f"{self.namespace}.intake.rejected"
 
     def core_queues(self) -> tuple[str, ...]:
         """The consumed queues declare_core makes (without their dead-letter queues)."""
@@ -177,6 +182,11 @@ async def declare_core(channel: AbstractChannel, topology: Topology) -> None:
     notifications = await declare_consumed_queue(channel, topology, topology.agents_events_queue)
     for routing_key in AGENTS_EVENT_BINDINGS:
         await notifications.bind(topology.events_exchange, routing_key)
+    # Like a dead-letter queue: provider items intake could not take, each with its reason.
+    rejected = await channel.declare_queue(
+        topology.rejected_input_queue, durable=True, arguments=topology.queue_arguments()
+    )
+    await rejected.bind(topology.events_exchange, events.INPUT_REJECTED)
 
 
 async def declare_agent_queue(

@@ -17,7 +17,7 @@ from services.intake.settings import IntakeSettings
 from shared import events
 from shared.attachments import AttachmentStore, attachment_id_for
 from shared.broker import Broker
-from shared.models import Attachment, DeliveryStatus, InboundMessage
+from shared.models import Attachment, DeliveryStatus, InboundMessage, RejectedInput
 from shared.web import PayloadTooLarge, http_error
 
 log = structlog.get_logger(__name__)
@@ -28,7 +28,7 @@ class IntakeMetrics:
         self.messages_in = Counter("intake_messages_in_total", "Inbound messages published", ["channel"], registry=registry)
         self.messages_out = Counter("intake_messages_out_total", "Replies sent out, by outcome", ["channel", "status"], registry=registry)
         self.publish_errors = Counter("intake_publish_errors_total", "Messages and receipts the broker did not confirm", registry=registry)
-        self.rejected = Counter("intake_webhooks_rejected_total", "Webhook calls refused, by channel and reason", ["channel", "reason"], registry=registry)
+        self.rejected = Counter("intake_webhooks_rejected_total", "Webhook calls refused, and malformed items of accepted calls set aside, by channel and reason", ["channel", "reason"], registry=registry)
 
 
 def validate_channel_configs(settings: IntakeSettings, plugins: list[ChannelPlugin]) -> dict[tuple[str, str], BaseModel]:
@@ -80,9 +80,10 @@ class Intake:
         """Fetch the provider's files it refers to, publish, and wait for the broker's confirm; a JSON 503 if it cannot be had."""
         await self.publish_all([message])
 
-    async def publish_all(self, items: Sequence[InboundMessage | DeliveryStatus]) -> None:
+    async def publish_all(self, items: Sequence[InboundMessage | DeliveryStatus | RejectedInput]) -> None:
         """A provider's batch, in order: every message's files fetched at once (so N slow files cost
-        one timeout, not N, before the provider gets its answer), then each item published."""
+        one timeout, not N, before the provider gets its answer), then each item published (an item
+        that could not be taken to the rejected-input queue, with its reason)."""
         fetching = {i: self.fetch_provider_media(item) for i, item in enumerate(items)
                     if isinstance(item, InboundMessage) and self._holds_files(item)}
         fetched = dict(zip(fetching, await asyncio.gather(*fetching.values()))) if fetching else {}
@@ -91,6 +92,8 @@ class Intake:
                 structlog.contextvars.bind_contextvars(workspace_id=item.workspace_id, message_id=item.message_id)
                 await self.publish(item, events.MESSAGE_RECEIVED, item.message_id, item.workspace_id)
                 self.metrics.messages_in.labels(channel=item.channel).inc()
+            elif isinstance(item, RejectedInput):
+                await self.publish_rejected(item)
             else:
                 await self.publish_status(item)
 
@@ -159,6 +162,12 @@ class Intake:
     async def publish_status(self, status: DeliveryStatus) -> None:
         """A provider's delivery or read receipt for one of our messages; 503 if the broker is away."""
         await self.publish(status, events.MESSAGE_STATUS, f"status:{status.names}:{status.status}", status.workspace_id)
+
+    async def publish_rejected(self, rejected: RejectedInput) -> None:
+        """Keep an item the provider sent but we cannot take, for an operator; counted and logged."""
+        self.metrics.rejected.labels(channel=rejected.channel, reason="invalid item").inc()
+        log.warning("intake.item_rejected", channel=rejected.channel, reason=rejected.reason[:300])
+        await self.publish(rejected, events.INPUT_REJECTED, rejected.event_id, rejected.workspace_id)
 
     async def publish(self, model: BaseModel, event: str, message_id: str, workspace_id: str) -> None:
         """Publish under `event` and wait for the broker's confirm; a JSON 503 (counted, logged) if it cannot be had."""

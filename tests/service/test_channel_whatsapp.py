@@ -2,13 +2,16 @@
 
 import asyncio
 import itertools
+import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+import aio_pika
 from aiohttp import web
 
+from shared.models import RejectedInput
 from tests.conftest import auth
 from tests.fixtures import whatsapp as fx
 from tests.service.helpers import Apps, running_apps, stand_in_server, texts
@@ -133,6 +136,33 @@ async def test_every_message_of_a_batched_call_arrives(names):
         frames = await desk.frames_until(lambda f: len(texts(f)) >= 2)
         assert sorted(texts(frames)) == ["first in the batch", "second in the batch"]
         assert {f["conversation"]["contact"]["phone"] for f in frames} == {"+16505551234", "+447700900123"}
+
+
+async def test_a_malformed_message_is_kept_on_the_rejected_queue_and_its_neighbours_reach_the_desk(names):
+    async with stand_in_graph() as graph, whatsapp_stack(names, graph) as apps:
+        await apps.put_agent("ann")
+        desk = await apps.desk("ann")
+        nobody = {"id": "wamid.nobody", "timestamp": "1", "type": "text", "text": {"body": "?"}}
+        batch = fx.received(fx.message("wamid.fine", "text", text={"body": "fine"}), nobody)
+        assert await post_webhook(apps, batch) == 200
+        frames = await desk.frames_until(lambda f: "fine" in texts(f))
+        assert texts(frames) == ["fine"]
+        rejected = RejectedInput.model_validate_json(await next_rejected(names))
+        assert rejected.channel == "whatsapp" and "from_user_id" in rejected.reason
+        assert json.loads(rejected.item) == nobody
+
+
+async def next_rejected(names) -> bytes:
+    """The next item on the namespace's rejected-input queue (what an operator would read)."""
+    connection = await aio_pika.connect(names.infra.amqp_url)
+    async with connection, asyncio.timeout(15):
+        channel = await connection.channel()
+        queue = await channel.declare_queue(names.topology.rejected_input_queue, passive=True)
+        async with queue.iterator() as messages:
+            async for message in messages:
+                await message.ack()
+                return message.body
+    raise AssertionError("the rejected-input queue ended")
 
 
 async def test_media_and_button_replies_reach_the_desk_with_their_facts(names):

@@ -16,11 +16,11 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client import CollectorRegistry
 
-from services.intake.channels import meta, messenger
+from services.intake.channels import messenger, meta
 from services.intake.channels.base import SendError, message_id_for
 from services.intake.context import INTAKE, Intake, IntakeMetrics
 from services.intake.settings import IntakeSettings
-from shared.models import Contact, DeliveryStatus, InboundMessage, OutboundMessage
+from shared.models import Contact, DeliveryStatus, InboundMessage, OutboundMessage, RejectedInput
 from shared.web import error_middleware
 from tests.fixtures import messenger as fx
 
@@ -112,13 +112,25 @@ async def test_bad_bodies_get_json_errors_and_publish_nothing():
     async with webhook_client() as (client, intake):
         response = await post(client, b"[1, 2")
         assert response.status == 400 and (await response.json())["error"]["message"] == "malformed JSON"
-        response = await post(client, {"object": "page", "entry": [{"messaging": [{"message": {"text": "no sender"}}]}]})
-        assert response.status == 400 and (await response.json())["error"]["problems"]
+        response = await post(client, {"object": "page", "entry": "nope"})
+        assert response.status == 400 and (await response.json())["error"]["problems"][0]["loc"] == ["entry"]
         response = await post(client, fx.INSTAGRAM_TEXT)  # an Instagram event at the Messenger URL
         assert response.status == 400 and "expected 'page'" in (await response.json())["error"]["message"]
         response = await post(client, b"x" * 5000, {})
         assert response.status == 413
         assert intake.broker.published == []
+
+
+async def test_a_malformed_event_is_set_aside_with_its_reason_and_the_rest_of_the_batch_published():
+    """Meta retries the whole call on any non-2xx: one bad event must not hold back the others."""
+    async with webhook_client() as (client, intake):
+        bad = {"message": {"text": "no sender"}}
+        batch = fx.webhook(bad, *fx.BATCH["entry"][0]["messaging"])
+        assert (await post(client, batch)).status == 200
+        rejected, *rest = intake.broker.published
+        assert isinstance(rejected, RejectedInput) and json.loads(rejected.item) == bad
+        assert "sender: Field required" in rejected.reason and rejected.channel == "messenger"
+        assert [m.text for m in rest if isinstance(m, InboundMessage)][:2] == ["first in the batch", "second in the batch"]
 
 
 async def test_instagram_events_come_in_at_their_own_url_as_their_own_channel():

@@ -38,7 +38,7 @@ from services.intake.channels.base import (
     message_id_for,
     url_filename,
 )
-from shared.models import Attachment, Contact, DeliveryStatus, InboundMessage, OutboundMessage
+from shared.models import Attachment, Contact, DeliveryStatus, InboundMessage, OutboundMessage, RejectedInput
 
 if TYPE_CHECKING:
     from services.intake.context import Intake
@@ -138,7 +138,7 @@ class Event(meta.Payload):
 
 class Entry(meta.Payload):
     id: str | None = None
-    messaging: list[Event] = Field(default_factory=list)
+    messaging: list[meta.each_or_rejected(Event)] = Field(default_factory=list)  # type: ignore[valid-type]
 
 
 class Webhook(meta.Payload):
@@ -149,7 +149,7 @@ class Webhook(meta.Payload):
 # --- normalization ---
 
 
-Item = InboundMessage | DeliveryStatus
+Item = InboundMessage | DeliveryStatus | RejectedInput
 
 
 def normalize(webhook: Webhook, workspace_id: str, channel: str = CHANNEL) -> list[Item]:
@@ -157,7 +157,10 @@ def normalize(webhook: Webhook, workspace_id: str, channel: str = CHANNEL) -> li
     items: list[Item] = []
     for entry in webhook.entry:
         for event in entry.messaging:
-            items += normalize_event(event, entry.id, workspace_id, channel)
+            if isinstance(event, meta.Rejected):
+                items.append(meta.rejected_input(event, workspace_id, channel))
+            else:
+                items += normalize_event(event, entry.id, workspace_id, channel)
     return items
 
 

@@ -12,16 +12,18 @@ Docs: https://developers.facebook.com/docs/graph-api/webhooks/getting-started
 
 import hashlib
 import hmac
+import json
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import aiohttp
 import structlog
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, WrapValidator
 
 from services.intake import context  # the module, not its names: context imports the channels package
 from services.intake.channels.base import SendError, provider_json, signature_header, webhook_operation, webhook_path
+from shared.models import MAX_REJECTED_ITEM_CHARS, RejectedInput
 from shared.web import Answer, Operation, http_error, query_parameter, read_limited
 
 if TYPE_CHECKING:
@@ -59,6 +61,35 @@ class Payload(BaseModel):
     """Base of the provider payload models: Meta adds fields over time, so extra ones are allowed."""
 
     model_config = ConfigDict(extra="allow")
+
+
+class Rejected(BaseModel):
+    """An item of a provider's batch that did not validate: kept with the reason, not fatal to the batch."""
+
+    reason: str
+    raw: Any
+
+
+def each_or_rejected(model: type[M]) -> Any:
+    """A list element type: `model`, or a Rejected when the element is not a valid `model`.
+
+    Meta batches many customers' messages in one POST and retries the whole POST on any non-2xx;
+    one malformed item answered with a 400 would hold back, and finally drop, every other one."""
+
+    def validate(value: Any, _handler: Any) -> M | Rejected:
+        try:
+            return model.model_validate(value)
+        except ValidationError as error:
+            problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'item'}: {e['msg']}" for e in error.errors())
+            return Rejected(reason=f"invalid {model.__name__}: {problems}"[:2000], raw=value)
+
+    return Annotated[model | Rejected, WrapValidator(validate)]
+
+
+def rejected_input(rejected: Rejected, workspace_id: str, channel: str) -> RejectedInput:
+    """What intake dead-letters for a Rejected item: the reason and the item as the provider sent it."""
+    return RejectedInput(workspace_id=workspace_id, channel=channel, reason=rejected.reason,
+                         item=json.dumps(rejected.raw, default=str)[:MAX_REJECTED_ITEM_CHARS])
 
 
 def signature_for(app_secret: str, body: bytes) -> str:

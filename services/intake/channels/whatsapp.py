@@ -42,7 +42,7 @@ from services.intake.channels.base import (
     provider_refused,
     referenced_id,
 )
-from shared.models import Attachment, Contact, DeliveryStatus, InboundMessage, OutboundMessage
+from shared.models import Attachment, Contact, DeliveryStatus, InboundMessage, OutboundMessage, RejectedInput
 from shared.web import whole_number
 
 if TYPE_CHECKING:
@@ -189,8 +189,8 @@ class ValueMetadata(meta.Payload):
 class Value(meta.Payload):
     metadata: ValueMetadata | None = None
     contacts: list[WaContact] = Field(default_factory=list)
-    messages: list[WaMessage] = Field(default_factory=list)
-    statuses: list[WaStatus] = Field(default_factory=list)
+    messages: list[meta.each_or_rejected(WaMessage)] = Field(default_factory=list)  # type: ignore[valid-type]
+    statuses: list[meta.each_or_rejected(WaStatus)] = Field(default_factory=list)  # type: ignore[valid-type]
 
 
 class Change(meta.Payload):
@@ -211,19 +211,29 @@ class Webhook(meta.Payload):
 # --- normalization ---
 
 
-def normalize(webhook: Webhook, workspace_id: str) -> tuple[list[InboundMessage], list[DeliveryStatus]]:
-    """The customers' messages and the receipts for ours that one webhook call carries, in order."""
-    messages: list[InboundMessage] = []
-    receipts: list[DeliveryStatus] = []
+def normalize(
+    webhook: Webhook, workspace_id: str
+) -> tuple[list[InboundMessage | RejectedInput], list[DeliveryStatus | RejectedInput]]:
+    """The customers' messages and the receipts for ours that one webhook call carries, in order;
+    an item that did not validate comes as a RejectedInput in its place."""
+    messages: list[InboundMessage | RejectedInput] = []
+    receipts: list[DeliveryStatus | RejectedInput] = []
     for entry in webhook.entry:
         for change in entry.changes:
             if change.field not in (None, "messages"):
                 log.info("whatsapp.change_ignored", field=change.field)  # template and account updates
                 continue
             people = contacts_by_id(change.value.contacts)
-            messages += [to_inbound(m, change.value.metadata, people, workspace_id) for m in change.value.messages]
-            receipts += [r for s in change.value.statuses if (r := to_receipt(s, workspace_id)) is not None]
+            messages += [meta.rejected_input(m, workspace_id, CHANNEL) if isinstance(m, meta.Rejected)
+                         else to_inbound(m, change.value.metadata, people, workspace_id) for m in change.value.messages]
+            receipts += [r for s in change.value.statuses if (r := receipt_or_rejected(s, workspace_id)) is not None]
     return messages, receipts
+
+
+def receipt_or_rejected(status: "WaStatus | meta.Rejected", workspace_id: str) -> DeliveryStatus | RejectedInput | None:
+    if isinstance(status, meta.Rejected):
+        return meta.rejected_input(status, workspace_id, CHANNEL)
+    return to_receipt(status, workspace_id)
 
 
 def contacts_by_id(contacts: list[WaContact]) -> dict[str, WaContact]:
