@@ -170,6 +170,15 @@ async def test_a_message_from_nobody_is_set_aside_with_its_reason_and_the_rest_o
         assert "from: String should have at least 1 character" in last.reason and first.channel == "whatsapp"
 
 
+async def test_a_malformed_contact_costs_its_message_the_name_only():
+    async with webhook_client() as (client, intake):
+        value = fx.messages_value(fx.message("wamid.fine", "text", text={"body": "fine"}),
+                                  contacts=[{"wa_id": fx.WA_ID, "profile": {"name": ["not", "a", "name"]}}])
+        assert (await post(client, fx.webhook(value))).status == 200
+        (message,) = intake.broker.published
+        assert message.text == "fine" and message.contact.name is None and message.thread_id == fx.WA_ID
+
+
 async def test_a_malformed_receipt_is_set_aside_and_the_message_beside_it_published():
     async with webhook_client() as (client, intake):
         value = fx.messages_value(fx.message("wamid.fine", "text", text={"body": "fine"}))

@@ -188,7 +188,8 @@ class ValueMetadata(meta.Payload):
 
 class Value(meta.Payload):
     metadata: ValueMetadata | None = None
-    contacts: list[WaContact] = Field(default_factory=list)
+    # A malformed profile costs its message the customer's name, not the call.
+    contacts: list[meta.each_or_rejected(WaContact)] = Field(default_factory=list)  # type: ignore[valid-type]
     messages: list[meta.each_or_rejected(WaMessage)] = Field(default_factory=list)  # type: ignore[valid-type]
     statuses: list[meta.each_or_rejected(WaStatus)] = Field(default_factory=list)  # type: ignore[valid-type]
 
@@ -236,9 +237,13 @@ def receipt_or_rejected(status: "WaStatus | meta.Rejected", workspace_id: str) -
     return to_receipt(status, workspace_id)
 
 
-def contacts_by_id(contacts: list[WaContact]) -> dict[str, WaContact]:
+def contacts_by_id(contacts: list["WaContact | meta.Rejected"]) -> dict[str, WaContact]:
     """The call's contacts under each id they carry (phone number and BSUID), for the messages to find."""
-    return {key: contact for contact in contacts for key in (contact.wa_id, contact.user_id) if key}
+    for contact in contacts:
+        if isinstance(contact, meta.Rejected):
+            log.info("whatsapp.contact_ignored", reason=contact.reason[:300])
+    return {key: contact for contact in contacts if isinstance(contact, WaContact)
+            for key in (contact.wa_id, contact.user_id) if key}
 
 
 def to_inbound(
