@@ -119,14 +119,6 @@ class RoutingCore:
             outcome.merge(self._serve(agent, now))
         return outcome
 
-    def mark_announced(self, conversation_ids: set[str]) -> None:
-        """The shell published these assignments: their backlog has been handed over."""
-        for conversation_id in conversation_ids:
-            conversation = self.conversations.get(conversation_id)
-            if conversation is not None and conversation.assignee_id is not None:
-                conversation.announced = True
-                conversation.backlog = []
-
     # -- inputs ----------------------------------------------------------------------------
 
     def on_message(self, message: InboundMessage, now: datetime) -> Outcome:
@@ -138,7 +130,7 @@ class RoutingCore:
         if conversation.assignee_id is None:  # waiting or offered: held until assigned, in order
             if all(m.message_id != message.message_id for m in conversation.backlog):
                 conversation.backlog.append(message)
-                return Outcome(changed_conversations={conversation_id})
+                return Outcome(backlog_changes=[("add", conversation_id, len(conversation.backlog) - 1, message)])
             return Outcome()
         delivery = ConversationMessage(
             conversation_id=conversation_id, workspace_id=conversation.workspace_id,
@@ -181,7 +173,7 @@ class RoutingCore:
         conversation = self.conversations.get(event.conversation_id)
         if conversation is None:
             return Outcome()  # already resolved: a redelivery
-        outcome = Outcome(closed_conversations={conversation.conversation_id})
+        outcome = _closing(conversation)
         agent = self._holder(conversation)
         if agent is not None and conversation.offer is not None:  # the offer card must leave the desk
             outcome.deliveries.append(_revoked(agent, conversation, "offer withdrawn: conversation resolved"))
@@ -218,7 +210,7 @@ class RoutingCore:
         conversation = self._of_thread(closed.workspace_id, closed.channel, closed.thread_id)
         if conversation is None:
             return Outcome()
-        outcome = Outcome(closed_conversations={conversation.conversation_id})
+        outcome = _closing(conversation)
         if conversation.assignee_id is None:  # still waiting (or offered): the customer abandoned
             offered_to = self._holder(conversation)
             if offered_to is not None:
@@ -330,7 +322,8 @@ class RoutingCore:
         self._register(conversation)
         self._note_queue(conversation)
         self._start_queue_timers(conversation, now)
-        outcome = Outcome(changed_conversations={conversation.conversation_id})
+        outcome = Outcome(changed_conversations={conversation.conversation_id},
+                          backlog_changes=[("add", conversation.conversation_id, 0, message)])
         last = self._last_agent(conversation, now)
         if last is not None:
             wait = timedelta(seconds=self.config.last_agent_wait_seconds)
@@ -384,7 +377,6 @@ class RoutingCore:
         conversation.assignee_id = agent.agent_id
         conversation.assigned_at = now
         conversation.assignment_seq += 1
-        conversation.announced = False
         conversation.decision = {**decision, "at": now.isoformat()}
         if not reserved:
             self._hold(agent, conversation)
@@ -392,10 +384,15 @@ class RoutingCore:
         agent.last_assigned_seq = next(self._assignments)
         self._reindex(agent)
         self._note_wait(conversation, now)
+        handover = [(agent.key, delivery) for delivery in conversation.handover()]
+        # The deliveries carry the backlog now (the commit's outbox holds them until published).
+        cleared = [("clear", conversation.conversation_id)] if conversation.backlog else []
+        conversation.backlog = []
         return Outcome(
-            deliveries=[(agent.key, conversation.assignment())],
+            deliveries=handover,
             changed_conversations={conversation.conversation_id},
             changed_agents={agent.key},
+            backlog_changes=cleared,
         )
 
     def _offer(self, conversation: Conversation, agent: Agent, now: datetime, decision: dict[str, Any]) -> Outcome:
@@ -408,7 +405,7 @@ class RoutingCore:
         self._reindex(agent)
         self._schedule(conversation.offer.expires_at, "offer", conversation, conversation.offer.serial)
         offered = ConversationOffered(conversation=conversation.info(agent.agent_id, now),
-                                      messages=list(conversation.backlog), expires_at=conversation.offer.expires_at)
+                                      messages=conversation.offer_preview(), expires_at=conversation.offer.expires_at)
         return Outcome(deliveries=[(agent.key, offered)], changed_conversations={conversation.conversation_id},
                        changed_agents={agent.key})
 
@@ -814,6 +811,12 @@ class RoutingCore:
             details={"channel": conversation.first.channel, "thread_id": conversation.first.thread_id, **details}
             if conversation else details,
         )
+
+
+def _closing(conversation: Conversation) -> Outcome:
+    """The outcome of closing a conversation: its document goes, and its backlog if it holds one."""
+    cleared = [("clear", conversation.conversation_id)] if conversation.backlog else []
+    return Outcome(closed_conversations={conversation.conversation_id}, backlog_changes=cleared)
 
 
 def _revoked(agent: Agent, conversation: Conversation, reason: str) -> tuple[AgentKey, ConversationRevoked]:

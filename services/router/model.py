@@ -91,8 +91,8 @@ class Conversation:
     pin_serial: int = 0
     max_wait_done: bool = False
     left_queue: bool = False  # a call whose max wait sent it to voicemail: never routed again
+    # Messages that came while it waited, handed over with the assignment (stored one document each).
     backlog: list[InboundMessage] = field(default_factory=list)
-    announced: bool = False  # the assignment was published; the shell republishes unannounced ones
     sla: dict[str, dict[str, Any]] = field(default_factory=dict)  # target -> {due_at, warn_at, state}
     decision: dict[str, Any] | None = None
     transfers: list[dict[str, Any]] = field(default_factory=list)
@@ -129,9 +129,33 @@ class Conversation:
             transfers=self.transfers,
         )
 
-    def assignment(self) -> ConversationAssigned:
+    def handover(self) -> list[Delivery]:
+        """The assignment with as much of the backlog as fits in one delivery, then the rest as messages, in order."""
         assert self.assignee_id is not None and self.assigned_at is not None
-        return ConversationAssigned(conversation=self.info(self.assignee_id, self.assigned_at), messages=list(self.backlog))
+        head, rest = split_by_size(self.backlog, ASSIGNMENT_MESSAGES_BYTES)
+        assigned = ConversationAssigned(conversation=self.info(self.assignee_id, self.assigned_at), messages=head)
+        return [assigned, *(ConversationMessage(conversation_id=self.conversation_id, workspace_id=self.workspace_id,
+                                                assignee_id=self.assignee_id, message=m) for m in rest)]
+
+    def offer_preview(self) -> list[InboundMessage]:
+        """What an offer shows of the backlog: the first messages, up to a size a desk frame and a stored offer take."""
+        return split_by_size(self.backlog, OFFER_PREVIEW_BYTES)[0]
+
+
+# A waiting conversation may hold many messages of up to 100,000 characters each; one delivery (an
+# AMQP message, a stored offer: MongoDB documents hold 16 MiB) carries only the first ones.
+ASSIGNMENT_MESSAGES_BYTES = 1024 * 1024
+OFFER_PREVIEW_BYTES = 256 * 1024
+
+
+def split_by_size(messages: list[InboundMessage], budget: int) -> tuple[list[InboundMessage], list[InboundMessage]]:
+    """The longest prefix whose JSON fits in `budget` bytes (the first message always), and the rest."""
+    size = 0
+    for n, message in enumerate(messages):
+        size += len(message.model_dump_json().encode())
+        if size > budget and n > 0:
+            return messages[:n], messages[n:]
+    return list(messages), []
 
 
 @dataclass
@@ -144,6 +168,9 @@ class Outcome:
     closed_conversations: set[str] = field(default_factory=set)
     changed_agents: set[AgentKey] = field(default_factory=set)
     changed_threads: set[ThreadKey] = field(default_factory=set)  # last-agent memory
+    # What happened to backlogs, in order: ("add", conversation_id, position, message) for a message
+    # a waiting conversation holds, ("clear", conversation_id) when it was handed over or closed.
+    backlog_changes: list[tuple] = field(default_factory=list)
 
     def merge(self, other: "Outcome") -> None:
         self.deliveries.extend(other.deliveries)
@@ -152,3 +179,4 @@ class Outcome:
         self.closed_conversations |= other.closed_conversations
         self.changed_agents |= other.changed_agents
         self.changed_threads |= other.changed_threads
+        self.backlog_changes.extend(other.backlog_changes)

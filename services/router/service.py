@@ -21,7 +21,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from services.router.config import RoutingConfig
 from services.router.core import RoutingCore
-from services.router.model import AgentKey, Delivery, Outcome
+from services.router.model import Delivery, Outcome
 from services.router.store import RoutingStore
 from shared import events
 from shared.broker import BatchConsumer, Broker, ItemFailed, PoisonMessage
@@ -192,7 +192,7 @@ class RouterService:
                 log.exception("router.tick_failed")
 
     async def _commit(self, core: RoutingCore, outcome: Outcome, *, redelivered_on_failure: bool = False) -> None:
-        """Persist with an outbox, publish from it, mark announced; on any failure the core is rebuilt from MongoDB.
+        """Persist with an outbox, publish from it; on any failure the core is rebuilt from MongoDB.
 
         `redelivered_on_failure`: the outcome comes from inputs that are acked only after this
         returns, so an outcome that saves no state needs no outbox: should its publish fail, the
@@ -206,9 +206,6 @@ class RouterService:
             await self.store.finish(commit_id)
             for event in outcome.events:
                 self.metrics.events.labels(type=event.type).inc()
-            announced = {d.conversation.conversation_id for _, d in outcome.deliveries if isinstance(d, ConversationAssigned)}
-            await self.store.mark_announced(announced)
-            core.mark_announced(announced)
         except Exception:
             self.metrics.errors.inc()
             self.core = None  # memory may now differ from MongoDB: rebuild from it
@@ -220,7 +217,6 @@ class RouterService:
             now = self.clock()
             since = now - timedelta(seconds=self.config.last_agent_window_seconds)
             core = await self.store.load(self.config, since)
-            await self._announce_pending(core)
             self.core = core
             await self._commit(core, core.route_waiting(now))  # what a crash left waiting with room for it
             log.info("router.state_loaded", agents=len(core.agents), conversations=len(core.conversations))
@@ -264,19 +260,6 @@ class RouterService:
                 item["body"].encode(), item["routing_key"], message_type=item["type"], message_id=item["message_id"],
                 workspace_id=item["workspace_id"], exchange=item["exchange"], mandatory=item["mandatory"],
             )
-
-    async def _announce_pending(self, core: RoutingCore) -> None:
-        """Republish assignments whose publish the previous active replica may not have finished.
-
-        Their conversation.routed events too: voice dials the agent on it, and without it a call
-        would hold for ever. The event ids are the same as the first time, so a consumer that
-        saw them already can tell."""
-        pending = [c for c in core.conversations.values() if c.assignee_id and not c.announced]
-        deliveries: list[tuple[AgentKey, Delivery]] = [((c.workspace_id, c.assignee_id), c.assignment()) for c in pending]  # type: ignore[misc]
-        await self._publish_outbox(self._outbox(Outcome(deliveries=deliveries)))
-        ids = {c.conversation_id for c in pending}
-        await self.store.mark_announced(ids)
-        core.mark_announced(ids)
 
     def _apply(self, core: RoutingCore, item: RouterInput, now: datetime) -> Outcome:
         if isinstance(item, RoutingConfigChanged):

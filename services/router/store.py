@@ -1,7 +1,8 @@
 """The router's own collections, written by the router only: `routing_conversations` (open
-conversations with their whole routing state), `routing_agents` (the router's view of each agent)
-and `routing_last_agents` (who last served each thread, for last-agent routing). A standby that
-takes over rebuilds the core from them."""
+conversations with their whole routing state), `routing_backlog` (the messages a waiting
+conversation holds, one document each), `routing_agents` (the router's view of each agent),
+`routing_last_agents` (who last served each thread, for last-agent routing) and `routing_outbox`.
+A standby that takes over rebuilds the core from them."""
 
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime
@@ -11,7 +12,7 @@ import bson
 import structlog
 from bson import ObjectId
 from pydantic import ValidationError
-from pymongo import DeleteOne, ReplaceOne, UpdateMany
+from pymongo import DeleteMany, DeleteOne, ReplaceOne
 from pymongo.asynchronous.database import AsyncDatabase
 
 from services.router.config import RoutingConfig
@@ -26,6 +27,7 @@ T = TypeVar("T")
 class RoutingStore:
     def __init__(self, db: AsyncDatabase) -> None:
         self.conversations = db["routing_conversations"]
+        self.backlog = db["routing_backlog"]
         self.agents = db["routing_agents"]
         self.last_agents = db["routing_last_agents"]
         self.outbox = db["routing_outbox"]
@@ -34,18 +36,31 @@ class RoutingStore:
         await self.conversations.create_index(
             [("workspace_id", 1), ("channel", 1), ("thread_id", 1)], unique=True
         )
+        await self.backlog.create_index([("conversation_id", 1), ("position", 1)])
 
     async def load(self, config: RoutingConfig, since: datetime) -> RoutingCore:
         """A core holding every agent, open conversation and recent last agent; loads recomputed."""
         core = RoutingCore(config)
         agents = [a async for a in _readable(self.agents.find({}), _agent_from_doc)]
         conversations = [c async for c in _readable(self.conversations.find({}), _conversation_from_doc)]
+        await self._load_backlogs(conversations)
         last_agents = {
             (doc["workspace_id"], doc["channel"], doc["thread_id"]): (doc["agent_id"], doc["resolved_at"])
             async for doc in self.last_agents.find({"resolved_at": {"$gte": since}})
         }
         core.load_state(agents, conversations, last_agents)
         return core
+
+    async def _load_backlogs(self, conversations: list[Conversation]) -> None:
+        by_id = {c.conversation_id: c for c in conversations}
+        async for doc in self.backlog.find({}).sort([("conversation_id", 1), ("position", 1)]):
+            conversation = by_id.get(doc["conversation_id"])
+            if conversation is None:
+                continue  # left by a crash between closing the conversation and clearing its backlog
+            try:
+                conversation.backlog.append(InboundMessage.model_validate(doc["message"]))
+            except ValidationError as error:
+                log.error("router.state_document_unreadable", document_id=str(doc["_id"]), error=repr(error))
 
     async def commit(self, core: RoutingCore, outcome: Outcome, outbox: list[dict], *,
                      log_without_writes: bool = True) -> ObjectId | None:
@@ -94,28 +109,24 @@ class RoutingStore:
 
     async def _apply(self, writes: list[dict]) -> None:
         """Apply logged writes, in order per collection (each is idempotent)."""
-        ops: dict[str, list] = {"conversations": [], "agents": [], "last_agents": []}
+        ops: dict[str, list] = {"conversations": [], "backlog": [], "agents": [], "last_agents": []}
         for write in writes:
             target = ops[write["collection"]]
             if write.get("delete"):
                 target.append(DeleteOne({"_id": write["_id"]}))
+            elif write.get("clear"):
+                target.append(DeleteMany({"conversation_id": write["conversation_id"]}))
             else:
                 target.append(ReplaceOne({"_id": write["_id"]}, write["doc"], upsert=True))
         for name, collection_ops in ops.items():
             if collection_ops:
                 await getattr(self, name).bulk_write(collection_ops, ordered=True)
 
-    async def mark_announced(self, conversation_ids: set[str]) -> None:
-        if conversation_ids:
-            await self.conversations.bulk_write(
-                [UpdateMany({"_id": {"$in": list(conversation_ids)}, "assignee_id": {"$ne": None}},
-                            {"$set": {"announced": True, "backlog": []}})]
-            )
-
 
 def _state_writes(core: RoutingCore, outcome: Outcome) -> list[dict]:
     """What the outcome changed, as plain documents (they are logged in the outbox as they are)."""
     writes: list[dict] = [{"collection": "conversations", "_id": i, "delete": True} for i in outcome.closed_conversations]
+    writes += _backlog_writes(outcome)
     for conversation_id in outcome.changed_conversations - outcome.closed_conversations:
         conversation = core.conversations.get(conversation_id)
         if conversation is not None:
@@ -132,6 +143,27 @@ def _state_writes(core: RoutingCore, outcome: Outcome) -> list[dict]:
         for key in outcome.changed_threads
         if key in core.last_agents
     ]
+    return writes
+
+
+def _backlog_writes(outcome: Outcome) -> list[dict]:
+    """Backlog inserts and clears in order, without those that cancel out within this commit.
+
+    A conversation assigned in the commit that opened it (the usual case) writes no backlog at
+    all: its adds started at position 0 here, so nothing of it is stored from before."""
+    kept: list[tuple] = []
+    for change in outcome.backlog_changes:
+        if change[0] == "clear":
+            mine = [c for c in kept if c[1] == change[1]]
+            kept = [c for c in kept if c[1] != change[1]]
+            if not any(c[0] == "add" and c[2] == 0 for c in mine):
+                kept.append(change)
+        else:
+            kept.append(change)
+    writes = [{"collection": "backlog", "conversation_id": c[1], "clear": True} if c[0] == "clear" else
+              {"collection": "backlog", "_id": f"{c[1]}:{c[3].message_id}",
+               "doc": {"conversation_id": c[1], "position": c[2], "message": c[3].model_dump(mode="json")}}
+              for c in kept]
     return writes
 
 
@@ -183,7 +215,7 @@ def _agent_from_doc(doc: dict) -> Agent:
 
 CONVERSATION_FIELDS = ("created_at", "waiting_since", "queue", "priority", "media", "reason", "queued_at", "queue_gen",
                        "step", "assignee_id", "assigned_at", "assignment_seq", "answered", "pinned_to",
-                       "pinned_until", "pin_serial", "max_wait_done", "left_queue", "declined_at", "announced", "sla", "decision", "transfers")
+                       "pinned_until", "pin_serial", "max_wait_done", "left_queue", "declined_at", "sla", "decision", "transfers")
 
 
 def _conversation_to_doc(conversation: Conversation) -> dict:
@@ -194,7 +226,6 @@ def _conversation_to_doc(conversation: Conversation) -> dict:
         "channel": first.channel,
         "thread_id": first.thread_id,
         "first": first.model_dump(mode="json"),
-        "backlog": [m.model_dump(mode="json") for m in conversation.backlog],
         "declined": sorted(conversation.declined),
         "offer": None if offer is None else {"agent_id": offer.agent_id, "expires_at": offer.expires_at, "serial": offer.serial},
         **{name: getattr(conversation, name) for name in CONVERSATION_FIELDS},
@@ -205,6 +236,7 @@ def _conversation_from_doc(doc: dict) -> Conversation:
     return Conversation(
         conversation_id=doc["_id"],
         first=InboundMessage.model_validate(doc["first"]),
+        # Documents written before backlogs had a collection of their own hold it inline.
         backlog=[InboundMessage.model_validate(m) for m in doc.get("backlog", [])],
         declined=set(doc.get("declined", [])),
         offer=Offer(**doc["offer"]) if doc.get("offer") else None,

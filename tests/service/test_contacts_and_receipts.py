@@ -174,7 +174,7 @@ async def test_the_same_message_twice_in_one_batch_reaches_the_desk_once(store):
 
 
 async def test_the_same_assignment_twice_in_one_batch_reaches_the_desk_once(store):
-    """A standby republishes an assignment the killed router had published but not marked announced."""
+    """A standby replays the outbox of a killed router that had published part of it."""
     message = InboundMessage(message_id=new_id(), channel="whatsapp", thread_id="t", contact=Contact(id="t"), text="hi")
     info = ConversationInfo(conversation_id="c1", workspace_id="default", channel="whatsapp", thread_id="t",
                             contact=message.contact, created_at=utcnow(), waiting_since=utcnow(),

@@ -1,5 +1,6 @@
-"""A router that saved an assignment but died before publishing it: the next one to load the state
-publishes both the assignment and its conversation.routed event (voice dials the agent on it)."""
+"""A router that logged an assignment in its outbox but died before publishing it: the next one to
+load the state publishes both the assignment and its conversation.routed event (voice dials the
+agent on it)."""
 
 import asyncio
 import json
@@ -9,8 +10,10 @@ from pymongo import AsyncMongoClient
 
 from services.router.config import RoutingConfig
 from services.router.core import RoutingCore
+from services.router.service import RouterService
 from services.router.store import RoutingStore
 from shared import events
+from shared.broker import Broker
 from tests.service.helpers import running_apps
 from tests.unit.test_routing_acd import agent, at, conversation_of, msg
 
@@ -24,16 +27,18 @@ async def saved_but_never_published(names) -> str:
         store = RoutingStore(client[names.namespace])
         await store.ensure_indexes()
         core = RoutingCore(RoutingConfig())
-        await store.commit(core, core.on_agent(agent("ann", media={"voice": 1}), at(0)), [])
-        await store.commit(core, core.on_message(msg("CA" + "1" * 32, channel="voice"), at(1)), [])
+        dead = RouterService(Broker(names.infra.amqp_url, names.topology), store, None, RoutingConfig())  # type: ignore[arg-type]
+        for outcome in (core.on_agent(agent("ann", media={"voice": 1}), at(0)),
+                        core.on_message(msg("CA" + "1" * 32, channel="voice"), at(1))):
+            await store.commit(core, outcome, dead._outbox(outcome))  # serialized as the service does; never published
         call = conversation_of(core, "CA" + "1" * 32, "voice")
-        assert call.assignee_id == "ann" and not call.announced
+        assert call.assignee_id == "ann" and await store.outbox.count_documents({}) == 1  # the assignment's commit
         return call.conversation_id
     finally:
         await client.close()
 
 
-async def test_a_rebuilt_router_publishes_the_routed_event_of_an_unannounced_assignment(names):
+async def test_a_rebuilt_router_publishes_the_routed_event_of_an_assignment_left_in_the_outbox(names):
     conversation_id = await saved_but_never_published(names)
     connection = await aio_pika.connect(names.infra.amqp_url)
     async with connection:
@@ -42,7 +47,7 @@ async def test_a_rebuilt_router_publishes_the_routed_event_of_an_unannounced_ass
             routed = await channel.declare_queue(exclusive=True)
             await routed.bind(names.topology.events_exchange, f"{events.CONVERSATION_ROUTED}.voice")
             # Ann's desk queue comes with her profile; her snapshot is the input that makes the
-            # router load the state, announcing what is pending before applying it.
+            # router load the state, replaying the outbox before applying it.
             await apps.put_agent("ann")
             async with asyncio.timeout(WAIT), routed.iterator() as published:
                 message = await anext(aiter(published))

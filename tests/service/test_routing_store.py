@@ -12,6 +12,7 @@ from services.router.core import RoutingCore
 from services.router.model import Outcome
 from services.router.store import RoutingStore
 from shared import events
+from shared.models import InboundMessage
 from tests.unit.test_routing_acd import T0, agent, assigned, at, conversation_of, msg, offered, resolve
 
 CONFIG = RoutingConfig.model_validate({
@@ -83,3 +84,42 @@ async def test_a_resolved_conversation_leaves_no_state_behind(store):
     await run(resolve(run.core, "c", at(2)))
     rebuilt = await store.load(CONFIG, T0 - timedelta(days=1))
     assert rebuilt.conversations == {} and rebuilt.agents[("default", "ann")].total == 0
+
+
+BIG_TEXT = "\N{GRINNING FACE}" * 100_000  # the most text a message may have, 400,000 bytes of UTF-8
+
+
+def big(n: int) -> InboundMessage:
+    return msg("long", f"{n:02d}" + BIG_TEXT[2:]).model_copy(update={"message_id": f"long-{n}"})
+
+
+async def test_a_backlog_past_mongodbs_document_limit_is_stored_reloaded_and_handed_over_whole(store):
+    """45 maximal messages (18 MB) wait in one conversation: each is a document of its own, not one 16 MiB doc."""
+    run = Recorded(store)
+    core = run.core
+    await run(core.on_message(big(0), at(1)))
+    for n in range(1, 45):
+        await run(core.on_message(big(n), at(2)))
+    assert await store.backlog.count_documents({}) == 45
+
+    rebuilt = await store.load(CONFIG, T0 - timedelta(days=1))
+    waiting = conversation_of(rebuilt, "long")
+    assert [m.message_id for m in waiting.backlog] == [big(n).message_id for n in range(45)]
+    run.core = rebuilt
+    outcome = await run(rebuilt.on_agent(agent("ann"), at(3)))
+    deliveries = [d for _, d in outcome.deliveries]
+    assigned_first, *then = deliveries
+    assert assigned_first.type == events.CONVERSATION_ASSIGNED and 1 <= len(assigned_first.messages) <= 3
+    assert all(d.type == events.CONVERSATION_MESSAGE for d in then)
+    handed = [*assigned_first.messages, *(d.message for d in then)]
+    assert handed == [big(n) for n in range(45)]
+    assert max(len(d.model_dump_json()) for d in deliveries) < 2 * 1024 * 1024
+    assert await store.backlog.count_documents({}) == 0  # handed over with the assignment's commit
+
+
+async def test_a_conversation_assigned_as_it_opens_writes_no_backlog(store):
+    run = Recorded(store)
+    await run(run.core.on_agent(agent("ann"), at(0)))
+    outcome = await run(run.core.on_message(msg("quick"), at(1)))
+    assert assigned(outcome) == [("ann", "quick")]
+    assert await store.backlog.count_documents({}) == 0 and outcome.backlog_changes  # the add and clear cancel out

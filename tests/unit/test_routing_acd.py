@@ -14,6 +14,7 @@ from shared.models import (
     ConversationAnswered,
     ConversationAssigned,
     ConversationEnded,
+    ConversationMessage,
     ConversationOffered,
     ConversationResolved,
     ConversationRevoked,
@@ -686,3 +687,20 @@ def test_a_later_decline_moves_the_retry_time_on():
     ring_out(core, "call", at(50), second)
     assert assigned(core.tick(at(80))) == []  # 60 s after the first miss: the second one still counts
     assert len(assigned(core.tick(at(110)))) == 1
+
+
+def test_a_big_backlog_goes_out_as_an_assignment_then_messages_and_an_offer_shows_a_bounded_preview():
+    """One AMQP message, one stored offer, must not carry 45 messages of 400 kB (MongoDB documents hold 16 MiB)."""
+    core = RoutingCore(config(queues=[{"name": "default", "mode": "offer"}]))
+    texts = [f"{n:02d}" + "\N{GRINNING FACE}" * 99_998 for n in range(45)]
+    for n, text in enumerate(texts):
+        core.on_message(msg("long", text).model_copy(update={"message_id": f"m{n}"}), at(1))
+    (_, offer), = core.on_agent(agent("ann"), at(2)).deliveries
+    assert 1 <= len(offer.messages) < 3 and offer.messages[0].text == texts[0]
+    outcome = core.on_offer_answer(OfferAnswer(workspace_id="default", conversation_id=offer.conversation.conversation_id,
+                                               agent_id="ann", accepted=True), at(3))
+    assigned_first, *then = [d for _, d in outcome.deliveries]
+    assert isinstance(assigned_first, ConversationAssigned) and all(isinstance(d, ConversationMessage) for d in then)
+    assert [m.text for m in assigned_first.messages] + [d.message.text for d in then] == texts
+    assert 2 <= len(assigned_first.messages) <= 3  # 1 MiB of 400 kB messages
+    assert conversation_of(core, "long").backlog == []
