@@ -6,7 +6,7 @@ raises instead of vanishing.
 
 import asyncio
 import uuid
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -216,6 +216,44 @@ PARK_ID, ATTEMPTS, WAITS = "x-park-id", "x-attempts", "x-waits"
 MAX_WAITS = 1000
 
 
+class FairInbox:
+    """What a consumer received and has not handled, per source queue, taken round robin.
+
+    A consumer of many queues (one per agent) would otherwise handle deliveries in arrival order:
+    a burst on some queues (a shift change's revocations and takeovers) would hold every other
+    queue's messages behind it. Taken in turns, each queue waits for one slot per turn, and each
+    queue's own order is kept."""
+
+    def __init__(self) -> None:
+        self._queues: OrderedDict[str, deque[AbstractIncomingMessage]] = OrderedDict()
+        self._arrived = asyncio.Event()
+
+    def put(self, queue_name: str, delivery: AbstractIncomingMessage) -> None:
+        self._queues.setdefault(queue_name, deque()).append(delivery)
+        self._arrived.set()
+
+    async def wait(self) -> None:
+        """Until something is there to take."""
+        while not self._queues:
+            self._arrived.clear()
+            await self._arrived.wait()
+
+    def take(self, limit: int) -> list[tuple[str, AbstractIncomingMessage]]:
+        """Up to `limit` deliveries, one per queue in turn; the queues served last go first next time."""
+        taken: list[tuple[str, AbstractIncomingMessage]] = []
+        while self._queues and len(taken) < limit:
+            for name in list(self._queues):
+                if len(taken) == limit:
+                    break
+                waiting = self._queues[name]
+                taken.append((name, waiting.popleft()))
+                if waiting:
+                    self._queues.move_to_end(name)
+                else:
+                    del self._queues[name]
+        return taken
+
+
 class BatchConsumer(Generic[T]):
     """Consumes one or more queues in order, handing the handler batches of parsed messages.
 
@@ -253,7 +291,7 @@ class BatchConsumer(Generic[T]):
         self.max_attempts = max_attempts
         self.retry_delay = retry_delay
         self.max_retry_delay = max_retry_delay
-        self._inbox: asyncio.Queue[tuple[str, AbstractIncomingMessage]] = asyncio.Queue()
+        self._inbox = FairInbox()
         self._consumers: list[tuple[AbstractQueue, str]] = []
         self._channel: AbstractChannel | None = None
         self._worker: asyncio.Task | None = None
@@ -274,7 +312,7 @@ class BatchConsumer(Generic[T]):
         queue = await self._channel.declare_queue(queue_name, passive=True)
 
         async def on_delivery(delivery: AbstractIncomingMessage) -> None:
-            self._inbox.put_nowait((queue_name, delivery))
+            self._inbox.put(queue_name, delivery)
 
         tag = await queue.consume(on_delivery)
         self._consumers.append((queue, tag))
@@ -299,12 +337,10 @@ class BatchConsumer(Generic[T]):
 
     async def _run(self) -> None:
         while True:
-            first = await self._inbox.get()
+            await self._inbox.wait()
             self._busy.clear()
-            batch = [first]
+            batch = self._inbox.take(self.batch_size)
             try:
-                while len(batch) < self.batch_size and not self._inbox.empty():
-                    batch.append(self._inbox.get_nowait())
                 await self._process(batch)
                 self._outage_delay = self.retry_delay
             except TRANSIENT_ERRORS as error:

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from pymongo import ASCENDING, DeleteMany, ReturnDocument, UpdateOne
+from pymongo import ASCENDING, ReturnDocument, UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError
 
@@ -57,6 +57,41 @@ class ForDesk:
     frame: dict | None = None  # an offer or a revocation, sent as is
 
 
+
+
+def delivery_phases(deliveries: list) -> list[list]:
+    """The batch regrouped so that each phase holds at most one segment of each conversation.
+
+    A conversation's deliveries split into segments where their kind changes (revocation;
+    assignment or message; offer or ending). Phase k holds every conversation's k-th segment, in
+    batch order, so a conversation's deliveries keep their order while different conversations,
+    which do not depend on each other, are applied together, kind by kind."""
+    phases: list[list] = []
+    last_kind: dict[str, str] = {}
+    phase_of: dict[str, int] = {}
+    for delivery in deliveries:
+        conversation_id, kind = _conversation_and_kind(delivery)
+        if conversation_id not in phase_of:
+            phase_of[conversation_id] = 0
+        elif last_kind[conversation_id] != kind:
+            phase_of[conversation_id] += 1
+        last_kind[conversation_id] = kind
+        if phase_of[conversation_id] == len(phases):
+            phases.append([])
+        phases[phase_of[conversation_id]].append(delivery)
+    return phases
+
+
+def _conversation_and_kind(delivery: Any) -> tuple[str, str]:
+    if isinstance(delivery, ConversationRevoked):
+        return delivery.conversation_id, "revocation"
+    if isinstance(delivery, ConversationAssigned):
+        return delivery.conversation.conversation_id, "run"
+    if isinstance(delivery, ConversationMessage):
+        return delivery.conversation_id, "run"
+    if isinstance(delivery, ConversationOffered):
+        return delivery.conversation.conversation_id, "notice"
+    return delivery.conversation_id, "notice"
 
 
 class AgentsStore:
@@ -119,29 +154,21 @@ class AgentsStore:
     # -- deliveries from the router -------------------------------------------------------------
 
     async def apply_deliveries(self, deliveries: list) -> list[ForDesk]:
-        """Apply a batch in order: runs of assignments and messages in bulk, offers and revocations one by one."""
+        """Apply a batch: in phases that keep each conversation's order, each phase in a few bulk writes.
+
+        A shift change interleaves revocations and assignments of hundreds of conversations; applied
+        one run after another that was a round trip per delivery, and new traffic waited behind it."""
         for_desk: list[ForDesk] = []
-        run: list[ConversationAssigned | ConversationMessage] = []
-        revocations: list[ConversationRevoked] = []
         # A revocation whose conversation this batch assigns again (a reroute: the old agent's
         # queue and the new one's) needs no write of its own: the assignment overwrites it.
         reassigned = {d.conversation.conversation_id: d.conversation.assignment_seq
-                                     for d in deliveries if isinstance(d, ConversationAssigned)}
-        for delivery in [*deliveries, None]:
-            if isinstance(delivery, ConversationAssigned | ConversationMessage):
-                for_desk += await self._apply_revocations(revocations, reassigned)
-                revocations = []
-                run.append(delivery)
-                continue
-            for_desk += await self._apply_run(run)
-            run = []
-            if isinstance(delivery, ConversationRevoked):
-                revocations.append(delivery)
-                continue
-            for_desk += await self._apply_revocations(revocations, reassigned)
-            revocations = []
-            if delivery is not None:
-                for_desk += await self._apply_notice(delivery)
+                      for d in deliveries if isinstance(d, ConversationAssigned)}
+        for phase in delivery_phases(deliveries):
+            for_desk += await self._apply_revocations([d for d in phase if isinstance(d, ConversationRevoked)], reassigned)
+            for_desk += await self._apply_run([d for d in phase if isinstance(d, ConversationAssigned | ConversationMessage)])
+            for notice in phase:
+                if isinstance(notice, ConversationOffered | ConversationEnded):
+                    for_desk += await self._apply_notice(notice)
         return for_desk
 
     async def _apply_revocations(self, revocations: list[ConversationRevoked],
@@ -152,8 +179,9 @@ class AgentsStore:
         to_write = [r for r in revocations
                     if reassigned.get(r.conversation_id, 0) <= r.assignment_seq]
         if to_write:
-            await self.offers.bulk_write([DeleteMany({"conversation_id": r.conversation_id, "agent_id": r.agent_id})
-                                          for r in to_write], ordered=False)
+            # One delete for all (offers are few: one pass over them, not one per revocation).
+            await self.offers.delete_many({"$or": [{"conversation_id": r.conversation_id, "agent_id": r.agent_id}
+                                                   for r in to_write]})
             await self.conversations.bulk_write([
                 UpdateOne({"_id": r.conversation_id, "assignee_id": r.agent_id,
                            "assignment_seq": {"$lt": r.assignment_seq}},

@@ -13,6 +13,7 @@ are the deliveries and events to publish and what changed (see docs/routing.md f
 import heapq
 import itertools
 import math
+from collections import deque
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -38,6 +39,8 @@ from shared.models import (
 )
 
 SLA_TARGETS = ("first_response", "resolution")
+# Conversations of agents gone offline rerouted per step; new traffic is routed between steps.
+REROUTE_SLICE = 25
 
 
 class RoutingCore:
@@ -51,6 +54,8 @@ class RoutingCore:
         self.last_agents: dict[ThreadKey, tuple[str, datetime]] = {}
         self.held: dict[AgentKey, set[str]] = {}  # assigned to or offered to each agent
         self.pinned: dict[AgentKey, set[str]] = {}  # waiting, reserved for one agent
+        # Conversations of agents gone offline, routed again a slice at a time (reroute_pending).
+        self.to_reroute: deque[str] = deque()
         self.skill_queues: dict[str, set[str]] = {}  # per workspace, queues named by message skills
         self.with_skill: dict[tuple[str, str], set[AgentKey]] = {}  # (workspace, skill) -> agents
         self.agent_index = AgentIndex()
@@ -95,6 +100,8 @@ class RoutingCore:
         for agent in self.agents.values():
             agent.memberships = self._memberships(agent)
             self._reindex(agent)
+            if agent.status == "offline":
+                self._reroute_later(agent)  # a reroute the previous replica had not finished
 
     def set_config(self, config: RoutingConfig, now: datetime) -> Outcome:
         """Replace the configuration live: memberships and indexes follow, waiting ones are served."""
@@ -430,7 +437,7 @@ class RoutingCore:
         if reserved:
             return min(reserved, key=self._score), "reserved for this agent"
         best = None
-        declined = lambda conversation_id: agent.agent_id in self.conversations[conversation_id].declined  # noqa: E731
+        declined = lambda conversation_id: agent.agent_id in self.conversations[conversation_id].declined
         for queue_name, level in agent.memberships.items():
             steps = len(self.config.queue(queue_name).expand)
             for media in rooms:
@@ -471,22 +478,44 @@ class RoutingCore:
         return outcome
 
     def _release_on_offline(self, agent: Agent, now: datetime) -> Outcome:
-        """Unanswered conversations of an offline agent are routed again (answered ones per queue)."""
+        """Reservations for an offline agent are routed at once; what it holds is rerouted in slices."""
         outcome = Outcome()
         for conversation_id in list(self.pinned.get(agent.key, ())):
             conversation = self.conversations[conversation_id]
             self._unpin(conversation)
             outcome.merge(self._route(conversation, now))
-        for conversation_id in list(self.held.get(agent.key, ())):
-            conversation = self.conversations[conversation_id]
-            queue = self.config.queue(conversation.queue)
-            # A call is live on the agent's phone, not on the desk: it ends with thread.closed, and
-            # one never picked up comes back as thread.not_answered.
-            live_call = conversation.media in self.exclusive
-            if (conversation.answered or live_call) and not queue.reroute_answered_on_offline:
+        self._reroute_later(agent)
+        return outcome
+
+    def _reroute_later(self, agent: Agent) -> None:
+        self.to_reroute.extend(sorted(c for c in self.held.get(agent.key, ()) if self._reroutes(self.conversations[c])))
+
+    def _reroutes(self, conversation: Conversation) -> bool:
+        """Whether an offline agent's conversation goes to someone else (answered ones per queue)."""
+        # A call is live on the agent's phone, not on the desk: it ends with thread.closed, and
+        # one never picked up comes back as thread.not_answered.
+        live_call = conversation.media in self.exclusive
+        answered = conversation.answered or live_call
+        return not answered or self.config.queue(conversation.queue).reroute_answered_on_offline
+
+    def reroute_pending(self, now: datetime, limit: int = REROUTE_SLICE) -> Outcome:
+        """Route again up to `limit` unanswered conversations of agents gone offline.
+
+        A shift change takes hundreds of conversations from their agents at once: the shell calls
+        this a slice at a time, with new traffic routed between slices, so it is not held behind
+        the whole reroute. A conversation whose agent came back meanwhile stays with them."""
+        outcome = Outcome()
+        moved = 0
+        while self.to_reroute and moved < limit:
+            conversation = self.conversations.get(self.to_reroute.popleft())
+            agent = self._holder(conversation) if conversation is not None else None
+            if conversation is None or agent is None or conversation.assignee_id != agent.agent_id:
+                continue
+            if agent.status != "offline" or not self._reroutes(conversation):
                 continue
             self._unassign(conversation, now, "agent offline", outcome)
             outcome.merge(self._route(conversation, now))
+            moved += 1
         return outcome
 
     def _unassign(self, conversation: Conversation, now: datetime, reason: str, outcome: Outcome) -> Agent | None:

@@ -128,6 +128,7 @@ class RouterService:
         self.core: RoutingCore | None = None
         self._lock = asyncio.Lock()
         self._ticker: asyncio.Task | None = None
+        self._rerouter: asyncio.Task | None = None
         self.consumer = BatchConsumer(broker, "router", parse_input, self.handle_batch, key=ordering_key,
                                       batch_size=batch_size)
 
@@ -141,10 +142,11 @@ class RouterService:
         self._ticker = asyncio.create_task(self._tick_forever())
 
     async def stop(self) -> None:
-        if self._ticker is not None:
-            self._ticker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._ticker
+        for task in (self._ticker, self._rerouter):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         await self.consumer.stop()
 
     def _forget_state(self, *_: object) -> None:
@@ -163,8 +165,11 @@ class RouterService:
                     # consumer parks this input and hands the others back at once, as one batch.
                     self.core = None
                     raise ItemFailed(index, error) from error
+            with self._rebuild_on_error():
+                outcome.merge(core.reroute_pending(now))  # a shift change's first slice
             await self._commit(core, outcome, redelivered_on_failure=True)
         self._count(inputs, outcome)
+        self._reroute_rest_soon()
 
     async def tick(self) -> None:
         """Fire due timers, if this replica holds the routing state (it is the active one)."""
@@ -173,6 +178,27 @@ class RouterService:
                 with self._rebuild_on_error():
                     outcome = self.core.tick(self.clock())
                 await self._commit(self.core, outcome)
+        self._reroute_rest_soon()
+
+    def _reroute_rest_soon(self) -> None:
+        """Reroute the rest of a shift change in the background, a slice per step."""
+        if self.core is not None and self.core.to_reroute and (self._rerouter is None or self._rerouter.done()):
+            self._rerouter = asyncio.create_task(self._reroute_rest())
+
+    async def _reroute_rest(self) -> None:
+        """One slice per hold of the lock: a batch of new traffic waiting for it goes between two slices."""
+        try:
+            while True:
+                await asyncio.sleep(0)
+                async with self._lock:
+                    core = self.core
+                    if core is None or not core.to_reroute:
+                        return
+                    with self._rebuild_on_error():
+                        outcome = core.reroute_pending(self.clock())
+                    await self._commit(core, outcome)
+        except Exception:  # logged; the next batch or tick starts again from state rebuilt from MongoDB
+            log.exception("router.reroute_failed")
 
     @contextlib.contextmanager
     def _rebuild_on_error(self) -> Iterator[None]:

@@ -1,5 +1,6 @@
 """The ACD rules of the routing core, one by one, with a controlled clock (pure, no I/O)."""
 
+from collections import deque
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -336,7 +337,8 @@ def test_going_offline_reroutes_unanswered_conversations_and_keeps_answered_ones
     core.on_answered(ConversationAnswered(workspace_id="default", conversation_id=answered.conversation_id,
                                           agent_id="ann"), at(3))
     core.on_agent(agent("bob"), at(4))
-    outcome = core.on_agent(agent("ann", status="offline"), at(5))
+    core.on_agent(agent("ann", status="offline"), at(5))
+    outcome = core.reroute_pending(at(5))
     assert revoked(outcome) == [("ann", "agent offline")]
     assert assigned(outcome) == [("bob", "silent")]
     assert outcome.deliveries[-1][1].conversation.assignment_seq == 3  # assigned, taken back, assigned again
@@ -348,7 +350,8 @@ def test_a_queue_can_reroute_answered_conversations_too():
     core.on_message(msg("answered"), at(1))
     c = conversation_of(core, "answered")
     core.on_answered(ConversationAnswered(workspace_id="default", conversation_id=c.conversation_id, agent_id="ann"), at(2))
-    assert revoked(core.on_agent(agent("ann", status="offline"), at(3))) == [("ann", "agent offline")]
+    core.on_agent(agent("ann", status="offline"), at(3))
+    assert revoked(core.reroute_pending(at(3))) == [("ann", "agent offline")]
     assert c.assignee_id is None and core.waiting_in_order("default") == [c]
 
 
@@ -578,7 +581,35 @@ def test_a_bullseye_step_due_while_assigned_applies_when_the_conversation_waits_
     core.on_agent(agent("bob", skills={"billing": 1}), at(1))
     core.tick(at(61))  # step 1 fell due while ann had it
     core.on_agent(agent("ann", skills={"billing": 3}, status="offline"), at(300))
+    assert assigned(core.reroute_pending(at(300))) == []  # back in the queue at step 0: billing 3 again
     assert assigned(core.tick(at(301))) == [("bob", "c")]
+
+
+def test_a_mass_reroute_goes_a_slice_at_a_time_and_skips_agents_who_came_back():
+    core = with_agents(None, agent("ann", capacity=30), agent("bob", capacity=30))
+    for n in range(60):
+        core.on_message(msg(f"c{n}"), at(1))
+    held = {name: [c for c in core.conversations.values() if c.assignee_id == name] for name in ("ann", "bob")}
+    core.on_agent(agent("cat", capacity=100), at(2))
+    assert core.on_agent(agent("ann", capacity=30, status="offline"), at(2)).deliveries == []
+    core.on_agent(agent("bob", capacity=30, status="offline"), at(2))
+    first = core.reroute_pending(at(2), limit=25)
+    assert len(revoked(first)) == 25 and {a for a, _ in assigned(first)} == {"cat"} and len(assigned(first)) == 25
+    core.on_agent(agent("bob", capacity=30), at(3))  # bob is back before his turn came
+    rest = core.reroute_pending(at(3), limit=25)
+    assert revoked(rest) == [("ann", "agent offline")] * 5
+    assert all(c.assignee_id == "cat" for c in held["ann"]) and all(c.assignee_id == "bob" for c in held["bob"])
+    assert core.to_reroute == deque() and core.reroute_pending(at(4)).deliveries == []
+
+
+def test_a_rebuilt_core_finishes_a_reroute_the_last_one_left_halfway():
+    core = with_agents(None, agent("ann", capacity=30), agent("bob", capacity=30))
+    for n in range(10):
+        core.on_message(msg(f"c{n}"), at(1))
+    core.on_agent(agent("ann", capacity=30, status="offline"), at(2))
+    rebuilt = RoutingCore(core.config)
+    rebuilt.load_state(list(core.agents.values()), list(core.conversations.values()), {})
+    assert len(rebuilt.to_reroute) == 5 and len(assigned(rebuilt.reroute_pending(at(3)))) == 5
 
 
 def test_a_live_call_stays_with_its_agent_when_the_desk_goes_offline():
@@ -586,6 +617,7 @@ def test_a_live_call_stays_with_its_agent_when_the_desk_goes_offline():
     core.on_message(msg("call", channel="voice"), at(1))
     core.on_agent(agent("bob", media={"voice": 1}), at(2))
     outcome = core.on_agent(agent("ann", media={"voice": 1}, status="offline"), at(60))
+    outcome.merge(core.reroute_pending(at(60)))
     assert revoked(outcome) == [] and assigned(outcome) == []
     assert conversation_of(core, "call", "voice").assignee_id == "ann"
 
