@@ -65,7 +65,8 @@ def test_kolkata_days_start_at_18_30_utc():
 
 def test_kathmandu_plus_05_45_days_are_whole_buckets_too():
     rows = buckets_by_interval(utc(2026, 3, 1, 18, 15), utc(2026, 3, 2, 18, 15), "day", "Asia/Kathmandu")
-    assert [(s.isoformat(), len(b), b[0]) for s, b in rows] == [("2026-03-02T00:00:00+05:45", 96, utc(2026, 3, 1, 18, 15))]
+    assert [(s.isoformat(), len(b), b[0]) for s, b in rows] == [
+        ("2026-03-02T00:00:00+05:45", 96, utc(2026, 3, 1, 18, 15))]
 
 
 def test_weeks_start_on_monday_in_the_zone():
