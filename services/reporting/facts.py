@@ -342,9 +342,8 @@ def _facts(fold: _Fold, settings: FoldSettings) -> ConversationFacts:
 
 def _handle(fold: _Fold, resolved_at: datetime | None) -> Measured | None:
     """Handle time counts once the conversation is resolved (again), ending at that resolution."""
-    if resolved_at is None or (fold.assigned_at is None and fold.pickup_at is None):
-        return None
     start = fold.pickup_at if fold.voice else fold.assigned_at
-    assert start is not None
+    if resolved_at is None or start is None:
+        return None
     ms = _ms(fold.handled)
     return Measured(start, resolved_at, ms, ms, fold.holder)

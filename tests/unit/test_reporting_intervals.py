@@ -54,6 +54,12 @@ def test_kyiv_autumn_change_gives_a_25_hour_day_and_the_repeated_hour_twice():
     assert [h.astimezone(UTC).hour for h in hours] == [23, 0, 1]
 
 
+def test_a_midnight_that_happens_twice_starts_one_day_not_two():
+    # Havana, 2025-11-02: clocks go back from 01:00 CDT to 00:00 CST, so 00:00-01:00 is lived twice.
+    rows = buckets_by_interval(utc(2025, 11, 2, 4), utc(2025, 11, 3, 5), "day", "America/Havana")
+    assert [(s.isoformat(), len(b)) for s, b in rows] == [("2025-11-02T00:00:00-04:00", 100)]
+
+
 def test_kolkata_days_start_at_18_30_utc():
     rows = buckets_by_interval(utc(2026, 3, 1, 18, 30), utc(2026, 3, 3, 18, 30), "day", "Asia/Kolkata")
     assert [s.isoformat() for s, _ in rows] == ["2026-03-02T00:00:00+05:30", "2026-03-03T00:00:00+05:30"]
