@@ -125,11 +125,12 @@ def unique_in_order(events: Iterable[ReportEvent]) -> list[ReportEvent]:
 class _Fold:
     """One walk over a conversation's ordered events; the handlers record only what happened."""
 
-    def __init__(self, first: ReportEvent, settings: FoldSettings) -> None:
+    def __init__(self, ordered: list[ReportEvent], settings: FoldSettings) -> None:
         self.settings = settings
-        self.conversation_id = first.conversation_id or ""
-        self.workspace_id = first.workspace_id
-        self.channel: str | None = None
+        self.conversation_id = ordered[0].conversation_id or ""
+        self.workspace_id = ordered[0].workspace_id
+        # Known before the walk: whether it is a call decides how the earliest events count.
+        self.channel = next((event.channel for event in ordered if event.channel), None)
         self.queues: list[str] = []
         self.labels: tuple[str, ...] = ()
         self.opened_at: datetime | None = None
@@ -160,7 +161,6 @@ class _Fold:
         return self.channel in VOICE_CHANNELS
 
     def apply(self, event: ReportEvent) -> None:
-        self.channel = self.channel or event.channel
         if event.queue:
             self.queues.append(event.queue)
         handler = _HANDLERS.get(event.type)
@@ -281,7 +281,7 @@ def fold_conversation(events: Iterable[ReportEvent], settings: FoldSettings = Fo
     ordered = unique_in_order(events)
     if not ordered:
         raise ValueError("a conversation's facts need at least one of its events")
-    fold = _Fold(ordered[0], settings)
+    fold = _Fold(ordered, settings)
     for event in ordered:
         fold.apply(event)
     return _facts(fold, settings)

@@ -73,6 +73,18 @@ def test_a_call_is_answered_when_picked_up_and_handled_until_the_hang_up():
     assert facts.resolved_reason == "call completed"
 
 
+def test_a_call_is_a_call_even_when_its_first_events_name_no_channel():
+    call = (Conversation("k4", "voice")
+            .at("09:30:00", "conversation.opened").at("09:30:00", "conversation.queued", queue="phone")
+            .at("09:30:05", "conversation.assigned", agent="bob", queue="phone")
+            .reply("09:30:15", "bob", call_answered=True)
+            .at("09:36:15", "conversation.resolved", agent="bob", reason="call completed"))
+    events = [e.model_copy(update={"channel": None}) if e.at < clock("09:30:15") else e for e in call.events]
+    facts = fold_conversation(events, SETTINGS)
+    assert facts.channel == "voice" and facts.answered_at == clock("09:30:15")
+    assert facts.handle.ms == 360_000
+
+
 def test_a_call_that_ended_before_anyone_picked_up_is_abandoned_not_resolved():
     call = (Conversation("k2", "voice")
             .at("11:10:00", "conversation.opened").at("11:10:00", "conversation.queued", queue="phone")
