@@ -60,7 +60,8 @@ def contributions(facts: ConversationFacts) -> list[Contribution]:
 
     Each contribution belongs to the bucket of the instant that completes it (Genesys Cloud's rule:
     a metric is emitted when what it measures completes). The agent is the one the metric is about.
-    Which contributions exist does not depend on the fold's settings, only their values do, so
+    The instants do not depend on the fold's settings (answered_within_target and short_abandoned
+    exist only under some, at the instant of answered and abandoned, which always exist), so
     `buckets_touched` is the same under every configuration.
     """
     f = facts
