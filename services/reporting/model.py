@@ -13,15 +13,18 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 # What reporting records; metric definitions in docs/metrics.md say which ones each metric reads.
 ReportEventType = Literal[
     "conversation.opened",  # first customer message of a conversation (data: priority, skills)
-    "conversation.queued",  # waiting in `queue` (data.reason: opened, requeued, transferred, overflowed, rerouted)
+    "conversation.queued",  # waiting in `queue` (data.reason: opened, requeued, transferred, overflowed, rerouted);
+    #                         `agent_id`: the agent it was taken back from (a reroute, a call that rang out), if any
     "conversation.offered",  # offered to `agent_id` (offer mode)
     "conversation.assigned",  # `agent_id` holds it now (accepted offer or direct assignment)
     "conversation.transferred",  # data: from_agent, to_agent or to_queue, escalation
-    "conversation.resolved",  # closed by `agent_id` (or by the channel: data.reason)
+    "conversation.resolved",  # closed by `agent_id` (or by the channel: data.reason);
+    #                           data.surveyed: true when a CSAT survey went out with this resolution
     "conversation.reopened",  # a customer message after it was resolved
     "conversation.abandoned",  # the customer left before an agent answered (data.reason)
     "conversation.labels_changed",  # data.labels: the whole set after the change
-    "message.created",  # data.direction: inbound (customer) or outbound (agent reply, `agent_id` set)
+    "message.created",  # data.direction: inbound (customer) or outbound (agent reply, `agent_id` set);
+    #                     a call's pickup (conversation.answered from intake) is its first outbound, data.call_answered
     "sla.warning",
     "sla.breached",  # data.target: first_response or resolution
     "agent.status_changed",  # data.status: online, away, offline; data.max_conversations
