@@ -15,6 +15,7 @@ from services.agents.contacts import ContactBook, Identities
 from services.agents.models import AgentProfile
 from shared import events
 from shared.models import (
+    SYSTEM_AGENT,
     AgentSnapshot,
     ConversationAssigned,
     ConversationEnded,
@@ -29,8 +30,6 @@ from shared.models import (
     utcnow,
 )
 from shared.mongo import duplicate_indexes, non_duplicate_errors
-
-SYSTEM_AGENT = "switchyard"  # the author of automatic replies
 
 # A status never goes back: a late "sent" must not overwrite "delivered".
 STATUS_RANK = {"queued": 0, "sent": 1, "delivered": 2, "read": 3, "failed": 4}
