@@ -16,9 +16,12 @@ ReportEventType = Literal[
     "conversation.queued",  # waiting in `queue` (data.reason: opened, requeued, transferred, overflowed, rerouted)
     "conversation.offered",  # offered to `agent_id` (offer mode)
     "conversation.assigned",  # `agent_id` holds it now (accepted offer or direct assignment)
+    "conversation.answered",  # `agent_id` answered it: sent the first reply, or picked the call up
     "conversation.transferred",  # data: from_agent, to_agent or to_queue, escalation
     "conversation.resolved",  # closed by `agent_id` (or by the channel: data.reason)
-    "conversation.reopened",  # a customer message after it was resolved
+    # a customer message after it was resolved, `at` that message's time; `agent_id` and `queue` are
+    # the resolved conversation's (data: new_conversation_id, the conversation the message opened; resolved_at)
+    "conversation.reopened",
     "conversation.abandoned",  # the customer left before an agent answered (data.reason)
     "conversation.labels_changed",  # data.labels: the whole set after the change
     "message.created",  # data.direction: inbound (customer) or outbound (agent reply, `agent_id` set)
