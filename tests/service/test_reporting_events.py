@@ -10,9 +10,11 @@ from contextlib import asynccontextmanager
 import aio_pika
 from aio_pika.abc import AbstractIncomingMessage
 
+from services.agents.app import SERVICE
 from services.reporting.model import ReportEvent
 from services.reporting.normalize import NormalizeError, normalize
-from shared.models import utcnow
+from shared import events
+from shared.models import ConversationEnded, utcnow
 from tests.conftest import Names, auth
 from tests.service.helpers import Apps, running_apps
 
@@ -158,3 +160,37 @@ async def test_a_conversations_life_reaches_reporting_as_normalized_events(names
         assert by_id.setdefault(event.event_id, event) == event, f"two facts with the id {event.event_id}"
         assert started <= event.at <= utcnow(), event
         assert event.workspace_id == "default"
+
+
+async def test_a_fact_is_published_again_with_the_same_id_when_its_batch_comes_again(names):
+    """At least once: a publish that failed after the write is made good by the batch coming again;
+    a delivery handled twice tells its facts twice under one id (reporting keeps one)."""
+    async with running_apps(names) as apps, reporting_queue(names) as reported:
+        service = apps.agents.app[SERVICE]
+        publish = service.broker.publish
+        failed = asyncio.Event()
+
+        async def fail_the_first_fact(model, routing_key: str, **kwargs) -> None:
+            if routing_key == events.MESSAGE_CREATED and not failed.is_set():
+                failed.set()
+                raise RuntimeError("the broker refused it (test)")
+            await publish(model, routing_key, **kwargs)
+
+        service.broker.publish = fail_the_first_fact  # type: ignore[method-assign]
+        await apps.put_agent("ann")
+        await apps.post("cust", "hello")
+        created = await reported.of("message.created", direction="inbound")
+        assert failed.is_set()
+        stored = await (await apps.agents.get(f"/v1/conversations/{created.conversation_id}", headers=auth())).json()
+        assert [m["text"] for m in stored["messages"]] == ["hello"]  # the write is not repeated
+
+        ended = ConversationEnded(workspace_id="default", conversation_id=created.conversation_id, agent_id="ann",
+                                  reason="caller hung up", ended_at=utcnow())
+        await service.handle_deliveries([ended])
+        await service.handle_deliveries([ended])  # redelivered
+
+        def resolutions() -> list[ReportEvent]:
+            return [e for e in reported.events if e.type == "conversation.resolved"]
+        await reported.first(lambda _: len(resolutions()) == 2)
+        first, again = resolutions()
+        assert first == again and first.data == {"reason": "caller hung up"} and first.at == ended.ended_at

@@ -25,7 +25,7 @@ from shared.models import (
     ThreadClosed,
     TransferRequest,
 )
-from shared.topology import REPORTING_BINDINGS, topic_matches
+from shared.topology import REPORTING_BINDINGS, core_queue_takes, topic_matches
 from tests.unit.test_routing_acd import T0, agent, at, config, conversation_of, msg, with_agents
 
 
@@ -180,19 +180,27 @@ def test_an_agent_snapshot_is_its_status_from_then_on(key: str):
         "agent.status_changed", "agent:default:ann:4", "ann", at(30), {"status": "away", "max_conversations": 3})
 
 
+REPORTED_KEYS = {
+    events.CONVERSATION_OPENED, events.CONVERSATION_QUEUED, events.CONVERSATION_OFFERED, "conversation.routed.sms",
+    events.CONVERSATION_ANSWERED, events.CONVERSATION_TRANSFERRED, events.CONVERSATION_RESOLVED,
+    events.CONVERSATION_REOPENED, events.CONVERSATION_ABANDONED, events.MESSAGE_CREATED, "message.outbound.email",
+    events.SLA_WARNING, events.SLA_BREACHED, events.AGENT_UPDATED, events.AGENT_STATUS_CHANGED,
+}
+
+
 def test_every_key_reporting_binds_is_read():
-    samples = {
-        events.CONVERSATION_OPENED, events.CONVERSATION_QUEUED, events.CONVERSATION_OFFERED, "conversation.routed.sms",
-        events.CONVERSATION_ANSWERED, events.CONVERSATION_TRANSFERRED, events.CONVERSATION_RESOLVED,
-        events.CONVERSATION_REOPENED, events.CONVERSATION_ABANDONED, events.MESSAGE_CREATED, "message.outbound.email",
-        events.SLA_WARNING, events.SLA_BREACHED, events.AGENT_UPDATED, events.AGENT_STATUS_CHANGED,
-    }
     for pattern in REPORTING_BINDINGS:
-        matching = [key for key in samples if topic_matches(pattern, key)]
+        matching = [key for key in REPORTED_KEYS if topic_matches(pattern, key)]
         assert matching, f"no sample for the binding {pattern!r}"
         for key in matching:
             with pytest.raises(MalformedBody):  # read (and refused as empty), never an unknown key
                 normalize(key, b"{}")
+
+
+def test_what_reporting_binds_is_published_mandatory_and_what_only_optional_listeners_bind_is_not():
+    assert all(core_queue_takes(key) for key in REPORTED_KEYS)
+    assert not any(core_queue_takes(key) for key in (events.CONVERSATION_MAX_WAIT, events.OFFER_EXPIRED,
+                                                    events.CONVERSATION_NOT_ANSWERED, "conversation.routed"))
 
 
 # -- what it cannot read -------------------------------------------------------------------------
