@@ -7,24 +7,28 @@ MESSAGE_STATUS = "message.status"  # intake -> agents: sent / delivered / failed
 # (the rest of the batch is published and the provider gets its 2xx, so it does not retry them all)
 INPUT_REJECTED = "input.rejected"
 
-AGENT_UPDATED = "agent.updated"  # agents -> router: profile (skills, capacity) changed
-AGENT_STATUS_CHANGED = "agent.status_changed"  # agents -> router: online / away / offline
+AGENT_UPDATED = "agent.updated"  # agents -> router and reporting: profile (skills, capacity) changed
+AGENT_STATUS_CHANGED = "agent.status_changed"  # agents -> router and reporting: online / away / offline
 
 CONVERSATION_ASSIGNED = "conversation.assigned"  # router -> agent queue: a conversation and its backlog
 CONVERSATION_MESSAGE = "message"  # router -> agent queue: a later message of an assigned conversation
-CONVERSATION_RESOLVED = "conversation.resolved"  # agents -> router: frees the agent's capacity
-CONVERSATION_OFFERED = "conversation.offered"  # router -> agent queue: accept or reject within the timeout
+CONVERSATION_RESOLVED = "conversation.resolved"  # agents -> router and reporting: frees the agent's capacity
+# router -> agent queue: accept or reject within the timeout; also on the events exchange (an offer was made)
+CONVERSATION_OFFERED = "conversation.offered"
 CONVERSATION_ENDED = "conversation.ended"  # router -> agent queue: the channel ended it (a call hung up)
 CONVERSATION_REVOKED = "conversation.revoked"  # router -> agent queue: no longer yours (rerouted, transferred, offer gone)
-CONVERSATION_ANSWERED = "conversation.answered"  # agents -> router: first reply sent
+# agents (first reply sent) or intake (the agent picked the call up) -> router and reporting
+CONVERSATION_ANSWERED = "conversation.answered"
 OFFER_ANSWERED = "conversation.offer_answered"  # agents -> router: accepted or rejected
 TRANSFER_REQUESTED = "conversation.transfer_requested"  # agents -> router: to an agent or a queue
 THREAD_CLOSED = "thread.closed"  # intake -> router: the channel ended the thread (a call hung up)
 THREAD_NOT_ANSWERED = "thread.not_answered"  # intake -> router: the assignee never picked up (a call rang out)
+THREAD_LEFT = "thread.left"  # intake -> router: the customer left (a web chat closed, not back in time)
 ROUTING_CONFIG_CHANGED = "routing.config_changed"  # router API -> router work queue: queues and rules replaced
 
-# router -> events exchange (external systems and the agents service listen)
-CONVERSATION_QUEUED = "conversation.queued"  # waiting in a queue (opened, requeued, transferred, overflowed)
+# router -> events exchange (reporting, the agents service and external systems listen)
+CONVERSATION_OPENED = "conversation.opened"  # a customer's first message opened a conversation
+CONVERSATION_QUEUED = "conversation.queued"  # waiting in a queue (details.reason: opened, requeued, transferred, overflowed, rerouted)
 CONVERSATION_TRANSFERRED = "conversation.transferred"
 # Every assignment, published as conversation.routed.<channel>: a channel that must act on it
 # (voice connects the caller to the agent) binds its own channel's key; others bind the wildcard.
@@ -37,6 +41,10 @@ CONVERSATION_NOT_ANSWERED = "conversation.not_answered"  # the assignee let it r
 SLA_WARNING = "sla.warning"
 SLA_BREACHED = "sla.breached"
 AGENT_SET_AWAY = "agent.set_away"  # the agents service sets the agent away (missed offers)
+
+# agents -> events exchange (reporting listens), after the write
+MESSAGE_CREATED = "message.created"  # a customer message stored (agent replies travel as message.outbound.<channel>)
+CONVERSATION_REOPENED = "conversation.reopened"  # the customer came back after the thread's conversation was resolved
 
 # Ephemeral signals: published transient and non-mandatory; losing one is harmless (shared/ephemeral.py)
 TYPING_CONTACT = "typing.contact"  # intake -> agents: the customer is typing (web chat)

@@ -76,6 +76,10 @@ def _storable_metadata(metadata: dict[str, Any]) -> dict[str, Any]:
 Metadata = Annotated[dict[str, Any], AfterValidator(_storable_metadata)]
 
 
+# The author of automatic replies (a max-wait auto-reply): an outbound message no agent wrote.
+SYSTEM_AGENT = "switchyard"
+
+
 def utcnow() -> datetime:
     return datetime.now(UTC)
 
@@ -228,6 +232,7 @@ class AgentSnapshot(Wire):
     # max_conversations only, except an exclusive one (voice), which needs a limit here.
     channel_capacity: dict[str, Annotated[int, Field(ge=0, le=100)]] = Field(default_factory=dict)
     status: AgentStatus
+    at: datetime = Field(default_factory=utcnow)  # when the agent's profile or presence changed
 
 
 class OfferAnswer(Wire):
@@ -275,6 +280,11 @@ class ThreadClosed(ThreadEvent):
     """The channel ended this thread (a call hung up): free the agent or drop the wait."""
 
 
+class ThreadLeft(ThreadEvent):
+    """The customer left (a web chat closed and did not come back in time; `at` is when it closed):
+    a wait still on is dropped as abandoned; a conversation an agent holds stays with them."""
+
+
 class NotAnswered(ThreadEvent):
     """The agent the thread went to never picked up (a call rang out): route it again."""
 
@@ -293,7 +303,9 @@ class ConversationAnswered(Wire):
 
 
 class RoutingEvent(Wire):
-    """Router -> events exchange: what routing did or noticed (SLA, offers, transfers, set away)."""
+    """A domain event on the events exchange in one uniform shape, `type` its routing key: what
+    routing did or noticed (SLA, queueing, offers, transfers, set away), and the agents service's
+    facts that no other model carries (message.created, conversation.reopened)."""
 
     event_id: str
     type: str
@@ -313,6 +325,7 @@ class ConversationResolved(Wire):
     conversation_id: str
     agent_id: str | None = None
     resolved_at: datetime = Field(default_factory=utcnow)
+    reason: str | None = Field(None, max_length=200)  # set when the channel ended it (a call hung up), not an agent
 
 
 class ReplyContext(Wire):

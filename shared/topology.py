@@ -1,6 +1,7 @@
 """Every exchange and queue Switchyard uses, declared in one place.
 
-    intake ──message.received──► events (topic) ──► <ns>.router.work   (single active consumer)
+    intake ──message.received, thread.closed / left / not_answered──► events (topic) ──► <ns>.router.work
+                                                              (single active consumer)
     router ──<ws>.<agent>──────► deliveries (direct) ──► <ns>.agent.<ws>.<agent>  (one per agent)
     agents ──message.outbound.<channel>──► events ──► <ns>.intake.outbound.<channel>
     intake ──message.status────► events ──► <ns>.agents.status
@@ -9,6 +10,14 @@
     intake ──typing.contact──► events ──► <ns>.agents.signals.<id>   (ephemeral: one queue per process)
     agents ──typing.agent────► events ──► <ns>.intake.signals.<id>
     intake ──input.rejected──► events ──► <ns>.intake.rejected   (an operator reads it; no consumer)
+    router, agents, intake ──every fact reporting records──► events ──► <ns>.reporting.events
+        router: conversation.opened / queued / offered / routed.<channel> / transferred / abandoned, sla.*
+        agents: conversation.resolved / answered / reopened, message.created, message.outbound.<channel>,
+                agent.updated / status_changed
+        intake: conversation.answered (a call picked up)
+
+Every event reporting needs has a durable queue of its own there, so its producers publish it
+mandatory: an event no queue takes is an error, not a silent drop (`core_queue_takes`).
 
 Each consumed queue has a `<queue>.dlq` beside it for poison messages (reason in the headers).
 A message that failed, and the later messages of its conversation, are parked off the queue so the
@@ -40,9 +49,40 @@ ROUTER_BINDINGS = (
     events.ROUTING_CONFIG_CHANGED,
     events.THREAD_CLOSED,
     events.THREAD_NOT_ANSWERED,
+    events.THREAD_LEFT,
 )
 # Router notifications the agents service acts on (SLA state, set away, auto-replies, transfers).
 AGENTS_EVENT_BINDINGS = ("sla.*", events.AGENT_SET_AWAY, events.CONVERSATION_AUTO_REPLY, events.CONVERSATION_TRANSFERRED)
+# Every fact reporting records (services/reporting/normalize.py turns each into ReportEvents).
+REPORTING_BINDINGS = (
+    events.CONVERSATION_OPENED,
+    events.CONVERSATION_QUEUED,
+    events.CONVERSATION_OFFERED,
+    f"{events.CONVERSATION_ROUTED}.*",
+    events.CONVERSATION_ANSWERED,
+    events.CONVERSATION_TRANSFERRED,
+    events.CONVERSATION_RESOLVED,
+    events.CONVERSATION_REOPENED,
+    events.CONVERSATION_ABANDONED,
+    events.MESSAGE_CREATED,
+    f"{events.MESSAGE_OUTBOUND}.*",
+    "sla.*",
+    events.AGENT_UPDATED,
+    events.AGENT_STATUS_CHANGED,
+)
+
+
+def topic_matches(pattern: str, routing_key: str) -> bool:
+    """AMQP topic matching for the patterns bound here: `*` stands for one word (`#` is not used)."""
+    words, keys = pattern.split("."), routing_key.split(".")
+    return len(words) == len(keys) and all(word in ("*", key) for word, key in zip(words, keys, strict=True))
+
+
+def core_queue_takes(routing_key: str) -> bool:
+    """Whether a durable queue of declare_core takes this key from the events exchange, so that its
+    publish can be mandatory; keys only optional listeners bind (channels, external systems) are not."""
+    patterns = (*ROUTER_BINDINGS, events.MESSAGE_STATUS, *AGENTS_EVENT_BINDINGS, *REPORTING_BINDINGS)
+    return any(topic_matches(pattern, routing_key) for pattern in patterns)
 
 
 @dataclass(frozen=True)
@@ -86,9 +126,13 @@ class Topology:
     def rejected_input_queue(self) -> str:
         return f"{self.namespace}.intake.rejected"
 
+    @property
+    def reporting_queue(self) -> str:
+        return f"{self.namespace}.reporting.events"
+
     def core_queues(self) -> tuple[str, ...]:
         """The consumed queues declare_core makes (without their dead-letter queues)."""
-        return (self.router_queue, self.agents_status_queue, self.agents_events_queue)
+        return (self.router_queue, self.agents_status_queue, self.agents_events_queue, self.reporting_queue)
 
     def retry_queue_arguments(self) -> dict:
         """Parked messages go back to their queue (their routing key) when their TTL runs out."""
@@ -187,6 +231,10 @@ async def declare_core(channel: AbstractChannel, topology: Topology) -> None:
         topology.rejected_input_queue, durable=True, arguments=topology.queue_arguments()
     )
     await rejected.bind(topology.events_exchange, events.INPUT_REJECTED)
+    # Declared by every service, consumed or not: events wait here for reporting, never dropped.
+    reporting = await declare_consumed_queue(channel, topology, topology.reporting_queue)
+    for routing_key in REPORTING_BINDINGS:
+        await reporting.bind(topology.events_exchange, routing_key)
 
 
 async def declare_agent_queue(

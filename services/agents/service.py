@@ -1,9 +1,12 @@
 """The agents service's domain operations, between the HTTP handlers, MongoDB and the broker."""
 
+import asyncio
+
 import structlog
 from aio_pika.abc import AbstractIncomingMessage
 from prometheus_client import CollectorRegistry, Counter
 
+from services.agents import facts
 from services.agents.desk import DeskConnection, DeskHub, jsonable
 from services.agents.models import AgentProfile
 from services.agents.presence import PresenceWatch
@@ -22,7 +25,7 @@ from shared.models import (
     AgentDeliveryType,
     ConversationAnswered,
     ConversationAssigned,
-    ConversationMessage,
+    ConversationEnded,
     ConversationOffered,
     ConversationResolved,
     DeliveryStatus,
@@ -161,7 +164,7 @@ class AgentsService:
         if first_response:
             await self._to_router(ConversationAnswered(
                 workspace_id=workspace_id, conversation_id=conversation_id, agent_id=reply.agent_id,
-                at=reply.created_at, event_id=f"answered:{conversation_id}",
+                at=reply.created_at, event_id=f"answered:{conversation_id}:{reply.agent_id}",
             ), events.CONVERSATION_ANSWERED)
         message = {
             "message_id": reply.message_id, "conversation_id": conversation_id, "direction": "outbound",
@@ -204,22 +207,47 @@ class AgentsService:
     async def resolve(self, workspace_id: str, conversation_id: str) -> dict:
         conversation = await self.conversation(workspace_id, conversation_id)
         await self.store.resolve(conversation)
-        event = ConversationResolved(
-            workspace_id=workspace_id, conversation_id=conversation_id, agent_id=conversation.get("assignee_id")
-        )
-        # Published even on a repeated resolve: the router ignores repeats, and this heals a
-        # resolve whose first publish failed after the write.
-        await self.broker.publish(
-            event, events.CONVERSATION_RESOLVED, message_type=events.CONVERSATION_RESOLVED,
-            message_id=f"resolved:{conversation_id}", workspace_id=workspace_id,
-        )
-        return await self.conversation(workspace_id, conversation_id)
+        resolved = await self.conversation(workspace_id, conversation_id)
+        # Published even on a repeated resolve, with the same id and time (the stored ones): the
+        # router and reporting ignore repeats, and this heals a resolve whose first publish failed
+        # after the write.
+        await self._publish_resolved(facts.resolution(resolved))
+        return resolved
+
+    async def _publish_resolved(self, event: ConversationResolved) -> None:
+        """To the router (frees the agent's capacity) and reporting."""
+        await self.broker.publish(event, events.CONVERSATION_RESOLVED, message_type=events.CONVERSATION_RESOLVED,
+                                  message_id=event.event_id, workspace_id=event.workspace_id)
 
     # -- consumers -----------------------------------------------------------------------------
 
-    async def handle_deliveries(self, deliveries: list[ConversationAssigned | ConversationMessage]) -> None:
+    async def handle_deliveries(self, deliveries: list[AgentDeliveryType]) -> None:
         for item in await self.store.apply_deliveries(deliveries):
             await self._push(item)
+        await self._report(deliveries)
+
+    async def _report(self, deliveries: list[AgentDeliveryType]) -> None:
+        """Publish the facts the batch stored: every customer message, every conversation the channel
+        ended (resolved), every thread a customer came back to (reopened).
+
+        For every delivery of the batch, new or redelivered, before the batch is acked: should the
+        process die after the write, the batch comes again and they are published then (their ids
+        are the same, so reporting stores each once)."""
+        infos = [d.conversation for d in deliveries if isinstance(d, ConversationAssigned)]
+        made: list[RoutingEvent | ConversationResolved] = facts.messages_created(deliveries)
+        made += [facts.reopened(info, previous) for info, previous in await self.store.came_back(infos)]
+        made += [facts.ending(d) for d in deliveries if isinstance(d, ConversationEnded)]
+        outcomes = await asyncio.gather(*(self._publish_fact(fact) for fact in made), return_exceptions=True)
+        failed = next((outcome for outcome in outcomes if isinstance(outcome, BaseException)), None)
+        if failed is not None:
+            raise failed
+
+    async def _publish_fact(self, fact: RoutingEvent | ConversationResolved) -> None:
+        if isinstance(fact, ConversationResolved):
+            await self._publish_resolved(fact)
+            return
+        await self.broker.publish(fact, fact.type, message_type=fact.type, message_id=fact.event_id,
+                                  workspace_id=fact.workspace_id)
 
     async def _push(self, item: ForDesk) -> None:
         if item.frame is not None:

@@ -15,9 +15,11 @@ from services.agents.contacts import ContactBook, Identities
 from services.agents.models import AgentProfile
 from shared import events
 from shared.models import (
+    SYSTEM_AGENT,
     AgentSnapshot,
     ConversationAssigned,
     ConversationEnded,
+    ConversationInfo,
     ConversationMessage,
     ConversationOffered,
     ConversationRevoked,
@@ -29,8 +31,6 @@ from shared.models import (
     utcnow,
 )
 from shared.mongo import duplicate_indexes, non_duplicate_errors
-
-SYSTEM_AGENT = "switchyard"  # the author of automatic replies
 
 # A status never goes back: a late "sent" must not overwrite "delivered".
 STATUS_RANK = {"queued": 0, "sent": 1, "delivered": 2, "read": 3, "failed": 4}
@@ -125,7 +125,7 @@ class AgentsStore:
         return await self.agents.find_one_and_update(
             {"workspace_id": workspace_id, "agent_id": agent_id},
             {
-                "$set": profile.model_dump(),
+                "$set": {**profile.model_dump(), "changed_at": utcnow()},
                 "$inc": {"version": 1},
                 "$setOnInsert": {"status": "offline", "created_at": utcnow()},
             },
@@ -134,9 +134,10 @@ class AgentsStore:
         )
 
     async def set_agent_status(self, workspace_id: str, agent_id: str, status: str) -> dict | None:
+        now = utcnow()
         return await self.agents.find_one_and_update(
             {"workspace_id": workspace_id, "agent_id": agent_id},
-            {"$set": {"status": status, "status_at": utcnow()}, "$inc": {"version": 1}},
+            {"$set": {"status": status, "status_at": now, "changed_at": now}, "$inc": {"version": 1}},
             return_document=ReturnDocument.AFTER,
         )
 
@@ -347,6 +348,27 @@ class AgentsStore:
             query["status"] = status
         return await self.conversations.find(query).sort("created_at", -1).limit(limit).to_list()
 
+    async def came_back(self, assignments: list[ConversationInfo]) -> list[tuple[ConversationInfo, dict]]:
+        """New conversations whose thread's latest earlier one was resolved (the customer came back
+        to it), each with that one's document; one query for the batch.
+
+        A new conversation is one's first assignment (the router numbers assignments from 1)."""
+        first = [info for info in assignments if info.assignment_seq == 1]
+        if not first:
+            return []
+        threads = [{"workspace_id": i.workspace_id, "channel": i.channel, "thread_id": i.thread_id} for i in first]
+        fields = ("workspace_id", "channel", "thread_id", "status", "created_at", "resolved_at", "assignee_id", "queue")
+        by_thread: dict[tuple[str, str, str], list[dict]] = {}
+        async for doc in self.conversations.find({"$or": threads}, dict.fromkeys(fields, 1)).sort("created_at", -1):
+            by_thread.setdefault((doc["workspace_id"], doc["channel"], doc["thread_id"]), []).append(doc)
+        found = []
+        for info in first:
+            before = [doc for doc in by_thread.get((info.workspace_id, info.channel, info.thread_id), [])
+                      if doc["_id"] != info.conversation_id and doc["created_at"] < info.created_at]
+            if before and before[0]["status"] == "resolved":  # newest first
+                found.append((info, before[0]))
+        return found
+
     async def get_conversation(self, workspace_id: str, conversation_id: str) -> dict | None:
         return await self.conversations.find_one({"_id": conversation_id, "workspace_id": workspace_id})
 
@@ -540,7 +562,10 @@ def _notice_frame(notice: ConversationRevoked | ConversationEnded, frame_type: s
 
 
 def agent_snapshot(doc: dict) -> AgentSnapshot:
+    """The agent as its document says after a change; the version makes the id (one per change)."""
     return AgentSnapshot(
+        event_id=f"agent:{doc['workspace_id']}:{doc['agent_id']}:{doc['version']}",
+        at=doc.get("changed_at") or utcnow(),  # documents written before changes were timed
         workspace_id=doc["workspace_id"],
         agent_id=doc["agent_id"],
         version=doc["version"],

@@ -2,6 +2,7 @@
 
 import asyncio
 from collections.abc import Sequence
+from functools import partial
 from typing import Any
 
 import aiohttp
@@ -12,7 +13,7 @@ from pydantic import BaseModel, ValidationError
 from pymongo.errors import PyMongoError
 
 from services.intake.channels.base import ChannelPlugin, FetchedMedia, MediaFetcher, MediaFetchError, over_limit
-from services.intake.channels.webchat import ChatHub
+from services.intake.channels.webchat import ChatHub, tell_left
 from services.intake.settings import IntakeSettings
 from shared import events
 from shared.attachments import AttachmentStore, attachment_id_for
@@ -73,7 +74,7 @@ class Intake:
         self.metrics = metrics
         self.attachments = attachments
         self.configs = configs
-        self.chat = ChatHub()
+        self.chat = ChatHub(settings.webchat_abandon_seconds, partial(tell_left, self))
         self.media_fetchers = media_fetchers()
 
     async def publish_inbound(self, message: InboundMessage) -> None:

@@ -42,6 +42,9 @@ class IntakeSettings(CommonSettings):
     send_retry_delay: float = 0.5
     send_max_retry_delay: float = 30.0
     send_timeout: float = 10.0
+    # A web chat whose page closed and is not back within this long is left: a wait still on is
+    # dropped as abandoned (the page reconnects after a network blip within 15 s).
+    webchat_abandon_seconds: float = Field(60, gt=0)
     # The email channel's SMTP listener; it starts only when some workspace configures email.
     smtp_host: str = "127.0.0.1"
     smtp_port: int = 2525

@@ -17,10 +17,13 @@ ReportEventType = Literal[
     #                         `agent_id`: the agent it was taken back from (a reroute, a call that rang out), if any
     "conversation.offered",  # offered to `agent_id` (offer mode)
     "conversation.assigned",  # `agent_id` holds it now (accepted offer or direct assignment)
+    "conversation.answered",  # `agent_id` answered it: sent the first reply, or picked the call up
     "conversation.transferred",  # data: from_agent, to_agent or to_queue, escalation
     "conversation.resolved",  # closed by `agent_id` (or by the channel: data.reason);
     #                           data.surveyed: true when a CSAT survey went out with this resolution
-    "conversation.reopened",  # a customer message after it was resolved
+    # a customer message after it was resolved, `at` that message's time; `agent_id` and `queue` are
+    # the resolved conversation's (data: new_conversation_id, the conversation the message opened; resolved_at)
+    "conversation.reopened",
     "conversation.abandoned",  # the customer left before an agent answered (data.reason)
     "conversation.labels_changed",  # data.labels: the whole set after the change
     "message.created",  # data.direction: inbound (customer) or outbound (agent reply, `agent_id` set);

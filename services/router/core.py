@@ -34,6 +34,7 @@ from shared.models import (
     OfferAnswer,
     RoutingEvent,
     ThreadClosed,
+    ThreadLeft,
     TransferRequest,
     new_id,
 )
@@ -107,17 +108,23 @@ class RoutingCore:
         """Replace the configuration live: memberships and indexes follow, waiting ones are served."""
         self._apply_config(config)
         self.agent_index = AgentIndex()
+        outcome = Outcome()
         for conversation in self.conversations.values():
             # A removed queue's conversations move to the default queue; fewer bullseye steps cap the step.
             queue = self.config.queue(conversation.queue)
+            moved = queue.name != conversation.queue
             conversation.queue = queue.name
             conversation.step = min(conversation.step, len(queue.expand))
             if conversation.conversation_id in self.waiting:
                 self._enqueue(conversation)
+            if moved and conversation.waiting:  # its wait goes on in another queue
+                outcome.events.append(self._queued(conversation, now, "rerouted"))
+                outcome.changed_conversations.add(conversation.conversation_id)
         for agent in self.agents.values():
             agent.memberships = self._memberships(agent)
             self._reindex(agent)
-        return self.route_waiting(now)
+        outcome.merge(self.route_waiting(now))
+        return outcome
 
     def route_waiting(self, now: datetime) -> Outcome:
         """Give every agent with room what waits for it (after a rebuild or a config change)."""
@@ -208,7 +215,7 @@ class RoutingCore:
             return outcome
         self._decline(conversation, agent, now)
         self._count_miss(agent, conversation, events.CONVERSATION_NOT_ANSWERED, now, outcome)
-        outcome.merge(self._route(conversation, now))
+        outcome.merge(self._requeue(conversation, now, "requeued"))
         outcome.merge(self._serve(agent, now))
         return outcome
 
@@ -217,18 +224,9 @@ class RoutingCore:
         conversation = self._of_thread(closed.workspace_id, closed.channel, closed.thread_id)
         if conversation is None:
             return Outcome()
-        outcome = _closing(conversation)
         if conversation.assignee_id is None:  # still waiting (or offered): the customer abandoned
-            offered_to = self._holder(conversation)
-            if offered_to is not None:
-                outcome.merge(self._take_back_offer(conversation, offered_to, now, "withdrawn: customer left"))
-            self._forget(conversation)
-            waited = (now - conversation.waiting_since).total_seconds()
-            outcome.events.append(self._event(events.CONVERSATION_ABANDONED, conversation, now,
-                                              reason=closed.reason, waited_seconds=round(waited, 1)))
-            if offered_to is not None:
-                outcome.merge(self._serve(offered_to, now))
-            return outcome
+            return self._abandon(conversation, now, closed.reason)
+        outcome = _closing(conversation)
         agent = self.agents[(conversation.workspace_id, conversation.assignee_id)]
         self._forget(conversation)
         outcome.deliveries.append((agent.key, ConversationEnded(
@@ -242,6 +240,30 @@ class RoutingCore:
         outcome.changed_agents.add(agent.key)
         self._reindex(agent)
         outcome.merge(self._serve(agent, now))
+        return outcome
+
+    def on_thread_left(self, left: ThreadLeft, now: datetime) -> Outcome:
+        """The customer left (a web chat closed, not back in time): a wait still on is abandoned as of
+        when they left; a conversation an agent holds stays theirs (the customer reads replies on return)."""
+        conversation = self._of_thread(left.workspace_id, left.channel, left.thread_id)
+        if conversation is None or conversation.assignee_id is not None:
+            return Outcome()
+        return self._abandon(conversation, now, left.reason, left_at=max(left.at, conversation.queued_at))
+
+    def _abandon(self, conversation: Conversation, now: datetime, reason: str, *,
+                 left_at: datetime | None = None) -> Outcome:
+        """The customer left while it waited (or was offered): forgotten, reported abandoned at `left_at` (else now)."""
+        outcome = _closing(conversation)
+        offered_to = self._holder(conversation)
+        if offered_to is not None:
+            outcome.merge(self._take_back_offer(conversation, offered_to, now, "withdrawn: customer left"))
+        self._forget(conversation)
+        left_at = left_at or now
+        waited = (left_at - conversation.waiting_since).total_seconds()
+        outcome.events.append(self._event(events.CONVERSATION_ABANDONED, conversation, left_at,
+                                          reason=reason, waited_seconds=round(waited, 1)))
+        if offered_to is not None:
+            outcome.merge(self._serve(offered_to, now))
         return outcome
 
     def on_answered(self, event: ConversationAnswered, now: datetime) -> Outcome:
@@ -268,7 +290,7 @@ class RoutingCore:
             decision = {**(conversation.decision or {}), "rule": "offer accepted"}
             return self._assign(conversation, agent, now, decision, reserved=True)
         outcome = self._take_back_offer(conversation, agent, now, "rejected")
-        outcome.merge(self._route(conversation, now))
+        outcome.merge(self._requeue(conversation, now, "requeued"))
         outcome.merge(self._serve(agent, now))
         return outcome
 
@@ -280,7 +302,8 @@ class RoutingCore:
         problem = self._transfer_problem(conversation, request)
         if problem is not None:
             return Outcome(events=[self._event(events.CONVERSATION_TRANSFERRED, conversation, now,
-                                               agent_id=request.by_agent, rejected=problem)])
+                                               agent_id=request.by_agent, rejected=problem)],
+                           changed_conversations={conversation.conversation_id})  # its event count
         record = {"at": now.isoformat(), "from_agent": conversation.assignee_id, "from_queue": conversation.queue,
                   "by": request.by_agent, "to_agent": request.to_agent, "to_queue": request.to_queue,
                   "note": request.note, "escalation": request.escalation}
@@ -290,10 +313,13 @@ class RoutingCore:
         conversation.answered = False  # the next agent's first reply is the first response again
         if request.to_queue is not None:
             self._enter_queue(conversation, request.to_queue, now, "transfer")
-            outcome.merge(self._route(conversation, now))
-        else:
-            outcome.merge(self._pin(conversation, request.to_agent, None, now, "transfer to agent"))
+        # Made before the routing that follows, so that its id sorts before the next assignment's.
         outcome.events.append(self._event(events.CONVERSATION_TRANSFERRED, conversation, now, **record))
+        if request.to_queue is not None:
+            outcome.merge(self._requeue(conversation, now, "transferred"))
+        else:
+            outcome.events.append(self._queued(conversation, now, "transferred"))
+            outcome.merge(self._pin(conversation, request.to_agent, None, now, "transfer to agent"))
         if previous is not None:
             outcome.merge(self._serve(previous, now))
         return outcome
@@ -329,7 +355,11 @@ class RoutingCore:
         self._register(conversation)
         self._note_queue(conversation)
         self._start_queue_timers(conversation, now)
-        outcome = Outcome(changed_conversations={conversation.conversation_id},
+        # Opened when the customer wrote (intake's time); waiting in its queue from now.
+        opened = self._event(events.CONVERSATION_OPENED, conversation, conversation.created_at,
+                             priority=priority, skills=list(message.skills))
+        outcome = Outcome(events=[opened, self._queued(conversation, now, "opened")],
+                          changed_conversations={conversation.conversation_id},
                           backlog_changes=[("add", conversation.conversation_id, 0, message)])
         last = self._last_agent(conversation, now)
         if last is not None:
@@ -355,6 +385,18 @@ class RoutingCore:
             return Outcome(changed_conversations={conversation.conversation_id})
         agent, decision = found
         return self._give(conversation, agent, now, decision)
+
+    def _queued(self, conversation: Conversation, now: datetime, reason: str) -> RoutingEvent:
+        """It waits in its queue from now: opened, requeued (an offer or a call not taken), transferred,
+        overflowed, or rerouted (taken from an agent gone offline, or its queue removed)."""
+        return self._event(events.CONVERSATION_QUEUED, conversation, now, reason=reason)
+
+    def _requeue(self, conversation: Conversation, now: datetime, reason: str) -> Outcome:
+        """Back to waiting in its queue (an event says so and why), then routed: an agent may take it at once."""
+        outcome = Outcome(events=[self._queued(conversation, now, reason)],
+                          changed_conversations={conversation.conversation_id})
+        outcome.merge(self._route(conversation, now))
+        return outcome
 
     def _best_agent(self, conversation: Conversation) -> tuple[Agent, dict[str, Any]] | None:
         """The head of the agent index over every bullseye level the conversation has reached."""
@@ -413,8 +455,10 @@ class RoutingCore:
         self._schedule(conversation.offer.expires_at, "offer", conversation, conversation.offer.serial)
         offered = ConversationOffered(conversation=conversation.info(agent.agent_id, now),
                                       messages=conversation.offer_preview(), expires_at=conversation.offer.expires_at)
-        return Outcome(deliveries=[(agent.key, offered)], changed_conversations={conversation.conversation_id},
-                       changed_agents={agent.key})
+        event = self._event(events.CONVERSATION_OFFERED, conversation, now, agent_id=agent.agent_id,
+                            expires_at=conversation.offer.expires_at.isoformat())
+        return Outcome(deliveries=[(agent.key, offered)], events=[event],
+                       changed_conversations={conversation.conversation_id}, changed_agents={agent.key})
 
     def _serve(self, agent: Agent, now: datetime) -> Outcome:
         """While the agent has room, give it the best conversation waiting for it."""
@@ -474,7 +518,7 @@ class RoutingCore:
             conversation = self.conversations[conversation_id]
             if conversation.offer is not None:
                 outcome.merge(self._take_back_offer(conversation, agent, now, f"withdrawn: agent {agent.status}"))
-                outcome.merge(self._route(conversation, now))
+                outcome.merge(self._requeue(conversation, now, "requeued"))
         return outcome
 
     def _release_on_offline(self, agent: Agent, now: datetime) -> Outcome:
@@ -514,7 +558,7 @@ class RoutingCore:
             if agent.status != "offline" or not self._reroutes(conversation):
                 continue
             self._unassign(conversation, now, "agent offline", outcome)
-            outcome.merge(self._route(conversation, now))
+            outcome.merge(self._requeue(conversation, now, "rerouted"))
             moved += 1
         return outcome
 
@@ -634,21 +678,22 @@ class RoutingCore:
         agent = self.agents[(conversation.workspace_id, offer.agent_id)]
         outcome = self._take_back_offer(conversation, agent, now, "timed out")
         self._count_miss(agent, conversation, events.OFFER_EXPIRED, now, outcome)
-        outcome.merge(self._route(conversation, now))
+        outcome.merge(self._requeue(conversation, now, "requeued"))
         outcome.merge(self._serve(agent, now))
         return outcome
 
     def _count_miss(self, agent: Agent, conversation: Conversation, event_type: str, now: datetime, outcome: Outcome) -> None:
         """An offer let time out, or a call let ring out: after several in a row the agent is set away."""
         agent.missed_offers += 1
-        outcome.events.append(self._event(event_type, conversation, now, agent_id=agent.agent_id,
-                                          missed_in_a_row=agent.missed_offers))
+        missed = self._event(event_type, conversation, now, agent_id=agent.agent_id, missed_in_a_row=agent.missed_offers)
+        outcome.events.append(missed)
         if agent.missed_offers >= self.config.missed_offers_before_away:
             agent.status = "away"
             self._reindex(agent)
             outcome.merge(self._withdraw_offers(agent, now))
             outcome.events.append(self._event(events.AGENT_SET_AWAY, None, now, agent_id=agent.agent_id,
-                                              workspace_id=agent.workspace_id, missed_offers=agent.missed_offers))
+                                              workspace_id=agent.workspace_id, event_id=f"{missed.event_id}:away",
+                                              missed_offers=agent.missed_offers))
 
     def _on_expand(self, conversation: Conversation, generation: int, level: int, now: datetime) -> Outcome:
         if generation != conversation.queue_gen or conversation.assignee_id is not None or conversation.step >= level:
@@ -675,7 +720,7 @@ class RoutingCore:
             assert rule.overflow_queue is not None
             self._unpin(conversation)
             self._enter_queue(conversation, rule.overflow_queue, now, "overflow")
-            outcome.merge(self._route(conversation, now))
+            outcome.merge(self._requeue(conversation, now, "overflowed"))
         elif rule.action == "callback" and conversation.media in self.exclusive:
             # The caller is on the way to voicemail: an agent freeing up now must not be dialled in.
             conversation.left_queue = True
@@ -831,9 +876,16 @@ class RoutingCore:
         }
 
     def _event(self, name: str, conversation: Conversation | None, now: datetime, *, agent_id: str | None = None,
-               workspace_id: str | None = None, **details: Any) -> RoutingEvent:
+               workspace_id: str | None = None, event_id: str | None = None, **details: Any) -> RoutingEvent:
+        """An event at `now`. One about a conversation is numbered in it, `<conversation>:<n>:<type>`
+        (n in six digits): a replayed input gives the same ids, and the ids of one conversation's events
+        at the same time sort in the order they were made. The caller saves the conversation (its count)."""
+        if conversation is not None:
+            conversation.event_seq += 1
+            event_id = f"{conversation.conversation_id}:{conversation.event_seq:06d}:{name}"
+        assert event_id is not None, "an event about no conversation is given its id"
         return RoutingEvent(
-            event_id=new_id(), type=name, at=now,
+            event_id=event_id, type=name, at=now,
             workspace_id=workspace_id or (conversation.workspace_id if conversation else "default"),
             conversation_id=conversation.conversation_id if conversation else None,
             agent_id=agent_id, queue=conversation.queue if conversation else None,

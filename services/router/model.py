@@ -96,6 +96,9 @@ class Conversation:
     sla: dict[str, dict[str, Any]] = field(default_factory=dict)  # target -> {due_at, warn_at, state}
     decision: dict[str, Any] | None = None
     transfers: list[dict[str, Any]] = field(default_factory=list)
+    # How many events were made about it: the next event's id counts on from here, also after a
+    # rebuild, so an input handled again over the same saved state gives the same ids.
+    event_seq: int = 0
 
     @property
     def workspace_id(self) -> str:

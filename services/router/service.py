@@ -38,14 +38,17 @@ from shared.models import (
     RoutingConfigChanged,
     RoutingEvent,
     ThreadClosed,
+    ThreadEvent,
+    ThreadLeft,
     TransferRequest,
     utcnow,
 )
+from shared.topology import core_queue_takes
 
 log = structlog.get_logger(__name__)
 RouterInput = (
     InboundMessage | AgentSnapshot | ConversationResolved | ConversationAnswered | OfferAnswer | TransferRequest
-    | RoutingConfigChanged | ThreadClosed | NotAnswered
+    | RoutingConfigChanged | ThreadClosed | NotAnswered | ThreadLeft
 )
 INPUT_MODELS: dict[str, type[RouterInput]] = {
     events.MESSAGE_RECEIVED: InboundMessage,
@@ -58,6 +61,7 @@ INPUT_MODELS: dict[str, type[RouterInput]] = {
     events.ROUTING_CONFIG_CHANGED: RoutingConfigChanged,
     events.THREAD_CLOSED: ThreadClosed,
     events.THREAD_NOT_ANSWERED: NotAnswered,
+    events.THREAD_LEFT: ThreadLeft,
 }
 
 
@@ -71,12 +75,13 @@ CORE_INPUTS: dict[type, Callable[[RoutingCore, Any, datetime], Outcome]] = {
     TransferRequest: RoutingCore.on_transfer,
     ThreadClosed: RoutingCore.on_thread_closed,
     NotAnswered: RoutingCore.on_not_answered,
+    ThreadLeft: RoutingCore.on_thread_left,
 }
 
 
 def ordering_key(item: RouterInput) -> str:
     """What an input is about: while one of them is parked after a failure, the later ones wait."""
-    if isinstance(item, InboundMessage | ThreadClosed | NotAnswered):
+    if isinstance(item, InboundMessage | ThreadEvent):
         return f"thread:{item.workspace_id}:{item.channel}:{item.thread_id}"
     if isinstance(item, AgentSnapshot):
         return f"agent:{item.workspace_id}:{item.agent_id}"
@@ -256,7 +261,11 @@ class RouterService:
             await self.store.finish(commit_id)
 
     def _outbox(self, outcome: Outcome) -> list[dict]:
-        """Every message the outcome publishes, serialized, in publish order: deliveries, then events."""
+        """Every message the outcome publishes, serialized, in publish order: deliveries, then events.
+
+        An event some durable queue of the core takes (reporting's, the agents service's) is published
+        mandatory: one no queue takes is an error. Others (max wait, offer expired) are for optional
+        listeners (a channel, an external system) and may find none."""
         topology = self.broker.topology
         items = [
             {"exchange": topology.deliveries_exchange, "routing_key": topology.agent_routing_key(*agent_key),
@@ -268,7 +277,7 @@ class RouterService:
             routing_key = f"{event.type}.{event.details['channel']}" if event.type == events.CONVERSATION_ROUTED else event.type
             items.append({"exchange": topology.events_exchange, "routing_key": routing_key, "agent": None,
                           "type": event.type, "message_id": event.event_id, "workspace_id": event.workspace_id,
-                          "mandatory": False, "body": event.model_dump_json()})
+                          "mandatory": core_queue_takes(routing_key), "body": event.model_dump_json()})
         return items
 
     async def _publish_outbox(self, outbox: list[dict]) -> None:

@@ -319,7 +319,9 @@ async def agent_answered(request: web.Request) -> web.Response:
     agent_id, conversation_id = request.query.get("agent"), request.query.get("conversation")
     if not agent_id or not conversation_id:
         raise http_error(web.HTTPBadRequest, "the URL names no agent or conversation: ?agent=&conversation= are needed")
-    answered = ConversationAnswered(workspace_id=workspace_id, conversation_id=conversation_id, agent_id=agent_id)
+    # One pick-up per agent and conversation: Twilio's retry of this request is the same event.
+    answered = ConversationAnswered(workspace_id=workspace_id, conversation_id=conversation_id, agent_id=agent_id,
+                                    event_id=f"answered:{conversation_id}:{agent_id}")
     await intake.publish(answered, events.CONVERSATION_ANSWERED, answered.event_id, workspace_id)
     return twiml_response()  # nothing to play to the agent: the bridge goes ahead
 

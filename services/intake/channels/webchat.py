@@ -2,22 +2,28 @@
 
 A session token (HMAC-signed workspace and contact id) lets a reloaded page continue its
 conversation. Replies go to the customer's open sockets; one who is away sees them in the
-history sent on reconnect. Typing goes both ways as ephemeral signals (shared/ephemeral.py):
+history sent on reconnect. A chat whose last socket closed and that no socket of reopens within
+`INTAKE_WEBCHAT_ABANDON_SECONDS` is left: intake tells the router (`thread.left`), which drops
+a wait still on as abandoned (a conversation an agent holds stays theirs). Typing goes both ways as ephemeral signals (shared/ephemeral.py):
 the page's `{"type": "typing"}` becomes `typing.contact` for the agent's desk, and the agent's
 `typing.agent` becomes `{"type": "typing", "who": "agent"}` on the customer's sockets.
 """
 
+import asyncio
 import base64
 import hashlib
 import hmac
 import re
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
+import structlog
 from aiohttp import web
+from aiormq.exceptions import AMQPError, ChannelInvalidStateError
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 from services.intake.channels.api import MAX_TEXT_CHARS
@@ -25,12 +31,13 @@ from services.intake.channels.base import ChannelPlugin, Sent, message_id_for
 from shared import events
 from shared.attachments import MAX_CONTENT_TYPE_CHARS, media_type, safe_filename
 from shared.ephemeral import TYPING_INTERVAL, RateLimiter, SignalConsumer, TypingSignal, publish_signal
-from shared.models import Attachment, Contact, InboundMessage, OutboundMessage, Wire
+from shared.models import Attachment, Contact, InboundMessage, OutboundMessage, ThreadLeft, Wire, utcnow
 from shared.web import Form, FrameError, http_error, parse_frame
 
 if TYPE_CHECKING:
     from services.intake.context import Intake
 
+log = structlog.get_logger(__name__)
 CHANNEL = "webchat"
 CLIENT_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
@@ -167,22 +174,61 @@ def normalize_upload(upload: Upload, session: ChatSession, name: str | None) -> 
     return _inbound(session, upload.client_id, name, upload.text or f"[file: {upload.filename}]")
 
 
-class ChatHub:
-    """The customers' open sockets, by (workspace, thread)."""
+ChatKey = tuple[str, str]  # (workspace, thread)
+OnLeft = Callable[[str, str, datetime], Awaitable[None]]  # (workspace, thread, when its last socket closed)
 
-    def __init__(self) -> None:
-        self._sockets: dict[tuple[str, str], set[web.WebSocketResponse]] = {}
+
+class ChatHub:
+    """The customers' open sockets, by (workspace, thread), and the chats being left.
+
+    When a chat's last socket closes, `on_left` is called after `left_after` seconds unless a socket
+    of that chat opens meanwhile (a reload, a reconnect after a network blip). The timers live in
+    this process: a chat whose socket closed as intake stopped is not counted as left."""
+
+    def __init__(self, left_after: float = 60, on_left: OnLeft | None = None) -> None:
+        self._sockets: dict[ChatKey, set[web.WebSocketResponse]] = {}
         self.typing_limit = RateLimiter(TYPING_INTERVAL)  # per (workspace, thread): the customer's typing signals
+        self.left_after = left_after
+        self.on_left = on_left
+        self._leaving: dict[ChatKey, asyncio.Task] = {}  # still in their wait: a socket opening cancels them
+        self._tasks: set[asyncio.Task] = set()  # every one not done, awaited on close
+        self._closing = False
 
     def add(self, session: ChatSession, ws: web.WebSocketResponse) -> None:
-        self._sockets.setdefault((session.workspace_id, session.thread_id), set()).add(ws)
+        key = (session.workspace_id, session.thread_id)
+        self._sockets.setdefault(key, set()).add(ws)
+        leaving = self._leaving.pop(key, None)
+        if leaving is not None:
+            leaving.cancel()
 
     def remove(self, session: ChatSession, ws: web.WebSocketResponse) -> None:
-        sockets = self._sockets.get((session.workspace_id, session.thread_id))
+        key = (session.workspace_id, session.thread_id)
+        sockets = self._sockets.get(key)
         if sockets is not None:
             sockets.discard(ws)
             if not sockets:
-                del self._sockets[(session.workspace_id, session.thread_id)]
+                del self._sockets[key]
+                self._start_leaving(key)
+
+    def leaving(self, workspace_id: str, thread_id: str) -> bool:
+        """Whether the chat's last socket closed and its wait for a return is on."""
+        return (workspace_id, thread_id) in self._leaving
+
+    def _start_leaving(self, key: ChatKey) -> None:
+        if self.on_left is None or self._closing or key in self._leaving:
+            return
+        task = asyncio.create_task(self._leave(key, utcnow()), name=f"chat-left:{key[0]}:{key[1]}")
+        self._leaving[key] = task
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _leave(self, key: ChatKey, closed_at: datetime) -> None:
+        await asyncio.sleep(self.left_after)
+        # Past the wait it is no longer cancelled by a socket opening: the customer is told as left.
+        if self._leaving.get(key) is asyncio.current_task():
+            del self._leaving[key]
+        assert self.on_left is not None
+        await self.on_left(key[0], key[1], closed_at)
 
     async def send(self, workspace_id: str, thread_id: str, frame: dict) -> int:
         sent = 0
@@ -196,9 +242,36 @@ class ChatHub:
         return sent
 
     async def close_all(self) -> None:
+        """On stop: chats still in their wait are not left (their customers reconnect to the next intake)."""
+        self._closing = True
+        for task in self._leaving.values():
+            task.cancel()
+        self._leaving.clear()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
         for sockets in list(self._sockets.values()):
             for ws in list(sockets):
                 await ws.close(code=1001, message=b"server shutting down")
+
+
+LEFT_ATTEMPTS = 5
+
+
+async def tell_left(intake: "Intake", workspace_id: str, thread_id: str, closed_at: datetime) -> None:
+    """Tell the router the customer left this chat (thread.left), retried a few times; a failure is logged."""
+    seconds = intake.settings.webchat_abandon_seconds
+    left = ThreadLeft(workspace_id=workspace_id, channel=CHANNEL, thread_id=thread_id, at=closed_at,
+                      reason=f"chat closed, not back within {seconds:g} s")
+    for attempt in range(1, LEFT_ATTEMPTS + 1):
+        try:
+            await intake.broker.publish(left, events.THREAD_LEFT, message_type=events.THREAD_LEFT,
+                                        message_id=left.event_id, workspace_id=workspace_id)
+            return
+        except (AMQPError, ChannelInvalidStateError, ConnectionError, TimeoutError) as error:  # broker away or refusing
+            log.warning("webchat.left_publish_failed", workspace_id=workspace_id, thread_id=thread_id,
+                        attempt=attempt, error=repr(error))
+            if attempt < LEFT_ATTEMPTS:
+                await asyncio.sleep(min(0.5 * 2 ** (attempt - 1), 5))
+    log.error("webchat.left_not_told", workspace_id=workspace_id, thread_id=thread_id)
 
 
 def reply_frame(message: OutboundMessage) -> dict:
