@@ -94,6 +94,13 @@ def _conversation_and_kind(delivery: Any) -> tuple[str, str]:
     return delivery.conversation_id, "notice"
 
 
+def _threads_by_channel(infos: list[ConversationInfo]) -> dict[tuple[str, str], list[str]]:
+    threads: dict[tuple[str, str], list[str]] = {}
+    for info in infos:
+        threads.setdefault((info.workspace_id, info.channel), []).append(info.thread_id)
+    return threads
+
+
 class AgentsStore:
     def __init__(self, db: AsyncDatabase) -> None:
         self.agents = db["agents"]
@@ -356,11 +363,16 @@ class AgentsStore:
         first = [info for info in assignments if info.assignment_seq == 1]
         if not first:
             return []
-        threads = [{"workspace_id": i.workspace_id, "channel": i.channel, "thread_id": i.thread_id} for i in first]
         fields = ("workspace_id", "channel", "thread_id", "status", "created_at", "resolved_at", "assignee_id", "queue")
         by_thread: dict[tuple[str, str, str], list[dict]] = {}
-        async for doc in self.conversations.find({"$or": threads}, dict.fromkeys(fields, 1)).sort("created_at", -1):
-            by_thread.setdefault((doc["workspace_id"], doc["channel"], doc["thread_id"]), []).append(doc)
+        # One $in per workspace and channel: the thread index serves it ($or over threads, sorted,
+        # scanned the whole collection: each batch grew slower with every conversation stored).
+        for (workspace_id, channel), thread_ids in _threads_by_channel(first).items():
+            query = {"workspace_id": workspace_id, "channel": channel, "thread_id": {"$in": thread_ids}}
+            async for doc in self.conversations.find(query, dict.fromkeys(fields, 1)):
+                by_thread.setdefault((workspace_id, channel, doc["thread_id"]), []).append(doc)
+        for docs in by_thread.values():
+            docs.sort(key=lambda doc: doc["created_at"], reverse=True)
         found = []
         for info in first:
             before = [doc for doc in by_thread.get((info.workspace_id, info.channel, info.thread_id), [])
