@@ -128,10 +128,10 @@ def time_range(request: web.Request) -> Range:
     """[from, to), in order and no longer than the documented bound, or a JSON 4xx naming the problem."""
     start, end = _instant(request, FROM), _instant(request, TO)
     if start > end:
-        raise http_error(web.HTTPUnprocessableEntity, "from is after to", parameter="from")
+        raise http_error(web.HTTPUnprocessableEntity, "from is after to: the range is [from, to)", parameter="from")
     days = request.app[SETTINGS].max_range_days
     if end - start > timedelta(days=days):
-        raise http_error(web.HTTPUnprocessableEntity, f"the range is over {days} days: ask for less", parameter="to")
+        raise http_error(web.HTTPUnprocessableEntity, f"from to to is over {days} days: ask for less", parameter="to")
     return Range(start, end)
 
 
@@ -169,7 +169,7 @@ async def get_summary(request: web.Request) -> web.Response:
     try:
         zone(tz)
     except ReportQueryError as error:
-        raise http_error(web.HTTPUnprocessableEntity, str(error), parameter="tz") from None
+        raise http_error(web.HTTPUnprocessableEntity, f"tz: {error}", parameter="tz") from None
     rollups = await request.app[STORE].bucket_rollups(request[WORKSPACE], span.start, span.end, grouping)
     rows = summary(rollups, span.start, span.end, interval, tz, grouping, options)
     return model_response(Summary(rows=[SummaryRow(**row) for row in rows]))
