@@ -25,7 +25,7 @@ import json
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pydantic import ValidationError
@@ -47,7 +47,9 @@ ROLLUPS, PENDING = "report_rollups", "report_pending"
 # Events that move an agent's time (agent_time.apply): the others naming an agent change nothing there.
 AGENT_TIME_EVENTS = ("agent.status_changed", "conversation.assigned", "conversation.resolved",
                      "conversation.abandoned", "conversation.queued", "conversation.transferred")
-ROUTING_CONFIG_ID = "routing"  # the router's document in its `routing_config` collection
+ROUTING_CONFIG_ID = "routing"
+# How far back the timer looks for online agents' last buckets (it runs every minute or so).
+EXTEND_LOOKBACK = timedelta(days=2)  # the router's document in its `routing_config` collection
 
 
 def _key(*parts: str) -> str:
@@ -85,6 +87,7 @@ class ReportStore:
         await self.agent_time.create_index([("workspace_id", ASCENDING), ("agent_id", ASCENDING), ("bucket", ASCENDING)],
                                            unique=True)
         await self.agent_time.create_index([("workspace_id", ASCENDING), ("bucket", ASCENDING)])
+        await self.agent_time.create_index([("bucket", ASCENDING)])  # the timer's look back over every workspace
         await self.rollups.create_index([("workspace_id", ASCENDING), ("bucket", ASCENDING)], unique=True)
 
     # -- the routing configuration (the router's; read, never written) ---------------------------
@@ -195,16 +198,19 @@ class ReportStore:
             await self.agent_time.bulk_write(writes, ordered=False)
 
     async def extend_online_agents(self, now: datetime) -> set[BucketRef]:
-        """Carry agents whose last stored bucket ends online up to the bucket of `now`.
+        """Carry agents whose last stored bucket is before `now`'s and ends online up to the bucket of `now`.
 
         Without events an online agent's time would stop at the bucket of its last event until
-        its next one; this fills the buckets since, so today's occupancy counts the quiet hours."""
+        its next one; this fills the buckets since, so today's occupancy counts the quiet hours.
+        Only the last EXTEND_LOOKBACK of buckets is read: each run carries every online agent to
+        the current bucket, so an earlier last bucket is an agent the runs already carried."""
         current = bucket_start(now)
         latest = await self.agent_time.aggregate([
-            {"$match": {"bucket": {"$lt": current}}},
-            {"$sort": {"workspace_id": 1, "agent_id": 1, "bucket": -1}},
-            {"$group": {"_id": {"w": "$workspace_id", "a": "$agent_id"}, "status": {"$first": "$end_state.status"}}},
-            {"$match": {"status": "online"}},
+            {"$match": {"bucket": {"$gte": current - EXTEND_LOOKBACK}}},
+            {"$sort": {"bucket": -1}},
+            {"$group": {"_id": {"w": "$workspace_id", "a": "$agent_id"}, "bucket": {"$first": "$bucket"},
+                        "status": {"$first": "$end_state.status"}}},
+            {"$match": {"status": "online", "bucket": {"$lt": current}}},
         ])
         agents = {(d["_id"]["w"], d["_id"]["a"]): current async for d in latest}
         refolded = await self._fold_agents(agents)

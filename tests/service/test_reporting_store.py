@@ -13,7 +13,7 @@ from services.reporting.rollup import bucket_rollup, buckets_touched
 from services.reporting.store import AGENT_TIME_EVENTS, ReportStore
 from shared.mongo import create_client
 from tests.conftest import Names
-from tests.fixtures.reporting import DAY, Conversation, clock
+from tests.fixtures.reporting import DAY, Conversation, clock, status
 from tests.unit.test_reporting_day import AGENTS, END, SETTINGS, day_events
 
 
@@ -26,14 +26,14 @@ async def store(names: Names):
     await client.close()
 
 
-def engine_rollups(events: list) -> dict:
+def engine_rollups(events: list, until=END) -> dict:
     """The pure engine over the whole day at once: each conversation folded from all its events,
     each agent from its own events (the store folds no others: a span split at another agent's
     event would round its weighted milliseconds differently, by up to 1 ms)."""
     conversations = {e.conversation_id for e in events if e.conversation_id}
     facts = [fold_conversation([e for e in events if e.conversation_id == c], SETTINGS) for c in conversations]
     times = [t for agent in AGENTS for t in fold_agent_buckets(
-        agent, [e for e in events if e.agent_id == agent and e.type in AGENT_TIME_EVENTS], DAY, END)]
+        agent, [e for e in events if e.agent_id == agent and e.type in AGENT_TIME_EVENTS], DAY, until)]
     buckets = set().union(*(buckets_touched(f) for f in facts)) | {t.start for t in times if t.online_ms}
     return {b: bucket_rollup([f for f in facts if b in buckets_touched(f)], [t for t in times if t.start == b], b)
             for b in sorted(buckets)}
@@ -109,3 +109,17 @@ async def test_a_batch_that_fails_midway_is_made_good_by_its_redelivery(store, m
     assert rollups == engine_rollups(first + reopen)
     assert clock("10:15:00") not in rollups  # the first resolution no longer counts anywhere
     assert await store.pending.count_documents({}) == 0
+
+
+async def test_an_online_agent_with_no_events_has_its_time_carried_to_now(store):
+    online = [status("ann", "08:00:00", "online", 2)]
+    await store.record(online)
+    assert await store.extend_online_agents(clock("10:05:00"))
+    assert await stored_rollups(store) == engine_rollups(online, until=clock("10:15:00"))
+    assert len(await stored_rollups(store)) == 9  # 08:00 to 10:00, each with 15 minutes online
+    assert not await store.extend_online_agents(clock("10:10:00"))  # nothing new to carry
+
+    away = [status("ann", "09:20:00", "away")]  # late: the quiet buckets after it are corrected
+    await store.record(away)
+    assert await stored_rollups(store) == engine_rollups(online + away, until=clock("10:15:00"))
+    assert not await store.extend_online_agents(clock("11:00:00"))  # away: nothing to carry
