@@ -7,8 +7,8 @@
   what to check. A broker is never stopped or killed here: others may be using it.
 - MongoDB: MONGO_URL if set; otherwise the embedded default, SecantusDB, is started as its own
   process with its data under .data/mongo (or in memory for tests).
-- Then intake, router and agents, each as its own process where INTAKE_HOST/INTAKE_PORT (ROUTER_,
-  AGENTS_) say, and the addresses of the pages.
+- Then intake, router, agents and reporting, each as its own process where INTAKE_HOST/INTAKE_PORT
+  (ROUTER_, AGENTS_, REPORTING_) say, and the addresses of the pages.
 The tests and the benchmark use the same functions to build their stacks.
 """
 
@@ -32,8 +32,8 @@ from deploy import cleanup
 from shared.settings import CommonSettings
 
 ROOT = Path(__file__).resolve().parents[1]
-SERVICES = ("intake", "router", "agents")
-DEFAULT_PORTS = {"intake": 8080, "router": 8081, "agents": 8082}
+SERVICES = ("intake", "router", "agents", "reporting")
+DEFAULT_PORTS = {"intake": 8080, "router": 8081, "agents": 8082, "reporting": 8083}
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 
 
@@ -56,15 +56,19 @@ class LocalSettings(CommonSettings):
     router_port: int = _env(DEFAULT_PORTS["router"], "ROUTER_PORT")
     agents_host: str = _env("127.0.0.1", "AGENTS_HOST")
     agents_port: int = _env(DEFAULT_PORTS["agents"], "AGENTS_PORT")
+    reporting_host: str = _env("127.0.0.1", "REPORTING_HOST")
+    reporting_port: int = _env(DEFAULT_PORTS["reporting"], "REPORTING_PORT")
     # Unset: derived from where agents and intake listen, so a moved port moves them too.
     intake_agents_url: str | None = _env(None, "INTAKE_AGENTS_URL")
     intake_public_url: str | None = _env(None, "INTAKE_PUBLIC_URL")
 
     def hosts(self) -> dict[str, str]:
-        return {"intake": self.intake_host, "router": self.router_host, "agents": self.agents_host}
+        return {"intake": self.intake_host, "router": self.router_host, "agents": self.agents_host,
+                "reporting": self.reporting_host}
 
     def ports(self) -> dict[str, int]:
-        return {"intake": self.intake_port, "router": self.router_port, "agents": self.agents_port}
+        return {"intake": self.intake_port, "router": self.router_port, "agents": self.agents_port,
+                "reporting": self.reporting_port}
 
 
 def free_port() -> int:
@@ -289,7 +293,7 @@ def reachable_host(host: str) -> str:
 
 @dataclass
 class Stack:
-    """The three services as processes, and where they answer."""
+    """The services as processes, and where they answer."""
 
     env: dict[str, str]
     ports: dict[str, int]
@@ -333,8 +337,9 @@ class Stack:
             return False
 
     def start_all(self) -> None:
-        # agents first: it declares the agent queues the router delivers to.
-        for service in ("agents", "router", "intake"):
+        # agents first: it declares the agent queues the router delivers to. Reporting last: its
+        # queue is declared by every service and keeps the events until it reads them.
+        for service in ("agents", "router", "intake", "reporting"):
             self.start(service)
 
     def stop(self, service: str) -> None:
@@ -349,7 +354,7 @@ class Stack:
 
 
 def run_stack(settings: LocalSettings, infra: Infrastructure) -> Stack:
-    """The stack `make run` starts: where INTAKE_/ROUTER_/AGENTS_HOST and _PORT say.
+    """The stack `make run` starts: where INTAKE_/ROUTER_/AGENTS_/REPORTING_HOST and _PORT say.
 
     Intake's agents URL and public URL follow the agents and intake ports unless set."""
     stack = Stack({"AMQP_URL": infra.amqp_url, "MONGO_URL": infra.mongo_url}, settings.ports(), hosts=settings.hosts())
@@ -385,6 +390,7 @@ def main() -> None:
             f"  agent desk     {stack.url('agents')}/desk   (API key: {key})\n"
             f"  intake API     {stack.url('intake')}/v1/messages   (OpenAPI: /openapi.json)\n"
             f"  router         {stack.url('router')}/v1/queue\n"
+            f"  reports        {stack.url('reporting')}/v1/reports/summary?from=...&to=...   (OpenAPI: /openapi.json)\n"
             "Ctrl-C stops it.",
             flush=True,
         )

@@ -1,4 +1,4 @@
-"""Helpers for service tests: run the three apps in this event loop, read desk frames."""
+"""Helpers for service tests: run the apps in this event loop, read desk frames."""
 
 import asyncio
 import json
@@ -13,6 +13,8 @@ from services.agents.app import create_app as create_agents
 from services.agents.settings import AgentsSettings
 from services.intake.app import create_app as create_intake
 from services.intake.settings import IntakeSettings
+from services.reporting.app import create_app as create_reporting
+from services.reporting.settings import ReportingSettings
 from services.router.app import create_app as create_router
 from services.router.settings import RouterSettings
 from tests.conftest import API_KEY, Names, auth, free_port, serve
@@ -24,6 +26,7 @@ class Apps:
     intake: TestClient
     router: TestClient
     agents: TestClient
+    reporting: TestClient | None = None  # running_apps(..., reporting={...}) starts it
 
     async def put_agent(self, agent_id: str, *, skills: dict | None = None, capacity: int = 3, status: str = "online") -> None:
         await self.api.put_agent(agent_id, skills=skills, capacity=capacity, status=status)
@@ -79,14 +82,21 @@ def texts(frames: list[dict]) -> list[str]:
 
 @asynccontextmanager
 async def running_apps(names: Names, *, agents_settings: dict | None = None, router_settings: dict | None = None,
-                       **intake_overrides) -> AsyncIterator[Apps]:
-    """The three apps on real ports; keyword arguments are intake settings, the dicts the others'."""
+                       reporting: dict | None = None, **intake_overrides) -> AsyncIterator[Apps]:
+    """The three apps on real ports; keyword arguments are intake settings, the dicts the others'.
+
+    `reporting` (its settings, `{}` for the defaults) starts the reporting service too: it consumes
+    `<ns>.reporting.events`, so a test that reads that queue itself leaves it out."""
     async with AsyncExitStack() as stack:
+        reporter = None
+        if reporting is not None:
+            reporter = await stack.enter_async_context(serve(create_reporting(names.settings(ReportingSettings,
+                                                                                             **reporting))))
         agents = await stack.enter_async_context(serve(create_agents(names.settings(AgentsSettings, **(agents_settings or {})))))
         router = await stack.enter_async_context(serve(create_router(names.settings(RouterSettings, **(router_settings or {})))))
         intake_settings = names.settings(IntakeSettings, agents_url=str(agents.make_url("/")), **intake_overrides)
         intake = await stack.enter_async_context(serve(create_intake(intake_settings)))
-        yield Apps(intake, router, agents)
+        yield Apps(intake, router, agents, reporter)
 
 
 @asynccontextmanager

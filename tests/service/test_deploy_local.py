@@ -1,5 +1,5 @@
 """`make run` (`python -m deploy.local`) honours README's configuration: each service listens where
-INTAKE_/ROUTER_/AGENTS_HOST and _PORT say, intake's agents and public URLs follow them unless set,
+INTAKE_/ROUTER_/AGENTS_/REPORTING_HOST and _PORT say, intake's agents and public URLs follow them unless set,
 and the stack runs in SWITCHYARD_NAMESPACE and MONGO_DB with SWITCHYARD_API_KEYS."""
 
 import asyncio
@@ -14,7 +14,7 @@ from pymongo import AsyncMongoClient
 
 from deploy.local import ROOT, Infrastructure, LocalSettings, free_port, port_answers, run_stack
 
-SERVICE_PREFIXES = ("INTAKE_", "ROUTER_", "AGENTS_")
+SERVICE_PREFIXES = ("INTAKE_", "ROUTER_", "AGENTS_", "REPORTING_")
 
 
 @pytest.fixture
@@ -28,20 +28,21 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
 
 def test_the_defaults_are_the_documented_ports(clean_env):
     stack = run_stack(LocalSettings(), Infrastructure("amqp://broker/", "mongodb://db/"))
-    assert stack.ports == {"intake": 8080, "router": 8081, "agents": 8082}
-    assert [stack.url(s) for s in ("intake", "router", "agents")] == [
-        "http://127.0.0.1:8080", "http://127.0.0.1:8081", "http://127.0.0.1:8082"]
+    assert stack.ports == {"intake": 8080, "router": 8081, "agents": 8082, "reporting": 8083}
+    assert [stack.url(s) for s in ("intake", "router", "agents", "reporting")] == [
+        "http://127.0.0.1:8080", "http://127.0.0.1:8081", "http://127.0.0.1:8082", "http://127.0.0.1:8083"]
     assert stack.env["INTAKE_AGENTS_URL"] == "http://127.0.0.1:8082"
     assert stack.env["INTAKE_PUBLIC_URL"] == "http://127.0.0.1:8080"
 
 
 def test_hosts_and_ports_come_from_the_environment_and_intake_follows_them(clean_env):
-    for name, value in {"INTAKE_PORT": "9100", "ROUTER_PORT": "9101", "AGENTS_PORT": "9102",
-                        "INTAKE_HOST": "0.0.0.0", "ROUTER_HOST": "::1", "AGENTS_HOST": "127.0.0.3"}.items():
+    for name, value in {"INTAKE_PORT": "9100", "ROUTER_PORT": "9101", "AGENTS_PORT": "9102", "REPORTING_PORT": "9103",
+                        "INTAKE_HOST": "0.0.0.0", "ROUTER_HOST": "::1", "AGENTS_HOST": "127.0.0.3",
+                        "REPORTING_HOST": "127.0.0.4"}.items():
         clean_env.setenv(name, value)
     stack = run_stack(LocalSettings(), Infrastructure("amqp://broker/", "mongodb://db/"))
-    assert stack.ports == {"intake": 9100, "router": 9101, "agents": 9102}
-    assert stack.hosts == {"intake": "0.0.0.0", "router": "::1", "agents": "127.0.0.3"}
+    assert stack.ports == {"intake": 9100, "router": 9101, "agents": 9102, "reporting": 9103}
+    assert stack.hosts == {"intake": "0.0.0.0", "router": "::1", "agents": "127.0.0.3", "reporting": "127.0.0.4"}
     # A wildcard listener is called on loopback; an IPv6 address goes in brackets.
     assert stack.url("intake") == "http://127.0.0.1:9100"
     assert stack.url("router") == "http://[::1]:9101"
@@ -98,11 +99,12 @@ async def stop(process: asyncio.subprocess.Process, timeout: float = 45) -> int:
 @pytest.mark.e2e
 async def test_make_run_listens_where_the_environment_says(infra, names, tmp_path):
     ns = names.namespace
-    intake, router, agents = free_port(), free_port(), free_port()
+    intake, router, agents, reporting = free_port(), free_port(), free_port(), free_port()
     env = {name: value for name, value in os.environ.items() if not name.startswith(SERVICE_PREFIXES)} | {
         "AMQP_URL": infra.amqp_url, "MONGO_URL": infra.mongo_url, "MONGO_DB": ns, "SWITCHYARD_NAMESPACE": ns,
         "SWITCHYARD_API_KEYS": "default:run-key", "SWITCHYARD_DATA_DIR": str(tmp_path), "LOG_LEVEL": "warning",
         "INTAKE_PORT": str(intake), "ROUTER_PORT": str(router), "AGENTS_PORT": str(agents),
+        "REPORTING_PORT": str(reporting),
         "ROUTER_HOST": "127.0.0.2",  # a host of its own, to see *_HOST honoured
     }
     process = await asyncio.create_subprocess_exec(
@@ -116,10 +118,12 @@ async def test_make_run_listens_where_the_environment_says(infra, names, tmp_pat
         assert f"http://127.0.0.1:{intake}/chat" in banner
         assert f"http://127.0.0.1:{agents}/desk   (API key: run-key)" in banner
         assert f"http://127.0.0.2:{router}/v1/queue" in banner
+        assert f"http://127.0.0.1:{reporting}/v1/reports/summary" in banner
         assert not port_answers("127.0.0.1", router), "the router listens on ROUTER_HOST only"
 
         async with aiohttp.ClientSession() as http:
-            for base in (f"http://127.0.0.1:{intake}", f"http://127.0.0.2:{router}", f"http://127.0.0.1:{agents}"):
+            for base in (f"http://127.0.0.1:{intake}", f"http://127.0.0.2:{router}", f"http://127.0.0.1:{agents}",
+                         f"http://127.0.0.1:{reporting}"):
                 async with http.get(f"{base}/readyz") as response:
                     assert response.status == 200, base
             async with http.put(f"http://127.0.0.1:{agents}/v1/agents/ann", headers={"Authorization": "Bearer run-key"},

@@ -11,7 +11,7 @@ ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 DOCKERFILE = ROOT / "deploy" / "Dockerfile"
 
-APP_SERVICES = {"intake": 8080, "router": 8081, "agents": 8082}
+APP_SERVICES = {"intake": 8080, "router": 8081, "agents": 8082, "reporting": 8083}
 INFRA = ("rabbitmq", "mongo")
 
 
@@ -114,7 +114,7 @@ def final_stage() -> list[tuple[str, str]]:
 # --- docker-compose.yml ----------------------------------------------------------------------
 
 
-def test_all_five_services_exist():
+def test_all_six_services_exist():
     services = load_compose()["services"]
     missing = {*INFRA, *APP_SERVICES} - set(services)
     assert not missing, f"compose is missing services: {sorted(missing)}"

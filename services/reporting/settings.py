@@ -1,0 +1,15 @@
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
+
+from shared.settings import CommonSettings
+
+
+class ReportingSettings(CommonSettings):
+    model_config = SettingsConfigDict(env_prefix="REPORTING_", extra="ignore", populate_by_name=True)
+
+    port: int = 8083
+    batch_size: int = Field(200, ge=1)
+    # How often online agents' time is carried forward into the buckets that had no event of theirs.
+    extend_seconds: float = Field(60, gt=0)
+    # The longest range one report may cover (a summary reads one stored rollup per 15 minutes of it).
+    max_range_days: int = Field(366, ge=1)

@@ -1,0 +1,361 @@
+"""Reporting's collections, and the recomputation that keeps them right (docs/architecture.md, "Reporting").
+
+Crash-safe and idempotent by recomputation, never by increments:
+
+1. every event is inserted into `report_events` under `_id = event_id` (a repeat is a no-op);
+2. each conversation a batch touches is folded again from ALL its stored events; its document in
+   `report_conversations` keeps the buckets its facts touch and what it adds to each (a partial
+   rollup per bucket) and the row of the CSV export;
+3. each agent a batch touches has its time refolded from the bucket of its earliest event in the
+   batch to the last bucket stored for it, starting from the state stored at the end of the
+   bucket before (`report_agent_time`, one document per agent and bucket);
+4. each bucket whose inputs changed (the old or new buckets of a conversation, an agent bucket
+   whose figures changed) is recomputed from the partial rollups of every conversation touching
+   it plus the agents' time in it, and replaces its `report_rollups` document.
+
+The buckets of step 4 are written to `report_pending` before steps 2 and 3 change anything and
+deleted after step 4: a process that dies in between recomputes them at its next batch.
+
+Rollups and partial rollups are stored as JSON strings (one per grouping): their keys are queue
+names, agent ids and labels, free text that may hold `.` or `$`.
+"""
+
+import asyncio
+import json
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from pydantic import ValidationError
+from pymongo import ASCENDING, DESCENDING, InsertOne, ReplaceOne, UpdateOne
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import BulkWriteError
+
+from services.reporting.agent_time import AgentState, AgentTime, fold_agent_buckets
+from services.reporting.export import csv_row
+from services.reporting.facts import ConversationFacts, FoldSettings, fold_conversation
+from services.reporting.intervals import BUCKET, bucket_start
+from services.reporting.model import ReportEvent
+from services.reporting.rollup import GROUPINGS, Rollup, buckets_touched, merge, rollup_between
+from services.router.config import RoutingConfig
+from shared.mongo import non_duplicate_errors
+
+EVENTS, CONVERSATIONS, AGENT_TIME = "report_events", "report_conversations", "report_agent_time"
+ROLLUPS, PENDING = "report_rollups", "report_pending"
+# Events that move an agent's time (agent_time.apply): the others naming an agent change nothing there.
+AGENT_TIME_EVENTS = ("agent.status_changed", "conversation.assigned", "conversation.resolved",
+                     "conversation.abandoned", "conversation.queued", "conversation.transferred")
+ROUTING_CONFIG_ID = "routing"
+# How far back the timer looks for online agents' last buckets (it runs every minute or so).
+EXTEND_LOOKBACK = timedelta(days=2)  # the router's document in its `routing_config` collection
+
+
+def _key(*parts: str) -> str:
+    """An unambiguous string id from free-text parts (workspace and conversation ids may hold anything)."""
+    return json.dumps(parts, ensure_ascii=False)
+
+
+@dataclass(frozen=True)
+class BucketRef:
+    workspace_id: str
+    bucket: datetime
+
+    @property
+    def id(self) -> str:
+        return _key(self.workspace_id, self.bucket.isoformat())
+
+
+class ReportStore:
+    """Reporting's collections in one database (it owns every `report_*` collection)."""
+
+    def __init__(self, db: AsyncDatabase, settings: FoldSettings | None = None) -> None:
+        self.db = db
+        self.events = db[EVENTS]
+        self.conversations = db[CONVERSATIONS]
+        self.agent_time = db[AGENT_TIME]
+        self.rollups = db[ROLLUPS]
+        self.pending = db[PENDING]
+        self.fixed_settings = settings  # None: business hours from the router's configuration
+
+    async def ensure_indexes(self) -> None:
+        await self.events.create_index([("workspace_id", ASCENDING), ("conversation_id", ASCENDING)])
+        await self.events.create_index([("workspace_id", ASCENDING), ("agent_id", ASCENDING), ("at", ASCENDING)])
+        await self.conversations.create_index([("workspace_id", ASCENDING), ("buckets", ASCENDING)])
+        await self.conversations.create_index([("workspace_id", ASCENDING), ("started_at", ASCENDING)])
+        await self.agent_time.create_index([("workspace_id", ASCENDING), ("agent_id", ASCENDING), ("bucket", ASCENDING)],
+                                           unique=True)
+        await self.agent_time.create_index([("workspace_id", ASCENDING), ("bucket", ASCENDING)])
+        await self.agent_time.create_index([("bucket", ASCENDING)])  # the timer's look back over every workspace
+        await self.rollups.create_index([("workspace_id", ASCENDING), ("bucket", ASCENDING)], unique=True)
+
+    # -- the routing configuration (the router's; read, never written) ---------------------------
+
+    async def fold_settings(self) -> FoldSettings:
+        """Business hours per queue from the router's stored configuration; none when it has none or it is invalid."""
+        if self.fixed_settings is not None:
+            return self.fixed_settings
+        stored = await self.db["routing_config"].find_one({"_id": ROUTING_CONFIG_ID}, {"config": 1})
+        try:
+            config = RoutingConfig.model_validate(stored["config"]) if stored else RoutingConfig()
+        except ValidationError:  # the router logs it and runs on its default; so do we
+            config = RoutingConfig()
+        return FoldSettings.from_routing_config(config)
+
+    # -- ingest ---------------------------------------------------------------------------------
+
+    async def record(self, batch: Iterable[ReportEvent]) -> set[BucketRef]:
+        """Store the events and recompute everything they change; the buckets recomputed."""
+        events = list({event.event_id: event for event in batch}.values())
+        pending = await self._pending_buckets()
+        if events:
+            await self._insert_events(events)
+        conversations = {(e.workspace_id, e.conversation_id) for e in events if e.conversation_id}
+        agents = _agents_touched(events)
+        settings = await self.fold_settings() if conversations else FoldSettings()
+        folded = await self._fold_conversations(conversations, settings)
+        refolded = await self._fold_agents(agents)
+        changed = pending | _conversation_buckets(folded) | _agent_buckets(refolded)
+        await self._mark_pending(changed)
+        await self._write_conversations(folded)
+        await self._write_agent_time(refolded)
+        await self.recompute_buckets(changed)
+        await self.pending.delete_many({"_id": {"$in": [ref.id for ref in changed]}})
+        return changed
+
+    async def _insert_events(self, events: list[ReportEvent]) -> None:
+        documents = [InsertOne(_event_document(event)) for event in events]
+        try:
+            await self.events.bulk_write(documents, ordered=False)
+        except BulkWriteError as error:
+            if non_duplicate_errors(error.details):  # a duplicate id is an event stored before: fine
+                raise
+
+    async def _pending_buckets(self) -> set[BucketRef]:
+        """Buckets a batch that failed midway (or a process that died) left to recompute."""
+        return {BucketRef(d["workspace_id"], d["bucket"]) async for d in self.pending.find({})}
+
+    async def _mark_pending(self, refs: set[BucketRef]) -> None:
+        if refs:
+            await self.pending.bulk_write([
+                UpdateOne({"_id": ref.id}, {"$set": {"workspace_id": ref.workspace_id, "bucket": ref.bucket}},
+                          upsert=True) for ref in refs], ordered=False)
+
+    # -- conversations --------------------------------------------------------------------------
+
+    async def _fold_conversations(self, keys: set[tuple[str, str]], settings: FoldSettings
+                                  ) -> list["FoldedConversation"]:
+        if not keys:
+            return []
+        by_conversation: dict[tuple[str, str], list[ReportEvent]] = defaultdict(list)
+        query = {"$or": [{"workspace_id": w, "conversation_id": c} for w, c in sorted(keys)]}
+        async for document in self.events.find(query, {"event": 1}):
+            event = ReportEvent.model_validate_json(document["event"])
+            by_conversation[(event.workspace_id, event.conversation_id or "")].append(event)
+        old = {(d["workspace_id"], d["conversation_id"]): d.get("buckets", [])
+               async for d in self.conversations.find({"_id": {"$in": [_key(*k) for k in keys]}},
+                                                      {"workspace_id": 1, "conversation_id": 1, "buckets": 1})}
+        return [FoldedConversation(fold_conversation(events, settings), old.get(key, []))
+                for key, events in by_conversation.items()]
+
+    async def _write_conversations(self, folded: list["FoldedConversation"]) -> None:
+        if folded:
+            await self.conversations.bulk_write(
+                [ReplaceOne({"_id": _key(f.facts.workspace_id, f.facts.conversation_id)}, f.document(), upsert=True)
+                 for f in folded], ordered=False)
+
+    # -- agents ---------------------------------------------------------------------------------
+
+    async def _fold_agents(self, agents: dict[tuple[str, str], datetime]) -> list["RefoldedAgent"]:
+        return list(await asyncio.gather(*(self._fold_agent(workspace, agent, earliest)
+                                           for (workspace, agent), earliest in agents.items())))
+
+    async def _fold_agent(self, workspace_id: str, agent_id: str, earliest: datetime) -> "RefoldedAgent":
+        """The agent's buckets from the first one not stored before `earliest` to the last one stored (or
+        the bucket of its last event), from the state stored at the end of the bucket before.
+
+        Buckets with no time and no change of state are not stored, so the last stored bucket
+        before any instant holds the state at that instant; starting right after it also fills
+        the online hours that came with no event (see extend_online_agents)."""
+        who = {"workspace_id": workspace_id, "agent_id": agent_id}
+        before = await self.agent_time.find_one({**who, "bucket": {"$lt": bucket_start(earliest)}},
+                                                sort=[("bucket", DESCENDING)])
+        start = before["bucket"] + BUCKET if before else bucket_start(earliest)
+        state = AgentState.from_dict(before["end_state"]) if before else AgentState()
+        stored = {d["bucket"]: d async for d in self.agent_time.find({**who, "bucket": {"$gte": start}})}
+        events = [ReportEvent.model_validate_json(d["event"]) async for d in self.events.find(
+            {**who, "type": {"$in": AGENT_TIME_EVENTS}, "at": {"$gte": start}}, {"event": 1})]
+        last = max([bucket_start(earliest), *(bucket_start(e.at) for e in events), *stored])
+        periods = fold_agent_buckets(agent_id, events, start, last + BUCKET, state)
+        return RefoldedAgent(workspace_id, agent_id, state, periods, stored)
+
+    async def _write_agent_time(self, refolded: list["RefoldedAgent"]) -> None:
+        writes = [ReplaceOne({"workspace_id": r.workspace_id, "agent_id": r.agent_id, "bucket": p.start},
+                             _agent_time_document(r.workspace_id, p), upsert=True)
+                  for r in refolded for p in r.changed()]
+        if writes:
+            await self.agent_time.bulk_write(writes, ordered=False)
+
+    async def extend_online_agents(self, now: datetime) -> set[BucketRef]:
+        """Carry agents whose last stored bucket is before `now`'s and ends online up to the bucket of `now`.
+
+        Without events an online agent's time would stop at the bucket of its last event until
+        its next one; this fills the buckets since, so today's occupancy counts the quiet hours.
+        Only the last EXTEND_LOOKBACK of buckets is read: each run carries every online agent to
+        the current bucket, so an earlier last bucket is an agent the runs already carried."""
+        current = bucket_start(now)
+        latest = await self.agent_time.aggregate([
+            {"$match": {"bucket": {"$gte": current - EXTEND_LOOKBACK}}},
+            {"$sort": {"bucket": -1}},
+            {"$group": {"_id": {"w": "$workspace_id", "a": "$agent_id"}, "bucket": {"$first": "$bucket"},
+                        "status": {"$first": "$end_state.status"}}},
+            {"$match": {"status": "online", "bucket": {"$lt": current}}},
+        ])
+        agents = {(d["_id"]["w"], d["_id"]["a"]): current async for d in latest}
+        refolded = await self._fold_agents(agents)
+        changed = _agent_buckets(refolded)
+        await self._mark_pending(changed)
+        await self._write_agent_time(refolded)
+        await self.recompute_buckets(changed)
+        await self.pending.delete_many({"_id": {"$in": [ref.id for ref in changed]}})
+        return changed
+
+    # -- rollups --------------------------------------------------------------------------------
+
+    async def recompute_buckets(self, refs: set[BucketRef]) -> None:
+        """Replace each bucket's rollup by the sum of what its conversations and agents add to it."""
+        by_workspace: dict[str, set[datetime]] = defaultdict(set)
+        for ref in refs:
+            by_workspace[ref.workspace_id].add(ref.bucket)
+        writes = []
+        for workspace_id, buckets in by_workspace.items():
+            parts = await self._conversation_parts(workspace_id, buckets)
+            agent_times = await self._agent_times(workspace_id, buckets)
+            for bucket in buckets:
+                rollup = merge([*parts[bucket], rollup_between([], agent_times[bucket], bucket, bucket + BUCKET)])
+                writes.append(ReplaceOne({"workspace_id": workspace_id, "bucket": bucket},
+                                         _rollup_document(workspace_id, bucket, rollup), upsert=True))
+        if writes:
+            await self.rollups.bulk_write(writes, ordered=False)
+
+    async def _conversation_parts(self, workspace_id: str, buckets: set[datetime]) -> dict[datetime, list[Rollup]]:
+        parts: dict[datetime, list[Rollup]] = defaultdict(list)
+        query = {"workspace_id": workspace_id, "buckets": {"$in": sorted(buckets)}}
+        async for document in self.conversations.find(query, {"parts": 1}):
+            for part in document["parts"]:
+                if part["bucket"] in buckets:
+                    parts[part["bucket"]].append(json.loads(part["rollup"]))
+        return parts
+
+    async def _agent_times(self, workspace_id: str, buckets: set[datetime]) -> dict[datetime, list[AgentTime]]:
+        times: dict[datetime, list[AgentTime]] = defaultdict(list)
+        query = {"workspace_id": workspace_id, "bucket": {"$in": sorted(buckets)}}
+        async for d in self.agent_time.find(query):
+            times[d["bucket"]].append(AgentTime(d["agent_id"], d["bucket"], d["bucket"] + BUCKET, d["online_ms"],
+                                                d["occupied_ms"], d["weighted_ms"], AgentState.from_dict(d["end_state"])))
+        return times
+
+    # -- reads ----------------------------------------------------------------------------------
+
+    async def bucket_rollups(self, workspace_id: str, start: datetime, end: datetime, grouping: str
+                             ) -> dict[datetime, Rollup]:
+        """The stored rollups of the buckets in [start, end), only the grouping asked for."""
+        query = {"workspace_id": workspace_id, "bucket": {"$gte": bucket_start(start), "$lt": end}}
+        found = {}
+        async for document in self.rollups.find(query, {"bucket": 1, f"groups.{grouping}": 1}):
+            raw = document.get("groups", {}).get(grouping)
+            found[document["bucket"]] = {grouping: json.loads(raw)} if raw else {}
+        return found
+
+    def export_rows(self, workspace_id: str, start: datetime, end: datetime, batch_size: int = 500):
+        """The CSV rows of the conversations that started in [start, end), oldest first (a cursor)."""
+        query = {"workspace_id": workspace_id, "started_at": {"$gte": start, "$lt": end}}
+        return self.conversations.find(query, {"row": 1}, batch_size=batch_size).sort(
+            [("started_at", ASCENDING), ("_id", ASCENDING)])
+
+
+@dataclass(frozen=True)
+class FoldedConversation:
+    """A conversation's facts folded again, and the buckets its previous facts touched."""
+
+    facts: ConversationFacts
+    old_buckets: list[datetime]
+
+    @property
+    def buckets(self) -> set[datetime]:
+        return buckets_touched(self.facts)
+
+    def document(self) -> dict[str, Any]:
+        f = self.facts
+        parts = [{"bucket": b, "rollup": json.dumps(rollup_between([f], [], b, b + BUCKET), sort_keys=True)}
+                 for b in sorted(self.buckets)]
+        started = f.opened_at or f.queued_at or min((p["bucket"] for p in parts), default=None)
+        return {"workspace_id": f.workspace_id, "conversation_id": f.conversation_id, "started_at": started,
+                "buckets": sorted(self.buckets), "parts": parts, "row": csv_row(f)}
+
+
+@dataclass(frozen=True)
+class RefoldedAgent:
+    workspace_id: str
+    agent_id: str
+    start_state: AgentState
+    periods: list[AgentTime]
+    stored: dict[datetime, dict[str, Any]]  # the documents these periods replace, by bucket
+
+    def changed(self) -> list[AgentTime]:
+        """The periods to write: those that differ from their stored document, except a bucket
+        never stored that holds no time and no change of state (nothing to say, nothing to chain)."""
+        found, state = [], self.start_state
+        for period in self.periods:
+            document = self.stored.get(period.start)
+            trivial = period.online_ms == 0 and period.end_state == state
+            if (document is not None or not trivial) and \
+                    _agent_time_document(self.workspace_id, period) != _comparable(document):
+                found.append(period)
+            state = period.end_state
+        return found
+
+
+def _comparable(document: dict[str, Any] | None) -> dict[str, Any] | None:
+    return None if document is None else {k: v for k, v in document.items() if k != "_id"}
+
+
+def _event_document(event: ReportEvent) -> dict[str, Any]:
+    # The event itself as JSON (its time to the microsecond, data as sent); the rest is for queries.
+    return {"_id": event.event_id, "workspace_id": event.workspace_id, "conversation_id": event.conversation_id,
+            "agent_id": event.agent_id, "type": event.type, "at": event.at, "event": event.model_dump_json()}
+
+
+def _agent_time_document(workspace_id: str, period: AgentTime) -> dict[str, Any]:
+    return {"workspace_id": workspace_id, "agent_id": period.agent_id, "bucket": period.start,
+            "online_ms": period.online_ms, "occupied_ms": period.occupied_ms, "weighted_ms": period.weighted_ms,
+            "end_state": period.end_state.as_dict()}
+
+
+def _rollup_document(workspace_id: str, bucket: datetime, rollup: Rollup) -> dict[str, Any]:
+    groups = {grouping: json.dumps(rollup[grouping], sort_keys=True) for grouping in GROUPINGS if rollup.get(grouping)}
+    return {"workspace_id": workspace_id, "bucket": bucket, "groups": groups}
+
+
+def _agents_touched(events: list[ReportEvent]) -> dict[tuple[str, str], datetime]:
+    """Each agent whose time the events move, with the earliest such event."""
+    earliest: dict[tuple[str, str], datetime] = {}
+    for event in events:
+        if event.agent_id and event.type in AGENT_TIME_EVENTS:
+            key = (event.workspace_id, event.agent_id)
+            earliest[key] = min(earliest.get(key, event.at), event.at)
+    return earliest
+
+
+def _conversation_buckets(folded: list[FoldedConversation]) -> set[BucketRef]:
+    return {BucketRef(f.facts.workspace_id, _utc(b)) for f in folded for b in {*f.old_buckets, *f.buckets}}
+
+
+def _agent_buckets(refolded: list[RefoldedAgent]) -> set[BucketRef]:
+    return {BucketRef(r.workspace_id, p.start) for r in refolded for p in r.changed()}
+
+
+def _utc(at: datetime) -> datetime:
+    return at.astimezone(UTC)
+
