@@ -74,7 +74,7 @@ def create_app(settings: ReportingSettings) -> web.Application:
     async def resources(app: web.Application) -> AsyncIterator[None]:
         await broker.start()
         service = ReportingService(broker, store, metrics, batch_size=settings.batch_size,
-                                   extend_seconds=settings.extend_seconds)
+                                   extend_seconds=settings.extend_seconds, rollup_seconds=settings.rollup_seconds)
         await service.start()
         app[SERVICE] = service
         yield

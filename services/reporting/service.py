@@ -44,7 +44,7 @@ class ReportingMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
         self.events = Counter("reporting_events_total", "Events received", ["type"], registry=registry)
         self.buckets = Counter("reporting_buckets_recomputed_total", "Bucket rollups recomputed", registry=registry)
-        self.batch_seconds = Histogram("reporting_batch_seconds", "Time to store and recompute a batch",
+        self.batch_seconds = Histogram("reporting_batch_seconds", "Time to store a batch and refold what it changed",
                                        registry=registry, buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
 
 
@@ -52,11 +52,14 @@ class ReportingService:
     """Consumes reporting's queue into the store; carries online agents' time forward on a timer."""
 
     def __init__(self, broker: Broker, store: ReportStore, metrics: ReportingMetrics, *, batch_size: int = 200,
-                 extend_seconds: float = 60.0, clock: Callable[[], datetime] = utcnow) -> None:
+                 extend_seconds: float = 60.0, rollup_seconds: float = 2.0,
+                 clock: Callable[[], datetime] = utcnow) -> None:
         self.broker = broker
         self.store = store
         self.metrics = metrics
         self.extend_seconds = extend_seconds
+        self.rollup_seconds = rollup_seconds
+        self._recomputer: asyncio.Task | None = None
         self.clock = clock
         self._lock = asyncio.Lock()  # one writer of the rollups at a time: batches and the timer
         self._extender: asyncio.Task | None = None
@@ -68,27 +71,41 @@ class ReportingService:
         await self.consumer.start()
         await self.consumer.attach(self.broker.topology.reporting_queue)
         self._extender = asyncio.create_task(self._extend_forever())
+        self._recomputer = asyncio.create_task(self._recompute_forever())
 
     async def stop(self) -> None:
-        if self._extender is not None:
-            self._extender.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._extender
+        for task in (self._extender, self._recomputer):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         await self.consumer.stop()
 
     async def handle_batch(self, messages: list[list[ReportEvent]]) -> None:
         events = [event for message in messages for event in message]
         with self.metrics.batch_seconds.time():
             async with self._lock:
-                changed = await self.store.record(events)
+                await self.store.record(events, recompute=False)
         for event in events:
             self.metrics.events.labels(type=event.type).inc()
+
+    async def recompute(self) -> None:
+        """The rollups of every bucket the events since the last time changed."""
+        async with self._lock:
+            changed = await self.store.recompute_pending()
         self.metrics.buckets.inc(len(changed))
+
+    async def _recompute_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.rollup_seconds)
+            try:
+                await self.recompute()
+            except Exception:  # logged; the marks stay, so the next round recomputes them
+                log.exception("reporting.recompute_failed")
 
     async def extend_agents(self) -> None:
         async with self._lock:
-            changed = await self.store.extend_online_agents(self.clock())
-        self.metrics.buckets.inc(len(changed))
+            await self.store.extend_online_agents(self.clock())
 
     async def _extend_forever(self) -> None:
         while True:

@@ -11,5 +11,8 @@ class ReportingSettings(CommonSettings):
     batch_size: int = Field(200, ge=1)
     # How often online agents' time is carried forward into the buckets that had no event of theirs.
     extend_seconds: float = Field(60, gt=0)
+    # How often the buckets that events changed are recomputed: reports lag by at most this much,
+    # and a bucket of thousands of conversations is recomputed once a period, not once per batch.
+    rollup_seconds: float = Field(2, gt=0)
     # The longest range one report may cover (a summary reads one stored rollup per 15 minutes of it).
     max_range_days: int = Field(366, ge=1)

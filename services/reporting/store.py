@@ -28,8 +28,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from bson import ObjectId
 from pydantic import ValidationError
-from pymongo import ASCENDING, DESCENDING, InsertOne, ReplaceOne, UpdateOne
+from pymongo import ASCENDING, DESCENDING, DeleteOne, InsertOne, ReplaceOne, UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError
 
@@ -105,10 +106,13 @@ class ReportStore:
 
     # -- ingest ---------------------------------------------------------------------------------
 
-    async def record(self, batch: Iterable[ReportEvent]) -> set[BucketRef]:
-        """Store the events and recompute everything they change; the buckets recomputed."""
+    async def record(self, batch: Iterable[ReportEvent], *, recompute: bool = True) -> set[BucketRef]:
+        """Store the events, refold what they change and write down the buckets to recompute.
+
+        With `recompute` the pending buckets are recomputed at once (and returned); the service
+        leaves that to its rollup timer instead, so a bucket of thousands of conversations is
+        recomputed once a period, not once per batch of events."""
         events = list({event.event_id: event for event in batch}.values())
-        pending = await self._pending_buckets()
         if events:
             await self._insert_events(events)
         conversations = {(e.workspace_id, e.conversation_id) for e in events if e.conversation_id}
@@ -116,13 +120,20 @@ class ReportStore:
         settings = await self.fold_settings() if conversations else FoldSettings()
         folded = await self._fold_conversations(conversations, settings)
         refolded = await self._fold_agents(agents)
-        changed = pending | _conversation_buckets(folded) | _agent_buckets(refolded)
-        await self._mark_pending(changed)
+        await self._mark_pending(_conversation_buckets(folded) | _agent_buckets(refolded))
         await self._write_conversations(folded)
         await self._write_agent_time(refolded)
-        await self.recompute_buckets(changed)
-        await self.pending.delete_many({"_id": {"$in": [ref.id for ref in changed]}})
-        return changed
+        return await self.recompute_pending() if recompute else set()
+
+    async def recompute_pending(self) -> set[BucketRef]:
+        """Recompute every bucket written down as pending; each mark goes only if no batch renewed it meanwhile."""
+        marks = {BucketRef(d["workspace_id"], d["bucket"]): d.get("mark") async for d in self.pending.find({})}
+        if not marks:
+            return set()
+        await self.recompute_buckets(set(marks))
+        await self.pending.bulk_write([DeleteOne({"_id": ref.id, "mark": mark}) for ref, mark in marks.items()],
+                                      ordered=False)
+        return set(marks)
 
     async def _insert_events(self, events: list[ReportEvent]) -> None:
         documents = [InsertOne(_event_document(event)) for event in events]
@@ -132,14 +143,14 @@ class ReportStore:
             if non_duplicate_errors(error.details):  # a duplicate id is an event stored before: fine
                 raise
 
-    async def _pending_buckets(self) -> set[BucketRef]:
-        """Buckets a batch that failed midway (or a process that died) left to recompute."""
-        return {BucketRef(d["workspace_id"], d["bucket"]) async for d in self.pending.find({})}
-
     async def _mark_pending(self, refs: set[BucketRef]) -> None:
+        """Written before the facts change: a crash after this leaves the buckets to recompute, not forgotten.
+
+        The mark is new each time, so a recomputation that began before it does not remove it."""
+        mark = ObjectId()
         if refs:
             await self.pending.bulk_write([
-                UpdateOne({"_id": ref.id}, {"$set": {"workspace_id": ref.workspace_id, "bucket": ref.bucket}},
+                UpdateOne({"_id": ref.id}, {"$set": {"workspace_id": ref.workspace_id, "bucket": ref.bucket, "mark": mark}},
                           upsert=True) for ref in refs], ordered=False)
 
     # -- conversations --------------------------------------------------------------------------
@@ -149,10 +160,12 @@ class ReportStore:
         if not keys:
             return []
         by_conversation: dict[tuple[str, str], list[ReportEvent]] = defaultdict(list)
-        query = {"$or": [{"workspace_id": w, "conversation_id": c} for w, c in sorted(keys)]}
-        async for document in self.events.find(query, {"event": 1}):
-            event = ReportEvent.model_validate_json(document["event"])
-            by_conversation[(event.workspace_id, event.conversation_id or "")].append(event)
+        # $in per workspace, served by the index ($or over pairs scanned every stored event).
+        for workspace_id, conversation_ids in _by_workspace(keys).items():
+            query = {"workspace_id": workspace_id, "conversation_id": {"$in": conversation_ids}}
+            async for document in self.events.find(query, {"event": 1}):
+                event = ReportEvent.model_validate_json(document["event"])
+                by_conversation[(event.workspace_id, event.conversation_id or "")].append(event)
         old = {(d["workspace_id"], d["conversation_id"]): d.get("buckets", [])
                async for d in self.conversations.find({"_id": {"$in": [_key(*k) for k in keys]}},
                                                       {"workspace_id": 1, "conversation_id": 1, "buckets": 1})}
@@ -217,8 +230,6 @@ class ReportStore:
         changed = _agent_buckets(refolded)
         await self._mark_pending(changed)
         await self._write_agent_time(refolded)
-        await self.recompute_buckets(changed)
-        await self.pending.delete_many({"_id": {"$in": [ref.id for ref in changed]}})
         return changed
 
     # -- rollups --------------------------------------------------------------------------------
@@ -319,6 +330,13 @@ class RefoldedAgent:
 
 def _comparable(document: dict[str, Any] | None) -> dict[str, Any] | None:
     return None if document is None else {k: v for k, v in document.items() if k != "_id"}
+
+
+def _by_workspace(keys: set[tuple[str, str]]) -> dict[str, list[str]]:
+    grouped: dict[str, list[str]] = defaultdict(list)
+    for workspace_id, conversation_id in sorted(keys):
+        grouped[workspace_id].append(conversation_id)
+    return grouped
 
 
 def _event_document(event: ReportEvent) -> dict[str, Any]:

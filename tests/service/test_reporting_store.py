@@ -115,6 +115,7 @@ async def test_an_online_agent_with_no_events_has_its_time_carried_to_now(store)
     online = [status("ann", "08:00:00", "online", 2)]
     await store.record(online)
     assert await store.extend_online_agents(clock("10:05:00"))
+    await store.recompute_pending()  # the service's rollup timer
     assert await stored_rollups(store) == engine_rollups(online, until=clock("10:15:00"))
     assert len(await stored_rollups(store)) == 9  # 08:00 to 10:00, each with 15 minutes online
     assert not await store.extend_online_agents(clock("10:10:00"))  # nothing new to carry
