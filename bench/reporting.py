@@ -175,7 +175,7 @@ async def time_ingest(infra: local.Infrastructure, namespace: str, store: Report
         try:
             while await store.events.count_documents({}) < len(items):
                 await asyncio.sleep(0.2)
-            while await store.pending.count_documents({}):
+            while await store.pending.count_documents({}) or await store.pending_agents.count_documents({}):
                 await asyncio.sleep(0.05)
             return time.perf_counter() - started
         finally:

@@ -13,8 +13,10 @@ Crash-safe and idempotent by recomputation, never by increments:
    whose figures changed) is recomputed from the partial rollups of every conversation touching
    it plus the agents' time in it, and replaces its `report_rollups` document.
 
-The buckets of step 4 are written to `report_pending` before steps 2 and 3 change anything and
-deleted after step 4: a process that dies in between recomputes them at its next batch.
+A batch does 1 and 2 and marks what 3 and 4 must redo (`report_pending_agents`, `report_pending`)
+before it changes anything; the service's timer does 3 and 4 once a round (`refold_pending_agents`,
+`recompute_pending`), removing a mark only if no batch renewed it meanwhile: a process that dies
+anywhere leaves its marks for the next round.
 
 Rollups and partial rollups are stored as JSON strings (one per grouping): their keys are queue
 names, agent ids and labels, free text that may hold `.` or `$`.
@@ -44,7 +46,7 @@ from services.router.config import RoutingConfig
 from shared.mongo import non_duplicate_errors
 
 EVENTS, CONVERSATIONS, AGENT_TIME = "report_events", "report_conversations", "report_agent_time"
-ROLLUPS, PENDING = "report_rollups", "report_pending"
+ROLLUPS, PENDING, PENDING_AGENTS = "report_rollups", "report_pending", "report_pending_agents"
 # Events that move an agent's time (agent_time.apply): the others naming an agent change nothing there.
 AGENT_TIME_EVENTS = ("agent.status_changed", "conversation.assigned", "conversation.resolved",
                      "conversation.abandoned", "conversation.queued", "conversation.transferred")
@@ -78,6 +80,7 @@ class ReportStore:
         self.agent_time = db[AGENT_TIME]
         self.rollups = db[ROLLUPS]
         self.pending = db[PENDING]
+        self.pending_agents = db[PENDING_AGENTS]
         self.fixed_settings = settings  # None: business hours from the router's configuration
 
     async def ensure_indexes(self) -> None:
@@ -119,11 +122,37 @@ class ReportStore:
         agents = _agents_touched(events)
         settings = await self.fold_settings() if conversations else FoldSettings()
         folded = await self._fold_conversations(conversations, settings)
-        refolded = await self._fold_agents(agents)
-        await self._mark_pending(_conversation_buckets(folded) | _agent_buckets(refolded))
+        await self._mark_agents(agents)
+        await self._mark_pending(_conversation_buckets(folded))
         await self._write_conversations(folded)
+        if not recompute:
+            return set()
+        await self.refold_pending_agents()
+        return await self.recompute_pending()
+
+    async def _mark_agents(self, agents: dict[tuple[str, str], datetime]) -> None:
+        """Agents whose time to refold, from the earliest event of theirs since their last refold."""
+        mark = ObjectId()
+        if agents:
+            await self.pending_agents.bulk_write([
+                UpdateOne({"_id": _key(workspace_id, agent_id)},
+                          {"$min": {"earliest": earliest},
+                           "$set": {"workspace_id": workspace_id, "agent_id": agent_id, "mark": mark}}, upsert=True)
+                for (workspace_id, agent_id), earliest in agents.items()], ordered=False)
+
+    async def refold_pending_agents(self) -> set[BucketRef]:
+        """Refold the time of every agent marked since the last time (a refold reads the agent's events of
+        its open buckets: once a period, not once per batch); the buckets changed are marked for recompute."""
+        marks = {(d["workspace_id"], d["agent_id"]): (d["earliest"], d["mark"]) async for d in self.pending_agents.find({})}
+        if not marks:
+            return set()
+        refolded = await self._fold_agents({key: earliest for key, (earliest, _) in marks.items()})
+        changed = _agent_buckets(refolded)
+        await self._mark_pending(changed)
         await self._write_agent_time(refolded)
-        return await self.recompute_pending() if recompute else set()
+        await self.pending_agents.bulk_write([DeleteOne({"_id": _key(*key), "mark": mark})
+                                              for key, (_, mark) in marks.items()], ordered=False)
+        return changed
 
     async def recompute_pending(self) -> set[BucketRef]:
         """Recompute every bucket written down as pending; each mark goes only if no batch renewed it meanwhile."""
