@@ -68,7 +68,9 @@ def create_app(settings: ReportingSettings) -> web.Application:
     broker = Broker(settings.amqp_url, Topology(settings.namespace, settings.queue_type))
     mongo = create_client(settings.mongo_url)
     db = mongo[settings.mongo_db]
-    store = ReportStore(db)
+    separate_config = settings.config_mongo_url not in (None, settings.mongo_url)
+    config_mongo = create_client(settings.config_mongo_url) if separate_config else mongo
+    store = ReportStore(db, config_db=config_mongo[settings.mongo_db])
     app[STORE] = store
 
     async def resources(app: web.Application) -> AsyncIterator[None]:
@@ -81,6 +83,8 @@ def create_app(settings: ReportingSettings) -> web.Application:
         await service.stop()
         await broker.close()
         await mongo.close()
+        if config_mongo is not mongo:
+            await config_mongo.close()
 
     async def broker_ready() -> bool:
         return broker.is_connected()

@@ -1,4 +1,4 @@
-from pydantic import Field
+from pydantic import AliasChoices, Field
 from pydantic_settings import SettingsConfigDict
 
 from shared.settings import CommonSettings
@@ -8,6 +8,13 @@ class ReportingSettings(CommonSettings):
     model_config = SettingsConfigDict(env_prefix="REPORTING_", extra="ignore", populate_by_name=True)
 
     port: int = 8083
+    # Reporting's collections may live in a database server of their own (the embedded default
+    # gives reporting its own SecantusDB: its recomputations must not hold the routing path's
+    # database); REPORTING_MONGO_URL, else MONGO_URL.
+    mongo_url: str = Field("mongodb://127.0.0.1:27017/?directConnection=true",
+                           validation_alias=AliasChoices("REPORTING_MONGO_URL", "mongo_url", "MONGO_URL"))
+    # Where the router keeps `routing_config` (business hours per queue): MONGO_URL.
+    config_mongo_url: str | None = Field(None, validation_alias=AliasChoices("config_mongo_url", "MONGO_URL"))
     batch_size: int = Field(200, ge=1)
     # How often online agents' time is carried forward into the buckets that had no event of theirs.
     extend_seconds: float = Field(60, gt=0)

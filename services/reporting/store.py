@@ -73,8 +73,10 @@ class BucketRef:
 class ReportStore:
     """Reporting's collections in one database (it owns every `report_*` collection)."""
 
-    def __init__(self, db: AsyncDatabase, settings: FoldSettings | None = None) -> None:
+    def __init__(self, db: AsyncDatabase, settings: FoldSettings | None = None, *,
+                 config_db: AsyncDatabase | None = None) -> None:
         self.db = db
+        self.config_db = db if config_db is None else config_db  # where the router keeps routing_config
         self.events = db[EVENTS]
         self.conversations = db[CONVERSATIONS]
         self.agent_time = db[AGENT_TIME]
@@ -100,7 +102,7 @@ class ReportStore:
         """Business hours per queue from the router's stored configuration; none when it has none or it is invalid."""
         if self.fixed_settings is not None:
             return self.fixed_settings
-        stored = await self.db["routing_config"].find_one({"_id": ROUTING_CONFIG_ID}, {"config": 1})
+        stored = await self.config_db["routing_config"].find_one({"_id": ROUTING_CONFIG_ID}, {"config": 1})
         try:
             config = RoutingConfig.model_validate(stored["config"]) if stored else RoutingConfig()
         except ValidationError:  # the router logs it and runs on its default; so do we
