@@ -41,7 +41,7 @@ from shared.models import (
 
 SLA_TARGETS = ("first_response", "resolution")
 # Conversations of agents gone offline rerouted per step; new traffic is routed between steps.
-REROUTE_SLICE = 25
+REROUTE_SLICE = 10
 
 
 class RoutingCore:
