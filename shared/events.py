@@ -2,6 +2,7 @@
 
 MESSAGE_RECEIVED = "message.received"  # intake -> router: a normalized inbound message
 MESSAGE_OUTBOUND = "message.outbound"  # agents -> intake: an agent's reply, routed as message.outbound.<channel>
+CONVERSATION_LABELS_CHANGED = "conversation.labels_changed"  # agents -> reporting: the whole label set after a change
 MESSAGE_STATUS = "message.status"  # intake -> agents: sent / delivered / failed for an outbound message
 # intake -> <ns>.intake.rejected: one item of an authenticated provider batch that cannot be taken
 # (the rest of the batch is published and the provider gets its 2xx, so it does not retry them all)

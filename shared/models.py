@@ -17,6 +17,13 @@ from shared import events
 DEFAULT_WORKSPACE = "default"
 ChannelName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,31}$")]
 Skill = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")]
+# A contact reason on a conversation ("billing", "delivery late"): free text a supervisor reads,
+# one line, no surrounding spaces; a conversation holds at most MAX_LABELS of them.
+# Explicit classes, not \s/\S: Python's and JSON Schema's regexes disagree on which are spaces (U+0085).
+_LABEL_EDGE = r"[^\x00-\x20\x7f-\x9f\u2028\u2029]"
+_LABEL_INSIDE = r"[^\x00-\x1f\x7f-\x9f\u2028\u2029]"
+Label = Annotated[str, Field(min_length=1, max_length=64, pattern=f"^{_LABEL_EDGE}(?:{_LABEL_INSIDE}*{_LABEL_EDGE})?$")]
+MAX_LABELS = 20
 Priority = Annotated[int, Field(ge=0, le=10)]
 AgentStatus = Literal["online", "away", "offline"]
 

@@ -19,6 +19,7 @@ from services.agents.models import (
     ConversationList,
     ConversationOut,
     ConversationWithMessages,
+    LabelsIn,
     MessageOut,
     OfferAnswered,
     OfferAnswerIn,
@@ -104,6 +105,10 @@ def operations(reply_body: type[BaseModel]) -> list[Operation]:
         Operation("POST", "/v1/conversations/{conversation_id}/resolve", "Resolve; frees the agent's capacity",
                   (Answer(200, "The conversation, resolved", ConversationOut),), parameters=conversation,
                   errors=(404,)),
+        Operation("PUT", "/v1/conversations/{conversation_id}/labels",
+                  "Set the conversation's contact reasons (the whole set; reports group by them)",
+                  (Answer(200, "The conversation with its labels", ConversationOut),),
+                  body=LabelsIn, parameters=conversation, errors=(400, 404, 413, 422)),
         Operation("POST", "/v1/conversations/{conversation_id}/offer", "Accept or reject an offer (offer-mode queues)",
                   (Answer(202, "Passed to the router; the assignment or the next offer follows", OfferAnswered),),
                   body=OfferAnswerIn, parameters=conversation, errors=(400, 404, 413, 422)),
@@ -172,6 +177,7 @@ def create_app(settings: AgentsSettings) -> web.Application:
     app.router.add_get("/v1/conversations/{conversation_id}", get_conversation)
     app.router.add_post("/v1/conversations/{conversation_id}/messages", post_reply)
     app.router.add_post("/v1/conversations/{conversation_id}/resolve", resolve)
+    app.router.add_put("/v1/conversations/{conversation_id}/labels", put_labels)
     app.router.add_post("/v1/conversations/{conversation_id}/offer", answer_offer)
     app.router.add_post("/v1/conversations/{conversation_id}/transfer", transfer)
     app.router.add_get("/v1/contacts/{contact_id}", get_contact)
@@ -254,6 +260,15 @@ async def post_reply(request: web.Request) -> web.Response:
 async def resolve(request: web.Request) -> web.Response:
     try:
         doc = await request.app[SERVICE].resolve(request[WORKSPACE], CONVERSATION_ID.raw(request))
+    except NotFound as error:
+        raise _domain_errors(error) from None
+    return model_response(ConversationOut.from_doc(doc, "conversation_id"))
+
+
+async def put_labels(request: web.Request) -> web.Response:
+    body = await parse_body(request, LabelsIn)
+    try:
+        doc = await request.app[SERVICE].set_labels(request[WORKSPACE], CONVERSATION_ID.raw(request), body.labels)
     except NotFound as error:
         raise _domain_errors(error) from None
     return model_response(ConversationOut.from_doc(doc, "conversation_id"))

@@ -67,3 +67,13 @@ def reopened(new: ConversationInfo, previous: dict) -> RoutingEvent:
         details={"channel": new.channel, "new_conversation_id": new.conversation_id,
                  "resolved_at": resolved_at.isoformat() if resolved_at else None},
     )
+
+
+def labels_changed(conversation: dict, agent_id: str | None) -> RoutingEvent:
+    """The conversation's labels after a change, numbered by the change (a repeated publish has the same id)."""
+    return RoutingEvent(
+        event_id=f"{events.CONVERSATION_LABELS_CHANGED}:{conversation['_id']}:{conversation['labels_version']}",
+        type=events.CONVERSATION_LABELS_CHANGED, workspace_id=conversation["workspace_id"],
+        conversation_id=conversation["_id"], agent_id=agent_id, queue=conversation.get("queue"),
+        at=conversation["labels_at"], details={"channel": conversation["channel"], "labels": conversation["labels"]},
+    )

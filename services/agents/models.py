@@ -5,7 +5,7 @@ from typing import Annotated, Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
-from shared.models import AgentStatus, Attachment, Contact, Skill, Wire
+from shared.models import MAX_LABELS, AgentStatus, Attachment, Contact, Label, Skill, Wire
 from shared.web import Timestamp
 
 AGENT_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
@@ -23,6 +23,12 @@ class AgentProfile(Wire):
 class OfferAnswerIn(Wire):
     agent_id: AgentId
     accept: bool
+
+
+class LabelsIn(Wire):
+    """The conversation's whole set of contact reasons after the change (repeats count once)."""
+
+    labels: list[Label] = Field(max_length=MAX_LABELS)
 
 
 class TransferIn(Wire):
@@ -143,6 +149,7 @@ class ConversationOut(Out):
     routing: dict[str, Any] | None = None  # the routing decision: queue, rule, chosen agent
     sla: dict[str, Any] = Field(default_factory=dict)
     transfers: list[dict[str, Any]] = Field(default_factory=list)
+    labels: list[str] = Field(default_factory=list)  # contact reasons, sorted
 
 
 class ConversationWithMessages(ConversationOut):

@@ -204,6 +204,15 @@ class AgentsService:
             await declare_outbound_queue(self.broker.channel, self.broker.topology, channel)
             self._outbound_channels.add(channel)
 
+    async def set_labels(self, workspace_id: str, conversation_id: str, labels: list[str]) -> dict:
+        """Replace the contact reasons; reporting hears the whole set (write, then a confirmed publish)."""
+        conversation = await self.conversation(workspace_id, conversation_id)
+        changed = await self.store.set_labels(conversation, labels)
+        event = facts.labels_changed(changed, changed.get("assignee_id"))
+        await self.broker.publish(event, events.CONVERSATION_LABELS_CHANGED, message_type=event.type,
+                                  message_id=event.event_id, workspace_id=workspace_id)
+        return changed
+
     async def resolve(self, workspace_id: str, conversation_id: str) -> dict:
         conversation = await self.conversation(workspace_id, conversation_id)
         await self.store.resolve(conversation)

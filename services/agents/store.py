@@ -458,6 +458,14 @@ class AgentsStore:
             {"_id": conversation_id}, {"$set": {f"sla.{target}.state": state}}, return_document=ReturnDocument.AFTER
         )
 
+    async def set_labels(self, conversation: dict, labels: list[str]) -> dict:
+        """Replace the conversation's labels; `labels_version` grows with each change, naming its event."""
+        return await self.conversations.find_one_and_update(
+            {"_id": conversation["_id"]},
+            {"$set": {"labels": sorted(set(labels)), "labels_at": utcnow()}, "$inc": {"labels_version": 1}},
+            return_document=ReturnDocument.AFTER,
+        )
+
     async def resolve(self, conversation: dict) -> None:
         """The explicit transition assigned -> resolved (a repeat changes nothing)."""
         await self.conversations.update_one(

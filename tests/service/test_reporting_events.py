@@ -194,3 +194,27 @@ async def test_a_fact_is_published_again_with_the_same_id_when_its_batch_comes_a
         await reported.first(lambda _: len(resolutions()) == 2)
         first, again = resolutions()
         assert first == again and first.data == {"reason": "caller hung up"} and first.at == ended.ended_at
+
+
+async def test_labels_set_on_a_conversation_reach_reporting_as_the_whole_set(names):
+    async with running_apps(names) as apps, reporting_queue(names) as reported:
+        await apps.put_agent("ann")
+        await apps.post("cust", "my parcel is late")
+        # message.created comes once the agents service stored the conversation (assigned may come first).
+        conversation = (await reported.of("message.created", direction="inbound")).conversation_id
+        path = f"/v1/conversations/{conversation}/labels"
+        response = await apps.agents.put(path, json={"labels": ["delivery late", "billing", "billing"]}, headers=auth())
+        assert response.status == 200, await response.text()
+        assert (await response.json())["labels"] == ["billing", "delivery late"]
+        first = await reported.of("conversation.labels_changed", conversation)
+        assert first.data["labels"] == ["billing", "delivery late"] and first.agent_id == "ann"
+        await apps.agents.put(path, json={"labels": ["delivery late"]}, headers=auth())
+        second = await reported.first(lambda e: e.type == "conversation.labels_changed" and e.event_id != first.event_id)
+        assert second.data["labels"] == ["delivery late"] and first.at <= second.at
+        stored = await (await apps.agents.get(f"/v1/conversations/{conversation}", headers=auth())).json()
+        assert stored["labels"] == ["delivery late"]
+        for bad in ({"labels": [" padded"]}, {"labels": ["x"] * 21}, {"labels": ["line\nbreak"]}, {"labels": "billing"}):
+            response = await apps.agents.put(path, json=bad, headers=auth())
+            assert response.status == 422 and "labels" in str(await response.json()), bad
+        missing = await apps.agents.put("/v1/conversations/nope/labels", json={"labels": []}, headers=auth())
+        assert missing.status == 404

@@ -144,6 +144,15 @@ def test_an_agent_reply_and_an_automatic_one():
     assert normalize(f"{events.MESSAGE_OUTBOUND}.webchat", automatic) == []
 
 
+def test_labels_changed_carry_the_whole_set_with_an_id_per_change():
+    conversation = {"_id": "c3", "workspace_id": "default", "channel": "email", "queue": "billing",
+                    "labels": ["billing", "refund"], "labels_version": 2, "labels_at": at(9)}
+    changed = one(events.CONVERSATION_LABELS_CHANGED, facts.labels_changed(conversation, "ann"))
+    assert (changed.type, changed.event_id, changed.conversation_id, changed.agent_id, changed.queue, changed.channel,
+            changed.at, changed.data) == ("conversation.labels_changed", "conversation.labels_changed:c3:2", "c3", "ann",
+                                          "billing", "email", at(9), {"labels": ["billing", "refund"]})
+
+
 def test_the_first_answer():
     answered = one(events.CONVERSATION_ANSWERED, ConversationAnswered(
         workspace_id="default", conversation_id="c2", agent_id="ann", at=at(8), event_id="answered:c2:ann"))
@@ -185,6 +194,7 @@ REPORTED_KEYS = {
     events.CONVERSATION_ANSWERED, events.CONVERSATION_TRANSFERRED, events.CONVERSATION_RESOLVED,
     events.CONVERSATION_REOPENED, events.CONVERSATION_ABANDONED, events.MESSAGE_CREATED, "message.outbound.email",
     events.SLA_WARNING, events.SLA_BREACHED, events.AGENT_UPDATED, events.AGENT_STATUS_CHANGED,
+    events.CONVERSATION_LABELS_CHANGED,
 }
 
 
