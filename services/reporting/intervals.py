@@ -16,8 +16,9 @@ BUCKET = timedelta(minutes=15)
 HOUR = timedelta(hours=1)
 DAY = timedelta(days=1)
 # The spans of stored rollups, finest first: each is a whole number of the one before and starts at a
-# multiple of itself since the epoch (UTC hours and days), so a coarser one is the merge of its finer ones.
-SPANS = (BUCKET, HOUR, DAY)
+# multiple of itself since the epoch (UTC hours, 2 and 6 hours from midnight, days), so a coarser one
+# is the merge of its finer ones. 2 and 6 hours let a local day off UTC by whole hours take 6 or 7.
+SPANS = (BUCKET, HOUR, 2 * HOUR, 6 * HOUR, DAY)
 Interval = Literal["hour", "day", "week"]
 INTERVALS: tuple[str, ...] = get_args(Interval)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)

@@ -14,7 +14,7 @@ from services.reporting.facts import fold_conversation
 from services.reporting.intervals import SPANS, tiles_by_interval
 from services.reporting.metrics import StoredRollups, summary
 from services.reporting.rollup import bucket_rollup, buckets_touched
-from services.reporting.store import AGENT_TIME_EVENTS, DAILY, HOURLY, META, ReportStore
+from services.reporting.store import AGENT_TIME_EVENTS, COARSER, META, ReportStore
 from shared.mongo import create_client
 from tests.conftest import Names
 from tests.fixtures.reporting import DAY, Conversation, clock, status
@@ -167,17 +167,18 @@ async def test_the_summary_from_hours_and_days_is_the_summary_from_buckets(store
     await record_in_batches(store, events, 9)
     await assert_mixed_spans_give_the_quarters_summary(store)
 
-    # What each reads: a Kyiv day across the change is 23 whole UTC hours; a Kolkata day from 18:30 UTC
-    # is 2 buckets, 23 hours, 2 buckets; a Kolkata week 6 whole UTC days inside; a UTC week is 7 UTC days.
+    # What each reads (buckets, 1, 2, 6 hours, days): a Kyiv day across the change, 22:00 to 21:00 UTC,
+    # is 2 + 3 × 6 + 2 + 1 hours; a Kolkata day from 18:30 UTC 2 buckets, 1 + 2 × 2 + 3 × 6 hours (or a
+    # UTC day), 2 buckets; a Kolkata week 6 whole UTC days inside; a UTC week 7 UTC days.
     dst_day = datetime(2026, 3, 29, tzinfo=ZoneInfo("Europe/Kyiv"))
-    assert planned(dst_day, dst_day + timedelta(days=1), "day", "Europe/Kyiv") == [0, 23, 0]
+    assert planned(dst_day, dst_day + timedelta(days=1), "day", "Europe/Kyiv") == [0, 1, 2, 3, 0]
     kolkata = datetime(2026, 3, 3, tzinfo=ZoneInfo("Asia/Kolkata"))
-    assert planned(kolkata, kolkata + timedelta(days=2), "day", "Asia/Kolkata") == [2 * 4, 2 * 23, 0]
+    assert planned(kolkata, kolkata + timedelta(days=2), "day", "Asia/Kolkata") == [2 * 4, 2, 4, 6, 0]
     monday = datetime(2026, 3, 2, tzinfo=ZoneInfo("Asia/Kolkata"))
-    assert planned(monday, monday + timedelta(days=7), "week", "Asia/Kolkata") == [4, 23, 6]
-    assert planned(DAY, DAY + timedelta(days=28), "week", "UTC") == [0, 0, 28]
+    assert planned(monday, monday + timedelta(days=7), "week", "Asia/Kolkata") == [4, 1, 2, 3, 6]
+    assert planned(DAY, DAY + timedelta(days=28), "week", "UTC") == [0, 0, 0, 0, 28]
     mixed = await store.bucket_rollups("default", dst_day, dst_day + timedelta(days=1), "queue", "day", "Europe/Kyiv")
-    assert [len(mixed.by_span[span]) for span in SPANS] == [0, 10, 0]  # the hours that had anything
+    assert [len(mixed.by_span[span]) for span in SPANS] == [0, 0, 0, 2, 0]  # those that had anything (00-09 UTC)
 
 
 def planned(start, end, interval: str, tz: str) -> list[int]:
@@ -188,11 +189,11 @@ def planned(start, end, interval: str, tz: str) -> list[int]:
 
 async def test_coarser_rollups_are_rebuilt_for_a_database_that_has_only_buckets(store):
     await record_in_batches(store, day_events() + ACROSS_DST, 20)
-    hours = await everything_of(store, HOURLY)
-    for name in (HOURLY, DAILY, META):
+    built = [await everything_of(store, name) for name in COARSER.values()]
+    for name in (*COARSER.values(), META):
         await store.db[name].drop()
     await store.ensure_indexes()  # at the service's start
-    assert await everything_of(store, HOURLY) == hours
+    assert [await everything_of(store, name) for name in COARSER.values()] == built
     await assert_mixed_spans_give_the_quarters_summary(store)
 
 

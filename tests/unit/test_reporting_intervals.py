@@ -119,7 +119,7 @@ def test_every_bucket_of_a_year_lands_in_exactly_one_local_day():
 
 def test_a_range_is_tiled_by_the_coarsest_aligned_spans_and_exactly():
     start = datetime(2026, 3, 1, 22, 45, tzinfo=UTC)
-    tiles = tile(start, datetime(2026, 3, 3, 1, 30, tzinfo=UTC))
+    tiles = tile(start, datetime(2026, 3, 3, 1, 30, tzinfo=UTC), (BUCKET, HOUR, DAY))
     assert [(at.strftime("%d %H:%M"), span) for at, span in tiles] == [
         ("01 22:45", BUCKET), ("01 23:00", HOUR), ("02 00:00", DAY), ("03 00:00", HOUR),
         ("03 01:00", BUCKET), ("03 01:15", BUCKET)]
