@@ -86,7 +86,7 @@ def metrics(group: Mapping[str, Any], grouping: str = "none",
 
 @dataclass(frozen=True)
 class StoredRollups:
-    """Stored rollups of several spans (15-minute buckets, UTC hours, UTC days): by span, by UTC start.
+    """Stored rollups of several spans (15-minute buckets, UTC 1, 2, 6, 24 hours): by span, by UTC start.
 
     Read for one query (`ReportStore.bucket_rollups` with its interval and zone): each span holds
     the documents that `tiles_by_interval` with these spans names, a missing one had nothing."""

@@ -11,7 +11,9 @@ Crash-safe and idempotent by recomputation, never by increments:
    bucket before (`report_agent_time`, one document per agent and bucket);
 4. each bucket whose inputs changed (the old or new buckets of a conversation, an agent bucket
    whose figures changed) is recomputed from the partial rollups of every conversation touching
-   it plus the agents' time in it, and replaces its `report_rollups` document.
+   it plus the agents' time in it, and replaces its `report_rollups` document; then each UTC 1, 2,
+   6 and 24 hours holding such a bucket is replaced by the merge of the stored rollups of the span
+   below it (`recompute_coarser`), so a summary merges a few coarse documents per local interval.
 
 A batch does 1 and 2 and marks what 3 and 4 must redo (`report_pending_agents`, `report_pending`)
 before it changes anything; the service's timer does 3 and 4 once a round (`refold_pending_agents`,
@@ -306,8 +308,9 @@ class ReportStore:
         await self.recompute_coarser(refs)
 
     async def recompute_coarser(self, refs: set[BucketRef]) -> None:
-        """Replace the UTC hour and day rollups holding these buckets, each by the merge of the stored
-        rollups of the span below it (its 4 quarters, its 24 hours); the buckets are stored already.
+        """Replace the UTC 1, 2, 6 and 24-hour rollups holding these buckets, each by the merge of the
+        stored rollups of the span below it (4 buckets, 2 hours, 3 two-hours, 4 six-hours), finest
+        first; the buckets are stored already.
 
         Part of the same recomputation as the buckets, so its marks stay until this is done too."""
         finer = {(ref.workspace_id, _utc(ref.bucket)) for ref in refs}
