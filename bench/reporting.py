@@ -10,11 +10,11 @@ It prints figures; it asserts nothing about time.
   database). To keep seeding to seconds, 24 distinct bucket rollups are built by the engine, each
   the merge of the partial rollups (`rollup_between`) of N / buckets synthetic conversations
   (folded by `fold_conversation`: 10 queues, 4 channels, 40 agents, 8 labels; answered,
-  resolved, abandoned, transferred), and every bucket gets one of them. The UTC hour and day
-  rollups are then built from them by the store's own `recompute_coarser` (what every recompute
-  pass does). A summary does the same work on these documents as on real ones: it reads the
-  documents tiling each local day (Kyiv: 24 whole UTC hours, 23 or 25 across DST) projected to
-  the grouping, parses them and merges them. Then the `GET`-equivalent `bucket_rollups(...,
+  resolved, abandoned, transferred), and every bucket gets one of them. The UTC 1, 2, 6 and
+  24-hour rollups are then built from them by the store's own `recompute_coarser` (what every
+  recompute pass does). A summary does the same work on these documents as on real ones: it reads
+  the documents tiling each local day (Kyiv in January: 2 + 6 + 6 + 6 + 2 + 2 UTC hours, 6
+  documents) projected to the grouping, parses them and merges them. Then the `GET`-equivalent `bucket_rollups(...,
   interval, tz)` + `summary(...)` over the 30 days by day and queue in Europe/Kyiv is timed (store
   read + merge + metrics), cold and warm; and, for comparison, the same from the 15-minute
   buckets alone (2,880 documents), as before the coarser rollups.
