@@ -164,7 +164,7 @@ class Summary(BaseModel):
 
 
 async def get_summary(request: web.Request) -> web.Response:
-    """Rows per interval and group, merged from the stored 15-minute rollups (never from raw events)."""
+    """Rows per interval and group, merged from the stored rollups tiling each interval (never from raw events)."""
     span = time_range(request)
     grouping = GROUP_BY.choice(request) or "none"
     interval = INTERVAL.choice(request) or "day"
@@ -174,7 +174,7 @@ async def get_summary(request: web.Request) -> web.Response:
         zone(tz)
     except ReportQueryError as error:
         raise http_error(web.HTTPUnprocessableEntity, f"tz: {error}", parameter="tz") from None
-    rollups = await request.app[STORE].bucket_rollups(request[WORKSPACE], span.start, span.end, grouping)
+    rollups = await request.app[STORE].bucket_rollups(request[WORKSPACE], span.start, span.end, grouping, interval, tz)
     rows = summary(rollups, span.start, span.end, interval, tz, grouping, options)
     return model_response(Summary(rows=[SummaryRow(**row) for row in rows]))
 

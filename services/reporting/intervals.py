@@ -13,6 +13,12 @@ from typing import Literal, get_args
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 BUCKET = timedelta(minutes=15)
+HOUR = timedelta(hours=1)
+DAY = timedelta(days=1)
+# The spans of stored rollups, finest first: each is a whole number of the one before and starts at a
+# multiple of itself since the epoch (UTC hours, 2 and 6 hours from midnight, days), so a coarser one
+# is the merge of its finer ones. 2 and 6 hours let a local day off UTC by whole hours take 6 or 7.
+SPANS = (BUCKET, HOUR, 2 * HOUR, 6 * HOUR, DAY)
 Interval = Literal["hour", "day", "week"]
 INTERVALS: tuple[str, ...] = get_args(Interval)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -92,6 +98,30 @@ def buckets_by_interval(start: datetime, end: datetime, interval: str, tz_name: 
             rows.append((owner.astimezone(tz), []))
         rows[-1][1].append(bucket)
     return rows
+
+
+def span_start(at: datetime, span: timedelta) -> datetime:
+    """The start (UTC) of the span (a bucket, a UTC hour, a UTC day) holding this instant."""
+    instant = _aware_utc(at)
+    return instant - (instant - _EPOCH) % span
+
+
+def tile(start: datetime, end: datetime, spans: tuple[timedelta, ...] = SPANS) -> list[tuple[datetime, timedelta]]:
+    """[start, end) (bucket starts) as the fewest aligned spans: at each point the coarsest span that
+    starts there and fits. The spans tile it exactly, so their merge is the merge of its buckets."""
+    found, at = [], start
+    while at < end:
+        span = next((s for s in sorted(spans, reverse=True) if span_start(at, s) == at and at + s <= end), BUCKET)
+        found.append((at, span))
+        at += span
+    return found
+
+
+def tiles_by_interval(start: datetime, end: datetime, interval: str, tz_name: str,
+                      spans: tuple[timedelta, ...] = SPANS) -> list[tuple[datetime, list[tuple[datetime, timedelta]]]]:
+    """`buckets_by_interval`, each interval's buckets (a run without gaps) as the fewest stored spans."""
+    return [(local_start, tile(buckets[0], buckets[-1] + BUCKET, spans))
+            for local_start, buckets in buckets_by_interval(start, end, interval, tz_name)]
 
 
 def intervals(start: datetime, end: datetime, interval: str, tz_name: str) -> list[datetime]:

@@ -7,11 +7,11 @@ conversation; no queue is online).
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from services.reporting import histogram
-from services.reporting.intervals import buckets_by_interval
+from services.reporting.intervals import BUCKET, tiles_by_interval
 from services.reporting.rollup import GROUPINGS, Rollup, merge
 
 Metrics = dict[str, float | int | None]
@@ -84,17 +84,31 @@ def metrics(group: Mapping[str, Any], grouping: str = "none",
     return {name: (None if name in blank else value) for name, value in result.items()}
 
 
-def summary(bucket_rollups: Mapping[datetime, Rollup], start: datetime, end: datetime, interval: str, tz: str,
+@dataclass(frozen=True)
+class StoredRollups:
+    """Stored rollups of several spans (15-minute buckets, UTC 1, 2, 6, 24 hours): by span, by UTC start.
+
+    Read for one query (`ReportStore.bucket_rollups` with its interval and zone): each span holds
+    the documents that `tiles_by_interval` with these spans names, a missing one had nothing."""
+
+    by_span: Mapping[timedelta, Mapping[datetime, Rollup]]
+
+
+def summary(bucket_rollups: Mapping[datetime, Rollup] | StoredRollups, start: datetime, end: datetime, interval: str, tz: str,
             grouping: str = "none", options: ServiceLevelOptions = ServiceLevelOptions()) -> list[dict[str, Any]]:
     """Rows {key, interval_start, metrics} of [start, end) per local interval, from stored bucket rollups.
 
     Only the asked grouping of each bucket is merged; a bucket missing from the mapping had nothing.
+    A mapping is of 15-minute buckets; StoredRollups merges, per interval, the coarsest stored spans
+    that tile it exactly (the same sums: a coarser rollup is the merge of its buckets).
     """
     if grouping not in GROUPINGS:
         raise ValueError(f"unknown grouping {grouping!r}: use one of {', '.join(GROUPINGS)}")
     rows = []
-    for local_start, buckets in buckets_by_interval(start, end, interval, tz):
-        merged = merge(bucket_rollups[b].get(grouping, {}) for b in buckets if b in bucket_rollups)
+    by_span = bucket_rollups.by_span if isinstance(bucket_rollups, StoredRollups) else {BUCKET: bucket_rollups}
+    for local_start, tiles in tiles_by_interval(start, end, interval, tz, tuple(by_span)):
+        stored = (by_span[span].get(at) for at, span in tiles)
+        merged = merge(rollup.get(grouping, {}) for rollup in stored if rollup is not None)
         for key in sorted(merged):
             rows.append({"key": {} if grouping == "none" else {grouping: key}, "interval_start": local_start,
                          "metrics": metrics(merged[key], grouping, options)})

@@ -11,7 +11,9 @@ Crash-safe and idempotent by recomputation, never by increments:
    bucket before (`report_agent_time`, one document per agent and bucket);
 4. each bucket whose inputs changed (the old or new buckets of a conversation, an agent bucket
    whose figures changed) is recomputed from the partial rollups of every conversation touching
-   it plus the agents' time in it, and replaces its `report_rollups` document.
+   it plus the agents' time in it, and replaces its `report_rollups` document; then each UTC 1, 2,
+   6 and 24 hours holding such a bucket is replaced by the merge of the stored rollups of the span
+   below it (`recompute_coarser`), so a summary merges a few coarse documents per local interval.
 
 A batch does 1 and 2 and marks what 3 and 4 must redo (`report_pending_agents`, `report_pending`)
 before it changes anything; the service's timer does 3 and 4 once a round (`refold_pending_agents`,
@@ -28,6 +30,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from itertools import pairwise
 from typing import Any
 
 from bson import ObjectId
@@ -39,7 +42,8 @@ from pymongo.errors import BulkWriteError
 from services.reporting.agent_time import AgentState, AgentTime, fold_agent_buckets
 from services.reporting.export import csv_row
 from services.reporting.facts import ConversationFacts, FoldSettings, fold_conversation
-from services.reporting.intervals import BUCKET, bucket_start
+from services.reporting.intervals import BUCKET, DAY, HOUR, SPANS, bucket_start, span_start, tiles_by_interval
+from services.reporting.metrics import StoredRollups
 from services.reporting.model import ReportEvent
 from services.reporting.rollup import GROUPINGS, Rollup, buckets_touched, merge, rollup_between
 from services.router.config import RoutingConfig
@@ -47,6 +51,12 @@ from shared.mongo import non_duplicate_errors
 
 EVENTS, CONVERSATIONS, AGENT_TIME = "report_events", "report_conversations", "report_agent_time"
 ROLLUPS, PENDING, PENDING_AGENTS = "report_rollups", "report_pending", "report_pending_agents"
+# Coarser rollups beside the 15-minute ones (UTC 1, 2, 6, 24 hours): each the merge of the stored
+# rollups of the span below.
+COARSER = {HOUR: "report_rollups_1h", 2 * HOUR: "report_rollups_2h", 6 * HOUR: "report_rollups_6h",
+           DAY: "report_rollups_1d"}
+META = "report_meta"
+COARSER_VERSION = 1  # report_meta's "coarser_rollups" document: the coarser spans were built from every bucket
 # Events that move an agent's time (agent_time.apply): the others naming an agent change nothing there.
 AGENT_TIME_EVENTS = ("agent.status_changed", "conversation.assigned", "conversation.resolved",
                      "conversation.abandoned", "conversation.queued", "conversation.transferred")
@@ -81,6 +91,8 @@ class ReportStore:
         self.conversations = db[CONVERSATIONS]
         self.agent_time = db[AGENT_TIME]
         self.rollups = db[ROLLUPS]
+        # Every span's rollups, finest first (the 15-minute ones are `rollups`).
+        self.span_rollups = {BUCKET: self.rollups, **{span: db[name] for span, name in COARSER.items()}}
         self.pending = db[PENDING]
         self.pending_agents = db[PENDING_AGENTS]
         self.fixed_settings = settings  # None: business hours from the router's configuration
@@ -94,7 +106,20 @@ class ReportStore:
                                            unique=True)
         await self.agent_time.create_index([("workspace_id", ASCENDING), ("bucket", ASCENDING)])
         await self.agent_time.create_index([("bucket", ASCENDING)])  # the timer's look back over every workspace
-        await self.rollups.create_index([("workspace_id", ASCENDING), ("bucket", ASCENDING)], unique=True)
+        for collection in self.span_rollups.values():
+            await collection.create_index([("workspace_id", ASCENDING), ("bucket", ASCENDING)], unique=True)
+        await self.build_coarser_rollups()
+
+    async def build_coarser_rollups(self) -> None:
+        """Once per database: the coarser rollups of every stored bucket (a database from before they
+        existed has only buckets). Recomputed whole, so a start that dies midway just builds them again."""
+        if await self.db[META].find_one({"_id": "coarser_rollups", "version": COARSER_VERSION}):
+            return
+        refs = [BucketRef(d["workspace_id"], d["bucket"])
+                async for d in self.rollups.find({}, {"workspace_id": 1, "bucket": 1})]
+        for first in range(0, len(refs), 2000):
+            await self.recompute_coarser(set(refs[first:first + 2000]))
+        await self.db[META].replace_one({"_id": "coarser_rollups"}, {"version": COARSER_VERSION}, upsert=True)
 
     # -- the routing configuration (the router's; read, never written) ---------------------------
 
@@ -280,6 +305,34 @@ class ReportStore:
                                          _rollup_document(workspace_id, bucket, rollup), upsert=True))
         if writes:
             await self.rollups.bulk_write(writes, ordered=False)
+        await self.recompute_coarser(refs)
+
+    async def recompute_coarser(self, refs: set[BucketRef]) -> None:
+        """Replace the UTC 1, 2, 6 and 24-hour rollups holding these buckets, each by the merge of the
+        stored rollups of the span below it (4 buckets, 2 hours, 3 two-hours, 4 six-hours), finest
+        first; the buckets are stored already.
+
+        Part of the same recomputation as the buckets, so its marks stay until this is done too."""
+        finer = {(ref.workspace_id, _utc(ref.bucket)) for ref in refs}
+        for (lower, lower_rollups), (span, collection) in pairwise(self.span_rollups.items()):
+            starts = {(workspace_id, span_start(at, span)) for workspace_id, at in finer}
+            writes = []
+            for workspace_id, owners in _group_starts(starts).items():
+                inside = [owner + i * lower for owner in owners for i in range(span // lower)]
+                groups: dict[datetime, dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
+                for first in range(0, len(inside), 2000):
+                    query = {"workspace_id": workspace_id, "bucket": {"$in": inside[first:first + 2000]}}
+                    async for document in lower_rollups.find(query, {"bucket": 1, "groups": 1}):
+                        for grouping, raw in document.get("groups", {}).items():
+                            groups[span_start(document["bucket"], span)][grouping].append(raw)
+                for owner in owners:
+                    rollup = {grouping: merge(json.loads(raw) for raw in raws)
+                              for grouping, raws in groups.get(owner, {}).items()}
+                    writes.append(ReplaceOne({"workspace_id": workspace_id, "bucket": owner},
+                                             _rollup_document(workspace_id, owner, rollup), upsert=True))
+            if writes:
+                await collection.bulk_write(writes, ordered=False)
+            finer = starts
 
     async def _conversation_parts(self, workspace_id: str, buckets: set[datetime]) -> dict[datetime, list[Rollup]]:
         parts: dict[datetime, list[Rollup]] = defaultdict(list)
@@ -300,12 +353,31 @@ class ReportStore:
 
     # -- reads ----------------------------------------------------------------------------------
 
-    async def bucket_rollups(self, workspace_id: str, start: datetime, end: datetime, grouping: str
-                             ) -> dict[datetime, Rollup]:
-        """The stored rollups of the buckets in [start, end), only the grouping asked for."""
-        query = {"workspace_id": workspace_id, "bucket": {"$gte": bucket_start(start), "$lt": end}}
+    async def bucket_rollups(self, workspace_id: str, start: datetime, end: datetime, grouping: str,
+                             interval: str | None = None, tz: str | None = None
+                             ) -> dict[datetime, Rollup] | StoredRollups:
+        """The stored rollups of [start, end), only the grouping asked for.
+
+        Without interval and zone: every 15-minute bucket. With them: for each local interval the
+        coarsest stored spans that tile it (`tiles_by_interval`), as `metrics.summary` merges them."""
+        if interval is None or tz is None:
+            query = {"workspace_id": workspace_id, "bucket": {"$gte": bucket_start(start), "$lt": end}}
+            return await self._read_rollups(self.rollups, query, grouping)
+        wanted: dict[timedelta, list[datetime]] = defaultdict(list)
+        for _, tiles in tiles_by_interval(start, end, interval, tz, SPANS):
+            for at, span in tiles:
+                wanted[span].append(at)
+        found = await asyncio.gather(*(self._read_rollups(self.span_rollups[span], _starts_query(
+            workspace_id, starts, span), grouping) for span, starts in wanted.items()))
+        sets = {span: set(starts) for span, starts in wanted.items()}
+        read = {span: {at: rollup for at, rollup in rollups.items() if at in sets[span]}
+                for span, rollups in zip(wanted, found, strict=True)}
+        return StoredRollups({span: read.get(span, {}) for span in SPANS})
+
+    @staticmethod
+    async def _read_rollups(collection, query: dict[str, Any], grouping: str) -> dict[datetime, Rollup]:
         found = {}
-        async for document in self.rollups.find(query, {"bucket": 1, f"groups.{grouping}": 1}):
+        async for document in collection.find(query, {"bucket": 1, f"groups.{grouping}": 1}):
             raw = document.get("groups", {}).get(grouping)
             found[document["bucket"]] = {grouping: json.loads(raw)} if raw else {}
         return found
@@ -403,6 +475,22 @@ def _conversation_buckets(folded: list[FoldedConversation]) -> set[BucketRef]:
 
 def _agent_buckets(refolded: list[RefoldedAgent]) -> set[BucketRef]:
     return {BucketRef(r.workspace_id, p.start) for r in refolded for p in r.changed()}
+
+
+def _starts_query(workspace_id: str, starts: list[datetime], span: timedelta) -> dict[str, Any]:
+    """These starts of one span: a range when they are most of it (an $in of hundreds is slower to
+    serve than a range scan on SecantusDB), else an $in; the caller drops the extra ones."""
+    first, last = min(starts), max(starts)
+    if 2 * len(starts) >= (last - first) // span + 1:
+        return {"workspace_id": workspace_id, "bucket": {"$gte": first, "$lte": last}}
+    return {"workspace_id": workspace_id, "bucket": {"$in": starts}}
+
+
+def _group_starts(starts: set[tuple[str, datetime]]) -> dict[str, list[datetime]]:
+    grouped: dict[str, list[datetime]] = defaultdict(list)
+    for workspace_id, at in sorted(starts):
+        grouped[workspace_id].append(at)
+    return grouped
 
 
 def _utc(at: datetime) -> datetime:

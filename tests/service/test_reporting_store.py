@@ -4,13 +4,17 @@ rollups the pure engine computes from the whole day at once."""
 
 import json
 import random
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 
 from services.reporting.agent_time import fold_agent_buckets
 from services.reporting.facts import fold_conversation
+from services.reporting.intervals import SPANS, tiles_by_interval
+from services.reporting.metrics import StoredRollups, summary
 from services.reporting.rollup import bucket_rollup, buckets_touched
-from services.reporting.store import AGENT_TIME_EVENTS, ReportStore
+from services.reporting.store import AGENT_TIME_EVENTS, COARSER, META, ReportStore
 from shared.mongo import create_client
 from tests.conftest import Names
 from tests.fixtures.reporting import DAY, Conversation, clock, status
@@ -124,3 +128,75 @@ async def test_an_online_agent_with_no_events_has_its_time_carried_to_now(store)
     await store.record(away)
     assert await stored_rollups(store) == engine_rollups(online + away, until=clock("10:15:00"))
     assert not await store.extend_online_agents(clock("11:00:00"))  # away: nothing to carry
+
+
+def shifted(events: list, by: timedelta, tag: str) -> list:
+    """The events again `by` later, as other conversations (the agents are the same)."""
+    return [e.model_copy(update={"event_id": f"{tag}{e.event_id}", "at": e.at + by,
+                                 "conversation_id": e.conversation_id and f"{tag}{e.conversation_id}"})
+            for e in events]
+
+
+# Kyiv springs forward at 01:00 UTC on Sunday 2026-03-29: the day shifted there runs 00:00-09:05 UTC across it.
+ACROSS_DST = shifted(day_events(), timedelta(days=26, hours=16), "dst-")
+RANGES = [(DAY, DAY + timedelta(days=29)),  # whole UTC days
+          (clock("08:40:00"), clock("09:05:00") + timedelta(days=27, seconds=7))]  # mid-hour, mid-bucket ends
+
+
+async def summaries(store: ReportStore, start, end, interval: str, tz: str, grouping: str) -> tuple[list, list]:
+    quarters = await store.bucket_rollups("default", start, end, grouping)
+    assert isinstance(quarters, dict)
+    mixed = await store.bucket_rollups("default", start, end, grouping, interval, tz)
+    assert isinstance(mixed, StoredRollups)
+    return summary(quarters, start, end, interval, tz, grouping), summary(mixed, start, end, interval, tz, grouping)
+
+
+async def assert_mixed_spans_give_the_quarters_summary(store: ReportStore) -> None:
+    for start, end in RANGES:
+        for tz in ("UTC", "Europe/Kyiv", "Asia/Kolkata"):
+            for interval in ("hour", "day", "week"):
+                for grouping in ("none", "queue"):
+                    from_quarters, from_mixed = await summaries(store, start, end, interval, tz, grouping)
+                    assert from_mixed == from_quarters, (start, end, tz, interval, grouping)
+                    assert from_quarters, (start, end, tz, interval, grouping)
+
+
+async def test_the_summary_from_hours_and_days_is_the_summary_from_buckets(store):
+    events = day_events() + ACROSS_DST
+    random.Random(5).shuffle(events)
+    await record_in_batches(store, events, 9)
+    await assert_mixed_spans_give_the_quarters_summary(store)
+
+    # What each reads (buckets, 1, 2, 6 hours, days): a Kyiv day across the change, 22:00 to 21:00 UTC,
+    # is 2 + 3 × 6 + 2 + 1 hours; a Kolkata day from 18:30 UTC 2 buckets, 1 + 2 × 2 + 3 × 6 hours (or a
+    # UTC day), 2 buckets; a Kolkata week 6 whole UTC days inside; a UTC week 7 UTC days.
+    dst_day = datetime(2026, 3, 29, tzinfo=ZoneInfo("Europe/Kyiv"))
+    assert planned(dst_day, dst_day + timedelta(days=1), "day", "Europe/Kyiv") == [0, 1, 2, 3, 0]
+    kolkata = datetime(2026, 3, 3, tzinfo=ZoneInfo("Asia/Kolkata"))
+    assert planned(kolkata, kolkata + timedelta(days=2), "day", "Asia/Kolkata") == [2 * 4, 2, 4, 6, 0]
+    monday = datetime(2026, 3, 2, tzinfo=ZoneInfo("Asia/Kolkata"))
+    assert planned(monday, monday + timedelta(days=7), "week", "Asia/Kolkata") == [4, 1, 2, 3, 6]
+    assert planned(DAY, DAY + timedelta(days=28), "week", "UTC") == [0, 0, 0, 0, 28]
+    mixed = await store.bucket_rollups("default", dst_day, dst_day + timedelta(days=1), "queue", "day", "Europe/Kyiv")
+    assert [len(mixed.by_span[span]) for span in SPANS] == [0, 0, 0, 2, 0]  # those that had anything (00-09 UTC)
+
+
+def planned(start, end, interval: str, tz: str) -> list[int]:
+    """How many stored documents of each span a summary reads at most."""
+    tiles = [span for _, spans in tiles_by_interval(start, end, interval, tz) for _, span in spans]
+    return [tiles.count(span) for span in SPANS]
+
+
+async def test_coarser_rollups_are_rebuilt_for_a_database_that_has_only_buckets(store):
+    await record_in_batches(store, day_events() + ACROSS_DST, 20)
+    built = [await everything_of(store, name) for name in COARSER.values()]
+    for name in (*COARSER.values(), META):
+        await store.db[name].drop()
+    await store.ensure_indexes()  # at the service's start
+    assert [await everything_of(store, name) for name in COARSER.values()] == built
+    await assert_mixed_spans_give_the_quarters_summary(store)
+
+
+async def everything_of(store: ReportStore, name: str) -> list:
+    return sorted([json.dumps({k: v for k, v in d.items() if k != "_id"}, default=str, sort_keys=True)
+                   async for d in store.db[name].find({})])

@@ -5,6 +5,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from services.reporting.intervals import (
+    BUCKET,
+    DAY,
+    HOUR,
     ReportQueryError,
     UnknownInterval,
     UnknownTimeZone,
@@ -12,6 +15,8 @@ from services.reporting.intervals import (
     bucket_starts,
     buckets_by_interval,
     intervals,
+    tile,
+    tiles_by_interval,
 )
 
 
@@ -110,3 +115,24 @@ def test_every_bucket_of_a_year_lands_in_exactly_one_local_day():
             next_midnight = (local_start + timedelta(days=1)).replace(hour=0, minute=0)
             assert day[0] == local_start.astimezone(UTC)
             assert day[-1] + timedelta(minutes=15) == next_midnight.astimezone(UTC)
+
+
+def test_a_range_is_tiled_by_the_coarsest_aligned_spans_and_exactly():
+    start = datetime(2026, 3, 1, 22, 45, tzinfo=UTC)
+    tiles = tile(start, datetime(2026, 3, 3, 1, 30, tzinfo=UTC), (BUCKET, HOUR, DAY))
+    assert [(at.strftime("%d %H:%M"), span) for at, span in tiles] == [
+        ("01 22:45", BUCKET), ("01 23:00", HOUR), ("02 00:00", DAY), ("03 00:00", HOUR),
+        ("03 01:00", BUCKET), ("03 01:15", BUCKET)]
+    assert tile(start, start) == []
+    assert tile(start, start + 3 * HOUR, (BUCKET,)) == [(start + i * BUCKET, BUCKET) for i in range(12)]
+
+
+@pytest.mark.parametrize("tz", ["UTC", "Europe/Kyiv", "Asia/Kolkata", "Asia/Kathmandu", "Australia/Lord_Howe"])
+@pytest.mark.parametrize("interval", ["hour", "day", "week"])
+def test_the_tiles_of_each_interval_cover_exactly_its_buckets(tz, interval):
+    start, end = datetime(2026, 3, 25, 7, 50, tzinfo=UTC), datetime(2026, 4, 8, 3, 5, tzinfo=UTC)
+    tiled = tiles_by_interval(start, end, interval, tz)
+    by_buckets = buckets_by_interval(start, end, interval, tz)
+    assert [local for local, _ in tiled] == [local for local, _ in by_buckets]
+    for (_, tiles), (_, buckets) in zip(tiled, by_buckets, strict=True):
+        assert [b for at, span in tiles for b in bucket_starts(at, at + span)] == buckets
