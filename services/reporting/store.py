@@ -157,6 +157,29 @@ class ReportStore:
         await self.refold_pending_agents()
         return await self.recompute_pending()
 
+    async def recompute_all(self, chunk: int = 500) -> int:
+        """Everything again from the stored events, after a definition or the configuration changed.
+
+        Every conversation is refolded (`chunk` at a time), every agent's time from its first event,
+        and every bucket either touches (old facts or new) is recomputed. Run it with the service
+        stopped: the rollups have one writer. Returns how many conversations were refolded."""
+        settings = await self.fold_settings()
+        conversations = await self.events.aggregate([
+            {"$match": {"conversation_id": {"$ne": None}}},
+            {"$group": {"_id": {"w": "$workspace_id", "c": "$conversation_id"}}}])
+        keys = sorted([(d["_id"]["w"], d["_id"]["c"]) async for d in conversations])
+        for start in range(0, len(keys), chunk):
+            folded = await self._fold_conversations(set(keys[start:start + chunk]), settings)
+            await self._mark_pending(_conversation_buckets(folded))
+            await self._write_conversations(folded)
+        first_events = await self.events.aggregate([
+            {"$match": {"agent_id": {"$ne": None}, "type": {"$in": list(AGENT_TIME_EVENTS)}}},
+            {"$group": {"_id": {"w": "$workspace_id", "a": "$agent_id"}, "earliest": {"$min": "$at"}}}])
+        await self._mark_agents({(d["_id"]["w"], d["_id"]["a"]): d["earliest"] async for d in first_events})
+        await self.refold_pending_agents()
+        await self.recompute_pending()
+        return len(keys)
+
     async def _mark_agents(self, agents: dict[tuple[str, str], datetime]) -> None:
         """Agents whose time to refold, from the earliest event of theirs since their last refold."""
         mark = ObjectId()

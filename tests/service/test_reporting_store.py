@@ -200,3 +200,22 @@ async def test_coarser_rollups_are_rebuilt_for_a_database_that_has_only_buckets(
 async def everything_of(store: ReportStore, name: str) -> list:
     return sorted([json.dumps({k: v for k, v in d.items() if k != "_id"}, default=str, sort_keys=True)
                    async for d in store.db[name].find({})])
+
+
+async def test_everything_recomputed_from_the_stored_events_is_what_recording_them_made(store):
+    """After a definition or configuration change the figures are recomputed from the raw events."""
+    await record_in_batches(store, day_events(), 9)
+    derived = ("report_conversations", "report_agent_time", "report_rollups", *COARSER.values())
+    recorded = await contents(store, derived)
+    for name in derived:
+        await store.db[name].delete_many({})
+    assert await store.recompute_all(chunk=3) == len({e.conversation_id for e in day_events() if e.conversation_id})
+    assert await contents(store, derived) == recorded
+    assert await stored_rollups(store) == engine_rollups(day_events())
+
+
+async def contents(store: ReportStore, names: tuple[str, ...]) -> dict:
+    """The collections' documents without their generated `_id`s (a recomputed rollup is a new document)."""
+    return {name: sorted([json.dumps({k: v for k, v in d.items() if k != "_id" or isinstance(v, str)},
+                                     default=str, sort_keys=True) async for d in store.db[name].find({})])
+            for name in names}
