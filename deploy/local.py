@@ -72,10 +72,22 @@ class LocalSettings(CommonSettings):
                 "reporting": self.reporting_port}
 
 
+_HANDED_OUT: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port nothing listens on now, and one this process has not handed out before.
+
+    The port is free when asked, not reserved: two calls before either port is bound (a stack's
+    ports, an SMTP port and the test servers) could get the same one back from the kernel, and
+    the second listener then failed with "address already in use"."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in _HANDED_OUT:
+            _HANDED_OUT.add(port)
+            return port
 
 
 def port_answers(host: str, port: int, timeout: float = 0.5) -> bool:

@@ -12,6 +12,7 @@ import aiohttp
 import pytest
 from pymongo import AsyncMongoClient
 
+from deploy import local
 from deploy.local import ROOT, Infrastructure, LocalSettings, free_port, port_answers, run_stack
 
 SERVICE_PREFIXES = ("INTAKE_", "ROUTER_", "AGENTS_", "REPORTING_")
@@ -146,3 +147,25 @@ async def assert_stack_lives_in(infra: Infrastructure, namespace: str) -> None:
     async with await aio_pika.connect(infra.amqp_url) as connection:
         channel = await connection.channel()
         await channel.declare_queue(f"{namespace}.router.work", passive=True)  # raises if absent
+
+
+def test_free_ports_are_never_handed_out_twice_in_one_process(monkeypatch):
+    """Two ports asked for before either is bound (an SMTP port, then the test servers) once came back equal:
+    the kernel is free to give a released port again, as this stand-in for its socket does."""
+    offered = iter([47001, 47001, 47001, 47002])
+
+    class Kernel:
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *_):
+            return False
+
+        def bind(self, _address):
+            self.port = next(offered)
+
+        def getsockname(self):
+            return ("127.0.0.1", self.port)
+
+    monkeypatch.setattr(local.socket, "socket", Kernel)
+    assert [free_port(), free_port()] == [47001, 47002]
