@@ -5,7 +5,7 @@ import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Annotated, Any, Literal, TypeVar, Union
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar, Union
 from urllib.parse import parse_qsl, unquote_to_bytes
 
 import pydantic_core
@@ -24,7 +24,13 @@ from pydantic import (
     WithJsonSchema,
 )
 from pydantic.json_schema import JsonSchemaMode, JsonSchemaValue, models_json_schema
+from pymongo.asynchronous.database import AsyncDatabase
 from typing_extensions import TypeAliasType
+
+from shared.mongo import is_reachable
+
+if TYPE_CHECKING:
+    from shared.broker import Broker
 
 log = structlog.get_logger(__name__)
 M = TypeVar("M", bound=BaseModel)
@@ -382,6 +388,18 @@ def parse_frame(data: str | bytes, schema: TypeAdapter[T]) -> T:
         raise FrameError("malformed JSON" if malformed else "invalid frame", problems) from None
     except (RecursionError, ValueError, TypeError):
         raise FrameError("malformed frame") from None
+
+
+def broker_and_database_checks(broker: "Broker", db: AsyncDatabase) -> dict[str, ReadinessCheck]:
+    """The readiness every service reports: its broker connection is up and its database answers."""
+
+    async def broker_ready() -> bool:
+        return broker.is_connected()
+
+    async def mongo_ready() -> bool:
+        return await is_reachable(db)
+
+    return {"broker": broker_ready, "mongo": mongo_ready}
 
 
 def add_ops_routes(app: web.Application, registry: CollectorRegistry, checks: dict[str, ReadinessCheck]) -> None:

@@ -32,7 +32,7 @@ from services.agents.store import AgentsStore
 from shared.attachments import AttachmentStore, content_disposition
 from shared.broker import Broker
 from shared.models import TransferRequest
-from shared.mongo import create_client, is_reachable
+from shared.mongo import create_client
 from shared.topology import Topology
 from shared.web import (
     API_KEYS,
@@ -42,6 +42,7 @@ from shared.web import (
     Operation,
     add_openapi_route,
     add_ops_routes,
+    broker_and_database_checks,
     choice_query,
     error_frame,
     header_parameter,
@@ -160,14 +161,8 @@ def create_app(settings: AgentsSettings) -> web.Application:
         await broker.close()
         await mongo.close()
 
-    async def broker_ready() -> bool:
-        return broker.is_connected()
-
-    async def mongo_ready() -> bool:
-        return await is_reachable(db)
-
     app.cleanup_ctx.append(resources)
-    add_ops_routes(app, registry, {"broker": broker_ready, "mongo": mongo_ready})
+    add_ops_routes(app, registry, broker_and_database_checks(broker, db))
     app.router.add_get("/desk", desk_page)
     app.router.add_put("/v1/agents/{agent_id}", put_agent)
     app.router.add_get("/v1/agents/{agent_id}", get_agent)

@@ -16,7 +16,7 @@ from services.intake.outbound import OutboundWorker
 from services.intake.settings import IntakeSettings
 from shared.attachments import AttachmentStore
 from shared.broker import Broker
-from shared.mongo import create_client, is_reachable
+from shared.mongo import create_client
 from shared.topology import Topology
 from shared.web import (
     API_KEYS,
@@ -26,6 +26,7 @@ from shared.web import (
     Operation,
     add_openapi_route,
     add_ops_routes,
+    broker_and_database_checks,
     error_frame,
     header_parameter,
     http_error,
@@ -78,14 +79,8 @@ def create_app(settings: IntakeSettings) -> web.Application:
         await broker.close()
         await mongo.close()
 
-    async def broker_ready() -> bool:
-        return broker.is_connected()
-
-    async def database_ready() -> bool:
-        return await is_reachable(db)
-
     app.cleanup_ctx.append(resources)
-    add_ops_routes(app, registry, {"broker": broker_ready, "mongo": database_ready})
+    add_ops_routes(app, registry, broker_and_database_checks(broker, db))
     app.router.add_post("/v1/messages", post_message)
     app.router.add_get("/chat", chat_page)
     app.router.add_get("/v1/chat/ws", chat_socket)

@@ -17,7 +17,7 @@ from services.router.store import RoutingStore
 from shared import events
 from shared.broker import Broker
 from shared.models import DEFAULT_WORKSPACE, RoutingConfigChanged
-from shared.mongo import create_client, is_reachable
+from shared.mongo import create_client
 from shared.topology import Topology
 from shared.web import (
     API_KEYS,
@@ -27,6 +27,7 @@ from shared.web import (
     Timestamp,
     add_openapi_route,
     add_ops_routes,
+    broker_and_database_checks,
     http_error,
     model_response,
     parse_body,
@@ -61,14 +62,8 @@ def create_app(settings: RouterSettings) -> web.Application:
         await broker.close()
         await mongo.close()
 
-    async def broker_ready() -> bool:
-        return broker.is_connected()
-
-    async def mongo_ready() -> bool:
-        return await is_reachable(db)
-
     app.cleanup_ctx.append(resources)
-    add_ops_routes(app, registry, {"broker": broker_ready, "mongo": mongo_ready})
+    add_ops_routes(app, registry, broker_and_database_checks(broker, db))
     app.router.add_get("/v1/queue", waiting_queue)
     app.router.add_get("/v1/routing/config", get_config)
     app.router.add_put("/v1/routing/config", put_config)
