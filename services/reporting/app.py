@@ -15,9 +15,8 @@ from services.reporting.metrics import ServiceLevelOptions, summary
 from services.reporting.rollup import GROUPINGS
 from services.reporting.service import ReportingMetrics, ReportingService
 from services.reporting.settings import ReportingSettings
-from services.reporting.store import ReportStore
+from services.reporting.store import ReportStore, close_clients, open_clients, store_of
 from shared.broker import Broker
-from shared.mongo import create_client, is_reachable
 from shared.topology import Topology
 from shared.web import (
     API_KEYS,
@@ -28,6 +27,7 @@ from shared.web import (
     Timestamp,
     add_openapi_route,
     add_ops_routes,
+    broker_and_database_checks,
     choice_query,
     header_parameter,
     http_error,
@@ -66,11 +66,9 @@ def create_app(settings: ReportingSettings) -> web.Application:
     registry = CollectorRegistry()
     metrics = ReportingMetrics(registry)
     broker = Broker(settings.amqp_url, Topology(settings.namespace, settings.queue_type))
-    mongo = create_client(settings.mongo_url)
-    db = mongo[settings.mongo_db]
-    separate_config = settings.config_mongo_url not in (None, settings.mongo_url)
-    config_mongo = create_client(settings.config_mongo_url) if separate_config else mongo
-    store = ReportStore(db, config_db=config_mongo[settings.mongo_db])
+    clients = open_clients(settings)
+    store = store_of(settings, clients)
+    db = store.db
     app[STORE] = store
 
     async def resources(app: web.Application) -> AsyncIterator[None]:
@@ -82,18 +80,10 @@ def create_app(settings: ReportingSettings) -> web.Application:
         yield
         await service.stop()
         await broker.close()
-        await mongo.close()
-        if config_mongo is not mongo:
-            await config_mongo.close()
-
-    async def broker_ready() -> bool:
-        return broker.is_connected()
-
-    async def mongo_ready() -> bool:
-        return await is_reachable(db)
+        await close_clients(clients)
 
     app.cleanup_ctx.append(resources)
-    add_ops_routes(app, registry, {"broker": broker_ready, "mongo": mongo_ready})
+    add_ops_routes(app, registry, broker_and_database_checks(broker, db))
     app.router.add_get("/v1/reports/summary", get_summary)
     app.router.add_get("/v1/reports/conversations.csv", get_conversations_csv)
     add_openapi_route(app, "Switchyard reporting", OPERATIONS)

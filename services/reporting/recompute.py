@@ -9,21 +9,17 @@ the reporting service first (the rollups have one writer); it reads the same set
 import asyncio
 
 from services.reporting.settings import ReportingSettings
-from services.reporting.store import ReportStore
-from shared.mongo import create_client
+from services.reporting.store import close_clients, open_clients, store_of
 
 
 async def recompute(settings: ReportingSettings) -> int:
-    mongo = create_client(settings.mongo_url)
-    config = create_client(settings.config_mongo_url) if settings.config_mongo_url not in (None, settings.mongo_url) else mongo
+    clients = open_clients(settings)
     try:
-        store = ReportStore(mongo[settings.mongo_db], config_db=config[settings.mongo_db])
+        store = store_of(settings, clients)
         await store.ensure_indexes()
         return await store.recompute_all()
     finally:
-        await mongo.close()
-        if config is not mongo:
-            await config.close()
+        await close_clients(clients)
 
 
 def main() -> None:

@@ -31,11 +31,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from itertools import pairwise
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bson import ObjectId
 from pydantic import ValidationError
-from pymongo import ASCENDING, DESCENDING, DeleteOne, InsertOne, ReplaceOne, UpdateOne
+from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, DeleteOne, InsertOne, ReplaceOne, UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError
 
@@ -47,7 +47,10 @@ from services.reporting.metrics import StoredRollups
 from services.reporting.model import ReportEvent
 from services.reporting.rollup import GROUPINGS, Rollup, buckets_touched, merge, rollup_between
 from services.router.config import RoutingConfig
-from shared.mongo import non_duplicate_errors
+from shared.mongo import create_client, non_duplicate_errors
+
+if TYPE_CHECKING:
+    from services.reporting.settings import ReportingSettings
 
 EVENTS, CONVERSATIONS, AGENT_TIME = "report_events", "report_conversations", "report_agent_time"
 ROLLUPS, PENDING, PENDING_AGENTS = "report_rollups", "report_pending", "report_pending_agents"
@@ -78,6 +81,25 @@ class BucketRef:
     @property
     def id(self) -> str:
         return _key(self.workspace_id, self.bucket.isoformat())
+
+
+def open_clients(settings: "ReportingSettings") -> list[AsyncMongoClient]:
+    """Reporting's own database client, then the one that holds the router's routing_config
+    (the same client when both are one server); close them all when done."""
+    mongo = create_client(settings.mongo_url)
+    if settings.config_mongo_url in (None, settings.mongo_url):
+        return [mongo, mongo]
+    return [mongo, create_client(settings.config_mongo_url)]
+
+
+def store_of(settings: "ReportingSettings", clients: list[AsyncMongoClient]) -> "ReportStore":
+    mongo, config = clients
+    return ReportStore(mongo[settings.mongo_db], config_db=config[settings.mongo_db])
+
+
+async def close_clients(clients: list[AsyncMongoClient]) -> None:
+    for client in {id(c): c for c in clients}.values():
+        await client.close()
 
 
 class ReportStore:
