@@ -153,6 +153,8 @@ OFFER_PREVIEW_BYTES = 256 * 1024
 
 def split_by_size(messages: list[InboundMessage], budget: int) -> tuple[list[InboundMessage], list[InboundMessage]]:
     """The longest prefix whose JSON fits in `budget` bytes (the first message always), and the rest."""
+    if len(messages) < 2:
+        return list(messages), []  # the usual handover, a conversation assigned as it opens: nothing to weigh
     size = 0
     for n, message in enumerate(messages):
         size += len(message.model_dump_json().encode())
