@@ -10,7 +10,9 @@ from prometheus_client import CollectorRegistry
 from pydantic import BaseModel, ConfigDict
 
 from services.reporting.export import csv_text
+from services.reporting.feed import LiveFeed, read_live_view
 from services.reporting.intervals import INTERVALS, ReportQueryError, zone
+from services.reporting.live import LiveView
 from services.reporting.metrics import ServiceLevelOptions, summary
 from services.reporting.rollup import GROUPINGS
 from services.reporting.service import ReportingMetrics, ReportingService
@@ -39,6 +41,7 @@ from shared.web import (
 STORE = web.AppKey("report_store", ReportStore)
 SETTINGS = web.AppKey("reporting_settings", ReportingSettings)
 SERVICE = web.AppKey("reporting_service", ReportingService)
+FEED = web.AppKey("live_feed", LiveFeed)
 
 # RFC 3339 date-time (what the document's `format: date-time` promises): an offset is required.
 RFC3339 = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?([Zz]|[+-][0-9]{2}:[0-9]{2})")
@@ -70,6 +73,8 @@ def create_app(settings: ReportingSettings) -> web.Application:
     store = store_of(settings, clients)
     db = store.db
     app[STORE] = store
+    feed = app[FEED] = LiveFeed(lambda workspace_id, tz: read_live_view(store, workspace_id, tz),
+                                period=settings.live_seconds)
 
     async def resources(app: web.Application) -> AsyncIterator[None]:
         await broker.start()
@@ -78,6 +83,7 @@ def create_app(settings: ReportingSettings) -> web.Application:
         await service.start()
         app[SERVICE] = service
         yield
+        await feed.close()
         await service.stop()
         await broker.close()
         await close_clients(clients)
@@ -86,6 +92,8 @@ def create_app(settings: ReportingSettings) -> web.Application:
     add_ops_routes(app, registry, broker_and_database_checks(broker, db))
     app.router.add_get("/v1/reports/summary", get_summary)
     app.router.add_get("/v1/reports/conversations.csv", get_conversations_csv)
+    app.router.add_get("/v1/reports/live", get_live)
+    app.router.add_get("/v1/reports/live/ws", live_socket)
     add_openapi_route(app, "Switchyard reporting", OPERATIONS)
     return app
 
@@ -158,15 +166,40 @@ async def get_summary(request: web.Request) -> web.Response:
     span = time_range(request)
     grouping = GROUP_BY.choice(request) or "none"
     interval = INTERVAL.choice(request) or "day"
-    tz = TZ.raw(request) or "UTC"
+    tz = _zone_name(request)
     options = ServiceLevelOptions(_flag(request, INCLUDE_ABANDONS, True), _flag(request, INCLUDE_SHORT, False))
+    rollups = await request.app[STORE].bucket_rollups(request[WORKSPACE], span.start, span.end, grouping, interval, tz)
+    rows = summary(rollups, span.start, span.end, interval, tz, grouping, options)
+    return model_response(Summary(rows=[SummaryRow(**row) for row in rows]))
+
+
+def _zone_name(request: web.Request) -> str:
+    tz = TZ.raw(request) or "UTC"
     try:
         zone(tz)
     except ReportQueryError as error:
         raise http_error(web.HTTPUnprocessableEntity, f"tz: {error}", parameter="tz") from None
-    rollups = await request.app[STORE].bucket_rollups(request[WORKSPACE], span.start, span.end, grouping, interval, tz)
-    rows = summary(rollups, span.start, span.end, interval, tz, grouping, options)
-    return model_response(Summary(rows=[SummaryRow(**row) for row in rows]))
+    return tz
+
+
+async def get_live(request: web.Request) -> web.Response:
+    """Queues, agents, open breaches and today's reasons now ("today" in the zone asked)."""
+    return model_response(await read_live_view(request.app[STORE], request[WORKSPACE], _zone_name(request)))
+
+
+async def live_socket(request: web.Request) -> web.WebSocketResponse:
+    """The live view as it changes: a frame (a LiveView) on connect, then at most one a second."""
+    workspace_id, tz = request[WORKSPACE], _zone_name(request)
+    ws = web.WebSocketResponse(heartbeat=20)
+    await ws.prepare(request)
+    feed = request.app[FEED]
+    feed.watch(workspace_id, tz, ws)
+    try:
+        async for _ in ws:  # nothing to say to us: the screen only listens
+            pass
+    finally:
+        feed.unwatch(workspace_id, tz, ws)
+    return ws
 
 
 EXPORT_BATCH = 500
@@ -203,4 +236,10 @@ OPERATIONS = [
               (Answer(200, "A header row, then one row per conversation: ISO times (UTC), durations in seconds",
                       media_type="text/csv", headers=(header_parameter("Content-Disposition", "attachment"),)),),
               parameters=(FROM, TO), errors=(400, 422), description=RANGE_RULES),
+    Operation("GET", "/v1/reports/live", "The workspace now: queue tiles, agents, open SLA breaches, top reasons",
+              (Answer(200, "The live view (today: since local midnight in `tz`)", LiveView),),
+              parameters=(TZ,), errors=(422,),
+              description="As fresh as reporting's ingest (waiting, offers, presence) and its rollup timer "
+                          "(today's service level and abandons). The WebSocket `GET /v1/reports/live/ws?token=<API "
+                          "key>&tz=` sends the same document on connect, then at most once a second."),
 ]

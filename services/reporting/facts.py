@@ -27,9 +27,9 @@ MILLISECOND = timedelta(milliseconds=1)
 class FoldSettings:
     """What the facts are measured against: the queues' configuration and the abandon threshold."""
 
-    # Service level: a conversation answered within its queue's target (seconds from queue entry).
-    # The router's configuration has no answer-time target (its SLA targets are first response and
-    # resolution), so it is given here per queue, with a default (80/20 is the industry's classic).
+    # Service level: a conversation answered within its queue's target (seconds from queue entry):
+    # the queue's `service_level_seconds` in the routing configuration, else the default (80/20 is
+    # the industry's classic).
     service_level_seconds: Mapping[str, float] = field(default_factory=dict)
     default_service_level_seconds: float = 20.0
     # An abandon within this many seconds of entering the queue is a short abandon.
@@ -48,7 +48,9 @@ class FoldSettings:
     def from_routing_config(cls, config: RoutingConfig, **overrides: Any) -> "FoldSettings":
         """Business hours from the router's queues; targets and thresholds as given."""
         hours = {queue.name: queue.hours for queue in config.queues if queue.hours is not None}
-        return cls(hours=hours, **overrides)
+        targets = {queue.name: float(queue.service_level_seconds) for queue in config.queues
+                   if queue.service_level_seconds is not None}
+        return cls(hours=hours, **({"service_level_seconds": targets} | overrides))
 
 
 @dataclass(frozen=True)
@@ -108,6 +110,13 @@ class ConversationFacts:
     sla_alerts: tuple[SlaAlert, ...] = ()
     csat_score: int | None = None  # the latest valid answer
     csat_at: datetime | None = None
+    # Where it stands after its last event (the live view): waiting, offered, assigned, resolved or
+    # abandoned; since when; the agent offered it or holding it; its priority when opened.
+    state: str | None = None
+    state_since: datetime | None = None
+    state_agent: str | None = None
+    entered_queue_at: datetime | None = None  # the last time it entered a queue (its wait now, while waiting)
+    priority: int | None = None
     # Durations (docs/metrics.md has each formula)
     wait: Measured | None = None  # queue entry to answer
     first_response: Measured | None = None  # open to first agent reply
@@ -155,6 +164,15 @@ class _Fold:
         self.csat: ReportEvent | None = None
         self.handle_from: datetime | None = None
         self.handled = timedelta(0)
+        self.state: str | None = None
+        self.state_since: datetime | None = None
+        self.state_agent: str | None = None
+        self.entered_queue_at: datetime | None = None
+        self.priority: int | None = None
+
+    def _now(self, state: str, event: ReportEvent, agent_id: str | None = None) -> None:
+        if state != self.state or agent_id != self.state_agent:
+            self.state, self.state_since, self.state_agent = state, event.at, agent_id
 
     @property
     def voice(self) -> bool:
@@ -173,17 +191,26 @@ class _Fold:
             # The opening message is a customer message waiting for a reply, whether or not its
             # message.created is among the events.
             self.waiting_since = self.waiting_since or event.at
+            priority = event.data.get("priority")
+            self.priority = priority if isinstance(priority, int) and not isinstance(priority, bool) else None
+        if self.state is None:
+            self._now("waiting", event)
+            self.entered_queue_at = event.at
 
     def queued(self, event: ReportEvent) -> None:
         self.queued_at = self.queued_at or event.at
+        self.entered_queue_at = event.at
+        self._now("waiting", event)
 
     def offered(self, event: ReportEvent) -> None:
         self.offered_at = self.offered_at or event.at
+        self._now("offered", event, event.agent_id)
 
     def assigned(self, event: ReportEvent) -> None:
         if self.assigned_at is None:
             self.assigned_at, self.assigned_agent = event.at, event.agent_id
         self.holder = event.agent_id or self.holder
+        self._now("assigned", event, event.agent_id)
         if not self.voice and self.handle_from is None:
             self.handle_from = event.at  # handling starts at an assignment; a call's when picked up
 
@@ -194,6 +221,7 @@ class _Fold:
     def resolved_event(self, event: ReportEvent) -> None:
         self.resolutions.append(event)
         self.resolved = event
+        self._now("resolved", event)
         self.holder = event.agent_id or self.holder
         if self.handle_from is not None:
             self.handled += event.at - self.handle_from
@@ -209,6 +237,7 @@ class _Fold:
 
     def abandoned(self, event: ReportEvent) -> None:
         self.abandon = event
+        self._now("abandoned", event)
 
     def labels_changed(self, event: ReportEvent) -> None:
         labels = event.data.get("labels") or []
@@ -332,6 +361,11 @@ def _facts(fold: _Fold, settings: FoldSettings) -> ConversationFacts:
         sla_alerts=tuple(fold.sla),
         csat_score=fold.csat.data["score"] if fold.csat is not None else None,
         csat_at=fold.csat.at if fold.csat is not None else None,
+        state=fold.state,
+        state_since=fold.state_since,
+        state_agent=fold.state_agent,
+        entered_queue_at=fold.entered_queue_at,
+        priority=fold.priority,
         wait=wait,
         first_response=measure(fold.opened_at, fold.first_reply_at, fold.first_reply_agent),
         responses=tuple(m for m in (measure(*r) for r in fold.responses) if m is not None),

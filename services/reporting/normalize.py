@@ -189,7 +189,8 @@ def _agent_status(snapshot: AgentSnapshot) -> list[ReportEvent]:
     """Every snapshot is the agent's whole state from then on (presence and capacity)."""
     return [ReportEvent(
         event_id=snapshot.event_id, type="agent.status_changed", workspace_id=snapshot.workspace_id, at=snapshot.at,
-        agent_id=snapshot.agent_id, data={"status": snapshot.status, "max_conversations": snapshot.max_conversations},
+        agent_id=snapshot.agent_id, data={"status": snapshot.status, "max_conversations": snapshot.max_conversations,
+                                           "channel_capacity": snapshot.channel_capacity, "version": snapshot.version},
     )]
 
 

@@ -23,3 +23,5 @@ class ReportingSettings(CommonSettings):
     rollup_seconds: float = Field(2, gt=0)
     # The longest range one report may cover (a summary reads one stored rollup per 15 minutes of it).
     max_range_days: int = Field(366, ge=1)
+    # How often a live screen (GET /v1/reports/live/ws) gets the view again: at most once a second.
+    live_seconds: float = Field(1.0, ge=1.0)

@@ -54,6 +54,8 @@ if TYPE_CHECKING:
 
 EVENTS, CONVERSATIONS, AGENT_TIME = "report_events", "report_conversations", "report_agent_time"
 ROLLUPS, PENDING, PENDING_AGENTS = "report_rollups", "report_pending", "report_pending_agents"
+LIVE_AGENTS = "report_live_agents"  # each agent's latest presence and capacity (the live view)
+OPEN_STATES = ("waiting", "offered", "assigned")  # a conversation in one of these is on the live view
 # Coarser rollups beside the 15-minute ones (UTC 1, 2, 6, 24 hours): each the merge of the stored
 # rollups of the span below.
 COARSER = {HOUR: "report_rollups_1h", 2 * HOUR: "report_rollups_2h", 6 * HOUR: "report_rollups_6h",
@@ -117,6 +119,7 @@ class ReportStore:
         self.span_rollups = {BUCKET: self.rollups, **{span: db[name] for span, name in COARSER.items()}}
         self.pending = db[PENDING]
         self.pending_agents = db[PENDING_AGENTS]
+        self.live_agents = db[LIVE_AGENTS]
         self.fixed_settings = settings  # None: business hours from the router's configuration
 
     async def ensure_indexes(self) -> None:
@@ -124,6 +127,8 @@ class ReportStore:
         await self.events.create_index([("workspace_id", ASCENDING), ("agent_id", ASCENDING), ("at", ASCENDING)])
         await self.conversations.create_index([("workspace_id", ASCENDING), ("buckets", ASCENDING)])
         await self.conversations.create_index([("workspace_id", ASCENDING), ("started_at", ASCENDING)])
+        await self.conversations.create_index([("workspace_id", ASCENDING), ("live.state", ASCENDING)])
+        await self.live_agents.create_index([("workspace_id", ASCENDING)])
         await self.agent_time.create_index([("workspace_id", ASCENDING), ("agent_id", ASCENDING), ("bucket", ASCENDING)],
                                            unique=True)
         await self.agent_time.create_index([("workspace_id", ASCENDING), ("bucket", ASCENDING)])
@@ -149,12 +154,15 @@ class ReportStore:
         """Business hours per queue from the router's stored configuration; none when it has none or it is invalid."""
         if self.fixed_settings is not None:
             return self.fixed_settings
+        return FoldSettings.from_routing_config(await self.routing_config())
+
+    async def routing_config(self) -> RoutingConfig:
+        """The router's stored configuration (queues, hours, media); its default when none or invalid."""
         stored = await self.config_db["routing_config"].find_one({"_id": ROUTING_CONFIG_ID}, {"config": 1})
         try:
-            config = RoutingConfig.model_validate(stored["config"]) if stored else RoutingConfig()
+            return RoutingConfig.model_validate(stored["config"]) if stored else RoutingConfig()
         except ValidationError:  # the router logs it and runs on its default; so do we
-            config = RoutingConfig()
-        return FoldSettings.from_routing_config(config)
+            return RoutingConfig()
 
     # -- ingest ---------------------------------------------------------------------------------
 
@@ -174,6 +182,7 @@ class ReportStore:
         await self._mark_agents(agents)
         await self._mark_pending(_conversation_buckets(folded))
         await self._write_conversations(folded)
+        await self._write_live_agents([e for e in events if e.type == "agent.status_changed" and e.agent_id])
         if not recompute:
             return set()
         await self.refold_pending_agents()
@@ -280,6 +289,32 @@ class ReportStore:
                  for f in folded], ordered=False)
 
     # -- agents ---------------------------------------------------------------------------------
+
+    async def _write_live_agents(self, snapshots: list[ReportEvent]) -> None:
+        """Each agent's latest snapshot (by version, then time), and since when it has had its status.
+
+        Read, compared and replaced here rather than by a conditional upsert: reporting has one
+        consumer, and a redelivered or late snapshot must not move an agent back."""
+        latest: dict[str, ReportEvent] = {}
+        for snapshot in sorted(snapshots, key=_snapshot_order):
+            latest[_key(snapshot.workspace_id, snapshot.agent_id or "")] = snapshot
+        if not latest:
+            return
+        stored = {d["_id"]: d async for d in self.live_agents.find({"_id": {"$in": list(latest)}})}
+        writes = []
+        for key, snapshot in latest.items():
+            before = stored.get(key)
+            if before is not None and (before["version"], before["at"]) >= _snapshot_order(snapshot)[:2]:
+                continue
+            status = snapshot.data.get("status", "offline")
+            since = before["since"] if before is not None and before["status"] == status else snapshot.at
+            writes.append(ReplaceOne({"_id": key}, {
+                "workspace_id": snapshot.workspace_id, "agent_id": snapshot.agent_id, "status": status,
+                "since": since, "at": snapshot.at, "version": _snapshot_order(snapshot)[0],
+                "max_conversations": snapshot.data.get("max_conversations", 0),
+                "channel_capacity": snapshot.data.get("channel_capacity") or {}}, upsert=True))
+        if writes:
+            await self.live_agents.bulk_write(writes, ordered=False)
 
     async def _fold_agents(self, agents: dict[tuple[str, str], datetime]) -> list["RefoldedAgent"]:
         return list(await asyncio.gather(*(self._fold_agent(workspace, agent, earliest)
@@ -427,6 +462,15 @@ class ReportStore:
             found[document["bucket"]] = {grouping: json.loads(raw)} if raw else {}
         return found
 
+    async def open_conversations(self, workspace_id: str) -> list[dict[str, Any]]:
+        """The `live` part of every conversation waiting, offered or assigned now."""
+        query = {"workspace_id": workspace_id, "live.state": {"$in": list(OPEN_STATES)}}
+        return [d["live"] async for d in self.conversations.find(query, {"live": 1})]
+
+    async def agents_now(self, workspace_id: str) -> list[dict[str, Any]]:
+        """Every agent's latest presence and capacity."""
+        return [d async for d in self.live_agents.find({"workspace_id": workspace_id}, {"_id": 0})]
+
     def export_rows(self, workspace_id: str, start: datetime, end: datetime, batch_size: int = 500):
         """The CSV rows of the conversations that started in [start, end), oldest first (a cursor)."""
         query = {"workspace_id": workspace_id, "started_at": {"$gte": start, "$lt": end}}
@@ -451,7 +495,7 @@ class FoldedConversation:
                  for b in sorted(self.buckets)]
         started = f.opened_at or f.queued_at or min((p["bucket"] for p in parts), default=None)
         return {"workspace_id": f.workspace_id, "conversation_id": f.conversation_id, "started_at": started,
-                "buckets": sorted(self.buckets), "parts": parts, "row": csv_row(f)}
+                "buckets": sorted(self.buckets), "parts": parts, "row": csv_row(f), "live": live_part(f)}
 
 
 @dataclass(frozen=True)
@@ -474,6 +518,19 @@ class RefoldedAgent:
                 found.append(period)
             state = period.end_state
         return found
+
+
+def live_part(f: ConversationFacts) -> dict[str, Any]:
+    """What the live view reads of a conversation: where it stands, since when, with whom."""
+    return {"conversation_id": f.conversation_id, "state": f.state, "since": f.state_since, "agent_id": f.state_agent,
+            "queue": f.queue, "channel": f.channel, "priority": f.priority, "opened_at": f.opened_at,
+            "entered_queue_at": f.entered_queue_at,
+            "breached": any(alert.level == "breached" for alert in f.sla_alerts)}
+
+
+def _snapshot_order(snapshot: ReportEvent) -> tuple[int, datetime, str]:
+    version = snapshot.data.get("version")
+    return (version if isinstance(version, int) else -1, snapshot.at, snapshot.event_id)
 
 
 def _comparable(document: dict[str, Any] | None) -> dict[str, Any] | None:

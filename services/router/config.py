@@ -111,6 +111,9 @@ class QueueConfig(Wire):
     offer_timeout_seconds: Seconds = 30
     expand: list[ExpansionStep] = Field(default_factory=list, max_length=20)
     sla: SlaTargets = Field(default_factory=SlaTargets)
+    # Service level's answer target (seconds from entering the queue to an agent's answer; reports
+    # only: docs/metrics.md "Service level"); unset: reporting's default (20 s).
+    service_level_seconds: Seconds | None = None
     max_wait: MaxWait | None = None
     hours: BusinessHours | None = None
     # Outside business hours new conversations go here; unset: they wait for this queue.

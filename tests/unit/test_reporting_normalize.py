@@ -186,7 +186,8 @@ def test_an_agent_snapshot_is_its_status_from_then_on(key: str):
            "changed_at": at(30)}
     status = one(key, agent_snapshot(doc))
     assert (status.type, status.event_id, status.agent_id, status.at, status.data) == (
-        "agent.status_changed", "agent:default:ann:4", "ann", at(30), {"status": "away", "max_conversations": 3})
+        "agent.status_changed", "agent:default:ann:4", "ann", at(30),
+        {"status": "away", "max_conversations": 3, "channel_capacity": {}, "version": 4})
 
 
 REPORTED_KEYS = {
