@@ -253,12 +253,14 @@ class OfferAnswer(Wire):
 
 
 class TransferRequest(Wire):
-    """Agents -> router: move an assigned conversation to an agent or a queue, with a note."""
+    """Agents -> router: move an assigned conversation (or, by a supervisor, a waiting one) to an agent or a queue."""
 
     event_id: str = Field(default_factory=new_id)
     workspace_id: str
     conversation_id: str
     by_agent: str | None = None
+    # A supervisor (the workspace's key) may also move a conversation still waiting or offered.
+    by_supervisor: bool = False
     to_agent: str | None = None
     to_queue: str | None = None
     note: str = Field("", max_length=2000)

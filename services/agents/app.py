@@ -284,8 +284,9 @@ async def transfer(request: web.Request) -> web.Response:
     body = await parse_body(request, TransferIn)
     if (body.to_agent is None) == (body.to_queue is None):
         raise http_error(web.HTTPUnprocessableEntity, "name to_agent or to_queue, not both")
+    # The workspace's key is a supervisor's: it may move waiting conversations too.
     transfer_request = TransferRequest(workspace_id=request[WORKSPACE], conversation_id=CONVERSATION_ID.raw(request),
-                                       **body.model_dump())
+                                       by_supervisor=True, **body.model_dump())
     try:
         await request.app[SERVICE].transfer(transfer_request)
     except (NotFound, Conflict) as error:

@@ -186,10 +186,18 @@ class AgentsService:
                                           agent_id=agent_id, accepted=accepted), events.OFFER_ANSWERED)
 
     async def transfer(self, request: TransferRequest) -> None:
-        """Ask the router to move an assigned conversation to an agent or a queue."""
-        conversation = await self.conversation(request.workspace_id, request.conversation_id)
-        if conversation["status"] != "assigned":
-            raise Conflict(f"conversation is {conversation['status']}, only an assigned one can be transferred")
+        """Ask the router to move an assigned conversation (a supervisor: a waiting one too) to an agent or a queue."""
+        try:
+            conversation = await self.conversation(request.workspace_id, request.conversation_id)
+        except NotFound:
+            if not request.by_supervisor:
+                raise
+            # A conversation no agent has held yet is known only to the router, which decides: a refused
+            # move comes back as a conversation.transferred event with `rejected`.
+            conversation = {"status": "waiting"}
+        movable = ("assigned", "waiting") if request.by_supervisor else ("assigned",)
+        if conversation["status"] not in movable:
+            raise Conflict(f"conversation is {conversation['status']}, only {' or '.join(movable)} ones can be transferred")
         if request.to_agent is not None:
             target = await self.store.get_agent(request.workspace_id, request.to_agent)
             if target is None:

@@ -309,6 +309,9 @@ class RoutingCore:
                   "note": request.note, "escalation": request.escalation}
         conversation.transfers.append(record)
         outcome = Outcome(changed_conversations={conversation.conversation_id})
+        offered_to = self._holder(conversation) if conversation.offer is not None else None
+        if offered_to is not None:  # a supervisor moves an offered one: the offer goes first
+            outcome.merge(self._take_back_offer(conversation, offered_to, now, "withdrawn: transferred"))
         previous = self._unassign(conversation, now, "transferred", outcome)
         conversation.answered = False  # the next agent's first reply is the first response again
         if request.to_queue is not None:
@@ -579,8 +582,10 @@ class RoutingCore:
         return agent
 
     def _transfer_problem(self, conversation: Conversation, request: TransferRequest) -> str | None:
-        if conversation.assignee_id is None:  # waiting, offered or reserved: only an assignee can hand it on
-            return "the conversation is not assigned"
+        if conversation.assignee_id is None and not request.by_supervisor:
+            return "the conversation is not assigned"  # waiting, offered or reserved: only a supervisor moves it
+        if conversation.left_queue:
+            return "the conversation left the queue (a call sent to voicemail)"
         if request.to_queue is not None:
             known = {q.name for q in self.config.queues} | self.skill_queues.get(conversation.workspace_id, set())
             return None if request.to_queue in known else f"unknown queue {request.to_queue!r}"

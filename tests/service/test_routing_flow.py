@@ -138,6 +138,24 @@ async def test_a_transfer_moves_the_conversation_with_its_history_and_note(names
         assert "unknown queue" in (await frame_of(bob, "transfer.rejected"))["reason"]
 
 
+async def test_a_supervisor_moves_a_waiting_conversation_nobody_has_held(names):
+    async with running_apps(names) as apps:
+        await configure(apps, {"queues": [{"name": "default"}, {"name": "tier2", "skills": {"tier2": 1}}]})
+        await apps.post("cust-w", "still waiting")  # nobody online: it waits in default, unknown to the agents service
+        async with asyncio.timeout(15):
+            while not (waiting := (await (await apps.router.get("/v1/queue", headers=auth())).json())["waiting"]):
+                await asyncio.sleep(POLL)
+        conversation_id = waiting[0]["conversation_id"]
+        response = await apps.agents.post(f"/v1/conversations/{conversation_id}/transfer",
+                                          json={"to_queue": "tier2", "note": "VIP"}, headers=auth())
+        assert response.status == 202, await response.text()
+        await apps.put_agent("ann")  # no tier2 skill: it is not hers any more
+        await apps.put_agent("tia", skills={"tier2": 3})
+        tia = await apps.desk("tia")
+        taken = await frame_of(tia, "conversation.assigned")
+        assert taken["conversation"]["conversation_id"] == conversation_id and taken["conversation"]["queue"] == "tier2"
+
+
 async def test_sla_state_reaches_the_conversation_and_the_desk(names):
     async with running_apps(names, router_settings=FAST_TIMERS) as apps:
         await configure(apps, {"queues": [{"name": "default", "sla": {"first_response_seconds": 0.4}}]})

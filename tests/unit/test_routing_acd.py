@@ -665,6 +665,28 @@ def test_only_an_assigned_conversation_can_be_transferred():
     assert c.offer is not None and c.offer.agent_id == offered_to
 
 
+def test_a_supervisor_moves_a_waiting_conversation_to_another_queue():
+    core = with_agents(config(queues=[{"name": "default"}, {"name": "tier2", "skills": {"tier2": 1}}]))
+    core.on_message(msg("c"), at(0))  # nobody online: it waits
+    outcome = transfer(core, "c", to_queue="tier2", by_supervisor=True, note="VIP")
+    c = conversation_of(core, "c")
+    assert (c.queue, c.reason, c.assignee_id) == ("tier2", "transfer", None)
+    assert "conversation.transferred" in event_types(outcome)
+    assert [e.details.get("rejected") for e in outcome.events if e.type == "conversation.transferred"] == [None]
+    outcome = core.on_agent(agent("tia", skills={"tier2": 1}), at(11))
+    assert assigned(outcome) == [("tia", "c")]
+
+
+def test_a_supervisor_gives_an_offered_conversation_to_another_agent():
+    core = with_agents(config(queues=[{"name": "default", "mode": "offer"}]), agent("ann"))
+    core.on_message(msg("c"), at(0))
+    core.on_agent(agent("bob"), at(1))
+    outcome = transfer(core, "c", to_agent="bob", by_supervisor=True)
+    assert revoked(outcome) == [("ann", "offer withdrawn: transferred")]
+    assert offered(outcome) == [("bob", "c")]  # reserved for bob, who has room: offered to him at once (offer mode)
+    assert core.agents[("default", "ann")].total == 0
+
+
 def test_resolving_an_offered_conversation_takes_the_offer_off_the_desk():
     core = with_agents(config(queues=[{"name": "default", "mode": "offer"}]), agent("ann"))
     core.on_message(msg("c"), at(0))
