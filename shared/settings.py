@@ -48,6 +48,10 @@ class CommonSettings(BaseSettings):
     queue_type: Literal["quorum", "classic"] = Field(
         "quorum", validation_alias=AliasChoices("queue_type", "SWITCHYARD_QUEUE_TYPE")
     )
+    # Signs agent tokens (POST /v1/agents/{id}/token): the same secret in every service, a long
+    # random one in production (the default is for development only).
+    token_secret: str = Field("switchyard-dev-token-secret", min_length=16,
+                              validation_alias=AliasChoices("token_secret", "SWITCHYARD_TOKEN_SECRET"))
     log_level: str = Field("info", validation_alias=AliasChoices("log_level", "LOG_LEVEL"))
     host: str = "127.0.0.1"
     port: int = 0

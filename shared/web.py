@@ -28,6 +28,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from typing_extensions import TypeAliasType
 
 from shared.mongo import is_reachable
+from shared.tokens import Principal, read_agent_token
 
 if TYPE_CHECKING:
     from shared.broker import Broker
@@ -38,7 +39,10 @@ T = TypeVar("T")
 ReadinessCheck = Callable[[], Awaitable[bool]]
 
 API_KEYS = web.AppKey("api_keys", dict)  # key -> workspace
+TOKEN_SECRET = web.AppKey("token_secret", str)  # signs agent tokens (shared/tokens.py)
 WORKSPACE = web.RequestKey("workspace_id", str)
+PRINCIPAL = web.RequestKey("principal", Principal)
+OPEN_TO_AGENTS = "open_to_agents"  # a handler attribute: agent tokens may call it (it checks what is theirs)
 
 
 def error_document(status: int, message: str, **details: Any) -> dict[str, Any]:
@@ -181,22 +185,58 @@ def bearer_token(request: web.Request) -> str | None:
     return request.query.get("token")
 
 
-def authenticate(request: web.Request) -> str:
-    """The workspace the request's API key belongs to, or a JSON 401."""
-    token = bearer_token(request)
-    workspace = request.app[API_KEYS].get(token or "")
-    if workspace is None:
-        raise http_error(web.HTTPUnauthorized, "missing or unknown API key")
-    return workspace
+def configure_auth(app: web.Application, settings: Any) -> None:
+    """The workspace keys and the agent-token secret of the service's settings (CommonSettings)."""
+    app[API_KEYS] = settings.api_keys
+    app[TOKEN_SECRET] = settings.token_secret
+
+
+def authenticate(request: web.Request) -> Principal:
+    """Who calls: a workspace's key (a supervisor) or a valid agent token, else a JSON 401."""
+    token = bearer_token(request) or ""
+    workspace = request.app[API_KEYS].get(token)
+    if workspace is not None:
+        return Principal(workspace)
+    secret = request.app.get(TOKEN_SECRET)
+    agent = read_agent_token(secret, token) if secret and token else None
+    if agent is None:
+        raise http_error(web.HTTPUnauthorized, "missing, unknown or expired API key or agent token")
+    return agent
+
+
+def open_to_agents(handler: Callable) -> Callable:
+    """Mark a handler that agent tokens may call; it must itself keep an agent to what is its own."""
+    setattr(handler, OPEN_TO_AGENTS, True)
+    return handler
+
+
+def calling_agent(request: web.Request) -> str | None:
+    """The agent of an agent token; None for the workspace's key (a supervisor)."""
+    principal = request.get(PRINCIPAL)
+    return principal.agent_id if principal is not None else None
+
+
+def require_own(request: web.Request, agent_id: str | None, what: str = "this") -> None:
+    """A 403 unless the caller is a supervisor or the agent `agent_id`."""
+    caller = calling_agent(request)
+    if caller is not None and caller != agent_id:
+        raise http_error(web.HTTPForbidden, f"an agent token may only see and act on its own {what}")
 
 
 def auth_middleware(public_prefixes: tuple[str, ...]) -> Callable:
-    """Require a workspace API key on /v1 paths except the public ones."""
+    """Require a workspace key or an agent token on /v1 paths except the public ones; agent tokens
+    only where the handler is open to agents (everything else is a supervisor's or a system's)."""
 
     @web.middleware
     async def middleware(request: web.Request, handler: Callable) -> web.StreamResponse:
         if request.path.startswith("/v1/") and not request.path.startswith(public_prefixes):
-            request[WORKSPACE] = authenticate(request)
+            principal = authenticate(request)
+            request[WORKSPACE], request[PRINCIPAL] = principal.workspace_id, principal
+            route_handler = request.match_info.handler
+            unmatched = request.match_info.http_exception is not None  # its 404 or 405 answers as it is
+            if not principal.is_supervisor and not unmatched and not getattr(route_handler, OPEN_TO_AGENTS, False):
+                raise http_error(web.HTTPForbidden, "this needs the workspace's key (a supervisor's): "
+                                                    "an agent token may not")
         return await handler(request)
 
     return middleware
@@ -565,7 +605,8 @@ class Operation:
 ERROR_MEANINGS = {
     400: "Malformed: JSON that does not parse, a parameter out of range, a form that does not read",
     401: "Missing or unknown credentials (an API key, a signature, a token)",
-    403: "Credentials that do not match, or a key of a workspace that may not do this",
+    403: "Credentials that do not match, a key of a workspace that may not do this, or an agent token where "
+         "a supervisor's key is needed or the resource is not the agent's own",
     404: "No such resource, or not configured for this workspace",
     409: "The resource is not in a state that allows this",
     413: "The body is over the size limit",
@@ -630,7 +671,10 @@ def openapi_document(title: str, operations: list[Operation], description: str =
             "schemas": schemas,
             "securitySchemes": {"bearer": {
                 "type": "http", "scheme": "bearer",
-                "description": "A workspace's API key (SWITCHYARD_API_KEYS). Browsers, which cannot set headers on "
+                "description": "A workspace's API key (SWITCHYARD_API_KEYS: a supervisor's, or an external "
+                               "system's), or an agent token (POST /v1/agents/{agent_id}/token on the agents "
+                               "service), which reaches only the operations that say so and only the agent's own "
+                               "presence and conversations (else a 403). Browsers, which cannot set headers on "
                                "a WebSocket or a download link, may pass it as ?token= instead.",
             }},
         },

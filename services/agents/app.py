@@ -1,6 +1,7 @@
 """The agents service's aiohttp app: agents, conversations, replies, the desk WebSocket and page."""
 
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from pathlib import Path
 
 import structlog
@@ -15,6 +16,7 @@ from services.agents.models import (
     AgentOut,
     AgentProfile,
     AgentStatusChange,
+    AgentToken,
     ContactOut,
     ConversationList,
     ConversationOut,
@@ -33,9 +35,10 @@ from shared.attachments import AttachmentStore, content_disposition
 from shared.broker import Broker
 from shared.models import TransferRequest
 from shared.mongo import create_client
+from shared.tokens import issue_agent_token
 from shared.topology import Topology
 from shared.web import (
-    API_KEYS,
+    TOKEN_SECRET,
     WORKSPACE,
     Answer,
     FrameError,
@@ -43,16 +46,20 @@ from shared.web import (
     add_openapi_route,
     add_ops_routes,
     broker_and_database_checks,
+    calling_agent,
     choice_query,
+    configure_auth,
     error_frame,
     header_parameter,
     http_error,
     integer_query,
     model_response,
+    open_to_agents,
     parse_body,
     parse_frame,
     path_parameter,
     query_parameter,
+    require_own,
     service_middlewares,
 )
 
@@ -91,6 +98,13 @@ def operations(reply_body: type[BaseModel]) -> list[Operation]:
                   body=AgentProfile, parameters=(AGENT_ID,), errors=(400, 413, 422)),
         Operation("GET", "/v1/agents/{agent_id}", "An agent's profile and presence",
                   (Answer(200, "The agent", AgentOut),), parameters=(AGENT_ID,), errors=(400, 404)),
+        Operation("POST", "/v1/agents/{agent_id}/token", "A token for one agent: its own presence and conversations only",
+                  (Answer(201, "The token and when it expires", AgentToken),), parameters=(AGENT_ID,),
+                  errors=(400, 403, 404),
+                  description="Only with the workspace's key (a supervisor's). With the token the agent may read "
+                              "itself, set its status, open its desk socket, list and read the conversations it "
+                              "holds (and read one offered to it), reply, resolve, label, answer its offers, "
+                              "transfer what it holds, and read the contacts of what it holds; anything else is a 403."),
         Operation("PUT", "/v1/agents/{agent_id}/status", "Set presence: online, away, offline",
                   (Answer(200, "The agent", AgentOut),), body=AgentStatusChange, parameters=(AGENT_ID,),
                   errors=(400, 404, 413, 422)),
@@ -139,7 +153,7 @@ DESCRIPTION = (
 
 def create_app(settings: AgentsSettings) -> web.Application:
     app = web.Application(middlewares=service_middlewares(public_prefixes=()), client_max_size=256 * 1024)
-    app[API_KEYS] = settings.api_keys
+    configure_auth(app, settings)
     app[SETTINGS] = settings
     app[REPLY_MODEL] = reply_model(settings.max_reply_chars)
     registry = CollectorRegistry()
@@ -168,6 +182,7 @@ def create_app(settings: AgentsSettings) -> web.Application:
     app.router.add_get("/v1/agents/{agent_id}", get_agent)
     app.router.add_put("/v1/agents/{agent_id}/status", put_status)
     app.router.add_get("/v1/agents/{agent_id}/ws", desk_socket)
+    app.router.add_post("/v1/agents/{agent_id}/token", post_agent_token)
     app.router.add_get("/v1/conversations", list_conversations)
     app.router.add_get("/v1/conversations/{conversation_id}", get_conversation)
     app.router.add_post("/v1/conversations/{conversation_id}/messages", post_reply)
@@ -189,6 +204,22 @@ def _agent_id(request: web.Request) -> str:
         raise http_error(web.HTTPBadRequest, "agent id must be 1-64 letters, digits, '_' or '-'") from None
 
 
+async def _check_own_conversation(request: web.Request, *, offers_too: bool = False) -> None:
+    """An agent token reaches a conversation it holds (or, to read it, one offered to it); a
+    supervisor's key every one. Unknown ids are left to the handler's own 404."""
+    agent_id = calling_agent(request)
+    if agent_id is None:
+        return
+    service = request.app[SERVICE]
+    doc = await service.store.get_conversation(request[WORKSPACE], CONVERSATION_ID.raw(request))
+    if doc is None or doc.get("assignee_id") == agent_id:
+        return
+    if offers_too and await service.store.offers.find_one(
+            {"workspace_id": request[WORKSPACE], "conversation_id": doc["_id"], "agent_id": agent_id}):
+        return
+    raise http_error(web.HTTPForbidden, "an agent token may only see and act on its own conversations")
+
+
 def _domain_errors(error: Exception) -> web.HTTPException:
     if isinstance(error, NotFound):
         return http_error(web.HTTPNotFound, str(error))
@@ -206,15 +237,29 @@ async def put_agent(request: web.Request) -> web.Response:
     return model_response(AgentOut.from_doc(doc))
 
 
+@open_to_agents
 async def get_agent(request: web.Request) -> web.Response:
+    require_own(request, _agent_id(request), "profile")
     doc = await request.app[SERVICE].store.get_agent(request[WORKSPACE], _agent_id(request))
     if doc is None:
         raise http_error(web.HTTPNotFound, "agent does not exist")
     return model_response(AgentOut.from_doc(doc))
 
 
+async def post_agent_token(request: web.Request) -> web.Response:
+    """A signed token for one agent (a supervisor's key asks): it sees and does only what is its own."""
+    agent_id = _agent_id(request)
+    if await request.app[SERVICE].store.get_agent(request[WORKSPACE], agent_id) is None:
+        raise http_error(web.HTTPNotFound, "agent does not exist")
+    ttl = timedelta(hours=request.app[SETTINGS].agent_token_hours)
+    token, expires_at = issue_agent_token(request.app[TOKEN_SECRET], request[WORKSPACE], agent_id, ttl)
+    return model_response(AgentToken(agent_id=agent_id, token=token, expires_at=expires_at), status=201)
+
+
+@open_to_agents
 async def put_status(request: web.Request) -> web.Response:
     agent_id = _agent_id(request)
+    require_own(request, agent_id, "status")
     change = await parse_body(request, AgentStatusChange)
     try:
         doc = await request.app[SERVICE].set_status(request[WORKSPACE], agent_id, change.status)
@@ -223,16 +268,22 @@ async def put_status(request: web.Request) -> web.Response:
     return model_response(AgentOut.from_doc(doc))
 
 
+@open_to_agents
 async def list_conversations(request: web.Request) -> web.Response:
     status = STATUS.choice(request)
     limit = LIMIT.whole_number(request)
     filters = {p.name: value for p in FILTERS if (value := p.raw(request))}
+    if (agent_id := calling_agent(request)) is not None:
+        require_own(request, filters.get("assignee_id", agent_id), "conversations")
+        filters["assignee_id"] = agent_id  # an agent lists what it holds
     docs = await request.app[SERVICE].store.find_conversations(request[WORKSPACE], filters, status, limit)
     conversations = [ConversationOut.from_doc(d, "conversation_id") for d in docs]
     return model_response(ConversationList(conversations=conversations))
 
 
+@open_to_agents
 async def get_conversation(request: web.Request) -> web.Response:
+    await _check_own_conversation(request, offers_too=True)
     service = request.app[SERVICE]
     try:
         doc = await service.conversation(request[WORKSPACE], CONVERSATION_ID.raw(request))
@@ -243,8 +294,10 @@ async def get_conversation(request: web.Request) -> web.Response:
         doc, "conversation_id", messages=[MessageOut.from_doc(m, "message_id") for m in messages]))
 
 
+@open_to_agents
 async def post_reply(request: web.Request) -> web.Response:
     reply = await parse_body(request, request.app[REPLY_MODEL])
+    await _check_own_conversation(request)
     try:
         message = await request.app[SERVICE].reply(request[WORKSPACE], CONVERSATION_ID.raw(request), reply.text)
     except (NotFound, Conflict) as error:
@@ -252,7 +305,9 @@ async def post_reply(request: web.Request) -> web.Response:
     return model_response(MessageOut.from_doc(message, workspace_id=request[WORKSPACE]), status=201)
 
 
+@open_to_agents
 async def resolve(request: web.Request) -> web.Response:
+    await _check_own_conversation(request)
     try:
         doc = await request.app[SERVICE].resolve(request[WORKSPACE], CONVERSATION_ID.raw(request))
     except NotFound as error:
@@ -260,8 +315,10 @@ async def resolve(request: web.Request) -> web.Response:
     return model_response(ConversationOut.from_doc(doc, "conversation_id"))
 
 
+@open_to_agents
 async def put_labels(request: web.Request) -> web.Response:
     body = await parse_body(request, LabelsIn)
+    await _check_own_conversation(request)
     try:
         doc = await request.app[SERVICE].set_labels(request[WORKSPACE], CONVERSATION_ID.raw(request), body.labels)
     except NotFound as error:
@@ -269,8 +326,10 @@ async def put_labels(request: web.Request) -> web.Response:
     return model_response(ConversationOut.from_doc(doc, "conversation_id"))
 
 
+@open_to_agents
 async def answer_offer(request: web.Request) -> web.Response:
     answer = await parse_body(request, OfferAnswerIn)
+    require_own(request, answer.agent_id, "offers")
     try:
         await request.app[SERVICE].answer_offer(request[WORKSPACE], CONVERSATION_ID.raw(request), answer.agent_id,
                                                 answer.accept)
@@ -279,14 +338,19 @@ async def answer_offer(request: web.Request) -> web.Response:
     return model_response(OfferAnswered(accepted=answer.accept), status=202)
 
 
+@open_to_agents
 async def transfer(request: web.Request) -> web.Response:
     """Accepted for routing: the conversation moves when the router has done it (202)."""
     body = await parse_body(request, TransferIn)
     if (body.to_agent is None) == (body.to_queue is None):
         raise http_error(web.HTTPUnprocessableEntity, "name to_agent or to_queue, not both")
-    # The workspace's key is a supervisor's: it may move waiting conversations too.
+    await _check_own_conversation(request)
+    # The workspace's key is a supervisor's: it may move waiting conversations too. An agent's
+    # transfer is recorded as by that agent, whatever the body says.
+    agent_id = calling_agent(request)
+    fields = body.model_dump() | ({"by_agent": agent_id} if agent_id is not None else {})
     transfer_request = TransferRequest(workspace_id=request[WORKSPACE], conversation_id=CONVERSATION_ID.raw(request),
-                                       by_supervisor=True, **body.model_dump())
+                                       by_supervisor=agent_id is None, **fields)
     try:
         await request.app[SERVICE].transfer(transfer_request)
     except (NotFound, Conflict) as error:
@@ -294,13 +358,19 @@ async def transfer(request: web.Request) -> web.Response:
     return model_response(transfer_request, status=202)
 
 
+@open_to_agents
 async def get_contact(request: web.Request) -> web.Response:
-    """The contact with every conversation it had, on any channel, and their messages in order."""
+    """The contact with every conversation it had, on any channel, and their messages in order
+    (to an agent token: a contact of a conversation it holds now)."""
     store = request.app[SERVICE].store
     contact = await store.contact_book.get(request[WORKSPACE], CONTACT_ID.raw(request))
     if contact is None:
         raise http_error(web.HTTPNotFound, "contact does not exist")
     conversations = await store.find_conversations(request[WORKSPACE], {"contact_id": contact["_id"]}, None, 100)
+    agent_id = calling_agent(request)
+    if agent_id is not None and not any(c.get("assignee_id") == agent_id and c.get("status") == "assigned"
+                                        for c in conversations):
+        raise http_error(web.HTTPForbidden, "an agent token may only see the contacts of its own conversations")
     stored = await store.messages_of([c["_id"] for c in conversations])
     messages = [MessageOut.from_doc(m, "message_id") for m in stored]
     return model_response(ContactOut.from_doc(
@@ -325,9 +395,11 @@ async def download_attachment(request: web.Request) -> web.Response:
     })
 
 
+@open_to_agents
 async def desk_socket(request: web.Request) -> web.WebSocketResponse:
     """The agent's live feed: a snapshot first, then frames as they come."""
     workspace_id, agent_id = request[WORKSPACE], _agent_id(request)
+    require_own(request, agent_id, "desk")
     ws = web.WebSocketResponse(heartbeat=20)
     await ws.prepare(request)
     service = request.app[SERVICE]

@@ -98,6 +98,14 @@ class AgentOut(Out):
     version: int
 
 
+class AgentToken(Out):
+    """Sign the agent's desk in with this: as a Bearer token, or `?token=` on its WebSocket."""
+
+    agent_id: str
+    token: str
+    expires_at: Timestamp
+
+
 MessageDirection = Literal["inbound", "outbound", "note"]
 # received: a customer's; queued -> sent -> delivered -> read, or failed: a reply's; note: an internal note.
 MessageStatus = Literal["received", "queued", "sent", "delivered", "read", "failed", "note"]

@@ -12,3 +12,5 @@ class AgentsSettings(CommonSettings):
     max_reply_chars: int = 4096
     # An agent whose last desk has been disconnected this long is set offline.
     presence_grace_seconds: float = Field(30, ge=0)
+    # How long an agent token (POST /v1/agents/{id}/token) is accepted.
+    agent_token_hours: float = Field(12, gt=0, le=24 * 30)

@@ -19,7 +19,6 @@ from shared.broker import Broker
 from shared.mongo import create_client
 from shared.topology import Topology
 from shared.web import (
-    API_KEYS,
     WORKSPACE,
     Answer,
     FrameError,
@@ -27,6 +26,7 @@ from shared.web import (
     add_openapi_route,
     add_ops_routes,
     broker_and_database_checks,
+    configure_auth,
     error_frame,
     header_parameter,
     http_error,
@@ -49,7 +49,7 @@ def create_app(settings: IntakeSettings) -> web.Application:
         # Webhooks that carry files need room; JSON endpoints apply max_body_bytes themselves.
         client_max_size=settings.body_limit_for_files,
     )
-    app[API_KEYS] = settings.api_keys
+    configure_auth(app, settings)
     registry = CollectorRegistry()
     metrics = IntakeMetrics(registry)
     broker = Broker(settings.amqp_url, Topology(settings.namespace, settings.queue_type))

@@ -21,7 +21,6 @@ from services.reporting.store import ReportStore, close_clients, open_clients, s
 from shared.broker import Broker
 from shared.topology import Topology
 from shared.web import (
-    API_KEYS,
     WORKSPACE,
     Answer,
     Operation,
@@ -30,10 +29,13 @@ from shared.web import (
     add_openapi_route,
     add_ops_routes,
     broker_and_database_checks,
+    calling_agent,
     choice_query,
+    configure_auth,
     header_parameter,
     http_error,
     model_response,
+    open_to_agents,
     query_parameter,
     service_middlewares,
 )
@@ -64,7 +66,7 @@ INCLUDE_SHORT = choice_query("include_short_abandons", "... short abandons too (
 
 def create_app(settings: ReportingSettings) -> web.Application:
     app = web.Application(middlewares=service_middlewares(public_prefixes=()))
-    app[API_KEYS] = settings.api_keys
+    configure_auth(app, settings)
     app[SETTINGS] = settings
     registry = CollectorRegistry()
     metrics = ReportingMetrics(registry)
@@ -161,20 +163,29 @@ class Summary(BaseModel):
     rows: list[SummaryRow]
 
 
+@open_to_agents
 async def get_summary(request: web.Request) -> web.Response:
-    """Rows per interval and group, merged from the stored rollups tiling each interval (never from raw events)."""
+    """Rows per interval and group, merged from the stored rollups tiling each interval (never from raw
+    events); to an agent token only its own rows of group_by=agent."""
     span = time_range(request)
     grouping = GROUP_BY.choice(request) or "none"
+    agent_id = calling_agent(request)
+    if agent_id is not None and grouping != "agent":
+        raise http_error(web.HTTPForbidden, "an agent token may only ask for group_by=agent (its own rows)",
+                         parameter="group_by")
     interval = INTERVAL.choice(request) or "day"
     tz = _zone_name(request)
     options = ServiceLevelOptions(_flag(request, INCLUDE_ABANDONS, True), _flag(request, INCLUDE_SHORT, False))
     rollups = await request.app[STORE].bucket_rollups(request[WORKSPACE], span.start, span.end, grouping, interval, tz)
     rows = summary(rollups, span.start, span.end, interval, tz, grouping, options)
+    if agent_id is not None:
+        rows = [row for row in rows if row["key"].get("agent") == agent_id]
     return model_response(Summary(rows=[SummaryRow(**row) for row in rows]))
 
 
 def _zone_name(request: web.Request) -> str:
-    tz = TZ.raw(request) or "UTC"
+    raw = TZ.raw(request)
+    tz = "UTC" if raw is None else raw  # absent: UTC; present but empty: not a zone (a 422)
     try:
         zone(tz)
     except ReportQueryError as error:
@@ -182,9 +193,15 @@ def _zone_name(request: web.Request) -> str:
     return tz
 
 
+@open_to_agents
 async def get_live(request: web.Request) -> web.Response:
-    """Queues, agents, open breaches and today's reasons now ("today" in the zone asked)."""
-    return model_response(await read_live_view(request.app[STORE], request[WORKSPACE], _zone_name(request)))
+    """Queues, agents, open breaches and today's reasons now ("today" in the zone asked); to an
+    agent token the queues and reasons, and of agents and breaches only its own."""
+    view = await read_live_view(request.app[STORE], request[WORKSPACE], _zone_name(request))
+    if (agent_id := calling_agent(request)) is not None:
+        view = view.model_copy(update={"agents": [a for a in view.agents if a.agent_id == agent_id],
+                                       "breaches": [b for b in view.breaches if b.agent_id == agent_id]})
+    return model_response(view)
 
 
 async def live_socket(request: web.Request) -> web.WebSocketResponse:
@@ -229,7 +246,7 @@ RANGE_RULES = ("`from` must not be after `to`, the range is at most REPORTING_MA
 OPERATIONS = [
     Operation("GET", "/v1/reports/summary", "Metrics per interval and group over a range",
               (Answer(200, "One row per interval and group that had anything", Summary),),
-              parameters=(FROM, TO, GROUP_BY, INTERVAL, TZ, INCLUDE_ABANDONS, INCLUDE_SHORT), errors=(400, 422),
+              parameters=(FROM, TO, GROUP_BY, INTERVAL, TZ, INCLUDE_ABANDONS, INCLUDE_SHORT), errors=(400, 403, 422),
               description="Metric names and formulas: docs/metrics.md. The range selects the 15-minute buckets "
                           "overlapping it; intervals are local to `tz` (an unknown zone is a 422). " + RANGE_RULES),
     Operation("GET", "/v1/reports/conversations.csv", "One CSV row per conversation started in the range",

@@ -20,7 +20,6 @@ from shared.models import DEFAULT_WORKSPACE, RoutingConfigChanged
 from shared.mongo import create_client
 from shared.topology import Topology
 from shared.web import (
-    API_KEYS,
     WORKSPACE,
     Answer,
     Operation,
@@ -28,6 +27,7 @@ from shared.web import (
     add_openapi_route,
     add_ops_routes,
     broker_and_database_checks,
+    configure_auth,
     http_error,
     model_response,
     parse_body,
@@ -42,7 +42,7 @@ CONFIG_ID = "routing"
 
 def create_app(settings: RouterSettings) -> web.Application:
     app = web.Application(middlewares=service_middlewares(public_prefixes=()))
-    app[API_KEYS] = settings.api_keys
+    configure_auth(app, settings)
     registry = CollectorRegistry()
     metrics = RouterMetrics(registry)
     broker = Broker(settings.amqp_url, Topology(settings.namespace, settings.queue_type))
