@@ -7,8 +7,8 @@ from shared.settings import CommonSettings
 from shared.tokens import issue_agent_token
 from tests.conftest import auth
 from tests.service.helpers import Apps, running_apps
-from tests.service.test_routing_flow import frame_of
 from tests.service.test_reporting_service import today_range
+from tests.service.test_routing_flow import frame_of
 
 
 async def agent_token(apps: Apps, agent_id: str) -> str:

@@ -19,7 +19,7 @@ def test_an_expired_forged_or_foreign_token_is_refused():
     assert read_agent_token(SECRET, expired) is None
     token, _ = issue_agent_token(SECRET, "acme", "ann")
     assert read_agent_token("another-secret-entirely", token) is None
-    payload, _, signature = token.rpartition(".")
+    _, _, signature = token.rpartition(".")
     other, _ = issue_agent_token(SECRET, "acme", "bob")
     assert read_agent_token(SECRET, other.rpartition(".")[0] + "." + signature) is None  # bob's claims, ann's signature
     for junk in ("", "x", "a.b.c", "dev-key", token + "x", "é.é"):
