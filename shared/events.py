@@ -31,6 +31,9 @@ ROUTING_CONFIG_CHANGED = "routing.config_changed"  # router API -> router work q
 CONVERSATION_OPENED = "conversation.opened"  # a customer's first message opened a conversation
 CONVERSATION_QUEUED = "conversation.queued"  # waiting in a queue (details.reason: opened, requeued, transferred, overflowed, rerouted)
 CONVERSATION_TRANSFERRED = "conversation.transferred"
+# A label rule matched a customer message: details.labels, the labels it adds (reporting listens;
+# the agents service learns them with the assignment or the message)
+CONVERSATION_LABELED = "conversation.labeled"
 # Every assignment, published as conversation.routed.<channel>: a channel that must act on it
 # (voice connects the caller to the agent) binds its own channel's key; others bind the wildcard.
 CONVERSATION_ROUTED = "conversation.routed"

@@ -169,6 +169,7 @@ class ConversationInfo(Wire):
     routing: dict[str, Any] | None = None
     sla: dict[str, Any] = Field(default_factory=dict)
     transfers: list[dict[str, Any]] = Field(default_factory=list)
+    labels: list[Label] = Field(default_factory=list)  # set by label rules so far
 
 
 class ConversationAssigned(Wire):
@@ -187,6 +188,7 @@ class ConversationMessage(Wire):
     workspace_id: str
     assignee_id: str
     message: InboundMessage
+    labels: list[Label] = Field(default_factory=list)  # added by label rules this message matched
 
 
 class ConversationOffered(Wire):

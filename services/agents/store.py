@@ -297,6 +297,7 @@ class AgentsStore:
         moving = [a for a in assignments if a.conversation.conversation_id not in new_conversations]
         new_conversations |= await self._reassign(moving, stored | await self._stored(
             [a for a in moving if a.conversation.conversation_id not in stored]))
+        await self._add_rule_labels(deliveries)
         # The same message twice in one batch (a provider's retry, published twice) is one message.
         pending = _without_repeats(pending)
         all_docs = [doc for _, _, docs in pending for doc in docs]
@@ -312,6 +313,21 @@ class AgentsStore:
             if conversation is not None or fresh:
                 for_desk.append(ForDesk(agent_id, conversation, fresh))
         return for_desk
+
+    async def _add_rule_labels(self, deliveries: list[ConversationAssigned | ConversationMessage]) -> None:
+        """Labels the router's label rules added, into the conversations' sets (a repeat adds nothing)."""
+        adds: dict[str, set[str]] = {}
+        for delivery in deliveries:
+            if isinstance(delivery, ConversationAssigned):
+                conversation_id, labels = delivery.conversation.conversation_id, delivery.conversation.labels
+            else:
+                conversation_id, labels = delivery.conversation_id, delivery.labels
+            if labels:
+                adds.setdefault(conversation_id, set()).update(labels)
+        if adds:
+            await self.conversations.bulk_write([
+                UpdateOne({"_id": conversation_id}, {"$addToSet": {"labels": {"$each": sorted(labels)}}})
+                for conversation_id, labels in adds.items()], ordered=False)
 
     def _inbound_doc(self, conversation_id: str, message: InboundMessage) -> dict:
         return {
@@ -627,6 +643,7 @@ def _conversation_doc(delivery: ConversationAssigned, contact_id: str) -> dict:
         "routing": info.routing,
         "sla": info.sla,
         "transfers": info.transfers,
+        "labels": sorted(info.labels),
         "first_response_at": None,
         "resolved_at": None,
         "last_message_at": None,

@@ -243,6 +243,10 @@ class _Fold:
         labels = event.data.get("labels") or []
         self.labels = tuple(sorted({str(label) for label in labels}))
 
+    def labeled(self, event: ReportEvent) -> None:
+        added = event.data.get("labels") or []
+        self.labels = tuple(sorted({*self.labels, *(str(label) for label in added)}))
+
     def message(self, event: ReportEvent) -> None:
         if event.data.get("direction") == "inbound":
             self.waiting_since = self.waiting_since or event.at
@@ -280,6 +284,7 @@ _HANDLERS = {
     "conversation.reopened": _Fold.reopened,
     "conversation.abandoned": _Fold.abandoned,
     "conversation.labels_changed": _Fold.labels_changed,
+    "conversation.labeled": _Fold.labeled,
     "message.created": _Fold.message,
     "sla.warning": _Fold.sla_alert,
     "sla.breached": _Fold.sla_alert,

@@ -25,7 +25,8 @@ ReportEventType = Literal[
     # the resolved conversation's (data: new_conversation_id, the conversation the message opened; resolved_at)
     "conversation.reopened",
     "conversation.abandoned",  # the customer left before an agent answered (data.reason)
-    "conversation.labels_changed",  # data.labels: the whole set after the change
+    "conversation.labels_changed",  # data.labels: the whole set after the change (an agent's edit)
+    "conversation.labeled",  # data.labels: labels a label rule added (the router's)
     "message.created",  # data.direction: inbound (customer) or outbound (agent reply, `agent_id` set);
     #                     a call's pickup (conversation.answered from intake) is its first outbound, data.call_answered
     "sla.warning",

@@ -11,6 +11,7 @@
     conversation.reopened            RoutingEvent          conversation.reopened
     conversation.abandoned           RoutingEvent          conversation.abandoned
     conversation.labels_changed      RoutingEvent          conversation.labels_changed (the whole set)
+    conversation.labeled             RoutingEvent          conversation.labeled (labels a rule added)
     message.created                  RoutingEvent          message.created (a customer message)
     message.outbound.<channel>       OutboundMessage       message.created (an agent's reply; none for an automatic one)
     sla.warning, sla.breached        RoutingEvent          sla.warning, sla.breached
@@ -140,6 +141,7 @@ ROUTING_FACTS: dict[str, Callable[[RoutingEvent], list[ReportEvent]]] = {
     events.CONVERSATION_REOPENED: lambda e: [_from(e, e.type, data=_details(e, "new_conversation_id", "resolved_at"))],
     events.CONVERSATION_ABANDONED: lambda e: [_from(e, e.type, data=_details(e, "reason"))],
     events.CONVERSATION_LABELS_CHANGED: lambda e: [_from(e, e.type, data=_details(e, "labels"))],
+    events.CONVERSATION_LABELED: lambda e: [_from(e, e.type, data=_details(e, "labels"))],
     events.MESSAGE_CREATED: lambda e: [_from(e, e.type, data=_details(e, "direction"))],
     events.SLA_WARNING: lambda e: [_from(e, e.type, data=_details(e, "target"))],
     events.SLA_BREACHED: lambda e: [_from(e, e.type, data=_details(e, "target"))],

@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import yaml
 from pydantic import Field, PrivateAttr, field_validator, model_validator
 
-from shared.models import InboundMessage, Skill, Wire
+from shared.models import MAX_LABELS, InboundMessage, Label, Skill, Wire
 
 QueueName = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.:+-]{1,64}$")]
 Proficiency = Annotated[int, Field(ge=1, le=5)]
@@ -133,16 +133,14 @@ class QueueConfig(Wire):
         return [self.skills, *(step.skills for step in self.expand)]
 
 
-class ClassificationRule(Wire):
-    """Every condition given must match; the first matching rule names the queue."""
+class MessageConditions(Wire):
+    """Conditions on a customer's message; every one given must match (none given: every message)."""
 
-    queue: QueueName
     channels: list[ShortText] = Field(default_factory=list, max_length=100)
     languages: list[ShortText] = Field(default_factory=list, max_length=100)  # metadata["language"]
     keywords: list[ShortText] = Field(default_factory=list, max_length=1000)  # any of them, as whole words, any case
     pattern: str | None = Field(None, max_length=1000)  # a regular expression searched in the text
     attributes: dict[ShortText, ShortText] = Field(default_factory=dict, max_length=100)  # metadata["attributes"], e.g. tier: vip
-    priority: int = Field(0, ge=0, le=10)  # added to the conversation's priority
 
     @field_validator("pattern")
     @classmethod
@@ -166,6 +164,21 @@ class ClassificationRule(Wire):
         )
 
 
+class ClassificationRule(MessageConditions):
+    """The first matching rule names the queue of a new conversation."""
+
+    queue: QueueName
+    priority: int = Field(0, ge=0, le=10)  # added to the conversation's priority
+
+
+class LabelRule(MessageConditions):
+    """A contact reason set by rule: every customer message matching it adds these labels to its
+    conversation (every matching rule, on the opening message and on later ones). An agent may
+    remove one; a rule does not add it again to that conversation."""
+
+    labels: list[Label] = Field(min_length=1, max_length=MAX_LABELS)
+
+
 def _has_keyword(text: str, keywords: list[str]) -> bool:
     words = set(re.findall(r"\w+", text.casefold()))
     return any(keyword.casefold() in words for keyword in keywords)
@@ -175,6 +188,7 @@ class RoutingConfig(Wire):
     default_queue: QueueName = "default"
     queues: list[QueueConfig] = Field(default_factory=lambda: [QueueConfig(name="default")], max_length=1000)
     rules: list[ClassificationRule] = Field(default_factory=list, max_length=1000)
+    label_rules: list[LabelRule] = Field(default_factory=list, max_length=1000)
     # Channels grouped into media for capacity; a channel not listed is "chat".
     channel_media: dict[ShortText, ShortText] = Field(default_factory=lambda: {"voice": "voice", "email": "email"},
                                                       max_length=100)
@@ -258,6 +272,11 @@ def classify(config: RoutingConfig, message: InboundMessage, now: datetime) -> t
         queue = config.queue(name)
     priority = min(10, message.priority + queue.priority + boost)
     return queue.name, reason, priority
+
+
+def rule_labels(config: RoutingConfig, message: InboundMessage) -> set[str]:
+    """The labels of every label rule the message matches."""
+    return {label for rule in config.label_rules if rule.matches(message) for label in rule.labels}
 
 
 def load_config(path: Path | None) -> RoutingConfig:

@@ -17,7 +17,7 @@ from collections import deque
 from datetime import datetime, timedelta
 from typing import Any
 
-from services.router.config import QueueConfig, RoutingConfig, classify
+from services.router.config import QueueConfig, RoutingConfig, classify, rule_labels
 from services.router.indexes import STRATEGY_KEYS, AgentIndex, AgentIndexKey, WaitingIndex
 from services.router.model import Agent, AgentKey, Conversation, Offer, Outcome, ThreadKey
 from shared import events
@@ -141,16 +141,29 @@ class RoutingCore:
         if conversation_id is None:
             return self._open(message, now)
         conversation = self.conversations[conversation_id]
+        outcome, added = self._label(conversation, message, now)
         if conversation.assignee_id is None:  # waiting or offered: held until assigned, in order
             if all(m.message_id != message.message_id for m in conversation.backlog):
                 conversation.backlog.append(message)
-                return Outcome(backlog_changes=[("add", conversation_id, len(conversation.backlog) - 1, message)])
-            return Outcome()
+                outcome.backlog_changes.append(("add", conversation_id, len(conversation.backlog) - 1, message))
+            return outcome
         delivery = ConversationMessage(
             conversation_id=conversation_id, workspace_id=conversation.workspace_id,
-            assignee_id=conversation.assignee_id, message=message,
+            assignee_id=conversation.assignee_id, message=message, labels=added,
         )
-        return Outcome(deliveries=[((conversation.workspace_id, conversation.assignee_id), delivery)])
+        outcome.deliveries.append(((conversation.workspace_id, conversation.assignee_id), delivery))
+        return outcome
+
+    def _label(self, conversation: Conversation, message: InboundMessage, now: datetime) -> tuple[Outcome, list[str]]:
+        """Labels the label rules add for this message (each once per conversation), and their event."""
+        if not self.config.label_rules:
+            return Outcome(), []
+        added = sorted(rule_labels(self.config, message) - set(conversation.labels))
+        if not added:
+            return Outcome(), []
+        conversation.labels = sorted({*conversation.labels, *added})
+        event = self._event(events.CONVERSATION_LABELED, conversation, now, labels=added)
+        return Outcome(events=[event], changed_conversations={conversation.conversation_id}), added
 
     def on_agent(self, snapshot: AgentSnapshot, now: datetime) -> Outcome:
         """An agent's profile or presence changed: reroute what presence demands, serve the waiting."""
@@ -364,6 +377,7 @@ class RoutingCore:
         outcome = Outcome(events=[opened, self._queued(conversation, now, "opened")],
                           changed_conversations={conversation.conversation_id},
                           backlog_changes=[("add", conversation.conversation_id, 0, message)])
+        outcome.merge(self._label(conversation, message, now)[0])
         last = self._last_agent(conversation, now)
         if last is not None:
             wait = timedelta(seconds=self.config.last_agent_wait_seconds)

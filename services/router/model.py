@@ -96,6 +96,7 @@ class Conversation:
     sla: dict[str, dict[str, Any]] = field(default_factory=dict)  # target -> {due_at, warn_at, state}
     decision: dict[str, Any] | None = None
     transfers: list[dict[str, Any]] = field(default_factory=list)
+    labels: list[str] = field(default_factory=list)  # what label rules added (sorted); an agent may remove one
     # How many events were made about it: the next event's id counts on from here, also after a
     # rebuild, so an input handled again over the same saved state gives the same ids.
     event_seq: int = 0
@@ -130,6 +131,7 @@ class Conversation:
             routing=self.decision,
             sla={k: {**v, "due_at": v["due_at"].isoformat(), "warn_at": v["warn_at"].isoformat()} for k, v in self.sla.items()},
             transfers=self.transfers,
+            labels=self.labels,
         )
 
     def handover(self) -> list[Delivery]:

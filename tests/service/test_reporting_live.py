@@ -15,6 +15,8 @@ from tests.conftest import Names, auth
 from tests.fixtures.reporting import Conversation, clock, status
 from tests.service.helpers import running_apps
 from tests.service.test_reporting_events import set_status
+from tests.service.test_reporting_service import get_summary
+from tests.service.test_routing_flow import configure, frame_of
 from tests.unit.test_reporting_day import SETTINGS
 
 NOW = clock("10:00:00")
@@ -114,3 +116,25 @@ async def test_the_live_socket_moves_when_a_customer_writes_and_an_agent_answers
         away = await frame_where(lambda f: any(a["agent_id"] == "ann" and a["status"] == "away" for a in f["agents"]))
         assert tile(away)["assigned"] == 1  # going away keeps what she holds
         await ws.close()
+
+
+async def test_label_rules_label_the_conversation_for_the_desk_and_the_reports(names):
+    async with running_apps(names, reporting={}) as apps:
+        await configure(apps, {"queues": [{"name": "default"}],
+                               "label_rules": [{"keywords": ["outage"], "labels": ["outage"]},
+                                               {"pattern": "(?i)invoice", "labels": ["billing"]}]})
+        await apps.put_agent("ann")
+        desk = await apps.desk("ann")
+        await apps.post("lab-cust", "Is there an outage? My invoice page is down")
+        conversation_id = (await frame_of(desk, "conversation.assigned"))["conversation"]["conversation_id"]
+        doc = await (await apps.agents.get(f"/v1/conversations/{conversation_id}", headers=auth())).json()
+        assert sorted(doc["labels"]) == ["billing", "outage"]
+
+        async def by_label() -> dict:
+            rows = (await get_summary(apps, group_by="label"))["rows"]
+            return {row["key"]["label"]: row["metrics"]["opened"] for row in rows}
+        async with asyncio.timeout(20):
+            while await by_label() != {"billing": 1, "outage": 1}:
+                await asyncio.sleep(0.2)
+        view = await (await apps.reporting.get("/v1/reports/live", headers=auth())).json()
+        assert {(r["label"], r["today"]) for r in view["reasons"]} == {("billing", 1), ("outage", 1)}

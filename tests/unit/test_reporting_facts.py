@@ -154,6 +154,15 @@ def test_csat_keeps_the_latest_valid_answer():
     assert (facts.csat_score, facts.csat_at) == (2, clock("10:45:00"))
 
 
+def test_rule_labels_add_to_the_set_and_an_agents_edit_replaces_it():
+    events = (chat().at("10:00:30", "conversation.labeled", labels=["refund"])
+              .at("10:01:00", "conversation.labeled", labels=["delivery"])
+              .at("10:02:00", "conversation.labels_changed", labels=["delivery"])  # the agent removed refund
+              .at("10:03:00", "conversation.labeled", labels=["outage"])).events
+    assert fold_conversation(events, SETTINGS).labels == ("delivery", "outage")
+    assert fold_conversation(list(reversed(events)), SETTINGS).labels == ("delivery", "outage")  # any arrival order
+
+
 def test_labels_are_the_last_set():
     events = (chat().at("10:02:00", "conversation.labels_changed", labels=["refund"])
               .at("10:09:00", "conversation.labels_changed", labels=["refund", "invoice", "invoice"])).events

@@ -758,3 +758,34 @@ def test_a_big_backlog_goes_out_as_an_assignment_then_messages_and_an_offer_show
     assert [m.text for m in assigned_first.messages] + [d.message.text for d in then] == texts
     assert 2 <= len(assigned_first.messages) <= 3  # 1 MiB of 400 kB messages
     assert conversation_of(core, "long").backlog == []
+
+
+def test_label_rules_label_a_conversation_once_from_any_of_its_messages():
+    cfg = config(label_rules=[{"keywords": ["refund"], "labels": ["refund"]},
+                              {"pattern": "(?i)parcel|delivery", "labels": ["delivery", "logistics"]}])
+    core = with_agents(cfg)
+    outcome = core.on_message(msg("c", "I want a refund"), at(0))
+    labeled = [e for e in outcome.events if e.type == "conversation.labeled"]
+    assert [e.details["labels"] for e in labeled] == [["refund"]]
+    outcome = core.on_message(msg("c", "refund for the parcel, please"), at(1))  # waiting: refund is known already
+    assert [e.details["labels"] for e in outcome.events if e.type == "conversation.labeled"] == [["delivery", "logistics"]]
+    assert core.on_message(msg("c", "the delivery, again"), at(2)).events == []
+    outcome = core.on_agent(agent("ann"), at(3))
+    (delivery,) = [d for _, d in outcome.deliveries if isinstance(d, ConversationAssigned)]
+    assert delivery.conversation.labels == ["delivery", "logistics", "refund"]
+
+
+def test_a_later_message_of_an_assigned_conversation_carries_the_labels_it_added():
+    core = with_agents(config(label_rules=[{"channels": ["webchat"], "keywords": ["outage"], "labels": ["outage"]}]),
+                       agent("ann"))
+    core.on_message(msg("c", "hello"), at(0))
+    outcome = core.on_message(msg("c", "is there an outage?"), at(1))
+    (delivery,) = [d for _, d in outcome.deliveries]
+    assert delivery.labels == ["outage"]
+    assert [e.type for e in outcome.events] == ["conversation.labeled"]
+
+
+def test_without_label_rules_a_message_makes_no_label_event():
+    core = with_agents(None, agent("ann"))
+    outcome = core.on_message(msg("c", "refund"), at(0))
+    assert "conversation.labeled" not in event_types(outcome)
