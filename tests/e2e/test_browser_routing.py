@@ -143,6 +143,15 @@ async def test_offer_accept_and_transfer_on_the_desk(offer_stack, tmp_path):
                     bob.locator('#transcript [data-message-id][data-direction="inbound"]', has_text=question)
                 ).to_have_count(1, timeout=WAIT_MS)
 
+                # Bob notes the contact reasons; a bad one is refused with the service's reason.
+                await bob.get_by_test_id("labels").fill("wholesale,  delivery late , wholesale")
+                await bob.get_by_test_id("labels").press("Enter")
+                await expect(bob.get_by_test_id("labels-status")).to_have_text("Saved.", timeout=WAIT_MS)
+                await expect(bob.get_by_test_id("labels")).to_have_value("delivery late, wholesale")
+                await bob.get_by_test_id("labels").fill("x" * 65)
+                await bob.get_by_test_id("labels-save").click()
+                await expect(bob.get_by_test_id("labels-status")).to_contain_text("Not saved", timeout=WAIT_MS)
+
                 await ann.screenshot(path=str(tmp_path / "desk-ann.png"), full_page=True)
                 await bob.screenshot(path=str(tmp_path / "desk-bob.png"), full_page=True)
                 assert errors == []
@@ -154,7 +163,7 @@ async def test_offer_accept_and_transfer_on_the_desk(offer_stack, tmp_path):
             http, f"{agents_url}/v1/conversations/{conversation_id}",
             lambda d: d["assignee_id"] == "bob" and any(m["direction"] == "note" for m in d["messages"]),
         )
-        assert doc["status"] == "assigned"
+        assert doc["status"] == "assigned" and doc["labels"] == ["delivery late", "wholesale"]
         transfer = doc["transfers"][-1]
         assert (transfer["from_agent"], transfer["to_agent"], transfer["note"]) == ("ann", "bob", note)
         assert transfer["by"] == "ann" and transfer["escalation"] is False
