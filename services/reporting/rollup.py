@@ -171,12 +171,19 @@ def rollup_between(facts: Iterable[ConversationFacts], agent_times: Iterable[Age
 
 
 def add_into(total: dict[str, Any], part: dict[str, Any]) -> dict[str, Any]:
-    """Add a rollup (or any part of one) into another, key by key; returns the total."""
+    """Add a rollup (or any part of one) into another, key by key; returns the total.
+
+    The hot loop of every summary (a 30-day summary adds about a million histogram counts):
+    an exact type test and a bound `get` instead of isinstance and setdefault."""
+    get = total.get
     for key, value in part.items():
-        if isinstance(value, dict):
-            add_into(total.setdefault(key, {}), value)
+        if value.__class__ is dict:
+            inner = get(key)
+            if inner is None:
+                total[key] = inner = {}
+            add_into(inner, value)
         else:
-            total[key] = total.get(key, 0) + value
+            total[key] = get(key, 0) + value
     return total
 
 
