@@ -151,7 +151,7 @@ class AgentsService:
         conversation = await self.conversation(workspace_id, conversation_id)
         if conversation["status"] != "assigned":
             raise Conflict(f"conversation is {conversation['status']}, not open for replies")
-        reply, first_response = await self.store.add_reply(conversation, conversation["assignee_id"], text)
+        reply, answers = await self.store.add_reply(conversation, conversation["assignee_id"], text)
         await self._ensure_outbound_queue(reply.channel)
         await self.broker.publish(
             reply,
@@ -161,10 +161,11 @@ class AgentsService:
             workspace_id=workspace_id,
         )
         self.metrics.messages_out.inc()
-        if first_response:
+        if answers:  # the first reply of this assignment: the router's first response, per agent
             await self._to_router(ConversationAnswered(
                 workspace_id=workspace_id, conversation_id=conversation_id, agent_id=reply.agent_id,
-                at=reply.created_at, event_id=f"answered:{conversation_id}:{reply.agent_id}",
+                at=reply.created_at,
+                event_id=f"answered:{conversation_id}:{conversation.get('assignment_seq', 0)}:{reply.agent_id}",
             ), events.CONVERSATION_ANSWERED)
         message = {
             "message_id": reply.message_id, "conversation_id": conversation_id, "direction": "outbound",

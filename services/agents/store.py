@@ -417,7 +417,8 @@ class AgentsStore:
         ).sort("created_at", 1).to_list()
 
     async def add_reply(self, conversation: dict, agent_id: str, text: str) -> tuple[OutboundMessage, bool]:
-        """Store an agent's reply as queued and stamp the first response; True if this was it."""
+        """Store an agent's reply as queued and stamp the first response; True if it was the first reply of
+        the current assignment (after a transfer or a reroute the new agent's first reply answers it again)."""
         now = utcnow()
         latest = await self.messages.find_one(
             {"conversation_id": conversation["_id"], "direction": "inbound"}, sort=[("seq", -1)]
@@ -446,11 +447,12 @@ class AgentsStore:
             "created_at": now,
             "seq": self.sequencer.next(),
         })
-        first = await self.conversations.update_one(
-            {"_id": conversation["_id"], "first_response_at": None},
-            {"$set": {"first_response_at": now}},
-        )
-        return reply, first.modified_count == 1
+        await self.conversations.update_one({"_id": conversation["_id"], "first_response_at": None},
+                                            {"$set": {"first_response_at": now}})
+        seq = conversation.get("assignment_seq", 0)
+        answered = await self.conversations.update_one({"_id": conversation["_id"], "answered_seq": {"$ne": seq}},
+                                                       {"$set": {"answered_seq": seq}})
+        return reply, answered.modified_count == 1
 
     async def add_system_reply(self, event_id: str, workspace_id: str, conversation_id: str, details: dict) -> OutboundMessage | None:
         """The router's auto-reply to a waiting customer, stored like an agent's reply; None if a repeat."""

@@ -127,6 +127,10 @@ async def test_a_conversations_life_reaches_reporting_as_normalized_events(names
         to_bob = await reported.of("conversation.assigned", first, agent_id="bob")
         assert transferred.at == requeued.at <= to_bob.at
         await bob_desk.frames_until(lambda frames: any(f["type"] == "conversation.assigned" for f in frames))
+        # Bob's first reply answers it again: the router's first-response SLA restarted with the transfer.
+        await post_json(apps, f"/v1/conversations/{first}/messages", {"text": "bob here, on it"}, 201)
+        bob_answered = await reported.of("conversation.answered", first, agent_id="bob")
+        assert bob_answered.event_id != answered.event_id and to_bob.at <= bob_answered.at
         await post_json(apps, f"/v1/conversations/{first}/resolve")
         resolved = await reported.of("conversation.resolved", first)
         assert resolved.agent_id == "bob" and resolved.data == {} and to_bob.at <= resolved.at
