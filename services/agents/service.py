@@ -1,6 +1,9 @@
 """The agents service's domain operations, between the HTTP handlers, MongoDB and the broker."""
 
 import asyncio
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from functools import partial
 
 import structlog
 from aio_pika.abc import AbstractIncomingMessage
@@ -9,6 +12,7 @@ from prometheus_client import CollectorRegistry, Counter
 from services.agents import facts
 from services.agents.desk import DeskConnection, DeskHub, jsonable
 from services.agents.models import AgentProfile
+from services.agents.outbox import PENDING_LABELS, PENDING_OUTBOUND, PENDING_RESOLVED, PENDING_SNAPSHOT, Sweeper
 from services.agents.presence import PresenceWatch
 from services.agents.store import AgentsStore, ForDesk, agent_snapshot
 from shared import events
@@ -30,9 +34,11 @@ from shared.models import (
     ConversationResolved,
     DeliveryStatus,
     OfferAnswer,
+    OutboundMessage,
     RoutingEvent,
     TransferRequest,
     agent_delivery_adapter,
+    utcnow,
 )
 from shared.topology import declare_agent_queue, declare_outbound_queue
 
@@ -87,6 +93,7 @@ class AgentsService:
         self._consumed_agents: set[tuple[str, str]] = set()
         self._outbound_channels: set[str] = set()
         self.presence = PresenceWatch(self, presence_grace_seconds)
+        self.sweeper = Sweeper(self.sweep_outbox)
 
     async def start(self) -> None:
         await self.store.ensure_indexes()
@@ -100,8 +107,10 @@ class AgentsService:
         for agent in agents:
             await self._consume_agent_queue(agent["workspace_id"], agent["agent_id"])
         self.presence.resume(agents)  # desks open before a restart must reconnect within the grace
+        self.sweeper.start()  # its first round publishes what a crash before this start left flagged
 
     async def stop(self) -> None:
+        await self.sweeper.stop()
         await self.presence.stop()
         await self.deliveries.stop()
         await self.statuses.stop()
@@ -122,14 +131,14 @@ class AgentsService:
         """Create or update an agent; its queue exists before the router can route to it."""
         await self._consume_agent_queue(workspace_id, agent_id)
         doc = await self.store.put_agent(workspace_id, agent_id, profile)
-        await self._announce_agent(doc, events.AGENT_UPDATED)
+        await self._publish_now(partial(self._publish_snapshot, event=events.AGENT_UPDATED), doc)
         return doc
 
     async def set_status(self, workspace_id: str, agent_id: str, status: str) -> dict:
         doc = await self.store.set_agent_status(workspace_id, agent_id, status)
         if doc is None:
             raise NotFound(f"agent {agent_id!r} does not exist")
-        await self._announce_agent(doc, events.AGENT_STATUS_CHANGED)
+        await self._publish_now(self._publish_snapshot, doc)
         return doc
 
     async def _announce_agent(self, doc: dict, event: str) -> None:
@@ -147,26 +156,14 @@ class AgentsService:
         return doc
 
     async def reply(self, workspace_id: str, conversation_id: str, text: str) -> dict:
-        """Store the assignee's reply and hand it to intake for its channel (confirmed)."""
+        """Store the assignee's reply (with its promise to send it: services/agents/outbox.py), then hand it
+        to intake for its channel; the agent's desk has it as `queued` either way."""
         conversation = await self.conversation(workspace_id, conversation_id)
         if conversation["status"] != "assigned":
             raise Conflict(f"conversation is {conversation['status']}, not open for replies")
-        reply, answers = await self.store.add_reply(conversation, conversation["assignee_id"], text)
-        await self._ensure_outbound_queue(reply.channel)
-        await self.broker.publish(
-            reply,
-            self.broker.topology.outbound_routing_key(reply.channel),
-            message_type=events.MESSAGE_OUTBOUND,
-            message_id=reply.message_id,
-            workspace_id=workspace_id,
-        )
-        self.metrics.messages_out.inc()
-        if answers:  # the first reply of this assignment: the router's first response, per agent
-            await self._to_router(ConversationAnswered(
-                workspace_id=workspace_id, conversation_id=conversation_id, agent_id=reply.agent_id,
-                at=reply.created_at,
-                event_id=f"answered:{conversation_id}:{conversation.get('assignment_seq', 0)}:{reply.agent_id}",
-            ), events.CONVERSATION_ANSWERED)
+        reply = await self.store.add_reply(conversation, conversation["assignee_id"], text)
+        stored = await self.store.messages.find_one({"_id": reply.message_id})
+        await self._publish_now(self._publish_reply, stored)
         message = {
             "message_id": reply.message_id, "conversation_id": conversation_id, "direction": "outbound",
             "channel": reply.channel, "text": text, "agent_id": reply.agent_id, "status": "queued",
@@ -174,6 +171,58 @@ class AgentsService:
         }
         await self.hub.send((workspace_id, reply.agent_id), {"type": "message", "conversation_id": conversation_id, "message": message})
         return message
+
+    # -- the outbox: facts flagged in the write that made them (services/agents/outbox.py) -------
+
+    async def _publish_now(self, publish: Callable[[dict], Awaitable[None]], document: dict) -> None:
+        """Publish a flagged fact at once; if the broker is away the flag stays, for the sweeper."""
+        try:
+            await publish(document)
+        except Exception as error:  # noqa: BLE001 - whatever failed, the flag keeps the fact
+            log.warning("outbox.publish_deferred", document_id=str(document["_id"]), error=repr(error))
+
+    async def _publish_reply(self, stored: dict) -> None:
+        """A stored reply to intake, then, if it is the first of its assignment, the answer to the router."""
+        reply = OutboundMessage.model_validate_json(stored["outbound"])
+        await self._ensure_outbound_queue(reply.channel)
+        await self.broker.publish_raw(stored["outbound"].encode(), self.broker.topology.outbound_routing_key(reply.channel),
+                                      message_type=events.MESSAGE_OUTBOUND, message_id=reply.message_id,
+                                      workspace_id=reply.workspace_id)
+        self.metrics.messages_out.inc()
+        if await self.store.answers_its_assignment(stored):  # the router's first response, per assignment
+            await self._to_router(ConversationAnswered(
+                workspace_id=reply.workspace_id, conversation_id=reply.conversation_id, agent_id=reply.agent_id,
+                at=reply.created_at,
+                event_id=f"answered:{reply.conversation_id}:{stored.get('assignment_seq', 0)}:{reply.agent_id}",
+            ), events.CONVERSATION_ANSWERED)
+        await self.store.published("messages", stored, PENDING_OUTBOUND)
+
+    async def _publish_snapshot(self, doc: dict, event: str = events.AGENT_STATUS_CHANGED) -> None:
+        await self._announce_agent(doc, event)
+        await self.store.published("agents", doc, PENDING_SNAPSHOT, version=doc["version"])
+
+    async def _publish_resolution(self, doc: dict) -> None:
+        await self._publish_resolved(facts.resolution(doc))
+        await self.store.published("conversations", doc, PENDING_RESOLVED)
+
+    async def _publish_labels(self, doc: dict) -> None:
+        event = facts.labels_changed(doc, doc.get("assignee_id"))
+        await self.broker.publish(event, events.CONVERSATION_LABELS_CHANGED, message_type=event.type,
+                                  message_id=event.event_id, workspace_id=doc["workspace_id"])
+        await self.store.published("conversations", doc, PENDING_LABELS, labels_version=doc["labels_version"])
+
+    async def sweep_outbox(self, grace: timedelta) -> int:
+        """Publish every fact flagged longer ago than `grace` (left by a crash or an outage); how many."""
+        before = utcnow() - grace
+        published = 0
+        for collection, flag, publish in (("messages", PENDING_OUTBOUND, self._publish_reply),
+                                          ("agents", PENDING_SNAPSHOT, self._publish_snapshot),
+                                          ("conversations", PENDING_RESOLVED, self._publish_resolution),
+                                          ("conversations", PENDING_LABELS, self._publish_labels)):
+            for document in await self.store.left_pending(collection, flag, before):
+                await publish(document)
+                published += 1
+        return published
 
     async def _to_router(self, event: ConversationAnswered | OfferAnswer | TransferRequest, name: str) -> None:
         await self.broker.publish(event, name, message_type=name, message_id=event.event_id, workspace_id=event.workspace_id)
@@ -214,12 +263,10 @@ class AgentsService:
             self._outbound_channels.add(channel)
 
     async def set_labels(self, workspace_id: str, conversation_id: str, labels: list[str]) -> dict:
-        """Replace the contact reasons; reporting hears the whole set (write, then a confirmed publish)."""
+        """Replace the contact reasons; reporting hears the whole set (flagged in the write, then published)."""
         conversation = await self.conversation(workspace_id, conversation_id)
         changed = await self.store.set_labels(conversation, labels)
-        event = facts.labels_changed(changed, changed.get("assignee_id"))
-        await self.broker.publish(event, events.CONVERSATION_LABELS_CHANGED, message_type=event.type,
-                                  message_id=event.event_id, workspace_id=workspace_id)
+        await self._publish_now(self._publish_labels, changed)
         return changed
 
     async def resolve(self, workspace_id: str, conversation_id: str) -> dict:
@@ -227,9 +274,8 @@ class AgentsService:
         await self.store.resolve(conversation)
         resolved = await self.conversation(workspace_id, conversation_id)
         # Published even on a repeated resolve, with the same id and time (the stored ones): the
-        # router and reporting ignore repeats, and this heals a resolve whose first publish failed
-        # after the write.
-        await self._publish_resolved(facts.resolution(resolved))
+        # router and reporting ignore repeats. The flag set with the write covers a crash in between.
+        await self._publish_now(self._publish_resolution, resolved)
         return resolved
 
     async def _publish_resolved(self, event: ConversationResolved) -> None:

@@ -13,6 +13,14 @@ from pymongo.errors import BulkWriteError
 
 from services.agents.contacts import ContactBook, Identities
 from services.agents.models import AgentProfile
+from services.agents.outbox import (
+    FLAGS,
+    PENDING_LABELS,
+    PENDING_OUTBOUND,
+    PENDING_RESOLVED,
+    PENDING_SNAPSHOT,
+    pending,
+)
 from shared import events
 from shared.models import (
     SYSTEM_AGENT,
@@ -109,6 +117,7 @@ def _threads_by_channel(infos: list[ConversationInfo]) -> dict[tuple[str, str], 
 
 class AgentsStore:
     def __init__(self, db: AsyncDatabase) -> None:
+        self.db = db
         self.agents = db["agents"]
         self.conversations = db["conversations"]
         self.messages = db["messages"]
@@ -127,6 +136,10 @@ class AgentsStore:
         )
         await self.conversations.create_index([("workspace_id", ASCENDING), ("contact_id", ASCENDING)])
         await self.messages.create_index([("conversation_id", ASCENDING), ("seq", ASCENDING)])
+        # The outbox sweeper's look-ups: only documents with a fact still to publish hold a flag.
+        for collection, flags in FLAGS.items():
+            for flag in flags:
+                await self.db[collection].create_index([(flag, ASCENDING)], sparse=True)
         # Receipts name our reply by the provider's id for it.
         await self.messages.create_index(
             [("workspace_id", ASCENDING), ("channel", ASCENDING), ("channel_message_id", ASCENDING)]
@@ -138,7 +151,7 @@ class AgentsStore:
         return await self.agents.find_one_and_update(
             {"workspace_id": workspace_id, "agent_id": agent_id},
             {
-                "$set": {**profile.model_dump(), "changed_at": utcnow()},
+                "$set": {**profile.model_dump(), "changed_at": utcnow(), **pending(PENDING_SNAPSHOT)},
                 "$inc": {"version": 1},
                 "$setOnInsert": {"status": "offline", "created_at": utcnow()},
             },
@@ -150,7 +163,8 @@ class AgentsStore:
         now = utcnow()
         return await self.agents.find_one_and_update(
             {"workspace_id": workspace_id, "agent_id": agent_id},
-            {"$set": {"status": status, "status_at": now, "changed_at": now}, "$inc": {"version": 1}},
+            {"$set": {"status": status, "status_at": now, "changed_at": now, **pending(PENDING_SNAPSHOT)},
+             "$inc": {"version": 1}},
             return_document=ReturnDocument.AFTER,
         )
 
@@ -446,13 +460,31 @@ class AgentsStore:
             "status": "queued",
             "created_at": now,
             "seq": self.sequencer.next(),
+            # Which assignment it answers: the first reply of each answers the conversation (first response).
+            "assignment_seq": conversation.get("assignment_seq", 0),
+            "outbound": reply.model_dump_json(),
+            **pending(PENDING_OUTBOUND),
         })
         await self.conversations.update_one({"_id": conversation["_id"], "first_response_at": None},
                                             {"$set": {"first_response_at": now}})
-        seq = conversation.get("assignment_seq", 0)
-        answered = await self.conversations.update_one({"_id": conversation["_id"], "answered_seq": {"$ne": seq}},
-                                                       {"$set": {"answered_seq": seq}})
-        return reply, answered.modified_count == 1
+        return reply
+
+    async def answers_its_assignment(self, reply: dict) -> bool:
+        """Whether a stored reply is the first of its conversation's assignment (computed from the stored
+        replies, so a republished reply gives the same answer)."""
+        first = await self.messages.find_one(
+            {"conversation_id": reply["conversation_id"], "direction": "outbound",
+             "assignment_seq": reply.get("assignment_seq")}, {"_id": 1}, sort=[("seq", 1)])
+        return first is not None and first["_id"] == reply["_id"]
+
+    async def left_pending(self, collection: str, flag: str, before: datetime) -> list[dict]:
+        """Documents whose fact `flag` has waited since before `before` (a crash, a broker outage)."""
+        return await self.db[collection].find({flag: {"$lt": before}}).to_list()
+
+    async def published(self, collection: str, document: dict, flag: str, **unchanged: object) -> None:
+        """Clear a fact's flag once it is published, if the document is still the one published."""
+        await self.db[collection].update_one({"_id": document["_id"], flag: {"$exists": True}, **unchanged},
+                                             {"$unset": {flag: ""}})
 
     async def add_system_reply(self, event_id: str, workspace_id: str, conversation_id: str, details: dict) -> OutboundMessage | None:
         """The router's auto-reply to a waiting customer, stored like an agent's reply; None if a repeat."""
@@ -486,7 +518,8 @@ class AgentsStore:
         """Replace the conversation's labels; `labels_version` grows with each change, naming its event."""
         return await self.conversations.find_one_and_update(
             {"_id": conversation["_id"]},
-            {"$set": {"labels": sorted(set(labels)), "labels_at": utcnow()}, "$inc": {"labels_version": 1}},
+            {"$set": {"labels": sorted(set(labels)), "labels_at": utcnow(), **pending(PENDING_LABELS)},
+             "$inc": {"labels_version": 1}},
             return_document=ReturnDocument.AFTER,
         )
 
@@ -494,7 +527,7 @@ class AgentsStore:
         """The explicit transition assigned -> resolved (a repeat changes nothing)."""
         await self.conversations.update_one(
             {"_id": conversation["_id"], "status": {"$ne": "resolved"}},
-            {"$set": {"status": "resolved", "resolved_at": utcnow()}},
+            {"$set": {"status": "resolved", "resolved_at": utcnow(), **pending(PENDING_RESOLVED)}},
         )
 
     async def apply_statuses(self, statuses: list[DeliveryStatus]) -> list[dict]:
