@@ -1,7 +1,9 @@
-from pydantic import Field
-from pydantic_settings import SettingsConfigDict
+from typing import Annotated
 
-from shared.settings import CommonSettings
+from pydantic import Field, field_validator
+from pydantic_settings import NoDecode, SettingsConfigDict
+
+from shared.settings import CommonSettings, parse_origins
 
 
 class AgentsSettings(CommonSettings):
@@ -12,3 +14,12 @@ class AgentsSettings(CommonSettings):
     max_reply_chars: int = 4096
     # An agent whose last desk has been disconnected this long is set offline.
     presence_grace_seconds: float = Field(30, ge=0)
+    # Origins whose pages may call this API from a browser (CORS), comma-separated, each
+    # `scheme://host[:port]`: the supervisor page on reporting's origin. Empty: none (no CORS).
+    cors_origins: Annotated[tuple[str, ...], NoDecode] = ()
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _parse_origins(cls, value: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:
+        return parse_origins(value)
+
