@@ -1,0 +1,196 @@
+"""The supervisor page in a real browser (Debian's chromium) over the whole stack, reporting included.
+
+The wallboard's queue tile moves when a customer writes (nobody online: one waiting, its wait
+ticking), an agent set away from the wallboard is away in the agents API and on the board, and a
+transfer from it is accepted (or refused with the service's message, inline). The reports view draws
+its Chart.js charts and a table row after traffic, downloads the CSV, and fits a phone's width. No
+page error and no console error anywhere.
+"""
+
+import asyncio
+import re
+import uuid
+from pathlib import Path
+from urllib.parse import urlencode
+
+import aiohttp
+import pytest
+from playwright.async_api import Browser, Page, async_playwright, expect
+
+from services.reporting.export import COLUMNS
+from tests.conftest import API_KEY, auth
+from tests.e2e.client import StackClient
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+WAIT_MS = 30_000  # intake -> router -> reporting's ingest (and its 2 s rollup) -> the live frame
+PATIENCE = 30  # seconds, for API polls of the same
+ZONE = "Europe/Kyiv"  # the browser's zone: not the machine's, so the page's own zone handling is exercised
+
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.skipif(
+        not CHROMIUM.exists(), reason=f"{CHROMIUM} not found (install Debian's chromium: apt-get install chromium)"
+    ),
+]
+
+
+async def launch(playwright) -> Browser:
+    return await playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
+
+
+async def open_page(browser: Browser, url: str, errors: list[str], *, width: int = 1440, height: int = 900,
+                    fragment: str = "") -> Page:
+    """The supervisor page, signed in by ?token=; every page error and console error recorded."""
+    context = await browser.new_context(viewport={"width": width, "height": height}, timezone_id=ZONE,
+                                        locale="en-GB", accept_downloads=True)
+    page = await context.new_page()
+    page.on("pageerror", lambda error: errors.append(f"page error: {error}"))
+    page.on("console", lambda message: record_console(message, errors))
+    await page.goto(f"{url}/supervisor?{urlencode({'token': API_KEY})}{fragment}")
+    await expect(page.locator("#connection")).to_have_attribute("data-state", "open", timeout=WAIT_MS)
+    return page
+
+
+# A refused call the test makes on purpose: the browser logs its 4xx, whatever the page does with it.
+EXPECTED_FAILURES = re.compile(r"/v1/conversations/no-such-[0-9a-f]+/transfer$")
+
+
+def record_console(message, errors: list[str]) -> None:
+    if message.type == "error" and not EXPECTED_FAILURES.search(message.location.get("url", "")):
+        errors.append(f"console error: {message.text} ({message.location.get('url')})")
+
+
+async def poll(check, what: str):
+    """Call `check()` until it returns something truthy, within PATIENCE seconds."""
+    async with asyncio.timeout(PATIENCE):
+        while not (found := await check()):
+            await asyncio.sleep(0.2)
+    assert found, what
+    return found
+
+
+def tile_metric(page: Page, queue: str, metric: str):
+    return page.locator(f"#queues [data-queue='{queue}'] [data-metric='{metric}']")
+
+
+async def test_the_wallboard_moves_with_traffic_and_its_actions_work(stack, tmp_path):
+    run = uuid.uuid4().hex[:10]
+    agent_id = f"sup-{run}"
+    reporting_url = stack.stack.url("reporting")
+    errors: list[str] = []
+    async with async_playwright() as playwright, aiohttp.ClientSession() as http:
+        api = StackClient(http, stack.intake_url, stack.agents_url, stack.api_key)
+        browser = await launch(playwright)
+        try:
+            page = await open_page(browser, reporting_url, errors)
+            assert page.url.endswith("/supervisor")  # the key left the address bar
+
+            # Nobody is online: the customer's conversation waits, and the tile says so.
+            await api.post_until_accepted(f"cust-{run}", f"Where is parcel {run}?", f"key-{run}")
+            await expect(tile_metric(page, "default", "waiting").locator("dd")).to_have_text("1", timeout=WAIT_MS)
+            wait = tile_metric(page, "default", "longest-wait").locator("dd")
+            await expect(wait).to_have_text(re.compile(r"^\d+:\d\d$"))
+            first = await wait.text_content()
+            await expect(wait).not_to_have_text(first, timeout=5_000)  # ticks between frames
+
+            # An agent comes online and takes it; the supervisor sets the agent away from the board.
+            await api.put_agent(agent_id, capacity=3)
+            row = page.locator(f"[data-group='online'] [data-agent-id='{agent_id}']")
+            await expect(row).to_be_visible(timeout=WAIT_MS)
+            await expect(tile_metric(page, "default", "waiting").locator("dd")).to_have_text("0", timeout=WAIT_MS)
+            await expect(row.locator(".facts")).to_contain_text("1/3 held", timeout=WAIT_MS)
+            await row.locator("button[data-status='away']").click()
+            await expect(row.locator(".result")).to_have_attribute("data-kind", "ok", timeout=WAIT_MS)
+
+            async def agent_status() -> str | None:
+                async with http.get(f"{stack.agents_url}/v1/agents/{agent_id}", headers=auth()) as response:
+                    status = (await response.json())["status"]
+                return status if status == "away" else None
+
+            await poll(agent_status, "the agent is away in the agents API")
+            await expect(page.locator(f"[data-group='away'] [data-agent-id='{agent_id}']")).to_be_visible(
+                timeout=WAIT_MS)
+            await expect(page.locator(f"[data-group='online'] [data-agent-id='{agent_id}']")).to_have_count(0)
+
+            # A transfer of something that does not exist: the service's message, inline.
+            await page.fill("#transfer-id", f"no-such-{run}")
+            await page.select_option("#transfer-kind", "to_queue")
+            await page.fill("#transfer-target", "default")
+            await page.click("#transfer button[type='submit']")
+            result = page.locator("#transfer-result")
+            await expect(result).to_have_attribute("data-kind", "error", timeout=WAIT_MS)
+            await expect(result).to_contain_text("does not exist")
+
+            # The agent's conversation, transferred back to the queue from the board: accepted, and with
+            # nobody online it waits again.
+            held = await api.conversations(agent_id)
+            assert len(held) == 1
+            await page.fill("#transfer-id", held[0]["conversation_id"])
+            await page.click("#transfer button[type='submit']")
+            await expect(result).to_have_attribute("data-kind", "ok", timeout=WAIT_MS)
+            await expect(tile_metric(page, "default", "waiting").locator("dd")).to_have_text("1", timeout=WAIT_MS)
+
+            await page.screenshot(path=str(tmp_path / "wallboard.png"), full_page=True)
+            assert errors == []
+        finally:
+            await browser.close()
+
+
+async def test_the_reports_view_charts_tables_and_exports_after_traffic(stack, tmp_path):
+    run = uuid.uuid4().hex[:10]
+    reporting_url = stack.stack.url("reporting")
+    errors: list[str] = []
+    async with async_playwright() as playwright, aiohttp.ClientSession() as http:
+        api = StackClient(http, stack.intake_url, stack.agents_url, stack.api_key)
+        await api.post_until_accepted(f"cust-{run}", f"Invoice {run} is wrong", f"key-{run}")
+
+        async def reported() -> bool:  # the rollup round has counted it
+            async with http.get(f"{reporting_url}/v1/reports/live", headers=auth()) as response:
+                return any(q["opened_today"] for q in (await response.json())["queues"])
+
+        await poll(reported, "reporting counted the conversation")
+        browser = await launch(playwright)
+        try:
+            page = await open_page(browser, reporting_url, errors, fragment="#reports")
+            await expect(page.locator("#tab-reports")).to_have_attribute("aria-selected", "true")
+            # The browser's zone, as its ICU names it (Chromium still says Europe/Kiev; both are tz names).
+            await expect(page.locator("#tz")).to_have_value(re.compile(r"^Europe/Ki[ey]v$"))
+
+            rows = page.locator("#report-table tbody tr")
+            await expect(rows).to_have_count(1, timeout=WAIT_MS)
+            await expect(rows.locator("[data-metric='opened']")).to_have_text("1")
+            drawn = await page.evaluate("""() => ['chart-volume', 'chart-speed'].map((id) => {
+                const chart = Chart.getChart(id);
+                return chart ? {width: chart.width, height: chart.height,
+                                opened: chart.data.datasets[0].data} : null;
+            })""")
+            assert all(chart and chart["width"] > 0 and chart["height"] > 0 for chart in drawn), drawn
+            assert drawn[0]["opened"] == [1]
+
+            # Grouped by queue: the row names its queue.
+            await page.select_option("#group-by", "queue")
+            await page.click("#run-report")
+            await expect(page.locator("#report-table tbody [data-field='key']")).to_have_text("default",
+                                                                                           timeout=WAIT_MS)
+
+            async with page.expect_download() as download_info:
+                await page.click("#export-csv")
+            download = await download_info.value
+            assert download.suggested_filename.endswith(".csv")
+            lines = Path(await download.path()).read_text().splitlines()
+            assert lines[0].split(",") == list(COLUMNS)
+            assert len(lines) >= 2
+            await page.screenshot(path=str(tmp_path / "reports.png"), full_page=True)
+
+            # A phone's width: nothing runs off the side, on either tab.
+            phone = await open_page(browser, reporting_url, errors, width=390, height=844, fragment="#reports")
+            await expect(phone.locator("#report-table tbody tr")).to_have_count(1, timeout=WAIT_MS)
+            for tab in ("#tab-reports", "#tab-wallboard"):
+                await phone.click(tab)
+                overflow = await phone.evaluate("() => document.documentElement.scrollWidth - window.innerWidth")
+                assert overflow <= 0, f"{tab}: {overflow}px wider than the screen"
+            await phone.screenshot(path=str(tmp_path / "phone.png"), full_page=True)
+            assert errors == []
+        finally:
+            await browser.close()
