@@ -177,7 +177,8 @@ async def get_summary(request: web.Request) -> web.Response:
 
 
 def _zone_name(request: web.Request) -> str:
-    tz = TZ.raw(request) or "UTC"
+    raw = TZ.raw(request)
+    tz = "UTC" if raw is None else raw  # absent: UTC; empty: not a zone (the document says minLength 1), a 422
     try:
         zone(tz)
     except ReportQueryError as error:

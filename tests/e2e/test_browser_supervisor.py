@@ -35,30 +35,40 @@ pytestmark = [
 ]
 
 
+# A refused call the test makes on purpose: the browser logs its 4xx, whatever the page does with it.
+REFUSED_TRANSFER = re.compile(r"/v1/conversations/no-such-[0-9a-f]+/transfer$")
+# While reporting is stopped on purpose, the browser logs each failed attempt to reconnect.
+SOCKET_DOWN = re.compile(r"WebSocket connection to .*/v1/reports/live/ws")
+
+
+class PageErrors(list):
+    """Page errors and console errors, but for the ones the test causes on purpose (`expected`)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.expected: list[re.Pattern] = [REFUSED_TRANSFER]
+
+    def console(self, message) -> None:
+        where = message.location.get("url", "")
+        if message.type == "error" and not any(p.search(where) or p.search(message.text) for p in self.expected):
+            self.append(f"console error: {message.text} ({where})")
+
+
 async def launch(playwright) -> Browser:
     return await playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
 
 
-async def open_page(browser: Browser, url: str, errors: list[str], *, width: int = 1440, height: int = 900,
+async def open_page(browser: Browser, url: str, errors: PageErrors, *, width: int = 1440, height: int = 900,
                     fragment: str = "") -> Page:
     """The supervisor page, signed in by ?token=; every page error and console error recorded."""
     context = await browser.new_context(viewport={"width": width, "height": height}, timezone_id=ZONE,
                                         locale="en-GB", accept_downloads=True)
     page = await context.new_page()
     page.on("pageerror", lambda error: errors.append(f"page error: {error}"))
-    page.on("console", lambda message: record_console(message, errors))
+    page.on("console", errors.console)
     await page.goto(f"{url}/supervisor?{urlencode({'token': API_KEY})}{fragment}")
     await expect(page.locator("#connection")).to_have_attribute("data-state", "open", timeout=WAIT_MS)
     return page
-
-
-# A refused call the test makes on purpose: the browser logs its 4xx, whatever the page does with it.
-EXPECTED_FAILURES = re.compile(r"/v1/conversations/no-such-[0-9a-f]+/transfer$")
-
-
-def record_console(message, errors: list[str]) -> None:
-    if message.type == "error" and not EXPECTED_FAILURES.search(message.location.get("url", "")):
-        errors.append(f"console error: {message.text} ({message.location.get('url')})")
 
 
 async def poll(check, what: str):
@@ -78,7 +88,7 @@ async def test_the_wallboard_moves_with_traffic_and_its_actions_work(stack, tmp_
     run = uuid.uuid4().hex[:10]
     agent_id = f"sup-{run}"
     reporting_url = stack.stack.url("reporting")
-    errors: list[str] = []
+    errors = PageErrors()
     async with async_playwright() as playwright, aiohttp.ClientSession() as http:
         api = StackClient(http, stack.intake_url, stack.agents_url, stack.api_key)
         browser = await launch(playwright)
@@ -130,8 +140,17 @@ async def test_the_wallboard_moves_with_traffic_and_its_actions_work(stack, tmp_
             await page.click("#transfer button[type='submit']")
             await expect(result).to_have_attribute("data-kind", "ok", timeout=WAIT_MS)
             await expect(tile_metric(page, "default", "waiting").locator("dd")).to_have_text("1", timeout=WAIT_MS)
-
             await page.screenshot(path=str(tmp_path / "wallboard.png"), full_page=True)
+
+            # Reporting goes away: the board says it is reconnecting, and comes back live by itself.
+            errors.expected.append(SOCKET_DOWN)
+            await asyncio.to_thread(stack.stack.stop, "reporting")
+            await expect(page.locator("#connection")).to_have_attribute("data-state", "reconnecting", timeout=WAIT_MS)
+            await expect(page.locator("#connection-text")).to_contain_text("Reconnecting")
+            await asyncio.to_thread(stack.stack.start, "reporting")
+            await expect(page.locator("#connection")).to_have_attribute("data-state", "open", timeout=60_000)
+            errors.expected.remove(SOCKET_DOWN)
+            await expect(tile_metric(page, "default", "waiting").locator("dd")).to_have_text("1", timeout=WAIT_MS)
             assert errors == []
         finally:
             await browser.close()
@@ -140,7 +159,7 @@ async def test_the_wallboard_moves_with_traffic_and_its_actions_work(stack, tmp_
 async def test_the_reports_view_charts_tables_and_exports_after_traffic(stack, tmp_path):
     run = uuid.uuid4().hex[:10]
     reporting_url = stack.stack.url("reporting")
-    errors: list[str] = []
+    errors = PageErrors()
     async with async_playwright() as playwright, aiohttp.ClientSession() as http:
         api = StackClient(http, stack.intake_url, stack.agents_url, stack.api_key)
         await api.post_until_accepted(f"cust-{run}", f"Invoice {run} is wrong", f"key-{run}")
