@@ -1,13 +1,15 @@
 """The supervisor page in a real browser (Debian's chromium) over the whole stack, reporting included.
 
 The wallboard's queue tile moves when a customer writes (nobody online: one waiting, its wait
-ticking), an agent set away from the wallboard is away in the agents API and on the board, and a
-transfer from it is accepted (or refused with the service's message, inline). The reports view draws
+ticking; a missed target in red, the breach listed), an agent set away from the wallboard is away
+in the agents API and on the board, a transfer from a breach's row is accepted (a refused one shows
+the service's message, inline), and the board reconnects by itself when reporting restarts. The reports view draws
 its Chart.js charts and a table row after traffic, downloads the CSV, and fits a phone's width. No
 page error and no console error anywhere.
 """
 
 import asyncio
+import json
 import re
 import uuid
 from pathlib import Path
@@ -35,8 +37,10 @@ pytestmark = [
 ]
 
 
+OVERFLOW = "() => document.documentElement.scrollWidth - window.innerWidth"  # > 0: something runs off the side
 # A refused call the test makes on purpose: the browser logs its 4xx, whatever the page does with it.
 REFUSED_TRANSFER = re.compile(r"/v1/conversations/no-such-[0-9a-f]+/transfer$")
+LIVE_REFUSED = re.compile(r"/v1/reports/live\?tz=")  # a wrong key, on purpose
 # While reporting is stopped on purpose, the browser logs each failed attempt to reconnect.
 SOCKET_DOWN = re.compile(r"WebSocket connection to .*/v1/reports/live/ws")
 
@@ -84,16 +88,28 @@ def tile_metric(page: Page, queue: str, metric: str):
     return page.locator(f"#queues [data-queue='{queue}'] [data-metric='{metric}']")
 
 
-async def test_the_wallboard_moves_with_traffic_and_its_actions_work(stack, tmp_path):
+@pytest.fixture
+def sla_stack(stack_factory, tmp_path):
+    """The whole stack, reporting included, with one queue whose targets are missed at once: a first
+    response within 2 s (a breach while nobody is online) and an answer within 1 s (service level)."""
+    queues = tmp_path / "queues.yaml"
+    queues.write_text(json.dumps({"queues": [
+        {"name": "default", "sla": {"first_response_seconds": 2}, "service_level_seconds": 1}]}))
+    stack = stack_factory(ROUTER_QUEUES_FILE=str(queues))
+    stack.start_all()
+    return stack
+
+
+async def test_the_wallboard_moves_with_traffic_and_its_actions_work(sla_stack, tmp_path):
     run = uuid.uuid4().hex[:10]
     agent_id = f"sup-{run}"
-    reporting_url = stack.stack.url("reporting")
+    agents_url = sla_stack.url("agents")
     errors = PageErrors()
     async with async_playwright() as playwright, aiohttp.ClientSession() as http:
-        api = StackClient(http, stack.intake_url, stack.agents_url, stack.api_key)
+        api = StackClient(http, sla_stack.url("intake"), agents_url, API_KEY)
         browser = await launch(playwright)
         try:
-            page = await open_page(browser, reporting_url, errors)
+            page = await open_page(browser, sla_stack.url("reporting"), errors)
             assert page.url.endswith("/supervisor")  # the key left the address bar
 
             # Nobody is online: the customer's conversation waits, and the tile says so.
@@ -104,17 +120,29 @@ async def test_the_wallboard_moves_with_traffic_and_its_actions_work(stack, tmp_
             first = await wait.text_content()
             await expect(wait).not_to_have_text(first, timeout=5_000)  # ticks between frames
 
-            # An agent comes online and takes it; the supervisor sets the agent away from the board.
+            # Its first-response target passes: the breach is on the tile, in red, and in the list.
+            breaches = tile_metric(page, "default", "breaches")
+            await expect(breaches.locator("dd")).to_have_text("1", timeout=WAIT_MS)
+            await expect(breaches).to_have_attribute("data-level", "bad")
+            breach = page.locator("#breaches tbody tr[data-conversation-id]")
+            await expect(breach).to_have_count(1, timeout=WAIT_MS)
+            conversation_id = await breach.get_attribute("data-conversation-id")
+
+            # An agent comes online and takes it, late: service level today is 0 %, in red.
             await api.put_agent(agent_id, capacity=3)
             row = page.locator(f"[data-group='online'] [data-agent-id='{agent_id}']")
             await expect(row).to_be_visible(timeout=WAIT_MS)
             await expect(tile_metric(page, "default", "waiting").locator("dd")).to_have_text("0", timeout=WAIT_MS)
             await expect(row.locator(".facts")).to_contain_text("1/3 held", timeout=WAIT_MS)
+            await expect(tile_metric(page, "default", "service-level")).to_have_attribute("data-level", "bad",
+                                                                                          timeout=WAIT_MS)
+
+            # The supervisor sets the agent away from the board.
             await row.locator("button[data-status='away']").click()
             await expect(row.locator(".result")).to_have_attribute("data-kind", "ok", timeout=WAIT_MS)
 
             async def agent_status() -> str | None:
-                async with http.get(f"{stack.agents_url}/v1/agents/{agent_id}", headers=auth()) as response:
+                async with http.get(f"{agents_url}/v1/agents/{agent_id}", headers=auth()) as response:
                     status = (await response.json())["status"]
                 return status if status == "away" else None
 
@@ -132,22 +160,27 @@ async def test_the_wallboard_moves_with_traffic_and_its_actions_work(stack, tmp_
             await expect(result).to_have_attribute("data-kind", "error", timeout=WAIT_MS)
             await expect(result).to_contain_text("does not exist")
 
-            # The agent's conversation, transferred back to the queue from the board: accepted, and with
+            # The breached conversation, transferred back to the queue from its row: accepted, and with
             # nobody online it waits again.
-            held = await api.conversations(agent_id)
-            assert len(held) == 1
-            await page.fill("#transfer-id", held[0]["conversation_id"])
+            await breach.get_by_role("button", name=f"Transfer conversation {conversation_id}").click()
+            await expect(page.locator("#transfer-id")).to_have_value(conversation_id)
+            await expect(page.locator("#transfer-target")).to_be_focused()
             await page.click("#transfer button[type='submit']")
             await expect(result).to_have_attribute("data-kind", "ok", timeout=WAIT_MS)
             await expect(tile_metric(page, "default", "waiting").locator("dd")).to_have_text("1", timeout=WAIT_MS)
             await page.screenshot(path=str(tmp_path / "wallboard.png"), full_page=True)
+            assert await page.evaluate(OVERFLOW) <= 0, "the wallboard is wider than a 1440 px screen"
+            await page.set_viewport_size({"width": 390, "height": 844})
+            assert await page.evaluate(OVERFLOW) <= 0, "the wallboard is wider than a 390 px screen"
+            await page.screenshot(path=str(tmp_path / "wallboard-phone.png"), full_page=True)
+            await page.set_viewport_size({"width": 1440, "height": 900})
 
             # Reporting goes away: the board says it is reconnecting, and comes back live by itself.
             errors.expected.append(SOCKET_DOWN)
-            await asyncio.to_thread(stack.stack.stop, "reporting")
+            await asyncio.to_thread(sla_stack.stop, "reporting")
             await expect(page.locator("#connection")).to_have_attribute("data-state", "reconnecting", timeout=WAIT_MS)
             await expect(page.locator("#connection-text")).to_contain_text("Reconnecting")
-            await asyncio.to_thread(stack.stack.start, "reporting")
+            await asyncio.to_thread(sla_stack.start, "reporting")
             await expect(page.locator("#connection")).to_have_attribute("data-state", "open", timeout=60_000)
             errors.expected.remove(SOCKET_DOWN)
             await expect(tile_metric(page, "default", "waiting").locator("dd")).to_have_text("1", timeout=WAIT_MS)
@@ -202,12 +235,28 @@ async def test_the_reports_view_charts_tables_and_exports_after_traffic(stack, t
             assert len(lines) >= 2
             await page.screenshot(path=str(tmp_path / "reports.png"), full_page=True)
 
+            # Filters the page cannot send are refused in place.
+            await page.fill("#tz", "Mars/Olympus_Mons")
+            await page.click("#run-report")
+            await expect(page.locator("#report-error")).to_contain_text("not a time zone")
+            await page.fill("#tz", ZONE)
+
+            # A wrong key: the sign-in form says so (the browser logs the 401 it was answered).
+            errors.expected.append(LIVE_REFUSED)
+            stranger = await (await browser.new_context()).new_page()
+            stranger.on("pageerror", lambda error: errors.append(f"page error: {error}"))
+            stranger.on("console", errors.console)
+            await stranger.goto(f"{reporting_url}/supervisor?token=not-a-key")
+            await expect(stranger.locator("#login-error")).to_contain_text("unknown API key")
+            await expect(stranger.locator("#wallboard-view")).to_be_hidden()
+            errors.expected.remove(LIVE_REFUSED)
+
             # A phone's width: nothing runs off the side, on either tab.
             phone = await open_page(browser, reporting_url, errors, width=390, height=844, fragment="#reports")
             await expect(phone.locator("#report-table tbody tr")).to_have_count(1, timeout=WAIT_MS)
             for tab in ("#tab-reports", "#tab-wallboard"):
                 await phone.click(tab)
-                overflow = await phone.evaluate("() => document.documentElement.scrollWidth - window.innerWidth")
+                overflow = await phone.evaluate(OVERFLOW)
                 assert overflow <= 0, f"{tab}: {overflow}px wider than the screen"
             await phone.screenshot(path=str(tmp_path / "phone.png"), full_page=True)
             assert errors == []

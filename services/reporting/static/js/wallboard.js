@@ -24,6 +24,11 @@ function serviceLevelLevel(share) {
   return share < SERVICE_LEVEL_BAD ? "bad" : share < SERVICE_LEVEL_WARN ? "warn" : "ok";
 }
 
+/** A long id's head, enough to tell conversations apart on a screen (the whole id is in its title). */
+function shortId(id) {
+  return id.length > 12 ? `${id.slice(0, 8)}…` : id;
+}
+
 export class Wallboard {
   /** `agentsUrl`: where the agents service answers (another origin); `token`: the workspace key. */
   constructor({ agentsUrl, token, timeZone, onConnection }) {
@@ -194,7 +199,7 @@ export class Wallboard {
   makeBreach(b) {
     const cells = ["queue", "channel", "state", "agent", "opened"].map((name) => el("td", { dataset: { field: name } }));
     return el("tr", { dataset: { conversationId: b.conversation_id } },
-      el("td", {}, el("code", {}, b.conversation_id)), ...cells,
+      el("td", {}, el("code", { title: b.conversation_id }, shortId(b.conversation_id))), ...cells,
       el("td", {}, el("button", {
         type: "button", class: "small", "aria-label": `Transfer conversation ${b.conversation_id}`,
         onclick: () => this.prepareTransfer(b.conversation_id),
