@@ -235,6 +235,35 @@ async def test_the_reports_view_charts_tables_and_exports_after_traffic(stack, t
             assert len(lines) >= 2
             await page.screenshot(path=str(tmp_path / "reports.png"), full_page=True)
 
+            # The page's own rules, run in the browser: local midnights as RFC 3339 across DST changes
+            # (what `from` and `to` are sent as), and the documented warning thresholds.
+            rules = await page.evaluate("""async () => {
+                const format = await import('/supervisor/js/format.js');
+                const board = await import('/supervisor/js/wallboard.js');
+                return {
+                    midnights: [['2026-03-29', 'Europe/Kyiv'], ['2026-03-30', 'Europe/Kyiv'],
+                                ['2026-11-01', 'America/New_York'], ['2026-11-02', 'America/New_York'],
+                                ['2026-07-01', 'Asia/Kolkata'], ['2026-07-01', 'UTC']]
+                        .map(([day, zone]) => format.midnightIn(day, zone)),
+                    waits: [null, 60, 61, 180, 181].map(board.waitLevel),
+                    levels: [null, 1, 0.8, 0.79, 0.6, 0.59].map(board.serviceLevelLevel),
+                };
+            }""")
+            assert rules["midnights"] == [
+                "2026-03-29T00:00:00+02:00", "2026-03-30T00:00:00+03:00", "2026-11-01T00:00:00-04:00",
+                "2026-11-02T00:00:00-05:00", "2026-07-01T00:00:00+05:30", "2026-07-01T00:00:00+00:00"]
+            assert rules["waits"] == ["ok", "ok", "warn", "warn", "bad"]
+            assert rules["levels"] == ["ok", "ok", "ok", "warn", "warn", "bad"]
+
+            # The tabs answer the arrow keys.
+            await page.focus("#tab-reports")
+            await page.keyboard.press("ArrowLeft")
+            await expect(page.locator("#tab-wallboard")).to_be_focused()
+            await expect(page.locator("#wallboard-view")).to_be_visible()
+            await expect(page.locator("#reports-view")).to_be_hidden()
+            await page.keyboard.press("ArrowRight")
+            await expect(page.locator("#reports-view")).to_be_visible()
+
             # Filters the page cannot send are refused in place.
             await page.fill("#tz", "Mars/Olympus_Mons")
             await page.click("#run-report")

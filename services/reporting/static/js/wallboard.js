@@ -14,12 +14,12 @@ export const SERVICE_LEVEL_BAD = 0.6;
 const STATUSES = ["online", "away", "offline"];
 const $ = (id) => document.getElementById(id);
 
-function waitLevel(seconds) {
+export function waitLevel(seconds) {
   if (seconds === null || seconds === undefined) return "ok";
   return seconds > WAIT_BAD_SECONDS ? "bad" : seconds > WAIT_WARN_SECONDS ? "warn" : "ok";
 }
 
-function serviceLevelLevel(share) {
+export function serviceLevelLevel(share) {
   if (share === null || share === undefined) return "ok";
   return share < SERVICE_LEVEL_BAD ? "bad" : share < SERVICE_LEVEL_WARN ? "warn" : "ok";
 }
