@@ -137,6 +137,15 @@ async def test_the_wallboard_moves_with_traffic_and_its_actions_work(sla_stack, 
             await expect(tile_metric(page, "default", "service-level")).to_have_attribute("data-level", "bad",
                                                                                           timeout=WAIT_MS)
 
+            # The agent labels its contact reason: today's top reasons, up from none at the same hours last week.
+            async with http.put(f"{agents_url}/v1/conversations/{conversation_id}/labels",
+                                json={"labels": ["parcel late"]}, headers=auth()) as response:
+                assert response.status == 200, await response.text()
+            reason = page.locator("#reasons [data-label='parcel late']")
+            await expect(reason.locator(".today")).to_have_text("1 today", timeout=WAIT_MS)
+            await expect(reason.locator(".change")).to_have_attribute("data-direction", "up")
+            await expect(reason.locator(".change")).to_have_text("↑ 1 (0 last week)")
+
             # The supervisor sets the agent away from the board.
             await row.locator("button[data-status='away']").click()
             await expect(row.locator(".result")).to_have_attribute("data-kind", "ok", timeout=WAIT_MS)
