@@ -62,6 +62,10 @@ class LocalSettings(CommonSettings):
     # Unset: derived from where agents and intake listen, so a moved port moves them too.
     intake_agents_url: str | None = _env(None, "INTAKE_AGENTS_URL")
     intake_public_url: str | None = _env(None, "INTAKE_PUBLIC_URL")
+    # Unset: the supervisor page (reporting) reaches agents where it listens, and agents allows
+    # the page's origin (on loopback, as 127.0.0.1 and as localhost).
+    reporting_agents_url: str | None = _env(None, "REPORTING_AGENTS_URL")
+    agents_cors_origins: str | None = _env(None, "AGENTS_CORS_ORIGINS")
 
     def hosts(self) -> dict[str, str]:
         return {"intake": self.intake_host, "router": self.router_host, "agents": self.agents_host,
@@ -316,6 +320,16 @@ def stack_env(infra: Infrastructure, namespace: str, api_keys: str) -> dict[str,
     }
 
 
+def page_origins(url: str) -> str:
+    """The origins a page served at `url` may have in a browser: a loopback one also as localhost."""
+    parsed = urlparse(url)
+    origins = [f"{parsed.scheme}://{parsed.netloc}"]
+    if parsed.hostname in ("127.0.0.1", "localhost"):
+        other = "localhost" if parsed.hostname == "127.0.0.1" else "127.0.0.1"
+        origins.append(f"{parsed.scheme}://{other}:{parsed.port}" if parsed.port else f"{parsed.scheme}://{other}")
+    return ",".join(origins)
+
+
 def reachable_host(host: str) -> str:
     """The address to call a service on: a wildcard listener answers on loopback."""
     host = "127.0.0.1" if host in ("", "0.0.0.0", "::", "*") else host
@@ -349,8 +363,10 @@ class Stack:
 
     def _launch(self, service: str, name: str, timeout: float) -> None:
         prefix = service.upper()
-        # Intake reads chat history from this stack's agents service, wherever it listens.
-        env = {**os.environ, "INTAKE_AGENTS_URL": self.url("agents"), **self.env,
+        # Intake reads chat history from this stack's agents service, wherever it listens; the
+        # supervisor page (reporting) calls it from the browser, and agents allows the page's origin.
+        env = {**os.environ, "INTAKE_AGENTS_URL": self.url("agents"), "REPORTING_AGENTS_URL": self.url("agents"),
+               "AGENTS_CORS_ORIGINS": page_origins(self.url("reporting")), **self.env,
                f"{prefix}_PORT": str(self.ports[name]), f"{prefix}_HOST": self.hosts.get(name, "127.0.0.1")}
         log_path = self.log_dir / f"{name}.log" if self.log_dir else None
         popen = _spawn([sys.executable, "-m", f"services.{service}"], log_path, env=env)
@@ -393,6 +409,8 @@ def run_stack(settings: LocalSettings, infra: Infrastructure) -> Stack:
         stack.env["REPORTING_MONGO_URL"] = infra.reporting_mongo_url
     stack.env["INTAKE_AGENTS_URL"] = settings.intake_agents_url or stack.url("agents")
     stack.env["INTAKE_PUBLIC_URL"] = settings.intake_public_url or stack.url("intake")
+    stack.env["REPORTING_AGENTS_URL"] = settings.reporting_agents_url or stack.url("agents")
+    stack.env["AGENTS_CORS_ORIGINS"] = settings.agents_cors_origins or page_origins(stack.url("reporting"))
     return stack
 
 
@@ -423,6 +441,7 @@ def main() -> None:
             "\nSwitchyard is running:\n"
             f"  customer chat  {stack.url('intake')}/chat\n"
             f"  agent desk     {stack.url('agents')}/desk   (API key: {key})\n"
+            f"  supervisor     {stack.url('reporting')}/supervisor   (wallboard and reports; the same key)\n"
             f"  intake API     {stack.url('intake')}/v1/messages   (OpenAPI: /openapi.json)\n"
             f"  router         {stack.url('router')}/v1/queue\n"
             f"  reports        {stack.url('reporting')}/v1/reports/summary?from=...&to=...   (OpenAPI: /openapi.json)\n"

@@ -3,6 +3,7 @@
 Parsed once at start (`Settings()`); nothing else in the code reads `os.environ`.
 """
 
+import re
 from typing import Annotated, Literal
 
 from pydantic import AliasChoices, Field, field_validator
@@ -23,6 +24,20 @@ def parse_api_keys(raw: str | dict[str, str]) -> dict[str, str]:
             raise ValueError(f"API key entry {pair!r} is not 'workspace:key'")
         keys[key] = workspace
     return keys
+
+
+# A browser origin: scheme, host, optional port; no path, no wildcard.
+ORIGIN = re.compile(r"https?://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(:[0-9]{1,5})?")
+
+
+def parse_origins(value: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:
+    """`http://a:1,http://b` as origins; `*` or anything that is not a bare origin is refused."""
+    items = value.split(",") if isinstance(value, str) else value
+    origins = tuple(dict.fromkeys(item.strip().rstrip("/") for item in items if item.strip()))
+    for origin in origins:
+        if not ORIGIN.fullmatch(origin):
+            raise ValueError(f"CORS origin {origin!r} is not scheme://host[:port] (a wildcard is not allowed)")
+    return origins
 
 
 class CommonSettings(BaseSettings):

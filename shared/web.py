@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar, Union
 from urllib.parse import parse_qsl, unquote_to_bytes
 
+import aiohttp_cors
 import pydantic_core
 import structlog
 from aiohttp import BodyPartReader, MultipartReader, hdrs, web
@@ -229,7 +230,10 @@ def auth_middleware(public_prefixes: tuple[str, ...]) -> Callable:
 
     @web.middleware
     async def middleware(request: web.Request, handler: Callable) -> web.StreamResponse:
-        if request.path.startswith("/v1/") and not request.path.startswith(public_prefixes):
+        # A CORS preflight never carries credentials (browsers send none); it is answered from the
+        # CORS configuration alone and does nothing (allow_cross_origin).
+        preflight = request.method == "OPTIONS" and "Access-Control-Request-Method" in request.headers
+        if request.path.startswith("/v1/") and not request.path.startswith(public_prefixes) and not preflight:
             principal = authenticate(request)
             request[WORKSPACE], request[PRINCIPAL] = principal.workspace_id, principal
             route_handler = request.match_info.handler
@@ -440,6 +444,29 @@ def broker_and_database_checks(broker: "Broker", db: AsyncDatabase) -> dict[str,
         return await is_reachable(db)
 
     return {"broker": broker_ready, "mongo": mongo_ready}
+
+
+CORS_HEADERS = ("Authorization", "Content-Type", "Idempotency-Key")
+CORS_MAX_AGE = 600  # seconds a browser may keep a preflight's answer
+
+
+def allow_cross_origin(app: web.Application, origins: tuple[str, ...]) -> None:
+    """Let pages on `origins` call the app's /v1 API from a browser (CORS, through aiohttp-cors).
+
+    Call it once every route is added. Only the origins named get the CORS headers; a preflight
+    from another origin, or for a method or header not allowed, is a JSON 403. No credentials:
+    the pages send the API key in the Authorization header, never cookies. WebSockets need no
+    CORS. No origins: nothing is added, and the API stays same-origin.
+    """
+    if not origins:
+        return
+    options = aiohttp_cors.ResourceOptions(allow_credentials=False, allow_headers=CORS_HEADERS,
+                                           expose_headers=("Content-Disposition",), max_age=CORS_MAX_AGE)
+    cors = aiohttp_cors.setup(app, defaults=dict.fromkeys(origins, options))
+    for route in list(app.router.routes()):
+        path = route.resource.canonical if route.resource is not None else ""
+        if path.startswith("/v1/") and not path.endswith("/ws") and route.method not in ("HEAD", "OPTIONS"):
+            cors.add(route)
 
 
 def add_ops_routes(app: web.Application, registry: CollectorRegistry, checks: dict[str, ReadinessCheck]) -> None:

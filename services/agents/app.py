@@ -45,6 +45,7 @@ from shared.web import (
     Operation,
     add_openapi_route,
     add_ops_routes,
+    allow_cross_origin,
     broker_and_database_checks,
     calling_agent,
     choice_query,
@@ -193,6 +194,7 @@ def create_app(settings: AgentsSettings) -> web.Application:
     app.router.add_get("/v1/contacts/{contact_id}", get_contact)
     app.router.add_get("/v1/attachments/{attachment_id}", download_attachment)
     add_openapi_route(app, "Switchyard agents", operations(app[REPLY_MODEL]), DESCRIPTION)
+    allow_cross_origin(app, settings.cors_origins)  # the supervisor page, on reporting's origin
     return app
 
 

@@ -1,7 +1,9 @@
-from pydantic import Field
-from pydantic_settings import SettingsConfigDict
+from typing import Annotated
 
-from shared.settings import CommonSettings
+from pydantic import Field, field_validator
+from pydantic_settings import NoDecode, SettingsConfigDict
+
+from shared.settings import CommonSettings, parse_origins
 
 
 class AgentsSettings(CommonSettings):
@@ -14,3 +16,12 @@ class AgentsSettings(CommonSettings):
     presence_grace_seconds: float = Field(30, ge=0)
     # How long an agent token (POST /v1/agents/{id}/token) is accepted.
     agent_token_hours: float = Field(12, gt=0, le=24 * 30)
+    # Origins whose pages may call this API from a browser (CORS), comma-separated, each
+    # `scheme://host[:port]`: the supervisor page on reporting's origin. Empty: none (no CORS).
+    cors_origins: Annotated[tuple[str, ...], NoDecode] = ()
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _parse_origins(cls, value: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:
+        return parse_origins(value)
+

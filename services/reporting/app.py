@@ -1,4 +1,5 @@
-"""Reporting's aiohttp app: the summary and the CSV export over stored rollups, and the consumer that fills them."""
+"""Reporting's aiohttp app: the summary and the CSV export over stored rollups, the live view, the supervisor
+page, and the consumer that fills them."""
 
 import re
 from collections.abc import AsyncIterator
@@ -14,6 +15,7 @@ from services.reporting.feed import LiveFeed, read_live_view
 from services.reporting.intervals import INTERVALS, ReportQueryError, zone
 from services.reporting.live import LiveView
 from services.reporting.metrics import ServiceLevelOptions, summary
+from services.reporting.pages import PAGE_OPERATIONS, add_supervisor_routes
 from services.reporting.rollup import GROUPINGS
 from services.reporting.service import ReportingMetrics, ReportingService
 from services.reporting.settings import ReportingSettings
@@ -96,7 +98,8 @@ def create_app(settings: ReportingSettings) -> web.Application:
     app.router.add_get("/v1/reports/conversations.csv", get_conversations_csv)
     app.router.add_get("/v1/reports/live", get_live)
     app.router.add_get("/v1/reports/live/ws", live_socket)
-    add_openapi_route(app, "Switchyard reporting", OPERATIONS)
+    add_supervisor_routes(app, settings)
+    add_openapi_route(app, "Switchyard reporting", OPERATIONS + PAGE_OPERATIONS)
     return app
 
 

@@ -25,3 +25,7 @@ class ReportingSettings(CommonSettings):
     max_range_days: int = Field(366, ge=1)
     # How often a live screen (GET /v1/reports/live/ws) gets the view again: at most once a second.
     live_seconds: float = Field(1.0, ge=1.0)
+    # Where a browser reaches the agents service (the supervisor page's status changes and
+    # transfers go there): served to the page by GET /supervisor/config.json. The agents service
+    # must allow this page's origin (AGENTS_CORS_ORIGINS).
+    agents_url: str = "http://127.0.0.1:8082"

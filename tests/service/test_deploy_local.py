@@ -34,6 +34,9 @@ def test_the_defaults_are_the_documented_ports(clean_env):
         "http://127.0.0.1:8080", "http://127.0.0.1:8081", "http://127.0.0.1:8082", "http://127.0.0.1:8083"]
     assert stack.env["INTAKE_AGENTS_URL"] == "http://127.0.0.1:8082"
     assert stack.env["INTAKE_PUBLIC_URL"] == "http://127.0.0.1:8080"
+    # The supervisor page (reporting) calls agents from the browser; agents allows the page's origin.
+    assert stack.env["REPORTING_AGENTS_URL"] == "http://127.0.0.1:8082"
+    assert stack.env["AGENTS_CORS_ORIGINS"] == "http://127.0.0.1:8083,http://localhost:8083"
 
 
 def test_hosts_and_ports_come_from_the_environment_and_intake_follows_them(clean_env):
@@ -49,6 +52,8 @@ def test_hosts_and_ports_come_from_the_environment_and_intake_follows_them(clean
     assert stack.url("router") == "http://[::1]:9101"
     assert stack.env["INTAKE_AGENTS_URL"] == "http://127.0.0.3:9102"
     assert stack.env["INTAKE_PUBLIC_URL"] == "http://127.0.0.1:9100"
+    assert stack.env["REPORTING_AGENTS_URL"] == "http://127.0.0.3:9102"
+    assert stack.env["AGENTS_CORS_ORIGINS"] == "http://127.0.0.4:9103"
 
 
 def test_intake_urls_that_are_set_are_kept(clean_env):
@@ -58,6 +63,14 @@ def test_intake_urls_that_are_set_are_kept(clean_env):
     stack = run_stack(LocalSettings(), Infrastructure("amqp://broker/", "mongodb://db/"))
     assert stack.env["INTAKE_AGENTS_URL"] == "http://agents.internal:8082"
     assert stack.env["INTAKE_PUBLIC_URL"] == "https://switchyard.example.com"
+
+
+def test_the_supervisor_page_urls_that_are_set_are_kept(clean_env):
+    clean_env.setenv("REPORTING_AGENTS_URL", "https://agents.example.com")
+    clean_env.setenv("AGENTS_CORS_ORIGINS", "https://supervisor.example.com")
+    stack = run_stack(LocalSettings(), Infrastructure("amqp://broker/", "mongodb://db/"))
+    assert stack.env["REPORTING_AGENTS_URL"] == "https://agents.example.com"
+    assert stack.env["AGENTS_CORS_ORIGINS"] == "https://supervisor.example.com"
 
 
 class Output:

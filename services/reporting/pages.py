@@ -1,0 +1,87 @@
+"""The supervisor page (GET /supervisor): its files, served as they are, and the little it needs to know.
+
+The page is static (HTML, CSS, ES modules and the vendored Chart.js under static/); no build step.
+It asks for the workspace's API key (or takes `?token=`) and then calls reporting's API on this
+origin and the agents service's (status changes, transfers) at the address GET
+/supervisor/config.json names (REPORTING_AGENTS_URL; the agents service allows this origin by
+AGENTS_CORS_ORIGINS).
+"""
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict
+
+from services.reporting.settings import ReportingSettings
+from shared.web import Answer, Operation, model_response
+
+STATIC = Path(__file__).parent / "static"
+AGENTS_URL = web.AppKey("agents_url", str)
+
+
+@dataclass(frozen=True)
+class PageFile:
+    path: str  # where it is served
+    file: str  # under static/
+    media_type: str
+    summary: str
+
+
+HTML, CSS, JS = "text/html", "text/css", "text/javascript"
+PAGE_FILES = (
+    PageFile("/supervisor", "supervisor.html", HTML, "The supervisor page: the wallboard and the reports"),
+    PageFile("/supervisor/supervisor.css", "supervisor.css", CSS, "The supervisor page's styles"),
+    *(PageFile(f"/supervisor/js/{name}.js", f"js/{name}.js", JS, f"The supervisor page's {name} module")
+      for name in ("main", "api", "socket", "dom", "format", "wallboard", "reports")),
+    PageFile("/supervisor/vendor/chart.umd.min.js", "vendor/chart.umd.min.js", JS,
+             "Chart.js 4.6.1 (MIT), vendored: the reports' charts"),
+)
+
+
+class PageConfig(BaseModel):
+    """What the page cannot know from its own address."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    agents_url: str  # where the browser reaches the agents service (status changes, transfers)
+
+
+def content_security_policy(agents_url: str) -> str:
+    """The page holds an API key: it runs only its own scripts and talks only to reporting and agents."""
+    return ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+            f"connect-src 'self' {agents_url}; frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
+
+
+def _file_handler(page_file: PageFile):
+    path = STATIC / page_file.file
+
+    async def handler(request: web.Request) -> web.FileResponse:
+        headers = {"Content-Type": f"{page_file.media_type}; charset=utf-8", "Cache-Control": "no-cache",
+                   "X-Content-Type-Options": "nosniff"}
+        if page_file.media_type == HTML:
+            headers["Content-Security-Policy"] = content_security_policy(request.app[AGENTS_URL])
+            headers["Referrer-Policy"] = "no-referrer"
+        return web.FileResponse(path, headers=headers)
+
+    return handler
+
+
+async def get_config(request: web.Request) -> web.Response:
+    return model_response(PageConfig(agents_url=request.app[AGENTS_URL]))
+
+
+def add_supervisor_routes(app: web.Application, settings: ReportingSettings) -> None:
+    """GET /supervisor, its files and its config (public: the page asks for the key itself)."""
+    app[AGENTS_URL] = settings.agents_url.rstrip("/")
+    for page_file in PAGE_FILES:
+        app.router.add_get(page_file.path, _file_handler(page_file))
+    app.router.add_get("/supervisor/config.json", get_config)
+
+
+PAGE_OPERATIONS = [
+    *(Operation("GET", f.path, f.summary, (Answer(200, "The file", media_type=f.media_type),), public=True)
+      for f in PAGE_FILES),
+    Operation("GET", "/supervisor/config.json", "Where the supervisor page reaches the agents service",
+              (Answer(200, "The page's settings", PageConfig),), public=True),
+]
