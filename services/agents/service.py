@@ -240,10 +240,11 @@ class AgentsService:
         try:
             conversation = await self.conversation(request.workspace_id, request.conversation_id)
         except NotFound:
-            if not request.by_supervisor:
+            # A conversation no agent has held yet is known only to the router (read here, never
+            # written), which decides: a refused move comes back as conversation.transferred `rejected`.
+            if not request.by_supervisor or not await self.store.routed_conversation_exists(
+                    request.workspace_id, request.conversation_id):
                 raise
-            # A conversation no agent has held yet is known only to the router, which decides: a refused
-            # move comes back as a conversation.transferred event with `rejected`.
             conversation = {"status": "waiting"}
         movable = ("assigned", "waiting") if request.by_supervisor else ("assigned",)
         if conversation["status"] not in movable:

@@ -469,6 +469,12 @@ class AgentsStore:
                                             {"$set": {"first_response_at": now}})
         return reply
 
+    async def routed_conversation_exists(self, workspace_id: str, conversation_id: str) -> bool:
+        """Whether the router holds this conversation (its `routing_conversations`, read only): a waiting
+        one no agent has held yet exists only there."""
+        found = await self.db["routing_conversations"].find_one({"_id": conversation_id}, {"workspace_id": 1})
+        return found is not None and found.get("workspace_id") == workspace_id
+
     async def answers_its_assignment(self, reply: dict) -> bool:
         """Whether a stored reply is the first of its conversation's assignment (computed from the stored
         replies, so a republished reply gives the same answer)."""

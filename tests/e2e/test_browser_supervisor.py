@@ -285,7 +285,7 @@ async def test_the_reports_view_charts_tables_and_exports_after_traffic(stack, t
             stranger.on("pageerror", lambda error: errors.append(f"page error: {error}"))
             stranger.on("console", errors.console)
             await stranger.goto(f"{reporting_url}/supervisor?token=not-a-key")
-            await expect(stranger.locator("#login-error")).to_contain_text("unknown API key")
+            await expect(stranger.locator("#login-error")).to_contain_text("unknown or expired API key")
             await expect(stranger.locator("#wallboard-view")).to_be_hidden()
             errors.expected.remove(LIVE_REFUSED)
 
