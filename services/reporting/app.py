@@ -16,6 +16,7 @@ from services.reporting.rollup import GROUPINGS
 from services.reporting.service import ReportingMetrics, ReportingService
 from services.reporting.settings import ReportingSettings
 from services.reporting.store import ReportStore, close_clients, open_clients, store_of
+from services.reporting.subscriptions import SUBSCRIPTION_OPERATIONS, add_subscriptions
 from shared.broker import Broker
 from shared.topology import Topology
 from shared.web import (
@@ -86,7 +87,8 @@ def create_app(settings: ReportingSettings) -> web.Application:
     add_ops_routes(app, registry, broker_and_database_checks(broker, db))
     app.router.add_get("/v1/reports/summary", get_summary)
     app.router.add_get("/v1/reports/conversations.csv", get_conversations_csv)
-    add_openapi_route(app, "Switchyard reporting", OPERATIONS)
+    add_subscriptions(app, settings, store)  # webhooks out: routes, the store's hook, the dispatcher
+    add_openapi_route(app, "Switchyard reporting", [*OPERATIONS, *SUBSCRIPTION_OPERATIONS])
     return app
 
 

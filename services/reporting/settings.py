@@ -23,3 +23,19 @@ class ReportingSettings(CommonSettings):
     rollup_seconds: float = Field(2, gt=0)
     # The longest range one report may cover (a summary reads one stored rollup per 15 minutes of it).
     max_range_days: int = Field(366, ge=1)
+
+    # Event subscriptions (webhooks out, docs/events.md). A delivery is tried until it is delivered,
+    # `max_attempts` tries were made or it is `max_age_seconds` old, waiting between tries an
+    # exponential `backoff_seconds` * 2^(n-1), capped, with jitter (and at least a Retry-After).
+    subscriptions_timeout_seconds: float = Field(10, gt=0, le=300)
+    subscriptions_max_attempts: int = Field(15, ge=1, le=1000)
+    subscriptions_max_age_seconds: float = Field(86400, gt=0)
+    subscriptions_backoff_seconds: float = Field(1, gt=0)
+    subscriptions_backoff_cap_seconds: float = Field(3600, gt=0)
+    subscriptions_concurrency: int = Field(16, ge=1, le=1000)  # deliveries in flight at once, over all receivers
+    subscriptions_poll_seconds: float = Field(1, gt=0)  # how often due retries are looked for
+    # Receivers on private, loopback and link-local addresses (SSRF: docs/events.md). Allowed by
+    # default for development (receivers on 127.0.0.1); set false in production.
+    subscriptions_allow_private: bool = True
+    subscriptions_per_workspace: int = Field(50, ge=1)
+    subscriptions_replay_max_events: int = Field(10000, ge=1)  # stored events one replay request re-sends at most

@@ -1,0 +1,221 @@
+"""The dispatcher: sends due deliveries, a bounded number at a time, in order per (subscription, chain).
+
+Its state is the deliveries collection (store.py); nothing is kept in memory but what is in flight,
+so a restart resumes where it stopped (a delivery in flight when the process died is sent again:
+at least once, with the same delivery id, for receivers to deduplicate).
+
+Order: only a chain's head (its first pending delivery by event time) is ever sent. The later ones
+are held out of the due scan (`next_at` pushed past the head's next try) and released when the head
+is delivered or dead-lettered. A failing head holds back its own chain only: other conversations of
+the same subscription, and other subscriptions, are sent meanwhile.
+"""
+
+import asyncio
+import contextlib
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import aiohttp
+import structlog
+
+from services.reporting.subscriptions.policy import RetryPolicy, retry_after_seconds, verdict
+from services.reporting.subscriptions.signing import signature
+from services.reporting.subscriptions.store import SubscriptionStore
+from services.reporting.subscriptions.urls import (
+    ForbiddenAddress,
+    PublicOnlyResolver,
+    forbidden_cause,
+    host_problem,
+)
+from shared.models import utcnow
+
+log = structlog.get_logger(__name__)
+USER_AGENT = "Switchyard-Webhooks/1"
+ERROR_TEXT = 300  # characters of a receiver's answer kept with an attempt
+
+
+@dataclass(frozen=True)
+class DispatcherSettings:
+    policy: RetryPolicy
+    timeout_seconds: float = 10.0
+    concurrency: int = 16
+    poll_seconds: float = 1.0
+    allow_private: bool = True
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One attempt: the receiver's status (None: no answer), what went wrong, and its Retry-After."""
+
+    status: int | None
+    error: str | None = None
+    retry_after: float | None = None
+    final: bool = False  # refused before sending (a forbidden address): no retry will do better
+
+
+class Dispatcher:
+    def __init__(self, store: SubscriptionStore, settings: DispatcherSettings, *,
+                 clock: Callable[[], datetime] = utcnow, rand: Callable[[], float] = random.random) -> None:
+        self.store = store
+        self.settings = settings
+        self.clock = clock
+        self.rand = rand
+        self._wake = asyncio.Event()
+        self._in_flight: dict[tuple[str, str], asyncio.Task] = {}  # (subscription, chain) -> its send
+        self._loop: asyncio.Task | None = None
+        self._session: aiohttp.ClientSession | None = None
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        resolver = None if self.settings.allow_private else PublicOnlyResolver()
+        connector = aiohttp.TCPConnector(limit=self.settings.concurrency, resolver=resolver)
+        self._session = aiohttp.ClientSession(
+            connector=connector, timeout=aiohttp.ClientTimeout(total=self.settings.timeout_seconds),
+            headers={"User-Agent": USER_AGENT})
+        self._loop = asyncio.create_task(self._run_forever())
+
+    async def stop(self) -> None:
+        """Stop sending; a send cut short stays pending (leased) and is sent again after a restart."""
+        tasks = [t for t in (self._loop, *self._in_flight.values()) if t is not None]
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self._session is not None:
+            await self._session.close()
+
+    def wake(self) -> None:
+        """New deliveries were made: look now rather than at the next poll."""
+        self._wake.set()
+
+    async def _run_forever(self) -> None:
+        while True:
+            try:
+                await self.dispatch_due()
+            except Exception:  # logged; the state is in the database, the next round tries again
+                log.exception("subscriptions.dispatch_failed")
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.settings.poll_seconds):
+                    await self._wake.wait()
+            self._wake.clear()
+
+    # -- choosing what to send -------------------------------------------------------------------
+
+    async def dispatch_due(self) -> int:
+        """Start sending the heads of chains that are due, as many as free slots allow; how many started."""
+        free = self.settings.concurrency - len(self._in_flight)
+        if free <= 0:
+            return 0
+        now = self.clock()
+        candidates: dict[tuple[str, str], dict[str, Any]] = {}
+        for delivery in await self.store.due(now, limit=free * 4):
+            key = (delivery["subscription_id"], delivery["chain"])
+            if key not in self._in_flight and (key not in candidates or delivery["order"] < candidates[key]["order"]):
+                candidates[key] = delivery
+        started = 0
+        for key, candidate in candidates.items():
+            head = await self.store.head(key[0], key[1], candidate["order"])
+            if head is None:
+                continue
+            if head["next_at"] > now:  # the head backs off: its chain waits with it
+                await self.store.hold_behind(head, head["next_at"] + timedelta(seconds=self.settings.poll_seconds))
+                continue
+            if started < free:
+                await self._start(key, head, now)
+                started += 1
+        return started
+
+    async def _start(self, key: tuple[str, str], head: dict[str, Any], now: datetime) -> None:
+        lease = now + timedelta(seconds=self.settings.timeout_seconds + 2 * self.settings.poll_seconds)
+        await self.store.lease(head["_id"], lease)
+        await self.store.hold_behind(head, lease)
+        task = asyncio.create_task(self._deliver(head))
+        self._in_flight[key] = task
+        task.add_done_callback(lambda _: self._done(key))
+
+    def _done(self, key: tuple[str, str]) -> None:
+        self._in_flight.pop(key, None)
+        self._wake.set()  # a slot is free, and the chain's next may be due
+
+    # -- sending one -----------------------------------------------------------------------------
+
+    async def _deliver(self, delivery: dict[str, Any]) -> None:
+        subscription = (await self.store.by_ids([delivery["subscription_id"]])).get(delivery["subscription_id"])
+        if subscription is None:
+            return  # deleted meanwhile (its deliveries went with it)
+        started = time.perf_counter()
+        outcome = await self.send(subscription, delivery)
+        try:
+            await self._record(delivery, outcome, round((time.perf_counter() - started) * 1000))
+        except Exception:  # logged; it stays pending (leased) and is sent again: at least once
+            log.exception("subscriptions.record_failed", delivery_id=delivery["_id"])
+
+    async def send(self, subscription: dict[str, Any], delivery: dict[str, Any]) -> Outcome:
+        """One signed POST of the delivery's stored body; what came of it."""
+        assert self._session is not None
+        if not self.settings.allow_private and (problem := host_problem(subscription["url"])):
+            return Outcome(None, f"the URL {problem}", final=True)
+        body = delivery["body"].encode()
+        timestamp = int(self.clock().timestamp())
+        headers = {
+            "Content-Type": "application/json", "X-Switchyard-Delivery": delivery["_id"],
+            "X-Switchyard-Event": delivery["event"], "X-Switchyard-Timestamp": str(timestamp),
+            "X-Switchyard-Signature": signature(subscription["secret"], timestamp, body),
+        }
+        if "replay_id" in delivery:
+            headers["X-Switchyard-Replay"] = delivery["replay_id"]
+        try:
+            async with self._session.post(subscription["url"], data=body, headers=headers,
+                                          allow_redirects=False) as response:
+                text = "" if 200 <= response.status < 300 else (await response.content.read(ERROR_TEXT)).decode(
+                    "utf-8", "replace")
+                return Outcome(response.status, f"HTTP {response.status} {text}".strip() if text or
+                               response.status >= 300 else None,
+                               retry_after_seconds(response.headers.get("Retry-After"), self.clock()))
+        except TimeoutError:
+            return Outcome(None, f"no answer within {self.settings.timeout_seconds:g} s")
+        except aiohttp.ClientError as error:
+            forbidden = forbidden_cause(error)
+            if forbidden is not None:
+                return Outcome(None, str(forbidden), final=True)
+            return Outcome(None, f"{type(error).__name__}: {error}"[:ERROR_TEXT])
+        except ForbiddenAddress as error:
+            return Outcome(None, str(error), final=True)
+        except Exception as error:  # counted as a failed attempt, so a delivery that always breaks ends dead
+            log.exception("subscriptions.send_crashed", delivery_id=delivery["_id"])
+            return Outcome(None, f"{type(error).__name__}: {error}"[:ERROR_TEXT])
+
+    async def _record(self, delivery: dict[str, Any], outcome: Outcome, took_ms: int) -> None:
+        now = self.clock()
+        attempts = delivery["attempts"] + 1
+        attempt = {"at": now, "status": outcome.status, "error": outcome.error, "took_ms": took_ms}
+        judged = "final" if outcome.final else verdict(outcome.status)
+        if judged == "delivered":
+            await self.store.finish(delivery, attempt, {"status": "delivered", "delivered_at": now,
+                                                        "last_error": None})
+        else:
+            reason = self._dead_reason(judged, outcome, attempts, delivery["created_at"], now)
+            if reason is None:
+                delay = self.settings.policy.delay(attempts, self.rand, outcome.retry_after)
+                await self.store.finish(delivery, attempt, {"next_at": now + timedelta(seconds=delay),
+                                                            "last_error": outcome.error})
+                log.info("subscriptions.retry", delivery_id=delivery["_id"], error=outcome.error, delay=delay)
+                return
+            await self.store.finish(delivery, attempt, {"status": "dead", "dead_at": now, "dead_reason": reason,
+                                                        "last_error": outcome.error})
+            log.warning("subscriptions.dead_lettered", delivery_id=delivery["_id"], reason=reason)
+        await self.store.release_next(delivery, now)
+
+    def _dead_reason(self, judged: str, outcome: Outcome, attempts: int, created_at: datetime, now: datetime
+                     ) -> str | None:
+        error = outcome.error or f"HTTP {outcome.status}"
+        if judged == "final":
+            return f"{error} (not retried)" if outcome.status is None else f"{error} (a {outcome.status} is final)"
+        exhausted = self.settings.policy.exhausted(attempts, created_at, now)
+        return None if exhausted is None else f"{exhausted}; last: {error}"
