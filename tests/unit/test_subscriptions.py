@@ -132,7 +132,7 @@ def test_retry_after_in_seconds_or_as_a_date():
 @pytest.mark.parametrize(("url", "problem"), [
     ("https://example.com/hooks?x=1", None), ("http://127.0.0.1:8080/h", None),
     ("ftp://example.com/", "http or https"), ("https://user:pw@example.com/", "credentials"),
-    ("https://example.com/#frag", "fragment"), ("https://example.com:99999/", "URL"),
+    ("https://example.com/#frag", "fragment"), ("https://example.com:99999/", "URL"), ("http://0/", "IPv4"),
 ])
 def test_receiver_urls(url, problem):
     found = url_problem(url)

@@ -50,8 +50,11 @@ def _valid_url(url: str) -> str:
     return url
 
 
-# http(s)://, then an authority with no credentials and no blanks, then an optional path and query.
-URL_PATTERN = r"^[Hh][Tt][Tt][Pp][Ss]?://[^\x00-\x20\x7f/?#@]+([/?][^\x00-\x20\x7f#]*)?$"
+# http(s)://, a host (a DNS name in ASCII: an international one in its xn-- form, or an IP literal),
+# an optional port, then an optional path and query of printable ASCII but `"` and `#` (no fragment).
+_LABEL = r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+URL_PATTERN = (rf"^[Hh][Tt][Tt][Pp][Ss]?://(\[[0-9A-Fa-f:.]+\]|{_LABEL}(\.{_LABEL})*\.?)(:[0-9]{{1,5}})?"
+               r"([/?][!$-~]*)?$")
 ReceiverUrl = Annotated[str, Field(max_length=MAX_URL_LENGTH, pattern=URL_PATTERN), AfterValidator(_valid_url)]
 Secret = Annotated[str, Field(min_length=16, max_length=256, pattern=r"^[\x21-\x7e]+$")]
 WantedEvent = EventName | Literal["*"]

@@ -180,6 +180,8 @@ class Dispatcher:
                                retry_after_seconds(response.headers.get("Retry-After"), self.clock()))
         except TimeoutError:
             return Outcome(None, f"no answer within {self.settings.timeout_seconds:g} s")
+        except aiohttp.InvalidURL as error:  # the same URL will never do: final
+            return Outcome(None, f"the URL is invalid: {error}"[:ERROR_TEXT], final=True)
         except aiohttp.ClientError as error:
             forbidden = forbidden_cause(error)
             if forbidden is not None:

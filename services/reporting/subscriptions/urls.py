@@ -38,6 +38,10 @@ def url_problem(raw: str) -> str | None:
         return "must not hold credentials: the signature tells receivers a delivery is ours"
     if url.fragment:
         return "must not have a fragment"
+    if len(url.host) > 253:
+        return "has a host name over 253 characters"
+    if url.host.replace(".", "").isdigit() and literal_address(url.host) is None:
+        return "has a host that is neither a name nor an IPv4 address"
     try:
         url.port  # noqa: B018 (reading it validates it)
     except ValueError:
