@@ -39,3 +39,5 @@ class ReportingSettings(CommonSettings):
     subscriptions_allow_private: bool = True
     subscriptions_per_workspace: int = Field(50, ge=1)
     subscriptions_replay_max_events: int = Field(10000, ge=1)  # stored events one replay request re-sends at most
+    subscriptions_keep_delivered_days: float = Field(7, gt=0)  # delivered deliveries are then removed
+    subscriptions_keep_dead_days: float = Field(30, gt=0)  # dead letters not re-sent are then removed

@@ -37,7 +37,9 @@ def dispatcher_settings(settings: ReportingSettings) -> DispatcherSettings:
     return DispatcherSettings(policy, timeout_seconds=settings.subscriptions_timeout_seconds,
                               concurrency=settings.subscriptions_concurrency,
                               poll_seconds=settings.subscriptions_poll_seconds,
-                              allow_private=settings.subscriptions_allow_private)
+                              allow_private=settings.subscriptions_allow_private,
+                              keep_delivered=timedelta(days=settings.subscriptions_keep_delivered_days),
+                              keep_dead=timedelta(days=settings.subscriptions_keep_dead_days))
 
 
 def add_subscriptions(app: web.Application, settings: ReportingSettings, store: ReportStore) -> None:

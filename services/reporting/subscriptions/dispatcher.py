@@ -45,6 +45,10 @@ class DispatcherSettings:
     concurrency: int = 16
     poll_seconds: float = 1.0
     allow_private: bool = True
+    keep_delivered: timedelta = timedelta(days=7)  # then removed: the receiver has them
+    keep_dead: timedelta = timedelta(days=30)  # then removed unless re-sent
+    prune_seconds: float = 300.0
+    stop_grace_seconds: float = 2.0  # sends in flight at a stop may finish within this, then are cut short
 
 
 @dataclass(frozen=True)
@@ -80,7 +84,12 @@ class Dispatcher:
         self._loop = asyncio.create_task(self._run_forever())
 
     async def stop(self) -> None:
-        """Stop sending; a send cut short stays pending (leased) and is sent again after a restart."""
+        """Stop starting sends, let those in flight finish within the grace, cut the rest short: a send cut short
+        stays pending (leased) and is sent again after a restart."""
+        if self._loop is not None:
+            self._loop.cancel()
+        if self._in_flight:
+            await asyncio.wait(list(self._in_flight.values()), timeout=self.settings.stop_grace_seconds)
         tasks = [t for t in (self._loop, *self._in_flight.values()) if t is not None]
         for task in tasks:
             task.cancel()
@@ -95,9 +104,14 @@ class Dispatcher:
         self._wake.set()
 
     async def _run_forever(self) -> None:
+        pruned = 0.0
         while True:
             try:
                 await self.dispatch_due()
+                if time.monotonic() - pruned >= self.settings.prune_seconds:
+                    now = self.clock()
+                    await self.store.prune(now - self.settings.keep_delivered, now - self.settings.keep_dead)
+                    pruned = time.monotonic()
             except Exception:  # logged; the state is in the database, the next round tries again
                 log.exception("subscriptions.dispatch_failed")
             with contextlib.suppress(TimeoutError):

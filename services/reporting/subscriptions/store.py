@@ -83,6 +83,8 @@ class SubscriptionStore:
         await self.deliveries.create_index([("subscription_id", ASCENDING), ("chain", ASCENDING),
                                             ("status", ASCENDING), ("order", ASCENDING)])
         await self.deliveries.create_index([("subscription_id", ASCENDING), ("status", ASCENDING)])
+        await self.deliveries.create_index([("status", ASCENDING), ("delivered_at", ASCENDING)])
+        await self.deliveries.create_index([("status", ASCENDING), ("dead_at", ASCENDING)])
         # Replays read a workspace's stored events from a time (reporting's own indexes lead with agent or conversation).
         await self.report_events.create_index([("workspace_id", ASCENDING), ("at", ASCENDING)])
 
@@ -194,6 +196,12 @@ class SubscriptionStore:
             if first["next_at"] > now:
                 await self.deliveries.update_one({"_id": first["_id"], "status": "pending"},
                                                  {"$set": {"next_at": now}})
+
+    async def prune(self, delivered_before: datetime, dead_before: datetime) -> None:
+        """Old deliveries go: delivered ones after a week, dead letters after a month (settings). Dropping a
+        delivered one cannot make it again: only events reporting has not stored yet make deliveries."""
+        await self.deliveries.delete_many({"status": "delivered", "delivered_at": {"$lt": delivered_before}})
+        await self.deliveries.delete_many({"status": "dead", "dead_at": {"$lt": dead_before}})
 
     # -- dead letters and replays ----------------------------------------------------------------
 
