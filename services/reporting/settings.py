@@ -33,6 +33,7 @@ class ReportingSettings(CommonSettings):
     subscriptions_backoff_seconds: float = Field(1, gt=0)
     subscriptions_backoff_cap_seconds: float = Field(3600, gt=0)
     subscriptions_concurrency: int = Field(16, ge=1, le=1000)  # deliveries in flight at once, over all receivers
+    subscriptions_concurrency_per_subscription: int = Field(4, ge=1, le=1000)  # so one slow receiver holds few
     subscriptions_poll_seconds: float = Field(1, gt=0)  # how often due retries are looked for
     # Receivers on private, loopback and link-local addresses (SSRF: docs/events.md). Allowed by
     # default for development (receivers on 127.0.0.1); set false in production.

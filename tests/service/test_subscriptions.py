@@ -377,3 +377,41 @@ async def test_private_receivers_are_refused_at_send_time_where_the_settings_for
         assert "resolves to a non-public address" in by_name["dead_reason"], by_name["dead_reason"]
         assert by_literal["attempts"] == by_name["attempts"] == 1
         assert receiver.requests == []
+
+
+async def test_a_slow_receiver_holds_only_its_share_of_the_slots(names):
+    """A receiver that does not answer (each try would take the whole timeout) holds at most its share of the
+    requests in flight; another subscription's deliveries go on meanwhile."""
+    release = asyncio.Event()
+    in_flight, most, slow_received = 0, 0, []
+
+    async def slow(request: web.Request) -> web.Response:
+        nonlocal in_flight, most
+        in_flight += 1
+        most = max(most, in_flight)
+        await release.wait()
+        slow_received.append(await request.json())
+        in_flight -= 1
+        return web.json_response({})
+
+    app = web.Application()
+    app.router.add_post("/slow", slow)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    settings = {"subscriptions_concurrency": 4, "subscriptions_concurrency_per_subscription": 2,
+                "subscriptions_timeout_seconds": 60}
+    try:
+        async with receiving(Receiver()) as fast, reporting_app(names, **settings) as client:
+            await subscribe(client, f"http://127.0.0.1:{port}/slow", ["conversation.created"])
+            await subscribe(client, fast.url, ["conversation.created"])
+            now = utcnow()
+            await record(client, [fact(f"C{n}", "conversation.opened", 0, now) for n in range(10)])
+            await until(lambda: _true(len(fast.delivered()) == 10))
+            assert most <= 2 and slow_received == []
+            release.set()
+            await until(lambda: _true(len(slow_received) == 10))
+    finally:
+        release.set()
+        await runner.cleanup()

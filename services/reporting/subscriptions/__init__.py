@@ -36,6 +36,7 @@ def dispatcher_settings(settings: ReportingSettings) -> DispatcherSettings:
                          max_age=timedelta(seconds=settings.subscriptions_max_age_seconds))
     return DispatcherSettings(policy, timeout_seconds=settings.subscriptions_timeout_seconds,
                               concurrency=settings.subscriptions_concurrency,
+                              per_subscription=settings.subscriptions_concurrency_per_subscription,
                               poll_seconds=settings.subscriptions_poll_seconds,
                               allow_private=settings.subscriptions_allow_private,
                               keep_delivered=timedelta(days=settings.subscriptions_keep_delivered_days),

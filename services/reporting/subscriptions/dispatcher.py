@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import random
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -43,6 +44,9 @@ class DispatcherSettings:
     policy: RetryPolicy
     timeout_seconds: float = 10.0
     concurrency: int = 16
+    # One receiver may hold at most this many of the slots, so a slow one (each try taking the whole
+    # timeout) cannot hold every slot and stall the other subscriptions.
+    per_subscription: int = 4
     poll_seconds: float = 1.0
     allow_private: bool = True
     keep_delivered: timedelta = timedelta(days=7)  # then removed: the receiver has them
@@ -132,17 +136,26 @@ class Dispatcher:
             key = (delivery["subscription_id"], delivery["chain"])
             if key not in self._in_flight and (key not in candidates or delivery["order"] < candidates[key]["order"]):
                 candidates[key] = delivery
-        started = 0
-        for key, candidate in candidates.items():
+        busy = Counter(subscription for subscription, _ in self._in_flight)
+        started, deferred = 0, []
+        for key, candidate in sorted(candidates.items(), key=lambda item: item[1]["next_at"]):
+            if started >= free:
+                break  # the rest stay due, and are the first seen next time
+            if busy[key[0]] >= self.settings.per_subscription:
+                deferred.append(candidate["_id"])
+                continue
             head = await self.store.head(key[0], key[1], candidate["order"])
             if head is None:
                 continue
             if head["next_at"] > now:  # the head backs off: its chain waits with it
                 await self.store.hold_behind(head, head["next_at"] + timedelta(seconds=self.settings.poll_seconds))
                 continue
-            if started < free:
-                await self._start(key, head, now)
-                started += 1
+            await self._start(key, head, now)
+            busy[key[0]] += 1
+            started += 1
+        # A busy subscription's due deliveries step back a poll, behind everyone else's: otherwise, being the
+        # oldest due, they would fill every scan and the other subscriptions would never be reached.
+        await self.store.defer(deferred, now + timedelta(seconds=self.settings.poll_seconds))
         return started
 
     async def _start(self, key: tuple[str, str], head: dict[str, Any], now: datetime) -> None:

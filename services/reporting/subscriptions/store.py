@@ -175,6 +175,11 @@ class SubscriptionStore:
              "order": {"$gt": head["order"]}, "next_at": {"$lt": until}},
             {"$set": {"next_at": until}})
 
+    async def defer(self, ids: list[str], until: datetime) -> None:
+        if ids:
+            await self.deliveries.update_many({"_id": {"$in": ids}, "status": "pending", "next_at": {"$lt": until}},
+                                              {"$set": {"next_at": until}})
+
     async def lease(self, delivery_id_: str, until: datetime) -> None:
         """Out of the due scan while it is being sent; if the process dies, due again at `until`."""
         await self.deliveries.update_one({"_id": delivery_id_, "status": "pending"}, {"$set": {"next_at": until}})
