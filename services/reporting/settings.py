@@ -35,6 +35,9 @@ class ReportingSettings(CommonSettings):
     subscriptions_concurrency: int = Field(16, ge=1, le=1000)  # deliveries in flight at once, over all receivers
     subscriptions_concurrency_per_subscription: int = Field(4, ge=1, le=1000)  # so one slow receiver holds few
     subscriptions_poll_seconds: float = Field(1, gt=0)  # how often due retries are looked for
+    # New deliveries wait this long, so that a conversation's events from different services, which
+    # reach reporting a moment apart, are sent in the order they happened (docs/events.md, Order).
+    subscriptions_settle_seconds: float = Field(1, ge=0, le=60)
     # Receivers on private, loopback and link-local addresses (SSRF: docs/events.md). Allowed by
     # default for development (receivers on 127.0.0.1); set false in production.
     subscriptions_allow_private: bool = True

@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from itertools import groupby
 
 import pytest
 from aiohttp import web
@@ -24,13 +25,15 @@ from services.reporting.subscriptions.urls import is_public
 from shared import events
 from shared.models import utcnow
 from tests.conftest import Names, auth, free_port, serve
+from tests.service.helpers import running_apps
+from tests.service.test_reporting_events import post_json
 from tests.service.test_reporting_service import publish, routing_event
 
 SECRET = "whsec-test-0123456789"
 POLL = 0.05
 # Fast retries so the tests take no time; no timing is asserted.
 FAST = {"subscriptions_backoff_seconds": 0.02, "subscriptions_backoff_cap_seconds": 0.1,
-        "subscriptions_poll_seconds": 0.05, "subscriptions_timeout_seconds": 2}
+        "subscriptions_poll_seconds": 0.05, "subscriptions_timeout_seconds": 2, "subscriptions_settle_seconds": 0}
 
 
 async def until(check: Callable, timeout: float = 20):
@@ -415,3 +418,38 @@ async def test_a_slow_receiver_holds_only_its_share_of_the_slots(names):
     finally:
         release.set()
         await runner.cleanup()
+
+
+async def test_a_conversation_through_the_whole_stack_reaches_a_subscriber_as_documented(names):
+    """Intake, router, agents and reporting running: what a subscriber gets is docs/events.md's events."""
+    async with receiving(Receiver()) as receiver, \
+            running_apps(names, reporting=FAST | {"subscriptions_settle_seconds": 0.5}) as apps:
+        assert apps.reporting is not None
+        await subscribe(apps.reporting, receiver.url)
+        await apps.put_agent("ann")
+        desk = await apps.desk("ann")
+        await apps.post("cust-1", "my bill is wrong")
+        frames = await desk.frames_until(lambda f: any(x["type"] == "conversation.assigned" for x in f))
+        conversation = next(f for f in frames if f["type"] == "conversation.assigned")["conversation"]
+        conversation_id = conversation["conversation_id"]
+        await post_json(apps, f"/v1/conversations/{conversation_id}/messages", {"text": "let me check"}, 201)
+        await post_json(apps, f"/v1/conversations/{conversation_id}/resolve")
+
+        def of_conversation() -> list[set[tuple[str, str | None]]]:
+            """What happened, a set per time (events at the same time: the message that opened the conversation
+            and its opening; its queueing and its assignment at once), in time order. They are also sent in that order where they
+            reached reporting within the settle time; this test asserts no timing, so it does not insist on it."""
+            bodies = sorted(receiver.delivered(conversation_id=conversation_id), key=lambda b: b["occurred_at"])
+            return [{(b["event"], b["data"].get("status") or b["data"].get("direction")) for b in group}
+                    for _, group in groupby(bodies, key=lambda b: b["occurred_at"])]
+
+        await until(lambda: _true(any(("conversation.status_changed", "resolved") in at for at in of_conversation())))
+        assert of_conversation() == [
+            {("conversation.created", None), ("message.created", "inbound")},
+            {("conversation.status_changed", "queued"),  # an agent was free: queued and assigned at once
+             ("conversation.assigned", None), ("conversation.status_changed", "assigned")},
+            {("message.created", "outbound")}, {("conversation.status_changed", "resolved")}]
+        reply = receiver.delivered(conversation_id=conversation_id, direction="outbound")[0]
+        assert reply["data"]["agent_id"] == "ann" and reply["data"]["message_id"]
+        await until(lambda: _true(any(b["event"] == "agent.status_changed" and b["data"]["status"] == "online"
+                                      for b in receiver.delivered(agent_id="ann"))))

@@ -51,8 +51,10 @@ def add_subscriptions(app: web.Application, settings: ReportingSettings, store: 
     app[LIMITS] = ApiLimits(settings.subscriptions_allow_private, settings.subscriptions_per_workspace,
                             settings.subscriptions_replay_max_events)
 
+    settle = timedelta(seconds=settings.subscriptions_settle_seconds)
+
     async def before_insert(events: list[ReportEvent]) -> None:
-        if await subscriptions.add_deliveries(events, utcnow()):
+        if await subscriptions.add_deliveries(events, utcnow(), settle) and not settle:
             dispatcher.wake()
 
     store.before_insert = before_insert

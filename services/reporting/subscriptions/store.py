@@ -14,7 +14,7 @@ Queries are equalities and `$in` on indexed fields, filtered further in Python: 
 import json
 import secrets
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from pymongo import ASCENDING, InsertOne, ReturnDocument
@@ -43,13 +43,13 @@ def delivery_body(delivery_id_: str, event: PublicEvent) -> str:
 
 
 def delivery_document(subscription: dict[str, Any], event: PublicEvent, now: datetime,
-                      replay_id: str | None = None) -> dict[str, Any]:
+                      replay_id: str | None = None, due: datetime | None = None) -> dict[str, Any]:
     identity = delivery_id(subscription["_id"], event.event_id, replay_id)
     document = {
         "_id": identity, "subscription_id": subscription["_id"], "workspace_id": event.workspace_id,
         "event": event.name, "event_id": event.event_id, "occurred_at": event.occurred_at,
         "chain": event.chain, "order": event.order, "body": delivery_body(identity, event),
-        "status": "pending", "next_at": now, "created_at": now, "attempts": 0, "history": [],
+        "status": "pending", "next_at": due or now, "created_at": now, "attempts": 0, "history": [],
     }
     if replay_id is not None:
         document["replay_id"] = replay_id
@@ -57,15 +57,15 @@ def delivery_document(subscription: dict[str, Any], event: PublicEvent, now: dat
 
 
 def deliveries_of(events: Iterable[ReportEvent], subscriptions: list[dict[str, Any]], now: datetime,
-                  replay_id: str | None = None) -> list[dict[str, Any]]:
-    """A delivery per public event per subscription of its workspace that wants it."""
+                  replay_id: str | None = None, due: datetime | None = None) -> list[dict[str, Any]]:
+    """A delivery per public event per subscription of its workspace that wants it, due at `due` (else now)."""
     by_workspace: dict[str, list[dict[str, Any]]] = {}
     for subscription in subscriptions:
         by_workspace.setdefault(subscription["workspace_id"], []).append(subscription)
     documents = []
     for event in events:
         for public in public_events(event):
-            documents += [delivery_document(s, public, now, replay_id)
+            documents += [delivery_document(s, public, now, replay_id, due)
                           for s in by_workspace.get(event.workspace_id, []) if wants(s["events"], public.name)]
     return documents
 
@@ -124,13 +124,17 @@ class SubscriptionStore:
 
     # -- making deliveries (the store's hook, before it inserts a batch) -------------------------
 
-    async def add_deliveries(self, events: list[ReportEvent], now: datetime) -> int:
+    async def add_deliveries(self, events: list[ReportEvent], now: datetime, settle: timedelta = timedelta()) -> int:
         """Deliveries for the events reporting has not stored yet, to every subscription that wants them.
 
         Runs before the batch's events are inserted and before it is acked: a crash after this leaves
         the events unstored, so the redelivered batch makes the same deliveries again (the same ids:
         nothing twice); a crash before it makes them then. An event already stored (a redelivery, a
-        producer repeating itself) was delivered when it was first recorded. Returns how many were new."""
+        producer repeating itself) was delivered when it was first recorded. Returns how many were new.
+
+        They are due `settle` from now: one conversation's events come from several services (the router's
+        assignment, the agents service's copy of the message that opened it) and reach reporting a moment
+        apart, not always in the order they happened; waiting a little lets the earlier ones arrive and go first."""
         workspaces = sorted({e.workspace_id for e in events})
         if not workspaces:
             return 0
@@ -139,7 +143,8 @@ class SubscriptionStore:
             return 0  # the common case costs one indexed query
         ids = [e.event_id for e in events]
         stored = {d["_id"] async for d in self.report_events.find({"_id": {"$in": ids}}, {"_id": 1})}
-        return await self.insert(deliveries_of([e for e in events if e.event_id not in stored], subscriptions, now))
+        new = [e for e in events if e.event_id not in stored]
+        return await self.insert(deliveries_of(new, subscriptions, now, due=now + settle))
 
     async def insert(self, documents: list[dict[str, Any]]) -> int:
         """Insert, a duplicate id being a delivery made before; how many were new."""
