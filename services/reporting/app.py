@@ -87,7 +87,7 @@ def create_app(settings: ReportingSettings) -> web.Application:
     add_ops_routes(app, registry, broker_and_database_checks(broker, db))
     app.router.add_get("/v1/reports/summary", get_summary)
     app.router.add_get("/v1/reports/conversations.csv", get_conversations_csv)
-    add_subscriptions(app, settings, store)  # webhooks out: routes, the store's hook, the dispatcher
+    add_subscriptions(app, settings, store, registry)  # webhooks out: routes, the store's hook, the dispatcher
     add_openapi_route(app, "Switchyard reporting", [*OPERATIONS, *SUBSCRIPTION_OPERATIONS])
     return app
 

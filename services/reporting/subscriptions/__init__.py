@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from datetime import timedelta
 
 from aiohttp import web
+from prometheus_client import CollectorRegistry
 
 from services.reporting.model import ReportEvent
 from services.reporting.settings import ReportingSettings
@@ -43,9 +44,10 @@ def dispatcher_settings(settings: ReportingSettings) -> DispatcherSettings:
                               keep_dead=timedelta(days=settings.subscriptions_keep_dead_days))
 
 
-def add_subscriptions(app: web.Application, settings: ReportingSettings, store: ReportStore) -> None:
+def add_subscriptions(app: web.Application, settings: ReportingSettings, store: ReportStore,
+                      registry: CollectorRegistry | None = None) -> None:
     subscriptions = SubscriptionStore(store.db)
-    dispatcher = Dispatcher(subscriptions, dispatcher_settings(settings))
+    dispatcher = Dispatcher(subscriptions, dispatcher_settings(settings), registry=registry)
     app[SUBSCRIPTION_STORE] = subscriptions
     app[DISPATCHER] = dispatcher
     app[LIMITS] = ApiLimits(settings.subscriptions_allow_private, settings.subscriptions_per_workspace,

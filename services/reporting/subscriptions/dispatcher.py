@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import random
 import time
-from collections import Counter
+from collections import Counter as Tally
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -22,6 +22,7 @@ from typing import Any
 
 import aiohttp
 import structlog
+from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from services.reporting.subscriptions.policy import RetryPolicy, retry_after_seconds, verdict
 from services.reporting.subscriptions.signing import signature
@@ -65,10 +66,20 @@ class Outcome:
     final: bool = False  # refused before sending (a forbidden address): no retry will do better
 
 
+class DispatcherMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.attempts = Counter("subscription_attempts_total", "Delivery attempts by what came of them "
+                                "(delivered, retry, dead)", ["outcome"], registry=registry)
+        self.seconds = Histogram("subscription_attempt_seconds", "Time one delivery attempt took", registry=registry,
+                                 buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30))
+
+
 class Dispatcher:
     def __init__(self, store: SubscriptionStore, settings: DispatcherSettings, *,
+                 registry: CollectorRegistry | None = None,
                  clock: Callable[[], datetime] = utcnow, rand: Callable[[], float] = random.random) -> None:
         self.store = store
+        self.metrics = DispatcherMetrics(registry or CollectorRegistry())
         self.settings = settings
         self.clock = clock
         self.rand = rand
@@ -136,7 +147,7 @@ class Dispatcher:
             key = (delivery["subscription_id"], delivery["chain"])
             if key not in self._in_flight and (key not in candidates or delivery["order"] < candidates[key]["order"]):
                 candidates[key] = delivery
-        busy = Counter(subscription for subscription, _ in self._in_flight)
+        busy = Tally(subscription for subscription, _ in self._in_flight)
         started, deferred = 0, []
         for key, candidate in sorted(candidates.items(), key=lambda item: item[1]["next_at"]):
             if started >= free:
@@ -178,8 +189,10 @@ class Dispatcher:
             return  # deleted meanwhile (its deliveries went with it)
         started = time.perf_counter()
         outcome = await self.send(subscription, delivery)
+        took = time.perf_counter() - started
+        self.metrics.seconds.observe(took)
         try:
-            await self._record(delivery, outcome, round((time.perf_counter() - started) * 1000))
+            await self._record(delivery, outcome, round(took * 1000))
         except Exception:  # logged; it stays pending (leased) and is sent again: at least once
             log.exception("subscriptions.record_failed", delivery_id=delivery["_id"])
 
@@ -226,6 +239,7 @@ class Dispatcher:
         attempt = {"at": now, "status": outcome.status, "error": outcome.error, "took_ms": took_ms}
         judged = "final" if outcome.final else verdict(outcome.status)
         if judged == "delivered":
+            self.metrics.attempts.labels(outcome="delivered").inc()
             await self.store.finish(delivery, attempt, {"status": "delivered", "delivered_at": now,
                                                         "last_error": None})
         else:
@@ -234,11 +248,15 @@ class Dispatcher:
                 delay = self.settings.policy.delay(attempts, self.rand, outcome.retry_after)
                 await self.store.finish(delivery, attempt, {"next_at": now + timedelta(seconds=delay),
                                                             "last_error": outcome.error})
-                log.info("subscriptions.retry", delivery_id=delivery["_id"], error=outcome.error, delay=delay)
+                self.metrics.attempts.labels(outcome="retry").inc()
+                log.info("subscriptions.retry", delivery_id=delivery["_id"], subscription_id=delivery["subscription_id"],
+                         workspace_id=delivery["workspace_id"], error=outcome.error, delay=round(delay, 3))
                 return
+            self.metrics.attempts.labels(outcome="dead").inc()
             await self.store.finish(delivery, attempt, {"status": "dead", "dead_at": now, "dead_reason": reason,
                                                         "last_error": outcome.error})
-            log.warning("subscriptions.dead_lettered", delivery_id=delivery["_id"], reason=reason)
+            log.warning("subscriptions.dead_lettered", delivery_id=delivery["_id"],
+                        subscription_id=delivery["subscription_id"], workspace_id=delivery["workspace_id"], reason=reason)
         await self.store.release_next(delivery, now)
 
     def _dead_reason(self, judged: str, outcome: Outcome, attempts: int, created_at: datetime, now: datetime
