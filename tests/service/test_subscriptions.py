@@ -181,32 +181,34 @@ async def test_a_failing_receiver_is_retried_with_the_same_delivery_id_until_it_
 
 
 async def test_a_refusing_or_ever_failing_receiver_ends_in_the_dead_letters_and_can_be_sent_again(names):
-    refuse = {"R-410": 410, "R-500": 500}
+    refuse = {"R-410": 410, "R-500": 500, "R-302": (302, {"Location": "http://169.254.169.254/latest"})}
     fixed = False
 
-    def answer(body: dict, _: int) -> int:
+    def answer(body: dict, _: int) -> int | tuple[int, dict]:
         return 200 if fixed else refuse[body["data"]["conversation_id"]]
 
     async with receiving(Receiver(answer)) as receiver, reporting_app(names, subscriptions_max_attempts=3) as client:
         subscription = await subscribe(client, receiver.url, ["conversation.created"])
         now = utcnow()
-        await record(client, [fact("R-410", "conversation.opened", 0, now), fact("R-500", "conversation.opened", 0, now)])
+        await record(client, [fact(c, "conversation.opened", 0, now) for c in refuse])
         path = f"/v1/subscriptions/{subscription['id']}/dead-letters"
 
         async def dead() -> list[dict]:
             response = await client.get(path, headers=auth())
             found = (await response.json())["dead_letters"]
-            return found if len(found) == 2 else []
+            return found if len(found) == 3 else []
 
         letters = {d["event_id"]: d for d in await until(dead)}
         by_conversation = {json.loads(r.raw)["data"]["conversation_id"]: r for r in receiver.requests}
         gone = letters[by_conversation["R-410"].body["event_id"]]
         failing = letters[by_conversation["R-500"].body["event_id"]]
+        redirected = letters[by_conversation["R-302"].body["event_id"]]
+        assert redirected["attempts"] == 1 and "not followed" in redirected["reason"], redirected
         assert gone["attempts"] == 1 and "410" in gone["reason"] and "final" in gone["reason"], gone
         assert failing["attempts"] == 3 and "gave up after 3 attempts" in failing["reason"], failing
         assert [a["status"] for a in failing["history"]] == [500, 500, 500]
         detail = await (await client.get(f"/v1/subscriptions/{subscription['id']}", headers=auth())).json()
-        assert (detail["pending"], detail["dead_letters"]) == (0, 2)
+        assert (detail["pending"], detail["dead_letters"]) == (0, 3)
 
         fixed = True
         resent = await client.post(f"{path}/{gone['id']}/resend", headers=auth())
@@ -214,8 +216,8 @@ async def test_a_refusing_or_ever_failing_receiver_ends_in_the_dead_letters_and_
         await until(lambda: _true(receiver.delivered(conversation_id="R-410")))
         (again,) = receiver.delivered(conversation_id="R-410")
         assert again["id"] == gone["id"]  # the same delivery id
-        assert [d["id"] for d in (await (await client.get(path, headers=auth())).json())["dead_letters"]] == [
-            failing["id"]]
+        assert {d["id"] for d in (await (await client.get(path, headers=auth())).json())["dead_letters"]} == {
+            failing["id"], redirected["id"]}
         missing = await client.post(f"{path}/{gone['id']}/resend", headers=auth())  # not dead any more
         assert missing.status == 404 and (await missing.json())["error"]["status"] == 404
 
@@ -453,3 +455,18 @@ async def test_a_conversation_through_the_whole_stack_reaches_a_subscriber_as_do
         assert reply["data"]["agent_id"] == "ann" and reply["data"]["message_id"]
         await until(lambda: _true(any(b["event"] == "agent.status_changed" and b["data"]["status"] == "online"
                                       for b in receiver.delivered(agent_id="ann"))))
+
+
+async def test_a_long_replay_is_cut_at_its_bound_and_says_where_to_go_on(names):
+    async with receiving(Receiver()) as receiver, reporting_app(names, subscriptions_replay_max_events=2) as client:
+        subscription = await subscribe(client, receiver.url, ["conversation.status_changed"])
+        start = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+        await record(client, conversation_facts("LONG", start))  # opened, queued, assigned
+        path = f"/v1/subscriptions/{subscription['id']}/replay"
+        first = await (await client.post(path, headers=auth(), json={"from": start.isoformat()})).json()
+        # Two events read (opened, queued); one of them is a status change.
+        assert (first["events"], first["scheduled"], first["truncated"]) == (2, 1, True)
+        assert datetime.fromisoformat(first["until"]) == start + timedelta(seconds=1)
+        rest = await (await client.post(path, headers=auth(), json={"from": first["until"]})).json()
+        assert (rest["events"], rest["scheduled"], rest["truncated"]) == (2, 2, False)  # queued again, assigned
+        await until(lambda: _true(len(receiver.delivered()) == 5))  # live (queued, assigned) + replays (1 + 2)

@@ -184,17 +184,17 @@ class Dispatcher:
     # -- sending one -----------------------------------------------------------------------------
 
     async def _deliver(self, delivery: dict[str, Any]) -> None:
-        subscription = (await self.store.by_ids([delivery["subscription_id"]])).get(delivery["subscription_id"])
-        if subscription is None:
-            return  # deleted meanwhile (its deliveries went with it)
-        started = time.perf_counter()
-        outcome = await self.send(subscription, delivery)
-        took = time.perf_counter() - started
-        self.metrics.seconds.observe(took)
         try:
+            subscription = (await self.store.by_ids([delivery["subscription_id"]])).get(delivery["subscription_id"])
+            if subscription is None:
+                return  # deleted meanwhile (its deliveries went with it)
+            started = time.perf_counter()
+            outcome = await self.send(subscription, delivery)
+            took = time.perf_counter() - started
+            self.metrics.seconds.observe(took)
             await self._record(delivery, outcome, round(took * 1000))
-        except Exception:  # logged; it stays pending (leased) and is sent again: at least once
-            log.exception("subscriptions.record_failed", delivery_id=delivery["_id"])
+        except Exception:  # the database failed us: it stays pending (leased) and is sent again, at least once
+            log.exception("subscriptions.deliver_failed", delivery_id=delivery["_id"])
 
     async def send(self, subscription: dict[str, Any], delivery: dict[str, Any]) -> Outcome:
         """One signed POST of the delivery's stored body; what came of it."""
@@ -213,11 +213,7 @@ class Dispatcher:
         try:
             async with self._session.post(subscription["url"], data=body, headers=headers,
                                           allow_redirects=False) as response:
-                text = "" if 200 <= response.status < 300 else (await response.content.read(ERROR_TEXT)).decode(
-                    "utf-8", "replace")
-                return Outcome(response.status, f"HTTP {response.status} {text}".strip() if text or
-                               response.status >= 300 else None,
-                               retry_after_seconds(response.headers.get("Retry-After"), self.clock()))
+                return await self._outcome(response)
         except TimeoutError:
             return Outcome(None, f"no answer within {self.settings.timeout_seconds:g} s")
         except aiohttp.InvalidURL as error:  # the same URL will never do: final
@@ -232,6 +228,16 @@ class Dispatcher:
         except Exception as error:  # counted as a failed attempt, so a delivery that always breaks ends dead
             log.exception("subscriptions.send_crashed", delivery_id=delivery["_id"])
             return Outcome(None, f"{type(error).__name__}: {error}"[:ERROR_TEXT])
+
+    async def _outcome(self, response: aiohttp.ClientResponse) -> Outcome:
+        """A 2xx as it is; anything else with the start of the receiver's answer, for the dead letter's reason."""
+        retry_after = retry_after_seconds(response.headers.get("Retry-After"), self.clock())
+        if 200 <= response.status < 300:
+            return Outcome(response.status)
+        text = (await response.content.read(ERROR_TEXT)).decode("utf-8", "replace").strip()
+        if response.status < 400 and "Location" in response.headers:
+            text = f"to {response.headers['Location'][:200]}, not followed"
+        return Outcome(response.status, f"HTTP {response.status} {text}".strip(), retry_after)
 
     async def _record(self, delivery: dict[str, Any], outcome: Outcome, took_ms: int) -> None:
         now = self.clock()
