@@ -220,6 +220,10 @@ async def test_a_refusing_or_ever_failing_receiver_ends_in_the_dead_letters_and_
             failing["id"], redirected["id"]}
         missing = await client.post(f"{path}/{gone['id']}/resend", headers=auth())  # not dead any more
         assert missing.status == 404 and (await missing.json())["error"]["status"] == 404
+        every = await client.post(f"{path}/resend", headers=auth())
+        assert every.status == 202 and await every.json() == {"resent": 2}
+        await until(lambda: _true(receiver.delivered(conversation_id="R-500")))
+        assert (await (await client.get(path, headers=auth())).json())["dead_letters"] == []
 
 
 async def test_a_conversation_keeps_its_order_and_a_failing_one_stalls_no_other(names):

@@ -126,6 +126,12 @@ class Resent(BaseModel):
     status: Literal["pending"]
 
 
+class ResentAll(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    resent: int  # dead letters pending again
+
+
 class ReplayRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
@@ -216,6 +222,13 @@ async def resend_dead_letter(request: web.Request) -> web.Response:
     return model_response(Resent(id=resent["_id"], status="pending"), status=202)
 
 
+async def resend_dead_letters(request: web.Request) -> web.Response:
+    document = await _subscription(request)
+    resent = await request.app[SUBSCRIPTION_STORE].resend_all(document["_id"], utcnow())
+    request.app[DISPATCHER].wake()
+    return model_response(ResentAll(resent=resent), status=202)
+
+
 async def replay(request: web.Request) -> web.Response:
     document = await _subscription(request)
     since: datetime = (await parse_body(request, ReplayRequest, BODY_LIMIT)).from_
@@ -242,6 +255,7 @@ def add_subscription_routes(app: web.Application) -> None:
     app.router.add_get(ONE, get_subscription)
     app.router.add_delete(ONE, delete_subscription)
     app.router.add_get(f"{ONE}/dead-letters", list_dead_letters)
+    app.router.add_post(f"{ONE}/dead-letters/resend", resend_dead_letters)
     app.router.add_post(f"{ONE}/dead-letters/{{delivery_id}}/resend", resend_dead_letter)
     app.router.add_post(f"{ONE}/replay", replay)
 
@@ -260,6 +274,9 @@ SUBSCRIPTION_OPERATIONS = [
     Operation("GET", f"{ONE}/dead-letters", "Deliveries given up on, with the reason and the last attempts",
               (Answer(200, "The latest first", DeadLetterList),), parameters=(SUBSCRIPTION_ID, LIMIT),
               errors=(400, 404)),
+    Operation("POST", f"{ONE}/dead-letters/resend", "Send every dead letter again (once the receiver is fixed)",
+              (Answer(202, "How many are pending again, each with its delivery id and a fresh budget", ResentAll),),
+              parameters=(SUBSCRIPTION_ID,), errors=(404,)),
     Operation("POST", f"{ONE}/dead-letters/{{delivery_id}}/resend", "Send a dead letter again (same delivery id)",
               (Answer(202, "Pending again, with a fresh budget of attempts", Resent),),
               parameters=(SUBSCRIPTION_ID, DELIVERY_ID), errors=(404,)),

@@ -228,6 +228,14 @@ class SubscriptionStore:
              "$unset": {"dead_reason": "", "dead_at": ""}},
             return_document=ReturnDocument.AFTER)
 
+    async def resend_all(self, subscription_id: str, now: datetime) -> int:
+        """Every dead letter of the subscription pending again (each keeps its id); how many."""
+        result = await self.deliveries.update_many(
+            {"subscription_id": subscription_id, "status": "dead"},
+            {"$set": {"status": "pending", "next_at": now, "created_at": now, "attempts": 0},
+             "$unset": {"dead_reason": "", "dead_at": ""}})
+        return result.modified_count
+
     async def stored_events(self, workspace_id: str, since: datetime, limit: int) -> list[ReportEvent]:
         """The workspace's stored events at or after `since`, in the order reporting folds them (at most `limit`)."""
         cursor = self.report_events.find({"workspace_id": workspace_id, "at": {"$gte": since}}, {"event": 1})
