@@ -474,3 +474,30 @@ async def test_a_long_replay_is_cut_at_its_bound_and_says_where_to_go_on(names):
         rest = await (await client.post(path, headers=auth(), json={"from": first["until"]})).json()
         assert (rest["events"], rest["scheduled"], rest["truncated"]) == (2, 2, False)  # queued again, assigned
         await until(lambda: _true(len(receiver.delivered()) == 5))  # live (queued, assigned) + replays (1 + 2)
+
+
+async def test_a_batch_that_fails_after_its_deliveries_were_made_makes_them_once_when_it_comes_again(names):
+    """The consumer acks a batch only once it is recorded: one that failed midway (after its deliveries were
+    made, before its events were stored) comes again, and its deliveries are neither lost nor made twice."""
+    async with receiving(Receiver()) as receiver, reporting_app(names) as client:
+        subscription = await subscribe(client, receiver.url, ["conversation.status_changed"])
+        store = client.app[STORE]
+        insert = store._insert_events
+        failures = []
+
+        async def failing_once(events: list[ReportEvent]) -> None:
+            if not failures:
+                failures.append(len(events))
+                raise ConnectionError("the database went away")
+            await insert(events)
+
+        store._insert_events = failing_once
+        batch = conversation_facts("CRASH", utcnow())
+        with pytest.raises(ConnectionError):
+            await record(client, batch)
+        assert len(await deliveries(client, subscription["id"])) == 2  # made before the events were stored
+        await record(client, batch)  # the broker delivers the unacked batch again
+        await settled(client, subscription["id"], 2)
+        assert len(await deliveries(client, subscription["id"])) == 2
+        assert sorted(b["data"]["status"] for b in receiver.delivered()) == ["assigned", "queued"]
+        assert len(receiver.requests) == 2
