@@ -338,6 +338,8 @@ async def test_bad_requests_get_a_json_4xx_and_workspaces_see_only_their_own(nam
             assert response.status == 422 and "forbids" in (await response.json())["error"]["message"]
 
         mine = await subscribe(client, "https://example.com/a")
+        assert await (await client.get(f"/v1/subscriptions/{mine['id']}", headers=auth())).json() == mine | {
+            "pending": 0, "dead_letters": 0}
         theirs = await subscribe(client, "https://example.com/b", key="other-key")
         await subscribe(client, "https://example.com/c")
         full = await client.post("/v1/subscriptions", headers=auth(), json=good)

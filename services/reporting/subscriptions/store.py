@@ -92,8 +92,10 @@ class SubscriptionStore:
 
     async def create(self, workspace_id: str, url: str, events: list[str], secret: str, now: datetime
                      ) -> dict[str, Any]:
+        # To the millisecond, as MongoDB keeps it: the 201 says what a GET will say.
+        created_at = now.replace(microsecond=now.microsecond // 1000 * 1000)
         document = {"_id": new_subscription_id(), "workspace_id": workspace_id, "url": url, "events": events,
-                    "secret": secret, "created_at": now}
+                    "secret": secret, "created_at": created_at}
         await self.subscriptions.insert_one(document)
         return document
 
