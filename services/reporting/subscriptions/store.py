@@ -39,7 +39,14 @@ def delivery_body(delivery_id_: str, event: PublicEvent) -> str:
     return json.dumps({
         "id": delivery_id_, "event": event.name, "event_id": event.event_id, "workspace_id": event.workspace_id,
         "occurred_at": event.occurred_at.isoformat(), "data": event.data,
-    }, ensure_ascii=False, separators=(",", ":"))
+    }, ensure_ascii=False, separators=(",", ":"), default=_json_value)
+
+
+def _json_value(value: Any) -> str:
+    """Event data read from the wire is JSON already; a time in data made in process is written as the API writes it."""
+    if isinstance(value, datetime):
+        return value.isoformat()
+    raise TypeError(f"{type(value).__name__} is not JSON")
 
 
 def delivery_document(subscription: dict[str, Any], event: PublicEvent, now: datetime,
