@@ -92,7 +92,7 @@ def _data(event: ReportEvent, name: str) -> dict[str, Any]:
             "channel": event.channel}
     details = dict(event.data)
     if name == "conversation.status_changed":
-        return base | {"status": STATUS_OF[event.type]} | details
+        return base | details | {"status": STATUS_OF[event.type]}  # the status wins over any detail so named
     if name == "message.created":
         prefix = "message.created:"
         message_id = event.event_id.removeprefix(prefix) if event.event_id.startswith(prefix) else None
