@@ -178,8 +178,8 @@ class SubscriptionStore:
         """The chain's first pending delivery at or before `order`: the only one of the chain that may be sent."""
         cursor = self.deliveries.find({"subscription_id": subscription_id, "chain": chain, "status": "pending",
                                        "order": {"$lte": order}})
-        found = [d async for d in cursor]
-        return min(found, key=lambda d: d["order"]) if found else None
+        found = [d async for d in cursor.sort("order", ASCENDING).limit(1)]
+        return found[0] if found else None
 
     async def hold_behind(self, head: dict[str, Any], until: datetime) -> None:
         """The chain's later deliveries wait (not due) until `until`: the head goes first, and they stay out of
@@ -209,9 +209,10 @@ class SubscriptionStore:
         """The chain's next pending delivery is due now (it was held behind the one that just finished)."""
         cursor = self.deliveries.find({"subscription_id": delivery["subscription_id"], "chain": delivery["chain"],
                                        "status": "pending"}, {"order": 1, "next_at": 1})
-        found = [d async for d in cursor]
+        # Sorted on the index (subscription, chain, status, order): a long backlog behind it is not read.
+        found = [d async for d in cursor.sort("order", ASCENDING).limit(1)]
         if found:
-            first = min(found, key=lambda d: d["order"])
+            first = found[0]
             if first["next_at"] > now:
                 await self.deliveries.update_one({"_id": first["_id"], "status": "pending"},
                                                  {"$set": {"next_at": now}})
