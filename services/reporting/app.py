@@ -20,6 +20,7 @@ from services.reporting.rollup import GROUPINGS
 from services.reporting.service import ReportingMetrics, ReportingService
 from services.reporting.settings import ReportingSettings
 from services.reporting.store import ReportStore, close_clients, open_clients, store_of
+from services.reporting.subscriptions import SUBSCRIPTION_OPERATIONS, add_subscriptions
 from shared.broker import Broker
 from shared.topology import Topology
 from shared.web import (
@@ -99,7 +100,8 @@ def create_app(settings: ReportingSettings) -> web.Application:
     app.router.add_get("/v1/reports/live", get_live)
     app.router.add_get("/v1/reports/live/ws", live_socket)
     add_supervisor_routes(app, settings)
-    add_openapi_route(app, "Switchyard reporting", OPERATIONS + PAGE_OPERATIONS)
+    add_subscriptions(app, settings, store, registry)  # webhooks out: routes, the store's hook, the dispatcher
+    add_openapi_route(app, "Switchyard reporting", [*OPERATIONS, *PAGE_OPERATIONS, *SUBSCRIPTION_OPERATIONS])
     return app
 
 

@@ -50,11 +50,13 @@ include-path = "/v1/routing/config"
 include-method = "PUT"
 checks.positive_data_acceptance.expected-statuses = ["2xx", "3xx", "401", "403", "404", "409", "422", "429", "5xx"]
 """
-# A report's range must also be in order and within its bound, and `tz` a zone that exists, which
-# JSON Schema cannot say: the operations' descriptions say so, with the 422 they declare.
+# A report's range must also be in order and within its bound, and `tz` a zone that exists, and a
+# subscription's URL a real one (a port up to 65535, an IPv4 address of four numbers, no private
+# address where those are forbidden), which JSON Schema cannot say: the operations' descriptions say
+# so, with the 422 they declare.
 REPORTING = """
 [[operations]]
-include-path-regex = "^/v1/reports/"
+include-path-regex = "^/v1/(reports|subscriptions)"
 checks.positive_data_acceptance.expected-statuses = ["2xx", "3xx", "401", "403", "404", "409", "422", "429", "5xx"]
 """
 CONFIGS = {"intake": COMMON, "agents": COMMON, "router": COMMON + ROUTER, "reporting": COMMON + REPORTING}
