@@ -10,6 +10,7 @@ import structlog
 from aiohttp import WSMsgType, web
 from prometheus_client import CollectorRegistry
 
+from services.intake import csat
 from services.intake.channels import PLUGINS, api, webchat
 from services.intake.context import INTAKE, Intake, IntakeMetrics, validate_channel_configs
 from services.intake.outbound import OutboundWorker
@@ -85,9 +86,11 @@ def create_app(settings: IntakeSettings) -> web.Application:
     app.router.add_get("/chat", chat_page)
     app.router.add_get("/v1/chat/ws", chat_socket)
     app.router.add_post("/v1/chat/messages", chat_upload)
+    app.router.add_get(csat.PAGE_PATH, csat.survey_page)
+    app.router.add_post(csat.PAGE_PATH, csat.survey_answer)
     for plugin in PLUGINS:
         app.router.add_routes(plugin.routes)
-    add_openapi_route(app, "Switchyard intake", [*OPERATIONS, *(op for plugin in PLUGINS for op in plugin.operations)],
+    add_openapi_route(app, "Switchyard intake", [*OPERATIONS, *csat.OPERATIONS, *(op for plugin in PLUGINS for op in plugin.operations)],
                       DESCRIPTION)
     return app
 
@@ -212,6 +215,8 @@ async def _on_chat_frame(intake: Intake, session: webchat.ChatSession, name: str
     if isinstance(frame, webchat.TypingFrame):
         await webchat.contact_typing(intake, session)
         return None
+    if isinstance(frame, webchat.CsatFrame):
+        return await webchat.answer_survey(intake, session, frame)
     try:
         message = webchat.normalize(frame, session, name)
         await intake.publish_inbound(message)
