@@ -37,6 +37,8 @@ SMS_INSTRUCTIONS = {
     "ru": "Ответьте одной цифрой от 1 до 5.",
     "uk": "Дайте відповідь однією цифрою від 1 до 5.",
 }
+# The label of the button that opens a WhatsApp list (at most 20 characters).
+LIST_BUTTON = {"en": "Rate us", "ru": "Оценить", "uk": "Оцінити"}
 THANKS = {"en": "Thank you for your feedback!", "ru": "Спасибо за отзыв!", "uk": "Дякуємо за відгук!"}
 
 Language = Annotated[str, Field(pattern=r"^[a-z]{2,3}$")]

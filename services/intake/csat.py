@@ -7,6 +7,7 @@ channel's answer (a thank-you, a polite refusal, or, for an SMS digit with no su
 opens, reopens and routes nothing. The email channel's survey page is here too (a signed link).
 """
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -17,8 +18,17 @@ import structlog
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
-from shared.csat import MAX_COMMENT_CHARS, THANKS, LinkError, ScoreError, parse_score, read_link, sign_link
-from shared.models import OutboundMessage
+from shared.csat import (
+    MAX_COMMENT_CHARS,
+    THANKS,
+    LinkError,
+    ScoreError,
+    parse_score,
+    read_link,
+    read_payload,
+    sign_link,
+)
+from shared.models import InboundMessage, OutboundMessage
 from shared.web import Answer, Operation, http_error, model_response, path_parameter, read_limited, validate_json
 
 if TYPE_CHECKING:
@@ -108,6 +118,24 @@ async def _post(intake: "Intake", workspace_id: str, body: dict[str, Any]) -> Ou
     outcome = Outcome(status, details.get("reason"), details.get("message", ""), language)
     log.info("csat.answer", status=status, reason=outcome.reason, channel=body["channel"])
     return outcome
+
+
+async def take_answers(intake: "Intake", items: list, payload_of: "Callable[[InboundMessage], str | None]") -> list:
+    """A provider's batch without its survey answers: each of those (a message whose button payload
+    is a survey's) is handed to the agents service instead of being published. A refused answer is
+    logged, not answered: Meta's channels have no place for a notice that is not a message."""
+    rest = []
+    for item in items:
+        found = read_payload(payload_of(item)) if isinstance(item, InboundMessage) else None
+        if found is None:
+            rest.append(item)
+            continue
+        survey_id, score = found
+        outcome = await submit(intake, item.workspace_id, channel=item.channel, survey_id=survey_id, score=score,
+                               thread_id=item.thread_id)
+        if not outcome.kept:
+            log.info("csat.answer_refused", channel=item.channel, reason=outcome.reason)
+    return rest
 
 
 # -- the email survey: a signed link to a page served here --------------------------------------
