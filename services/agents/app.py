@@ -311,7 +311,7 @@ async def answer_survey(request: web.Request) -> web.Response:
     out_of_range, repeated, late) for one that is not kept."""
     body = await parse_body(request, CsatAnswerIn)
     answer = csat.Answer(survey_id=body.survey_id, channel=body.channel, thread_id=body.thread_id, score=body.score,
-                         comment=body.comment or None)
+                         comment=body.comment or None, answer_ref=body.answer_ref)
     try:
         doc, new = await request.app[SERVICE].answer_survey(request[WORKSPACE], answer)
     except NotFound as error:

@@ -55,6 +55,7 @@ def new_survey(conversation: dict, settings: CsatSettings, language: str | None,
         "score": None,
         "comment": None,
         "answered_at": None,
+        "answer_ref": None,
     }
 
 
@@ -77,6 +78,7 @@ class Answer:
     thread_id: str | None
     score: int
     comment: str | None
+    answer_ref: str | None = None
 
 
 def judge(conversation: dict, answer: Answer, now: datetime) -> bool:

@@ -61,6 +61,9 @@ class CsatAnswerIn(Wire):
     thread_id: str | None = Field(None, min_length=1, max_length=256)
     score: int = Field(ge=0, le=100)
     comment: str | None = Field(None, max_length=1000)
+    # The provider's id of the answering message (an SMS's MessageSid): a provider's retry of it,
+    # after the survey is no longer pending, still finds the survey it answered.
+    answer_ref: str | None = Field(None, min_length=1, max_length=256)
 
 
 class AgentStatusChange(Wire):
@@ -154,6 +157,7 @@ class CsatOut(Out):
     score: int | None = None
     comment: str | None = None
     answered_at: Timestamp | None = None
+    answer_ref: str | None = None  # the provider's id of the answering message, when it has one (SMS)
 
 
 class ConversationOut(Out):

@@ -256,14 +256,14 @@ class AgentsService:
         is routed and nothing reopens. A repeat of the kept answer publishes its event again (same
         id and time): that heals an answer whose publish failed after the write."""
         conversation = await self.store.survey_conversation(workspace_id, answer.survey_id, answer.channel,
-                                                            answer.thread_id)
+                                                            answer.thread_id, answer.answer_ref)
         if conversation is None:
             what = f"survey {answer.survey_id!r}" if answer.survey_id else "a survey pending on this thread"
             raise NotFound(f"no {what} in this workspace")
         new = csat.judge(conversation, answer, utcnow())
         if new:
             kept = await self.store.record_answer(conversation["_id"], conversation["csat"]["survey_id"],
-                                                  answer.score, answer.comment)
+                                                  answer.score, answer.comment, answer.answer_ref)
             if kept is None:  # another answer was kept meanwhile: judged against it
                 kept = await self.conversation(workspace_id, conversation["_id"])
                 new = csat.judge(kept, answer, utcnow())

@@ -519,22 +519,27 @@ class AgentsStore:
         return message
 
     async def survey_conversation(self, workspace_id: str, survey_id: str | None, channel: str,
-                                  thread_id: str | None) -> dict | None:
+                                  thread_id: str | None, answer_ref: str | None = None) -> dict | None:
         """The conversation a survey answer is for: by its survey id, or (an SMS digit names none)
-        the thread's latest conversation with a survey still pending."""
+        the survey this very message already answered (a provider's retry), else the thread's
+        latest conversation with a survey still pending."""
         if survey_id is not None:
             return await self.conversations.find_one({"workspace_id": workspace_id, "csat.survey_id": survey_id})
-        return await self.conversations.find_one(
-            {"workspace_id": workspace_id, "channel": channel, "thread_id": thread_id, "csat.status": "pending"},
-            sort=[("created_at", -1)])
+        thread = {"workspace_id": workspace_id, "channel": channel, "thread_id": thread_id}
+        if answer_ref is not None:
+            answered = await self.conversations.find_one({**thread, "csat.answer_ref": answer_ref})
+            if answered is not None:
+                return answered
+        return await self.conversations.find_one({**thread, "csat.status": "pending"}, sort=[("created_at", -1)])
 
-    async def record_answer(self, conversation_id: str, survey_id: str, score: int, comment: str | None) -> dict | None:
+    async def record_answer(self, conversation_id: str, survey_id: str, score: int, comment: str | None,
+                            answer_ref: str | None = None) -> dict | None:
         """Keep the answer if the survey is still pending (one write decides between racing answers);
         the conversation after it, or None when another answer got there first."""
         return await self.conversations.find_one_and_update(
             {"_id": conversation_id, "csat.survey_id": survey_id, "csat.status": "pending"},
             {"$set": {"csat.status": "answered", "csat.score": score, "csat.comment": comment,
-                      "csat.answered_at": utcnow()}},
+                      "csat.answered_at": utcnow(), "csat.answer_ref": answer_ref}},
             return_document=ReturnDocument.AFTER)
 
     async def apply_statuses(self, statuses: list[DeliveryStatus]) -> list[dict]:

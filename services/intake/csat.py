@@ -74,14 +74,14 @@ def refused_locally(reason: str, message: str) -> Outcome:
 
 
 async def submit(intake: "Intake", workspace_id: str, *, channel: str, score: object, survey_id: str | None = None,
-                 thread_id: str | None = None, comment: str | None = None) -> Outcome:
+                 thread_id: str | None = None, comment: str | None = None, answer_ref: str | None = None) -> Outcome:
     """Hand an answer to the agents service; its verdict. A JSON 503 when it cannot be reached, so the
     provider retries (the agents service takes a repeat of a kept answer as the same answer)."""
     number = _number(score)
     if number is None:
         return refused_locally("out_of_range", "the score must be a whole number from 1 to 5")
     body = {"survey_id": survey_id, "channel": channel, "thread_id": thread_id, "score": number,
-            "comment": (comment or "").strip()[:MAX_COMMENT_CHARS] or None}
+            "comment": (comment or "").strip()[:MAX_COMMENT_CHARS] or None, "answer_ref": answer_ref}
     return await _post(intake, workspace_id, body)
 
 

@@ -322,7 +322,8 @@ async def survey_answer(intake: "Intake", workspace_id: str, sms: IncomingSms) -
     digit = csat_rules.lone_digit(sms.body) if sms.num_media == 0 else None
     if digit is None:
         return None
-    outcome = await csat.submit(intake, workspace_id, channel=CHANNEL, thread_id=sms.from_, score=digit)
+    outcome = await csat.submit(intake, workspace_id, channel=CHANNEL, thread_id=sms.from_, score=digit,
+                                answer_ref=sms.message_sid)  # Twilio's retry of it finds the survey it answered
     if outcome.reason in ("unknown_survey", "late"):
         return None
     return twiml_response(twiml_message(outcome.polite_text()))
