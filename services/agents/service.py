@@ -5,6 +5,7 @@ import asyncio
 import structlog
 from aio_pika.abc import AbstractIncomingMessage
 from prometheus_client import CollectorRegistry, Counter
+from pymongo.errors import PyMongoError
 
 from services.agents import csat, facts
 from services.agents.desk import DeskConnection, DeskHub, jsonable
@@ -232,7 +233,17 @@ class AgentsService:
         return resolved
 
     async def _start_survey(self, conversation: dict) -> OutboundMessage | None:
-        """The CSAT survey message for a conversation just resolved, if its workspace surveys its channel."""
+        """The CSAT survey message for a conversation just resolved, if its workspace surveys its channel.
+
+        A database error here costs the survey, not the resolution: the resolve is written, and its
+        event must still free the agent's capacity."""
+        try:
+            return await self._survey_for(conversation)
+        except PyMongoError as error:
+            log.error("csat.survey_not_started", conversation_id=conversation["_id"], error=repr(error))
+            return None
+
+    async def _survey_for(self, conversation: dict) -> OutboundMessage | None:
         settings = await csat.settings_of(self.store.db, conversation["workspace_id"])
         if settings is None or not settings.surveys(conversation["channel"]):
             return None

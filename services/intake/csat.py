@@ -38,13 +38,26 @@ log = structlog.get_logger(__name__)
 STATIC = Path(__file__).parent / "static"
 PAGE_PATH = "/csat/{token}"
 
-# A polite word per refusal, for messengers that can show one (Telegram's callback answer, an SMS).
+# A polite word per refusal and language, for messengers that can show one (Telegram's callback
+# answer, an SMS, the chat page); English where the survey's language has none.
 REFUSALS = {
-    "out_of_range": "Please choose a rating from 1 to 5.",
-    "repeated": "You have already rated this conversation. Thank you!",
-    "late": "Sorry, this survey has closed.",
-    "forged": "Sorry, this survey is not yours to answer.",
-    "unknown_survey": "Sorry, we could not find this survey.",
+    "en": {
+        "out_of_range": "Please choose a rating from 1 to 5.",
+        "repeated": "You have already rated this conversation. Thank you!",
+        "late": "Sorry, this survey has closed.",
+        "forged": "Sorry, this survey is not yours to answer.",
+        "unknown_survey": "Sorry, we could not find this survey.",
+    },
+    "ru": {
+        "out_of_range": "Пожалуйста, выберите оценку от 1 до 5.",
+        "repeated": "Вы уже оценили этот разговор. Спасибо!",
+        "late": "К сожалению, этот опрос уже закрыт.",
+    },
+    "uk": {
+        "out_of_range": "Будь ласка, оберіть оцінку від 1 до 5.",
+        "repeated": "Ви вже оцінили цю розмову. Дякуємо!",
+        "late": "На жаль, це опитування вже закрито.",
+    },
 }
 
 
@@ -65,7 +78,9 @@ class Outcome:
         """A line to show the customer: thanks in the survey's language, or why it was not taken."""
         if self.kept:
             return THANKS.get(self.language, THANKS["en"])
-        return REFUSALS.get(self.reason or "", "Sorry, we could not record your rating.")
+        reason = self.reason or ""
+        return (REFUSALS.get(self.language, {}).get(reason) or REFUSALS["en"].get(reason)
+                or "Sorry, we could not record your rating.")
 
 
 def refused_locally(reason: str, message: str) -> Outcome:
@@ -110,7 +125,9 @@ async def _post(intake: "Intake", workspace_id: str, body: dict[str, Any]) -> Ou
     except (aiohttp.ClientError, TimeoutError, ValueError) as error:
         log.warning("csat.agents_unreachable", error=repr(error))
         raise http_error(web.HTTPServiceUnavailable, "the survey could not be recorded now, retry later") from None
-    if status >= 500:
+    if status >= 500 or status in (401, 403) and not _refusal(answer):
+        # The agents service failing, or refusing our key (a workspace with no API key): not the
+        # customer's doing, so the provider is told to retry rather than the customer refused.
         log.warning("csat.agents_failed", status=status)
         raise http_error(web.HTTPServiceUnavailable, "the survey could not be recorded now, retry later")
     details = answer.get("error", {}) if status != 200 and isinstance(answer, dict) else {}
@@ -136,6 +153,11 @@ async def take_answers(intake: "Intake", items: list, payload_of: "Callable[[Inb
         if not outcome.kept:
             log.info("csat.answer_refused", channel=item.channel, reason=outcome.reason)
     return rest
+
+
+def _refusal(answer: object) -> bool:
+    """Whether an error answer is a verdict on the answer (it names a reason), not on the call."""
+    return isinstance(answer, dict) and isinstance(answer.get("error"), dict) and "reason" in answer["error"]
 
 
 # -- the email survey: a signed link to a page served here --------------------------------------

@@ -45,10 +45,10 @@ async def test_a_telegram_survey_is_an_inline_keyboard_answered_by_a_callback_qu
             {"text": str(n), "callback_data": f"csat:{survey_id}:{n}"} for n in range(1, 6)]]}
         assert all(len(b["callback_data"].encode()) <= 64 for b in sent["reply_markup"]["inline_keyboard"][0])
 
-        # Out of range (a forged button): refused, politely, in the callback's answer.
+        # Out of range (a forged button): refused, politely, in the callback's answer, in the survey's language.
         refused = await pressed(apps, 20001, f"csat:{survey_id}:9")
         assert refused == {"method": "answerCallbackQuery", "callback_query_id": "cb-20001",
-                           "text": "Please choose a rating from 1 to 5."}
+                           "text": "Будь ласка, оберіть оцінку від 1 до 5."}
         # Another chat pressing this survey's button: a forgery, refused.
         forged = await pressed(apps, 20002, button_payload(survey_id, 1), chat_id=2222222)
         assert forged["text"] == "Sorry, this survey is not yours to answer."
@@ -56,7 +56,7 @@ async def test_a_telegram_survey_is_an_inline_keyboard_answered_by_a_callback_qu
         kept = await pressed(apps, 20003, button_payload(survey_id, 5))
         assert (kept["method"], kept["callback_query_id"], kept["text"]) == ("answerCallbackQuery", "cb-20003", "Дякуємо за відгук!")
         assert (await pressed(apps, 20003, button_payload(survey_id, 5)))["text"] == "Дякуємо за відгук!"
-        assert (await pressed(apps, 20004, button_payload(survey_id, 3)))["text"].startswith("You have already rated")
+        assert (await pressed(apps, 20004, button_payload(survey_id, 3)))["text"] == "Ви вже оцінили цю розмову. Дякуємо!"
 
         received = await reported.of("csat.received", conversation_id)
         assert (received.data["score"], received.channel, received.agent_id) == (5, "telegram", "ann")

@@ -144,3 +144,32 @@ async def test_no_survey_when_the_workspace_has_none_or_not_for_the_channel(name
         # The API customer of another workspace's key: no survey anywhere, the answer names nothing.
         refused = await answer_api(apps, {"channel": "webchat", "thread_id": chat.thread_id, "score": 5}, 404)
         assert refused["error"]["reason"] == "unknown_survey"
+
+
+async def test_a_page_back_before_answering_gets_the_survey_again_and_not_after(names):
+    async with running_apps(names) as apps:
+        await enable_csat(apps)
+        await apps.put_agent("ann")
+        desk = await apps.desk("ann")
+        chat = Chat(await apps.intake.ws_connect("/v1/chat/ws?workspace=default"))
+        token = (await chat.next_frame())["token"]
+        assert (await chat.next_frame())["type"] == "history"
+        await chat.say("hello", "c1")
+        conversation_id = (await assigned_to(desk))["conversation_id"]
+        await chat.ws.close()  # the customer closed the page before the resolve
+        survey_id = (await resolve(apps, conversation_id))["csat"]["survey_id"]
+
+        back = Chat(await apps.intake.ws_connect(f"/v1/chat/ws?session={token}"))
+        assert (await back.next_frame())["type"] == "session"
+        history = await back.next_frame()
+        assert history["type"] == "history" and history["messages"][-1]["message_id"] == f"survey-{survey_id}"
+        survey = await back.next_frame()
+        assert (survey["type"], survey["survey_id"], survey["message_id"]) == ("survey", survey_id, f"survey-{survey_id}")
+        assert (await back.rate(survey_id, 5))["type"] == "csat.recorded"
+        await back.ws.close()
+
+        # Answered: a page back gets the history, and its next frame is the answer to what it sends.
+        again = Chat(await apps.intake.ws_connect(f"/v1/chat/ws?session={token}"))
+        assert [(await again.next_frame())["type"] for _ in range(2)] == ["session", "history"]
+        await again.ws.send_json({"type": "message", "text": "thanks again", "client_id": "c2"})
+        assert (await again.next_frame())["type"] == "ack"

@@ -313,6 +313,31 @@ def survey_frame(message: OutboundMessage) -> dict:
     }
 
 
+def history_of(conversation: dict) -> list[dict]:
+    """The history frame's messages: what the page shows of a conversation as the agents service gives it."""
+    fields = ("message_id", "direction", "text", "created_at", "status")
+    return [{f: m.get(f) for f in fields} for m in conversation.get("messages") or []]
+
+
+def pending_survey_frame(conversation: dict) -> dict | None:
+    """The survey frame again for a conversation whose survey is still open (the page was away when
+    it was sent, or reloaded); None when there is none, it is answered, or it has closed."""
+    survey = conversation.get("csat")
+    if not isinstance(survey, dict) or survey.get("status") != "pending":
+        return None
+    try:
+        expires_at = datetime.fromisoformat(survey["expires_at"])
+    except (KeyError, TypeError, ValueError):
+        return None
+    if expires_at <= utcnow():
+        return None
+    return {
+        "type": "survey", "message_id": f"survey-{survey['survey_id']}", "survey_id": survey["survey_id"],
+        "question": survey["question"], "scores": list(SCORES), "comment": True,
+        "expires_at": survey["expires_at"], "created_at": survey["sent_at"],
+    }
+
+
 class WebChatSender:
     channel = CHANNEL
 
