@@ -117,7 +117,9 @@ async def test_late_forged_and_invalid_answers_are_refused_with_reasons(names):
         survey_id = (await resolve(apps, conversation_id))["csat"]["survey_id"]
         await chat.next_of("survey")
 
-        # Another contact's thread answering this survey: a forgery.
+        # Another customer's chat answering this survey, or an API caller naming another thread: a forgery.
+        stranger = await open_chat(apps)
+        assert (await stranger.rate(survey_id, 1))["reason"] == "forged"
         forged = await answer_api(apps, {"survey_id": survey_id, "channel": "webchat", "thread_id": "web-someone-else",
                                          "score": 5}, 403)
         assert forged["error"]["reason"] == "forged"
