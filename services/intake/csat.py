@@ -130,7 +130,8 @@ async def _post(intake: "Intake", workspace_id: str, body: dict[str, Any]) -> Ou
         # customer's doing, so the provider is told to retry rather than the customer refused.
         log.warning("csat.agents_failed", status=status)
         raise http_error(web.HTTPServiceUnavailable, "the survey could not be recorded now, retry later")
-    details = answer.get("error", {}) if status != 200 and isinstance(answer, dict) else {}
+    answer = answer if isinstance(answer, dict) else {}
+    details = answer.get("error") if status != 200 and isinstance(answer.get("error"), dict) else {}
     language = (answer if status == 200 else details).get("language") or "en"
     outcome = Outcome(status, details.get("reason"), details.get("message", ""), language)
     log.info("csat.answer", status=status, reason=outcome.reason, channel=body["channel"])
