@@ -522,7 +522,8 @@ class AgentsStore:
                                   thread_id: str | None, answer_ref: str | None = None) -> dict | None:
         """The conversation a survey answer is for: by its survey id, or (an SMS digit names none)
         the survey this very message already answered (a provider's retry), else the thread's
-        latest conversation with a survey still pending."""
+        latest conversation if its survey is still pending. Only the latest: a customer who wrote
+        again after the survey is in a newer conversation, where "3" is an answer to the agent."""
         if survey_id is not None:
             return await self.conversations.find_one({"workspace_id": workspace_id, "csat.survey_id": survey_id})
         thread = {"workspace_id": workspace_id, "channel": channel, "thread_id": thread_id}
@@ -530,7 +531,8 @@ class AgentsStore:
             answered = await self.conversations.find_one({**thread, "csat.answer_ref": answer_ref})
             if answered is not None:
                 return answered
-        return await self.conversations.find_one({**thread, "csat.status": "pending"}, sort=[("created_at", -1)])
+        latest = await self.conversations.find_one(thread, sort=[("created_at", -1)])
+        return latest if latest is not None and (latest.get("csat") or {}).get("status") == "pending" else None
 
     async def record_answer(self, conversation_id: str, survey_id: str, score: int, comment: str | None,
                             answer_ref: str | None = None) -> dict | None:

@@ -54,7 +54,7 @@ async def test_a_lone_digit_answers_the_pending_sms_survey_and_is_not_routed(nam
         assert (await conversation(apps, conversation_id))["csat"]["score"] == 4
 
 
-async def test_text_that_is_no_lone_digit_and_a_late_digit_are_customer_messages(names):
+async def test_text_that_is_no_lone_digit_is_a_customer_message(names):
     async with messages_api() as api, running_apps(names, **settings(api)) as apps, reporting_queue(names) as reported:
         await enable_csat(apps)
         await apps.put_agent("ann")
@@ -71,9 +71,38 @@ async def test_text_that_is_no_lone_digit_and_a_late_digit_are_customer_messages
         assert [m["text"] for m in (await conversation(apps, second))["messages"]] == ["4 stars, thanks"]
         assert (await conversation(apps, first))["csat"]["status"] == "pending"
 
-        # Past the window a digit is no answer: it is the customer writing again (in the open conversation).
+
+
+async def test_a_digit_after_the_window_is_the_customer_writing_again(names):
+    async with messages_api() as api, running_apps(names, **settings(api)) as apps, reporting_queue(names) as reported:
+        await enable_csat(apps)
+        await apps.put_agent("ann")
+        desk = await apps.desk("ann")
+        assert await sms(apps, 1, "Where is my parcel?") == EMPTY
+        first = (await assigned_to(desk))["conversation_id"]
+        await resolve(apps, first)
+        await asyncio.wait_for(api.calls.get(), 15)
         await close_survey(names, first)
-        assert await sms(apps, 3, "3") == EMPTY
-        frames = await desk.frames_until(lambda f: any(x["type"] == "message" and x["message"]["text"] == "3" for x in f))
-        assert any(x.get("conversation_id") == second for x in frames if x["type"] == "message")
+        assert await sms(apps, 2, "3") == EMPTY  # late: no answer, a customer message (it reopens)
+        reopened = await reported.of("conversation.reopened", first)
+        assert [m["text"] for m in (await conversation(apps, reopened.data["new_conversation_id"]))["messages"]] == ["3"]
+        assert (await conversation(apps, first))["csat"]["status"] == "pending"
+
+async def test_a_digit_in_a_newer_conversation_is_for_the_agent_not_the_old_survey(names):
+    async with messages_api() as api, running_apps(names, **settings(api)) as apps:
+        await enable_csat(apps)
+        await apps.put_agent("ann")
+        desk = await apps.desk("ann")
+        assert await sms(apps, 1, "Where is my parcel?") == EMPTY
+        first = (await assigned_to(desk))["conversation_id"]
+        await resolve(apps, first)
+        await asyncio.wait_for(api.calls.get(), 15)
+        # The customer writes again before rating: a new conversation with ann, who asks a question.
+        assert await sms(apps, 2, "Actually, one more question") == EMPTY
+        second = (await assigned_to(desk))["conversation_id"]
+        assert second != first
+        # "2" now answers the agent: routed into the open conversation; the old survey stays unanswered.
+        assert await sms(apps, 3, "2") == EMPTY
+        frames = await desk.frames_until(lambda f: any(x["type"] == "message" and x["message"]["text"] == "2" for x in f))
+        assert next(x for x in frames if x["type"] == "message")["conversation_id"] == second
         assert (await conversation(apps, first))["csat"]["status"] == "pending"
