@@ -135,6 +135,7 @@ async def _post(intake: "Intake", workspace_id: str, body: dict[str, Any]) -> Ou
     language = (answer if status == 200 else details).get("language") or "en"
     outcome = Outcome(status, details.get("reason"), details.get("message", ""), language)
     log.info("csat.answer", status=status, reason=outcome.reason, channel=body["channel"])
+    intake.metrics.csat_answers.labels(channel=body["channel"], outcome="recorded" if outcome.kept else outcome.reason or f"http_{status}").inc()
     return outcome
 
 

@@ -9,6 +9,8 @@ from pydantic import ValidationError
 from services.agents import csat as agents_csat
 from services.agents.facts import resolution
 from services.intake.channels import messenger, telegram, twilio, whatsapp
+from services.intake.channels.webchat import pending_survey_frame
+from services.intake.csat import Outcome, _number
 from services.reporting.normalize import MalformedBody, normalize
 from shared import events
 from shared.csat import (
@@ -246,3 +248,31 @@ def test_sms_asks_for_a_digit_and_answers_in_escaped_twiml():
     assert twilio.sms_text(survey_message("sms", "+1", "uk")).endswith("Дайте відповідь однією цифрою від 1 до 5.")
     assert twilio.twiml_message("<5 & more>") == (
         '<?xml version="1.0" encoding="UTF-8"?><Response><Message>&lt;5 &amp; more&gt;</Message></Response>')
+
+
+# -- intake: the customer's words, and the survey again on a chat page's return ------------------
+
+
+def test_polite_replies_in_the_surveys_language_with_english_where_there_is_none():
+    assert Outcome(200, language="uk").polite_text() == "Дякуємо за відгук!"
+    assert Outcome(422, "out_of_range", language="ru").polite_text() == "Пожалуйста, выберите оценку от 1 до 5."
+    assert Outcome(403, "forged", language="uk").polite_text() == "Sorry, this survey is not yours to answer."
+    assert Outcome(200, language="de").polite_text() == "Thank you for your feedback!"
+    assert Outcome(400).polite_text() == "Sorry, we could not record your rating."
+
+
+@pytest.mark.parametrize("raw, number", [(4, 4), ("5", 5), ("7", 7), (0, 0), (" 9 ", 9), ("abc", None), (4.5, None),
+                                         (True, None), ("100", None), (-1, None), ("²", None), (None, None)])
+def test_intake_hands_on_whole_numbers_and_refuses_what_is_no_score(raw, number):
+    assert _number(raw) == number
+
+
+def test_a_pending_survey_is_shown_again_and_an_answered_or_closed_one_is_not():
+    later = (datetime.now(UTC) + timedelta(days=1)).isoformat()
+    survey = {"survey_id": SURVEY_ID, "status": "pending", "question": "How?", "expires_at": later,
+              "sent_at": NOW.isoformat()}
+    frame = pending_survey_frame({"csat": survey})
+    assert (frame["type"], frame["message_id"], frame["scores"]) == ("survey", f"survey-{SURVEY_ID}", [1, 2, 3, 4, 5])
+    assert pending_survey_frame({"csat": survey | {"status": "answered"}}) is None
+    assert pending_survey_frame({"csat": survey | {"expires_at": NOW.isoformat()}}) is None
+    assert pending_survey_frame({"csat": None}) is None and pending_survey_frame({"messages": []}) is None
