@@ -13,7 +13,9 @@ id, PSID / IGSID) and one of:
   without `mids` is the same with "delivered".
 
 Outbound: POST {graph_base_url}/{page_id}/messages (or /me/messages) with a Bearer Page token;
-the answer's `message_id` is the mid later receipts name.
+the answer's `message_id` is the mid later receipts name. A CSAT survey (docs/csat.md) goes out
+with five quick replies; a quick reply whose payload names a survey is handed to the agents
+service, not published.
 
 Webhook events: https://developers.facebook.com/docs/messenger-platform/webhooks
   reference/webhook-events/messages, messaging_postbacks, message-deliveries, message-reads

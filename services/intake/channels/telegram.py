@@ -4,7 +4,8 @@ Telegram POSTs one Update (https://core.telegram.org/bots/api#update) per call t
 `/v1/webhooks/telegram/<workspace>`, with the secret given to setWebhook in the header
 `X-Telegram-Bot-Api-Secret-Token`. Published: `message` (text, caption, photo, document and the
 other file kinds, location, contact), `edited_message` (as a new message marked edited) and
-`callback_query` (an inline keyboard button press, as a button reply). Every other update type
+`callback_query` (an inline keyboard button press, as a button reply; a press on a CSAT survey's
+keyboard is handed to the agents service instead, docs/csat.md). Every other update type
 (my_chat_member, chat_member, inline_query, channel_post, poll, message_reaction, ...) and
 service messages without content (a member joined, a pinned message) are answered 200 and
 not published: there is nothing a customer said in them.

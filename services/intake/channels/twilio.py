@@ -2,7 +2,9 @@
 
 Inbound (https://www.twilio.com/docs/messaging/guides/webhook-request): Twilio POSTs a form to
 `/v1/webhooks/sms/<workspace>` for each message to the workspace's number and expects TwiML back;
-we answer an empty `<Response/>` (the agent answers later, through the REST API).
+we answer an empty `<Response/>` (the agent answers later, through the REST API). A lone digit
+while a CSAT survey is pending is its answer instead (docs/csat.md): answered in the TwiML, not
+published.
 Status callbacks (https://www.twilio.com/docs/messaging/guides/track-outbound-message-status):
 Twilio POSTs `MessageStatus` for our replies to `/v1/webhooks/sms/<workspace>/status`, the
 StatusCallback each reply names; they become DeliveryStatus receipts.

@@ -11,6 +11,9 @@ user id (BSUID, `user_id`, `from_user_id`, e.g. "US.13491208655302741918"). A cu
 a WhatsApp username may come with the BSUID alone: such a customer's thread is keyed by the BSUID.
 A phone number, when there is one, stays the key, so existing threads and contacts do not move.
 
+CSAT (docs/csat.md): a survey goes out as an interactive list of five rows; a reply naming one of
+its rows (`csat:<survey>:<score>`) is handed to the agents service, not published.
+
 Outbound: POST {graph_base_url}/{phone_number_id}/messages with a Bearer token, the customer in
 `to` (phone) or `recipient` (BSUID); the answer's `messages[0].id` is the wamid later statuses name.
 
