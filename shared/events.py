@@ -49,6 +49,7 @@ AGENT_SET_AWAY = "agent.set_away"  # the agents service sets the agent away (mis
 # agents -> events exchange (reporting listens), after the write
 MESSAGE_CREATED = "message.created"  # a customer message stored (agent replies travel as message.outbound.<channel>)
 CONVERSATION_REOPENED = "conversation.reopened"  # the customer came back after the thread's conversation was resolved
+CSAT_RECEIVED = "csat.received"  # a customer's accepted answer to a CSAT survey (docs/csat.md)
 
 # Ephemeral signals: published transient and non-mandatory; losing one is harmless (shared/ephemeral.py)
 TYPING_CONTACT = "typing.contact"  # intake -> agents: the customer is typing (web chat)

@@ -337,6 +337,7 @@ class ConversationResolved(Wire):
     agent_id: str | None = None
     resolved_at: datetime = Field(default_factory=utcnow)
     reason: str | None = Field(None, max_length=200)  # set when the channel ended it (a call hung up), not an agent
+    surveyed: bool = False  # a CSAT survey went out with this resolution (reporting's response-rate denominator)
 
 
 class ReplyContext(Wire):
@@ -344,6 +345,34 @@ class ReplyContext(Wire):
 
     channel_message_id: str | None = None
     metadata: Metadata = Field(default_factory=dict)
+
+
+class SurveyRequest(Wire):
+    """What an outbound message carries when it is a CSAT survey: each channel renders it its own way
+    (buttons whose payload is `csat:<survey_id>:<score>`, a digit by SMS, a signed link by email)."""
+
+    survey_id: str = Field(pattern=r"^[0-9a-f]{16}$")
+    question: str = Field(min_length=1, max_length=500)
+    language: str = Field("en", max_length=3)
+    expires_at: datetime  # answers after this are refused as late
+
+
+class CsatReceived(Wire):
+    """Agents -> reporting (csat.received): a customer's accepted answer to a survey, once per survey.
+
+    `event_id` is `csat.received:<survey_id>`: the first valid answer is the one kept, so a repeat
+    of it (a provider's retry, a second tap) publishes the same id and time, and reporting counts it once."""
+
+    event_id: str
+    workspace_id: str
+    conversation_id: str
+    survey_id: str
+    channel: ChannelName
+    agent_id: str | None = None  # the conversation's last assignee
+    queue: str | None = None
+    score: int = Field(ge=1, le=5)
+    comment: str | None = Field(None, max_length=1000)
+    at: datetime  # when the answer was accepted
 
 
 class OutboundMessage(Wire):
@@ -361,6 +390,7 @@ class OutboundMessage(Wire):
     # The latest customer message of the conversation, when there is one.
     reply_to: ReplyContext | None = None
     created_at: datetime = Field(default_factory=utcnow)
+    survey: SurveyRequest | None = None  # set on a CSAT survey (agent_id is then SYSTEM_AGENT)
 
 
 DeliveryState = Literal["sent", "delivered", "read", "failed"]

@@ -13,7 +13,7 @@
     router, agents, intake ──every fact reporting records──► events ──► <ns>.reporting.events
         router: conversation.opened / queued / offered / routed.<channel> / transferred / abandoned, sla.*
         agents: conversation.resolved / answered / reopened, message.created, message.outbound.<channel>,
-                agent.updated / status_changed
+                agent.updated / status_changed, csat.received
         intake: conversation.answered (a call picked up)
 
 Every event reporting needs has a durable queue of its own there, so its producers publish it
@@ -66,6 +66,7 @@ REPORTING_BINDINGS = (
     events.CONVERSATION_ABANDONED,
     events.CONVERSATION_LABELS_CHANGED,
     events.CONVERSATION_LABELED,
+    events.CSAT_RECEIVED,
     events.MESSAGE_CREATED,
     f"{events.MESSAGE_OUTBOUND}.*",
     "sla.*",

@@ -636,6 +636,7 @@ ERROR_MEANINGS = {
          "a supervisor's key is needed or the resource is not the agent's own",
     404: "No such resource, or not configured for this workspace",
     409: "The resource is not in a state that allows this",
+    410: "Gone: no longer accepted (a survey answered after its window)",
     413: "The body is over the size limit",
     415: "The body is not of a media type this route takes",
     422: "Well-formed, but invalid: `problems` names each field and why",

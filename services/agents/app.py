@@ -9,6 +9,7 @@ from aiohttp import WSMsgType, web
 from prometheus_client import CollectorRegistry
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
+from services.agents import csat
 from services.agents.desk import DESK_INPUT, DeskConnection, DeskHub
 from services.agents.models import (
     AGENT_ID_PATTERN,
@@ -21,6 +22,8 @@ from services.agents.models import (
     ConversationList,
     ConversationOut,
     ConversationWithMessages,
+    CsatAnswered,
+    CsatAnswerIn,
     LabelsIn,
     MessageOut,
     OfferAnswered,
@@ -133,6 +136,10 @@ def operations(reply_body: type[BaseModel]) -> list[Operation]:
                   (Answer(202, "Accepted for routing: the conversation moves when the router has done it",
                           TransferRequest),),
                   body=TransferIn, parameters=conversation, errors=(400, 404, 409, 413, 422)),
+        Operation("POST", "/v1/csat/answers",
+                  "A customer's answer to a CSAT survey (intake posts what channels bring; see docs/csat.md)",
+                  (Answer(200, "Kept (recorded), or the kept answer repeated (already_recorded)", CsatAnswered),),
+                  body=CsatAnswerIn, errors=(400, 403, 404, 409, 410, 413, 422)),
         Operation("GET", "/v1/contacts/{contact_id}",
                   "A contact, its identities on every channel, and its history across them",
                   (Answer(200, "The contact", ContactOut),), parameters=(CONTACT_ID,), errors=(404,)),
@@ -191,6 +198,7 @@ def create_app(settings: AgentsSettings) -> web.Application:
     app.router.add_put("/v1/conversations/{conversation_id}/labels", put_labels)
     app.router.add_post("/v1/conversations/{conversation_id}/offer", answer_offer)
     app.router.add_post("/v1/conversations/{conversation_id}/transfer", transfer)
+    app.router.add_post("/v1/csat/answers", answer_survey)
     app.router.add_get("/v1/contacts/{contact_id}", get_contact)
     app.router.add_get("/v1/attachments/{attachment_id}", download_attachment)
     add_openapi_route(app, "Switchyard agents", operations(app[REPLY_MODEL]), DESCRIPTION)
@@ -358,6 +366,31 @@ async def transfer(request: web.Request) -> web.Response:
     except (NotFound, Conflict) as error:
         raise _domain_errors(error) from None
     return model_response(transfer_request, status=202)
+
+
+CSAT_REFUSALS: dict[int, type[web.HTTPException]] = {
+    403: web.HTTPForbidden, 409: web.HTTPConflict, 410: web.HTTPGone, 422: web.HTTPUnprocessableEntity,
+}
+
+
+async def answer_survey(request: web.Request) -> web.Response:
+    """Keep the first valid answer to a survey; a JSON 4xx with `reason` (unknown_survey, forged,
+    out_of_range, repeated, late) for one that is not kept."""
+    body = await parse_body(request, CsatAnswerIn)
+    answer = csat.Answer(survey_id=body.survey_id, channel=body.channel, thread_id=body.thread_id, score=body.score,
+                         comment=body.comment or None, answer_ref=body.answer_ref)
+    try:
+        doc, new = await request.app[SERVICE].answer_survey(request[WORKSPACE], answer)
+    except NotFound as error:
+        raise http_error(web.HTTPNotFound, str(error), reason="unknown_survey") from None
+    except csat.CsatRefused as error:
+        raise http_error(CSAT_REFUSALS[error.status], str(error), reason=error.reason,
+                         language=error.language) from None
+    survey = doc["csat"]
+    return model_response(CsatAnswered(
+        status="recorded" if new else "already_recorded", conversation_id=doc["_id"], survey_id=survey["survey_id"],
+        score=survey["score"], comment=survey["comment"], answered_at=survey["answered_at"],
+        language=survey["language"]))
 
 
 @open_to_agents

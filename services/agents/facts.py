@@ -44,6 +44,7 @@ def resolution(conversation: dict) -> ConversationResolved:
         event_id=f"resolved:{conversation['_id']}", workspace_id=conversation["workspace_id"],
         conversation_id=conversation["_id"], agent_id=conversation.get("assignee_id"),
         resolved_at=conversation["resolved_at"], reason=conversation.get("resolved_reason"),
+        surveyed=conversation.get("csat") is not None,  # a survey went out with this resolution
     )
 
 

@@ -47,6 +47,25 @@ class TransferIn(Wire):
     by_agent: AgentId | None = None
 
 
+class CsatAnswerIn(Wire):
+    """A customer's answer to a CSAT survey, as intake read it from the channel (or an API caller).
+
+    `survey_id` names the survey (a button's payload, a signed link); without it (a digit by SMS)
+    the survey pending on `channel` + `thread_id` is answered. With both, the thread must be the
+    survey's: another contact's survey is refused (403). The score is checked once the survey is
+    found (1 to 5, else 422), so a digit out of range on a thread with no survey is a 404, which
+    intake takes as "route it as a normal message"."""
+
+    survey_id: str | None = Field(None, min_length=1, max_length=64)
+    channel: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,31}$")]
+    thread_id: str | None = Field(None, min_length=1, max_length=256)
+    score: int = Field(ge=0, le=100)
+    comment: str | None = Field(None, max_length=1000)
+    # The provider's id of the answering message (an SMS's MessageSid): a provider's retry of it,
+    # after the survey is no longer pending, still finds the survey it answered.
+    answer_ref: str | None = Field(None, min_length=1, max_length=256)
+
+
 class AgentStatusChange(Wire):
     status: AgentStatus
 
@@ -133,6 +152,22 @@ class MessageOut(Out):
 ConversationStatus = Literal["assigned", "waiting", "resolved"]
 
 
+class CsatOut(Out):
+    """The conversation's CSAT survey: pending until answered (or past `expires_at`), then its answer."""
+
+    survey_id: str
+    status: Literal["pending", "answered"]
+    channel: str
+    language: str
+    question: str
+    sent_at: Timestamp
+    expires_at: Timestamp
+    score: int | None = None
+    comment: str | None = None
+    answered_at: Timestamp | None = None
+    answer_ref: str | None = None  # the provider's id of the answering message, when it has one (SMS)
+
+
 class ConversationOut(Out):
     conversation_id: str
     workspace_id: str
@@ -158,6 +193,7 @@ class ConversationOut(Out):
     sla: dict[str, Any] = Field(default_factory=dict)
     transfers: list[dict[str, Any]] = Field(default_factory=list)
     labels: list[str] = Field(default_factory=list)  # contact reasons, sorted
+    csat: CsatOut | None = None  # the survey sent when it was resolved, and its answer (docs/csat.md)
 
 
 class ConversationWithMessages(ConversationOut):
@@ -188,6 +224,18 @@ class ContactOut(Out):
     last_seen_at: Timestamp | None = None
     conversations: list[ConversationOut]
     messages: list[MessageOut]
+
+
+class CsatAnswered(Out):
+    """An answer kept (`recorded`), or the kept one repeated (`already_recorded`, nothing changed)."""
+
+    status: Literal["recorded", "already_recorded"]
+    conversation_id: str
+    survey_id: str
+    score: int
+    comment: str | None = None
+    answered_at: Timestamp
+    language: str  # the survey's: intake thanks the customer in it
 
 
 class OfferAnswered(Out):

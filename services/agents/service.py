@@ -8,8 +8,9 @@ from functools import partial
 import structlog
 from aio_pika.abc import AbstractIncomingMessage
 from prometheus_client import CollectorRegistry, Counter
+from pymongo.errors import PyMongoError
 
-from services.agents import facts
+from services.agents import csat, facts
 from services.agents.desk import DeskConnection, DeskHub, jsonable
 from services.agents.models import AgentProfile
 from services.agents.outbox import PENDING_LABELS, PENDING_OUTBOUND, PENDING_RESOLVED, PENDING_SNAPSHOT, Sweeper
@@ -272,12 +273,74 @@ class AgentsService:
 
     async def resolve(self, workspace_id: str, conversation_id: str) -> dict:
         conversation = await self.conversation(workspace_id, conversation_id)
-        await self.store.resolve(conversation)
+        survey = None
+        if await self.store.resolve(conversation):
+            # Only the resolve that made the transition starts a survey: a repeated resolve (or one
+            # of a conversation resolved before surveys were on) must not send one days later.
+            survey = await self._start_survey(conversation)
         resolved = await self.conversation(workspace_id, conversation_id)
         # Published even on a repeated resolve, with the same id and time (the stored ones): the
         # router and reporting ignore repeats. The flag set with the write covers a crash in between.
+        # `surveyed` comes from the stored survey, so a repeat says the same.
         await self._publish_now(self._publish_resolution, resolved)
+        if survey is not None:
+            try:
+                await self._send_out(survey)
+            except Exception as error:  # noqa: BLE001 - a survey not sent never holds up the resolution
+                log.warning("csat.survey_not_sent", conversation_id=conversation_id, error=repr(error))
         return resolved
+
+    async def _start_survey(self, conversation: dict) -> OutboundMessage | None:
+        """The CSAT survey message for a conversation just resolved, if its workspace surveys its channel.
+
+        A database error here costs the survey, not the resolution: the resolve is written, and its
+        event must still free the agent's capacity."""
+        try:
+            return await self._survey_for(conversation)
+        except PyMongoError as error:
+            log.error("csat.survey_not_started", conversation_id=conversation["_id"], error=repr(error))
+            return None
+
+    async def _survey_for(self, conversation: dict) -> OutboundMessage | None:
+        settings = await csat.settings_of(self.store.db, conversation["workspace_id"])
+        if settings is None or not settings.surveys(conversation["channel"]):
+            return None
+        language = await self.store.contact_language(conversation["_id"])
+        survey = csat.new_survey(conversation, settings, language, utcnow())
+        return await self.store.start_survey(conversation, survey)
+
+    async def _send_out(self, message: OutboundMessage) -> None:
+        """An outbound message to intake's queue for its channel (confirmed)."""
+        await self._ensure_outbound_queue(message.channel)
+        await self.broker.publish(message, self.broker.topology.outbound_routing_key(message.channel),
+                                  message_type=events.MESSAGE_OUTBOUND, message_id=message.message_id,
+                                  workspace_id=message.workspace_id)
+
+    async def answer_survey(self, workspace_id: str, answer: csat.Answer) -> tuple[dict, bool]:
+        """Keep a survey answer (the first valid one) and tell reporting; the conversation after it,
+        and whether this answer was new (False: a repeat of the one kept).
+
+        CsatRefused says why an answer is not kept; NotFound that it names no survey. An accepted
+        answer never touches the conversation's status: it is not a customer message, so nothing
+        is routed and nothing reopens. A repeat of the kept answer publishes its event again (same
+        id and time): that heals an answer whose publish failed after the write."""
+        conversation = await self.store.survey_conversation(workspace_id, answer.survey_id, answer.channel,
+                                                            answer.thread_id, answer.answer_ref)
+        if conversation is None:
+            what = f"survey {answer.survey_id!r}" if answer.survey_id else "a survey pending on this thread"
+            raise NotFound(f"no {what} in this workspace")
+        new = csat.judge(conversation, answer, utcnow())
+        if new:
+            kept = await self.store.record_answer(conversation["_id"], conversation["csat"]["survey_id"],
+                                                  answer.score, answer.comment, answer.answer_ref)
+            if kept is None:  # another answer was kept meanwhile: judged against it
+                kept = await self.conversation(workspace_id, conversation["_id"])
+                new = csat.judge(kept, answer, utcnow())
+            conversation = kept
+        event = csat.received(conversation)
+        await self.broker.publish(event, events.CSAT_RECEIVED, message_type=events.CSAT_RECEIVED,
+                                  message_id=event.event_id, workspace_id=workspace_id)
+        return conversation, new
 
     async def _publish_resolved(self, event: ConversationResolved) -> None:
         """To the router (frees the agent's capacity) and reporting."""

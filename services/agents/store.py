@@ -35,6 +35,7 @@ from shared.models import (
     InboundMessage,
     OutboundMessage,
     ReplyContext,
+    SurveyRequest,
     new_id,
     utcnow,
 )
@@ -117,7 +118,7 @@ def _threads_by_channel(infos: list[ConversationInfo]) -> dict[tuple[str, str], 
 
 class AgentsStore:
     def __init__(self, db: AsyncDatabase) -> None:
-        self.db = db
+        self.db = db  # also where the router keeps routing_config (read for survey settings, never written)
         self.agents = db["agents"]
         self.conversations = db["conversations"]
         self.messages = db["messages"]
@@ -135,6 +136,8 @@ class AgentsStore:
             [("workspace_id", ASCENDING), ("channel", ASCENDING), ("thread_id", ASCENDING)]
         )
         await self.conversations.create_index([("workspace_id", ASCENDING), ("contact_id", ASCENDING)])
+        # A survey answer names its survey (sparse: most conversations have none).
+        await self.conversations.create_index([("csat.survey_id", ASCENDING)], sparse=True)
         await self.messages.create_index([("conversation_id", ASCENDING), ("seq", ASCENDING)])
         # The outbox sweeper's look-ups: only documents with a fact still to publish hold a flag.
         for collection, flags in FLAGS.items():
@@ -529,12 +532,73 @@ class AgentsStore:
             return_document=ReturnDocument.AFTER,
         )
 
-    async def resolve(self, conversation: dict) -> None:
-        """The explicit transition assigned -> resolved (a repeat changes nothing)."""
-        await self.conversations.update_one(
+    async def resolve(self, conversation: dict) -> bool:
+        """The explicit transition assigned -> resolved (a repeat changes nothing); True if this call made it."""
+        result = await self.conversations.update_one(
             {"_id": conversation["_id"], "status": {"$ne": "resolved"}},
             {"$set": {"status": "resolved", "resolved_at": utcnow(), **pending(PENDING_RESOLVED)}},
         )
+        return result.modified_count == 1
+
+    # -- CSAT surveys (services/agents/csat.py decides; this keeps) ---------------------------------
+
+    async def contact_language(self, conversation_id: str) -> str | None:
+        """The language the customer's latest message said it was in (metadata.language), if any."""
+        latest = await self.messages.find_one(
+            {"conversation_id": conversation_id, "direction": "inbound", "metadata.language": {"$exists": True}},
+            {"metadata.language": 1}, sort=[("seq", -1)])
+        return (latest or {}).get("metadata", {}).get("language")
+
+    async def start_survey(self, conversation: dict, survey: dict) -> OutboundMessage | None:
+        """Put the survey on the conversation, unless it has one, and store its message; the message
+        to send, or None when the conversation already had a survey (one per conversation)."""
+        started = await self.conversations.update_one(
+            {"_id": conversation["_id"], "csat": {"$exists": False}}, {"$set": {"csat": survey}})
+        if started.modified_count != 1:
+            return None
+        latest = await self.messages.find_one(
+            {"conversation_id": conversation["_id"], "direction": "inbound"}, sort=[("seq", -1)])
+        message = OutboundMessage(
+            message_id=f"survey-{survey['survey_id']}", workspace_id=conversation["workspace_id"],
+            conversation_id=conversation["_id"], channel=conversation["channel"], thread_id=conversation["thread_id"],
+            contact=conversation["contact"], agent_id=SYSTEM_AGENT, text=survey["question"],
+            reply_to=_reply_context(latest), created_at=survey["sent_at"],
+            survey=SurveyRequest(survey_id=survey["survey_id"], question=survey["question"],
+                                 language=survey["language"], expires_at=survey["expires_at"]),
+        )
+        await self._insert_new([{
+            "_id": message.message_id, "workspace_id": message.workspace_id, "conversation_id": message.conversation_id,
+            "direction": "outbound", "channel": message.channel, "text": message.text, "agent_id": SYSTEM_AGENT,
+            "status": "queued", "created_at": message.created_at, "seq": self.sequencer.next(),
+            "metadata": {"survey_id": survey["survey_id"]},
+        }])
+        return message
+
+    async def survey_conversation(self, workspace_id: str, survey_id: str | None, channel: str,
+                                  thread_id: str | None, answer_ref: str | None = None) -> dict | None:
+        """The conversation a survey answer is for: by its survey id, or (an SMS digit names none)
+        the survey this very message already answered (a provider's retry), else the thread's
+        latest conversation if its survey is still pending. Only the latest: a customer who wrote
+        again after the survey is in a newer conversation, where "3" is an answer to the agent."""
+        if survey_id is not None:
+            return await self.conversations.find_one({"workspace_id": workspace_id, "csat.survey_id": survey_id})
+        thread = {"workspace_id": workspace_id, "channel": channel, "thread_id": thread_id}
+        if answer_ref is not None:
+            answered = await self.conversations.find_one({**thread, "csat.answer_ref": answer_ref})
+            if answered is not None:
+                return answered
+        latest = await self.conversations.find_one(thread, sort=[("created_at", -1)])
+        return latest if latest is not None and (latest.get("csat") or {}).get("status") == "pending" else None
+
+    async def record_answer(self, conversation_id: str, survey_id: str, score: int, comment: str | None,
+                            answer_ref: str | None = None) -> dict | None:
+        """Keep the answer if the survey is still pending (one write decides between racing answers);
+        the conversation after it, or None when another answer got there first."""
+        return await self.conversations.find_one_and_update(
+            {"_id": conversation_id, "csat.survey_id": survey_id, "csat.status": "pending"},
+            {"$set": {"csat.status": "answered", "csat.score": score, "csat.comment": comment,
+                      "csat.answered_at": utcnow(), "csat.answer_ref": answer_ref}},
+            return_document=ReturnDocument.AFTER)
 
     async def apply_statuses(self, statuses: list[DeliveryStatus]) -> list[dict]:
         """Record delivery outcomes and receipts; the messages whose status changed (to tell their agents)."""

@@ -10,6 +10,7 @@ import structlog
 from aiohttp import WSMsgType, web
 from prometheus_client import CollectorRegistry
 
+from services.intake import csat
 from services.intake.channels import PLUGINS, api, webchat
 from services.intake.context import INTAKE, Intake, IntakeMetrics, validate_channel_configs
 from services.intake.outbound import OutboundWorker
@@ -85,9 +86,11 @@ def create_app(settings: IntakeSettings) -> web.Application:
     app.router.add_get("/chat", chat_page)
     app.router.add_get("/v1/chat/ws", chat_socket)
     app.router.add_post("/v1/chat/messages", chat_upload)
+    app.router.add_get(csat.PAGE_PATH, csat.survey_page)
+    app.router.add_post(csat.PAGE_PATH, csat.survey_answer)
     for plugin in PLUGINS:
         app.router.add_routes(plugin.routes)
-    add_openapi_route(app, "Switchyard intake", [*OPERATIONS, *(op for plugin in PLUGINS for op in plugin.operations)],
+    add_openapi_route(app, "Switchyard intake", [*OPERATIONS, *csat.OPERATIONS, *(op for plugin in PLUGINS for op in plugin.operations)],
                       DESCRIPTION)
     return app
 
@@ -158,7 +161,11 @@ async def chat_socket(request: web.Request) -> web.WebSocketResponse:
     try:
         await ws.send_json({"type": "session", "token": webchat.issue_token(intake.settings.chat_secret, session),
                             "contact_id": session.contact_id, "thread_id": session.thread_id})
-        await ws.send_json({"type": "history", "messages": await _chat_history(intake, session)})
+        latest = await _latest_conversation(intake, session)
+        await ws.send_json({"type": "history", "messages": webchat.history_of(latest)})
+        survey = webchat.pending_survey_frame(latest)
+        if survey is not None:  # a page back before answering the survey shows it again
+            await ws.send_json(survey)
         async for frame in ws:
             if frame.type == WSMsgType.TEXT:
                 answer = await _on_chat_frame(intake, session, name, frame.data)
@@ -212,6 +219,8 @@ async def _on_chat_frame(intake: Intake, session: webchat.ChatSession, name: str
     if isinstance(frame, webchat.TypingFrame):
         await webchat.contact_typing(intake, session)
         return None
+    if isinstance(frame, webchat.CsatFrame):
+        return await webchat.answer_survey(intake, session, frame)
     try:
         message = webchat.normalize(frame, session, name)
         await intake.publish_inbound(message)
@@ -220,8 +229,9 @@ async def _on_chat_frame(intake: Intake, session: webchat.ChatSession, name: str
     return {"type": "ack", "client_id": frame.client_id, "message_id": message.message_id}
 
 
-async def _chat_history(intake: Intake, session: webchat.ChatSession) -> list[dict]:
-    """The latest conversation of this chat, read from the agents service (off the hot path)."""
+async def _latest_conversation(intake: Intake, session: webchat.ChatSession) -> dict:
+    """The latest conversation of this chat with its messages, read from the agents service (off the
+    hot path); an empty one when there is none or the agents service cannot be reached."""
     key = intake.workspace_key(session.workspace_id)
     headers = {"Authorization": f"Bearer {key}"}
     base = intake.settings.agents_url.rstrip("/")
@@ -230,11 +240,9 @@ async def _chat_history(intake: Intake, session: webchat.ChatSession) -> list[di
         async with intake.http.get(f"{base}/v1/conversations", params=params, headers=headers) as response:
             found = (await response.json())["conversations"] if response.status == 200 else []
         if not found:
-            return []
+            return {"messages": []}
         async with intake.http.get(f"{base}/v1/conversations/{found[0]['conversation_id']}", headers=headers) as response:
-            conversation = await response.json() if response.status == 200 else {"messages": []}
+            return await response.json() if response.status == 200 else {"messages": []}
     except (aiohttp.ClientError, TimeoutError, KeyError) as error:
         log.warning("chat.history_unavailable", error=repr(error))
-        return []
-    fields = ("message_id", "direction", "text", "created_at", "status")
-    return [{f: m.get(f) for f in fields} for m in conversation["messages"]]
+        return {"messages": []}

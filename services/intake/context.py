@@ -29,6 +29,7 @@ class IntakeMetrics:
         self.messages_in = Counter("intake_messages_in_total", "Inbound messages published", ["channel"], registry=registry)
         self.messages_out = Counter("intake_messages_out_total", "Replies sent out, by outcome", ["channel", "status"], registry=registry)
         self.publish_errors = Counter("intake_publish_errors_total", "Messages and receipts the broker did not confirm", registry=registry)
+        self.csat_answers = Counter("intake_csat_answers_total", "CSAT survey answers handed to the agents service, by channel and verdict (recorded, or the refusal's reason)", ["channel", "outcome"], registry=registry)
         self.rejected = Counter("intake_webhooks_rejected_total", "Webhook calls refused, and malformed items of accepted calls set aside, by channel and reason", ["channel", "reason"], registry=registry)
 
 

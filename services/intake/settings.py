@@ -30,7 +30,9 @@ class IntakeSettings(CommonSettings):
     public_url: str = "http://127.0.0.1:8080"
     # Signs web chat session tokens; set it in production, or reloaded chats cannot resume after a restart.
     chat_secret: str = "switchyard-dev-chat-secret"
-    # Where intake reads a returning web chat customer's history.
+    # Signs the email CSAT survey links (HMAC-SHA256, with their expiry); set it in production.
+    csat_secret: str = "switchyard-dev-csat-secret"
+    # Where intake reads a returning web chat customer's history and hands CSAT answers to.
     agents_url: str = "http://127.0.0.1:8082"
     # {"workspace": {"url": "https://...", "secret": "..."}} as JSON in INTAKE_CALLBACKS.
     callbacks: dict[str, CallbackTarget] = Field(default_factory=dict)

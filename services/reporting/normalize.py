@@ -16,6 +16,7 @@
     message.outbound.<channel>       OutboundMessage       message.created (an agent's reply; none for an automatic one)
     sla.warning, sla.breached        RoutingEvent          sla.warning, sla.breached
     agent.updated, .status_changed   AgentSnapshot         agent.status_changed
+    csat.received                    CsatReceived          csat.received (data: score, comment)
 
 Each ReportEvent keeps its producer's id (every producer gives the same fact the same id again)
 and its producer's time. A key not listed, or a body that does not say what its key promises, is a
@@ -34,6 +35,7 @@ from shared.models import (
     AgentSnapshot,
     ConversationAnswered,
     ConversationResolved,
+    CsatReceived,
     OutboundMessage,
     RoutingEvent,
 )
@@ -173,10 +175,22 @@ def _agent_reply(reply: OutboundMessage) -> list[ReportEvent]:
 
 
 def _resolution(resolved: ConversationResolved) -> list[ReportEvent]:
+    data: dict[str, Any] = {"reason": resolved.reason} if resolved.reason else {}
+    if resolved.surveyed:
+        data["surveyed"] = True  # the response rate's denominator
     return [ReportEvent(
         event_id=resolved.event_id, type="conversation.resolved", workspace_id=resolved.workspace_id,
         at=resolved.resolved_at, conversation_id=resolved.conversation_id, agent_id=resolved.agent_id,
-        data={"reason": resolved.reason} if resolved.reason else {},
+        data=data,
+    )]
+
+
+def _csat(answer: CsatReceived) -> list[ReportEvent]:
+    """An accepted survey answer (one per survey: the producer keeps the first valid one)."""
+    return [ReportEvent(
+        event_id=answer.event_id, type="csat.received", workspace_id=answer.workspace_id, at=answer.at,
+        conversation_id=answer.conversation_id, agent_id=answer.agent_id, queue=answer.queue, channel=answer.channel,
+        data={"score": answer.score, "comment": answer.comment, "survey_id": answer.survey_id},
     )]
 
 
@@ -216,4 +230,5 @@ MODEL_READERS: dict[str, Reader] = {
     events.CONVERSATION_ANSWERED: _model_reader(ConversationAnswered, _answer, "event_id", "at"),
     events.AGENT_UPDATED: _model_reader(AgentSnapshot, _agent_status, "event_id", "at"),
     events.AGENT_STATUS_CHANGED: _model_reader(AgentSnapshot, _agent_status, "event_id", "at"),
+    events.CSAT_RECEIVED: _model_reader(CsatReceived, _csat),
 }

@@ -13,6 +13,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import yaml
 from pydantic import Field, PrivateAttr, field_validator, model_validator
 
+from shared.csat import CsatSettings
 from shared.models import MAX_LABELS, InboundMessage, Label, Skill, Wire
 
 QueueName = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.:+-]{1,64}$")]
@@ -205,6 +206,11 @@ class RoutingConfig(Wire):
     # An agent who declined or missed a conversation is skipped for it; after this long it may
     # get it again (so a team whose every agent declined once does not leave it waiting for ever).
     declined_retry_seconds: Seconds = 60
+    # Customer feedback surveys per workspace id (docs/csat.md); a workspace not named sends none.
+    # The router does not use it: the agents service reads it from the stored configuration when it
+    # resolves a conversation, so one file and one PUT configure a deployment.
+    csat: dict[Annotated[str, Field(min_length=1, max_length=64)], CsatSettings] = Field(default_factory=dict,
+                                                                                         max_length=1000)
     # Lookups by name on the hot path: configured queues, and skill queues made on first use.
     _by_name: dict[str, QueueConfig] = PrivateAttr(default_factory=dict)
 

@@ -26,3 +26,10 @@ def test_the_example_routes_the_walkthrough():
     # billing needs billing 3: ann; a VIP is offered to the most skilled in support: bob
     assert assigned(core.on_message(msg("t1", "invoice wrong"), at(1))) == [("ann", "t1")]
     assert offered(core.on_message(msg("t2", "hello", attributes={"tier": "vip"}), at(2))) == [("bob", "t2")]
+
+
+def test_the_example_surveys_the_default_workspace_in_english_and_ukrainian():
+    surveys = EXAMPLE.csat["default"]
+    assert surveys.surveys("telegram") and not surveys.surveys("instagram")
+    assert surveys.question("uk")[0] == "uk" and surveys.question("ru")[0] == "en"  # no Russian question here
+    assert "other" not in EXAMPLE.csat

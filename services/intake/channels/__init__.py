@@ -4,11 +4,7 @@ Each module exports a `ChannelPlugin` (see base.py): its webhook routes, its sen
 its per-workspace credentials. Adding a channel is a module here plus a line in `PLUGINS`.
 """
 
-from services.intake.channels import api, webchat
-from services.intake.channels import telegram, twilio
-from services.intake.channels import messenger, whatsapp
-from services.intake.channels import email
-from services.intake.channels import telephony, voice
+from services.intake.channels import api, email, messenger, telegram, telephony, twilio, voice, webchat, whatsapp
 from services.intake.channels.base import ChannelPlugin
 
 PLUGINS: list[ChannelPlugin] = [

@@ -36,6 +36,7 @@ from pymongo.errors import PyMongoError
 
 # The module, not its names: context imports the channels package, which imports this module.
 from services.intake import context as intake_context
+from services.intake import csat
 from services.intake.channels.base import (
     ChannelPlugin,
     SendError,
@@ -502,7 +503,10 @@ def build_reply(message: OutboundMessage, config: EmailConfig, files: list[MailF
         mail["In-Reply-To"] = in_reply_to
     if references:
         mail["References"] = " ".join(references)
-    # No Auto-Submitted header: an agent's reply is a person's mail, and the customer's auto-responder may answer it.
+    if message.survey is not None:
+        # A survey is machine mail (RFC 3834): auto-responders must not answer it.
+        mail["Auto-Submitted"] = "auto-generated"
+    # No Auto-Submitted header on a reply: an agent's reply is a person's mail, and the customer's auto-responder may answer it.
     mail.set_content(message.text)
     for file in files:
         maintype, _, subtype = file.content_type.partition("/")
@@ -537,6 +541,8 @@ class EmailSender:
         config = self.intake.configs.get((CHANNEL, message.workspace_id))
         if not isinstance(config, EmailConfig):
             raise SendError(f"email is not configured for workspace {message.workspace_id!r}", retry=False)
+        if message.survey is not None:
+            message = csat.with_link(self.intake, message)  # the question and a signed link to the survey page
         try:
             mail = build_reply(message, config, await self._files(message))
         except (ValueError, TypeError) as error:  # a header the mail cannot carry: trying again cannot help

@@ -13,7 +13,9 @@ id, PSID / IGSID) and one of:
   without `mids` is the same with "delivered".
 
 Outbound: POST {graph_base_url}/{page_id}/messages (or /me/messages) with a Bearer Page token;
-the answer's `message_id` is the mid later receipts name.
+the answer's `message_id` is the mid later receipts name. A CSAT survey (docs/csat.md) goes out
+with five quick replies; a quick reply whose payload names a survey is handed to the agents
+service, not published.
 
 Webhook events: https://developers.facebook.com/docs/messenger-platform/webhooks
   reference/webhook-events/messages, messaging_postbacks, message-deliveries, message-reads
@@ -27,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 import structlog
 from pydantic import Field
 
+from services.intake import csat
 from services.intake.channels import meta
 from services.intake.channels.base import (
     ChannelPlugin,
@@ -38,6 +41,7 @@ from services.intake.channels.base import (
     message_id_for,
     url_filename,
 )
+from shared import csat as csat_rules
 from shared.models import Attachment, Contact, DeliveryStatus, InboundMessage, OutboundMessage, RejectedInput
 
 if TYPE_CHECKING:
@@ -293,10 +297,17 @@ async def fetch_media(intake: "Intake", workspace_id: str, attachment: Attachmen
     return FetchedMedia(fetched.data, content_type=fetched.content_type, filename=url_filename(url))
 
 
+def survey_payload(message: InboundMessage) -> str | None:
+    """The payload of the quick reply the customer tapped (a survey's is `csat:<survey>:<score>`)."""
+    payload = message.metadata.get("quick_reply_payload")
+    return payload if isinstance(payload, str) else None
+
+
 def handler_for(channel: str) -> meta.WebhookHandler:
     async def handle(intake: "Intake", workspace_id: str, config: MessengerConfig, webhook: Webhook) -> None:
         """Publish each message and receipt of the call, in order, each confirmed by the broker."""
-        await intake.publish_all(normalize(webhook, workspace_id, channel))
+        items = await csat.take_answers(intake, normalize(webhook, workspace_id, channel), survey_payload)
+        await intake.publish_all(items)
 
     return handle
 
@@ -326,6 +337,12 @@ class MessengerSender:
 
 def send_body(config: MessengerConfig, message: OutboundMessage) -> dict[str, Any]:
     body: dict[str, Any] = {"recipient": {"id": message.thread_id}, "message": {"text": message.text}}
+    if message.survey is not None:
+        # Quick replies 1-5 under the question; the tapped one comes back as message.quick_reply.payload.
+        body["message"]["quick_replies"] = [
+            {"content_type": "text", "title": str(score),
+             "payload": csat_rules.button_payload(message.survey.survey_id, score)}
+            for score in csat_rules.SCORES]
     if config.human_agent_tag:
         body |= {"messaging_type": "MESSAGE_TAG", "tag": "HUMAN_AGENT"}
     else:

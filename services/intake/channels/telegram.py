@@ -4,7 +4,8 @@ Telegram POSTs one Update (https://core.telegram.org/bots/api#update) per call t
 `/v1/webhooks/telegram/<workspace>`, with the secret given to setWebhook in the header
 `X-Telegram-Bot-Api-Secret-Token`. Published: `message` (text, caption, photo, document and the
 other file kinds, location, contact), `edited_message` (as a new message marked edited) and
-`callback_query` (an inline keyboard button press, as a button reply). Every other update type
+`callback_query` (an inline keyboard button press, as a button reply; a press on a CSAT survey's
+keyboard is handed to the agents service instead, docs/csat.md). Every other update type
 (my_chat_member, chat_member, inline_query, channel_post, poll, message_reaction, ...) and
 service messages without content (a member joined, a pinned message) are answered 200 and
 not published: there is nothing a customer said in them.
@@ -18,7 +19,10 @@ import structlog
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from services.intake import context  # the module, not its names: context imports the channels package
+from services.intake import (
+    context,  # the module, not its names: context imports the channels package
+    csat,
+)
 from services.intake.channels.base import (
     ChannelPlugin,
     FetchedMedia,
@@ -38,6 +42,7 @@ from services.intake.channels.base import (
     webhook_operation,
     webhook_path,
 )
+from shared import csat as csat_rules
 from shared.models import Attachment, Contact, InboundMessage, OutboundMessage
 from shared.web import Answer, http_error, model_response, read_limited
 
@@ -74,6 +79,7 @@ class User(Provider):
     first_name: str = ""
     last_name: str | None = None
     username: str | None = None
+    language_code: str | None = None  # IETF tag of the user's app language: picks the survey's question
 
 
 class Chat(Provider):
@@ -183,6 +189,8 @@ def _from_message(message: Message, workspace_id: str, *, edited: bool) -> Inbou
     provider_id = channel_message_id(message.chat.id, message.message_id)
     metadata["telegram_message_id"] = message.message_id
     metadata["chat_type"] = message.chat.type
+    if message.from_ is not None and message.from_.language_code:
+        metadata["language"] = message.from_.language_code
     if edited:
         metadata.update(edited=True, original_message_id=provider_id, edit_date=message.edit_date)
         # Each edit is a message of its own: the edit date tells two edits of one message apart.
@@ -313,6 +321,25 @@ class WebhookAnswer(BaseModel):
 
     method: Literal["answerCallbackQuery"] | None = None
     callback_query_id: str | None = None
+    text: str | None = Field(None, max_length=200)  # shown to the user as a notification (0-200 characters)
+
+
+def survey_answer_of(update: Update) -> tuple[CallbackQuery, str, str] | None:
+    """(the press, survey id, raw score) when the update is a press on a survey's button, else None."""
+    query = update.callback_query
+    found = csat_rules.read_payload(query.data) if query is not None else None
+    return (query, *found) if query is not None and found is not None else None
+
+
+async def answer_survey(intake: "Intake", workspace_id: str, query: CallbackQuery, survey_id: str,
+                        score: str) -> web.Response:
+    """A survey button press: kept or refused by the agents service, never published as a message;
+    the button's spinner stops with a thank-you or the reason (answerCallbackQuery's text)."""
+    chat = query.message.chat if query.message is not None else None
+    outcome = await csat.submit(intake, workspace_id, channel=CHANNEL, survey_id=survey_id, score=score,
+                                thread_id=str(chat.id if chat is not None else query.from_.id))
+    return model_response(WebhookAnswer(method="answerCallbackQuery", callback_query_id=query.id,
+                                        text=outcome.polite_text()), exclude_none=True)
 
 
 async def receive_update(request: web.Request) -> web.Response:
@@ -327,6 +354,9 @@ async def receive_update(request: web.Request) -> web.Response:
     if refused is not None:
         raise intake.reject(CHANNEL, "wrong secret token", web.HTTPForbidden)
     update = parse_update(body)
+    survey = survey_answer_of(update)
+    if survey is not None:
+        return await answer_survey(intake, workspace_id, *survey)
     message = normalize(update, workspace_id)
     if message is None:
         log.info("telegram.update_not_published", workspace_id=workspace_id, update_id=update.update_id,
@@ -368,7 +398,8 @@ class TelegramSender:
             raise SendError(f"telegram is not configured for workspace {message.workspace_id!r}", retry=False)
         assert isinstance(config, TelegramConfig)
         chat_id = _chat_id(message.thread_id)
-        answer = await self._call(config, "sendMessage", {"chat_id": chat_id, "text": message.text})
+        answer = await self._call(config, "sendMessage", {"chat_id": chat_id, "text": message.text,
+                                                          **survey_keyboard(message)})
         result = answer.get("result") or {}
         sent_id = result.get("message_id") if isinstance(result, dict) else None
         return Sent("sent", channel_message_id=channel_message_id(chat_id, sent_id) if sent_id is not None else None)
@@ -388,6 +419,16 @@ class TelegramSender:
         if isinstance(answer, dict) and answer.get("ok") is True:
             return answer
         _raise_for_answer(method, status, answer)
+
+
+def survey_keyboard(message: OutboundMessage) -> dict[str, Any]:
+    """A survey's buttons: one row 1-5 under the question, each carrying `csat:<survey>:<score>`
+    back as callback_data (at most 64 bytes) in a callback_query; nothing for an ordinary reply."""
+    if message.survey is None:
+        return {}
+    row = [{"text": str(score), "callback_data": csat_rules.button_payload(message.survey.survey_id, score)}
+           for score in csat_rules.SCORES]
+    return {"reply_markup": {"inline_keyboard": [row]}}
 
 
 def _raise_for_answer(method: str, status: int, answer: Any) -> NoReturn:

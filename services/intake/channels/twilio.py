@@ -2,7 +2,9 @@
 
 Inbound (https://www.twilio.com/docs/messaging/guides/webhook-request): Twilio POSTs a form to
 `/v1/webhooks/sms/<workspace>` for each message to the workspace's number and expects TwiML back;
-we answer an empty `<Response/>` (the agent answers later, through the REST API).
+we answer an empty `<Response/>` (the agent answers later, through the REST API). A lone digit
+while a CSAT survey is pending is its answer instead (docs/csat.md): answered in the TwiML, not
+published.
 Status callbacks (https://www.twilio.com/docs/messaging/guides/track-outbound-message-status):
 Twilio POSTs `MessageStatus` for our replies to `/v1/webhooks/sms/<workspace>/status`, the
 StatusCallback each reply names; they become DeliveryStatus receipts.
@@ -22,13 +24,17 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, quote, urlsplit, urlunsplit
+from xml.sax.saxutils import escape as xml_escape
 
 import aiohttp
 import structlog
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from services.intake import context  # the module, not its names: context imports the channels package
+from services.intake import (
+    context,  # the module, not its names: context imports the channels package
+    csat,
+)
 from services.intake.channels.base import (
     TWIML_ANSWER,
     ChannelPlugin,
@@ -44,6 +50,7 @@ from services.intake.channels.base import (
     webhook_operation,
     webhook_path,
 )
+from shared import csat as csat_rules
 from shared.models import Attachment, Contact, DeliveryState, DeliveryStatus, InboundMessage, OutboundMessage
 from shared.web import Operation, Parameter, http_error, read_limited
 
@@ -302,8 +309,31 @@ async def receive_sms(request: web.Request) -> web.Response:
     config: SmsConfig = intake.channel_config(CHANNEL, workspace_id)
     form = await read_signed_form(request, intake, CHANNEL, config.auth_token)
     sms = validate_form(IncomingSms, form, "incoming message webhook")
+    answered = await survey_answer(intake, workspace_id, sms)
+    if answered is not None:
+        return answered
     await intake.publish_inbound(normalize_sms(sms, form, workspace_id))
     return twiml_response()
+
+
+async def survey_answer(intake: "Intake", workspace_id: str, sms: IncomingSms) -> web.Response | None:
+    """A lone digit while a survey is pending on this number is its answer: kept or refused, the
+    customer is told in the TwiML answer, and it is not routed (nothing opens or reopens). None
+    when it is no answer (not a lone digit, no survey pending, or the survey closed: a late digit
+    is the customer writing again)."""
+    digit = csat_rules.lone_digit(sms.body) if sms.num_media == 0 else None
+    if digit is None:
+        return None
+    outcome = await csat.submit(intake, workspace_id, channel=CHANNEL, thread_id=sms.from_, score=digit,
+                                answer_ref=sms.message_sid)  # Twilio's retry of it finds the survey it answered
+    if outcome.reason in ("unknown_survey", "late"):
+        return None
+    return twiml_response(twiml_message(outcome.polite_text()))
+
+
+def twiml_message(text: str) -> str:
+    """TwiML that sends one SMS back to the sender."""
+    return f'<?xml version="1.0" encoding="UTF-8"?><Response><Message>{xml_escape(text)}</Message></Response>'
 
 
 async def receive_status(request: web.Request) -> web.Response:
@@ -348,7 +378,7 @@ class SmsSender:
         form = {
             # The conversation's thread is the customer's number (the From of their messages).
             "To": message.thread_id,
-            "Body": message.text,
+            "Body": sms_text(message),
             "StatusCallback": status_callback_url(self.intake.settings.public_url, message.workspace_id),
         }
         if config.messaging_service_sid is not None:
@@ -356,6 +386,14 @@ class SmsSender:
         else:
             form["From"] = config.phone_number or ""
         return form
+
+
+def sms_text(message: OutboundMessage) -> str:
+    """A reply as it is; a survey with how to answer it (no buttons in SMS: a digit 1-5 back)."""
+    if message.survey is None:
+        return message.text
+    how = csat_rules.SMS_INSTRUCTIONS.get(message.survey.language, csat_rules.SMS_INSTRUCTIONS["en"])
+    return f"{message.text} {how}"
 
 
 async def fetch_media(intake: "Intake", workspace_id: str, attachment: Attachment) -> FetchedMedia:

@@ -26,10 +26,12 @@ from aiohttp import web
 from aiormq.exceptions import AMQPError, ChannelInvalidStateError
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
+from services.intake import csat
 from services.intake.channels.api import MAX_TEXT_CHARS
 from services.intake.channels.base import ChannelPlugin, Sent, message_id_for
 from shared import events
 from shared.attachments import MAX_CONTENT_TYPE_CHARS, media_type, safe_filename
+from shared.csat import MAX_COMMENT_CHARS, SCORES
 from shared.ephemeral import TYPING_INTERVAL, RateLimiter, SignalConsumer, TypingSignal, publish_signal
 from shared.models import Attachment, Contact, InboundMessage, OutboundMessage, ThreadLeft, Wire, utcnow
 from shared.web import Form, FrameError, http_error, parse_frame
@@ -58,9 +60,20 @@ class TypingFrame(BaseModel):
     type: Literal["typing"]
 
 
+class CsatFrame(Wire):
+    """`{"type": "csat", "survey_id", "score": 1-5, "comment"?}`: the customer's answer to a survey
+    frame (answered by `csat.recorded`, or `error` with the reason). The score is read by the CSAT
+    rules, not here, so that "abc" or 6 gets the survey's own answer, not a frame error."""
+
+    type: Literal["csat"]
+    survey_id: str = Field(min_length=1, max_length=64)
+    score: int | str
+    comment: str | None = Field(None, max_length=MAX_COMMENT_CHARS)
+
+
 # Every frame the page may send, told apart by "type"; read through shared.web.parse_frame.
-CHAT_INPUT: TypeAdapter[ChatFrame | TypingFrame] = TypeAdapter(
-    Annotated[ChatFrame | TypingFrame, Field(discriminator="type")]
+CHAT_INPUT: TypeAdapter[ChatFrame | TypingFrame | CsatFrame] = TypeAdapter(
+    Annotated[ChatFrame | TypingFrame | CsatFrame, Field(discriminator="type")]
 )
 
 
@@ -285,6 +298,46 @@ def reply_frame(message: OutboundMessage) -> dict:
     }
 
 
+def survey_frame(message: OutboundMessage) -> dict:
+    """A CSAT survey as the page shows it: the question, 1-5 to pick, a comment box."""
+    assert message.survey is not None
+    return {
+        "type": "survey",
+        "message_id": message.message_id,
+        "survey_id": message.survey.survey_id,
+        "question": message.survey.question,
+        "scores": list(SCORES),
+        "comment": True,
+        "expires_at": message.survey.expires_at.isoformat(),
+        "created_at": message.created_at.isoformat(),
+    }
+
+
+def history_of(conversation: dict) -> list[dict]:
+    """The history frame's messages: what the page shows of a conversation as the agents service gives it."""
+    fields = ("message_id", "direction", "text", "created_at", "status")
+    return [{f: m.get(f) for f in fields} for m in conversation.get("messages") or []]
+
+
+def pending_survey_frame(conversation: dict) -> dict | None:
+    """The survey frame again for a conversation whose survey is still open (the page was away when
+    it was sent, or reloaded); None when there is none, it is answered, or it has closed."""
+    survey = conversation.get("csat")
+    if not isinstance(survey, dict) or survey.get("status") != "pending":
+        return None
+    try:
+        expires_at = datetime.fromisoformat(survey["expires_at"])
+    except (KeyError, TypeError, ValueError):
+        return None
+    if expires_at <= utcnow():
+        return None
+    return {
+        "type": "survey", "message_id": f"survey-{survey['survey_id']}", "survey_id": survey["survey_id"],
+        "question": survey["question"], "scores": list(SCORES), "comment": True,
+        "expires_at": survey["expires_at"], "created_at": survey["sent_at"],
+    }
+
+
 class WebChatSender:
     channel = CHANNEL
 
@@ -293,8 +346,23 @@ class WebChatSender:
 
     async def send(self, message: OutboundMessage) -> Sent:
         """Delivered if the customer's page is open; else sent, and shown from history on return."""
-        opened = await self.hub.send(message.workspace_id, message.thread_id, reply_frame(message))
+        frame = survey_frame(message) if message.survey is not None else reply_frame(message)
+        opened = await self.hub.send(message.workspace_id, message.thread_id, frame)
         return Sent("delivered" if opened else "sent")
+
+
+async def answer_survey(intake: "Intake", session: ChatSession, frame: CsatFrame) -> dict:
+    """The page's survey answer, kept or refused by the agents service: `csat.recorded` or an `error` frame."""
+    try:
+        outcome = await csat.submit(intake, session.workspace_id, channel=CHANNEL, survey_id=frame.survey_id,
+                                    thread_id=session.thread_id, score=frame.score, comment=frame.comment)
+    except web.HTTPException:
+        return {"type": "error", "survey_id": frame.survey_id, "reason": "unavailable",
+                "message": "could not record your rating now, please try again"}
+    if not outcome.kept:
+        return {"type": "error", "survey_id": frame.survey_id, "reason": outcome.reason,
+                "message": outcome.message or outcome.polite_text()}
+    return {"type": "csat.recorded", "survey_id": frame.survey_id, "message": outcome.polite_text()}
 
 
 def is_typing(data: str) -> bool:

@@ -11,6 +11,9 @@ user id (BSUID, `user_id`, `from_user_id`, e.g. "US.13491208655302741918"). A cu
 a WhatsApp username may come with the BSUID alone: such a customer's thread is keyed by the BSUID.
 A phone number, when there is one, stays the key, so existing threads and contacts do not move.
 
+CSAT (docs/csat.md): a survey goes out as an interactive list of five rows; a reply naming one of
+its rows (`csat:<survey>:<score>`) is handed to the agents service, not published.
+
 Outbound: POST {graph_base_url}/{phone_number_id}/messages with a Bearer token, the customer in
 `to` (phone) or `recipient` (BSUID); the answer's `messages[0].id` is the wamid later statuses name.
 
@@ -27,6 +30,7 @@ from urllib.parse import quote
 import structlog
 from pydantic import Field, model_validator
 
+from services.intake import csat
 from services.intake.channels import meta
 from services.intake.channels.base import (
     ChannelPlugin,
@@ -42,6 +46,7 @@ from services.intake.channels.base import (
     provider_refused,
     referenced_id,
 )
+from shared import csat as csat_rules
 from shared.models import Attachment, Contact, DeliveryStatus, InboundMessage, OutboundMessage, RejectedInput
 from shared.web import whole_number
 
@@ -375,7 +380,14 @@ def describe(error: WaError) -> str:
 async def handle(intake: "Intake", workspace_id: str, config: WhatsAppConfig, webhook: Webhook) -> None:
     """Publish each message and receipt of the call, in order, each confirmed by the broker."""
     messages, receipts = normalize(webhook, workspace_id)
+    messages = await csat.take_answers(intake, messages, survey_payload)
     await intake.publish_all([*messages, *receipts])
+
+
+def survey_payload(message: InboundMessage) -> str | None:
+    """The id of the list row or reply button the customer picked (a survey's is `csat:<survey>:<score>`)."""
+    reply = message.metadata.get("reply")
+    return reply.get("id") if isinstance(reply, dict) and isinstance(reply.get("id"), str) else None
 
 
 # --- replies ---
@@ -400,11 +412,25 @@ class WhatsAppSender:
             "messaging_product": "whatsapp",
             "recipient_type": "individual",
             **addressed_to(message.thread_id),
-            "type": "text",
-            "text": {"preview_url": False, "body": message.text},
+            **content_of(message),
         }
         answer = await meta.graph_send(self.intake, url, config.access_token, body)
         return Sent("sent", channel_message_id=first_message_id(answer))
+
+
+def content_of(message: OutboundMessage) -> dict[str, Any]:
+    """A reply as text; a survey as an interactive list of five rows, 1 to 5 (reply buttons allow
+    only three), each row's id `csat:<survey>:<score>` coming back as `interactive.list_reply.id`."""
+    if message.survey is None:
+        return {"type": "text", "text": {"preview_url": False, "body": message.text}}
+    survey = message.survey
+    rows = [{"id": csat_rules.button_payload(survey.survey_id, score), "title": str(score)} for score in csat_rules.SCORES]
+    label = csat_rules.LIST_BUTTON.get(survey.language, csat_rules.LIST_BUTTON["en"])
+    return {"type": "interactive", "interactive": {
+        "type": "list",
+        "body": {"text": message.text},
+        "action": {"button": label, "sections": [{"title": "1-5", "rows": rows}]},
+    }}
 
 
 def addressed_to(thread_id: str) -> dict[str, str]:
