@@ -36,6 +36,8 @@ class QueueTile(BaseModel):
     abandoned_today: int
     service_level_today: float | None  # docs/metrics.md "Service level", default options
     abandonment_rate_today: float | None
+    csat_mean_today: float | None  # 1-5, of today's answers (docs/metrics.md "CSAT")
+    csat_responses_today: int
 
 
 class AgentNow(BaseModel):
@@ -125,6 +127,7 @@ def _tile(now: datetime, queue: str, conversations: list[Row], today: Mapping[st
         opened_today=today.get("opened", 0), answered_today=today.get("answered", 0),
         abandoned_today=today.get("abandoned", 0), service_level_today=today.get("service_level"),
         abandonment_rate_today=today.get("abandonment_rate"),
+        csat_mean_today=today.get("csat_mean"), csat_responses_today=today.get("csat_responses", 0),
     )
 
 

@@ -74,7 +74,7 @@ def test_tiles_agents_breaches_and_reasons_by_hand():
         now=now, day_start=clock("00:00:00"), open_conversations=conversations,
         agents=[agent("bob", "away", "09:40:00"), agent("ann", "online", "08:00:00"), agent("cy", "offline", "07:00:00")],
         queues_today=[row("queue", "billing", opened=10, answered=8, abandoned=1, service_level=0.75,
-                          abandonment_rate=0.1)],
+                          abandonment_rate=0.1, csat_mean=4.5, csat_responses=2)],
         agents_today=[row("agent", "ann", occupancy=0.5)],
         reasons_today=[row("label", "refund", opened=4), row("label", "login", opened=6), row("label", "idle", opened=0)],
         reasons_last_week=[row("label", "refund", opened=1)],
@@ -88,6 +88,7 @@ def test_tiles_agents_breaches_and_reasons_by_hand():
     assert billing.oldest_waiting_since == clock("09:50:00")
     assert (billing.opened_today, billing.answered_today, billing.abandoned_today) == (10, 8, 1)
     assert (billing.service_level_today, billing.abandonment_rate_today) == (0.75, 0.1)
+    assert (billing.csat_mean_today, billing.csat_responses_today) == (4.5, 2)
     assert (tiles["support"].waiting, tiles["support"].longest_wait_seconds, tiles["support"].service_level_today) \
         == (0, None, None)
 

@@ -105,7 +105,8 @@ export class Wallboard {
         metric("waiting", "Waiting"), metric("longest-wait", "Longest wait"),
         metric("offers-out", "Offers out"), metric("assigned", "Assigned"),
         metric("service-level", "Service level today"), metric("answered", "Answered today"),
-        metric("abandoned", "Abandoned today"), metric("breaches", "Open SLA breaches")));
+        metric("abandoned", "Abandoned today"), metric("breaches", "Open SLA breaches"),
+        metric("csat", "CSAT today")));
   }
 
   updateTile(node, q) {
@@ -121,6 +122,8 @@ export class Wallboard {
     put("answered", number(q.answered_today));
     put("abandoned", number(q.abandoned_today));
     put("breaches", number(q.sla_breaches_open), q.sla_breaches_open > 0 ? "bad" : "ok");
+    put("csat", q.csat_mean_today == null ? "—" : `${q.csat_mean_today.toFixed(1)} (${number(q.csat_responses_today)})`,
+      q.csat_mean_today == null || q.csat_mean_today >= 4 ? "ok" : q.csat_mean_today >= 3 ? "warn" : "bad");
     const wait = node.querySelector("[data-metric='longest-wait']");
     if (q.oldest_waiting_since) wait.dataset.since = q.oldest_waiting_since;
     else delete wait.dataset.since;
