@@ -42,7 +42,8 @@ def morning() -> list:
     done = (Conversation("r1", "webchat").at("08:00:00", "conversation.opened", queue="billing")
             .at("08:00:00", "conversation.queued", queue="billing").at("08:00:05", "conversation.assigned", agent="ann")
             .at("08:01:00", "message.created", agent="ann", direction="outbound")
-            .at("08:05:00", "conversation.resolved", agent="ann"))
+            .at("08:05:00", "conversation.resolved", agent="ann", surveyed=True)
+            .at("08:07:00", "csat.received", score=4))
     last_week = (Conversation("old", "webchat").at(NOW - timedelta(days=7, hours=1), "conversation.opened", queue="billing")
                  .at(NOW - timedelta(days=7, hours=1), "conversation.labels_changed", labels=["refund"])
                  .at(NOW - timedelta(days=7), "conversation.abandoned", reason="left"))
@@ -59,6 +60,7 @@ async def test_the_stored_morning_read_back_as_the_live_view(store):
     assert (billing.waiting, billing.offers_out, billing.assigned, billing.sla_breaches_open) == (1, 0, 1, 1)
     assert billing.longest_wait_seconds == 600
     assert (billing.opened_today, billing.answered_today, billing.abandoned_today) == (3, 2, 0)
+    assert (billing.csat_mean_today, billing.csat_responses_today) == (4.0, 1)
     agents = {agent.agent_id: agent for agent in view.agents}
     assert (agents["ann"].status, agents["ann"].since, agents["ann"].load) == ("online", clock("07:00:00"), {"email": 1})
     assert (agents["bob"].status, agents["bob"].seconds_in_status) == ("away", 15 * 60)
