@@ -71,6 +71,20 @@ async def test_the_day_in_shuffled_batches_gives_the_engines_rollups(store):
     assert await stored_rollups(store) == engine_rollups(day_events())
 
 
+async def test_an_agent_quiet_for_hours_is_carried_from_its_last_stored_bucket(store):
+    """The bucket before a late event is looked for in the last hours first, then further back: an
+    agent online from 07:00 with no event until 20:00 (nothing stored between: no timer ran) is
+    carried from its 07:00 bucket, so its whole 14 hours count, not only the last one."""
+    agent = AGENTS[0]
+    morning = [status(agent, "07:00:00", "online", 2)]
+    evening = [status(agent, "20:00:00", "online", 2), status(agent, "21:00:00", "offline", 2)]
+    await store.record(morning)
+    await store.record(evening)
+    assert await stored_rollups(store) == engine_rollups(morning + evening)
+    online = [d["online_ms"] async for d in store.agent_time.find({"agent_id": agent})]
+    assert sum(online) == 14 * 3600 * 1000
+
+
 async def test_replayed_and_reordered_events_change_nothing(store):
     events = day_events()
     await record_in_batches(store, events, 10)
