@@ -1,8 +1,9 @@
 """The agents' WebSocket: a hub of connected desks and the JSON frames they receive.
 
-Frames: `snapshot` (on connect: every open conversation of the agent with its messages, so a
-reconnecting desk gets what it missed), `conversation.assigned`, `message`, `message.status`,
-`typing` (the customer is typing; ephemeral). Each frame names its conversation and message ids,
+Frames: `snapshot` (on connect: the agent's status and every open conversation of the agent with
+its messages, so a reconnecting desk gets what it missed), `conversation.assigned`, `message`,
+`message.status`, `presence` (`status`, `reason`: request, missed_offers or desk_closed, `at`: on
+every change of the agent's presence, whoever made it), `typing` (the customer is typing; ephemeral). Each frame names its conversation and message ids,
 so a desk can drop a frame it already has. The desk talks over REST; the one frame it sends is
 `{"type": "typing", "conversation_id"}`; anything else it sends is answered with an `error` frame
 (which the desk page ignores) and the socket stays open.

@@ -76,7 +76,7 @@ class PresenceWatch:
             if doc is None or self.service.hub.connected(key):
                 return
             if doc["status"] != "offline":
-                await self.service.set_status(workspace_id, agent_id, "offline")
+                await self.service.set_status(workspace_id, agent_id, "offline", reason="desk_closed")
                 log.info("presence.offline", workspace_id=workspace_id, agent_id=agent_id, grace_seconds=self.grace_seconds)
             # Only once the router was told: if that failed, a restart gives the agent the grace again.
             await self.service.store.set_desk(workspace_id, agent_id, False)

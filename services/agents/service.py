@@ -135,11 +135,15 @@ class AgentsService:
         await self._publish_now(partial(self._publish_snapshot, event=events.AGENT_UPDATED), doc)
         return doc
 
-    async def set_status(self, workspace_id: str, agent_id: str, status: str) -> dict:
+    async def set_status(self, workspace_id: str, agent_id: str, status: str, reason: str = "request") -> dict:
+        """Set presence; the router and reporting hear it, and the agent's desks get a `presence` frame
+        saying why (request: the desk or a supervisor; missed_offers: the router; desk_closed)."""
         doc = await self.store.set_agent_status(workspace_id, agent_id, status)
         if doc is None:
             raise NotFound(f"agent {agent_id!r} does not exist")
         await self._publish_now(self._publish_snapshot, doc)
+        await self.hub.send((workspace_id, agent_id), {"type": "presence", "status": doc["status"], "reason": reason,
+                                                        "at": doc["status_at"].isoformat()})
         return doc
 
     async def _announce_agent(self, doc: dict, event: str) -> None:
@@ -432,7 +436,7 @@ class AgentsService:
         elif notice.type == events.AGENT_SET_AWAY and notice.agent_id:
             agent = await self.store.get_agent(workspace_id, notice.agent_id)
             if agent is not None and agent["status"] == "online":
-                await self.set_status(workspace_id, notice.agent_id, "away")
+                await self.set_status(workspace_id, notice.agent_id, "away", reason="missed_offers")
         elif notice.type == events.CONVERSATION_AUTO_REPLY and notice.conversation_id:
             reply = await self.store.add_system_reply(notice.event_id, workspace_id, notice.conversation_id, details)
             if reply is not None:
@@ -495,6 +499,7 @@ class AgentsService:
         await connection.open_with({
             "type": "snapshot",
             "agent_id": agent_id,
+            "status": (await self.store.get_agent(workspace_id, agent_id) or {}).get("status", "offline"),
             "offers": await self.store.pending_offers(workspace_id, agent_id),
             "conversations": [
                 {"conversation": jsonable(c, "conversation_id"), "messages": by_conversation.get(c["_id"], [])}

@@ -169,3 +169,36 @@ async def test_offer_accept_and_transfer_on_the_desk(offer_stack, tmp_path):
         assert transfer["by"] == "ann" and transfer["escalation"] is False
         notes = [m["text"] for m in doc["messages"] if m["direction"] == "note"]
         assert notes == [f"Transferred to agent bob: {note}"]
+
+
+async def test_presence_changed_elsewhere_reaches_the_desk_and_go_online_works(stack_factory):
+    stack = stack_factory()
+    stack.start_all()
+    agents_url = stack.url("agents")
+    async with aiohttp.ClientSession() as http:
+        client = StackClient(http, stack.url("intake"), agents_url, API_KEY)
+        await client.put_agent("ann", capacity=2)
+        async with async_playwright() as playwright:
+            browser = await playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
+            try:
+                errors: list[str] = []
+                ann = await open_desk(browser, agents_url, "ann", errors)
+                await expect(ann.get_by_test_id("away-banner")).to_be_hidden()
+                await expect(ann.get_by_test_id("status")).to_have_value("online")
+
+                # A supervisor sets ann away: her desk shows it at once, with the way back.
+                async with http.put(f"{agents_url}/v1/agents/ann/status", json={"status": "away"},
+                                    headers=client.headers) as response:
+                    assert response.status == 200, await response.text()
+                await expect(ann.get_by_test_id("away-banner")).to_be_visible(timeout=WAIT_MS)
+                await expect(ann.get_by_test_id("away-banner")).to_contain_text("You are away")
+                await expect(ann.get_by_test_id("status")).to_have_value("away")
+
+                await ann.get_by_test_id("go-online").click()
+                await expect(ann.get_by_test_id("away-banner")).to_be_hidden(timeout=WAIT_MS)
+                await expect(ann.get_by_test_id("status")).to_have_value("online")
+                async with http.get(f"{agents_url}/v1/agents/ann", headers=client.headers) as response:
+                    assert (await response.json())["status"] == "online"
+                assert errors == []
+            finally:
+                await browser.close()

@@ -98,11 +98,13 @@ async def test_offers_left_to_time_out_set_the_agent_away(names):
         await frame_of(desk, "conversation.offered")
         revoked = await frame_of(desk, "conversation.revoked")
         assert revoked["reason"] == "offer timed out"
-
-        async def away() -> bool:
-            body = await (await apps.agents.get("/v1/agents/ann", headers=auth())).json()
-            return body["status"] == "away"
-        await until(away)
+        # The desk is told at once, and why (it used to show Online while the API said away).
+        presence = await frame_of(desk, "presence")
+        assert (presence["status"], presence["reason"]) == ("away", "missed_offers")
+        body = await (await apps.agents.get("/v1/agents/ann", headers=auth())).json()
+        assert body["status"] == "away"
+        # A reconnecting desk learns its presence from the snapshot.
+        assert (await apps.desk("ann")).snapshot["status"] == "away"
 
 
 async def test_a_transfer_moves_the_conversation_with_its_history_and_note(names):
