@@ -14,6 +14,7 @@ from services.agents.desk import DESK_INPUT, DeskConnection, DeskHub
 from services.agents.models import (
     AGENT_ID_PATTERN,
     AgentId,
+    AgentList,
     AgentOut,
     AgentProfile,
     AgentStatusChange,
@@ -26,6 +27,7 @@ from services.agents.models import (
     CsatAnswerIn,
     LabelsIn,
     MessageOut,
+    NoteIn,
     OfferAnswered,
     OfferAnswerIn,
     TransferIn,
@@ -87,6 +89,7 @@ ATTACHMENT_ID = path_parameter("attachment_id", "The file's id (see a message's 
 MAX_LIST_LIMIT = 1000
 LIMIT = integer_query("limit", "How many conversations, newest first", default=100, minimum=1, maximum=MAX_LIST_LIMIT)
 STATUS = choice_query("status", "Only conversations in this state", ("assigned", "waiting", "resolved"))
+AGENT_STATUS = choice_query("status", "Only agents in this presence", ("online", "away", "offline"))
 # Equality filters; an empty value is no filter.
 FILTERS = tuple(query_parameter(name, f"Only conversations whose {name} is this") for name in (
     "assignee_id", "channel", "thread_id", "contact_id"))
@@ -100,6 +103,8 @@ def operations(reply_body: type[BaseModel]) -> list[Operation]:
                   public=True),
         Operation("PUT", "/v1/agents/{agent_id}", "Create or update an agent", (Answer(200, "The agent", AgentOut),),
                   body=AgentProfile, parameters=(AGENT_ID,), errors=(400, 413, 422)),
+        Operation("GET", "/v1/agents", "The workspace's agents, by id (for pickers: who is online)",
+                  (Answer(200, "The agents", AgentList),), parameters=(AGENT_STATUS,), errors=(400,)),
         Operation("GET", "/v1/agents/{agent_id}", "An agent's profile and presence",
                   (Answer(200, "The agent", AgentOut),), parameters=(AGENT_ID,), errors=(400, 404)),
         Operation("POST", "/v1/agents/{agent_id}/token", "A token for one agent: its own presence and conversations only",
@@ -121,6 +126,9 @@ def operations(reply_body: type[BaseModel]) -> list[Operation]:
                   "Reply; sent out through the conversation's channel",
                   (Answer(201, "The reply, stored as queued; its status follows on the desk", MessageOut),),
                   body=reply_body, parameters=conversation, errors=(400, 404, 409, 413, 422)),
+        Operation("POST", "/v1/conversations/{conversation_id}/notes", "A private note: colleagues see it, the customer never does",
+                  (Answer(201, "The note, as the history shows it", MessageOut),), body=NoteIn, parameters=conversation,
+                  errors=(400, 403, 404, 413, 422)),
         Operation("POST", "/v1/conversations/{conversation_id}/resolve", "Resolve; frees the agent's capacity",
                   (Answer(200, "The conversation, resolved", ConversationOut),), parameters=conversation,
                   errors=(404,)),
@@ -187,6 +195,7 @@ def create_app(settings: AgentsSettings) -> web.Application:
     add_ops_routes(app, registry, broker_and_database_checks(broker, db))
     app.router.add_get("/desk", desk_page)
     app.router.add_put("/v1/agents/{agent_id}", put_agent)
+    app.router.add_get("/v1/agents", list_agents)
     app.router.add_get("/v1/agents/{agent_id}", get_agent)
     app.router.add_put("/v1/agents/{agent_id}/status", put_status)
     app.router.add_get("/v1/agents/{agent_id}/ws", desk_socket)
@@ -194,6 +203,7 @@ def create_app(settings: AgentsSettings) -> web.Application:
     app.router.add_get("/v1/conversations", list_conversations)
     app.router.add_get("/v1/conversations/{conversation_id}", get_conversation)
     app.router.add_post("/v1/conversations/{conversation_id}/messages", post_reply)
+    app.router.add_post("/v1/conversations/{conversation_id}/notes", post_note)
     app.router.add_post("/v1/conversations/{conversation_id}/resolve", resolve)
     app.router.add_put("/v1/conversations/{conversation_id}/labels", put_labels)
     app.router.add_post("/v1/conversations/{conversation_id}/offer", answer_offer)
@@ -245,6 +255,13 @@ async def put_agent(request: web.Request) -> web.Response:
     profile = await parse_body(request, AgentProfile)
     doc = await request.app[SERVICE].put_agent(request[WORKSPACE], agent_id, profile)
     return model_response(AgentOut.from_doc(doc))
+
+
+@open_to_agents
+async def list_agents(request: web.Request) -> web.Response:
+    """Colleagues by presence: agents see them too (to pick a transfer target)."""
+    docs = await request.app[SERVICE].store.list_agents(request[WORKSPACE], AGENT_STATUS.choice(request))
+    return model_response(AgentList(agents=[AgentOut.from_doc(doc) for doc in docs]))
 
 
 @open_to_agents
@@ -313,6 +330,22 @@ async def post_reply(request: web.Request) -> web.Response:
     except (NotFound, Conflict) as error:
         raise _domain_errors(error) from None
     return model_response(MessageOut.from_doc(message, workspace_id=request[WORKSPACE]), status=201)
+
+
+@open_to_agents
+async def post_note(request: web.Request) -> web.Response:
+    """A private note in the history (an agent token: on what it holds, as its author)."""
+    body = await parse_body(request, NoteIn)
+    await _check_own_conversation(request)
+    author = calling_agent(request)
+    if author is not None and body.by not in (None, author):
+        raise http_error(web.HTTPForbidden, "an agent token writes notes as its own agent", parameter="by")
+    try:
+        note = await request.app[SERVICE].add_private_note(request[WORKSPACE], CONVERSATION_ID.raw(request),
+                                                           body.text, author or body.by)
+    except NotFound as error:
+        raise _domain_errors(error) from None
+    return model_response(MessageOut.from_doc(note, "message_id"), status=201)
 
 
 @open_to_agents

@@ -206,6 +206,18 @@ class ConversationList(Out):
     conversations: list[ConversationOut]
 
 
+class AgentList(Out):
+    agents: list[AgentOut]
+
+
+class NoteIn(Wire):
+    """A private note on a conversation: colleagues see it in the history; the customer never does."""
+
+    text: str = Field(min_length=1, max_length=4096)
+    # Who wrote it, when a supervisor's key posts for an agent (the desk does); an agent token is its author.
+    by: AgentId | None = None
+
+
 class ContactIdentity(Out):
     channel: str
     address: str

@@ -39,6 +39,7 @@ from shared.models import (
     RoutingEvent,
     TransferRequest,
     agent_delivery_adapter,
+    new_id,
     utcnow,
 )
 from shared.topology import declare_agent_queue, declare_outbound_queue
@@ -228,6 +229,17 @@ class AgentsService:
                 await publish(document)
                 published += 1
         return published
+
+    async def add_private_note(self, workspace_id: str, conversation_id: str, text: str, by: str | None) -> dict:
+        """A note colleagues see in the history (never sent to the customer); the assignee's desk gets it live."""
+        conversation = await self.conversation(workspace_id, conversation_id)
+        note_id = f"note:{new_id()}"
+        await self.store.add_note(workspace_id, conversation_id, note_id, text, by)
+        note = await self.store.messages.find_one({"_id": note_id})
+        if conversation.get("assignee_id"):
+            await self.hub.send((workspace_id, conversation["assignee_id"]), {
+                "type": "message", "conversation_id": conversation_id, "message": jsonable(note, "message_id")})
+        return note
 
     async def _to_router(self, event: ConversationAnswered | OfferAnswer | TransferRequest, name: str) -> None:
         await self.broker.publish(event, name, message_type=name, message_id=event.event_id, workspace_id=event.workspace_id)

@@ -171,6 +171,11 @@ class AgentsStore:
             return_document=ReturnDocument.AFTER,
         )
 
+    async def list_agents(self, workspace_id: str, status: str | None) -> list[dict]:
+        """The workspace's agents (in one status, if named), by id."""
+        query = {"workspace_id": workspace_id, **({"status": status} if status else {})}
+        return sorted(await self.agents.find(query).to_list(), key=lambda doc: doc["agent_id"])
+
     async def get_agent(self, workspace_id: str, agent_id: str) -> dict | None:
         return await self.agents.find_one({"workspace_id": workspace_id, "agent_id": agent_id})
 

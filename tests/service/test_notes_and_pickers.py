@@ -1,0 +1,54 @@
+"""Private notes and the agents list, through the real services: a note is in the history and on the
+assignee's desk, never sent to the customer; pickers list who is online; agent tokens stay in bounds."""
+
+from tests.conftest import auth
+from tests.service.helpers import running_apps
+from tests.service.test_roles import agent_token, bearer
+from tests.service.test_routing_flow import frame_of
+
+
+async def test_a_private_note_is_for_colleagues_only(names):
+    async with running_apps(names) as apps:
+        await apps.put_agent("ann")
+        desk = await apps.desk("ann")
+        await apps.post("cust", "my order is late")
+        conversation_id = (await frame_of(desk, "conversation.assigned"))["conversation"]["conversation_id"]
+
+        # A supervisor's note, for ann: on her desk at once, in the history, never outbound.
+        response = await apps.agents.post(f"/v1/conversations/{conversation_id}/notes",
+                                          json={"text": "VIP: refund without asking", "by": "sam"}, headers=auth())
+        assert response.status == 201, await response.text()
+        note = await response.json()
+        assert (note["direction"], note["agent_id"], note["status"]) == ("note", "sam", "note")
+        pushed = await frame_of(desk, "message")
+        assert pushed["message"]["message_id"] == note["message_id"]
+        history = (await (await apps.agents.get(f"/v1/conversations/{conversation_id}", headers=auth())).json())
+        assert [m["text"] for m in history["messages"] if m["direction"] == "note"] == ["VIP: refund without asking"]
+        assert [m for m in history["messages"] if m["direction"] == "outbound"] == []
+
+        # Ann's token writes as ann, and only as ann; bad notes are refused with the reason.
+        ann = bearer(await agent_token(apps, "ann"))
+        mine = await apps.agents.post(f"/v1/conversations/{conversation_id}/notes", json={"text": "on it"}, headers=ann)
+        assert mine.status == 201 and (await mine.json())["agent_id"] == "ann"
+        forged = await apps.agents.post(f"/v1/conversations/{conversation_id}/notes",
+                                        json={"text": "x", "by": "bob"}, headers=ann)
+        assert forged.status == 403
+        for body in ({"text": ""}, {"text": "x" * 4097}, {}):
+            refused = await apps.agents.post(f"/v1/conversations/{conversation_id}/notes", json=body, headers=auth())
+            assert refused.status == 422, body
+        missing = await apps.agents.post("/v1/conversations/nope/notes", json={"text": "x"}, headers=auth())
+        assert missing.status == 404
+
+
+async def test_pickers_list_agents_by_presence(names):
+    async with running_apps(names) as apps:
+        await apps.put_agent("bob")
+        await apps.put_agent("ann")
+        await apps.put_agent("cid", status="away")
+        everyone = await (await apps.agents.get("/v1/agents", headers=auth())).json()
+        assert [a["agent_id"] for a in everyone["agents"]] == ["ann", "bob", "cid"]
+        online = await (await apps.agents.get("/v1/agents", params={"status": "online"}, headers=auth())).json()
+        assert [(a["agent_id"], a["status"]) for a in online["agents"]] == [("ann", "online"), ("bob", "online")]
+        ann = bearer(await agent_token(apps, "ann"))
+        assert (await apps.agents.get("/v1/agents", params={"status": "online"}, headers=ann)).status == 200
+        assert (await apps.agents.get("/v1/agents", params={"status": "busy"}, headers=auth())).status == 400
