@@ -10,6 +10,8 @@ from prometheus_client import CollectorRegistry
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from services.agents import csat
+from services.agents.canned import CannedStore
+from services.agents.canned_api import AGENTS_STORE, CANNED, CANNED_OPERATIONS, add_canned_routes
 from services.agents.desk import DESK_INPUT, DeskConnection, DeskHub
 from services.agents.models import (
     AGENT_ID_PATTERN,
@@ -107,7 +109,8 @@ def operations(reply_body: type[BaseModel]) -> list[Operation]:
                   (Answer(200, "The agents", AgentList),), parameters=(AGENT_STATUS,), errors=(400,)),
         Operation("GET", "/v1/agents/{agent_id}", "An agent's profile and presence",
                   (Answer(200, "The agent", AgentOut),), parameters=(AGENT_ID,), errors=(400, 404)),
-        Operation("POST", "/v1/agents/{agent_id}/token", "A token for one agent: its own presence and conversations only",
+        Operation("POST", "/v1/agents/{agent_id}/token",
+                  "A token for one agent: its own presence and conversations only",
                   (Answer(201, "The token and when it expires", AgentToken),), parameters=(AGENT_ID,),
                   errors=(400, 403, 404),
                   description="Only with the workspace's key (a supervisor's). With the token the agent may read "
@@ -126,8 +129,10 @@ def operations(reply_body: type[BaseModel]) -> list[Operation]:
                   "Reply; sent out through the conversation's channel",
                   (Answer(201, "The reply, stored as queued; its status follows on the desk", MessageOut),),
                   body=reply_body, parameters=conversation, errors=(400, 404, 409, 413, 422)),
-        Operation("POST", "/v1/conversations/{conversation_id}/notes", "A private note: colleagues see it, the customer never does",
-                  (Answer(201, "The note, as the history shows it", MessageOut),), body=NoteIn, parameters=conversation,
+        Operation("POST", "/v1/conversations/{conversation_id}/notes",
+                  "A private note: colleagues see it, the customer never does",
+                  (Answer(201, "The note, as the history shows it", MessageOut),), body=NoteIn,
+                  parameters=conversation,
                   errors=(400, 403, 404, 413, 422)),
         Operation("POST", "/v1/conversations/{conversation_id}/resolve", "Resolve; frees the agent's capacity",
                   (Answer(200, "The conversation, resolved", ConversationOut),), parameters=conversation,
@@ -185,6 +190,8 @@ def create_app(settings: AgentsSettings) -> web.Application:
         )
         await service.start()
         app[SERVICE] = service
+        app[CANNED], app[AGENTS_STORE] = CannedStore(db), service.store
+        await app[CANNED].ensure_indexes()
         app[ATTACHMENTS] = AttachmentStore(db)
         yield
         await service.stop()
@@ -211,7 +218,8 @@ def create_app(settings: AgentsSettings) -> web.Application:
     app.router.add_post("/v1/csat/answers", answer_survey)
     app.router.add_get("/v1/contacts/{contact_id}", get_contact)
     app.router.add_get("/v1/attachments/{attachment_id}", download_attachment)
-    add_openapi_route(app, "Switchyard agents", operations(app[REPLY_MODEL]), DESCRIPTION)
+    add_canned_routes(app)
+    add_openapi_route(app, "Switchyard agents", [*operations(app[REPLY_MODEL]), *CANNED_OPERATIONS], DESCRIPTION)
     allow_cross_origin(app, settings.cors_origins)  # the supervisor page, on reporting's origin
     return app
 
