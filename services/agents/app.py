@@ -15,6 +15,7 @@ from services.agents.canned_api import AGENTS_STORE, CANNED, CANNED_OPERATIONS, 
 from services.agents.desk import DESK_INPUT, DeskConnection, DeskHub
 from services.agents.models import (
     AGENT_ID_PATTERN,
+    MAX_CONTACT_ATTRIBUTES,
     AgentId,
     AgentList,
     AgentOut,
@@ -22,6 +23,7 @@ from services.agents.models import (
     AgentStatusChange,
     AgentToken,
     ContactOut,
+    ContactPatch,
     ConversationList,
     ConversationOut,
     ConversationWithMessages,
@@ -156,6 +158,11 @@ def operations(reply_body: type[BaseModel]) -> list[Operation]:
         Operation("GET", "/v1/contacts/{contact_id}",
                   "A contact, its identities on every channel, and its history across them",
                   (Answer(200, "The contact", ContactOut),), parameters=(CONTACT_ID,), errors=(404,)),
+        Operation("PATCH", "/v1/contacts/{contact_id}", "Edit a contact: name, attributes, labels",
+                  (Answer(200, "The contact", ContactOut),), body=ContactPatch, parameters=(CONTACT_ID,),
+                  errors=(400, 403, 404, 413, 422),
+                  description="An attribute set to null is removed; `labels` is the whole set; a field left out "
+                              "stays. At most 50 attributes (a 422 beyond)."),
         Operation("GET", "/v1/attachments/{attachment_id}", "Download a file a customer sent", (
             Answer(200, "The file, with the type it was stored with", media_type="*/*",
                    schema={"description": "The file's bytes"},
@@ -217,6 +224,7 @@ def create_app(settings: AgentsSettings) -> web.Application:
     app.router.add_post("/v1/conversations/{conversation_id}/transfer", transfer)
     app.router.add_post("/v1/csat/answers", answer_survey)
     app.router.add_get("/v1/contacts/{contact_id}", get_contact)
+    app.router.add_patch("/v1/contacts/{contact_id}", patch_contact)
     app.router.add_get("/v1/attachments/{attachment_id}", download_attachment)
     add_canned_routes(app)
     add_openapi_route(app, "Switchyard agents", [*operations(app[REPLY_MODEL]), *CANNED_OPERATIONS], DESCRIPTION)
@@ -434,10 +442,9 @@ async def answer_survey(request: web.Request) -> web.Response:
         language=survey["language"]))
 
 
-@open_to_agents
-async def get_contact(request: web.Request) -> web.Response:
-    """The contact with every conversation it had, on any channel, and their messages in order
-    (to an agent token: a contact of a conversation it holds now)."""
+async def _contact_in_reach(request: web.Request) -> tuple[dict, list[dict]]:
+    """The contact named in the path and its conversations, if the caller may see it (an agent token:
+    a contact of a conversation it holds now); a 404 or 403 otherwise."""
     store = request.app[SERVICE].store
     contact = await store.contact_book.get(request[WORKSPACE], CONTACT_ID.raw(request))
     if contact is None:
@@ -447,7 +454,37 @@ async def get_contact(request: web.Request) -> web.Response:
     if agent_id is not None and not any(c.get("assignee_id") == agent_id and c.get("status") == "assigned"
                                         for c in conversations):
         raise http_error(web.HTTPForbidden, "an agent token may only see the contacts of its own conversations")
-    stored = await store.messages_of([c["_id"] for c in conversations])
+    return contact, conversations
+
+
+@open_to_agents
+async def patch_contact(request: web.Request) -> web.Response:
+    """Edit the contact's name, attributes (each set, or removed with null) and labels (the whole set)."""
+    body = await parse_body(request, ContactPatch)
+    contact, conversations = await _contact_in_reach(request)
+    attributes = dict(contact.get("attributes") or {})
+    for name, value in (body.attributes or {}).items():
+        if value is None:
+            attributes.pop(name, None)
+        else:
+            attributes[name] = value
+    if len(attributes) > MAX_CONTACT_ATTRIBUTES:
+        raise http_error(web.HTTPUnprocessableEntity, f"a contact holds at most {MAX_CONTACT_ATTRIBUTES} attributes",
+                         parameter="attributes")
+    edited = await request.app[SERVICE].store.contact_book.edit(contact, body.name, attributes, body.labels)
+    return await _contact_answer(request, edited, conversations)
+
+
+@open_to_agents
+async def get_contact(request: web.Request) -> web.Response:
+    """The contact with every conversation it had, on any channel, and their messages in order
+    (to an agent token: a contact of a conversation it holds now)."""
+    contact, conversations = await _contact_in_reach(request)
+    return await _contact_answer(request, contact, conversations)
+
+
+async def _contact_answer(request: web.Request, contact: dict, conversations: list[dict]) -> web.Response:
+    stored = await request.app[SERVICE].store.messages_of([c["_id"] for c in conversations])
     messages = [MessageOut.from_doc(m, "message_id") for m in stored]
     return model_response(ContactOut.from_doc(
         contact, "contact_id",

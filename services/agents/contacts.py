@@ -112,3 +112,13 @@ class ContactBook:
 
     async def get(self, workspace_id: str, contact_id: str) -> dict | None:
         return await self.contacts.find_one({"_id": contact_id, "workspace_id": workspace_id})
+
+    async def edit(self, contact: dict, name: str | None, attributes: dict[str, str], labels: list[str] | None) -> dict:
+        """Set what the desk edited (the whole attributes map, merged by the caller); the contact after it."""
+        changes: dict = {"attributes": attributes}
+        if name is not None:
+            changes["name"] = name
+        if labels is not None:
+            changes["labels"] = sorted(set(labels))
+        await self.contacts.update_one({"_id": contact["_id"]}, {"$set": changes})
+        return {**contact, **changes}

@@ -234,8 +234,24 @@ class ContactOut(Out):
     phones: list[str] = Field(default_factory=list)
     created_at: Timestamp | None = None
     last_seen_at: Timestamp | None = None
+    attributes: dict[str, str] = Field(default_factory=dict)  # set on the desk (plan: gold, city: Kyiv)
+    labels: list[str] = Field(default_factory=list)  # about the person, not one conversation
     conversations: list[ConversationOut]
     messages: list[MessageOut]
+
+
+MAX_CONTACT_ATTRIBUTES = 50
+AttributeName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,31}$")]
+
+
+class ContactPatch(Wire):
+    """What the desk edits on a contact; a field left out stays as it is."""
+
+    name: str | None = Field(None, min_length=1, max_length=200)
+    # Each named attribute is set, or removed with null; the others stay (at most 50 in all).
+    attributes: dict[AttributeName, Annotated[str, Field(max_length=500)] | None] | None = Field(
+        None, max_length=MAX_CONTACT_ATTRIBUTES)
+    labels: list[Label] | None = Field(None, max_length=MAX_LABELS)  # the whole set
 
 
 class CsatAnswered(Out):

@@ -52,3 +52,38 @@ async def test_pickers_list_agents_by_presence(names):
         ann = bearer(await agent_token(apps, "ann"))
         assert (await apps.agents.get("/v1/agents", params={"status": "online"}, headers=ann)).status == 200
         assert (await apps.agents.get("/v1/agents", params={"status": "busy"}, headers=auth())).status == 400
+
+
+async def test_the_contact_panel_edits_name_attributes_and_labels(names):
+    async with running_apps(names) as apps:
+        await apps.put_agent("ann")
+        await apps.put_agent("bob", status="away")
+        desk = await apps.desk("ann")
+        await apps.post("cust-c", "hello")
+        contact_id = (await frame_of(desk, "conversation.assigned"))["conversation"]["contact_id"]
+        path = f"/v1/contacts/{contact_id}"
+
+        edited = await apps.agents.patch(path, json={"name": "Dana I.", "attributes": {"plan": "gold", "city": "Kyiv"},
+                                                     "labels": ["vip", "vip", "b2b"]}, headers=auth())
+        assert edited.status == 200, await edited.text()
+        body = await edited.json()
+        assert (body["name"], body["attributes"], body["labels"]) == (
+            "Dana I.", {"plan": "gold", "city": "Kyiv"}, ["b2b", "vip"])
+        assert body["conversations"] and body["identities"]  # the panel's other parts come along
+
+        # One attribute removed with null, one changed; the rest stays, and so does what was left out.
+        again = await (await apps.agents.patch(path, json={"attributes": {"city": None, "plan": "silver"}},
+                                                headers=auth())).json()
+        assert (again["name"], again["attributes"], again["labels"]) == ("Dana I.", {"plan": "silver"}, ["b2b", "vip"])
+        assert (await (await apps.agents.get(path, headers=auth())).json())["attributes"] == {"plan": "silver"}
+
+        # Ann holds this contact's conversation: her token may edit it; bob's may not.
+        ann, bob = bearer(await agent_token(apps, "ann")), bearer(await agent_token(apps, "bob"))
+        assert (await apps.agents.patch(path, json={"labels": []}, headers=ann)).status == 200
+        assert (await apps.agents.patch(path, json={"labels": []}, headers=bob)).status == 403
+        for bad in ({"attributes": {"Bad Key": "x"}}, {"attributes": {"k": "x" * 501}}, {"name": ""},
+                    {"attributes": {f"a{i}": "x" for i in range(51)}}, {"unknown": 1}):
+            assert (await apps.agents.patch(path, json=bad, headers=auth())).status == 422, bad
+        many = {f"a{i}": "x" for i in range(50)}
+        assert (await apps.agents.patch(path, json={"attributes": many}, headers=auth())).status == 422  # 51 with plan
+        assert (await apps.agents.patch("/v1/contacts/nope", json={}, headers=auth())).status == 404
