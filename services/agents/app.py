@@ -96,7 +96,10 @@ STATUS = choice_query("status", "Only conversations in this state", ("assigned",
 AGENT_STATUS = choice_query("status", "Only agents in this presence", ("online", "away", "offline"))
 # Equality filters; an empty value is no filter.
 FILTERS = tuple(query_parameter(name, f"Only conversations whose {name} is this") for name in (
-    "assignee_id", "channel", "thread_id", "contact_id"))
+    "assignee_id", "channel", "thread_id", "contact_id", "queue"))
+LABEL = query_parameter("label", "Only conversations with this contact reason")
+SEARCH = query_parameter("q", "Only conversations whose messages or contact hold every word (prefixes of 3 "
+                         "characters or more match: 'parc' finds 'parcel'; any language)", maxLength=200)
 
 
 def operations(reply_body: type[BaseModel]) -> list[Operation]:
@@ -123,7 +126,8 @@ def operations(reply_body: type[BaseModel]) -> list[Operation]:
                   (Answer(200, "The agent", AgentOut),), body=AgentStatusChange, parameters=(AGENT_ID,),
                   errors=(400, 404, 413, 422)),
         Operation("GET", "/v1/conversations", "Conversations, newest first, filtered",
-                  (Answer(200, "The conversations", ConversationList),), parameters=(LIMIT, STATUS, *FILTERS),
+                  (Answer(200, "The conversations", ConversationList),),
+                  parameters=(LIMIT, STATUS, *FILTERS, LABEL, SEARCH),
                   errors=(400,)),
         Operation("GET", "/v1/conversations/{conversation_id}", "A conversation with its messages in order",
                   (Answer(200, "The conversation", ConversationWithMessages),), parameters=conversation, errors=(404,)),
@@ -316,10 +320,15 @@ async def list_conversations(request: web.Request) -> web.Response:
     status = STATUS.choice(request)
     limit = LIMIT.whole_number(request)
     filters = {p.name: value for p in FILTERS if (value := p.raw(request))}
+    if label := LABEL.raw(request):
+        filters["labels"] = label  # one of the conversation's labels
     if (agent_id := calling_agent(request)) is not None:
         require_own(request, filters.get("assignee_id", agent_id), "conversations")
         filters["assignee_id"] = agent_id  # an agent lists what it holds
-    docs = await request.app[SERVICE].store.find_conversations(request[WORKSPACE], filters, status, limit)
+    search = SEARCH.raw(request)
+    if search is not None and len(search) > 200:
+        raise http_error(web.HTTPBadRequest, "q is at most 200 characters", parameter="q")
+    docs = await request.app[SERVICE].store.find_conversations(request[WORKSPACE], filters, status, limit, search)
     conversations = [ConversationOut.from_doc(d, "conversation_id") for d in docs]
     return model_response(ConversationList(conversations=conversations))
 

@@ -23,10 +23,17 @@ log = structlog.get_logger(__name__)
 AgentKey = tuple[str, str]
 
 
+# The search index (search.py), a reply's outbox copy and the outbox's flags (outbox.py): not the desk's.
+INTERNAL_FIELDS = frozenset({"terms", "outbound", "pending_outbound", "pending_snapshot", "pending_resolved",
+                             "pending_labels"})
+
+
 def jsonable(doc: dict, id_field: str) -> dict[str, Any]:
-    """A stored document as the API shows it: `_id` renamed, datetimes as ISO 8601."""
+    """A stored document as the API shows it: `_id` renamed, datetimes as ISO 8601, the search terms left out."""
     out: dict[str, Any] = {}
     for key, value in doc.items():
+        if key in INTERNAL_FIELDS:
+            continue
         if key == "_id":
             out[id_field] = value
         elif isinstance(value, datetime):

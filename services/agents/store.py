@@ -13,6 +13,7 @@ from pymongo.errors import BulkWriteError
 
 from services.agents.contacts import ContactBook, Identities
 from services.agents.models import AgentProfile
+from services.agents.search import query_terms, terms_of
 from services.agents.outbox import (
     FLAGS,
     PENDING_LABELS,
@@ -42,6 +43,7 @@ from shared.models import (
 from shared.mongo import duplicate_indexes, non_duplicate_errors
 
 # A status never goes back: a late "sent" must not overwrite "delivered".
+MAX_MATCHES = 5000  # conversations one search term counts at most (search.py)
 STATUS_RANK = {"queued": 0, "sent": 1, "delivered": 2, "read": 3, "failed": 4}
 
 
@@ -136,6 +138,7 @@ class AgentsStore:
             [("workspace_id", ASCENDING), ("channel", ASCENDING), ("thread_id", ASCENDING)]
         )
         await self.conversations.create_index([("workspace_id", ASCENDING), ("contact_id", ASCENDING)])
+        await self.conversations.create_index([("workspace_id", ASCENDING), ("terms", ASCENDING)])  # search.py
         # A survey answer names its survey (sparse: most conversations have none).
         await self.conversations.create_index([("csat.survey_id", ASCENDING)], sparse=True)
         await self.messages.create_index([("conversation_id", ASCENDING), ("seq", ASCENDING)])
@@ -382,22 +385,46 @@ class AgentsStore:
         return {doc["_id"] for doc in docs}
 
     async def _touch_conversations(self, docs: list[dict]) -> None:
+        """The conversations' last activity, and their search terms (services/agents/search.py)."""
         latest: dict[str, datetime] = {}
+        texts: dict[str, list[str]] = {}
         for doc in docs:
             latest[doc["conversation_id"]] = max(doc["created_at"], latest.get(doc["conversation_id"], doc["created_at"]))
+            texts.setdefault(doc["conversation_id"], []).append(doc.get("text") or "")
         if latest:
             await self.conversations.bulk_write(
-                [UpdateOne({"_id": c}, {"$max": {"last_message_at": at}}) for c, at in latest.items()],
+                [UpdateOne({"_id": c}, {"$max": {"last_message_at": at},
+                                        "$addToSet": {"terms": {"$each": sorted(terms_of(texts[c]))}}})
+                 for c, at in latest.items()],
                 ordered=False,
             )
 
     # -- conversations --------------------------------------------------------------------------
 
-    async def find_conversations(self, workspace_id: str, filters: dict[str, str], status: str | None, limit: int) -> list[dict]:
+    async def find_conversations(self, workspace_id: str, filters: dict[str, str], status: str | None, limit: int,
+                                 search: str | None = None) -> list[dict]:
+        """Newest first; `search`: every word of it in the conversation's messages or contact (prefixes too)."""
         query: dict[str, Any] = {"workspace_id": workspace_id, **filters}
         if status:
             query["status"] = status
+        if search:
+            matching = await self._matching(workspace_id, query_terms(search))
+            if not matching:
+                return []
+            query["_id"] = {"$in": sorted(matching)}
         return await self.conversations.find(query).sort("created_at", -1).limit(limit).to_list()
+
+    async def _matching(self, workspace_id: str, terms: list[str]) -> set[str]:
+        """Conversations holding every term: one indexed look-up per term, intersected here (SecantusDB
+        scans for `$all`). A term matching more than MAX_MATCHES conversations counts its first ones only."""
+        found: set[str] | None = None
+        for term in terms:
+            ids = {d["_id"] for d in await self.conversations.find(
+                {"workspace_id": workspace_id, "terms": term}, {"_id": 1}).limit(MAX_MATCHES).to_list()}
+            found = ids if found is None else found & ids
+            if not found:
+                return set()
+        return found or set()
 
     async def came_back(self, assignments: list[ConversationInfo]) -> list[tuple[ConversationInfo, dict]]:
         """New conversations whose thread's latest earlier one was resolved (the customer came back
@@ -475,6 +502,8 @@ class AgentsStore:
         })
         await self.conversations.update_one({"_id": conversation["_id"], "first_response_at": None},
                                             {"$set": {"first_response_at": now}})
+        await self.conversations.update_one({"_id": conversation["_id"]},
+                                            {"$addToSet": {"terms": {"$each": sorted(terms_of([text]))}}})
         return reply
 
     async def routed_conversation_exists(self, workspace_id: str, conversation_id: str) -> bool:
@@ -754,6 +783,7 @@ def _conversation_doc(delivery: ConversationAssigned, contact_id: str) -> dict:
         "sla": info.sla,
         "transfers": info.transfers,
         "labels": sorted(info.labels),
+        "terms": sorted(terms_of([info.contact.name, info.contact.email, info.contact.phone])),
         "first_response_at": None,
         "resolved_at": None,
         "last_message_at": None,

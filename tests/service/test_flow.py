@@ -89,11 +89,13 @@ async def test_waiting_conversations_are_served_by_priority_when_an_agent_comes_
         assert [w["thread_id"] for w in queue] == ["high", "mid", "low"]
         desk = await apps.desk("ann")
         await apps.agents.put("/v1/agents/ann/status", json={"status": "online"}, headers=auth())
-        frames = await desk.frames_until(lambda f: len(f) >= 2)
+        def assigned(frames: list[dict]) -> list[dict]:  # (the presence frame of going online comes too)
+            return [f for f in frames if f["type"] == "conversation.assigned"]
+        frames = assigned(await desk.frames_until(lambda f: len(assigned(f)) >= 2))
         assert [f["conversation"]["thread_id"] for f in frames] == ["high", "mid"]
         # resolving one frees room for the last
         await apps.agents.post(f"/v1/conversations/{frames[0]['conversation']['conversation_id']}/resolve", headers=auth())
-        (last,) = await desk.frames_until(lambda f: f)
+        (last,) = assigned(await desk.frames_until(lambda f: assigned(f)))
         assert last["conversation"]["thread_id"] == "low" and [m["text"] for m in last["messages"]] == ["low one"]
 
 

@@ -87,3 +87,37 @@ async def test_the_contact_panel_edits_name_attributes_and_labels(names):
         many = {f"a{i}": "x" for i in range(50)}
         assert (await apps.agents.patch(path, json={"attributes": many}, headers=auth())).status == 422  # 51 with plan
         assert (await apps.agents.patch("/v1/contacts/nope", json={}, headers=auth())).status == 404
+
+
+async def test_conversations_are_found_by_words_of_their_messages_and_contact_and_by_label(names):
+    async with running_apps(names) as apps:
+        await apps.put_agent("ann", capacity=5)
+        desk = await apps.desk("ann")
+        for contact, text in (("dana", "My parcel has not arrived"), ("oleh", "Посылка не пришла, заказ 77"),
+                              ("kim", "Refund for my invoice please")):
+            response = await apps.intake.post("/v1/messages", json={"contact": {"id": contact, "name": f"{contact} X"},
+                                                                    "text": text}, headers=auth())
+            assert response.status == 202
+        frames = await desk.frames_until(lambda f: sum(x["type"] == "conversation.assigned" for x in f) >= 3)
+        ids = {f["conversation"]["contact"]["id"]: f["conversation"]["conversation_id"]
+               for f in frames if f["type"] == "conversation.assigned"}
+        await apps.agents.post(f"/v1/conversations/{ids['kim']}/messages", json={"text": "Refund approved"},
+                               headers=auth())
+        await apps.agents.put(f"/v1/conversations/{ids['dana']}/labels", json={"labels": ["delivery"]}, headers=auth())
+
+        async def found(**query) -> set[str]:
+            response = await apps.agents.get("/v1/conversations", params=query, headers=auth())
+            assert response.status == 200, await response.text()
+            return {c["conversation_id"] for c in (await response.json())["conversations"]}
+
+        assert await found(q="parc") == {ids["dana"]}
+        assert await found(q="ПОСЫЛК") == {ids["oleh"]}
+        assert await found(q="refund approved") == {ids["kim"]}  # the agent's reply counts too
+        assert await found(q="refund parcel") == set()  # every word must match
+        assert await found(q="oleh") == {ids["oleh"]}  # the contact's name
+        assert await found(q="zzz") == set()
+        assert await found(label="delivery") == {ids["dana"]}
+        assert await found(queue="default") == set(ids.values())
+        assert (await apps.agents.get("/v1/conversations", params={"q": "x" * 201}, headers=auth())).status == 400
+        detail = await (await apps.agents.get(f"/v1/conversations/{ids['dana']}", headers=auth())).json()
+        assert "terms" not in detail  # the index is not part of the answer
