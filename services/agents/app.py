@@ -88,6 +88,7 @@ REPLY_MODEL = web.AppKey("reply_model", type)
 AGENT_ID = path_parameter("agent_id", "The agent's id, unique in the workspace", pattern=AGENT_ID_PATTERN,
                           example="ann")
 CONVERSATION_ID = path_parameter("conversation_id", "The conversation's id")
+MESSAGE_ID = path_parameter("message_id", "A message's id (see the conversation's `messages`)")
 CONTACT_ID = path_parameter("contact_id", "The contact's id (see a conversation's `contact_id`)")
 ATTACHMENT_ID = path_parameter("attachment_id", "The file's id (see a message's `attachments`)")
 MAX_LIST_LIMIT = 1000
@@ -135,6 +136,10 @@ def operations(reply_body: type[BaseModel]) -> list[Operation]:
                   "Reply; sent out through the conversation's channel",
                   (Answer(201, "The reply, stored as queued; its status follows on the desk", MessageOut),),
                   body=reply_body, parameters=conversation, errors=(400, 404, 409, 413, 422)),
+        Operation("POST", "/v1/conversations/{conversation_id}/messages/{message_id}/retry",
+                  "Send a failed reply again, as a new reply",
+                  (Answer(201, "The new reply (queued)", MessageOut),), parameters=(CONVERSATION_ID, MESSAGE_ID),
+                  errors=(403, 404, 409)),
         Operation("POST", "/v1/conversations/{conversation_id}/notes",
                   "A private note: colleagues see it, the customer never does",
                   (Answer(201, "The note, as the history shows it", MessageOut),), body=NoteIn,
@@ -195,15 +200,16 @@ def create_app(settings: AgentsSettings) -> web.Application:
 
     async def resources(app: web.Application) -> AsyncIterator[None]:
         await broker.start()
+        store = AgentsStore(db)
+        app[CANNED], app[AGENTS_STORE] = CannedStore(db), store
+        await app[CANNED].ensure_indexes()  # before the service starts: its start begins the desks' grace
+        app[ATTACHMENTS] = AttachmentStore(db)
         service = AgentsService(
-            broker, AgentsStore(db), DeskHub(), AgentsMetrics(registry),
+            broker, store, DeskHub(), AgentsMetrics(registry),
             batch_size=settings.batch_size, presence_grace_seconds=settings.presence_grace_seconds,
         )
         await service.start()
         app[SERVICE] = service
-        app[CANNED], app[AGENTS_STORE] = CannedStore(db), service.store
-        await app[CANNED].ensure_indexes()
-        app[ATTACHMENTS] = AttachmentStore(db)
         yield
         await service.stop()
         await broker.close()
@@ -222,6 +228,7 @@ def create_app(settings: AgentsSettings) -> web.Application:
     app.router.add_get("/v1/conversations/{conversation_id}", get_conversation)
     app.router.add_post("/v1/conversations/{conversation_id}/messages", post_reply)
     app.router.add_post("/v1/conversations/{conversation_id}/notes", post_note)
+    app.router.add_post("/v1/conversations/{conversation_id}/messages/{message_id}/retry", retry_reply)
     app.router.add_post("/v1/conversations/{conversation_id}/resolve", resolve)
     app.router.add_put("/v1/conversations/{conversation_id}/labels", put_labels)
     app.router.add_post("/v1/conversations/{conversation_id}/offer", answer_offer)
@@ -352,6 +359,18 @@ async def post_reply(request: web.Request) -> web.Response:
     await _check_own_conversation(request)
     try:
         message = await request.app[SERVICE].reply(request[WORKSPACE], CONVERSATION_ID.raw(request), reply.text)
+    except (NotFound, Conflict) as error:
+        raise _domain_errors(error) from None
+    return model_response(MessageOut.from_doc(message, workspace_id=request[WORKSPACE]), status=201)
+
+
+@open_to_agents
+async def retry_reply(request: web.Request) -> web.Response:
+    """A failed reply sent again, as a new reply (201); 409 unless it failed and was not retried yet."""
+    await _check_own_conversation(request)
+    try:
+        message = await request.app[SERVICE].retry_reply(request[WORKSPACE], CONVERSATION_ID.raw(request),
+                                                         MESSAGE_ID.raw(request))
     except (NotFound, Conflict) as error:
         raise _domain_errors(error) from None
     return model_response(MessageOut.from_doc(message, workspace_id=request[WORKSPACE]), status=201)

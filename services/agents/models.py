@@ -145,6 +145,7 @@ class MessageOut(Out):
     attachments: list[Attachment] = Field(default_factory=list)
     metadata: dict[str, Any] = Field(default_factory=dict)
     status_reason: str | None = None  # why a reply failed
+    retried_by: str | None = None  # a failed reply sent again: the new reply's id
     status_at: Timestamp | None = None
     sent_at: Timestamp | None = None
 

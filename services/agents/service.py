@@ -230,6 +230,21 @@ class AgentsService:
                 published += 1
         return published
 
+    async def retry_reply(self, workspace_id: str, conversation_id: str, message_id: str) -> dict:
+        """Send a failed reply's text again, as a new reply (the failed one stays in the history, marked
+        `retried_by`): its statuses are its own. Once per failed reply."""
+        failed = await self.store.messages.find_one({"_id": message_id, "conversation_id": conversation_id,
+                                                     "workspace_id": workspace_id, "direction": "outbound"})
+        if failed is None:
+            raise NotFound(f"no reply {message_id!r} in conversation {conversation_id!r}")
+        if failed.get("status") != "failed":
+            raise Conflict(f"the reply is {failed.get('status')}: only a failed one is sent again")
+        if failed.get("retried_by"):
+            raise Conflict(f"the reply was sent again already, as {failed['retried_by']}")
+        message = await self.reply(workspace_id, conversation_id, failed["text"])
+        await self.store.messages.update_one({"_id": message_id}, {"$set": {"retried_by": message["message_id"]}})
+        return message
+
     async def add_private_note(self, workspace_id: str, conversation_id: str, text: str, by: str | None) -> dict:
         """A note colleagues see in the history (never sent to the customer); the assignee's desk gets it live."""
         conversation = await self.conversation(workspace_id, conversation_id)

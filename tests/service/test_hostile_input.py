@@ -294,7 +294,7 @@ def route_table(app: web.Application) -> list[tuple[str, str]]:
 
 def fill(template: str, value: str) -> str:
     for name in ("workspace", "channel", "agent_id", "conversation_id", "contact_id", "attachment_id", "token",
-                 "response_id", "subscription_id", "delivery_id"):
+                 "response_id", "subscription_id", "delivery_id", "message_id"):
         template = template.replace("{" + name + "}", "default" if name == "workspace" and value == "x" else value)
     assert "{" not in template, template
     return template

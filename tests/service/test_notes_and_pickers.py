@@ -121,3 +121,31 @@ async def test_conversations_are_found_by_words_of_their_messages_and_contact_an
         assert (await apps.agents.get("/v1/conversations", params={"q": "x" * 201}, headers=auth())).status == 400
         detail = await (await apps.agents.get(f"/v1/conversations/{ids['dana']}", headers=auth())).json()
         assert "terms" not in detail  # the index is not part of the answer
+
+
+async def test_a_failed_reply_is_sent_again_once_as_a_new_reply(names):
+    async with running_apps(names) as apps:  # no callback URL for the api channel: its replies fail
+        await apps.put_agent("ann")
+        desk = await apps.desk("ann")
+        inbound_id = await apps.post("cust-r", "hello")
+        conversation_id = (await frame_of(desk, "conversation.assigned"))["conversation"]["conversation_id"]
+        sent = await apps.agents.post(f"/v1/conversations/{conversation_id}/messages", json={"text": "hi!"},
+                                      headers=auth())
+        reply_id = (await sent.json())["message_id"]
+        failed = await desk.frames_until(lambda f: any(x["type"] == "message.status" and x.get("status") == "failed"
+                                                       for x in f))
+        assert any(x.get("message_id") == reply_id for x in failed if x["type"] == "message.status")
+
+        retried = await apps.agents.post(f"/v1/conversations/{conversation_id}/messages/{reply_id}/retry",
+                                         headers=auth())
+        assert retried.status == 201, await retried.text()
+        again = await retried.json()
+        assert again["message_id"] != reply_id and again["text"] == "hi!"
+        history = (await (await apps.agents.get(f"/v1/conversations/{conversation_id}", headers=auth())).json())
+        old = next(m for m in history["messages"] if m["message_id"] == reply_id)
+        assert (old["status"], old["retried_by"]) == ("failed", again["message_id"])
+        twice = await apps.agents.post(f"/v1/conversations/{conversation_id}/messages/{reply_id}/retry", headers=auth())
+        assert twice.status == 409 and "already" in await twice.text()
+        customers = await apps.agents.post(f"/v1/conversations/{conversation_id}/messages/{inbound_id}/retry",
+                                           headers=auth())
+        assert customers.status == 404  # only replies are sent again
