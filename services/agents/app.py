@@ -13,6 +13,7 @@ from services.agents import csat
 from services.agents.canned import CannedStore
 from services.agents.canned_api import AGENTS_STORE, CANNED, CANNED_OPERATIONS, add_canned_routes
 from services.agents.desk import DESK_INPUT, DeskConnection, DeskHub
+from services.agents.frames import frames_schema
 from services.agents.models import (
     AGENT_ID_PATTERN,
     MAX_CONTACT_ATTRIBUTES,
@@ -111,6 +112,9 @@ def operations(reply_body: type[BaseModel]) -> list[Operation]:
                   public=True),
         Operation("PUT", "/v1/agents/{agent_id}", "Create or update an agent", (Answer(200, "The agent", AgentOut),),
                   body=AgentProfile, parameters=(AGENT_ID,), errors=(400, 413, 422)),
+        Operation("GET", "/v1/desk/frames.schema.json", "The JSON Schema of every desk WebSocket frame",
+                  (Answer(200, "A JSON Schema: one of the frames, by `type`",
+                          schema={"type": "object", "description": "A JSON Schema document"}),)),
         Operation("GET", "/v1/agents", "The workspace's agents, by id (for pickers: who is online)",
                   (Answer(200, "The agents", AgentList),), parameters=(AGENT_STATUS,), errors=(400,)),
         Operation("GET", "/v1/agents/{agent_id}", "An agent's profile and presence",
@@ -220,6 +224,7 @@ def create_app(settings: AgentsSettings) -> web.Application:
     app.router.add_get("/desk", desk_page)
     app.router.add_put("/v1/agents/{agent_id}", put_agent)
     app.router.add_get("/v1/agents", list_agents)
+    app.router.add_get("/v1/desk/frames.schema.json", desk_frames_schema)
     app.router.add_get("/v1/agents/{agent_id}", get_agent)
     app.router.add_put("/v1/agents/{agent_id}/status", put_status)
     app.router.add_get("/v1/agents/{agent_id}/ws", desk_socket)
@@ -282,6 +287,12 @@ async def put_agent(request: web.Request) -> web.Response:
     profile = await parse_body(request, AgentProfile)
     doc = await request.app[SERVICE].put_agent(request[WORKSPACE], agent_id, profile)
     return model_response(AgentOut.from_doc(doc))
+
+
+@open_to_agents
+async def desk_frames_schema(_: web.Request) -> web.Response:
+    """The JSON Schema of every frame the desk's WebSocket sends (services/agents/frames.py)."""
+    return web.json_response(frames_schema())
 
 
 @open_to_agents

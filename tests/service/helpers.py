@@ -10,6 +10,7 @@ from aiohttp import ClientWebSocketResponse, web
 from aiohttp.test_utils import TestClient
 
 from services.agents.app import create_app as create_agents
+from services.agents.frames import DESK_FRAME
 from services.agents.settings import AgentsSettings
 from services.intake.app import create_app as create_intake
 from services.intake.settings import IntakeSettings
@@ -58,8 +59,12 @@ class Desk:
         self.snapshot: dict = {}
 
     async def next_frame(self, timeout: float = 15) -> dict:
+        """The next frame, held to the desk's frame contract (services/agents/frames.py): a frame the
+        page does not know fails the test that got it."""
         message = await asyncio.wait_for(self.ws.receive(), timeout)
-        return json.loads(message.data)
+        frame = json.loads(message.data)
+        DESK_FRAME.validate_python(frame)
+        return frame
 
     async def frames_until(self, done, timeout: float = 20) -> list[dict]:
         frames: list[dict] = []

@@ -149,3 +149,12 @@ async def test_a_failed_reply_is_sent_again_once_as_a_new_reply(names):
         customers = await apps.agents.post(f"/v1/conversations/{conversation_id}/messages/{inbound_id}/retry",
                                            headers=auth())
         assert customers.status == 404  # only replies are sent again
+
+
+async def test_the_desk_frame_contract_is_served(names):
+    async with running_apps(names) as apps:
+        await apps.put_agent("ann")
+        for headers in (auth(), bearer(await agent_token(apps, "ann"))):
+            response = await apps.agents.get("/v1/desk/frames.schema.json", headers=headers)
+            assert response.status == 200
+            assert "presence" in (await response.json())["discriminator"]["mapping"]
