@@ -2,7 +2,6 @@
 
 from collections.abc import AsyncIterator
 from datetime import timedelta
-from pathlib import Path
 
 import structlog
 from aiohttp import WSMsgType, web
@@ -38,6 +37,7 @@ from services.agents.models import (
     TransferIn,
     reply_model,
 )
+from services.agents.pages import PAGE_OPERATIONS, add_desk_routes
 from services.agents.service import AgentsMetrics, AgentsService, Conflict, NotFound
 from services.agents.settings import AgentsSettings
 from services.agents.store import AgentsStore
@@ -78,7 +78,6 @@ log = structlog.get_logger(__name__)
 SERVICE = web.AppKey("agents_service", AgentsService)
 SETTINGS = web.AppKey("agents_settings", AgentsSettings)
 ATTACHMENTS = web.AppKey("attachments", AttachmentStore)
-STATIC = Path(__file__).parent / "static"
 agent_id_adapter: TypeAdapter[str] = TypeAdapter(AgentId)
 
 
@@ -108,8 +107,7 @@ def operations(reply_body: type[BaseModel]) -> list[Operation]:
     """Every HTTP route of the agents service as /openapi.json declares it (the WebSocket is in its description)."""
     conversation = (CONVERSATION_ID,)
     return [
-        Operation("GET", "/desk", "The agent desk page", (Answer(200, "The page", media_type="text/html"),),
-                  public=True),
+        *PAGE_OPERATIONS,
         Operation("PUT", "/v1/agents/{agent_id}", "Create or update an agent", (Answer(200, "The agent", AgentOut),),
                   body=AgentProfile, parameters=(AGENT_ID,), errors=(400, 413, 422)),
         Operation("GET", "/v1/desk/frames.schema.json", "The JSON Schema of every desk WebSocket frame",
@@ -221,7 +219,7 @@ def create_app(settings: AgentsSettings) -> web.Application:
 
     app.cleanup_ctx.append(resources)
     add_ops_routes(app, registry, broker_and_database_checks(broker, db))
-    app.router.add_get("/desk", desk_page)
+    add_desk_routes(app)
     app.router.add_put("/v1/agents/{agent_id}", put_agent)
     app.router.add_get("/v1/agents", list_agents)
     app.router.add_get("/v1/desk/frames.schema.json", desk_frames_schema)
@@ -276,10 +274,6 @@ def _domain_errors(error: Exception) -> web.HTTPException:
     if isinstance(error, NotFound):
         return http_error(web.HTTPNotFound, str(error))
     return http_error(web.HTTPConflict, str(error))
-
-
-async def desk_page(_: web.Request) -> web.FileResponse:
-    return web.FileResponse(STATIC / "desk.html")
 
 
 async def put_agent(request: web.Request) -> web.Response:

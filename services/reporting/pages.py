@@ -7,28 +7,19 @@ origin and the agents service's (status changes, transfers) at the address GET
 AGENTS_CORS_ORIGINS).
 """
 
-from dataclasses import dataclass
 from pathlib import Path
 
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict
 
 from services.reporting.settings import ReportingSettings
+from shared.pages import CSS, HTML, JS, PageFile, add_page_routes, page_operations, page_security_headers
 from shared.web import Answer, Operation, model_response
 
 STATIC = Path(__file__).parent / "static"
 AGENTS_URL = web.AppKey("agents_url", str)
 
 
-@dataclass(frozen=True)
-class PageFile:
-    path: str  # where it is served
-    file: str  # under static/
-    media_type: str
-    summary: str
-
-
-HTML, CSS, JS = "text/html", "text/css", "text/javascript"
 PAGE_FILES = (
     PageFile("/supervisor", "supervisor.html", HTML, "The supervisor page: the wallboard and the reports"),
     PageFile("/supervisor/supervisor.css", "supervisor.css", CSS, "The supervisor page's styles"),
@@ -53,20 +44,6 @@ def content_security_policy(agents_url: str) -> str:
             f"connect-src 'self' {agents_url}; frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
 
 
-def _file_handler(page_file: PageFile):
-    path = STATIC / page_file.file
-
-    async def handler(request: web.Request) -> web.FileResponse:
-        headers = {"Content-Type": f"{page_file.media_type}; charset=utf-8", "Cache-Control": "no-cache",
-                   "X-Content-Type-Options": "nosniff"}
-        if page_file.media_type == HTML:
-            headers["Content-Security-Policy"] = content_security_policy(request.app[AGENTS_URL])
-            headers["Referrer-Policy"] = "no-referrer"
-        return web.FileResponse(path, headers=headers)
-
-    return handler
-
-
 async def get_config(request: web.Request) -> web.Response:
     return model_response(PageConfig(agents_url=request.app[AGENTS_URL]))
 
@@ -74,14 +51,13 @@ async def get_config(request: web.Request) -> web.Response:
 def add_supervisor_routes(app: web.Application, settings: ReportingSettings) -> None:
     """GET /supervisor, its files and its config (public: the page asks for the key itself)."""
     app[AGENTS_URL] = settings.agents_url.rstrip("/")
-    for page_file in PAGE_FILES:
-        app.router.add_get(page_file.path, _file_handler(page_file))
+    add_page_routes(app, STATIC, PAGE_FILES,
+                    lambda request: page_security_headers(content_security_policy(request.app[AGENTS_URL])))
     app.router.add_get("/supervisor/config.json", get_config)
 
 
 PAGE_OPERATIONS = [
-    *(Operation("GET", f.path, f.summary, (Answer(200, "The file", media_type=f.media_type),), public=True)
-      for f in PAGE_FILES),
+    *page_operations(PAGE_FILES),
     Operation("GET", "/supervisor/config.json", "Where the supervisor page reaches the agents service",
               (Answer(200, "The page's settings", PageConfig),), public=True),
 ]

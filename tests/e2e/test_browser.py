@@ -35,6 +35,15 @@ def record_errors(page: Page, errors: list[str], label: str) -> None:
     page.on("pageerror", lambda error: errors.append(f"{label}: {error}"))
 
 
+def record_console_errors(page: Page, errors: list[str], label: str) -> None:
+    """A page file that did not load (the favicon's 404 was one) and console errors such as what the CSP
+    refused. The API's refusals (/v1/, a 404 or a 422 the desk shows the agent) are part of the flows."""
+    page.on("response", lambda response: errors.append(f"{label}: {response.status} {response.url}")
+            if response.status >= 400 and "/v1/" not in response.url else None)
+    page.on("console", lambda message: errors.append(f"{label} console: {message.text}")
+            if message.type == "error" and not message.text.startswith("Failed to load resource") else None)
+
+
 async def test_customer_and_agent_chat_through_the_pages(stack, tmp_path):
     run = uuid.uuid4().hex[:12]
     agent_id = f"e2e-browser-{run}"
@@ -53,6 +62,7 @@ async def test_customer_and_agent_chat_through_the_pages(stack, tmp_path):
             chat = await chat_context.new_page()
             errors: list[str] = []
             record_errors(desk, errors, "desk")
+            record_console_errors(desk, errors, "desk")
             record_errors(chat, errors, "chat")
 
             # The agent signs in; the desk's feed goes live.

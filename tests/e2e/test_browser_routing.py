@@ -20,6 +20,7 @@ from playwright.async_api import Browser, Page, async_playwright, expect
 
 from tests.conftest import API_KEY
 from tests.e2e.client import StackClient
+from tests.e2e.test_browser import record_console_errors
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
@@ -48,6 +49,7 @@ async def open_desk(browser: Browser, url: str, agent_id: str, errors: list[str]
     context = await browser.new_context(viewport={"width": 1200, "height": 800})
     page = await context.new_page()
     page.on("pageerror", lambda error: errors.append(f"{agent_id}: {error}"))
+    record_console_errors(page, errors, agent_id)
     await page.goto(f"{url}/desk?{urlencode({'agent_id': agent_id, 'token': API_KEY})}")
     await page.click("#connect")
     await expect(page.locator("#connection")).to_have_attribute("data-state", "open", timeout=WAIT_MS)

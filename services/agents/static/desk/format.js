@@ -1,0 +1,51 @@
+// Pure formatting: times, who a contact is, SLA alerts, transfers and routing in words; the id rules.
+
+export const AGENT_ID_RE = /^[A-Za-z0-9_-]{1,64}$/;
+export const QUEUE_RE = /^[A-Za-z0-9_.:+-]{1,64}$/;
+const SLA_RANK = { warning: 1, breached: 2 };
+export const SLA_TARGET = { first_response: "First response", resolution: "Resolution" };
+export const STATUS_LABEL = { queued: "Sending…", pending: "Sending…", sent: "Sent", delivered: "Delivered", read: "Read", failed: "Failed" };
+export const PREVIEW_PREFIX = { outbound: "You: ", note: "Note: " };
+
+export function fmtTime(iso) {
+  if (!iso) return "";
+  const d = new Date(iso);
+  if (isNaN(d)) return "";
+  const now = new Date();
+  const opts = d.toDateString() === now.toDateString()
+    ? { hour: "2-digit", minute: "2-digit" }
+    : { month: "short", day: "numeric", hour: "2-digit", minute: "2-digit" };
+  return d.toLocaleString([], opts);
+}
+
+export function contactLabel(conv) {
+  const c = conv.contact || {};
+  const id = c.id || conv.thread_id || conv.conversation_id || "";
+  // A generated id (hex or uuid) says nothing to a person: show its tail only.
+  const generated = /^(?:[a-z]{1,8}[-_:])?[0-9a-f-]{16,}$/i.test(id);
+  return c.name || c.email || c.phone || (generated ? `Visitor ${id.slice(-6)}` : id);
+}
+
+export function slaAlerts(conv) {
+  return Object.entries(conv.sla || {})
+    .filter(([, v]) => v && SLA_RANK[v.state])
+    .map(([target, v]) => ({ target, state: v.state, due: v.due_at }))
+    .sort((a, b) => SLA_RANK[b.state] - SLA_RANK[a.state]);
+}
+
+export function latestTransfer(conv) {
+  const transfers = conv.transfers;
+  return Array.isArray(transfers) && transfers.length ? transfers[transfers.length - 1] : null;
+}
+
+export function transferText(t) {
+  const from = t.from_agent || (t.from_queue ? `queue ${t.from_queue}` : "the queue");
+  return `${t.escalation ? "Escalated" : "Transferred"} from ${from}${t.note ? ": " + t.note : ""}`;
+}
+
+// The router's decision record in one line: why this conversation came to this agent.
+export function routingWhy(r) {
+  if (!r) return "";
+  const parts = [r.queue ? `queue ${r.queue}` : null, r.rule, r.strategy ? r.strategy.replace(/_/g, " ") : null];
+  return parts.filter(Boolean).join(" · ");
+}

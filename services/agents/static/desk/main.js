@@ -1,0 +1,127 @@
+// The desk's wiring: sign-in and sign-out, the live feed, every pane's controls, and the start.
+
+import { api, enc } from "./api.js";
+import { hideNotice, wireBanners } from "./banners.js";
+import { wireComposer } from "./composer.js";
+import { $, load, store } from "./dom.js";
+import { AGENT_ID_RE } from "./format.js";
+import { handleFrame } from "./frames.js";
+import { wireLabels } from "./labels.js";
+import { wireList } from "./list.js";
+import { tickOffers, wireOffers } from "./offers.js";
+import { setConnection, setPresence, wirePresence } from "./presence.js";
+import { render } from "./render.js";
+import { ReconnectingSocket } from "./socket.js";
+import { state } from "./state.js";
+import { closeTransfer, wireTransfer } from "./transfer.js";
+
+const KEY_AGENT = "switchyard.desk.agent_id";
+const KEY_TOKEN = "switchyard.desk.token";
+
+// ---- live feed -------------------------------------------------------------------------
+state.socket = new ReconnectingSocket({
+  url: () => {
+    const scheme = location.protocol === "https:" ? "wss:" : "ws:";
+    return `${scheme}//${location.host}/v1/agents/${enc(state.agentId)}/ws?token=${enc(state.token)}`;
+  },
+  onFrame: handleFrame,
+  onState: (name, { attempt, delay }) => {
+    if (name === "connecting") setConnection("connecting", attempt ? "Reconnecting…" : "Connecting…");
+    else setConnection("closed", `Reconnecting in ${Math.max(1, Math.round(delay / 1000))}s`);
+  },
+  // The socket would not open: find out whether the key or the agent is gone.
+  check: async () => {
+    try { await api("GET", `/v1/agents/${enc(state.agentId)}`); }
+    catch (e) { if (e.status === 401 || e.status === 404) return e.message; }
+    return null;
+  },
+  onGiveUp: (message) => signOut(message),
+});
+
+// ---- sign in / out ---------------------------------------------------------------------
+function showLoginError(message) {
+  $("login-error").textContent = message;
+  $("login-error").hidden = !message;
+}
+
+async function signIn(agentId, token) {
+  showLoginError("");
+  if (!AGENT_ID_RE.test(agentId)) { showLoginError("Agent ID must be 1–64 letters, digits, '_' or '-'."); return; }
+  if (!token) { showLoginError("Enter your API key."); return; }
+  state.agentId = agentId; state.token = token;
+  $("connect").disabled = true; $("connect").textContent = "Connecting…";
+  let agent;
+  try { agent = await api("GET", `/v1/agents/${enc(agentId)}`); }
+  catch (e) { showLoginError(e.message); return; }
+  finally { $("connect").disabled = false; $("connect").textContent = "Connect"; }
+  store(KEY_AGENT, agentId); store(KEY_TOKEN, token);
+  cleanUrl(["agent_id", "token"]);  // remembered now; a reload signs in again from storage
+  state.signedIn = true;
+  state.convs = new Map(); state.selected = null; state.resolved.clear(); state.pendingStatus.clear();
+  state.offers = new Map(); state.accepting.clear(); state.rejected.clear();
+  closeTransfer();
+  $("who").textContent = agent.name ? `${agent.name} (${agent.agent_id})` : agent.agent_id;
+  setPresence(agent.status);
+  for (const id of ["who", "presence", "connection", "sign-out", "desk-view"]) $(id).hidden = false;
+  $("login-view").hidden = true;
+  render();
+  state.socket.start();
+}
+
+function signOut(message) {
+  state.signedIn = false;
+  state.socket.stop("signed out");
+  store(KEY_TOKEN, null);
+  state.token = "";
+  state.offers.clear();
+  tickOffers();
+  hideNotice();
+  $("api-key").value = "";
+  for (const id of ["who", "presence", "connection", "sign-out", "desk-view", "away-banner"]) $(id).hidden = true;
+  $("login-view").hidden = false;
+  document.title = "Switchyard desk";
+  showLoginError(message || "");
+  $("api-key").focus();
+}
+
+function wireSession() {
+  $("login").addEventListener("submit", (e) => {
+    e.preventDefault();
+    signIn($("agent-id").value.trim(), $("api-key").value.trim());
+  });
+  $("sign-out").addEventListener("click", () => signOut(""));
+  $("connection").addEventListener("click", () => { if (state.signedIn) state.socket.reconnectNow(); });
+  window.addEventListener("online", () => { if (state.signedIn) state.socket.reconnectNow(); });
+}
+
+// ---- start -----------------------------------------------------------------------------
+function cleanUrl(names) {
+  const params = new URLSearchParams(location.search);
+  if (!names.some((n) => params.has(n))) return;
+  names.forEach((n) => params.delete(n));
+  const rest = params.toString();
+  history.replaceState(null, "", location.pathname + (rest ? "?" + rest : "") + location.hash);
+}
+
+function start() {
+  const params = new URLSearchParams(location.search);
+  const urlAgent = params.get("agent_id"), urlToken = params.get("token");
+  $("agent-id").value = urlAgent || load(KEY_AGENT);
+  $("api-key").value = urlToken || load(KEY_TOKEN);
+  cleanUrl(["token"]);  // keep the key out of the address bar and browser history
+  if (!urlAgent && !urlToken && $("agent-id").value && $("api-key").value) {
+    signIn($("agent-id").value, $("api-key").value);  // a returning agent: reconnect at once
+  } else {
+    ($("agent-id").value ? $("api-key") : $("agent-id")).focus();
+  }
+}
+
+wireBanners();
+wireSession();
+wirePresence();
+wireList();
+wireOffers();
+wireTransfer();
+wireLabels();
+wireComposer();
+start();

@@ -1,0 +1,113 @@
+// Offers: conversations waiting for this agent's accept or reject, each with its countdown.
+
+import { api, enc, serverNow } from "./api.js";
+import { showError, showNotice } from "./banners.js";
+import { $, el } from "./dom.js";
+import { contactLabel, latestTransfer, transferText } from "./format.js";
+import { renderList } from "./list.js";
+import { render } from "./render.js";
+import { state, storeOffer } from "./state.js";
+
+let offersKey = "", offerTimer = null;
+
+export function putOffer(frame) {
+  const offer = storeOffer(frame);
+  if (offer && !(frame.messages || []).length && offer.preview === null) {
+    fetchOfferPreview(frame.conversation.conversation_id, offer);
+  }
+}
+
+// A conversation offered again (after a transfer) comes without its messages: show its first from the history.
+async function fetchOfferPreview(id, offer) {
+  offer.preview = "";
+  try {
+    const doc = await api("GET", `/v1/conversations/${enc(id)}`);
+    const first = (doc.messages || []).find((m) => m.direction === "inbound");
+    offer.preview = first ? first.text || "(attachment)" : "";
+  } catch (e) {
+    return;  // only the preview is missing
+  }
+  if (state.offers.get(id) === offer) { offersKey = ""; renderOffers(); }
+}
+
+export function renderOffers() {
+  const offers = [...state.offers.values()].sort((a, b) => a.expires - b.expires);
+  $("offers-pane").hidden = !offers.length;
+  $("offers-title").textContent = `Offers (${offers.length})`;
+  // Rebuilt only when something changed, so a button the agent is about to press stays put.
+  const key = offers.map((o) => `${o.frame.conversation.conversation_id}:${o.expires}:${state.accepting.has(o.frame.conversation.conversation_id)}`).join("|");
+  if (key !== offersKey) {
+    $("offers").replaceChildren(...offers.map(offerItem));
+    offersKey = key;
+  }
+  tickOffers();
+}
+
+function offerItem(offer) {
+  const c = offer.frame.conversation, id = c.conversation_id, label = contactLabel(c);
+  const first = (offer.frame.messages || [])[0];
+  const transfer = latestTransfer(c);
+  const busy = state.accepting.has(id);
+  return el("li", { class: "offer", "data-offer-id": id, "data-testid": "offer" },
+    el("div", { class: "conv-top" },
+      el("span", { class: "conv-name", text: label }),
+      el("span", { class: "countdown", role: "timer", "data-testid": "offer-countdown", "data-expires": offer.expires })),
+    el("div", { class: "conv-meta" },
+      el("span", { class: "chip", text: c.channel || "?" }),
+      el("span", { class: "chip", title: "Queue", text: c.queue || (c.routing && c.routing.queue) || "default" }),
+      el("span", { class: "chip" + (Number(c.priority || 0) >= 7 ? " prio-high" : ""), title: "Priority", text: `P${Number(c.priority || 0)}` })),
+    transfer ? el("div", { class: "offer-transfer", text: transferText(transfer) }) : null,
+    el("div", { class: "offer-preview", text: first ? first.text || "(attachment)" : offer.preview || "" }),
+    el("div", { class: "offer-actions" },
+      el("button", { type: "button", class: "primary", "data-action": "accept", "data-testid": "offer-accept",
+                     "aria-label": `Accept conversation with ${label}`, disabled: busy }, busy ? "Accepting…" : "Accept"),
+      el("button", { type: "button", "data-action": "reject", "data-testid": "offer-reject",
+                     "aria-label": `Reject conversation with ${label}`, disabled: busy }, "Reject")));
+}
+
+// Counts every open offer down; one that ran out leaves (the server withdraws it too).
+export function tickOffers() {
+  const now = serverNow();
+  for (const [id, offer] of [...state.offers]) {
+    const grace = state.accepting.has(id) ? 5000 : 0;  // an accept in flight may still win
+    if (offer.expires - now > -grace) continue;
+    state.offers.delete(id); state.accepting.delete(id);
+    showNotice(`Offer from ${contactLabel(offer.frame.conversation)} expired.`);
+    renderOffers();
+    renderList();
+    return;
+  }
+  for (const node of $("offers").querySelectorAll("[data-expires]")) {
+    const seconds = Math.max(0, Math.ceil((Number(node.dataset.expires) - now) / 1000));
+    node.textContent = `${Math.floor(seconds / 60)}:${String(seconds % 60).padStart(2, "0")}`;
+    node.title = `Answer within ${seconds} s`;
+    node.classList.toggle("urgent", seconds <= 10);
+  }
+  if (state.offers.size && !offerTimer) offerTimer = setInterval(tickOffers, 1000);
+  if (!state.offers.size && offerTimer) { clearInterval(offerTimer); offerTimer = null; }
+}
+
+async function answerOffer(id, accept) {
+  const offer = state.offers.get(id);
+  if (!offer || state.accepting.has(id)) return;
+  if (accept) state.accepting.add(id);
+  else { state.rejected.add(id); state.offers.delete(id); }
+  render();
+  try {
+    await api("POST", `/v1/conversations/${enc(id)}/offer`, { agent_id: state.agentId, accept });
+  } catch (e) {
+    state.accepting.delete(id); state.rejected.delete(id);
+    if (e.status === 404) state.offers.delete(id);  // timed out or withdrawn meanwhile
+    else if (!accept) state.offers.set(id, offer);  // still open: let the agent answer again
+    showError(`Could not ${accept ? "accept" : "reject"} the offer: ${e.message}`);
+    render();
+  }
+}
+
+export function wireOffers() {
+  $("offers").addEventListener("click", (e) => {
+    const button = e.target.closest("button[data-action]");
+    const item = button && button.closest("[data-offer-id]");
+    if (item) answerOffer(item.getAttribute("data-offer-id"), button.dataset.action === "accept");
+  });
+}

@@ -1,0 +1,139 @@
+// The desk's one state object and the updates that only touch it (no DOM, no network): merging
+// messages and their delivery statuses, conversations, SLA states and offers.
+
+const STATUS_RANK = { received: 0, queued: 0, pending: 0, sent: 1, delivered: 2, read: 3, failed: 4 };
+
+export const state = {
+  agentId: "", token: "", signedIn: false,
+  convs: new Map(),            // conversation_id -> {conv, messages: Map(message_id -> message), unread}
+  selected: null,
+  drafts: new Map(),
+  pendingStatus: new Map(),    // message_id -> status frame that came before its message
+  fetching: new Set(),
+  resolved: new Set(),
+  offers: new Map(),           // conversation_id -> {frame, expires (server ms)}
+  accepting: new Set(),        // offers accepted, waiting for their conversation.assigned
+  rejected: new Set(),         // offers rejected here: their revocation needs no notice
+  transferFor: null, transferring: false,
+  clockSkew: 0,                // server clock minus ours (ms), so offer countdowns match the server
+  history: new Map(),          // contact_id -> messages of the contact's other conversations (any channel)
+  typing: new Map(),           // conversation_id -> timer that hides "typing…" (the customer is typing)
+  typingSentAt: new Map(),     // conversation_id -> when this desk last said the agent is typing
+  socket: null,                // the desk's ReconnectingSocket while signed in
+  sending: false, resolving: false,
+};
+
+// A later frame never takes a message's delivery status back (a late "sent" after "read").
+export function mergeMessage(a, b) {
+  const out = Object.assign({}, a, b);
+  const ra = STATUS_RANK[a.status] ?? 0, rb = STATUS_RANK[b.status] ?? 0;
+  if (ra > rb) { out.status = a.status; out.status_reason = a.status_reason; }
+  return out;
+}
+
+function withPendingStatus(message) {
+  const pending = state.pendingStatus.get(message.message_id);
+  if (!pending) return message;
+  state.pendingStatus.delete(message.message_id);
+  return mergeMessage(message, pending);
+}
+
+export function awaitingReply(entry) {
+  let n = 0;
+  for (const m of entry.messages.values()) {
+    if (m.direction !== "note") n = m.direction === "outbound" ? 0 : n + 1;
+  }
+  return n;
+}
+
+export function isReading(conversationId) {
+  return state.selected === conversationId && document.visibilityState === "visible";
+}
+
+// Returns true if the message was new.
+export function putMessage(entry, message) {
+  if (!message || !message.message_id) return false;
+  const known = entry.messages.get(message.message_id);
+  entry.messages.set(message.message_id, known ? mergeMessage(known, message) : withPendingStatus(message));
+  return !known;
+}
+
+// A snapshot's conversations replace the desk's, keeping what was already known of each (statuses, unread).
+export function snapshotConversations(items) {
+  const previous = state.convs, next = new Map();
+  for (const item of items || []) {
+    const conv = item && item.conversation;
+    if (!conv || !conv.conversation_id) continue;
+    const id = conv.conversation_id;
+    const old = previous.get(id);
+    const entry = { conv, messages: new Map(), unread: old ? old.unread : 0 };
+    for (const m of item.messages || []) {
+      if (!m || !m.message_id) continue;
+      const known = old && old.messages.get(m.message_id);
+      entry.messages.set(m.message_id, known ? mergeMessage(known, m) : withPendingStatus(m));
+      if (old && !known && m.direction === "inbound") entry.unread++;
+    }
+    if (!old) entry.unread = awaitingReply(entry);
+    if (isReading(id)) entry.unread = 0;
+    next.set(id, entry);
+  }
+  state.convs = next;
+}
+
+export function upsertConversation(conv, messages) {
+  if (!conv || !conv.conversation_id) return;
+  const id = conv.conversation_id;
+  if (conv.status && conv.status !== "assigned") { state.convs.delete(id); return; }
+  if (conv.assignee_id && state.agentId && conv.assignee_id !== state.agentId) { state.convs.delete(id); return; }
+  state.resolved.delete(id);
+  let entry = state.convs.get(id);
+  const isNew = !entry;
+  if (isNew) { entry = { conv, messages: new Map(), unread: 0 }; state.convs.set(id, entry); }
+  else entry.conv = Object.assign({}, entry.conv, conv);
+  for (const m of messages) {
+    if (putMessage(entry, m) && !isNew && m.direction === "inbound") entry.unread++;
+  }
+  if (isNew) entry.unread = awaitingReply(entry);
+  if (isReading(id)) entry.unread = 0;
+}
+
+export function applySla(frame) {
+  const entry = state.convs.get(frame.conversation_id);
+  if (!entry || !frame.target) return;
+  const sla = Object.assign({}, entry.conv.sla);
+  sla[frame.target] = Object.assign({}, sla[frame.target], { state: frame.state });
+  entry.conv = Object.assign({}, entry.conv, { sla });
+}
+
+// A status frame may come before its message: it waits in pendingStatus (at most 500) until the message does.
+export function applyStatus(frame) {
+  const update = { status: frame.status, status_reason: frame.reason || null };
+  const entry = state.convs.get(frame.conversation_id);
+  const known = entry && entry.messages.get(frame.message_id);
+  if (known) { entry.messages.set(frame.message_id, mergeMessage(known, update)); return; }
+  if (state.pendingStatus.size > 500) state.pendingStatus.clear();
+  state.pendingStatus.set(frame.message_id, update);
+}
+
+// Stores an offer frame; returns the stored offer, or null when it is not one to show.
+export function storeOffer(frame) {
+  const conv = frame && frame.conversation;
+  const expires = Date.parse((frame && frame.expires_at) || "");
+  if (!conv || !conv.conversation_id || isNaN(expires) || state.convs.has(conv.conversation_id)) return null;
+  const known = state.offers.get(conv.conversation_id);
+  const offer = { frame, expires, preview: known ? known.preview : null };
+  state.offers.set(conv.conversation_id, offer);
+  return offer;
+}
+
+export function lastMessage(entry) {
+  let last = null;
+  for (const m of entry.messages.values()) last = m;
+  return last;
+}
+
+export function sortedConversations() {
+  return [...state.convs.values()].sort((a, b) =>
+    (b.conv.priority || 0) - (a.conv.priority || 0) ||
+    String(a.conv.created_at || "").localeCompare(String(b.conv.created_at || "")));
+}

@@ -1,0 +1,52 @@
+"""Static page files (HTML, CSS, ES modules, icons) served as they are, each its own public route.
+
+Both pages (the agents service's desk, reporting's supervisor page) list their files as PageFile
+tuples; the same tuple gives the routes and the operations /openapi.json declares, so a file
+cannot be served without being declared. No build step: what is on disk is what the browser gets.
+"""
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from aiohttp import web
+
+from shared.web import Answer, Operation
+
+HTML, CSS, JS, SVG = "text/html", "text/css", "text/javascript", "image/svg+xml"
+
+
+@dataclass(frozen=True)
+class PageFile:
+    path: str  # where it is served
+    file: str  # under the page's static directory
+    media_type: str
+    summary: str
+
+
+def _file_handler(path: Path, media_type: str, security: Callable[[web.Request], dict[str, str]]):
+    async def handler(request: web.Request) -> web.FileResponse:
+        headers = {"Content-Type": f"{media_type}; charset=utf-8", "Cache-Control": "no-cache",
+                   "X-Content-Type-Options": "nosniff"}
+        if media_type == HTML:
+            headers.update(security(request))
+        return web.FileResponse(path, headers=headers)
+
+    return handler
+
+
+def page_security_headers(content_security_policy: str) -> dict[str, str]:
+    """The headers of a page that holds a key: its policy, and no Referer (the key may be in the URL)."""
+    return {"Content-Security-Policy": content_security_policy, "Referrer-Policy": "no-referrer"}
+
+
+def add_page_routes(app: web.Application, static: Path, files: Iterable[PageFile],
+                    security: Callable[[web.Request], dict[str, str]]) -> None:
+    """GET each file at its path; an HTML file also gets security(request) as headers."""
+    for page_file in files:
+        app.router.add_get(page_file.path, _file_handler(static / page_file.file, page_file.media_type, security))
+
+
+def page_operations(files: Iterable[PageFile]) -> list[Operation]:
+    return [Operation("GET", f.path, f.summary, (Answer(200, "The file", media_type=f.media_type),), public=True)
+            for f in files]
