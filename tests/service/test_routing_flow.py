@@ -7,6 +7,7 @@ import json
 from aiohttp import web
 
 from services.intake.settings import CallbackTarget
+from services.router.app import DB as ROUTER_DB
 from tests.conftest import auth
 from tests.service.helpers import Apps, Desk, callback_receiver, running_apps, texts
 
@@ -148,6 +149,11 @@ async def test_a_supervisor_moves_a_waiting_conversation_nobody_has_held(names):
             while not (waiting := (await (await apps.router.get("/v1/queue", headers=auth())).json())["waiting"]):
                 await asyncio.sleep(POLL)
         conversation_id = waiting[0]["conversation_id"]
+        # The queue view is the router's memory; the agents service checks what the router saved
+        # (a conversation not saved yet is unknown for that moment: a 404).
+        async with asyncio.timeout(15):
+            while not await apps.router.app[ROUTER_DB]["routing_conversations"].find_one({"_id": conversation_id}):
+                await asyncio.sleep(POLL)
         response = await apps.agents.post(f"/v1/conversations/{conversation_id}/transfer",
                                           json={"to_queue": "tier2", "note": "VIP"}, headers=auth())
         assert response.status == 202, await response.text()
