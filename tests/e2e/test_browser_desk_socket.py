@@ -81,6 +81,11 @@ async def test_the_desk_feed_comes_back_after_a_drop_and_gives_up_on_a_revoked_k
                 # The server drops the feed: the desk says so and is back within a second (0.5 s ± 20%).
                 await fake.drop()
                 await expect(page.locator("#connection-text")).to_have_text(re.compile(r"Live|Reconnecting"))
+                # The page may still say "open" before it has seen the drop: wait for the second socket
+                # (the server counts them), then for the page to be open on it.
+                async with asyncio.timeout(10):
+                    while fake.opened < 2:
+                        await asyncio.sleep(0.05)
                 await expect(connection).to_have_attribute("data-state", "open", timeout=5000)
                 assert fake.opened == 2
 
