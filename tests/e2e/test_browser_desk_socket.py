@@ -9,8 +9,10 @@ import asyncio
 import re
 from urllib.parse import urlencode
 
+import pytest
 from aiohttp import WSCloseCode, web
 from aiohttp.test_utils import TestServer
+from playwright.async_api import TimeoutError as PlaywrightTimeoutError
 from playwright.async_api import async_playwright, expect
 
 from services.agents.pages import add_desk_routes
@@ -97,7 +99,9 @@ async def test_the_desk_feed_comes_back_after_a_drop_and_gives_up_on_a_revoked_k
                 await expect(page.locator("#login-view")).to_be_visible()
                 await expect(page.locator("#desk-view")).to_be_hidden()
                 assert await page.evaluate("localStorage.getItem('switchyard.desk.token')") is None
-                await asyncio.sleep(3)  # stopped: no more attempts
+                # Stopped: no socket opens again (a retry would within its backoff, under 3 s by now).
+                with pytest.raises(PlaywrightTimeoutError):
+                    await page.wait_for_event("websocket", timeout=3000)
                 assert fake.opened == 2
                 assert errors == []
             finally:
