@@ -6,29 +6,15 @@ import asyncio
 import json
 from datetime import timedelta
 
-import pytest
-
 from services.reporting.feed import read_live_view
-from services.reporting.store import ReportStore
-from shared.mongo import create_client
-from tests.conftest import Names, auth
+from tests.conftest import auth
 from tests.fixtures.reporting import Conversation, clock, status
 from tests.service.helpers import running_apps
 from tests.service.test_reporting_events import set_status
 from tests.service.test_reporting_service import get_summary
 from tests.service.test_routing_flow import configure, frame_of
-from tests.unit.test_reporting_day import SETTINGS
 
 NOW = clock("10:00:00")
-
-
-@pytest.fixture
-async def store(names: Names):
-    client = create_client(names.infra.mongo_url)
-    store = ReportStore(client[names.namespace], SETTINGS)
-    await store.ensure_indexes()
-    yield store
-    await client.close()
 
 
 def morning() -> list:

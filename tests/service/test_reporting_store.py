@@ -15,19 +15,8 @@ from services.reporting.intervals import SPANS, tiles_by_interval
 from services.reporting.metrics import StoredRollups, summary
 from services.reporting.rollup import bucket_rollup, buckets_touched
 from services.reporting.store import AGENT_TIME_EVENTS, COARSER, META, ReportStore
-from shared.mongo import create_client
-from tests.conftest import Names
 from tests.fixtures.reporting import DAY, Conversation, clock, status
 from tests.unit.test_reporting_day import AGENTS, END, SETTINGS, day_events
-
-
-@pytest.fixture
-async def store(names: Names):
-    client = create_client(names.infra.mongo_url)
-    store = ReportStore(client[names.namespace], SETTINGS)
-    await store.ensure_indexes()
-    yield store
-    await client.close()
 
 
 def engine_rollups(events: list, until=END) -> dict:
