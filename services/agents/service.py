@@ -167,8 +167,7 @@ class AgentsService:
         conversation = await self.conversation(workspace_id, conversation_id)
         if conversation["status"] != "assigned":
             raise Conflict(f"conversation is {conversation['status']}, not open for replies")
-        reply = await self.store.add_reply(conversation, conversation["assignee_id"], text)
-        stored = await self.store.messages.find_one({"_id": reply.message_id})
+        reply, stored = await self.store.add_reply(conversation, conversation["assignee_id"], text)
         await self._publish_now(self._publish_reply, stored)
         message = {
             "message_id": reply.message_id, "conversation_id": conversation_id, "direction": "outbound",

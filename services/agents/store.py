@@ -465,9 +465,9 @@ class AgentsStore:
             {"workspace_id": workspace_id, "assignee_id": agent_id, "status": "assigned"}
         ).sort("created_at", 1).to_list()
 
-    async def add_reply(self, conversation: dict, agent_id: str, text: str) -> tuple[OutboundMessage, bool]:
-        """Store an agent's reply as queued and stamp the first response; True if it was the first reply of
-        the current assignment (after a transfer or a reroute the new agent's first reply answers it again)."""
+    async def add_reply(self, conversation: dict, agent_id: str, text: str) -> tuple[OutboundMessage, dict]:
+        """Store an agent's reply as queued, flagged for the outbox, and stamp the first response; the
+        reply and its stored document (what the outbox publishes)."""
         now = utcnow()
         latest = await self.messages.find_one(
             {"conversation_id": conversation["_id"], "direction": "inbound"}, sort=[("seq", -1)]
@@ -484,7 +484,7 @@ class AgentsStore:
             reply_to=_reply_context(latest),
             created_at=now,
         )
-        await self.messages.insert_one({
+        stored = {
             "_id": reply.message_id,
             "workspace_id": reply.workspace_id,
             "conversation_id": reply.conversation_id,
@@ -499,12 +499,13 @@ class AgentsStore:
             "assignment_seq": conversation.get("assignment_seq", 0),
             "outbound": reply.model_dump_json(),
             **pending(PENDING_OUTBOUND),
-        })
+        }
+        await self.messages.insert_one(stored)
         await self.conversations.update_one({"_id": conversation["_id"], "first_response_at": None},
                                             {"$set": {"first_response_at": now}})
         await self.conversations.update_one({"_id": conversation["_id"]},
                                             {"$addToSet": {"terms": {"$each": sorted(terms_of([text]))}}})
-        return reply
+        return reply, stored
 
     async def routed_conversation_exists(self, workspace_id: str, conversation_id: str) -> bool:
         """Whether the router holds this conversation (its `routing_conversations`, read only): a waiting
