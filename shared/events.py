@@ -22,6 +22,13 @@ CONVERSATION_REVOKED = "conversation.revoked"  # router -> agent queue: no longe
 CONVERSATION_ANSWERED = "conversation.answered"
 OFFER_ANSWERED = "conversation.offer_answered"  # agents -> router: accepted or rejected
 TRANSFER_REQUESTED = "conversation.transfer_requested"  # agents -> router: to an agent or a queue
+# agents -> router: the assignee set a conversation pending (waiting on the customer), snoozed it, or
+# opened it again; pending and snoozed ones do not count against capacity (docs/routing.md, "Lifecycle")
+CONVERSATION_STATE_REQUESTED = "conversation.state_requested"
+# router -> agent queue: a pending or snoozed conversation is open again and counts against capacity
+CONVERSATION_WOKEN = "conversation.woken"
+# router -> agent queue: the router took the conversation's capacity slot back (pending or snoozed)
+CONVERSATION_PARKED = "conversation.parked"
 THREAD_CLOSED = "thread.closed"  # intake -> router: the channel ended the thread (a call hung up)
 THREAD_NOT_ANSWERED = "thread.not_answered"  # intake -> router: the assignee never picked up (a call rang out)
 THREAD_LEFT = "thread.left"  # intake -> router: the customer left (a web chat closed, not back in time)

@@ -222,7 +222,35 @@ class ConversationEnded(Wire):
     ended_at: datetime
 
 
-AgentDeliveryType = ConversationAssigned | ConversationMessage | ConversationOffered | ConversationRevoked | ConversationEnded
+ParkedState = Literal["pending", "snoozed"]
+
+
+class ConversationParked(Wire):
+    """Router -> agent queue: the conversation is pending or snoozed; it no longer counts against capacity."""
+
+    type: Literal["conversation.parked"] = events.CONVERSATION_PARKED
+    workspace_id: str
+    conversation_id: str
+    agent_id: str
+    assignment_seq: int
+    state: ParkedState
+    until: datetime | None = None  # a snooze's end (None: until the customer writes)
+
+
+class ConversationWoken(Wire):
+    """Router -> agent queue: a pending or snoozed conversation is open again (the customer wrote,
+    the snooze ended, or the agent opened it) and counts against the agent's capacity again."""
+
+    type: Literal["conversation.woken"] = events.CONVERSATION_WOKEN
+    workspace_id: str
+    conversation_id: str
+    agent_id: str
+    assignment_seq: int
+    reason: str
+
+
+AgentDeliveryType = (ConversationAssigned | ConversationMessage | ConversationOffered | ConversationRevoked
+                     | ConversationEnded | ConversationParked | ConversationWoken)
 AgentDelivery = Annotated[AgentDeliveryType, Field(discriminator="type")]
 agent_delivery_adapter: TypeAdapter[AgentDeliveryType] = TypeAdapter(AgentDelivery)
 
@@ -326,6 +354,20 @@ class RoutingEvent(Wire):
     queue: str | None = None
     at: datetime
     details: dict[str, Any] = Field(default_factory=dict)
+
+
+class StateRequest(Wire):
+    """Agents -> router: the assignee sets its conversation pending, snoozed (until a time, or the
+    customer's next message) or open again. The router decides; the agent queue hears the outcome."""
+
+    event_id: str = Field(default_factory=new_id)
+    workspace_id: str
+    conversation_id: str
+    agent_id: str
+    assignment_seq: int
+    state: Literal["open", "pending", "snoozed"]
+    until: datetime | None = None  # snoozed only: when it wakes by itself
+    at: datetime = Field(default_factory=utcnow)
 
 
 class ConversationResolved(Wire):

@@ -15,6 +15,7 @@ from services.agents.desk import DESK_INPUT, DeskConnection, DeskHub
 from services.agents.frames import frames_schema
 from services.agents.models import (
     AGENT_ID_PATTERN,
+    HELD_STATUSES,
     MAX_CONTACT_ATTRIBUTES,
     AgentId,
     AgentList,
@@ -34,6 +35,7 @@ from services.agents.models import (
     NoteIn,
     OfferAnswered,
     OfferAnswerIn,
+    StateIn,
     TransferIn,
     reply_model,
 )
@@ -43,7 +45,7 @@ from services.agents.settings import AgentsSettings
 from services.agents.store import AgentsStore
 from shared.attachments import AttachmentStore, content_disposition
 from shared.broker import Broker
-from shared.models import TransferRequest
+from shared.models import StateRequest, TransferRequest, utcnow
 from shared.mongo import create_client
 from shared.tokens import issue_agent_token
 from shared.topology import Topology
@@ -93,7 +95,7 @@ CONTACT_ID = path_parameter("contact_id", "The contact's id (see a conversation'
 ATTACHMENT_ID = path_parameter("attachment_id", "The file's id (see a message's `attachments`)")
 MAX_LIST_LIMIT = 1000
 LIMIT = integer_query("limit", "How many conversations, newest first", default=100, minimum=1, maximum=MAX_LIST_LIMIT)
-STATUS = choice_query("status", "Only conversations in this state", ("assigned", "waiting", "resolved"))
+STATUS = choice_query("status", "Only conversations in this state", ("assigned", "pending", "snoozed", "waiting", "resolved"))
 AGENT_STATUS = choice_query("status", "Only agents in this presence", ("online", "away", "offline"))
 # Equality filters; an empty value is no filter.
 FILTERS = tuple(query_parameter(name, f"Only conversations whose {name} is this") for name in (
@@ -157,6 +159,14 @@ def operations(reply_body: type[BaseModel]) -> list[Operation]:
         Operation("POST", "/v1/conversations/{conversation_id}/offer", "Accept or reject an offer (offer-mode queues)",
                   (Answer(202, "Passed to the router; the assignment or the next offer follows", OfferAnswered),),
                   body=OfferAnswerIn, parameters=conversation, errors=(400, 404, 413, 422)),
+        Operation("POST", "/v1/conversations/{conversation_id}/state",
+                  "Set it pending (waiting on the customer), snoozed for a while, or open again",
+                  (Answer(202, "Passed to the router; the desk hears the new state (conversation.state)",
+                          StateRequest),),
+                  body=StateIn, parameters=conversation, errors=(400, 403, 404, 409, 413, 422),
+                  description="Pending and snoozed conversations stay the agent's but free its capacity slot; "
+                              "the customer's next message (or the snooze's end) opens them again, at once if "
+                              "the agent has room, else reserved for that agent (docs/routing.md, \"Lifecycle\")."),
         Operation("POST", "/v1/conversations/{conversation_id}/transfer",
                   "Transfer or escalate to an agent or a queue, with a note",
                   (Answer(202, "Accepted for routing: the conversation moves when the router has done it",
@@ -236,6 +246,7 @@ def create_app(settings: AgentsSettings) -> web.Application:
     app.router.add_put("/v1/conversations/{conversation_id}/labels", put_labels)
     app.router.add_post("/v1/conversations/{conversation_id}/offer", answer_offer)
     app.router.add_post("/v1/conversations/{conversation_id}/transfer", transfer)
+    app.router.add_post("/v1/conversations/{conversation_id}/state", change_state)
     app.router.add_post("/v1/csat/answers", answer_survey)
     app.router.add_get("/v1/contacts/{contact_id}", get_contact)
     app.router.add_patch("/v1/contacts/{contact_id}", patch_contact)
@@ -450,6 +461,23 @@ async def transfer(request: web.Request) -> web.Response:
     return model_response(transfer_request, status=202)
 
 
+@open_to_agents
+async def change_state(request: web.Request) -> web.Response:
+    """Accepted for routing: pending, snoozed (for `seconds`) or open again, as the router decides (202)."""
+    body = await parse_body(request, StateIn)
+    if (body.state == "snoozed") != (body.seconds is not None):
+        raise http_error(web.HTTPUnprocessableEntity, "`seconds` goes with a snooze, and only with a snooze",
+                         parameter="seconds")
+    await _check_own_conversation(request)
+    until = utcnow() + timedelta(seconds=body.seconds) if body.seconds is not None else None
+    try:
+        state_request = await request.app[SERVICE].request_state(request[WORKSPACE], CONVERSATION_ID.raw(request),
+                                                                 body.state, until)
+    except (NotFound, Conflict) as error:
+        raise _domain_errors(error) from None
+    return model_response(state_request, status=202)
+
+
 CSAT_REFUSALS: dict[int, type[web.HTTPException]] = {
     403: web.HTTPForbidden, 409: web.HTTPConflict, 410: web.HTTPGone, 422: web.HTTPUnprocessableEntity,
 }
@@ -484,7 +512,7 @@ async def _contact_in_reach(request: web.Request) -> tuple[dict, list[dict]]:
         raise http_error(web.HTTPNotFound, "contact does not exist")
     conversations = await store.find_conversations(request[WORKSPACE], {"contact_id": contact["_id"]}, None, 100)
     agent_id = calling_agent(request)
-    if agent_id is not None and not any(c.get("assignee_id") == agent_id and c.get("status") == "assigned"
+    if agent_id is not None and not any(c.get("assignee_id") == agent_id and c.get("status") in HELD_STATUSES
                                         for c in conversations):
         raise http_error(web.HTTPForbidden, "an agent token may only see the contacts of its own conversations")
     return contact, conversations

@@ -60,6 +60,18 @@ class TakenAway(Frame):
     reason: str
 
 
+class StateChanged(Frame):
+    """The router set the agent's conversation pending or snoozed (its capacity slot freed), or woke it
+    (`assigned`: open again, with the reason: the customer wrote, the snooze ended, the agent opened it)."""
+
+    type: Literal["conversation.state"]
+    workspace_id: str
+    conversation_id: str
+    status: Literal["assigned", "pending", "snoozed"]
+    snoozed_until: str | None
+    reason: str | None
+
+
 class NewMessage(Frame):
     """A customer's message, the agent's own reply, or a note."""
 
@@ -116,7 +128,7 @@ class Error(Frame):
     message: str
 
 
-DeskFrame = Annotated[Snapshot | Assigned | Offered | TakenAway | NewMessage | MessageStatus | Sla | TransferRejected
+DeskFrame = Annotated[Snapshot | Assigned | Offered | TakenAway | StateChanged | NewMessage | MessageStatus | Sla | TransferRejected
                       | Typing | Presence | Error, Field(discriminator="type")]
 DESK_FRAME: TypeAdapter[DeskFrame] = TypeAdapter(DeskFrame)
 

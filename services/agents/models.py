@@ -47,6 +47,25 @@ class TransferIn(Wire):
     by_agent: AgentId | None = None
 
 
+MAX_SNOOZE_SECONDS = 90 * 24 * 3600
+
+
+class StateIn(Wire):
+    """Set the conversation pending (waiting on the customer), snoozed for `seconds`, or open again.
+
+    A snooze is a duration, not a time, so that every schema-valid request is one the service can
+    carry out (a time in the past could not be)."""
+
+    # The rule the handler enforces (a 422 otherwise), declared for the document too.
+    model_config = ConfigDict(json_schema_extra={"anyOf": [
+        {"required": ["state", "seconds"], "properties": {"state": {"const": "snoozed"}, "seconds": {"type": "integer"}}},
+        {"required": ["state"], "properties": {"state": {"enum": ["open", "pending"]}, "seconds": {"type": "null"}}},
+    ]})
+
+    state: Literal["open", "pending", "snoozed"]
+    seconds: int | None = Field(None, ge=1, le=MAX_SNOOZE_SECONDS)  # snoozed only: it wakes by itself after this
+
+
 class CsatAnswerIn(Wire):
     """A customer's answer to a CSAT survey, as intake read it from the channel (or an API caller).
 
@@ -150,7 +169,10 @@ class MessageOut(Out):
     sent_at: Timestamp | None = None
 
 
-ConversationStatus = Literal["assigned", "waiting", "resolved"]
+# "assigned" is open with its agent; "pending" (waiting on the customer) and "snoozed" are still the
+# agent's but free its capacity slot (docs/routing.md, "Lifecycle"); "waiting" is back in a queue.
+ConversationStatus = Literal["assigned", "pending", "snoozed", "waiting", "resolved"]
+HELD_STATUSES = ("assigned", "pending", "snoozed")  # the agent holds it: replies, transfers and resolves go
 
 
 class CsatOut(Out):
@@ -188,6 +210,7 @@ class ConversationOut(Out):
     first_response_at: Timestamp | None = None
     last_message_at: Timestamp | None = None
     resolved_at: Timestamp | None = None
+    snoozed_until: Timestamp | None = None  # a snoozed conversation wakes by itself then (or when the customer writes)
     resolved_reason: str | None = None  # set when the channel ended it (a call hung up)
     revoked_reason: str | None = None  # why it went back to waiting
     routing: dict[str, Any] | None = None  # the routing decision: queue, rule, chosen agent

@@ -2,7 +2,7 @@
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from functools import partial
 
 import structlog
@@ -12,7 +12,7 @@ from pymongo.errors import PyMongoError
 
 from services.agents import csat, facts
 from services.agents.desk import DeskConnection, DeskHub, jsonable
-from services.agents.models import AgentProfile
+from services.agents.models import HELD_STATUSES, AgentProfile
 from services.agents.outbox import PENDING_LABELS, PENDING_OUTBOUND, PENDING_RESOLVED, PENDING_SNAPSHOT, Sweeper
 from services.agents.presence import PresenceWatch
 from services.agents.store import AgentsStore, ForDesk, agent_snapshot
@@ -37,6 +37,7 @@ from shared.models import (
     OfferAnswer,
     OutboundMessage,
     RoutingEvent,
+    StateRequest,
     TransferRequest,
     agent_delivery_adapter,
     new_id,
@@ -165,7 +166,7 @@ class AgentsService:
         """Store the assignee's reply (with its promise to send it: services/agents/outbox.py), then hand it
         to intake for its channel; the agent's desk has it as `queued` either way."""
         conversation = await self.conversation(workspace_id, conversation_id)
-        if conversation["status"] != "assigned":
+        if conversation["status"] not in HELD_STATUSES:  # a pending or snoozed one may be answered too
             raise Conflict(f"conversation is {conversation['status']}, not open for replies")
         reply, stored = await self.store.add_reply(conversation, conversation["assignee_id"], text)
         await self._publish_now(self._publish_reply, stored)
@@ -255,7 +256,22 @@ class AgentsService:
                 "type": "message", "conversation_id": conversation_id, "message": jsonable(note, "message_id")})
         return note
 
-    async def _to_router(self, event: ConversationAnswered | OfferAnswer | TransferRequest, name: str) -> None:
+    async def request_state(self, workspace_id: str, conversation_id: str, state: str,
+                            until: datetime | None) -> StateRequest:
+        """Ask the router to set the assignee's conversation pending, snoozed or open; the desk hears
+        the outcome (`conversation.state`), as the router decides it (it may find it stale)."""
+        conversation = await self.conversation(workspace_id, conversation_id)
+        if conversation["status"] not in HELD_STATUSES or not conversation.get("assignee_id"):
+            raise Conflict(f"conversation is {conversation['status']}: only an agent's conversation can be "
+                           "set pending, snoozed or open")
+        request = StateRequest(workspace_id=workspace_id, conversation_id=conversation_id,
+                               agent_id=conversation["assignee_id"], assignment_seq=conversation.get("assignment_seq", 0),
+                               state=state, until=until)
+        await self._to_router(request, events.CONVERSATION_STATE_REQUESTED)
+        return request
+
+    async def _to_router(self, event: ConversationAnswered | OfferAnswer | TransferRequest | StateRequest,
+                         name: str) -> None:
         await self.broker.publish(event, name, message_type=name, message_id=event.event_id, workspace_id=event.workspace_id)
 
     async def answer_offer(self, workspace_id: str, conversation_id: str, agent_id: str, accepted: bool) -> None:
@@ -277,7 +293,7 @@ class AgentsService:
                     request.workspace_id, request.conversation_id):
                 raise
             conversation = {"status": "waiting"}
-        movable = ("assigned", "waiting") if request.by_supervisor else ("assigned",)
+        movable = (*HELD_STATUSES, "waiting") if request.by_supervisor else HELD_STATUSES
         if conversation["status"] not in movable:
             raise Conflict(f"conversation is {conversation['status']}, only {' or '.join(movable)} ones can be transferred")
         if request.to_agent is not None:
@@ -491,7 +507,8 @@ class AgentsService:
     async def contact_typing(self, signal: TypingSignal) -> None:
         """Show the assignee's desk that the customer is typing; nothing while the conversation waits."""
         query = {"workspace_id": signal.workspace_id, "channel": signal.channel, "thread_id": signal.thread_id}
-        doc = await self.store.conversations.find_one({**query, "status": "assigned"}, sort=[("created_at", -1)])
+        doc = await self.store.conversations.find_one({**query, "status": {"$in": list(HELD_STATUSES)}},
+                                                      sort=[("created_at", -1)])
         if doc is not None and doc.get("assignee_id"):
             await self.hub.send((signal.workspace_id, doc["assignee_id"]),
                                 {"type": "typing", "conversation_id": doc["_id"], "who": "contact"})
@@ -505,7 +522,7 @@ class AgentsService:
         except Exception as error:  # a desk frame must never take the desk down
             log.warning("typing.lookup_failed", error=repr(error))
             return
-        if (doc is None or doc["status"] != "assigned" or doc.get("assignee_id") != agent_id
+        if (doc is None or doc["status"] not in HELD_STATUSES or doc.get("assignee_id") != agent_id
                 or doc["channel"] not in AGENT_TYPING_CHANNELS):
             return
         signal = TypingSignal(workspace_id=workspace_id, channel=doc["channel"], thread_id=doc["thread_id"],

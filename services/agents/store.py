@@ -12,7 +12,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError
 
 from services.agents.contacts import ContactBook, Identities
-from services.agents.models import AgentProfile
+from services.agents.models import HELD_STATUSES, AgentProfile
 from services.agents.search import query_terms, terms_of
 from services.agents.outbox import (
     FLAGS,
@@ -31,7 +31,9 @@ from shared.models import (
     ConversationInfo,
     ConversationMessage,
     ConversationOffered,
+    ConversationParked,
     ConversationRevoked,
+    ConversationWoken,
     DeliveryStatus,
     InboundMessage,
     OutboundMessage,
@@ -208,7 +210,24 @@ class AgentsStore:
             for notice in phase:
                 if isinstance(notice, ConversationOffered | ConversationEnded):
                     for_desk += await self._apply_notice(notice)
+                elif isinstance(notice, ConversationParked | ConversationWoken):
+                    for_desk += await self._apply_lifecycle(notice)
         return for_desk
+
+    async def _apply_lifecycle(self, notice: ConversationParked | ConversationWoken) -> list[ForDesk]:
+        """The router parked (pending, snoozed) or woke a conversation of this assignment: its status follows."""
+        if isinstance(notice, ConversationParked):
+            status, until, reason = notice.state, notice.until, None
+        else:
+            status, until, reason = "assigned", None, notice.reason
+        await self.conversations.update_one(
+            {"_id": notice.conversation_id, "assignee_id": notice.agent_id, "assignment_seq": notice.assignment_seq,
+             "status": {"$in": list(HELD_STATUSES)}},
+            {"$set": {"status": status, "snoozed_until": until}})
+        frame = {"type": "conversation.state", "workspace_id": notice.workspace_id,
+                 "conversation_id": notice.conversation_id, "status": status,
+                 "snoozed_until": until.isoformat() if until else None, "reason": reason}
+        return [ForDesk(notice.agent_id, None, frame=frame)]
 
     async def _apply_revocations(self, revocations: list[ConversationRevoked],
                                  reassigned: dict[str, int]) -> list[ForDesk]:
@@ -225,7 +244,7 @@ class AgentsStore:
                 UpdateOne({"_id": r.conversation_id, "assignee_id": r.agent_id,
                            "assignment_seq": {"$lt": r.assignment_seq}},
                           {"$set": {"status": "waiting", "assignee_id": None, "assignment_seq": r.assignment_seq,
-                                    "revoked_reason": r.reason}})
+                                    "revoked_reason": r.reason, "snoozed_until": None}})
                 for r in to_write
             ], ordered=True)
         return [_notice_frame(r, events.CONVERSATION_REVOKED) for r in revocations]
@@ -278,7 +297,7 @@ class AgentsStore:
         await self.conversations.bulk_write([
             UpdateOne({"_id": info.conversation_id, "assignment_seq": {"$lt": info.assignment_seq}},
                       {"$set": {"assignee_id": info.assignee_id, "assigned_at": info.assigned_at, "status": "assigned",
-                                "assignment_seq": info.assignment_seq, "queue": info.queue, "routing": info.routing,
+                                "snoozed_until": None, "assignment_seq": info.assignment_seq, "queue": info.queue, "routing": info.routing,
                                 "sla": info.sla, "transfers": info.transfers}})
             for info in (a.conversation for a in newer.values())
         ], ordered=True)
@@ -461,8 +480,9 @@ class AgentsStore:
         return await self.messages.find({"conversation_id": {"$in": conversation_ids}}).sort([("created_at", 1), ("seq", 1)]).to_list()
 
     async def open_conversations_of(self, workspace_id: str, agent_id: str) -> list[dict]:
+        """What the agent holds: open, pending and snoozed conversations."""
         return await self.conversations.find(
-            {"workspace_id": workspace_id, "assignee_id": agent_id, "status": "assigned"}
+            {"workspace_id": workspace_id, "assignee_id": agent_id, "status": {"$in": list(HELD_STATUSES)}}
         ).sort("created_at", 1).to_list()
 
     async def add_reply(self, conversation: dict, agent_id: str, text: str) -> tuple[OutboundMessage, dict]:

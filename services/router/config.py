@@ -201,6 +201,9 @@ class RoutingConfig(Wire):
     # within `last_agent_wait_seconds`.
     last_agent_window_seconds: SecondsOrZero = 24 * 3600
     last_agent_wait_seconds: SecondsOrZero = 10
+    # A pending or snoozed conversation that wakes while its agent is full (or not online) waits
+    # reserved for that agent this long, then goes to anyone (docs/routing.md, "Lifecycle").
+    wake_reserve_seconds: SecondsOrZero = 120
     # An agent who lets this many offers in a row time out is set away.
     missed_offers_before_away: int = Field(3, ge=1, le=1000)
     # An agent who declined or missed a conversation is skipped for it; after this long it may

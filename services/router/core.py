@@ -7,7 +7,9 @@ are the deliveries and events to publish and what changed (see docs/routing.md f
 - Waiting conversations are ordered by aged priority; an agent who gains room takes the head
   of the lists it qualifies for. Bullseye steps widen the criteria as a conversation waits.
 - Offer queues offer instead of assigning; rejects and timeouts offer to the next agent.
-- Timers (offers, bullseye, max wait, SLA, last-agent reservations) fire from `tick(now)`.
+- Timers (offers, bullseye, max wait, SLA, last-agent reservations, snoozes) fire from `tick(now)`.
+- An assignee may set its conversation pending or snoozed: it keeps the conversation but not the
+  capacity slot; a customer message, the snooze's end or the agent wakes it (on_state_request).
 """
 
 import heapq
@@ -27,12 +29,15 @@ from shared.models import (
     ConversationEnded,
     ConversationMessage,
     ConversationOffered,
+    ConversationParked,
     ConversationResolved,
     ConversationRevoked,
+    ConversationWoken,
     InboundMessage,
     NotAnswered,
     OfferAnswer,
     RoutingEvent,
+    StateRequest,
     ThreadClosed,
     ThreadLeft,
     TransferRequest,
@@ -84,17 +89,18 @@ class RoutingCore:
         seq = max((a.last_assigned_seq for a in agents), default=0)
         self._assignments = itertools.count(seq + 1)
         # Offer and pin serials are stored: new ones must not repeat them, or a stale timer matches.
-        serial = max((max(c.offer.serial if c.offer else 0, c.pin_serial or 0) for c in conversations), default=0)
+        serial = max((max(c.offer.serial if c.offer else 0, c.pin_serial or 0, c.park_serial) for c in conversations),
+                     default=0)
         self._serials = itertools.count(serial + 1)
         for conversation in conversations:
             self._register(conversation)
             self._note_queue(conversation)
             holder = conversation.assignee_id or (conversation.offer and conversation.offer.agent_id)
             agent = self.agents.get((conversation.workspace_id, holder)) if holder else None
-            if agent is not None:
+            if agent is not None and conversation.parked is None:
                 agent.load[conversation.media] += 1
                 self.held.setdefault(agent.key, set()).add(conversation.conversation_id)
-            elif conversation.waiting:
+            elif agent is None and conversation.waiting:
                 self._enqueue(conversation)
             self._schedule_conversation_timers(conversation)
         self.last_agents.update(last_agents)
@@ -141,7 +147,10 @@ class RoutingCore:
         if conversation_id is None:
             return self._open(message, now)
         conversation = self.conversations[conversation_id]
+        conversation.last_customer_at = now
         outcome, added = self._label(conversation, message, now)
+        if conversation.parked is not None:
+            outcome.merge(self._wake(conversation, now, "the customer wrote", self.config.wake_reserve_seconds))
         if conversation.assignee_id is None:  # waiting or offered: held until assigned, in order
             if all(m.message_id != message.message_id for m in conversation.backlog):
                 conversation.backlog.append(message)
@@ -339,6 +348,22 @@ class RoutingCore:
         if previous is not None:
             outcome.merge(self._serve(previous, now))
         return outcome
+
+    def on_state_request(self, request: StateRequest, now: datetime) -> Outcome:
+        """The assignee sets its conversation pending or snoozed (its capacity slot is freed) or open
+        again (it counts again, at once if the agent has room, else as soon as it has)."""
+        conversation = self.conversations.get(request.conversation_id)
+        if (conversation is None or conversation.assignee_id != request.agent_id
+                or conversation.assignment_seq != request.assignment_seq):
+            return Outcome()  # resolved, moved on or reassigned since: the request is stale
+        if request.state == "open":
+            if conversation.parked is None:
+                return Outcome()
+            return self._wake(conversation, now, "opened by the agent", None)
+        if conversation.last_customer_at is not None and conversation.last_customer_at > request.at:
+            # The customer wrote after the agent asked: parking it now would hide a new message.
+            return Outcome() if conversation.parked is None else self._wake(conversation, now, "the customer wrote", None)
+        return self._park(conversation, request.state, request.until if request.state == "snoozed" else None, now)
 
     def tick(self, now: datetime) -> Outcome:
         """Fire every timer that is due: offers, bullseye steps, max waits, SLA, reservations."""
@@ -579,6 +604,54 @@ class RoutingCore:
             moved += 1
         return outcome
 
+    def _park(self, conversation: Conversation, state: str, until: datetime | None, now: datetime) -> Outcome:
+        agent = self._holder(conversation)
+        outcome = Outcome(changed_conversations={conversation.conversation_id})
+        conversation.parked, conversation.parked_until = state, until
+        conversation.park_serial = next(self._serials)
+        if until is not None:
+            self._schedule(until, "wake", conversation, conversation.park_serial)
+        if agent is not None:
+            self._release(agent, conversation)
+            self._reindex(agent)
+            outcome.changed_agents.add(agent.key)
+            outcome.deliveries.append((agent.key, ConversationParked(
+                workspace_id=conversation.workspace_id, conversation_id=conversation.conversation_id,
+                agent_id=agent.agent_id, assignment_seq=conversation.assignment_seq, state=state, until=until)))
+            outcome.merge(self._serve(agent, now))
+        return outcome
+
+    def _wake(self, conversation: Conversation, now: datetime, reason: str, reserve_seconds: float | None) -> Outcome:
+        """Open a parked conversation again: it counts against its agent's capacity at once if the
+        agent has room; else it goes back to waiting, reserved for that agent (for `reserve_seconds`,
+        None: until the agent has room or goes offline), so no agent is ever over capacity."""
+        agent = self._holder(conversation)
+        conversation.parked = conversation.parked_until = None
+        conversation.park_serial = next(self._serials)  # a pending wake timer is stale now
+        outcome = Outcome(changed_conversations={conversation.conversation_id})
+        if agent is not None and agent.has_room(conversation.media, self.exclusive):
+            self._hold(agent, conversation)
+            self._reindex(agent)
+            outcome.changed_agents.add(agent.key)
+            outcome.deliveries.append((agent.key, ConversationWoken(
+                workspace_id=conversation.workspace_id, conversation_id=conversation.conversation_id,
+                agent_id=agent.agent_id, assignment_seq=conversation.assignment_seq, reason=reason)))
+            return outcome
+        self._unassign(conversation, now, f"woke while the agent had no room ({reason})", outcome)
+        conversation.waiting_since = now
+        outcome.events.append(self._queued(conversation, now, "woken"))
+        if agent is not None and agent.status == "online":
+            until = None if reserve_seconds is None else now + timedelta(seconds=reserve_seconds)
+            outcome.merge(self._pin(conversation, agent.agent_id, until, now, "woken: back to its agent"))
+        else:
+            outcome.merge(self._route(conversation, now))
+        return outcome
+
+    def _on_snooze_ended(self, conversation: Conversation, serial: int, _: Any, now: datetime) -> Outcome:
+        if conversation.parked is None or conversation.park_serial != serial:
+            return Outcome()
+        return self._wake(conversation, now, "the snooze ended", self.config.wake_reserve_seconds)
+
     def _unassign(self, conversation: Conversation, now: datetime, reason: str, outcome: Outcome) -> Agent | None:
         """Take a conversation from its assignee (who is told); it becomes a waiting one."""
         agent = self._holder(conversation)
@@ -587,6 +660,7 @@ class RoutingCore:
         conversation.assignee_id = None
         conversation.assigned_at = None
         conversation.assignment_seq += 1
+        conversation.parked = conversation.parked_until = None  # whoever takes it next has it open
         self._release(agent, conversation)
         self._reindex(agent)
         self._schedule_wait_timers(conversation)
@@ -672,6 +746,8 @@ class RoutingCore:
             self._schedule(conversation.offer.expires_at, "offer", conversation, conversation.offer.serial)
         if conversation.pinned_to is not None and conversation.pinned_until is not None:
             self._schedule(conversation.pinned_until, "pin", conversation, conversation.pin_serial)
+        if conversation.parked is not None and conversation.parked_until is not None:
+            self._schedule(conversation.parked_until, "wake", conversation, conversation.park_serial)
         if conversation.declined and conversation.declined_at is not None:
             self._schedule(conversation.declined_at + timedelta(seconds=self.config.declined_retry_seconds), "declined",
                            conversation, generation)
@@ -934,4 +1010,5 @@ TIMER_HANDLERS = {
     "sla": RoutingCore._on_sla,
     "pin": RoutingCore._on_pin_expired,
     "declined": RoutingCore._on_declined_expired,
+    "wake": RoutingCore._on_snooze_ended,
 }

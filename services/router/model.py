@@ -97,6 +97,12 @@ class Conversation:
     decision: dict[str, Any] | None = None
     transfers: list[dict[str, Any]] = field(default_factory=list)
     labels: list[str] = field(default_factory=list)  # what label rules added (sorted); an agent may remove one
+    # Lifecycle (docs/routing.md): "pending" (waiting on the customer) or "snoozed" (until `parked_until`
+    # or the customer's next message) keeps the assignee but frees its capacity slot.
+    parked: str | None = None
+    parked_until: datetime | None = None
+    park_serial: int = 0
+    last_customer_at: datetime | None = None  # the latest customer message routed (a park asked before it wakes at once)
     # How many events were made about it: the next event's id counts on from here, also after a
     # rebuild, so an input handled again over the same saved state gives the same ids.
     event_seq: int = 0

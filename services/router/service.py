@@ -37,6 +37,7 @@ from shared.models import (
     OfferAnswer,
     RoutingConfigChanged,
     RoutingEvent,
+    StateRequest,
     ThreadClosed,
     ThreadEvent,
     ThreadLeft,
@@ -48,7 +49,7 @@ from shared.topology import core_queue_takes
 log = structlog.get_logger(__name__)
 RouterInput = (
     InboundMessage | AgentSnapshot | ConversationResolved | ConversationAnswered | OfferAnswer | TransferRequest
-    | RoutingConfigChanged | ThreadClosed | NotAnswered | ThreadLeft
+    | RoutingConfigChanged | ThreadClosed | NotAnswered | ThreadLeft | StateRequest
 )
 INPUT_MODELS: dict[str, type[RouterInput]] = {
     events.MESSAGE_RECEIVED: InboundMessage,
@@ -62,6 +63,7 @@ INPUT_MODELS: dict[str, type[RouterInput]] = {
     events.THREAD_CLOSED: ThreadClosed,
     events.THREAD_NOT_ANSWERED: NotAnswered,
     events.THREAD_LEFT: ThreadLeft,
+    events.CONVERSATION_STATE_REQUESTED: StateRequest,
 }
 
 
@@ -76,6 +78,7 @@ CORE_INPUTS: dict[type, Callable[[RoutingCore, Any, datetime], Outcome]] = {
     ThreadClosed: RoutingCore.on_thread_closed,
     NotAnswered: RoutingCore.on_not_answered,
     ThreadLeft: RoutingCore.on_thread_left,
+    StateRequest: RoutingCore.on_state_request,
 }
 
 

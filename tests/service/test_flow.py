@@ -183,7 +183,7 @@ async def test_ops_routes(names):
         listed = agents["paths"]["/v1/conversations"]["get"]
         parameters = {p["name"]: p["schema"] for p in listed["parameters"]}
         assert parameters["limit"] == {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100}
-        assert parameters["status"]["enum"] == ["assigned", "waiting", "resolved"]
+        assert parameters["status"]["enum"] == ["assigned", "pending", "snoozed", "waiting", "resolved"]
         assert {"assignee_id", "channel", "thread_id", "contact_id"} <= set(parameters)
         assert listed["security"] == [{"bearer": []}] and "401" in listed["responses"] and "4XX" in listed["responses"]
         one = agents["paths"]["/v1/conversations/{conversation_id}"]["get"]
