@@ -99,7 +99,16 @@ async def test_a_supervisor_takes_a_waiting_conversation_from_unassigned_and_fil
             await page.select_option("#filter-channel", "sms")
             await expect(mine).to_have_count(0)
             await expect(page.locator("#conversations-empty")).to_have_text("Nothing matches these filters.")
+            await page.screenshot(path="/tmp/lists-empty-1440.png")
             await page.select_option("#filter-channel", "")
+
+            # The views are a tablist: the arrow keys move between them.
+            await page.focus("#view-mine")
+            await page.keyboard.press("ArrowRight")
+            await expect(page.locator("#view-unassigned")).to_have_attribute("aria-selected", "true")
+            await expect(page.locator("#view-unassigned")).to_be_focused()
+            await page.keyboard.press("ArrowLeft")
+            await expect(page.locator("#view-mine")).to_have_attribute("aria-selected", "true")
 
             # The supervisor's views: Unassigned holds the waiting one; All everything, filterable by status.
             await expect(page.locator("#view-unassigned")).to_be_visible()
@@ -139,6 +148,10 @@ async def test_a_supervisor_takes_a_waiting_conversation_from_unassigned_and_fil
             await small.click("#view-all")
             await expect(small.locator("#listed [data-conversation-id]")).to_have_count(3, timeout=WAIT_MS)
             await small.screenshot(path="/tmp/lists-all-390.png")
+            await small.select_option("#filter-status", "resolved")
+            await expect(small.locator("#conversations-empty")).to_have_text("Nothing matches these filters.",
+                                                                            timeout=WAIT_MS)
+            await small.screenshot(path="/tmp/lists-empty-390.png")
             assert await small.evaluate("document.documentElement.scrollWidth <= 390")
             assert errors == []
         finally:
@@ -236,6 +249,8 @@ async def test_the_contact_panel_across_channels_edits_attributes_and_refreshes_
             await panel.locator(f'[data-open="{first["conversation_id"]}"]').click()
             await expect(page.locator("#peek-transcript")).to_contain_text("Where is order 12?")
             await expect(page.locator("#assign-me")).to_be_hidden()  # resolved: nothing to take
+            await page.click("#peek-back")
+            await expect(page.locator("#peek")).to_be_hidden()
 
             # At 390 px the panel is collapsed behind its button and opens over the conversation.
             small = await desk(browser, running, "sam", key, errors, width=390)
@@ -245,8 +260,12 @@ async def test_the_contact_panel_across_channels_edits_attributes_and_refreshes_
             await small.click("#contact-toggle")
             await expect(small.locator("#contact-pane [data-testid=contact-attributes]")).to_contain_text("gold")
             await small.screenshot(path="/tmp/lists-contact-390.png")
-            await small.click("#contact-close")
+            await small.locator(f'#contact-pane [data-open="{first["conversation_id"]}"]').click()
+            await expect(small.locator("#peek-transcript")).to_contain_text("Where is order 12?")
             await expect(small.locator("#contact-pane")).to_be_hidden()
+            await small.screenshot(path="/tmp/lists-peek-390.png")
+            await small.click("#peek-back")
+            await expect(small.locator("#transcript")).to_contain_text("Order 12 again, by text")
             assert errors == []
         finally:
             await browser.close()
