@@ -12,8 +12,13 @@ activity), so one answer model and one set of filters serve both.
 from datetime import datetime
 from typing import Any
 
+import structlog
+from pydantic import ValidationError
+
 from services.agents.search import terms_of
 from shared.models import InboundMessage
+
+log = structlog.get_logger(__name__)
 
 # Filters that never change for a conversation, applied by the database; the others (queue, label,
 # contact_id, q) are checked on the completed document, and assignee_id matches none of them.
@@ -30,10 +35,20 @@ def router_query(workspace_id: str, filters: dict[str, str]) -> dict[str, Any] |
             **{name: filters[name] for name in ROUTER_FIELDS if filters.get(name)}}
 
 
-def as_conversation(doc: dict, backlog: list[dict], contact_id: str, stored: dict | None = None) -> dict:
+def first_message(doc: dict) -> InboundMessage | None:
+    """The router document's opening message; None (logged) for one this code cannot read, which is
+    left out of the list rather than failing it for every other conversation."""
+    try:
+        return InboundMessage.model_validate(doc.get("first"))
+    except ValidationError as error:
+        log.warning("routed.unreadable", conversation_id=doc.get("_id"), error=str(error))
+        return None
+
+
+def as_conversation(doc: dict, first: InboundMessage, backlog: list[dict], contact_id: str,
+                    stored: dict | None = None) -> dict:
     """The router's document as an agents-side conversation document (status waiting), with its terms,
     completed with the agents service's `stored` fields (STORED_FIELDS) when it held it before."""
-    first = InboundMessage.model_validate(doc["first"])
     texts = [first.text, *(m.get("text") for m in backlog)]
     times = [first.received_at, *(datetime.fromisoformat(m["received_at"]) for m in backlog if m.get("received_at"))]
     contact = first.contact

@@ -27,7 +27,6 @@ from shared import events
 from shared.models import (
     SYSTEM_AGENT,
     AgentSnapshot,
-    Contact,
     ConversationAssigned,
     ConversationEnded,
     ConversationInfo,
@@ -45,7 +44,7 @@ from shared.models import (
 from shared.mongo import duplicate_indexes, non_duplicate_errors
 
 # A status never goes back: a late "sent" must not overwrite "delivered".
-LATEST_FIRST = [("last_message_at", DESCENDING), ("created_at", DESCENDING)]
+LATEST_FIRST = [("last_message_at", DESCENDING)]  # the list index's last key: served in index order
 MAX_MATCHES = 5000  # conversations one search term counts at most (search.py)
 STATUS_RANK = {"queued": 0, "sent": 1, "delivered": 2, "read": 3, "failed": 4}
 
@@ -454,25 +453,28 @@ class AgentsStore:
             {"_id": conversation_id, "workspace_id": workspace_id, "assignee_id": None})
         if doc is None:
             return None
-        [(conversation, backlog)] = await self._as_conversations([doc], None)
+        found = await self._as_conversations([doc], None)
+        if not found:
+            return None
+        [(conversation, backlog)] = found
         return conversation, [routed.message_doc(conversation, m) for m in backlog]
 
     async def _as_conversations(self, docs: list[dict], projection: dict | None) -> list[tuple[dict, list[dict]]]:
         """Router documents as conversation documents, each with its backlog's messages (fields as projected)."""
+        firsts = {doc["_id"]: first for doc in docs if (first := routed.first_message(doc)) is not None}
+        docs = [doc for doc in docs if doc["_id"] in firsts]
         if not docs:
             return []
-        ids = [doc["_id"] for doc in docs]
         backlogs: dict[str, list[dict]] = {}
-        async for entry in self.db["routing_backlog"].find({"conversation_id": {"$in": ids}}, projection).sort(
+        async for entry in self.db["routing_backlog"].find({"conversation_id": {"$in": list(firsts)}}, projection).sort(
                 [("conversation_id", ASCENDING), ("position", ASCENDING)]):
             backlogs.setdefault(entry["conversation_id"], []).append(entry.get("message") or {})
         stored = {doc["_id"]: doc for doc in await self.conversations.find(
-            {"_id": {"$in": ids}}, routed.STORED_FIELDS).to_list()}
-        people = [Identities(doc["workspace_id"], doc["channel"], Contact.model_validate(doc["first"]["contact"]))
-                  for doc in docs]
-        contact_ids = await self.contact_book.known_ids(people)
-        return [(routed.as_conversation(doc, backlogs.get(doc["_id"], []), contact_id, stored.get(doc["_id"])),
-                 backlogs.get(doc["_id"], []))
+            {"_id": {"$in": list(firsts)}}, routed.STORED_FIELDS).to_list()}
+        contact_ids = await self.contact_book.known_ids(
+            [Identities(doc["workspace_id"], doc["channel"], firsts[doc["_id"]].contact) for doc in docs])
+        return [(routed.as_conversation(doc, firsts[doc["_id"]], backlogs.get(doc["_id"], []), contact_id,
+                                        stored.get(doc["_id"])), backlogs.get(doc["_id"], []))
                 for doc, contact_id in zip(docs, contact_ids, strict=True)]
 
     async def _matching(self, workspace_id: str, terms: list[str]) -> set[str]:

@@ -76,11 +76,11 @@ function draw(conv) {
   drawn = state.contact;
   const { data, error } = state.contact;
   const body = $("contact-body");
+  $("contact-title").textContent = (data && data.name) || (conv.contact && conv.contact.name) || "Contact";
   if (!data) {
     body.replaceChildren(el("p", { class: "contact-muted", text: error || "Loading…" }));
     return;
   }
-  $("contact-title").textContent = data.name || conv.contact.name || "Contact";
   const identities = [
     ...(data.identities || []).map((i) => [i.channel, i.address]),
     ...(data.emails || []).map((e) => ["email", e]), ...(data.phones || []).map((p) => ["phone", p]),
