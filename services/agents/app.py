@@ -35,6 +35,7 @@ from services.agents.models import (
     NoteIn,
     OfferAnswered,
     OfferAnswerIn,
+    SessionOut,
     StateIn,
     TransferIn,
     reply_model,
@@ -94,7 +95,7 @@ MESSAGE_ID = path_parameter("message_id", "A message's id (see the conversation'
 CONTACT_ID = path_parameter("contact_id", "The contact's id (see a conversation's `contact_id`)")
 ATTACHMENT_ID = path_parameter("attachment_id", "The file's id (see a message's `attachments`)")
 MAX_LIST_LIMIT = 1000
-LIMIT = integer_query("limit", "How many conversations, newest first", default=100, minimum=1, maximum=MAX_LIST_LIMIT)
+LIMIT = integer_query("limit", "How many conversations, latest activity first", default=100, minimum=1, maximum=MAX_LIST_LIMIT)
 STATUS = choice_query("status", "Only conversations in this state", ("assigned", "pending", "snoozed", "waiting", "resolved"))
 AGENT_STATUS = choice_query("status", "Only agents in this presence", ("online", "away", "offline"))
 # Equality filters; an empty value is no filter.
@@ -112,6 +113,8 @@ def operations(reply_body: type[BaseModel]) -> list[Operation]:
         *PAGE_OPERATIONS,
         Operation("PUT", "/v1/agents/{agent_id}", "Create or update an agent", (Answer(200, "The agent", AgentOut),),
                   body=AgentProfile, parameters=(AGENT_ID,), errors=(400, 413, 422)),
+        Operation("GET", "/v1/session", "Who the caller is: its workspace, its role and, for an agent token, its agent",
+                  (Answer(200, "The caller", SessionOut),)),
         Operation("GET", "/v1/desk/frames.schema.json", "The JSON Schema of every desk WebSocket frame",
                   (Answer(200, "A JSON Schema: one of the frames, by `type`",
                           schema={"type": "object", "description": "A JSON Schema document"}),)),
@@ -130,12 +133,17 @@ def operations(reply_body: type[BaseModel]) -> list[Operation]:
         Operation("PUT", "/v1/agents/{agent_id}/status", "Set presence: online, away, offline",
                   (Answer(200, "The agent", AgentOut),), body=AgentStatusChange, parameters=(AGENT_ID,),
                   errors=(400, 404, 413, 422)),
-        Operation("GET", "/v1/conversations", "Conversations, newest first, filtered",
+        Operation("GET", "/v1/conversations", "Conversations, latest activity first, filtered",
                   (Answer(200, "The conversations", ConversationList),),
                   parameters=(LIMIT, STATUS, *FILTERS, LABEL, SEARCH),
-                  errors=(400,)),
+                  errors=(400, 403),
+                  description="With the workspace's key, `status=waiting` (or no status) also lists the waiting "
+                              "conversations no agent has held yet (known to the router only; every filter applies "
+                              "to them). An agent token lists only what it holds; `status=waiting` is a 403."),
         Operation("GET", "/v1/conversations/{conversation_id}", "A conversation with its messages in order",
-                  (Answer(200, "The conversation", ConversationWithMessages),), parameters=conversation, errors=(404,)),
+                  (Answer(200, "The conversation", ConversationWithMessages),), parameters=conversation, errors=(404,),
+                  description="With the workspace's key, also a waiting conversation no agent has held yet (the "
+                              "router's, read only: the messages it holds)."),
         Operation("POST", "/v1/conversations/{conversation_id}/messages",
                   "Reply; sent out through the conversation's channel",
                   (Answer(201, "The reply, stored as queued; its status follows on the desk", MessageOut),),
@@ -232,6 +240,7 @@ def create_app(settings: AgentsSettings) -> web.Application:
     add_desk_routes(app)
     app.router.add_put("/v1/agents/{agent_id}", put_agent)
     app.router.add_get("/v1/agents", list_agents)
+    app.router.add_get("/v1/session", get_session)
     app.router.add_get("/v1/desk/frames.schema.json", desk_frames_schema)
     app.router.add_get("/v1/agents/{agent_id}", get_agent)
     app.router.add_put("/v1/agents/{agent_id}/status", put_status)
@@ -295,6 +304,14 @@ async def put_agent(request: web.Request) -> web.Response:
 
 
 @open_to_agents
+async def get_session(request: web.Request) -> web.Response:
+    """The caller: the desk decides from it which list views to show (the API enforces them anyway)."""
+    agent_id = calling_agent(request)
+    return model_response(SessionOut(workspace_id=request[WORKSPACE], role="supervisor" if agent_id is None else "agent",
+                                     agent_id=agent_id))
+
+
+@open_to_agents
 async def desk_frames_schema(_: web.Request) -> web.Response:
     """The JSON Schema of every frame the desk's WebSocket sends (services/agents/frames.py)."""
     return web.json_response(frames_schema())
@@ -345,13 +362,18 @@ async def list_conversations(request: web.Request) -> web.Response:
     filters = {p.name: value for p in FILTERS if (value := p.raw(request))}
     if label := LABEL.raw(request):
         filters["labels"] = label  # one of the conversation's labels
-    if (agent_id := calling_agent(request)) is not None:
-        require_own(request, filters.get("assignee_id", agent_id), "conversations")
-        filters["assignee_id"] = agent_id  # an agent lists what it holds
     search = SEARCH.raw(request)
     if search is not None and len(search) > 200:
         raise http_error(web.HTTPBadRequest, "q is at most 200 characters", parameter="q")
-    docs = await request.app[SERVICE].store.find_conversations(request[WORKSPACE], filters, status, limit, search)
+    store = request.app[SERVICE].store
+    if (agent_id := calling_agent(request)) is not None:
+        require_own(request, filters.get("assignee_id", agent_id), "conversations")
+        if status == "waiting":  # a waiting conversation is nobody's: the Unassigned view is a supervisor's
+            raise http_error(web.HTTPForbidden, "waiting conversations are a supervisor's to list", parameter="status")
+        filters["assignee_id"] = agent_id  # an agent lists what it holds
+        docs = await store.find_conversations(request[WORKSPACE], filters, status, limit, search)
+    else:
+        docs = await store.find_listed(request[WORKSPACE], filters, status, limit, search)
     conversations = [ConversationOut.from_doc(d, "conversation_id") for d in docs]
     return model_response(ConversationList(conversations=conversations))
 
@@ -360,11 +382,14 @@ async def list_conversations(request: web.Request) -> web.Response:
 async def get_conversation(request: web.Request) -> web.Response:
     await _check_own_conversation(request, offers_too=True)
     service = request.app[SERVICE]
-    try:
-        doc = await service.conversation(request[WORKSPACE], CONVERSATION_ID.raw(request))
-    except NotFound as error:
-        raise _domain_errors(error) from None
-    messages = await service.store.messages_of([doc["_id"]])
+    doc = await service.store.get_conversation(request[WORKSPACE], CONVERSATION_ID.raw(request))
+    if doc is not None:
+        messages = await service.store.messages_of([doc["_id"]])
+    elif calling_agent(request) is None and (waiting := await service.store.waiting_one(
+            request[WORKSPACE], CONVERSATION_ID.raw(request))):
+        doc, messages = waiting  # no agent has held it yet: the router's, for a supervisor to read
+    else:
+        raise http_error(web.HTTPNotFound, f"conversation {CONVERSATION_ID.raw(request)!r} does not exist")
     return model_response(ConversationWithMessages.from_doc(
         doc, "conversation_id", messages=[MessageOut.from_doc(m, "message_id") for m in messages]))
 

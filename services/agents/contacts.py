@@ -74,6 +74,14 @@ class ContactBook:
 
     async def resolve(self, people: list[Identities]) -> list[str]:
         """The contact id of each person (in order), creating and linking identities as needed."""
+        contact_ids = await self.known_ids(people)
+        if contact_ids:
+            await self._link(people, contact_ids)
+        return contact_ids
+
+    async def known_ids(self, people: list[Identities]) -> list[str]:
+        """The contact id each person resolves to (in order), writing nothing: a person not known yet
+        gets the id resolve() will give it."""
         if not people:
             return []
         all_keys = sorted({key for person in people for key in person.keys()})
@@ -84,7 +92,6 @@ class ContactBook:
             for key in person.keys():
                 known.setdefault(key, contact_id)  # later people in this batch see this one
             contact_ids.append(contact_id)
-        await self._link(people, contact_ids)
         return contact_ids
 
     async def _link(self, people: list[Identities], contact_ids: list[str]) -> None:

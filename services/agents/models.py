@@ -144,6 +144,14 @@ class AgentToken(Out):
     expires_at: Timestamp
 
 
+class SessionOut(Out):
+    """Who the caller is: the desk shows a supervisor's list views (Unassigned, All) only to a supervisor."""
+
+    workspace_id: str
+    role: Literal["supervisor", "agent"]  # the workspace's key is a supervisor's; an agent token an agent's
+    agent_id: str | None = None  # the token's agent; null for the workspace's key
+
+
 MessageDirection = Literal["inbound", "outbound", "note"]
 # received: a customer's; queued -> sent -> delivered -> read, or failed: a reply's; note: an internal note.
 MessageStatus = Literal["received", "queued", "sent", "delivered", "read", "failed", "note"]

@@ -7,13 +7,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from pymongo import ASCENDING, ReturnDocument, UpdateOne
+from pymongo import ASCENDING, DESCENDING, ReturnDocument, UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError
 
+from services.agents import routed
 from services.agents.contacts import ContactBook, Identities
 from services.agents.models import HELD_STATUSES, AgentProfile
-from services.agents.search import query_terms, terms_of
 from services.agents.outbox import (
     FLAGS,
     PENDING_LABELS,
@@ -22,6 +22,7 @@ from services.agents.outbox import (
     PENDING_SNAPSHOT,
     pending,
 )
+from services.agents.search import query_terms, terms_of
 from shared import events
 from shared.models import (
     SYSTEM_AGENT,
@@ -45,6 +46,7 @@ from shared.models import (
 from shared.mongo import duplicate_indexes, non_duplicate_errors
 
 # A status never goes back: a late "sent" must not overwrite "delivered".
+LATEST_FIRST = [("last_message_at", DESCENDING)]  # the list index's last key: served in index order
 MAX_MATCHES = 5000  # conversations one search term counts at most (search.py)
 STATUS_RANK = {"queued": 0, "sent": 1, "delivered": 2, "read": 3, "failed": 4}
 
@@ -140,6 +142,10 @@ class AgentsStore:
             [("workspace_id", ASCENDING), ("channel", ASCENDING), ("thread_id", ASCENDING)]
         )
         await self.conversations.create_index([("workspace_id", ASCENDING), ("contact_id", ASCENDING)])
+        # The lists: by workspace and status, latest activity first (find_conversations).
+        await self.conversations.create_index(
+            [("workspace_id", ASCENDING), ("status", ASCENDING), ("last_message_at", DESCENDING)]
+        )
         await self.conversations.create_index([("workspace_id", ASCENDING), ("terms", ASCENDING)])  # search.py
         # A survey answer names its survey (sparse: most conversations have none).
         await self.conversations.create_index([("csat.survey_id", ASCENDING)], sparse=True)
@@ -422,7 +428,8 @@ class AgentsStore:
 
     async def find_conversations(self, workspace_id: str, filters: dict[str, str], status: str | None, limit: int,
                                  search: str | None = None) -> list[dict]:
-        """Newest first; `search`: every word of it in the conversation's messages or contact (prefixes too)."""
+        """Latest activity first; `search`: every word of it in the conversation's messages or contact
+        (prefixes too)."""
         query: dict[str, Any] = {"workspace_id": workspace_id, **filters}
         if status:
             query["status"] = status
@@ -431,7 +438,63 @@ class AgentsStore:
             if not matching:
                 return []
             query["_id"] = {"$in": sorted(matching)}
-        return await self.conversations.find(query).sort("created_at", -1).limit(limit).to_list()
+        # A sorted find reads and sorts the whole matched range: the workspace's (and status's) index
+        # prefix keeps it to what the filters name (ensure_indexes).
+        return await self.conversations.find(query).sort(LATEST_FIRST).limit(limit).to_list()
+
+    async def find_listed(self, workspace_id: str, filters: dict[str, str], status: str | None, limit: int,
+                          search: str | None = None) -> list[dict]:
+        """A supervisor's list, latest activity first: what the agents service stores, but the waiting
+        conversations (status waiting, or any status) from the router, which alone knows them all
+        (routed.py)."""
+        if status not in (None, "waiting"):
+            return await self.find_conversations(workspace_id, filters, status, limit, search)
+        waiting = await self.waiting_in_router(workspace_id, filters, search)
+        others = [] if status == "waiting" else [
+            doc for doc in await self.find_conversations(workspace_id, filters, None, limit, search)
+            if doc["status"] != "waiting"]
+        return sorted([*others, *waiting], key=_activity, reverse=True)[:limit]
+
+    async def waiting_in_router(self, workspace_id: str, filters: dict[str, str], search: str | None) -> list[dict]:
+        """The router's waiting conversations (its collections, read only), as conversation documents
+        completed with what this service stored of them, filtered (routed.py)."""
+        query = routed.router_query(workspace_id, filters)
+        if query is None:
+            return []
+        docs = await self.db["routing_conversations"].find(query).limit(routed.MAX_ROUTED).to_list()
+        backlog = {"conversation_id": 1, "message.text": 1, "message.received_at": 1}
+        terms = query_terms(search) if search else []
+        return [doc for doc, _ in await self._as_conversations(docs, backlog) if routed.matches(doc, filters, terms)]
+
+    async def waiting_one(self, workspace_id: str, conversation_id: str) -> tuple[dict, list[dict]] | None:
+        """A waiting conversation no agent has held yet, from the router (read only), and its messages."""
+        doc = await self.db["routing_conversations"].find_one(
+            {"_id": conversation_id, "workspace_id": workspace_id, "assignee_id": None})
+        if doc is None:
+            return None
+        found = await self._as_conversations([doc], None)
+        if not found:
+            return None
+        [(conversation, backlog)] = found
+        return conversation, [routed.message_doc(conversation, m) for m in backlog]
+
+    async def _as_conversations(self, docs: list[dict], projection: dict | None) -> list[tuple[dict, list[dict]]]:
+        """Router documents as conversation documents, each with its backlog's messages (fields as projected)."""
+        firsts = {doc["_id"]: first for doc in docs if (first := routed.first_message(doc)) is not None}
+        docs = [doc for doc in docs if doc["_id"] in firsts]
+        if not docs:
+            return []
+        backlogs: dict[str, list[dict]] = {}
+        async for entry in self.db["routing_backlog"].find({"conversation_id": {"$in": list(firsts)}}, projection).sort(
+                [("conversation_id", ASCENDING), ("position", ASCENDING)]):
+            backlogs.setdefault(entry["conversation_id"], []).append(entry.get("message") or {})
+        stored = {doc["_id"]: doc for doc in await self.conversations.find(
+            {"_id": {"$in": list(firsts)}}, routed.STORED_FIELDS).to_list()}
+        contact_ids = await self.contact_book.known_ids(
+            [Identities(doc["workspace_id"], doc["channel"], firsts[doc["_id"]].contact) for doc in docs])
+        return [(routed.as_conversation(doc, firsts[doc["_id"]], backlogs.get(doc["_id"], []), contact_id,
+                                        stored.get(doc["_id"])), backlogs.get(doc["_id"], []))
+                for doc, contact_id in zip(docs, contact_ids, strict=True)]
 
     async def _matching(self, workspace_id: str, terms: list[str]) -> set[str]:
         """Conversations holding every term: one indexed look-up per term, intersected here (SecantusDB
@@ -760,6 +823,11 @@ def _notice_frame(notice: ConversationRevoked | ConversationEnded, frame_type: s
     """The desk frame that takes a conversation off the agent's desk, with the reason."""
     return ForDesk(notice.agent_id, None, frame={"type": frame_type, "workspace_id": notice.workspace_id,
                                                  "conversation_id": notice.conversation_id, "reason": notice.reason})
+
+
+def _activity(doc: dict) -> datetime:
+    """When a conversation last saw a message (its creation before its first is stored)."""
+    return doc.get("last_message_at") or doc["created_at"]
 
 
 def agent_snapshot(doc: dict) -> AgentSnapshot:

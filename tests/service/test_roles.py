@@ -103,3 +103,16 @@ async def test_an_agent_token_of_another_secret_or_expired_is_refused(names):
         for token in (foreign, expired):
             response = await apps.agents.get("/v1/agents/ann", headers=bearer(token))
             assert response.status == 401, await response.text()
+
+
+async def test_the_session_says_who_the_caller_is(names):
+    """The desk decides from /v1/session which list views to show: the key is a supervisor's, a token its agent's."""
+    async with running_apps(names) as apps:
+        await apps.put_agent("ann")
+        supervisor = await apps.agents.get("/v1/session", headers=auth())
+        assert supervisor.status == 200
+        assert await supervisor.json() == {"workspace_id": "default", "role": "supervisor", "agent_id": None}
+        agent = await apps.agents.get("/v1/session", headers=bearer(await agent_token(apps, "ann")))
+        assert await agent.json() == {"workspace_id": "default", "role": "agent", "agent_id": "ann"}
+        assert (await apps.agents.get("/v1/session")).status == 401
+        assert (await apps.agents.get("/v1/session", headers=bearer("not-a-token"))).status == 401

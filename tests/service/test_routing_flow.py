@@ -77,7 +77,10 @@ async def test_an_offer_is_accepted_from_the_desk(names):
         offer = await frame_of(desk, "conversation.offered")
         conversation_id = offer["conversation"]["conversation_id"]
         assert [m["text"] for m in offer["messages"]] == ["hello"]
-        assert (await apps.agents.get(f"/v1/conversations/{conversation_id}", headers=auth())).status == 404  # not yet hers
+        # Not yet hers: still waiting, known only to the router (a supervisor reads it from there).
+        waiting = await apps.agents.get(f"/v1/conversations/{conversation_id}", headers=auth())
+        assert waiting.status == 200, await waiting.text()
+        assert ((await waiting.json())["status"], (await waiting.json())["assignee_id"]) == ("waiting", None)
         reconnected = await apps.desk("ann")  # a desk opened meanwhile shows the open offer
         assert [o["conversation"]["conversation_id"] for o in reconnected.snapshot["offers"]] == [conversation_id]
         wrong = await apps.agents.post(f"/v1/conversations/{conversation_id}/offer", json={"agent_id": "bob", "accept": True}, headers=auth())

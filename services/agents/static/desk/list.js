@@ -1,36 +1,75 @@
-// The conversation list (and the tab title's count of what waits), with the SLA chip it shares with the header.
+// The conversation lists (and the tab title's count of what waits), with the SLA chip it shares with
+// the header. Mine is drawn from the live state; Unassigned and All from what the API listed (views.js).
 
 import { $, el } from "./dom.js";
 import { PREVIEW_PREFIX, SLA_TARGET, contactLabel, fmtTime, slaAlerts } from "./format.js";
+import { openPeek } from "./peek.js";
 import { render, select } from "./render.js";
-import { lastMessage, sortedConversations, state } from "./state.js";
+import { lastActivity, lastMessage, sortedConversations, state } from "./state.js";
+import { mineMatches, wireViews } from "./views.js";
+
+const EMPTY = {
+  mine: "No open conversations.\nNew ones appear here when they are assigned to you.",
+  unassigned: "Nobody is waiting.\nConversations no agent holds appear here.",
+  all: "No conversations.",
+  filtered: "Nothing matches these filters.",
+};
+
+function row(c, { unread = 0, preview = "", typing = false, at = "" } = {}) {
+  const prio = Number(c.priority || 0), selected = c.conversation_id === (state.peek ? state.peek.conv.conversation_id : state.selected);
+  return el("li", {
+    "data-conversation-id": c.conversation_id, "data-unread": unread, "data-status": c.status || null,
+    class: selected ? "selected" : null,
+  }, el("button", { type: "button", class: "conv", "aria-current": selected ? "true" : null },
+    el("div", { class: "conv-top" },
+      el("span", { class: "conv-name", text: contactLabel(c) }),
+      unread ? el("span", { class: "badge", "data-testid": "unread", "aria-label": `${unread} unread`, text: unread }) : null),
+    el("div", { class: "conv-meta" },
+      el("span", { class: "chip", text: c.channel || "?" }),
+      el("span", { class: "chip" + (prio >= 7 ? " prio-high" : ""), title: "Priority", text: `P${prio}` }),
+      state.view !== "mine" ? el("span", { class: "chip status", "data-testid": "row-status", text: rowStatus(c) }) : null,
+      slaBadge(slaAlerts(c)[0], true),
+      el("time", { datetime: at || null, text: fmtTime(at) })),
+    typing ? el("div", { class: "conv-preview typing", "data-testid": "typing-preview", text: "typing…" })
+           : el("div", { class: "conv-preview", text: preview })));
+}
+
+function rowStatus(c) {
+  if (c.status === "assigned") return c.assignee_id === state.agentId ? "yours" : c.assignee_id || "assigned";
+  return c.status === "waiting" ? `waiting${c.queue ? " · " + c.queue : ""}` : c.status;
+}
+
+function mineRows() {
+  return sortedConversations().filter((entry) => mineMatches(entry.conv)).map((entry) => {
+    const c = entry.conv, last = lastMessage(entry);
+    return row(c, { unread: entry.unread, typing: state.typing.has(c.conversation_id), at: lastActivity(entry),
+                    preview: last ? (PREVIEW_PREFIX[last.direction] || "") + (last.text || "") : "" });
+  });
+}
+
+function listedRows() {
+  return state.listed.map((c) => {
+    const mine = state.convs.get(c.conversation_id);  // one of Mine: its unread count is live
+    return row(c, { unread: mine ? mine.unread : 0, at: c.last_message_at || c.created_at,
+                    preview: (c.labels || []).join(", ") });
+  });
+}
+
+function filtered() {
+  const f = state.filters;
+  return !!(f.q || f.channel || f.queue || f.label || (state.view === "all" && f.status));
+}
 
 export function renderList() {
-  const list = $("conversations");
-  const items = sortedConversations();
-  list.replaceChildren(...items.map((entry) => {
-    const c = entry.conv, last = lastMessage(entry);
-    const prio = Number(c.priority || 0);
-    const li = el("li", {
-      "data-conversation-id": c.conversation_id,
-      "data-unread": entry.unread,
-      class: c.conversation_id === state.selected ? "selected" : null,
-    }, el("button", { type: "button", class: "conv", "aria-current": c.conversation_id === state.selected ? "true" : null },
-      el("div", { class: "conv-top" },
-        el("span", { class: "conv-name", text: contactLabel(c) }),
-        entry.unread ? el("span", { class: "badge", "data-testid": "unread", "aria-label": `${entry.unread} unread`, text: entry.unread }) : null),
-      el("div", { class: "conv-meta" },
-        el("span", { class: "chip", text: c.channel || "?" }),
-        el("span", { class: "chip" + (prio >= 7 ? " prio-high" : ""), title: "Priority", text: `P${prio}` }),
-        slaBadge(slaAlerts(c)[0], true),
-        el("time", { datetime: (last && last.created_at) || c.created_at || null, text: fmtTime((last && last.created_at) || c.created_at) })),
-      state.typing.has(c.conversation_id)
-        ? el("div", { class: "conv-preview typing", "data-testid": "typing-preview", text: "typing…" })
-        : el("div", { class: "conv-preview", text: last ? (PREVIEW_PREFIX[last.direction] || "") + (last.text || "") : "" })));
-    return li;
-  }));
-  $("conversations-empty").hidden = items.length > 0;
-  const waiting = items.reduce((n, e) => n + (e.unread || 0), 0) + state.offers.size;
+  const mine = state.view === "mine";
+  const rows = mine ? mineRows() : listedRows();
+  $("conversations").hidden = !mine;
+  $("listed").hidden = mine;
+  (mine ? $("conversations") : $("listed")).replaceChildren(...rows);
+  const empty = $("conversations-empty");
+  empty.textContent = state.listError || (filtered() ? EMPTY.filtered : EMPTY[state.view]);
+  empty.hidden = rows.length > 0 && !state.listError;
+  const waiting = [...state.convs.values()].reduce((n, e) => n + (e.unread || 0), 0) + state.offers.size;
   document.title = waiting ? `(${waiting}) Switchyard desk` : "Switchyard desk";
 }
 
@@ -42,11 +81,23 @@ export function slaBadge(alert, short) {
                       title, "aria-label": "SLA " + title, text: short ? `SLA ${alert.state}` : what });
 }
 
+// A row of Unassigned or All: one of Mine opens as usual; any other opens read-only.
+function openListed(id) {
+  if (state.convs.has(id)) { state.peek = null; select(id); render(); return; }
+  const conv = state.listed.find((c) => c.conversation_id === id);
+  if (conv) openPeek(conv);
+}
+
 export function wireList() {
   $("conversations").addEventListener("click", (e) => {
     const li = e.target.closest("[data-conversation-id]");
-    if (li) select(li.getAttribute("data-conversation-id"));
+    if (li) { state.peek = null; select(li.getAttribute("data-conversation-id")); render(); }
+  });
+  $("listed").addEventListener("click", (e) => {
+    const li = e.target.closest("[data-conversation-id]");
+    if (li) openListed(li.getAttribute("data-conversation-id"));
   });
   $("back").addEventListener("click", () => select(null));
   document.addEventListener("visibilitychange", () => { if (state.signedIn) render(); });
+  wireViews(renderList);
 }

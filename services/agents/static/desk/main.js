@@ -3,17 +3,20 @@
 import { api, enc } from "./api.js";
 import { hideNotice, wireBanners } from "./banners.js";
 import { wireComposer } from "./composer.js";
+import { wireContact } from "./contact.js";
 import { $, load, store } from "./dom.js";
 import { AGENT_ID_RE } from "./format.js";
 import { handleFrame } from "./frames.js";
 import { wireLabels } from "./labels.js";
 import { wireList } from "./list.js";
 import { tickOffers, wireOffers } from "./offers.js";
+import { wirePeek } from "./peek.js";
 import { setConnection, setPresence, wirePresence } from "./presence.js";
 import { render } from "./render.js";
 import { ReconnectingSocket } from "./socket.js";
 import { state } from "./state.js";
 import { closeTransfer, wireTransfer } from "./transfer.js";
+import { loadSession, resetViews } from "./views.js";
 
 const KEY_AGENT = "switchyard.desk.agent_id";
 const KEY_TOKEN = "switchyard.desk.token";
@@ -59,6 +62,7 @@ async function signIn(agentId, token) {
   state.signedIn = true;
   state.convs = new Map(); state.selected = null; state.resolved.clear(); state.pendingStatus.clear();
   state.offers = new Map(); state.accepting.clear(); state.rejected.clear();
+  state.history.clear(); state.contact = null; resetViews();
   closeTransfer();
   $("who").textContent = agent.name ? `${agent.name} (${agent.agent_id})` : agent.agent_id;
   setPresence(agent.status);
@@ -66,6 +70,7 @@ async function signIn(agentId, token) {
   $("login-view").hidden = true;
   render();
   state.socket.start();
+  loadSession();  // which list views this key has
 }
 
 function signOut(message) {
@@ -124,4 +129,6 @@ wireOffers();
 wireTransfer();
 wireLabels();
 wireComposer();
+wirePeek();
+wireContact();
 start();

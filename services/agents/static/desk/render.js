@@ -1,10 +1,12 @@
 // Draws every pane from the state, and switches the open conversation.
 
 import { autosize } from "./composer.js";
+import { renderContact } from "./contact.js";
 import { $ } from "./dom.js";
 import { fetchHistory } from "./frames.js";
 import { renderList } from "./list.js";
 import { renderOffers } from "./offers.js";
+import { renderPeek } from "./peek.js";
 import { state } from "./state.js";
 import { closeTransfer } from "./transfer.js";
 import { renderTranscript } from "./transcript.js";
@@ -13,13 +15,17 @@ export function render() {
   renderTranscript();
   renderOffers();
   renderList();
+  renderPeek();
+  renderContact();
 }
 
 export function select(id) {
-  if (state.selected === id) return;
+  if (id) state.peek = null;  // a conversation of Mine opens in place of one shown read-only
+  if (state.selected === id) { render(); return; }
   if (state.transferFor && state.transferFor !== id) closeTransfer();
   if (state.selected) state.drafts.set(state.selected, $("reply").value);
   state.selected = id;
+  state.contact = null;  // opened: the contact panel (and the contact's history) is read again
   $("reply").value = (id && state.drafts.get(id)) || "";
   autosize();
   render();

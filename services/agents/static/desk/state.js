@@ -21,6 +21,15 @@ export const state = {
   typingSentAt: new Map(),     // conversation_id -> when this desk last said the agent is typing
   socket: null,                // the desk's ReconnectingSocket while signed in
   sending: false, resolving: false,
+  // The lists (list.js, views.js): who signed in (GET /v1/session), which view, its filters, what the API listed.
+  role: "agent",               // "supervisor" with the workspace's key: Unassigned and All are shown
+  view: "mine",                // mine | unassigned | all
+  filters: { q: "", channel: "", queue: "", label: "", status: "" },
+  matching: null,              // Mine with a search: the ids the server's q matched (null: no search)
+  listed: [],                  // Unassigned / All: conversations as the API listed them
+  listError: "",
+  peek: null,                  // a conversation shown read-only: {conv, messages, assignable}
+  contact: null,               // the open conversation's contact (contact.js): {id, data, error}
 };
 
 // A later frame never takes a message's delivery status back (a late "sent" after "read").
@@ -88,7 +97,11 @@ export function upsertConversation(conv, messages) {
   state.resolved.delete(id);
   let entry = state.convs.get(id);
   const isNew = !entry;
-  if (isNew) { entry = { conv, messages: new Map(), unread: 0 }; state.convs.set(id, entry); }
+  if (isNew) {
+    entry = { conv, messages: new Map(), unread: 0 }; state.convs.set(id, entry);
+    // A returning contact: what was cached of their history misses the conversation before this one.
+    if (conv.contact_id) state.history.delete(conv.contact_id);
+  }
   else entry.conv = Object.assign({}, entry.conv, conv);
   for (const m of messages) {
     if (putMessage(entry, m) && !isNew && m.direction === "inbound") entry.unread++;
@@ -132,8 +145,13 @@ export function lastMessage(entry) {
   return last;
 }
 
+// When a conversation last saw a message: its newest message here, else what the server said.
+export function lastActivity(entry) {
+  const last = lastMessage(entry);
+  return String((last && last.created_at) || entry.conv.last_message_at || entry.conv.created_at || "");
+}
+
+// Latest activity first (as the server orders its lists).
 export function sortedConversations() {
-  return [...state.convs.values()].sort((a, b) =>
-    (b.conv.priority || 0) - (a.conv.priority || 0) ||
-    String(a.conv.created_at || "").localeCompare(String(b.conv.created_at || "")));
+  return [...state.convs.values()].sort((a, b) => lastActivity(b).localeCompare(lastActivity(a)));
 }

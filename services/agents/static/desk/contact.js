@@ -1,0 +1,187 @@
+// The contact panel beside the open conversation: the contact's identities on every channel, its
+// attributes (edited with PATCH /v1/contacts/{id}), its labels, and its earlier conversations (opened
+// read-only). Read again whenever a conversation is opened and when a new conversation of the same
+// contact arrives, and it refreshes the transcript's cached history of that contact (state.history).
+
+import { api, enc } from "./api.js";
+import { $, el } from "./dom.js";
+import { fmtTime } from "./format.js";
+import { openPeek } from "./peek.js";
+import { render, select } from "./render.js";
+import { state } from "./state.js";
+
+const NARROW = "(max-width: 760px)";
+const ATTRIBUTE_RE = /^[a-z][a-z0-9_]{0,31}$/;
+let open = null;     // null: the default for the width (shown beside wide desks, collapsed on phones)
+let drawn = null;    // the contact data last drawn (inputs are not redrawn under the agent's fingers)
+let fetching = null;
+const askedFor = new Set();  // conversations the panel read the contact again for (once each)
+
+function current() {
+  const entry = state.selected ? state.convs.get(state.selected) : null;
+  return entry && !state.peek ? entry.conv : null;
+}
+
+function isOpen() { return open ?? !window.matchMedia(NARROW).matches; }
+
+async function load(conv) {
+  const key = `${conv.conversation_id}|${conv.contact_id}`;
+  fetching = key;
+  try {
+    const data = await api("GET", `/v1/contacts/${enc(conv.contact_id)}`);
+    state.contact = { key, id: conv.contact_id, data, error: "" };
+    // The transcript shows the contact's other conversations above this one: fresh now.
+    state.history.set(conv.contact_id, (data.messages || []).filter((m) => m.conversation_id !== conv.conversation_id));
+  } catch (e) {
+    state.contact = { key, id: conv.contact_id, data: null, error: e.status === 404 ? "Not known yet." : e.message };
+  } finally {
+    if (fetching === key) fetching = null;
+  }
+  render();
+}
+
+// A conversation of this contact that the panel does not list yet arrived: read the contact again.
+function missesAConversation(conv) {
+  const data = state.contact && state.contact.data;
+  if (!data) return false;
+  const listed = new Set((data.conversations || []).map((c) => c.conversation_id));
+  const missing = [...state.convs.values()].map((e) => e.conv)
+    .filter((c) => c.contact_id === conv.contact_id && !listed.has(c.conversation_id) && !askedFor.has(c.conversation_id));
+  missing.forEach((c) => askedFor.add(c.conversation_id));
+  return missing.length > 0;
+}
+
+export function renderContact() {
+  const conv = current();
+  const shown = !!conv && !!conv.contact_id;
+  $("contact-toggle").hidden = !shown;
+  $("contact-toggle").setAttribute("aria-expanded", String(shown && isOpen()));
+  $("contact-pane").hidden = !shown || !isOpen();
+  $("desk-view").classList.toggle("has-contact", shown && isOpen() && !window.matchMedia(NARROW).matches);
+  if (!shown) return;
+  const key = `${conv.conversation_id}|${conv.contact_id}`;
+  const stale = !state.contact || state.contact.key !== key || missesAConversation(conv);
+  if (stale && fetching !== key) {
+    if (!state.contact || state.contact.key !== key) state.contact = { key, id: conv.contact_id, data: null, error: "" };
+    load(conv);
+  }
+  if (drawn !== state.contact) draw(conv);
+}
+
+function section(title, ...children) {
+  return el("section", { class: "contact-section" }, el("h3", { text: title }), ...children);
+}
+
+function draw(conv) {
+  drawn = state.contact;
+  const { data, error } = state.contact;
+  const body = $("contact-body");
+  $("contact-title").textContent = (data && data.name) || (conv.contact && conv.contact.name) || "Contact";
+  if (!data) {
+    body.replaceChildren(el("p", { class: "contact-muted", text: error || "Loading…" }));
+    return;
+  }
+  const identities = [
+    ...(data.identities || []).map((i) => [i.channel, i.address]),
+    ...(data.emails || []).map((e) => ["email", e]), ...(data.phones || []).map((p) => ["phone", p]),
+  ];
+  body.replaceChildren(
+    section("On every channel", el("ul", { class: "identities", "data-testid": "contact-identities" },
+      ...identities.map(([kind, value]) => el("li", { "data-channel": kind },
+        el("span", { class: "chip", text: kind }), el("span", { class: "identity", text: value }))))),
+    section("Attributes", attributeList(data), attributeForm()),
+    section("Labels", labelsForm(data)),
+    section("Earlier conversations", earlier(data, conv)),
+    el("p", { id: "contact-status", class: "contact-muted", role: "status", "data-testid": "contact-status" }),
+  );
+}
+
+function attributeList(data) {
+  const entries = Object.entries(data.attributes || {}).sort(([a], [b]) => a.localeCompare(b));
+  if (!entries.length) return el("p", { class: "contact-muted", text: "None yet." });
+  return el("dl", { class: "attributes", "data-testid": "contact-attributes" }, ...entries.flatMap(([name, value]) => [
+    el("dt", { text: name }),
+    el("dd", {}, el("span", { text: value }),
+       el("button", { type: "button", class: "link", "data-remove": name, "aria-label": `Remove ${name}`, text: "Remove" })),
+  ]));
+}
+
+function attributeForm() {
+  return el("form", { id: "attribute-form", class: "attribute-form", autocomplete: "off", novalidate: "" },
+    el("label", {}, "Name", el("input", { id: "attribute-name", "data-testid": "attribute-name", maxlength: "32",
+                                           placeholder: "e.g. plan", spellcheck: "false", autocapitalize: "off" })),
+    el("label", {}, "Value", el("input", { id: "attribute-value", "data-testid": "attribute-value", maxlength: "500",
+                                            placeholder: "e.g. gold" })),
+    el("button", { type: "submit", "data-testid": "attribute-save", text: "Set" }));
+}
+
+function labelsForm(data) {
+  return el("form", { id: "contact-labels-form", class: "attribute-form", autocomplete: "off" },
+    el("label", { class: "grow" }, "Comma-separated",
+       el("input", { id: "contact-labels", "data-testid": "contact-labels", value: (data.labels || []).join(", "),
+                     maxlength: "1400", spellcheck: "false" })),
+    el("button", { type: "submit", "data-testid": "contact-labels-save", text: "Save" }));
+}
+
+function earlier(data, conv) {
+  const others = (data.conversations || []).filter((c) => c.conversation_id !== conv.conversation_id);
+  if (!others.length) return el("p", { class: "contact-muted", text: "This is the first one." });
+  return el("ul", { class: "earlier", "data-testid": "contact-conversations" }, ...others.map((c) =>
+    el("li", {}, el("button", { type: "button", class: "conv", "data-open": c.conversation_id },
+      el("span", { class: "conv-meta" }, el("span", { class: "chip", text: c.channel }), el("span", { text: c.status }),
+         el("time", { datetime: c.last_message_at || c.created_at, text: fmtTime(c.last_message_at || c.created_at) })),
+      el("span", { class: "conv-preview", text: firstText(data, c.conversation_id) })))));
+}
+
+function firstText(data, conversationId) {
+  const first = (data.messages || []).find((m) => m.conversation_id === conversationId && m.direction === "inbound");
+  return first ? first.text : "";
+}
+
+function say(text) { const status = $("contact-status"); if (status) status.textContent = text; }
+
+async function patch(body, done) {
+  const contact = state.contact;
+  if (!contact || !contact.data) return;
+  say("Saving…");
+  try {
+    const data = await api("PATCH", `/v1/contacts/${enc(contact.id)}`, body);
+    state.contact = { ...contact, data };
+    render();
+    say(done);
+  } catch (e) {
+    say(e.message);
+  }
+}
+
+function onSubmit(e) {
+  e.preventDefault();
+  if (e.target.id === "attribute-form") {
+    const name = $("attribute-name").value.trim(), value = $("attribute-value").value.trim();
+    if (!ATTRIBUTE_RE.test(name)) { say("A name is a lowercase letter, then up to 31 letters, digits or '_'."); return; }
+    if (!value) { say("Enter a value (Remove takes an attribute away)."); return; }
+    patch({ attributes: { [name]: value } }, `Saved ${name}.`);
+  } else if (e.target.id === "contact-labels-form") {
+    const labels = $("contact-labels").value.split(",").map((l) => l.trim()).filter(Boolean);
+    patch({ labels }, "Labels saved.");
+  }
+}
+
+function onClick(e) {
+  const remove = e.target.closest("[data-remove]");
+  if (remove) { patch({ attributes: { [remove.getAttribute("data-remove")]: null } }, "Removed."); return; }
+  const item = e.target.closest("[data-open]");
+  if (!item || !state.contact || !state.contact.data) return;
+  const id = item.getAttribute("data-open");
+  if (state.convs.has(id)) { select(id); return; }
+  const data = state.contact.data;
+  const conv = data.conversations.find((c) => c.conversation_id === id);
+  if (conv) openPeek(conv, data.messages.filter((m) => m.conversation_id === id));
+}
+
+export function wireContact() {
+  $("contact-body").addEventListener("submit", onSubmit);
+  $("contact-body").addEventListener("click", onClick);
+  $("contact-toggle").addEventListener("click", () => { open = !isOpen(); render(); });
+  $("contact-close").addEventListener("click", () => { open = false; render(); $("contact-toggle").focus(); });
+}
