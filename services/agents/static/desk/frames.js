@@ -5,6 +5,7 @@ import { showNotice } from "./banners.js";
 import { autosize } from "./composer.js";
 import { $ } from "./dom.js";
 import { contactLabel } from "./format.js";
+import { applyState, isHeld } from "./lifecycle.js";
 import { putOffer } from "./offers.js";
 import { setConnection, setPresence } from "./presence.js";
 import { render, select } from "./render.js";
@@ -23,6 +24,7 @@ export function handleFrame(frame) {
     case "message": addMessage(frame.conversation_id, frame.message); break;
     case "message.status": applyStatus(frame); break;
     case "sla": applySla(frame); break;
+    case "conversation.state": applyState(frame); break;
     case "transfer.rejected": transferRejected(frame); break;
     case "typing": contactTyping(frame); break;
     case "presence": setPresence(frame.status, frame.reason); break;
@@ -100,7 +102,7 @@ async function fetchConversation(id) {
   state.fetching.add(id);
   try {
     const doc = await api("GET", `/v1/conversations/${enc(id)}`);
-    if (doc && doc.status === "assigned" && doc.assignee_id === state.agentId) {
+    if (doc && isHeld(doc.status) && doc.assignee_id === state.agentId) {
       const messages = doc.messages || [];
       delete doc.messages;
       upsertConversation(doc, messages);

@@ -3,6 +3,7 @@
 
 import { $, el } from "./dom.js";
 import { PREVIEW_PREFIX, SLA_TARGET, contactLabel, fmtTime, slaAlerts } from "./format.js";
+import { PARKED, lifecycleLabel } from "./lifecycle.js";
 import { openPeek } from "./peek.js";
 import { render, select } from "./render.js";
 import { lastActivity, lastMessage, sortedConversations, state } from "./state.js";
@@ -27,7 +28,9 @@ function row(c, { unread = 0, preview = "", typing = false, at = "" } = {}) {
     el("div", { class: "conv-meta" },
       el("span", { class: "chip", text: c.channel || "?" }),
       el("span", { class: "chip" + (prio >= 7 ? " prio-high" : ""), title: "Priority", text: `P${prio}` }),
-      state.view !== "mine" ? el("span", { class: "chip status", "data-testid": "row-status", text: rowStatus(c) }) : null,
+      state.view !== "mine" ? el("span", { class: "chip status", "data-testid": "row-status", text: rowStatus(c) })
+        : PARKED.includes(c.status) ? el("span", { class: "chip parked", "data-testid": "row-lifecycle", text: lifecycleLabel(c) })
+        : null,
       slaBadge(slaAlerts(c)[0], true),
       el("time", { datetime: at || null, text: fmtTime(at) })),
     typing ? el("div", { class: "conv-preview typing", "data-testid": "typing-preview", text: "typing…" })

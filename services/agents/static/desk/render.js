@@ -4,6 +4,7 @@ import { autosize } from "./composer.js";
 import { renderContact } from "./contact.js";
 import { $ } from "./dom.js";
 import { fetchHistory } from "./frames.js";
+import { renderLifecycle } from "./lifecycle.js";
 import { renderList } from "./list.js";
 import { renderOffers } from "./offers.js";
 import { renderPeek } from "./peek.js";
@@ -12,6 +13,7 @@ import { closeTransfer } from "./transfer.js";
 import { renderTranscript } from "./transcript.js";
 
 export function render() {
+  renderLifecycle();
   renderTranscript();
   renderOffers();
   renderList();

@@ -21,6 +21,7 @@ export const state = {
   typingSentAt: new Map(),     // conversation_id -> when this desk last said the agent is typing
   socket: null,                // the desk's ReconnectingSocket while signed in
   sending: false, resolving: false,
+  lifecycleBusy: new Set(),    // conversations whose state change waits for the router's answer
   // The lists (list.js, views.js): who signed in (GET /v1/session), which view, its filters, what the API listed.
   role: "agent",               // "supervisor" with the workspace's key: Unassigned and All are shown
   view: "mine",                // mine | unassigned | all
@@ -92,7 +93,7 @@ export function snapshotConversations(items) {
 export function upsertConversation(conv, messages) {
   if (!conv || !conv.conversation_id) return;
   const id = conv.conversation_id;
-  if (conv.status && conv.status !== "assigned") { state.convs.delete(id); return; }
+  if (!HELD_STATUSES.includes(conv.status || "assigned")) { state.convs.delete(id); return; }
   if (conv.assignee_id && state.agentId && conv.assignee_id !== state.agentId) { state.convs.delete(id); return; }
   state.resolved.delete(id);
   let entry = state.convs.get(id);
@@ -151,7 +152,10 @@ export function lastActivity(entry) {
   return String((last && last.created_at) || entry.conv.last_message_at || entry.conv.created_at || "");
 }
 
-// Latest activity first (as the server orders its lists).
+const HELD_STATUSES = ["assigned", "pending", "snoozed"];  // the agent's: open, or parked (lifecycle.js)
+
+// Open ones first, then pending and snoozed; latest activity first within each (as the server orders its lists).
 export function sortedConversations() {
-  return [...state.convs.values()].sort((a, b) => lastActivity(b).localeCompare(lastActivity(a)));
+  const parked = (entry) => (entry.conv.status === "pending" || entry.conv.status === "snoozed" ? 1 : 0);
+  return [...state.convs.values()].sort((a, b) => parked(a) - parked(b) || lastActivity(b).localeCompare(lastActivity(a)));
 }

@@ -40,7 +40,7 @@ export function resetViews() {
 function query() {
   const f = state.filters, params = new URLSearchParams({ limit: String(LIST_LIMIT) });
   if (state.view === "mine") {
-    params.set("assignee_id", state.agentId); params.set("status", "assigned");
+    params.set("assignee_id", state.agentId);  // open, pending and snoozed: the live rows decide what shows
   } else if (state.view === "unassigned") {
     params.set("status", "waiting");
   } else if (f.status) {
