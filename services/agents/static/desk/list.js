@@ -16,8 +16,24 @@ const EMPTY = {
   filtered: "Nothing matches these filters.",
 };
 
-function row(c, { unread = 0, preview = "", typing = false, at = "" } = {}) {
-  const prio = Number(c.priority || 0), selected = c.conversation_id === (state.peek ? state.peek.conv.conversation_id : state.selected);
+// Rows are kept by conversation and drawn again only when what they show changed: with 100
+// conversations on a desk, every frame redrawing every row cost most of the frame (bench/desk.py).
+const drawn = new Map();  // conversation_id -> {signature, li}
+
+function row(c, details = {}) {
+  const selected = c.conversation_id === (state.peek ? state.peek.conv.conversation_id : state.selected);
+  const signature = JSON.stringify([
+    state.view, selected, details, contactLabel(c), c.channel, c.priority, c.status, c.snoozed_until, c.assignee_id,
+    c.queue, c.sla, c.labels]);
+  const known = drawn.get(c.conversation_id);
+  if (known && known.signature === signature) return known.li;
+  const li = drawRow(c, details, selected);
+  drawn.set(c.conversation_id, { signature, li });
+  return li;
+}
+
+function drawRow(c, { unread = 0, preview = "", typing = false, at = "" }, selected) {
+  const prio = Number(c.priority || 0);
   return el("li", {
     "data-conversation-id": c.conversation_id, "data-unread": unread, "data-status": c.status || null,
     class: selected ? "selected" : null,
@@ -68,12 +84,19 @@ export function renderList() {
   const rows = mine ? mineRows() : listedRows();
   $("conversations").hidden = !mine;
   $("listed").hidden = mine;
-  (mine ? $("conversations") : $("listed")).replaceChildren(...rows);
+  const list = mine ? $("conversations") : $("listed");
+  if (rows.length !== list.children.length || rows.some((li, i) => list.children[i] !== li)) list.replaceChildren(...rows);
+  if (drawn.size > rows.length + 500) forgetRowsBut(rows);
   const empty = $("conversations-empty");
   empty.textContent = state.listError || (filtered() ? EMPTY.filtered : EMPTY[state.view]);
   empty.hidden = rows.length > 0 && !state.listError;
   const waiting = [...state.convs.values()].reduce((n, e) => n + (e.unread || 0), 0) + state.offers.size;
   document.title = waiting ? `(${waiting}) Switchyard desk` : "Switchyard desk";
+}
+
+function forgetRowsBut(rows) {
+  const keep = new Set(rows.map((li) => li.getAttribute("data-conversation-id")));
+  for (const id of [...drawn.keys()]) if (!keep.has(id)) drawn.delete(id);
 }
 
 export function slaBadge(alert, short) {

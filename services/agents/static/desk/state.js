@@ -65,6 +65,7 @@ export function putMessage(entry, message) {
   if (!message || !message.message_id) return false;
   const known = entry.messages.get(message.message_id);
   entry.messages.set(message.message_id, known ? mergeMessage(known, message) : withPendingStatus(message));
+  if (!known) entry.newest = message.message_id;  // a new key goes last in the Map: lastMessage()'s answer
   return !known;
 }
 
@@ -140,9 +141,14 @@ export function storeOffer(frame) {
   return offer;
 }
 
+// The newest message (the last one stored; history fetched later is older). Kept on the entry, so a
+// list of 100 conversations does not walk every message of each on every frame.
 export function lastMessage(entry) {
+  const newest = entry.newest && entry.messages.get(entry.newest);
+  if (newest) return newest;
   let last = null;
   for (const m of entry.messages.values()) last = m;
+  entry.newest = last ? last.message_id : null;
   return last;
 }
 
