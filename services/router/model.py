@@ -97,6 +97,8 @@ class Conversation:
     decision: dict[str, Any] | None = None
     transfers: list[dict[str, Any]] = field(default_factory=list)
     labels: list[str] = field(default_factory=list)  # what label rules added (sorted); an agent may remove one
+    # The priority's sources, {"message", "queue", "rule"} (capped at 10 in `priority`); empty before they were kept.
+    priority_parts: dict[str, int] = field(default_factory=dict)
     # How many events were made about it: the next event's id counts on from here, also after a
     # rebuild, so an input handled again over the same saved state gives the same ids.
     event_seq: int = 0

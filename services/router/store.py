@@ -216,7 +216,7 @@ def _agent_from_doc(doc: dict) -> Agent:
 CONVERSATION_FIELDS = ("created_at", "waiting_since", "queue", "priority", "media", "reason", "queued_at", "queue_gen",
                        "step", "assignee_id", "assigned_at", "assignment_seq", "answered", "pinned_to",
                        "pinned_until", "pin_serial", "max_wait_done", "left_queue", "declined_at", "sla", "decision", "transfers",
-                       "event_seq", "labels")
+                       "event_seq", "labels", "priority_parts")
 
 
 def _conversation_to_doc(conversation: Conversation) -> dict:

@@ -143,3 +143,227 @@ async def test_a_refused_transfer_keeps_the_form_and_note_and_the_next_target_is
         assert (transfer["to_agent"], transfer["to_queue"], transfer["note"]) == ("bob", None, note)
         assert len(doc["transfers"]) == 1  # the refused one left no record
         assert desk.errors == []
+
+
+@pytest.fixture
+def vip_stack(stack_factory, tmp_path):
+    """Push queues: `default`, and `vip` worth 3 points of priority with a first response due in 2 s."""
+    queues = tmp_path / "queues.yaml"
+    queues.write_text(json.dumps({"queues": [
+        {"name": "default"},
+        {"name": "vip", "priority": 3, "sla": {"first_response_seconds": 2, "warning_ratio": 0.5}},
+    ]}))
+    stack = stack_factory(ROUTER_QUEUES_FILE=str(queues))
+    stack.start_all()
+    return stack
+
+
+async def box(page: Page, selector: str) -> dict:
+    found = await page.locator(selector).bounding_box()
+    assert found is not None, f"{selector} is not shown"
+    return found
+
+
+async def test_reload_shortcuts_priority_parts_and_layout(vip_stack):
+    run = uuid.uuid4().hex[:8]
+    urgent, plain = f"Card stolen {run}", f"Change my address {run}"
+    async with desk_stack(vip_stack) as desk:
+        await desk.client.put_agent("ann", capacity=3)
+        ann = await open_desk(desk.browser, desk.agents_url, "ann", desk.errors)
+
+        # Nothing yet: the empty state sits in the middle of its pane; the sign-in view had no 404 (favicon.ico).
+        empty, pane = await box(ann, "#conversations-empty"), await box(ann, ".list-pane")
+        assert abs((empty["y"] + empty["height"] / 2) - (pane["y"] + pane["height"] / 2)) < pane["height"] / 4
+        favicon = await ann.request.get(f"{desk.agents_url}/favicon.ico")
+        assert favicon.status == 200 and favicon.headers["content-type"].startswith("image/")
+        await assert_accessible(ann)
+
+        # A message sent with priority 8 into the vip queue (worth 3) shows 10 with its parts.
+        await desk.customer_writes(f"urgent-{run}", urgent, priority=8, metadata={"queue": "vip"})
+        await desk.customer_writes(f"plain-{run}", plain)
+        urgent_id = await desk.open_conversation(ann, urgent)
+        chip = ann.locator(f'#conversations [data-conversation-id="{urgent_id}"] [data-testid="priority"]')
+        await expect(chip).to_have_text("P10")
+        await expect(chip).to_have_attribute("title", "Priority 10: message 8 + queue 3 (capped at 10)")
+        await expect(ann.locator("#chat-details")).to_contain_text("priority 10: message 8 + queue 3")
+
+        # Its first response is overdue: the SLA chip shows, and the time stays on the chip's line.
+        row = f'#conversations [data-conversation-id="{urgent_id}"]'
+        await expect(ann.locator(f"{row} [data-testid='sla']")).to_have_attribute("data-state", "breached",
+                                                                                timeout=WAIT_MS)
+        time_box, sla_box = await box(ann, f"{row} time"), await box(ann, f"{row} [data-testid='sla']")
+        assert time_box["height"] < 2 * 12 * 1.2 and abs(time_box["y"] - sla_box["y"]) < sla_box["height"]
+        await ann.screenshot(path=f"{SHOTS}/desk-1440.png")
+        await assert_accessible(ann)
+
+        # The plain one opened, then a reload: the same conversation is open again (#c=<id> in the address).
+        plain_id = await desk.open_conversation(ann, plain)
+        assert ann.url.endswith(f"#c={plain_id}")
+        await ann.reload()
+        await expect(ann.locator("#connection")).to_have_attribute("data-state", "open", timeout=WAIT_MS)
+        await expect(ann.locator(f'#conversations li.selected[data-conversation-id="{plain_id}"]')).to_have_count(
+            1, timeout=WAIT_MS)
+        await expect(ann.locator("#transcript [data-direction='inbound']", has_text=plain)).to_have_count(1)
+
+        # Shortcuts: k / j move through the list (urgent first: priority); a letter typed in the reply box
+        # stays a letter; with Alt it moves from there too; r focuses the reply box.
+        selected = ann.locator("#conversations li.selected")
+        await ann.locator("#transcript").click()
+        await ann.keyboard.press("k")
+        await expect(selected).to_have_attribute("data-conversation-id", urgent_id)
+        await ann.keyboard.press("j")
+        await expect(selected).to_have_attribute("data-conversation-id", plain_id)
+        await ann.keyboard.press("r")
+        await expect(ann.get_by_test_id("reply")).to_be_focused()
+        await ann.keyboard.type("jk")
+        await expect(ann.get_by_test_id("reply")).to_have_value("jk")
+        await expect(selected).to_have_attribute("data-conversation-id", plain_id)
+        await ann.keyboard.press("Alt+k")
+        await expect(selected).to_have_attribute("data-conversation-id", urgent_id)
+
+        # ? lists the shortcuts in a dialog; Escape closes it.
+        await ann.locator("#transcript").click()
+        await ann.keyboard.press("?")
+        dialog = ann.get_by_test_id("shortcuts-dialog")
+        await expect(dialog).to_be_visible()
+        await expect(dialog).to_contain_text("Accept the newest offer")
+        await ann.screenshot(path=f"{SHOTS}/shortcuts-1440.png")
+        await assert_accessible(ann)
+        await ann.keyboard.press("Escape")
+        await expect(dialog).to_be_hidden()
+
+        # A banner overlays the panes: the desk does not move when one shows.
+        before = await box(ann, "#desk-view")
+        async with desk.http.put(f"{desk.agents_url}/v1/agents/ann/status", json={"status": "away"},
+                                 headers=desk.client.headers) as response:
+            assert response.status == 200, await response.text()
+        await expect(ann.get_by_test_id("away-banner")).to_be_visible(timeout=WAIT_MS)
+        assert await box(ann, "#desk-view") == before
+        await assert_accessible(ann)
+        await ann.get_by_test_id("go-online").click()
+        await expect(ann.get_by_test_id("away-banner")).to_be_hidden(timeout=WAIT_MS)
+
+        # e resolves the open conversation; the 390 px view.
+        await ann.locator("#transcript").click()
+        await ann.keyboard.press("e")
+        await expect(ann.locator(f'#conversations [data-conversation-id="{urgent_id}"]')).to_have_count(0, timeout=WAIT_MS)
+        await poll_conversation(desk.http, f"{desk.agents_url}/v1/conversations/{urgent_id}",
+                                lambda d: d["status"] == "resolved")
+        await ann.set_viewport_size({"width": 390, "height": 800})
+        await ann.screenshot(path=f"{SHOTS}/desk-390.png")
+        await desk.open_conversation(ann, plain)
+        await ann.screenshot(path=f"{SHOTS}/desk-chat-390.png")
+        await assert_accessible(ann)
+        assert desk.errors == []
+
+
+@pytest.fixture
+def offering_stack(stack_factory, tmp_path):
+    """One queue that offers (two minutes to answer, time enough on a slow machine)."""
+    queues = tmp_path / "queues.yaml"
+    queues.write_text(json.dumps({"queues": [{"name": "default", "mode": "offer", "offer_timeout_seconds": 120}]}))
+    stack = stack_factory(ROUTER_QUEUES_FILE=str(queues))
+    stack.start_all()
+    return stack
+
+
+# Records what the page asks of the browser's Notification and WebAudio APIs (both real underneath),
+# and lets the test say whether the tab is hidden (a headless page is always "visible").
+ALERT_PROBES = """
+window.__notes = []; window.__asked = 0; window.__tones = 0; window.__hidden = false;
+const RealNotification = window.Notification;
+window.Notification = class extends RealNotification {
+  constructor(title, options) { window.__notes.push([title, (options || {}).body]); super(title, options); }
+  static requestPermission() { window.__asked++; return RealNotification.requestPermission(); }
+  static get permission() { return RealNotification.permission; }
+};
+const realStart = OscillatorNode.prototype.start;
+OscillatorNode.prototype.start = function (...args) { window.__tones++; return realStart.apply(this, args); };
+Object.defineProperty(Document.prototype, "visibilityState", { get() { return window.__hidden ? "hidden" : "visible"; } });
+Object.defineProperty(Document.prototype, "hidden", { get() { return window.__hidden; } });
+"""
+
+
+async def set_hidden(page: Page, hidden: bool) -> None:
+    await page.evaluate("(h) => { window.__hidden = h; document.dispatchEvent(new Event('visibilitychange')); }", hidden)
+
+
+async def test_alerts_and_offer_shortcuts(offering_stack):
+    run = uuid.uuid4().hex[:8]
+    first, again, second = f"Hello {run}", f"Still there {run}?", f"Other question {run}"
+    async with desk_stack(offering_stack) as desk:
+        await desk.client.put_agent("ann", capacity=3)
+        context = await desk.browser.new_context(viewport={"width": 1440, "height": 900})
+        await context.grant_permissions(["notifications"])
+        await context.add_init_script(ALERT_PROBES)
+        ann = await context.new_page()
+        ann.on("pageerror", lambda error: desk.errors.append(f"ann: {error}"))
+
+        # The sign-in view passes axe; then ann signs in.
+        await ann.goto(f"{desk.agents_url}/desk")
+        await assert_accessible(ann)
+        await ann.get_by_test_id("agent-id").fill("ann")
+        await ann.get_by_test_id("api-key").fill(API_KEY)
+        await ann.get_by_test_id("connect").click()
+        await expect(ann.locator("#connection")).to_have_attribute("data-state", "open", timeout=WAIT_MS)
+
+        # Alerts: sound is on by default; desktop notifications are switched on by a click (never asked before).
+        assert await ann.evaluate("window.__asked") == 0
+        await ann.get_by_test_id("settings-open").click()
+        await expect(ann.get_by_test_id("alert-sound")).to_be_checked()
+        await expect(ann.get_by_test_id("alert-desktop")).not_to_be_checked()
+        await ann.get_by_test_id("alert-desktop").check()
+        await expect(ann.get_by_test_id("alert-desktop-status")).to_contain_text("in the background")
+        await ann.screenshot(path=f"{SHOTS}/alerts-1440.png")
+        await assert_accessible(ann)
+        await ann.keyboard.press("Escape")
+        await expect(ann.get_by_test_id("settings")).to_be_hidden()
+
+        # In the background, an offer: a desktop notification, a tone, and the count in the title.
+        await set_hidden(ann, True)
+        await desk.customer_writes(f"c1-{run}", first)
+        await expect(ann.get_by_test_id("offer").filter(has_text=first)).to_have_count(1, timeout=WAIT_MS)
+        notes = await ann.evaluate("window.__notes")
+        assert [n for n in notes if n[1] == first and n[0].startswith("Offer:")], notes
+        assert await ann.evaluate("window.__tones") > 0
+        await expect(ann).to_have_title("(1) Switchyard desk")
+
+        # Back in front: a accepts the newest offer; it opens.
+        await set_hidden(ann, False)
+        await ann.keyboard.press("a")
+        listed = ann.locator("#conversations [data-conversation-id]", has_text=first)
+        await expect(listed).to_have_count(1, timeout=WAIT_MS)
+        await expect(ann.locator("#conversations li.selected", has_text=first)).to_have_count(1)
+
+        # In the background again, the customer writes: notified with the message, counted in the title.
+        await set_hidden(ann, True)
+        await desk.customer_writes(f"c1-{run}", again)
+        await expect(ann.locator("#transcript [data-direction='inbound']", has_text=again)).to_have_count(
+            1, timeout=WAIT_MS)
+        assert [n for n in await ann.evaluate("window.__notes") if n[1] == again]
+        await expect(ann).to_have_title("(1) Switchyard desk")
+        await set_hidden(ann, False)
+
+        # Another offer while a conversation is open: the desk passes axe; x rejects the newest offer.
+        await desk.customer_writes(f"c2-{run}", second)
+        offer = ann.get_by_test_id("offer").filter(has_text=second)
+        await expect(offer).to_have_count(1, timeout=WAIT_MS)
+        await ann.screenshot(path=f"{SHOTS}/offer-open-1440.png")
+        await assert_accessible(ann)
+        assert not [n for n in await ann.evaluate("window.__notes") if n[1] == second]  # in front: no notification
+        await ann.locator("#transcript").click()
+        await ann.keyboard.press("x")
+        await expect(offer).to_have_count(0, timeout=WAIT_MS)
+
+        # The choices are remembered.
+        await ann.reload()
+        await expect(ann.locator("#connection")).to_have_attribute("data-state", "open", timeout=WAIT_MS)
+        await ann.get_by_test_id("settings-open").click()
+        await expect(ann.get_by_test_id("alert-desktop")).to_be_checked()
+        await ann.get_by_test_id("alert-sound").uncheck()
+        await ann.reload()
+        await ann.get_by_test_id("settings-open").click()
+        await expect(ann.get_by_test_id("alert-sound")).not_to_be_checked()
+        await ann.set_viewport_size({"width": 390, "height": 800})
+        await ann.screenshot(path=f"{SHOTS}/alerts-390.png")
+        assert desk.errors == []

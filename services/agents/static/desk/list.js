@@ -1,7 +1,8 @@
 // The conversation list (and the tab title's count of what waits), with the SLA chip it shares with the header.
 
 import { $, el } from "./dom.js";
-import { PREVIEW_PREFIX, SLA_TARGET, contactLabel, fmtTime, slaAlerts } from "./format.js";
+import { PREVIEW_PREFIX, SLA_TARGET, contactLabel, fmtTime, priorityInfo, slaAlerts } from "./format.js";
+import { priorityChip } from "./offers.js";
 import { render, select } from "./render.js";
 import { lastMessage, sortedConversations, state } from "./state.js";
 
@@ -10,7 +11,6 @@ export function renderList() {
   const items = sortedConversations();
   list.replaceChildren(...items.map((entry) => {
     const c = entry.conv, last = lastMessage(entry);
-    const prio = Number(c.priority || 0);
     const li = el("li", {
       "data-conversation-id": c.conversation_id,
       "data-unread": entry.unread,
@@ -21,7 +21,7 @@ export function renderList() {
         entry.unread ? el("span", { class: "badge", "data-testid": "unread", "aria-label": `${entry.unread} unread`, text: entry.unread }) : null),
       el("div", { class: "conv-meta" },
         el("span", { class: "chip", text: c.channel || "?" }),
-        el("span", { class: "chip" + (prio >= 7 ? " prio-high" : ""), title: "Priority", text: `P${prio}` }),
+        priorityChip(priorityInfo(c)),
         slaBadge(slaAlerts(c)[0], true),
         el("time", { datetime: (last && last.created_at) || c.created_at || null, text: fmtTime((last && last.created_at) || c.created_at) })),
       state.typing.has(c.conversation_id)

@@ -5,6 +5,7 @@ import { $ } from "./dom.js";
 import { fetchHistory } from "./frames.js";
 import { renderList } from "./list.js";
 import { renderOffers } from "./offers.js";
+import { rememberOpen } from "./reload.js";
 import { state } from "./state.js";
 import { closeTransfer } from "./transfer.js";
 import { renderTranscript } from "./transcript.js";
@@ -20,6 +21,7 @@ export function select(id) {
   if (state.transferFor && state.transferFor !== id) closeTransfer();
   if (state.selected) state.drafts.set(state.selected, $("reply").value);
   state.selected = id;
+  rememberOpen();
   $("reply").value = (id && state.drafts.get(id)) || "";
   autosize();
   render();
