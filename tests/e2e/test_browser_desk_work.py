@@ -129,6 +129,10 @@ async def test_a_refused_transfer_keeps_the_form_and_note_and_the_next_target_is
         await expect(ann.locator("#desk-error")).to_be_hidden()
         await expect(ann.get_by_test_id("transfer-submit")).to_be_enabled()
         await expect(picker.locator('option[value="queue:tier2"]')).to_have_count(0, timeout=WAIT_MS)  # refreshed
+        await ann.set_viewport_size({"width": 390, "height": 800})
+        await ann.screenshot(path=f"{SHOTS}/transfer-refused-390.png")
+        await assert_accessible(ann)
+        await ann.set_viewport_size({"width": 1440, "height": 900})
 
         # Ann picks bob: it goes to bob (not to a queue named bob), with the note; the form closes on the outcome.
         await picker.select_option("agent:bob")
