@@ -16,6 +16,7 @@ from playwright.async_api import Browser, Page, async_playwright, expect
 from tests.conftest import API_KEY
 from tests.e2e.axe import assert_accessible
 from tests.e2e.client import StackClient
+from tests.e2e.test_browser import record_console_errors
 from tests.e2e.test_browser_routing import CHROMIUM, CHROMIUM_ARGS, PATIENCE, WAIT_MS, open_desk, poll_conversation
 
 pytestmark = [
@@ -173,9 +174,9 @@ async def test_reload_shortcuts_priority_parts_and_layout(vip_stack):
     urgent, plain = f"Card stolen {run}", f"Change my address {run}"
     async with desk_stack(vip_stack) as desk:
         await desk.client.put_agent("ann", capacity=3)
-        ann = await open_desk(desk.browser, desk.agents_url, "ann", desk.errors)
+        ann = await open_probed_desk(desk, "ann", desktop_alerts=True)
 
-        # Nothing yet: the empty state sits in the middle of its pane; the sign-in view had no 404 (favicon.ico).
+        # Nothing yet: the empty state sits in the middle of its pane; /favicon.ico answers (not a 404).
         empty, pane = await box(ann, "#conversations-empty"), await box(ann, ".list-pane")
         assert abs((empty["y"] + empty["height"] / 2) - (pane["y"] + pane["height"] / 2)) < pane["height"] / 4
         favicon = await ann.request.get(f"{desk.agents_url}/favicon.ico")
@@ -183,8 +184,14 @@ async def test_reload_shortcuts_priority_parts_and_layout(vip_stack):
         await assert_accessible(ann)
 
         # A message sent with priority 8 into the vip queue (worth 3) shows 10 with its parts.
+        # In the background, new conversations come: a desktop notification each.
+        await set_hidden(ann, True)
         await desk.customer_writes(f"urgent-{run}", urgent, priority=8, metadata={"queue": "vip"})
         await desk.customer_writes(f"plain-{run}", plain)
+        await expect(ann.locator("#conversations [data-conversation-id]")).to_have_count(2, timeout=WAIT_MS)
+        notes = await ann.evaluate("window.__notes")
+        assert sorted(n[1] for n in notes if n[0].startswith("New conversation:")) == sorted([urgent, plain]), notes
+        await set_hidden(ann, False)
         urgent_id = await desk.open_conversation(ann, urgent)
         chip = ann.locator(f'#conversations [data-conversation-id="{urgent_id}"] [data-testid="priority"]')
         await expect(chip).to_have_text("P10")
@@ -288,6 +295,27 @@ Object.defineProperty(Document.prototype, "hidden", { get() { return window.__hi
 """
 
 
+async def open_probed_desk(desk: Desk, agent_id: str, *, desktop_alerts: bool) -> Page:
+    """A desk in a context of its own with ALERT_PROBES, notifications allowed, signed in through the form."""
+    context = await desk.browser.new_context(viewport={"width": 1440, "height": 900})
+    await context.grant_permissions(["notifications"])
+    await context.add_init_script(ALERT_PROBES)
+    page = await context.new_page()
+    page.on("pageerror", lambda error: desk.errors.append(f"{agent_id}: {error}"))
+    record_console_errors(page, desk.errors, agent_id)
+    await page.goto(f"{desk.agents_url}/desk")
+    await page.get_by_test_id("agent-id").fill(agent_id)
+    await page.get_by_test_id("api-key").fill(API_KEY)
+    await page.get_by_test_id("connect").click()
+    await expect(page.locator("#connection")).to_have_attribute("data-state", "open", timeout=WAIT_MS)
+    if desktop_alerts:
+        await page.get_by_test_id("settings-open").click()
+        await page.get_by_test_id("alert-desktop").check()
+        await expect(page.get_by_test_id("alert-desktop-status")).to_contain_text("in the background")
+        await page.keyboard.press("Escape")
+    return page
+
+
 async def set_hidden(page: Page, hidden: bool) -> None:
     await page.evaluate("(h) => { window.__hidden = h; document.dispatchEvent(new Event('visibilitychange')); }", hidden)
 
@@ -302,6 +330,7 @@ async def test_alerts_and_offer_shortcuts(offering_stack):
         await context.add_init_script(ALERT_PROBES)
         ann = await context.new_page()
         ann.on("pageerror", lambda error: desk.errors.append(f"ann: {error}"))
+        record_console_errors(ann, desk.errors, "ann")
 
         # The sign-in view passes axe; then ann signs in.
         await ann.goto(f"{desk.agents_url}/desk")
