@@ -179,6 +179,9 @@ async def test_reload_shortcuts_priority_parts_and_layout(vip_stack):
         # Nothing yet: the empty state sits in the middle of its pane; /favicon.ico answers (not a 404).
         empty, pane = await box(ann, "#conversations-empty"), await box(ann, ".list-pane")
         assert abs((empty["y"] + empty["height"] / 2) - (pane["y"] + pane["height"] / 2)) < pane["height"] / 4
+        empty, pane = await box(ann, "#transcript-empty"), await box(ann, ".chat-pane")
+        assert abs((empty["y"] + empty["height"] / 2) - (pane["y"] + pane["height"] / 2)) < pane["height"] / 4
+        await ann.screenshot(path=f"{SHOTS}/desk-empty-1440.png")
         favicon = await ann.request.get(f"{desk.agents_url}/favicon.ico")
         assert favicon.status == 200 and favicon.headers["content-type"].startswith("image/")
         await assert_accessible(ann)

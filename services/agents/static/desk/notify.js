@@ -73,7 +73,12 @@ function tone(frequencies) {
 function desktop(what) {
   if (!("Notification" in window) || Notification.permission !== "granted") return;
   // One notification per conversation at a time (tag): a burst of messages does not stack up.
-  const note = new Notification(what.title, { body: what.body.slice(0, 200), tag: `switchyard-${what.id}` });
+  let note;
+  try {
+    note = new Notification(what.title, { body: what.body.slice(0, 200), tag: `switchyard-${what.id}` });
+  } catch (e) {
+    return;  // some browsers (Chrome on Android) allow them only from a service worker: the tone still sounds
+  }
   note.onclick = () => {
     window.focus();
     if (state.convs.has(what.id)) select(what.id);
