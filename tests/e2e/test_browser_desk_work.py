@@ -94,7 +94,8 @@ async def put_routing_config(desk: Desk, config: dict) -> None:
             await asyncio.sleep(0.2)
 
 
-async def test_a_refused_transfer_keeps_the_form_and_note_and_the_next_target_is_what_was_picked(two_queue_stack):
+async def test_a_transfer_form_waits_for_the_router_keeps_its_note_when_refused_and_sends_what_was_picked(
+        two_queue_stack):
     run = uuid.uuid4().hex[:8]
     question, note = f"Refund for order {run}?", f"Order {run}: refund approved by finance"
     async with desk_stack(two_queue_stack) as desk:
@@ -135,9 +136,17 @@ async def test_a_refused_transfer_keeps_the_form_and_note_and_the_next_target_is
         await assert_accessible(ann)
         await ann.set_viewport_size({"width": 1440, "height": 900})
 
-        # Ann picks bob: it goes to bob (not to a queue named bob), with the note; the form closes on the outcome.
+        # Ann picks bob while the router is down: the service takes the request (202), the router has not
+        # decided, so the form stays with the note, saying it waits. When the router is back it moves the
+        # conversation to bob (not to a queue named bob), and the form closes on that outcome.
+        await asyncio.to_thread(two_queue_stack.stop, "router")  # blocking process calls, off the event loop
         await picker.select_option("agent:bob")
         await ann.get_by_test_id("transfer-submit").click()
+        await expect(ann.get_by_test_id("transfer-status")).to_contain_text("waiting for the router", timeout=WAIT_MS)
+        await expect(ann.get_by_test_id("transfer-form")).to_be_visible()
+        await expect(ann.get_by_test_id("transfer-note")).to_have_value(note)
+        await expect(ann.locator(f'#conversations [data-conversation-id="{conversation_id}"]')).to_have_count(1)
+        await asyncio.to_thread(two_queue_stack.start, "router")
         await expect(ann.locator(f'#conversations [data-conversation-id="{conversation_id}"]')).to_have_count(
             0, timeout=WAIT_MS)
         await expect(ann.get_by_test_id("transfer-form")).to_be_hidden()
