@@ -799,3 +799,9 @@ def test_the_priority_keeps_its_parts_for_the_desk():
     delivery = next(d for _, d in outcome.deliveries if isinstance(d, ConversationAssigned))
     assert delivery.conversation.priority == 10
     assert delivery.conversation.routing["priority_parts"] == {"message": 8, "queue": 3, "rule": 0}
+
+    # A rebuilt router (from the stored documents) still knows them.
+    from services.router import store as st
+    conversation = conversation_of(core, "a")
+    rebuilt = st._conversation_from_doc({**st._conversation_to_doc(conversation), "_id": conversation.conversation_id})
+    assert rebuilt.priority_parts == {"message": 8, "queue": 3, "rule": 0}
