@@ -35,6 +35,7 @@ from services.agents.models import (
     NoteIn,
     OfferAnswered,
     OfferAnswerIn,
+    QueueList,
     SessionOut,
     StateIn,
     TransferIn,
@@ -120,6 +121,8 @@ def operations(reply_body: type[BaseModel]) -> list[Operation]:
                           schema={"type": "object", "description": "A JSON Schema document"}),)),
         Operation("GET", "/v1/agents", "The workspace's agents, by id (for pickers: who is online)",
                   (Answer(200, "The agents", AgentList),), parameters=(AGENT_STATUS,), errors=(400,)),
+        Operation("GET", "/v1/queues", "The queues of the routing configuration in force (for the transfer picker)",
+                  (Answer(200, "The queues, by name", QueueList),)),
         Operation("GET", "/v1/agents/{agent_id}", "An agent's profile and presence",
                   (Answer(200, "The agent", AgentOut),), parameters=(AGENT_ID,), errors=(400, 404)),
         Operation("POST", "/v1/agents/{agent_id}/token",
@@ -241,6 +244,7 @@ def create_app(settings: AgentsSettings) -> web.Application:
     app.router.add_put("/v1/agents/{agent_id}", put_agent)
     app.router.add_get("/v1/agents", list_agents)
     app.router.add_get("/v1/session", get_session)
+    app.router.add_get("/v1/queues", list_queues)
     app.router.add_get("/v1/desk/frames.schema.json", desk_frames_schema)
     app.router.add_get("/v1/agents/{agent_id}", get_agent)
     app.router.add_put("/v1/agents/{agent_id}/status", put_status)
@@ -322,6 +326,12 @@ async def list_agents(request: web.Request) -> web.Response:
     """Colleagues by presence: agents see them too (to pick a transfer target)."""
     docs = await request.app[SERVICE].store.list_agents(request[WORKSPACE], AGENT_STATUS.choice(request))
     return model_response(AgentList(agents=[AgentOut.from_doc(doc) for doc in docs]))
+
+
+@open_to_agents
+async def list_queues(request: web.Request) -> web.Response:
+    """The queues a conversation may be transferred to (the router's configuration is deployment-wide)."""
+    return model_response(QueueList.model_validate({"queues": await request.app[SERVICE].store.configured_queues()}))
 
 
 @open_to_agents

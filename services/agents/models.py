@@ -242,6 +242,17 @@ class AgentList(Out):
     agents: list[AgentOut]
 
 
+class QueueOut(Out):
+    name: str
+    mode: Literal["push", "offer"]
+
+
+class QueueList(Out):
+    """The queues of the routing configuration in force (the transfer form's picker)."""
+
+    queues: list[QueueOut]
+
+
 class NoteIn(Wire):
     """A private note on a conversation: colleagues see it in the history; the customer never does."""
 

@@ -13,6 +13,7 @@ from pymongo.errors import BulkWriteError
 
 from services.agents import routed
 from services.agents.contacts import ContactBook, Identities
+from services.agents.csat import ROUTING_CONFIG_ID
 from services.agents.models import HELD_STATUSES, AgentProfile
 from services.agents.outbox import (
     FLAGS,
@@ -186,6 +187,16 @@ class AgentsStore:
         """The workspace's agents (in one status, if named), by id."""
         query = {"workspace_id": workspace_id, **({"status": status} if status else {})}
         return sorted(await self.agents.find(query).to_list(), key=lambda doc: doc["agent_id"])
+
+    async def configured_queues(self) -> list[dict]:
+        """The queues of the router's stored routing configuration, by name; the router's default
+        (one queue, `default`) while none is stored. A malformed entry is skipped, not an error:
+        the router validates what it runs on, this only lists names for a picker."""
+        stored = await self.db["routing_config"].find_one({"_id": ROUTING_CONFIG_ID}, {"config.queues": 1})
+        queues = ((stored or {}).get("config") or {}).get("queues") or [{"name": "default"}]
+        picked = [{"name": q["name"], "mode": "offer" if q.get("mode") == "offer" else "push"}
+                  for q in queues if isinstance(q, dict) and isinstance(q.get("name"), str)]
+        return sorted(picked, key=lambda q: q["name"])
 
     async def get_agent(self, workspace_id: str, agent_id: str) -> dict | None:
         return await self.agents.find_one({"workspace_id": workspace_id, "agent_id": agent_id})

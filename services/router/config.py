@@ -257,7 +257,24 @@ class RoutingConfig(Wire):
 
 
 def classify(config: RoutingConfig, message: InboundMessage, now: datetime) -> tuple[str, str, int]:
-    """The queue for a new conversation, the rule that chose it, and the priority it gets.
+    """The queue for a new conversation, the rule that chose it, and the priority it gets."""
+    name, reason, boost = choose_queue(config, message, now)
+    return name, reason, priority_of(priority_parts(config, message, name, boost))
+
+
+def priority_parts(config: RoutingConfig, message: InboundMessage, queue: str, boost: int) -> dict[str, int]:
+    """Where a conversation's priority comes from: the message's own, its queue's, its rule's boost.
+
+    Kept on the conversation so the desk can say why a message sent with 8 shows 10."""
+    return {"message": message.priority, "queue": config.queue(queue).priority, "rule": boost}
+
+
+def priority_of(parts: dict[str, int]) -> int:
+    return min(10, sum(parts.values()))
+
+
+def choose_queue(config: RoutingConfig, message: InboundMessage, now: datetime) -> tuple[str, str, int]:
+    """The queue for a new conversation, the rule that chose it, and the rule's priority boost.
 
     Order: the API caller's hint (metadata["queue"]) naming a configured queue, then the rules in
     order, then the message's own skills (a skill queue), then the default queue. A queue outside
@@ -279,8 +296,7 @@ def classify(config: RoutingConfig, message: InboundMessage, now: datetime) -> t
     if queue.hours is not None and not queue.hours.is_open(now) and queue.closed_overflow:
         name, reason = queue.closed_overflow, f"{reason}; {queue.name} closed"
         queue = config.queue(name)
-    priority = min(10, message.priority + queue.priority + boost)
-    return queue.name, reason, priority
+    return queue.name, reason, boost
 
 
 def rule_labels(config: RoutingConfig, message: InboundMessage) -> set[str]:

@@ -19,7 +19,7 @@ from collections import deque
 from datetime import datetime, timedelta
 from typing import Any
 
-from services.router.config import QueueConfig, RoutingConfig, classify, rule_labels
+from services.router.config import QueueConfig, RoutingConfig, choose_queue, priority_of, priority_parts, rule_labels
 from services.router.indexes import STRATEGY_KEYS, AgentIndex, AgentIndexKey, WaitingIndex
 from services.router.model import Agent, AgentKey, Conversation, Offer, Outcome, ThreadKey
 from shared import events
@@ -387,11 +387,13 @@ class RoutingCore:
     # -- opening and routing ---------------------------------------------------------------
 
     def _open(self, message: InboundMessage, now: datetime) -> Outcome:
-        queue, reason, priority = classify(self.config, message, now)
+        queue, reason, boost = choose_queue(self.config, message, now)
+        parts = priority_parts(self.config, message, queue, boost)
+        priority = priority_of(parts)
         conversation = Conversation(
             conversation_id=new_id(), first=message, created_at=message.received_at, waiting_since=now,
-            queue=queue, priority=priority, media=self.config.media_of(message.channel), reason=reason,
-            queued_at=now, backlog=[message],
+            queue=queue, priority=priority, priority_parts=parts, media=self.config.media_of(message.channel),
+            reason=reason, queued_at=now, backlog=[message],
         )
         self._register(conversation)
         self._note_queue(conversation)
@@ -967,6 +969,7 @@ class RoutingCore:
         return {
             "queue": queue.name, "classified_by": conversation.reason, "rule": rule, "strategy": queue.strategy,
             "mode": queue.mode, "bullseye_step": conversation.step, "priority": conversation.priority,
+            "priority_parts": conversation.priority_parts,
             "candidates": candidates, "considered": considered or [agent.agent_id], "chosen": agent.agent_id,
         }
 

@@ -103,6 +103,8 @@ class Conversation:
     parked_until: datetime | None = None
     park_serial: int = 0
     last_customer_at: datetime | None = None  # the latest customer message routed (a park asked before it wakes at once)
+    # The priority's sources, {"message", "queue", "rule"} (capped at 10 in `priority`); empty before they were kept.
+    priority_parts: dict[str, int] = field(default_factory=dict)
     # How many events were made about it: the next event's id counts on from here, also after a
     # rebuild, so an input handled again over the same saved state gives the same ids.
     event_seq: int = 0

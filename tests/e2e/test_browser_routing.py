@@ -1,9 +1,9 @@
 """Offers and transfers on the agent desk, in a real browser (Debian's chromium) over the whole stack.
 
 The default queue offers instead of assigning. Ann's desk shows the offer with a countdown; ann
-accepts and the conversation opens with the customer's message and why it came to her. A transfer
-to an unknown agent shows the service's error in the form; a transfer to bob with a note takes the
-conversation off ann's desk with a notice. Bob's desk is offered it with ann's note; bob accepts,
+accepts and the conversation opens with the customer's message and why it came to her. The transfer
+picker shows bob offline and not selectable; once he is online, a transfer to him with a note takes
+the conversation off ann's desk with a notice. Bob's desk is offered it with ann's note; bob accepts,
 and the API shows bob as the assignee with the transfer and its note recorded.
 """
 
@@ -110,22 +110,24 @@ async def test_offer_accept_and_transfer_on_the_desk(offer_stack, tmp_path):
                 await expect(ann.get_by_test_id("routing-why")).to_contain_text("queue default")
                 await expect(ann.get_by_test_id("routing-why")).to_contain_text("offer accepted")
 
-                # A transfer to an agent that does not exist: the service's error shows in the form.
+                # The picker lists bob, offline, as one who cannot take it; the note is written meanwhile.
                 await ann.get_by_test_id("transfer").click()
-                await ann.get_by_test_id("transfer-kind").select_option("agent")
-                await ann.get_by_test_id("transfer-target").fill("carol")
+                bob_option = ann.locator('#transfer-target option[value="agent:bob"]')
+                await expect(bob_option).to_be_disabled(timeout=WAIT_MS)
+                await expect(bob_option).to_contain_text("offline")
                 await ann.get_by_test_id("transfer-note").fill(note)
-                await ann.get_by_test_id("transfer-submit").click()
-                await expect(ann.locator("#transfer-error")).to_contain_text("'carol' does not exist", timeout=WAIT_MS)
-                await expect(listed).to_have_count(1)
 
-                # Bob comes online and opens his desk; ann transfers to him with the note.
+                # Bob comes online and opens his desk; ann reopens the form (her note still there) and picks him.
                 async with http.put(
                     f"{agents_url}/v1/agents/bob/status", json={"status": "online"}, headers=client.headers
                 ) as response:
                     assert response.status == 200, await response.text()
                 bob = await open_desk(browser, agents_url, "bob", errors)
-                await ann.get_by_test_id("transfer-target").fill("bob")
+                await ann.get_by_test_id("transfer-cancel").click()
+                await ann.get_by_test_id("transfer").click()
+                await expect(ann.get_by_test_id("transfer-note")).to_have_value(note)
+                await expect(bob_option).to_be_enabled(timeout=WAIT_MS)
+                await ann.get_by_test_id("transfer-target").select_option("agent:bob")
                 await ann.get_by_test_id("transfer-submit").click()
                 await expect(listed).to_have_count(0, timeout=WAIT_MS)
                 await expect(ann.get_by_test_id("notice")).to_contain_text("transferred", timeout=WAIT_MS)

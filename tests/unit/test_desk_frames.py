@@ -36,4 +36,4 @@ def test_the_schema_names_every_frame_type():
     schema = frames_schema()
     assert set(schema["discriminator"]["mapping"]) == {
         "snapshot", "conversation.assigned", "conversation.offered", "conversation.revoked", "conversation.ended",
-        "message", "message.status", "sla", "transfer.rejected", "typing", "presence", "error"}
+        "conversation.state", "message", "message.status", "sla", "transfer.rejected", "typing", "presence", "error"}

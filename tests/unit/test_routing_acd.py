@@ -789,3 +789,19 @@ def test_without_label_rules_a_message_makes_no_label_event():
     core = with_agents(None, agent("ann"))
     outcome = core.on_message(msg("c", "refund"), at(0))
     assert "conversation.labeled" not in event_types(outcome)
+
+
+def test_the_priority_keeps_its_parts_for_the_desk():
+    """A message sent with 8 in a queue worth 3 gets 10 (capped); the decision says where the 10 came from."""
+    core = RoutingCore(RULES)
+    core.on_agent(agent("ann"), at(0))
+    outcome = core.on_message(msg("a", "about refund #123", priority=8, attributes={"tier": "vip"}), at(1))
+    delivery = next(d for _, d in outcome.deliveries if isinstance(d, ConversationAssigned))
+    assert delivery.conversation.priority == 10
+    assert delivery.conversation.routing["priority_parts"] == {"message": 8, "queue": 3, "rule": 0}
+
+    # A rebuilt router (from the stored documents) still knows them.
+    from services.router import store as st
+    conversation = conversation_of(core, "a")
+    rebuilt = st._conversation_from_doc({**st._conversation_to_doc(conversation), "_id": conversation.conversation_id})
+    assert rebuilt.priority_parts == {"message": 8, "queue": 3, "rule": 0}

@@ -49,3 +49,18 @@ export function routingWhy(r) {
   const parts = [r.queue ? `queue ${r.queue}` : null, r.rule, r.strategy ? r.strategy.replace(/_/g, " ") : null];
   return parts.filter(Boolean).join(" · ");
 }
+
+// A conversation's priority and where it comes from: the router adds the queue's priority and a
+// rule's boost to the message's own and caps the sum at 10, so a message sent with 8 may show 10.
+export function priorityInfo(conv) {
+  const total = Number(conv.priority || 0);
+  const parts = (conv.routing && conv.routing.priority_parts) || null;
+  if (!parts) return { total, short: `P${total}`, sums: "", title: `Priority ${total}` };
+  const named = [["message", parts.message], ["queue", parts.queue], ["rule", parts.rule]]
+    .filter(([name, n]) => name === "message" || Number(n));
+  if (named.length === 1) return { total, short: `P${total}`, sums: "", title: `Priority ${total}` };  // the message's own
+  const sum = named.reduce((s, [, n]) => s + Number(n || 0), 0);
+  const title = `Priority ${total}: ` + named.map(([name, n]) => `${name} ${Number(n || 0)}`).join(" + ")
+    + (sum > total ? ` (capped at ${total})` : "");
+  return { total, short: `P${total}`, sums: named.map(([, n]) => Number(n || 0)).join("+"), title };
+}

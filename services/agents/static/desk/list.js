@@ -2,8 +2,9 @@
 // the header. Mine is drawn from the live state; Unassigned and All from what the API listed (views.js).
 
 import { $, el } from "./dom.js";
-import { PREVIEW_PREFIX, SLA_TARGET, contactLabel, fmtTime, slaAlerts } from "./format.js";
+import { PREVIEW_PREFIX, SLA_TARGET, contactLabel, fmtTime, priorityInfo, slaAlerts } from "./format.js";
 import { PARKED, lifecycleLabel } from "./lifecycle.js";
+import { priorityChip } from "./offers.js";
 import { openPeek } from "./peek.js";
 import { render, select } from "./render.js";
 import { lastActivity, lastMessage, sortedConversations, state } from "./state.js";
@@ -24,7 +25,7 @@ function row(c, details = {}) {
   const selected = c.conversation_id === (state.peek ? state.peek.conv.conversation_id : state.selected);
   const signature = JSON.stringify([
     state.view, selected, details, contactLabel(c), c.channel, c.priority, c.status, c.snoozed_until, c.assignee_id,
-    c.queue, c.sla, c.labels]);
+    c.queue, c.sla, c.labels, c.routing && c.routing.priority_parts]);
   const known = drawn.get(c.conversation_id);
   if (known && known.signature === signature) return known.li;
   const li = drawRow(c, details, selected);
@@ -33,7 +34,6 @@ function row(c, details = {}) {
 }
 
 function drawRow(c, { unread = 0, preview = "", typing = false, at = "" }, selected) {
-  const prio = Number(c.priority || 0);
   return el("li", {
     "data-conversation-id": c.conversation_id, "data-unread": unread, "data-status": c.status || null,
     class: selected ? "selected" : null,
@@ -43,7 +43,7 @@ function drawRow(c, { unread = 0, preview = "", typing = false, at = "" }, selec
       unread ? el("span", { class: "badge", "data-testid": "unread", "aria-label": `${unread} unread`, text: unread }) : null),
     el("div", { class: "conv-meta" },
       el("span", { class: "chip", text: c.channel || "?" }),
-      el("span", { class: "chip" + (prio >= 7 ? " prio-high" : ""), title: "Priority", text: `P${prio}` }),
+      priorityChip(priorityInfo(c)),
       state.view !== "mine" ? el("span", { class: "chip status", "data-testid": "row-status", text: rowStatus(c) })
         : PARKED.includes(c.status) ? el("span", { class: "chip parked", "data-testid": "row-lifecycle", text: lifecycleLabel(c) })
         : null,

@@ -10,10 +10,13 @@ import { handleFrame } from "./frames.js";
 import { wireLabels } from "./labels.js";
 import { wireLifecycle } from "./lifecycle.js";
 import { wireList } from "./list.js";
+import { alertFor, raiseAlert, wireNotify } from "./notify.js";
 import { tickOffers, wireOffers } from "./offers.js";
 import { wirePeek } from "./peek.js";
 import { setConnection, setPresence, wirePresence } from "./presence.js";
+import { forgetOpen, restoreAfter, startRestore, wireReload } from "./reload.js";
 import { render } from "./render.js";
+import { wireShortcuts } from "./shortcuts.js";
 import { ReconnectingSocket } from "./socket.js";
 import { state } from "./state.js";
 import { closeTransfer, wireTransfer } from "./transfer.js";
@@ -28,7 +31,12 @@ state.socket = new ReconnectingSocket({
     const scheme = location.protocol === "https:" ? "wss:" : "ws:";
     return `${scheme}//${location.host}/v1/agents/${enc(state.agentId)}/ws?token=${enc(state.token)}`;
   },
-  onFrame: handleFrame,
+  onFrame: (frame) => {
+    const worth = alertFor(frame);  // judged before the frame changes what the desk knows
+    handleFrame(frame);
+    restoreAfter(frame);
+    raiseAlert(worth);
+  },
   onState: (name, { attempt, delay }) => {
     if (name === "connecting") setConnection("connecting", attempt ? "Reconnecting…" : "Connecting…");
     else setConnection("closed", `Reconnecting in ${Math.max(1, Math.round(delay / 1000))}s`);
@@ -67,9 +75,10 @@ async function signIn(agentId, token) {
   closeTransfer();
   $("who").textContent = agent.name ? `${agent.name} (${agent.agent_id})` : agent.agent_id;
   setPresence(agent.status);
-  for (const id of ["who", "presence", "connection", "sign-out", "desk-view"]) $(id).hidden = false;
+  for (const id of ["who", "presence", "connection", "desk-tools", "sign-out", "desk-view"]) $(id).hidden = false;
   $("login-view").hidden = true;
   render();
+  startRestore();
   state.socket.start();
   loadSession();  // which list views this key has
 }
@@ -77,13 +86,14 @@ async function signIn(agentId, token) {
 function signOut(message) {
   state.signedIn = false;
   state.socket.stop("signed out");
+  forgetOpen();
   store(KEY_TOKEN, null);
   state.token = "";
   state.offers.clear();
   tickOffers();
   hideNotice();
   $("api-key").value = "";
-  for (const id of ["who", "presence", "connection", "sign-out", "desk-view", "away-banner"]) $(id).hidden = true;
+  for (const id of ["who", "presence", "connection", "desk-tools", "sign-out", "desk-view", "away-banner"]) $(id).hidden = true;
   $("login-view").hidden = false;
   document.title = "Switchyard desk";
   showLoginError(message || "");
@@ -133,4 +143,7 @@ wireLifecycle();
 wireComposer();
 wirePeek();
 wireContact();
+wireReload();
+wireShortcuts();
+wireNotify();
 start();

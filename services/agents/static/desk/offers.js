@@ -3,7 +3,7 @@
 import { api, enc, serverNow } from "./api.js";
 import { showError, showNotice } from "./banners.js";
 import { $, el } from "./dom.js";
-import { contactLabel, latestTransfer, transferText } from "./format.js";
+import { contactLabel, latestTransfer, priorityInfo, transferText } from "./format.js";
 import { renderList } from "./list.js";
 import { render } from "./render.js";
 import { state, storeOffer } from "./state.js";
@@ -43,6 +43,13 @@ export function renderOffers() {
   tickOffers();
 }
 
+// The list's chip says "P10" (its title and label say where the 10 comes from); an offer card has
+// room for the sum itself: "P10 (8+3)".
+export function priorityChip(p, withSums) {
+  return el("span", { class: "chip" + (p.total >= 7 ? " prio-high" : ""), "data-testid": "priority", title: p.title,
+                      "aria-label": p.title, text: withSums && p.sums ? `${p.short} (${p.sums})` : p.short });
+}
+
 function offerItem(offer) {
   const c = offer.frame.conversation, id = c.conversation_id, label = contactLabel(c);
   const first = (offer.frame.messages || [])[0];
@@ -55,7 +62,7 @@ function offerItem(offer) {
     el("div", { class: "conv-meta" },
       el("span", { class: "chip", text: c.channel || "?" }),
       el("span", { class: "chip", title: "Queue", text: c.queue || (c.routing && c.routing.queue) || "default" }),
-      el("span", { class: "chip" + (Number(c.priority || 0) >= 7 ? " prio-high" : ""), title: "Priority", text: `P${Number(c.priority || 0)}` })),
+      priorityChip(priorityInfo(c), true)),
     transfer ? el("div", { class: "offer-transfer", text: transferText(transfer) }) : null,
     el("div", { class: "offer-preview", text: first ? first.text || "(attachment)" : offer.preview || "" }),
     el("div", { class: "offer-actions" },

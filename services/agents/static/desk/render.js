@@ -8,6 +8,7 @@ import { renderLifecycle } from "./lifecycle.js";
 import { renderList } from "./list.js";
 import { renderOffers } from "./offers.js";
 import { renderPeek } from "./peek.js";
+import { rememberOpen } from "./reload.js";
 import { state } from "./state.js";
 import { closeTransfer } from "./transfer.js";
 import { renderTranscript } from "./transcript.js";
@@ -28,6 +29,7 @@ export function select(id) {
   if (state.selected) state.drafts.set(state.selected, $("reply").value);
   state.selected = id;
   state.contact = null;  // opened: the contact panel (and the contact's history) is read again
+  rememberOpen();
   $("reply").value = (id && state.drafts.get(id)) || "";
   autosize();
   render();

@@ -4,7 +4,9 @@
 import { api, enc } from "./api.js";
 import { updateComposer } from "./composer.js";
 import { $, el } from "./dom.js";
-import { STATUS_LABEL, contactLabel, fmtTime, latestTransfer, routingWhy, slaAlerts, transferText } from "./format.js";
+import {
+  STATUS_LABEL, contactLabel, fmtTime, latestTransfer, priorityInfo, routingWhy, slaAlerts, transferText,
+} from "./format.js";
 import { renderLabels } from "./labels.js";
 import { slaBadge } from "./list.js";
 import { render } from "./render.js";
@@ -38,7 +40,7 @@ export function renderTranscript() {
   $("chat-details").textContent = [
     c.channel, contact.email, contact.phone,
     (c.skills && c.skills.length) ? "skills: " + c.skills.join(", ") : null,
-    `priority ${c.priority || 0}`,
+    priorityInfo(c).title.replace(/^Priority/, "priority"),
     c.created_at ? "opened " + fmtTime(c.created_at) : null,
   ].filter(Boolean).join(" · ");
   $("chat-sla").replaceChildren(...slaAlerts(c).map((a) => slaBadge(a, false)));
