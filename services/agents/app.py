@@ -363,7 +363,8 @@ async def post_reply(request: web.Request) -> web.Response:
     reply = await parse_body(request, request.app[REPLY_MODEL])
     await _check_own_conversation(request)
     try:
-        message = await request.app[SERVICE].reply(request[WORKSPACE], CONVERSATION_ID.raw(request), reply.text)
+        message = await request.app[SERVICE].reply(request[WORKSPACE], CONVERSATION_ID.raw(request), reply.text,
+                                                   by_supervisor=calling_agent(request) is None)
     except (NotFound, Conflict) as error:
         raise _domain_errors(error) from None
     return model_response(MessageOut.from_doc(message, workspace_id=request[WORKSPACE]), status=201)

@@ -465,9 +465,11 @@ class AgentsStore:
             {"workspace_id": workspace_id, "assignee_id": agent_id, "status": "assigned"}
         ).sort("created_at", 1).to_list()
 
-    async def add_reply(self, conversation: dict, agent_id: str, text: str) -> tuple[OutboundMessage, dict]:
+    async def add_reply(self, conversation: dict, agent_id: str, text: str,
+                        metadata: dict | None = None) -> tuple[OutboundMessage, dict]:
         """Store an agent's reply as queued, flagged for the outbox, and stamp the first response; the
-        reply and its stored document (what the outbox publishes)."""
+        reply and its stored document (what the outbox publishes). `metadata` is for the history only
+        (a supervisor's reply says so), never sent."""
         now = utcnow()
         latest = await self.messages.find_one(
             {"conversation_id": conversation["_id"], "direction": "inbound"}, sort=[("seq", -1)]
@@ -498,6 +500,7 @@ class AgentsStore:
             # Which assignment it answers: the first reply of each answers the conversation (first response).
             "assignment_seq": conversation.get("assignment_seq", 0),
             "outbound": reply.model_dump_json(),
+            **({"metadata": metadata} if metadata else {}),
             **pending(PENDING_OUTBOUND),
         }
         await self.messages.insert_one(stored)

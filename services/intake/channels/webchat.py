@@ -314,9 +314,11 @@ def survey_frame(message: OutboundMessage) -> dict:
 
 
 def history_of(conversation: dict) -> list[dict]:
-    """The history frame's messages: what the page shows of a conversation as the agents service gives it."""
+    """The history frame's messages: what the page shows of a conversation as the agents service gives it.
+    Only the customer's and the replies: a private note (direction `note`) is the agents' own, never shown."""
     fields = ("message_id", "direction", "text", "created_at", "status")
-    return [{f: m.get(f) for f in fields} for m in conversation.get("messages") or []]
+    return [{f: m.get(f) for f in fields} for m in conversation.get("messages") or []
+            if m.get("direction") in ("inbound", "outbound")]
 
 
 def pending_survey_frame(conversation: dict) -> dict | None:
