@@ -3,7 +3,7 @@
 import { $, el } from "./dom.js";
 import { PREVIEW_PREFIX, SLA_TARGET, contactLabel, fmtTime, slaAlerts } from "./format.js";
 import { render, select } from "./render.js";
-import { lastMessage, sortedConversations, state } from "./state.js";
+import { hasFailedReply, lastMessage, sortedConversations, state } from "./state.js";
 
 export function renderList() {
   const list = $("conversations");
@@ -18,6 +18,7 @@ export function renderList() {
     }, el("button", { type: "button", class: "conv", "aria-current": c.conversation_id === state.selected ? "true" : null },
       el("div", { class: "conv-top" },
         el("span", { class: "conv-name", text: contactLabel(c) }),
+        hasFailedReply(entry) ? el("span", { class: "failed-badge", "data-testid": "failed-reply", text: "Reply failed" }) : null,
         entry.unread ? el("span", { class: "badge", "data-testid": "unread", "aria-label": `${entry.unread} unread`, text: entry.unread }) : null),
       el("div", { class: "conv-meta" },
         el("span", { class: "chip", text: c.channel || "?" }),

@@ -14,6 +14,7 @@ import { render } from "./render.js";
 import { ReconnectingSocket } from "./socket.js";
 import { state } from "./state.js";
 import { closeTransfer, wireTransfer } from "./transfer.js";
+import { wireTranscript } from "./transcript.js";
 
 const KEY_AGENT = "switchyard.desk.agent_id";
 const KEY_TOKEN = "switchyard.desk.token";
@@ -124,4 +125,5 @@ wireOffers();
 wireTransfer();
 wireLabels();
 wireComposer();
+wireTranscript();
 start();

@@ -1,6 +1,6 @@
 // Draws every pane from the state, and switches the open conversation.
 
-import { autosize } from "./composer.js";
+import { autosize, loadDraft, saveDraft } from "./composer.js";
 import { $ } from "./dom.js";
 import { fetchHistory } from "./frames.js";
 import { renderList } from "./list.js";
@@ -18,9 +18,9 @@ export function render() {
 export function select(id) {
   if (state.selected === id) return;
   if (state.transferFor && state.transferFor !== id) closeTransfer();
-  if (state.selected) state.drafts.set(state.selected, $("reply").value);
+  if (state.selected) saveDraft(state.selected, $("reply").value);
   state.selected = id;
-  $("reply").value = (id && state.drafts.get(id)) || "";
+  $("reply").value = loadDraft(id);
   autosize();
   render();
   if (id) fetchHistory(id);

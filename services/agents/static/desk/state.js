@@ -46,6 +46,12 @@ export function awaitingReply(entry) {
   return n;
 }
 
+// A reply that failed and was not sent again: the list marks its conversation.
+export function hasFailedReply(entry) {
+  for (const m of entry.messages.values()) if (m.status === "failed" && !m.retried_by) return true;
+  return false;
+}
+
 export function isReading(conversationId) {
   return state.selected === conversationId && document.visibilityState === "visible";
 }
