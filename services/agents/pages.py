@@ -14,7 +14,7 @@ from shared.pages import CSS, HTML, JS, SVG, PageFile, add_page_routes, page_ope
 STATIC = Path(__file__).parent / "static"
 
 DESK_MODULES = ("main", "api", "socket", "state", "dom", "format", "banners", "presence", "frames", "render",
-                "list", "offers", "transcript", "labels", "composer", "transfer", "canned")
+                "list", "offers", "transcript", "labels", "composer", "transfer", "canned", "files")
 PAGE_FILES = (
     PageFile("/desk", "desk.html", HTML, "The agent desk page"),
     PageFile("/desk.css", "desk.css", CSS, "The agent desk's styles"),

@@ -32,6 +32,7 @@ from tests.fixtures import telegram as fx
 from tests.service.helpers import stand_in_server
 
 SHOTS = "/tmp/composer"
+INVOICE = b"%PDF-1.4 invoice for the customer\n%%EOF\n"
 
 # Records the transcript's direct children as they are added: the live region's additions.
 WATCH_ADDITIONS = """() => {
@@ -157,11 +158,30 @@ async def test_transcript_keeps_its_nodes_names_authors_and_keeps_notes_from_the
         await desk.press("#reply", "Enter")
         await expect(chat.locator('#messages [data-direction="outbound"]', has_text=filled)).to_have_count(1, timeout=WAIT_MS)
 
+        # A file from the desk (the paperclip, reachable by keyboard) reaches the customer's chat page as a link.
+        await desk.locator("#reply").focus()
+        await desk.keyboard.press("Shift+Tab")
+        assert await desk.evaluate("() => document.activeElement.id") == "attach"
+        await desk.set_input_files("#file-input", files=[{"name": f"invoice-{run}.pdf", "mimeType": "application/pdf",
+                                                          "buffer": INVOICE}])
+        await expect(desk.get_by_test_id("pending-file")).to_contain_text(f"invoice-{run}.pdf", timeout=WAIT_MS)
+        await desk.screenshot(path=f"{SHOTS}/file-1440.png")
+        await desk.fill("#reply", "Your invoice")
+        await desk.press("#reply", "Enter")
+        await expect(desk.get_by_test_id("pending-file")).to_have_count(0, timeout=WAIT_MS)
+        await expect(desk.locator('#transcript [data-direction="outbound"]', has_text="Your invoice")
+                     .get_by_test_id("attachment")).to_contain_text(f"invoice-{run}.pdf", timeout=WAIT_MS)
+        link = chat.get_by_test_id("agent-file").filter(has_text=f"invoice-{run}.pdf")
+        await expect(link).to_have_count(1, timeout=WAIT_MS)
+        fetched = await chat.request.get(f"{stack.intake_url}{await link.get_attribute('href')}")
+        assert fetched.ok and await fetched.body() == INVOICE
+
         # The customer's page got the replies and none of the notes, live or from the server's history.
         await chat.reload()
         await expect(chat.locator('#messages [data-direction="outbound"]', has_text=filled)).to_have_count(1, timeout=WAIT_MS)
         assert f"VIP {run}" not in await chat.locator("#messages").inner_text()
         assert f"Refund approved {run}" not in await chat.locator("#messages").inner_text()
+        await expect(link).to_have_count(1, timeout=WAIT_MS)  # the file's link comes back with the history
 
         # A colleague reading the conversation (a supervisor, through the API) sees both notes with their authors.
         doc = await api(stack, "GET", f"/v1/conversations/{conversation_id}")

@@ -5,6 +5,7 @@ import { api, enc } from "./api.js";
 import { showError } from "./banners.js";
 import { cannedKeydown, closeCanned, wireCanned } from "./canned.js";
 import { $, load, store } from "./dom.js";
+import { clearFiles, isUploading, pendingFiles, renderFiles, wireFiles } from "./files.js";
 import { render } from "./render.js";
 import { putMessage, state } from "./state.js";
 
@@ -21,6 +22,8 @@ export function updateComposer() {
   $("resolve").disabled = !open || state.resolving;
   $("transfer").disabled = !open;
   for (const radio of document.querySelectorAll('input[name="compose-mode"]')) radio.disabled = !open;
+  renderFiles();
+  $("attach").hidden = note;  // a note carries no file
 }
 
 export function composerMode() {
@@ -62,13 +65,16 @@ function sendTyping() {
 async function send() {
   const id = state.selected;
   const text = $("reply").value;
-  if (!id || state.sending || !text.trim()) return;
   const note = composerMode() === "note";
+  const files = note ? [] : pendingFiles(id);
+  if (!id || state.sending || isUploading() || (!text.trim() && !files.length)) return;
   state.sending = true; updateComposer(); closeCanned();
   try {
     const path = `/v1/conversations/${enc(id)}/${note ? "notes" : "messages"}`;
-    const message = await api("POST", path, { text });
+    const body = files.length ? { text, attachments: files.map((f) => f.attachment_id) } : { text };
+    const message = await api("POST", path, body);
     if ($("reply").value === text && state.selected === id) { $("reply").value = ""; autosize(); }
+    if (files.length) clearFiles(id);
     if (loadDraft(id) === text) saveDraft(id, "");
     const entry = state.convs.get(id);
     if (entry && message && message.message_id) putMessage(entry, message);
@@ -121,4 +127,5 @@ export function wireComposer() {
   for (const radio of document.querySelectorAll('input[name="compose-mode"]')) radio.addEventListener("change", setMode);
   $("resolve").addEventListener("click", resolveSelected);
   wireCanned();
+  wireFiles();
 }
