@@ -14,7 +14,7 @@ from shared.web import PayloadTooLarge, http_error, read_form
 
 # The channels whose intake sender sends files: web chat (a signed download link in the reply frame),
 # email (MIME parts), Telegram (sendDocument / sendPhoto, multipart).
-FILE_CHANNELS = ("webchat", "email", "telegram")
+FILE_CHANNELS = ("webchat", "email", "telegram", "whatsapp", "messenger")
 # The upload form as /openapi.json declares it (store_upload reads the same).
 UPLOAD_FORM = {
     "type": "object",

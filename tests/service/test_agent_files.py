@@ -1,17 +1,22 @@
 """Files out, on the real broker and database: an agent uploads a file to a conversation and replies with
 it; Telegram gets it by sendDocument / sendPhoto (multipart, as the Bot API takes uploads), the web chat
-page gets a signed, expiring link intake serves; a channel that cannot carry files, a missing part, a
+page gets a signed, expiring link intake serves, WhatsApp and Messenger get media messages by such a link; a channel that cannot carry files, a missing part, a
 file over the limit, a body that is not a form and an unknown attachment id are refused with reasons."""
 
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from urllib.parse import urlsplit
 
 import aiohttp
 from aiohttp import web
 
 from tests.conftest import auth
+from tests.fixtures import messenger as mfx
 from tests.fixtures import telegram as fx
+from tests.fixtures import whatsapp as wfx
+from tests.service import test_channel_messenger as messenger
+from tests.service import test_channel_whatsapp as whatsapp
 from tests.service.csat_helpers import assigned_to
 from tests.service.helpers import running_apps, stand_in_server
 from tests.service.test_csat_webchat import Chat
@@ -159,3 +164,54 @@ async def test_files_are_refused_with_reasons(names):
         gone = await apps.agents.post("/v1/conversations/nope/attachments", data=form(PDF, "a.pdf", "application/pdf"),
                                       headers=auth())
         assert gone.status == 404
+
+
+async def uploaded(apps, conversation_id: str, data: bytes, filename: str, content_type: str) -> dict:
+    response = await upload(apps, conversation_id, data, filename, content_type)
+    assert response.status == 201, await response.text()
+    return await response.json()
+
+
+async def fetch_by_link(apps, link: str) -> bytes:
+    """What the provider gets when it follows the signed link (absolute, on intake's INTAKE_PUBLIC_URL)."""
+    parts = urlsplit(link)
+    assert (parts.scheme, parts.netloc) == ("http", "127.0.0.1:8080") and parts.path.startswith("/v1/files/"), link
+    response = await apps.intake.get(parts.path)  # intake answers here; the public URL is where providers reach it
+    assert response.status == 200
+    return await response.read()
+
+
+async def test_whatsapp_and_messenger_get_files_as_media_by_signed_link(names):
+    async with whatsapp.stand_in_graph() as graph:
+        channels = {"default": {"whatsapp": {**wfx.BENCH_CONFIG, "graph_base_url": graph.base_url}}}
+        async with running_apps(names, channels=channels) as apps:
+            await apps.put_agent("ann")
+            desk = await apps.desk("ann")
+            assert await whatsapp.post_webhook(apps, wfx.TEXT) == 200
+            conversation_id = (await assigned_to(desk))["conversation_id"]
+            pdf = await uploaded(apps, conversation_id, PDF, "invoice.pdf", "application/pdf")
+            png = await uploaded(apps, conversation_id, PNG, "box.png", "image/png")
+            reply = await apps.agents.post(f"/v1/conversations/{conversation_id}/messages", headers=auth(), json={
+                "text": "Here you are", "attachments": [pdf["attachment_id"], png["attachment_id"]]})
+            assert reply.status == 201, await reply.text()
+            bodies = [(await asyncio.wait_for(graph.requests.get(), 15))[2] for _ in range(3)]
+            assert [b["type"] for b in bodies] == ["text", "document", "image"]
+            assert all(b["to"] == wfx.WA_ID and b["messaging_product"] == "whatsapp" for b in bodies)
+            assert bodies[1]["document"]["filename"] == "invoice.pdf"
+            assert await fetch_by_link(apps, bodies[1]["document"]["link"]) == PDF
+            assert await fetch_by_link(apps, bodies[2]["image"]["link"]) == PNG
+
+    async with messenger.stand_in_graph() as graph, messenger.meta_stack(names, graph) as apps:
+        await apps.put_agent("ann")
+        desk = await apps.desk("ann")
+        assert await messenger.post_webhook(apps, mfx.TEXT) == 200
+        conversation_id = (await assigned_to(desk))["conversation_id"]
+        pdf = await uploaded(apps, conversation_id, PDF, "invoice.pdf", "application/pdf")
+        reply = await apps.agents.post(f"/v1/conversations/{conversation_id}/messages", headers=auth(),
+                                       json={"text": "", "attachments": [pdf["attachment_id"]]})
+        assert reply.status == 201, await reply.text()
+        _, _, _, body = await asyncio.wait_for(graph.requests.get(), 15)
+        attachment = body["message"]["attachment"]
+        assert (body["recipient"], attachment["type"], attachment["payload"]["is_reusable"]) == (
+            {"id": mfx.PSID}, "file", False)
+        assert await fetch_by_link(apps, attachment["payload"]["url"]) == PDF
