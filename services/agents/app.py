@@ -146,7 +146,8 @@ def operations(reply_body: type[BaseModel]) -> list[Operation]:
                   "Upload a file to send with a reply (then name its id in the reply's `attachments`)",
                   (Answer(201, "The stored file", Attachment),), parameters=conversation,
                   content={"multipart/form-data": UPLOAD_FORM}, errors=(400, 403, 404, 413, 415, 422),
-                  description="Only channels that can carry a file take one (web chat, email, Telegram): "
+                  description="Only channels that can carry a file take one (web chat, email, Telegram, WhatsApp, "
+                              "Messenger, SMS as MMS): "
                               "elsewhere a 422 names the channel. AGENTS_MAX_ATTACHMENT_BYTES bounds the size."),
         Operation("POST", "/v1/conversations/{conversation_id}/messages/{message_id}/retry",
                   "Send a failed reply again, as a new reply",

@@ -13,8 +13,9 @@ from shared.models import Attachment, new_id
 from shared.web import PayloadTooLarge, http_error, read_form
 
 # The channels whose intake sender sends files: web chat (a signed download link in the reply frame),
-# email (MIME parts), Telegram (sendDocument / sendPhoto, multipart).
-FILE_CHANNELS = ("webchat", "email", "telegram", "whatsapp", "messenger")
+# email (MIME parts), Telegram (sendDocument / sendPhoto, multipart), WhatsApp and Messenger (media by a
+# signed link), Twilio SMS (MMS MediaUrl, the same link). Not voice, the API channel or Instagram.
+FILE_CHANNELS = ("webchat", "email", "telegram", "whatsapp", "messenger", "sms")
 # The upload form as /openapi.json declares it (store_upload reads the same).
 UPLOAD_FORM = {
     "type": "object",

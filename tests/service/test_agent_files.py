@@ -1,6 +1,7 @@
 """Files out, on the real broker and database: an agent uploads a file to a conversation and replies with
 it; Telegram gets it by sendDocument / sendPhoto (multipart, as the Bot API takes uploads), the web chat
-page gets a signed, expiring link intake serves, WhatsApp and Messenger get media messages by such a link; a channel that cannot carry files, a missing part, a
+page gets a signed, expiring link intake serves, WhatsApp and Messenger get media messages by such a link,
+Twilio an MMS with MediaUrls; voice cannot carry a file; a channel that cannot carry files, a missing part, a
 file over the limit, a body that is not a form and an unknown attachment id are refused with reasons."""
 
 import asyncio
@@ -14,8 +15,12 @@ from aiohttp import web
 from tests.conftest import auth
 from tests.fixtures import messenger as mfx
 from tests.fixtures import telegram as fx
+from tests.fixtures import twilio as sms_fx
+from tests.fixtures import voice as voice_fx
 from tests.fixtures import whatsapp as wfx
 from tests.service import test_channel_messenger as messenger
+from tests.service import test_channel_twilio as sms
+from tests.service import test_channel_voice as voice
 from tests.service import test_channel_whatsapp as whatsapp
 from tests.service.csat_helpers import assigned_to
 from tests.service.helpers import running_apps, stand_in_server
@@ -215,3 +220,36 @@ async def test_whatsapp_and_messenger_get_files_as_media_by_signed_link(names):
         assert (body["recipient"], attachment["type"], attachment["payload"]["is_reusable"]) == (
             {"id": mfx.PSID}, "file", False)
         assert await fetch_by_link(apps, attachment["payload"]["url"]) == PDF
+
+
+async def test_sms_sends_files_as_mms_media_urls_and_voice_refuses_them(names):
+    forms: asyncio.Queue = asyncio.Queue()
+
+    async def create_message(request: web.Request) -> web.Response:
+        posted = await request.post()
+        forms.put_nowait((posted["Body"], posted.getall("MediaUrl", [])))
+        return web.json_response(sms_fx.created_message("SM" + "d" * 32, posted["To"], posted["Body"]), status=201)
+
+    async with stand_in_server(("POST", "/2010-04-01/Accounts/{sid}/Messages.json", create_message)) as base, \
+            running_apps(names, **sms.settings(sms.MessagesApi(url=base))) as apps:
+        conversation_id, _ = await sms.open_conversation(apps, sms_fx.incoming_sms(1))
+        pdf = await uploaded(apps, conversation_id, PDF, "invoice.pdf", "application/pdf")
+        png = await uploaded(apps, conversation_id, PNG, "box.png", "image/png")
+        reply = await apps.agents.post(f"/v1/conversations/{conversation_id}/messages", headers=auth(), json={
+            "text": "Both attached", "attachments": [pdf["attachment_id"], png["attachment_id"]]})
+        assert reply.status == 201, await reply.text()
+        body, media = await asyncio.wait_for(forms.get(), 15)
+        assert body == "Both attached" and len(media) == 2
+        for link, data in zip(media, (PDF, PNG), strict=True):
+            parts = urlsplit(link)
+            assert f"{parts.scheme}://{parts.netloc}" == sms.PUBLIC_URL and parts.path.startswith("/v1/files/")
+            assert await (await apps.intake.get(parts.path)).read() == data
+
+    async with voice.twilio_api() as api, running_apps(names, **voice.settings(api)) as apps:
+        await voice.put_voice_agent(apps, "ann")
+        desk = await apps.desk("ann")
+        await voice.twiml_of(await voice.post_signed(apps, voice.WEBHOOK, voice_fx.incoming_call(1)))
+        conversation_id = (await voice.frame_of(desk, "conversation.assigned"))["conversation"]["conversation_id"]
+        refused = await upload(apps, conversation_id, PDF, "invoice.pdf", "application/pdf")
+        assert refused.status == 422
+        assert (await refused.json())["error"]["message"].startswith("the voice channel cannot carry files")
