@@ -7,17 +7,20 @@ file over the limit, a body that is not a form and an unknown attachment id are 
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from email import message_from_bytes, policy
 from urllib.parse import urlsplit
 
 import aiohttp
 from aiohttp import web
 
 from tests.conftest import auth
+from tests.fixtures import email as mail_fx
 from tests.fixtures import messenger as mfx
 from tests.fixtures import telegram as fx
 from tests.fixtures import twilio as sms_fx
 from tests.fixtures import voice as voice_fx
 from tests.fixtures import whatsapp as wfx
+from tests.service import test_channel_email as mail
 from tests.service import test_channel_messenger as messenger
 from tests.service import test_channel_twilio as sms
 from tests.service import test_channel_voice as voice
@@ -253,3 +256,21 @@ async def test_sms_sends_files_as_mms_media_urls_and_voice_refuses_them(names):
         refused = await upload(apps, conversation_id, PDF, "invoice.pdf", "application/pdf")
         assert refused.status == 422
         assert (await refused.json())["error"]["message"].startswith("the voice channel cannot carry files")
+
+
+async def test_email_carries_an_agents_file_as_a_mime_attachment(names):
+    relay = mail.Relay()
+    async with mail.email_apps(names, relay) as (apps, smtp_port):
+        await apps.put_agent("ann")
+        desk = await apps.desk("ann")
+        assert await mail.smtp_send(smtp_port, mail_fx.UTF8_QUOTED_PRINTABLE) == {}
+        conversation_id = (await assigned_to(desk))["conversation_id"]
+        pdf = await uploaded(apps, conversation_id, PDF, "invoice.pdf", "application/pdf")
+        reply = await apps.agents.post(f"/v1/conversations/{conversation_id}/messages", headers=auth(),
+                                       json={"text": "Invoice attached.", "attachments": [pdf["attachment_id"]]})
+        assert reply.status == 201, await reply.text()
+        envelope = await asyncio.wait_for(relay.received.get(), 20)
+        sent = message_from_bytes(envelope.original_content, policy=policy.default)
+        [attached] = list(sent.iter_attachments())
+        assert (attached.get_filename(), attached.get_content_type(), attached.get_content()) == (
+            "invoice.pdf", "application/pdf", PDF)
