@@ -211,6 +211,21 @@ async def test_transcript_keeps_its_nodes_names_authors_and_keeps_notes_from_the
         await desk.locator("#reply").press_sequentially("/")
         await expect(options.first).to_be_visible(timeout=WAIT_MS)
         await desk.screenshot(path=f"{SHOTS}/canned-390.png")
+
+        # A colleague the conversation is transferred to reads both notes, with their authors.
+        bob_token = await agent_with_token(stack, f"bob-{run}", "Bob Builder")
+        await api(stack, "POST", f"/v1/conversations/{conversation_id}/transfer", {"to_agent": f"bob-{run}"})
+        bob = await (await browser.new_context(viewport={"width": 1440, "height": 900})).new_page()
+        record_errors(bob, errors, "bob")
+        await sign_in(bob, stack, f"bob-{run}", bob_token)
+        await bob.locator(f'#conversations [data-conversation-id="{conversation_id}"]').click()
+        notes = bob.locator('#transcript [data-testid="note"]')
+        await expect(notes.filter(has_text=f"Customer is VIP {run}").get_by_test_id("author")).to_have_text(
+            "Private note · Ann Agent", timeout=WAIT_MS)
+        await expect(notes.filter(has_text=f"Refund approved {run}").get_by_test_id("author")).to_have_text(
+            "Private note · Supervisor")
+        await expect(bob.locator('#transcript [data-direction="outbound"]', has_text=f"Let me look ({run})")
+                     .get_by_test_id("author")).to_have_text("Ann Agent")
         assert errors == []
 
 
