@@ -289,3 +289,38 @@ async def test_a_failed_reply_shows_why_and_retry_sends_it(stack_factory):
             by_lead = desk.locator('#transcript [data-direction="outbound"]', has_text="A word from the lead")
             await expect(by_lead.get_by_test_id("author")).to_have_text("Supervisor (for Tess Teller)", timeout=WAIT_MS)
             assert errors == []
+
+
+async def test_the_csat_survey_shows_as_an_automatic_message_in_the_contacts_history(stack):
+    run = uuid.uuid4().hex[:8]
+    agent_id = f"cid-{run}"
+    token = await agent_with_token(stack, agent_id, "Cid Agent")
+    async with aiohttp.ClientSession() as http, http.put(
+            f"{stack.router_url}/v1/routing/config", json={"csat": {stack.workspace: {}}},
+            headers={"Authorization": f"Bearer {stack.api_key}"}) as response:
+        assert response.status == 202, await response.text()
+    async with chromium() as browser:
+        desk = await (await browser.new_context(viewport={"width": 1440, "height": 900})).new_page()
+        chat = await (await browser.new_context(viewport={"width": 420, "height": 760})).new_page()
+        errors: list[str] = []
+        record_errors(desk, errors, "desk")
+        record_console_errors(desk, errors, "desk")
+        await sign_in(desk, stack, agent_id, token)
+        await chat.goto(f"{stack.intake_url}/chat?{urlencode({'workspace': stack.workspace})}")
+        await chat.fill("#text", f"First question {run}")
+        await chat.click("#send")
+        first = desk.locator("#conversations [data-conversation-id]", has_text=f"First question {run}")
+        await expect(first).to_have_count(1, timeout=WAIT_MS)
+        await first.click()
+        await desk.click("#resolve")
+        await expect(chat.locator("#survey")).to_be_visible(timeout=WAIT_MS)
+
+        # The customer writes again: a new conversation, whose history shows the survey as the system's.
+        await chat.fill("#text", f"Second question {run}")
+        await chat.click("#send")
+        second = desk.locator("#conversations [data-conversation-id]", has_text=f"Second question {run}")
+        await expect(second).to_have_count(1, timeout=WAIT_MS)
+        await second.click()
+        survey = desk.locator('#transcript [data-testid="history-message"][data-direction="outbound"]')
+        await expect(survey.get_by_test_id("author")).to_have_text("Automatic: CSAT survey", timeout=WAIT_MS)
+        assert errors == []

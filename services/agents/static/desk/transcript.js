@@ -64,16 +64,17 @@ export function renderTranscript() {
   updateComposer();
 }
 
-// Earlier messages of the same person on any channel (merged by email or phone), fetched once.
+// Earlier messages of the same person on any channel (merged by email or phone), fetched once per
+// conversation opened (not per contact: a conversation resolved since, with its survey, must show).
 function contactHistory(conv) {
   if (!conv.contact_id) return [];
-  const known = state.history.get(conv.contact_id);
+  const key = conv.conversation_id, known = state.history.get(key);
   if (known === undefined) {
-    state.history.set(conv.contact_id, []);
+    state.history.set(key, []);
     api("GET", `/v1/contacts/${enc(conv.contact_id)}`).then((contact) => {
-      state.history.set(conv.contact_id, (contact.messages || []).filter((m) => m.conversation_id !== conv.conversation_id));
+      state.history.set(key, (contact.messages || []).filter((m) => m.conversation_id !== conv.conversation_id));
       render();
-    }).catch(() => state.history.delete(conv.contact_id));
+    }).catch(() => state.history.delete(key));
     return [];
   }
   return known;
