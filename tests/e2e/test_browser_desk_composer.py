@@ -211,6 +211,9 @@ async def test_transcript_keeps_its_nodes_names_authors_and_keeps_notes_from_the
         await desk.locator("#reply").press_sequentially("/")
         await expect(options.first).to_be_visible(timeout=WAIT_MS)
         await desk.screenshot(path=f"{SHOTS}/canned-390.png")
+        await options.first.click()  # the mouse inserts too
+        await expect(desk.locator("#reply")).to_have_value(filled)
+        await expect(desk.get_by_test_id("canned-list")).to_be_hidden()
 
         # A colleague the conversation is transferred to reads both notes, with their authors.
         bob_token = await agent_with_token(stack, f"bob-{run}", "Bob Builder")
@@ -273,6 +276,9 @@ async def test_a_failed_reply_shows_why_and_retry_sends_it(stack_factory):
             await expect(failed.get_by_test_id("message-status")).to_contain_text("bot was blocked by the user")
             await expect(conversation.get_by_test_id("failed-reply")).to_be_visible()
             await desk.screenshot(path=f"{SHOTS}/failed-1440.png")
+            await desk.set_viewport_size({"width": 390, "height": 800})
+            await desk.screenshot(path=f"{SHOTS}/failed-390.png")
+            await desk.set_viewport_size({"width": 1440, "height": 900})
             await assert_accessible(desk, ".chat-pane")
 
             await failed.get_by_test_id("retry").click()
