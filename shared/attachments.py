@@ -1,8 +1,9 @@
-"""The attachment store: files that came with customers' messages, in MongoDB GridFS.
+"""The attachment store: files that came with customers' messages, and files agents send, in MongoDB GridFS.
 
-Intake writes (it owns the `attachments` bucket); the agents service reads, to let the desk
-download. An attachment's id is derived from its message id and position, so a provider's retry
-of the same delivery stores nothing twice.
+Intake writes the customers' files (their id derived from the message id and position, so a
+provider's retry of the same delivery stores nothing twice); the agents service reads them, to let
+the desk download, and writes the files agents upload for a reply (`out-<id>`,
+services/agents/files.py), which intake's senders read to send them out.
 """
 
 import re

@@ -12,6 +12,7 @@ from services.agents import csat
 from services.agents.canned import CannedStore
 from services.agents.canned_api import AGENTS_STORE, CANNED, CANNED_OPERATIONS, add_canned_routes
 from services.agents.desk import DESK_INPUT, DeskConnection, DeskHub
+from services.agents.files import UPLOAD_FORM, attachments_named, check_channel_carries_files, store_upload
 from services.agents.frames import frames_schema
 from services.agents.models import (
     AGENT_ID_PATTERN,
@@ -47,7 +48,7 @@ from services.agents.settings import AgentsSettings
 from services.agents.store import AgentsStore
 from shared.attachments import AttachmentStore, content_disposition
 from shared.broker import Broker
-from shared.models import StateRequest, TransferRequest, utcnow
+from shared.models import Attachment, StateRequest, TransferRequest, utcnow
 from shared.mongo import create_client
 from shared.tokens import issue_agent_token
 from shared.topology import Topology
@@ -150,7 +151,17 @@ def operations(reply_body: type[BaseModel]) -> list[Operation]:
         Operation("POST", "/v1/conversations/{conversation_id}/messages",
                   "Reply; sent out through the conversation's channel",
                   (Answer(201, "The reply, stored as queued; its status follows on the desk", MessageOut),),
-                  body=reply_body, parameters=conversation, errors=(400, 404, 409, 413, 422)),
+                  body=reply_body, parameters=conversation, errors=(400, 404, 409, 413, 422),
+                  description="`attachments` names files uploaded to this conversation "
+                              "(POST .../attachments); an unknown one, or files on a channel that cannot carry "
+                              "them, is a 422."),
+        Operation("POST", "/v1/conversations/{conversation_id}/attachments",
+                  "Upload a file to send with a reply (then name its id in the reply's `attachments`)",
+                  (Answer(201, "The stored file", Attachment),), parameters=conversation,
+                  content={"multipart/form-data": UPLOAD_FORM}, errors=(400, 403, 404, 413, 415, 422),
+                  description="Only channels that can carry a file take one (web chat, email, Telegram, WhatsApp, "
+                              "Messenger, SMS as MMS): "
+                              "elsewhere a 422 names the channel. AGENTS_MAX_ATTACHMENT_BYTES bounds the size."),
         Operation("POST", "/v1/conversations/{conversation_id}/messages/{message_id}/retry",
                   "Send a failed reply again, as a new reply",
                   (Answer(201, "The new reply (queued)", MessageOut),), parameters=(CONVERSATION_ID, MESSAGE_ID),
@@ -254,6 +265,7 @@ def create_app(settings: AgentsSettings) -> web.Application:
     app.router.add_get("/v1/conversations/{conversation_id}", get_conversation)
     app.router.add_post("/v1/conversations/{conversation_id}/messages", post_reply)
     app.router.add_post("/v1/conversations/{conversation_id}/notes", post_note)
+    app.router.add_post("/v1/conversations/{conversation_id}/attachments", upload_attachment)
     app.router.add_post("/v1/conversations/{conversation_id}/messages/{message_id}/retry", retry_reply)
     app.router.add_post("/v1/conversations/{conversation_id}/resolve", resolve)
     app.router.add_put("/v1/conversations/{conversation_id}/labels", put_labels)
@@ -408,11 +420,33 @@ async def get_conversation(request: web.Request) -> web.Response:
 async def post_reply(request: web.Request) -> web.Response:
     reply = await parse_body(request, request.app[REPLY_MODEL])
     await _check_own_conversation(request)
+    files = []
+    if reply.attachments:
+        check_channel_carries_files((await _conversation(request))["channel"])
+        files = await attachments_named(request.app[ATTACHMENTS], request[WORKSPACE], reply.attachments)
     try:
-        message = await request.app[SERVICE].reply(request[WORKSPACE], CONVERSATION_ID.raw(request), reply.text)
+        message = await request.app[SERVICE].reply(request[WORKSPACE], CONVERSATION_ID.raw(request), reply.text,
+                                                   by_supervisor=calling_agent(request) is None, attachments=files)
     except (NotFound, Conflict) as error:
         raise _domain_errors(error) from None
     return model_response(MessageOut.from_doc(message, workspace_id=request[WORKSPACE]), status=201)
+
+
+async def _conversation(request: web.Request) -> dict:
+    try:
+        return await request.app[SERVICE].conversation(request[WORKSPACE], CONVERSATION_ID.raw(request))
+    except NotFound as error:
+        raise _domain_errors(error) from None
+
+
+@open_to_agents
+async def upload_attachment(request: web.Request) -> web.Response:
+    """A file for a reply (multipart, part `file`): stored, its id to name in the reply's `attachments`."""
+    await _check_own_conversation(request)
+    check_channel_carries_files((await _conversation(request))["channel"])
+    stored = await store_upload(request, request.app[ATTACHMENTS], request[WORKSPACE],
+                                request.app[SETTINGS].max_attachment_bytes)
+    return model_response(stored, status=201)
 
 
 @open_to_agents

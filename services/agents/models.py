@@ -3,7 +3,7 @@ serialized through one of these, and /openapi.json is generated from them)."""
 
 from typing import Annotated, Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, model_validator
 
 from shared.models import MAX_LABELS, AgentStatus, Attachment, Contact, Label, Skill, Wire
 from shared.web import Timestamp
@@ -90,13 +90,27 @@ class AgentStatusChange(Wire):
 
 
 class Reply(Wire):
-    text: str = Field(min_length=1)
+    # The validator's rule, declared for the document too: some text, or a file.
+    model_config = ConfigDict(json_schema_extra={"anyOf": [
+        {"required": ["text"], "properties": {"text": {"pattern": r"\S"}}},
+        {"required": ["attachments"], "properties": {"attachments": {"minItems": 1}}},
+    ]})
+
+    text: str = Field("", description="The reply's text; may be empty when it carries files")
+    attachments: list[str] = Field(default_factory=list, max_length=10,
+                                   description="Files uploaded with POST /v1/conversations/{id}/attachments, by id")
+
+    @model_validator(mode="after")
+    def _says_something(self) -> "Reply":
+        if not self.text.strip() and not self.attachments:
+            raise ValueError("a reply needs text or at least one attachment")
+        return self
 
 
 def reply_model(max_chars: int) -> type[Reply]:
     """The reply body with the deployment's length limit (AGENTS_MAX_REPLY_CHARS), so the document states it."""
     return create_model("Reply", __base__=Reply, __doc__="An agent's reply.",
-                        text=(str, Field(min_length=1, max_length=max_chars)))
+                        text=(str, Field("", max_length=max_chars)))
 
 
 # -- answers -----------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ STATIC = Path(__file__).parent / "static"
 
 DESK_MODULES = ("main", "api", "socket", "state", "dom", "format", "banners", "presence", "frames", "render",
                 "list", "offers", "transcript", "labels", "composer", "transfer", "views", "peek", "contact",
-                "lifecycle", "reload", "shortcuts", "notify")
+                "lifecycle", "reload", "shortcuts", "notify", "canned", "files")
 PAGE_FILES = (
     PageFile("/desk", "desk.html", HTML, "The agent desk page"),
     PageFile("/desk.css", "desk.css", CSS, "The agent desk's styles"),

@@ -28,6 +28,7 @@ from shared.ephemeral import (
 )
 from shared.models import (
     AgentDeliveryType,
+    Attachment,
     ConversationAnswered,
     ConversationAssigned,
     ConversationEnded,
@@ -162,18 +163,23 @@ class AgentsService:
             raise NotFound(f"conversation {conversation_id!r} does not exist")
         return doc
 
-    async def reply(self, workspace_id: str, conversation_id: str, text: str) -> dict:
+    async def reply(self, workspace_id: str, conversation_id: str, text: str, by_supervisor: bool = False,
+                    attachments: list[Attachment] | None = None) -> dict:
         """Store the assignee's reply (with its promise to send it: services/agents/outbox.py), then hand it
-        to intake for its channel; the agent's desk has it as `queued` either way."""
+        to intake for its channel; the agent's desk has it as `queued` either way. A supervisor's reply
+        goes out in the assignee's name, marked `metadata.by: supervisor` in the history."""
         conversation = await self.conversation(workspace_id, conversation_id)
         if conversation["status"] not in HELD_STATUSES:  # a pending or snoozed one may be answered too
             raise Conflict(f"conversation is {conversation['status']}, not open for replies")
-        reply, stored = await self.store.add_reply(conversation, conversation["assignee_id"], text)
+        metadata = {"by": "supervisor"} if by_supervisor else {}
+        reply, stored = await self.store.add_reply(conversation, conversation["assignee_id"], text, metadata,
+                                                   attachments or [])
         await self._publish_now(self._publish_reply, stored)
         message = {
             "message_id": reply.message_id, "conversation_id": conversation_id, "direction": "outbound",
             "channel": reply.channel, "text": text, "agent_id": reply.agent_id, "status": "queued",
-            "created_at": reply.created_at.isoformat(),
+            "created_at": reply.created_at.isoformat(), "metadata": metadata,
+            "attachments": [a.model_dump(mode="json") for a in reply.attachments],
         }
         await self.hub.send((workspace_id, reply.agent_id), {"type": "message", "conversation_id": conversation_id, "message": message})
         return message
@@ -241,7 +247,9 @@ class AgentsService:
             raise Conflict(f"the reply is {failed.get('status')}: only a failed one is sent again")
         if failed.get("retried_by"):
             raise Conflict(f"the reply was sent again already, as {failed['retried_by']}")
-        message = await self.reply(workspace_id, conversation_id, failed["text"])
+        by_supervisor = (failed.get("metadata") or {}).get("by") == "supervisor"
+        files = [Attachment.model_validate(a) for a in failed.get("attachments") or []]
+        message = await self.reply(workspace_id, conversation_id, failed["text"], by_supervisor, files)
         await self.store.messages.update_one({"_id": message_id}, {"$set": {"retried_by": message["message_id"]}})
         return message
 

@@ -12,6 +12,8 @@ class AgentsSettings(CommonSettings):
     port: int = 8082
     batch_size: int = 100
     max_reply_chars: int = 4096
+    # Largest file an agent can send with a reply (POST /v1/conversations/{id}/attachments): a 413 beyond.
+    max_attachment_bytes: int = Field(10 * 1024 * 1024, gt=0)
     # An agent whose last desk has been disconnected this long is set offline.
     presence_grace_seconds: float = Field(30, ge=0)
     # How long an agent token (POST /v1/agents/{id}/token) is accepted.

@@ -27,6 +27,7 @@ from services.agents.search import query_terms, terms_of
 from shared import events
 from shared.models import (
     SYSTEM_AGENT,
+    Attachment,
     AgentSnapshot,
     ConversationAssigned,
     ConversationEnded,
@@ -559,9 +560,11 @@ class AgentsStore:
             {"workspace_id": workspace_id, "assignee_id": agent_id, "status": {"$in": list(HELD_STATUSES)}}
         ).sort("created_at", 1).to_list()
 
-    async def add_reply(self, conversation: dict, agent_id: str, text: str) -> tuple[OutboundMessage, dict]:
+    async def add_reply(self, conversation: dict, agent_id: str, text: str, metadata: dict | None = None,
+                        attachments: list[Attachment] | None = None) -> tuple[OutboundMessage, dict]:
         """Store an agent's reply as queued, flagged for the outbox, and stamp the first response; the
-        reply and its stored document (what the outbox publishes)."""
+        reply and its stored document (what the outbox publishes). `metadata` is for the history only
+        (a supervisor's reply says so), never sent."""
         now = utcnow()
         latest = await self.messages.find_one(
             {"conversation_id": conversation["_id"], "direction": "inbound"}, sort=[("seq", -1)]
@@ -575,6 +578,7 @@ class AgentsStore:
             contact=conversation["contact"],
             agent_id=agent_id,
             text=text,
+            attachments=attachments or [],
             reply_to=_reply_context(latest),
             created_at=now,
         )
@@ -592,6 +596,8 @@ class AgentsStore:
             # Which assignment it answers: the first reply of each answers the conversation (first response).
             "assignment_seq": conversation.get("assignment_seq", 0),
             "outbound": reply.model_dump_json(),
+            **({"metadata": metadata} if metadata else {}),
+            **({"attachments": [a.model_dump() for a in reply.attachments]} if reply.attachments else {}),
             **pending(PENDING_OUTBOUND),
         }
         await self.messages.insert_one(stored)

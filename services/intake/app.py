@@ -10,7 +10,7 @@ import structlog
 from aiohttp import WSMsgType, web
 from prometheus_client import CollectorRegistry
 
-from services.intake import csat
+from services.intake import csat, files
 from services.intake.channels import PLUGINS, api, webchat
 from services.intake.context import INTAKE, Intake, IntakeMetrics, validate_channel_configs
 from services.intake.outbound import OutboundWorker
@@ -46,7 +46,7 @@ STATIC = Path(__file__).parent / "static"
 def create_app(settings: IntakeSettings) -> web.Application:
     configs = validate_channel_configs(settings, PLUGINS)
     app = web.Application(
-        middlewares=service_middlewares(public_prefixes=("/v1/chat/", "/v1/webhooks/")),
+        middlewares=service_middlewares(public_prefixes=("/v1/chat/", "/v1/webhooks/", "/v1/files/")),
         # Webhooks that carry files need room; JSON endpoints apply max_body_bytes themselves.
         client_max_size=settings.body_limit_for_files,
     )
@@ -86,11 +86,12 @@ def create_app(settings: IntakeSettings) -> web.Application:
     app.router.add_get("/chat", chat_page)
     app.router.add_get("/v1/chat/ws", chat_socket)
     app.router.add_post("/v1/chat/messages", chat_upload)
+    app.router.add_get(files.PATH, file_download)
     app.router.add_get(csat.PAGE_PATH, csat.survey_page)
     app.router.add_post(csat.PAGE_PATH, csat.survey_answer)
     for plugin in PLUGINS:
         app.router.add_routes(plugin.routes)
-    add_openapi_route(app, "Switchyard intake", [*OPERATIONS, *csat.OPERATIONS, *(op for plugin in PLUGINS for op in plugin.operations)],
+    add_openapi_route(app, "Switchyard intake", [*OPERATIONS, *csat.OPERATIONS, *files.OPERATIONS, *(op for plugin in PLUGINS for op in plugin.operations)],
                       DESCRIPTION)
     return app
 
@@ -162,7 +163,7 @@ async def chat_socket(request: web.Request) -> web.WebSocketResponse:
         await ws.send_json({"type": "session", "token": webchat.issue_token(intake.settings.chat_secret, session),
                             "contact_id": session.contact_id, "thread_id": session.thread_id})
         latest = await _latest_conversation(intake, session)
-        await ws.send_json({"type": "history", "messages": webchat.history_of(latest)})
+        await ws.send_json({"type": "history", "messages": webchat.history_of(latest, intake.settings)})
         survey = webchat.pending_survey_frame(latest)
         if survey is not None:  # a page back before answering the survey shows it again
             await ws.send_json(survey)
@@ -195,6 +196,16 @@ async def chat_upload(request: web.Request) -> web.Response:
     await intake.publish_inbound(message)
     return model_response(webchat.UploadAck(client_id=upload.client_id, message_id=message.message_id,
                                             attachment=stored), status=202)
+
+
+async def file_download(request: web.Request) -> web.Response:
+    """A file an agent sent, by its signed link (services/intake/files.py)."""
+    intake = request.app[INTAKE]
+    workspace_id, attachment_id = files.read_link(intake.settings, files.TOKEN.raw(request))
+    stored = await intake.attachments.get(workspace_id, attachment_id)
+    if stored is None:
+        raise http_error(web.HTTPNotFound, "the file no longer exists")
+    return files.serve(stored)
 
 
 def _chat_session(request: web.Request, settings: IntakeSettings) -> webchat.ChatSession:

@@ -40,6 +40,8 @@ class IntakeSettings(CommonSettings):
     # INTAKE_CHANNELS_FILE (same shape: {workspace: {channel: {...}}}); the file is read first.
     channels: ChannelConfigs = Field(default_factory=dict)
     channels_file: Path | None = None
+    # How long a signed link to a file an agent sent stays valid (the chat page, WhatsApp/Messenger/MMS fetches).
+    file_link_hours: float = Field(24 * 7, gt=0)
     send_max_attempts: int = 6
     send_retry_delay: float = 0.5
     send_max_retry_delay: float = 30.0

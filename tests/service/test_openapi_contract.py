@@ -59,7 +59,15 @@ REPORTING = """
 include-path-regex = "^/v1/(reports|subscriptions)"
 checks.positive_data_acceptance.expected-statuses = ["2xx", "3xx", "401", "403", "404", "409", "422", "429", "5xx"]
 """
-CONFIGS = {"intake": COMMON, "agents": COMMON, "router": COMMON + ROUTER, "reporting": COMMON + REPORTING}
+# A file goes only to a conversation whose channel can carry one, and a reply names only files that
+# were uploaded: the descriptions say so, with the 422 they declare.
+AGENTS = """
+[[operations]]
+include-path-regex = "^/v1/conversations/[^/]+/(attachments|messages)$"
+include-method = "POST"
+checks.positive_data_acceptance.expected-statuses = ["2xx", "3xx", "401", "403", "404", "409", "422", "429", "5xx"]
+"""
+CONFIGS = {"intake": COMMON, "agents": COMMON + AGENTS, "router": COMMON + ROUTER, "reporting": COMMON + REPORTING}
 
 
 async def run_schemathesis(base_url: str, config_file: Path) -> tuple[int, str]:

@@ -41,6 +41,7 @@ from services.intake.channels.base import (
     message_id_for,
     url_filename,
 )
+from services.intake.files import file_link
 from shared import csat as csat_rules
 from shared.models import Attachment, Contact, DeliveryStatus, InboundMessage, OutboundMessage, RejectedInput
 
@@ -328,7 +329,13 @@ class MessengerSender:
             raise SendError(f"{self.channel} is not configured for workspace {message.workspace_id!r}", retry=False)
         check_length(self.channel, message.text)
         url = f"{config.graph_base_url.rstrip('/')}/{config.page_id or 'me'}/messages"
-        answer = await meta.graph_send(self.intake, url, config.access_token, send_body(config, message))
+        # The text, then each file as its own message (one attachment each), fetched by Meta from a signed link.
+        bodies = [send_body(config, message)] if message.text.strip() or not message.attachments else []
+        bodies += [file_body(config, message, a, file_link(self.intake.settings, message.workspace_id,
+                                                           a.attachment_id, absolute=True))
+                   for a in message.attachments if a.attachment_id]
+        answers = [await meta.graph_send(self.intake, url, config.access_token, body) for body in bodies]
+        answer = answers[0]
         mid = answer.get("message_id")
         if not mid:
             log.warning("messenger.send_answer_without_id", channel=self.channel, answer=str(answer)[:300])
@@ -347,6 +354,14 @@ def send_body(config: MessengerConfig, message: OutboundMessage) -> dict[str, An
         body |= {"messaging_type": "MESSAGE_TAG", "tag": "HUMAN_AGENT"}
     else:
         body["messaging_type"] = "RESPONSE"
+    return body
+
+
+def file_body(config: MessengerConfig, message: OutboundMessage, attachment: Attachment, link: str) -> dict[str, Any]:
+    """A file by URL: https://developers.facebook.com/docs/messenger-platform/send-messages#url"""
+    kind = next((k for k in ("image", "video", "audio") if attachment.content_type.startswith(k + "/")), "file")
+    body = send_body(config, message.model_copy(update={"survey": None}))
+    body["message"] = {"attachment": {"type": kind, "payload": {"url": link, "is_reusable": False}}}
     return body
 
 

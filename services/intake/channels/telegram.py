@@ -383,8 +383,13 @@ def parse_update(body: bytes) -> Update:
 # -- replies -----------------------------------------------------------------------------------
 
 
+# sendPhoto takes these (up to 10 MB); anything else goes as a document. https://core.telegram.org/bots/api#sendphoto
+PHOTO_TYPES = ("image/jpeg", "image/png", "image/gif", "image/webp")
+MAX_PHOTO_BYTES = 10 * 1024 * 1024
+
+
 class TelegramSender:
-    """Sends agents' replies with the workspace bot's sendMessage."""
+    """Sends agents' replies with the workspace bot's sendMessage, and their files with sendPhoto or sendDocument."""
 
     channel = CHANNEL
 
@@ -398,17 +403,38 @@ class TelegramSender:
             raise SendError(f"telegram is not configured for workspace {message.workspace_id!r}", retry=False)
         assert isinstance(config, TelegramConfig)
         chat_id = _chat_id(message.thread_id)
-        answer = await self._call(config, "sendMessage", {"chat_id": chat_id, "text": message.text,
-                                                          **survey_keyboard(message)})
-        result = answer.get("result") or {}
+        answers = []
+        if message.text.strip() or not message.attachments:
+            answers.append(await self._call(config, "sendMessage", {"chat_id": chat_id, "text": message.text,
+                                                                     **survey_keyboard(message)}))
+        for attachment in message.attachments:
+            answers.append(await self._send_file(config, message.workspace_id, chat_id, attachment))
+        result = answers[0].get("result") or {}
         sent_id = result.get("message_id") if isinstance(result, dict) else None
         return Sent("sent", channel_message_id=channel_message_id(chat_id, sent_id) if sent_id is not None else None)
 
-    async def _call(self, config: TelegramConfig, method: str, payload: dict[str, Any]) -> dict[str, Any]:
-        """One Bot API call; its answer when ok, else SendError (retryable for 429, 5xx, the network)."""
+    async def _send_file(self, config: TelegramConfig, workspace_id: str, chat_id: int | str,
+                         attachment: Attachment) -> dict[str, Any]:
+        """An agent's file, uploaded (multipart): a photo as sendPhoto (Telegram shows it inline), else sendDocument.
+        A file sent and then a retry of a later one sends that file again: the Bot API has no idempotency key."""
+        stored = await self.intake.attachments.get(workspace_id, attachment.attachment_id or "")
+        if stored is None:
+            raise SendError(f"attachment {attachment.attachment_id} not found", retry=False)
+        photo = stored.attachment.content_type in PHOTO_TYPES and len(stored.data) <= MAX_PHOTO_BYTES
+        field = "photo" if photo else "document"
+        form = aiohttp.FormData()
+        form.add_field("chat_id", str(chat_id))
+        form.add_field(field, stored.data, filename=stored.attachment.filename or "file",
+                       content_type=stored.attachment.content_type)
+        return await self._call(config, "sendPhoto" if photo else "sendDocument", form)
+
+    async def _call(self, config: TelegramConfig, method: str, payload: dict[str, Any] | aiohttp.FormData) -> dict[str, Any]:
+        """One Bot API call (JSON, or multipart with a file); its answer when ok, else SendError
+        (retryable for 429, 5xx, the network)."""
         url = f"{config.base_url.rstrip('/')}/bot{config.bot_token}/{method}"
+        body = {"data": payload} if isinstance(payload, aiohttp.FormData) else {"json": payload}
         try:
-            async with self.intake.http.post(url, json=payload, timeout=self.timeout) as response:
+            async with self.intake.http.post(url, **body, timeout=self.timeout) as response:
                 status = response.status
                 try:
                     answer = await response.json(content_type=None)

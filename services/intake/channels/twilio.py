@@ -50,6 +50,7 @@ from services.intake.channels.base import (
     webhook_operation,
     webhook_path,
 )
+from services.intake.files import file_link
 from shared import csat as csat_rules
 from shared.models import Attachment, Contact, DeliveryState, DeliveryStatus, InboundMessage, OutboundMessage
 from shared.web import Operation, Parameter, http_error, read_limited
@@ -141,7 +142,8 @@ class TwilioRestClient:
         self.http = http
         self.timeout = aiohttp.ClientTimeout(total=timeout)
 
-    async def create(self, config: TwilioConfig, resource: str, form: dict[str, str]) -> dict[str, Any]:
+    async def create(self, config: TwilioConfig, resource: str,
+                     form: dict[str, str] | list[tuple[str, str]]) -> dict[str, Any]:
         """POST a form to /2010-04-01/Accounts/{sid}/{resource}.json; Twilio's JSON answer."""
         url = f"{config.base_url.rstrip('/')}/{API_VERSION}/Accounts/{config.account_sid}/{resource}.json"
         headers = {"Authorization": basic_authorization(config.account_sid, config.auth_token)}
@@ -371,7 +373,14 @@ class SmsSender:
         if config is None:
             raise SendError(f"sms is not configured for workspace {message.workspace_id!r}", retry=False)
         assert isinstance(config, SmsConfig)
-        answer = await self.client.create(config, "Messages", self.message_form(config, message))
+        form: dict[str, str] | list[tuple[str, str]] = self.message_form(config, message)
+        if message.attachments:
+            # MMS: each file a MediaUrl (up to 10, repeated) Twilio fetches from a signed link on our public URL.
+            # https://www.twilio.com/docs/messaging/api/message-resource#create-a-message-resource
+            form = [*form.items(), *(("MediaUrl", file_link(self.intake.settings, message.workspace_id, a.attachment_id,
+                                                            absolute=True))
+                                     for a in message.attachments if a.attachment_id)]
+        answer = await self.client.create(config, "Messages", form)
         return Sent("sent", channel_message_id=answer.get("sid"))
 
     def message_form(self, config: SmsConfig, message: OutboundMessage) -> dict[str, str]:

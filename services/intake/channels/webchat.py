@@ -29,6 +29,8 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 from services.intake import csat
 from services.intake.channels.api import MAX_TEXT_CHARS
 from services.intake.channels.base import ChannelPlugin, Sent, message_id_for
+from services.intake.files import file_link
+from services.intake.settings import IntakeSettings
 from shared import events
 from shared.attachments import MAX_CONTENT_TYPE_CHARS, media_type, safe_filename
 from shared.csat import MAX_COMMENT_CHARS, SCORES
@@ -287,7 +289,7 @@ async def tell_left(intake: "Intake", workspace_id: str, thread_id: str, closed_
     log.error("webchat.left_not_told", workspace_id=workspace_id, thread_id=thread_id)
 
 
-def reply_frame(message: OutboundMessage) -> dict:
+def reply_frame(message: OutboundMessage, settings: IntakeSettings) -> dict:
     return {
         "type": "message",
         "message_id": message.message_id,
@@ -295,7 +297,15 @@ def reply_frame(message: OutboundMessage) -> dict:
         "text": message.text,
         "agent_id": message.agent_id,
         "created_at": message.created_at.isoformat(),
+        "attachments": files_of(message.workspace_id, [a.model_dump() for a in message.attachments], settings),
     }
+
+
+def files_of(workspace_id: str, attachments: list[dict], settings: IntakeSettings) -> list[dict]:
+    """An agent's files as the page links them: name, type, size and a signed link (services/intake/files.py)."""
+    return [{"filename": a.get("filename") or "file", "content_type": a.get("content_type"), "size": a.get("size"),
+             "url": file_link(settings, workspace_id, a["attachment_id"])}
+            for a in attachments if a.get("attachment_id")]
 
 
 def survey_frame(message: OutboundMessage) -> dict:
@@ -313,10 +323,15 @@ def survey_frame(message: OutboundMessage) -> dict:
     }
 
 
-def history_of(conversation: dict) -> list[dict]:
-    """The history frame's messages: what the page shows of a conversation as the agents service gives it."""
+def history_of(conversation: dict, settings: IntakeSettings) -> list[dict]:
+    """The history frame's messages: what the page shows of a conversation as the agents service gives it.
+    Only the customer's and the replies: a private note (direction `note`) is the agents' own, never shown.
+    An agent's files come with fresh signed links."""
     fields = ("message_id", "direction", "text", "created_at", "status")
-    return [{f: m.get(f) for f in fields} for m in conversation.get("messages") or []]
+    return [{**{f: m.get(f) for f in fields},
+             **({"attachments": files_of(m.get("workspace_id") or conversation.get("workspace_id") or "",
+                                         m.get("attachments") or [], settings)} if m.get("direction") == "outbound" else {})}
+            for m in conversation.get("messages") or [] if m.get("direction") in ("inbound", "outbound")]
 
 
 def pending_survey_frame(conversation: dict) -> dict | None:
@@ -341,12 +356,13 @@ def pending_survey_frame(conversation: dict) -> dict | None:
 class WebChatSender:
     channel = CHANNEL
 
-    def __init__(self, hub: ChatHub) -> None:
+    def __init__(self, hub: ChatHub, settings: IntakeSettings) -> None:
         self.hub = hub
+        self.settings = settings
 
     async def send(self, message: OutboundMessage) -> Sent:
         """Delivered if the customer's page is open; else sent, and shown from history on return."""
-        frame = survey_frame(message) if message.survey is not None else reply_frame(message)
+        frame = survey_frame(message) if message.survey is not None else reply_frame(message, self.settings)
         opened = await self.hub.send(message.workspace_id, message.thread_id, frame)
         return Sent("delivered" if opened else "sent")
 
@@ -396,4 +412,4 @@ async def agent_typing_relay(intake: "Intake") -> AsyncIterator[None]:
         await consumer.stop()
 
 
-PLUGIN = ChannelPlugin(name=CHANNEL, sender=lambda intake: WebChatSender(intake.chat), background=agent_typing_relay)
+PLUGIN = ChannelPlugin(name=CHANNEL, sender=lambda intake: WebChatSender(intake.chat, intake.settings), background=agent_typing_relay)

@@ -46,6 +46,7 @@ from services.intake.channels.base import (
     provider_refused,
     referenced_id,
 )
+from services.intake.files import file_link
 from shared import csat as csat_rules
 from shared.models import Attachment, Contact, DeliveryStatus, InboundMessage, OutboundMessage, RejectedInput
 from shared.web import whole_number
@@ -408,14 +409,21 @@ class WhatsAppSender:
         if len(message.text) > MAX_TEXT_CHARS:
             raise SendError(f"text is {len(message.text)} characters, WhatsApp allows {MAX_TEXT_CHARS}", retry=False)
         url = f"{config.graph_base_url.rstrip('/')}/{config.phone_number_id}/messages"
-        body = {
-            "messaging_product": "whatsapp",
-            "recipient_type": "individual",
-            **addressed_to(message.thread_id),
-            **content_of(message),
-        }
-        answer = await meta.graph_send(self.intake, url, config.access_token, body)
-        return Sent("sent", channel_message_id=first_message_id(answer))
+        envelope = {"messaging_product": "whatsapp", "recipient_type": "individual", **addressed_to(message.thread_id)}
+        # The text, then each file as its own media message, fetched by WhatsApp from a signed link.
+        contents = [content_of(message)] if message.text.strip() or not message.attachments else []
+        contents += [media_message(a, file_link(self.intake.settings, message.workspace_id, a.attachment_id, absolute=True))
+                     for a in message.attachments if a.attachment_id]
+        answers = [await meta.graph_send(self.intake, url, config.access_token, {**envelope, **c}) for c in contents]
+        return Sent("sent", channel_message_id=first_message_id(answers[0]))
+
+
+def media_message(attachment: Attachment, link: str) -> dict[str, Any]:
+    """A file as a media message by link: a JPEG or PNG as an image, anything else as a document with its name.
+    https://developers.facebook.com/docs/whatsapp/cloud-api/reference/messages#media-object"""
+    if attachment.content_type in ("image/jpeg", "image/png"):
+        return {"type": "image", "image": {"link": link}}
+    return {"type": "document", "document": {"link": link, "filename": attachment.filename or "file"}}
 
 
 def content_of(message: OutboundMessage) -> dict[str, Any]:

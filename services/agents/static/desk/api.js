@@ -10,7 +10,8 @@ export function serverNow() { return Date.now() + state.clockSkew; }
 export async function api(method, path, body) {
   const headers = { Authorization: "Bearer " + state.token, Accept: "application/json" };
   const init = { method, headers, cache: "no-store" };
-  if (body !== undefined) { headers["Content-Type"] = "application/json"; init.body = JSON.stringify(body); }
+  if (body instanceof FormData) init.body = body;  // multipart: the browser writes its Content-Type
+  else if (body !== undefined) { headers["Content-Type"] = "application/json"; init.body = JSON.stringify(body); }
   let resp;
   try { resp = await fetch(path, init); }
   catch (e) { const err = new Error("Could not reach the server. Check your connection."); err.status = 0; throw err; }

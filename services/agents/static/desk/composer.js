@@ -1,20 +1,34 @@
-// The reply box, Send and Resolve; and the agent's typing signal to a web chat customer.
+// The composer: a reply or a private note (the Reply / Private note switch), Send and Resolve; drafts kept
+// per agent and conversation across reloads; the agent's typing signal to a web chat customer.
 
 import { api, enc } from "./api.js";
 import { showError } from "./banners.js";
-import { $ } from "./dom.js";
+import { cannedKeydown, closeCanned, wireCanned } from "./canned.js";
+import { $, load, store } from "./dom.js";
+import { clearFiles, isUploading, pendingFiles, renderFiles, wireFiles } from "./files.js";
 import { render } from "./render.js";
 import { putMessage, state } from "./state.js";
 
 // This desk says the agent is typing at most once per TYPING_EVERY ms (web chat only; a lost signal is harmless).
 const TYPING_EVERY = 2000;
+const PLACEHOLDER = { reply: "Write a reply…", note: "Private note: only colleagues see it…" };
 
 export function updateComposer() {
   const open = !!(state.selected && state.convs.get(state.selected));
+  const note = composerMode() === "note";
   $("reply").disabled = !open;
   $("send").disabled = !open || state.sending;
+  $("send").textContent = note ? "Add note" : "Send";
   $("resolve").disabled = !open || state.resolving;
   $("transfer").disabled = !open;
+  for (const radio of document.querySelectorAll('input[name="compose-mode"]')) radio.disabled = !open;
+  renderFiles();
+  $("attach").hidden = note;  // a note carries no file
+}
+
+export function composerMode() {
+  const checked = document.querySelector('input[name="compose-mode"]:checked');
+  return checked ? checked.value : "reply";
 }
 
 export function autosize() {
@@ -23,8 +37,23 @@ export function autosize() {
   r.style.height = Math.min(r.scrollHeight + 2, 160) + "px";
 }
 
+// ---- drafts: in memory and in localStorage (per agent and conversation), cleared when sent ----------
+function draftKey(id) { return `switchyard.desk.draft.${state.agentId}.${id}`; }
+
+export function saveDraft(id, text) {
+  if (!id) return;
+  if (text) state.drafts.set(id, text); else state.drafts.delete(id);
+  store(draftKey(id), text || null);
+}
+
+export function loadDraft(id) {
+  if (!id) return "";
+  return state.drafts.has(id) ? state.drafts.get(id) : load(draftKey(id));
+}
+
 function sendTyping() {
   const id = state.selected, entry = id && state.convs.get(id);
+  if (composerMode() === "note") return;  // a note is not for the customer: no "typing…" either
   if (!entry || entry.conv.channel !== "webchat" || !$("reply").value.trim()) return;
   if (!state.socket || !state.socket.isOpen) return;
   const now = Date.now();
@@ -33,20 +62,25 @@ function sendTyping() {
   state.socket.send({ type: "typing", conversation_id: id });
 }
 
-async function sendReply() {
+async function send() {
   const id = state.selected;
   const text = $("reply").value;
-  if (!id || state.sending || !text.trim()) return;
-  state.sending = true; updateComposer();
+  const note = composerMode() === "note";
+  const files = note ? [] : pendingFiles(id);
+  if (!id || state.sending || isUploading() || (!text.trim() && !files.length)) return;
+  state.sending = true; updateComposer(); closeCanned();
   try {
-    const message = await api("POST", `/v1/conversations/${enc(id)}/messages`, { text });
+    const path = `/v1/conversations/${enc(id)}/${note ? "notes" : "messages"}`;
+    const body = files.length ? { text, attachments: files.map((f) => f.attachment_id) } : { text };
+    const message = await api("POST", path, body);
     if ($("reply").value === text && state.selected === id) { $("reply").value = ""; autosize(); }
-    state.drafts.delete(id);
+    if (files.length) clearFiles(id);
+    if (loadDraft(id) === text) saveDraft(id, "");
     const entry = state.convs.get(id);
     if (entry && message && message.message_id) putMessage(entry, message);
     $("transcript").scrollTop = $("transcript").scrollHeight;
   } catch (e) {
-    showError(`Reply not sent: ${e.message}`);
+    showError(`${note ? "Note not added" : "Reply not sent"}: ${e.message}`);
   } finally {
     state.sending = false;
     render();
@@ -62,7 +96,7 @@ async function resolveSelected() {
     await api("POST", `/v1/conversations/${enc(id)}/resolve`);
     state.resolved.add(id);
     state.convs.delete(id);
-    state.drafts.delete(id);
+    saveDraft(id, "");
     if (state.selected === id) { state.selected = null; $("reply").value = ""; autosize(); }
   } catch (e) {
     showError(`Could not resolve: ${e.message}`);
@@ -72,14 +106,26 @@ async function resolveSelected() {
   }
 }
 
+function setMode() {
+  const note = composerMode() === "note";
+  $("composer").classList.toggle("note-mode", note);
+  $("reply").placeholder = PLACEHOLDER[note ? "note" : "reply"];
+  $("reply").setAttribute("aria-label", note ? "Private note" : "Reply");
+  updateComposer();
+}
+
 export function wireComposer() {
-  $("reply").addEventListener("input", () => { autosize(); sendTyping(); });
+  $("reply").addEventListener("input", () => { autosize(); sendTyping(); saveDraft(state.selected, $("reply").value); });
   $("reply").addEventListener("keydown", (e) => {
+    if (cannedKeydown(e)) return;
     if (e.key === "Enter" && !e.shiftKey && !e.isComposing) {
       e.preventDefault();
-      sendReply();
+      send();
     }
   });
-  $("composer").addEventListener("submit", (e) => { e.preventDefault(); sendReply(); });
+  $("composer").addEventListener("submit", (e) => { e.preventDefault(); send(); });
+  for (const radio of document.querySelectorAll('input[name="compose-mode"]')) radio.addEventListener("change", setMode);
   $("resolve").addEventListener("click", resolveSelected);
+  wireCanned();
+  wireFiles();
 }

@@ -183,5 +183,8 @@ export function wireContact() {
   $("contact-body").addEventListener("submit", onSubmit);
   $("contact-body").addEventListener("click", onClick);
   $("contact-toggle").addEventListener("click", () => { open = !isOpen(); render(); });
+  // Crossing the phone width goes back to that width's default: a panel open beside a wide desk must
+  // not cover the conversation once the window is narrow.
+  window.matchMedia(NARROW).addEventListener("change", () => { open = null; render(); });
   $("contact-close").addEventListener("click", () => { open = false; render(); $("contact-toggle").focus(); });
 }

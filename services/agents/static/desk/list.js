@@ -7,7 +7,7 @@ import { PARKED, lifecycleLabel } from "./lifecycle.js";
 import { priorityChip } from "./offers.js";
 import { openPeek } from "./peek.js";
 import { render, select } from "./render.js";
-import { lastActivity, lastMessage, sortedConversations, state } from "./state.js";
+import { hasFailedReply, lastActivity, lastMessage, sortedConversations, state } from "./state.js";
 import { mineMatches, wireViews } from "./views.js";
 
 const EMPTY = {
@@ -33,13 +33,14 @@ function row(c, details = {}) {
   return li;
 }
 
-function drawRow(c, { unread = 0, preview = "", typing = false, at = "" }, selected) {
+function drawRow(c, { unread = 0, preview = "", typing = false, at = "", failed = false }, selected) {
   return el("li", {
     "data-conversation-id": c.conversation_id, "data-unread": unread, "data-status": c.status || null,
     class: selected ? "selected" : null,
   }, el("button", { type: "button", class: "conv", "aria-current": selected ? "true" : null },
     el("div", { class: "conv-top" },
       el("span", { class: "conv-name", text: contactLabel(c) }),
+      failed ? el("span", { class: "failed-badge", "data-testid": "failed-reply", text: "Reply failed" }) : null,
       unread ? el("span", { class: "badge", "data-testid": "unread", "aria-label": `${unread} unread`, text: unread }) : null),
     el("div", { class: "conv-meta" },
       el("span", { class: "chip", text: c.channel || "?" }),
@@ -62,6 +63,7 @@ function mineRows() {
   return sortedConversations().filter((entry) => mineMatches(entry.conv)).map((entry) => {
     const c = entry.conv, last = lastMessage(entry);
     return row(c, { unread: entry.unread, typing: state.typing.has(c.conversation_id), at: lastActivity(entry),
+                    failed: hasFailedReply(entry),
                     preview: last ? (PREVIEW_PREFIX[last.direction] || "") + (last.text || "") : "" });
   });
 }

@@ -21,6 +21,7 @@ import { ReconnectingSocket } from "./socket.js";
 import { state } from "./state.js";
 import { closeTransfer, wireTransfer } from "./transfer.js";
 import { loadSession, resetViews } from "./views.js";
+import { wireTranscript } from "./transcript.js";
 
 const KEY_AGENT = "switchyard.desk.agent_id";
 const KEY_TOKEN = "switchyard.desk.token";
@@ -146,4 +147,5 @@ wireContact();
 wireReload();
 wireShortcuts();
 wireNotify();
+wireTranscript();
 start();

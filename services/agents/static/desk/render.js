@@ -1,6 +1,6 @@
 // Draws every pane from the state, and switches the open conversation.
 
-import { autosize } from "./composer.js";
+import { autosize, loadDraft, saveDraft } from "./composer.js";
 import { renderContact } from "./contact.js";
 import { $ } from "./dom.js";
 import { fetchHistory } from "./frames.js";
@@ -26,11 +26,11 @@ export function select(id) {
   if (id) state.peek = null;  // a conversation of Mine opens in place of one shown read-only
   if (state.selected === id) { render(); return; }
   if (state.transferFor && state.transferFor !== id) closeTransfer();
-  if (state.selected) state.drafts.set(state.selected, $("reply").value);
+  if (state.selected) saveDraft(state.selected, $("reply").value);
   state.selected = id;
   state.contact = null;  // opened: the contact panel (and the contact's history) is read again
   rememberOpen();
-  $("reply").value = (id && state.drafts.get(id)) || "";
+  $("reply").value = loadDraft(id);
   autosize();
   render();
   if (id) fetchHistory(id);

@@ -16,7 +16,7 @@ export const state = {
   rejected: new Set(),         // offers rejected here: their revocation needs no notice
   transferFor: null, transferring: false,
   clockSkew: 0,                // server clock minus ours (ms), so offer countdowns match the server
-  history: new Map(),          // contact_id -> messages of the contact's other conversations (any channel)
+  history: new Map(),          // conversation_id -> messages of its contact's other conversations (any channel)
   typing: new Map(),           // conversation_id -> timer that hides "typing…" (the customer is typing)
   typingSentAt: new Map(),     // conversation_id -> when this desk last said the agent is typing
   socket: null,                // the desk's ReconnectingSocket while signed in
@@ -54,6 +54,12 @@ export function awaitingReply(entry) {
     if (m.direction !== "note") n = m.direction === "outbound" ? 0 : n + 1;
   }
   return n;
+}
+
+// A reply that failed and was not sent again: the list marks its conversation.
+export function hasFailedReply(entry) {
+  for (const m of entry.messages.values()) if (m.status === "failed" && !m.retried_by) return true;
+  return false;
 }
 
 export function isReading(conversationId) {

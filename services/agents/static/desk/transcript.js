@@ -2,6 +2,7 @@
 // transcript, with the contact's earlier messages on any channel above it.
 
 import { api, enc } from "./api.js";
+import { showError } from "./banners.js";
 import { updateComposer } from "./composer.js";
 import { $, el } from "./dom.js";
 import {
@@ -10,9 +11,13 @@ import {
 import { renderLabels } from "./labels.js";
 import { slaBadge } from "./list.js";
 import { render } from "./render.js";
-import { isReading, state } from "./state.js";
+import { isReading, putMessage, state } from "./state.js";
 
 let renderedConversation = null;
+// The transcript's nodes by key ("m:<message_id>", "h:<message_id>", "sep"): a message keeps its node for
+// as long as its conversation is open, so the live region only ever hears what is new.
+const nodes = new Map();
+const SYSTEM_AGENT = "switchyard";
 
 export function renderTranscript() {
   const t = $("transcript");
@@ -22,6 +27,7 @@ export function renderTranscript() {
   $("desk-view").classList.toggle("show-chat", !!entry);
   if (!entry) {
     t.replaceChildren();
+    nodes.clear();
     $("transcript-empty").hidden = false;
     $("chat-name").textContent = "No conversation selected";
     $("chat-details").textContent = "";
@@ -52,10 +58,7 @@ export function renderTranscript() {
   $("chat-why").hidden = !why;
   $("chat-context").hidden = !transfer && !why;
   renderLabels(c, switched);
-  const history = contactHistory(c);
-  const items = [...history.map((m) => messageItem(m, true)), ...[...entry.messages.values()].map((m) => messageItem(m, false))];
-  if (history.length) items.splice(history.length, 0, el("li", { class: "history-note", text: "— this conversation —" }));
-  t.replaceChildren(...items);
+  syncTranscript(t, c, entry, switched);
   $("typing").textContent = `${contactLabel(c)} is typing…`;
   $("typing").hidden = !state.typing.has(state.selected);
   if (switched || atBottom) t.scrollTop = t.scrollHeight;
@@ -63,16 +66,17 @@ export function renderTranscript() {
   updateComposer();
 }
 
-// Earlier messages of the same person on any channel (merged by email or phone), fetched once.
+// Earlier messages of the same person on any channel (merged by email or phone), fetched once per
+// conversation opened (not per contact: a conversation resolved since, with its survey, must show).
 function contactHistory(conv) {
   if (!conv.contact_id) return [];
-  const known = state.history.get(conv.contact_id);
+  const key = conv.conversation_id, known = state.history.get(key);
   if (known === undefined) {
-    state.history.set(conv.contact_id, []);
+    state.history.set(key, []);
     api("GET", `/v1/contacts/${enc(conv.contact_id)}`).then((contact) => {
-      state.history.set(conv.contact_id, (contact.messages || []).filter((m) => m.conversation_id !== conv.conversation_id));
+      state.history.set(key, (contact.messages || []).filter((m) => m.conversation_id !== conv.conversation_id));
       render();
-    }).catch(() => state.history.delete(conv.contact_id));
+    }).catch(() => state.history.delete(key));
     return [];
   }
   return known;
@@ -94,29 +98,120 @@ function attachmentLinks(m) {
   }));
 }
 
-function messageItem(m, fromHistory) {
-  if (m.direction === "note") return noteItem(m, fromHistory);
-  const outbound = m.direction === "outbound";
-  const failed = m.status === "failed";
-  const meta = el("div", { class: "meta" }, el("time", { datetime: m.created_at || null, text: fmtTime(m.created_at) }));
-  if (outbound) {
-    meta.append(el("span", { class: "msg-status", "data-testid": "message-status",
-      text: (STATUS_LABEL[m.status] || m.status || "") + (failed && m.status_reason ? `: ${m.status_reason}` : "") }));
+// Keyed update: existing nodes stay (updated in place), new ones are inserted in order, gone ones removed.
+function syncTranscript(t, conv, entry, switched) {
+  if (switched) { t.replaceChildren(); nodes.clear(); }
+  const history = contactHistory(conv);
+  const wanted = history.map((m) => ["h:" + m.message_id, m, true]);
+  if (history.length) wanted.push(["sep", null, false]);
+  for (const m of entry.messages.values()) wanted.push(["m:" + m.message_id, m, false]);
+  const keep = new Set(wanted.map(([key]) => key));
+  for (const [key, node] of nodes) if (!keep.has(key)) { node.remove(); nodes.delete(key); }
+  let previous = null;
+  for (const [key, m, fromHistory] of wanted) {
+    let node = nodes.get(key);
+    if (!node) {
+      node = key === "sep" ? el("li", { class: "history-note", text: "— this conversation —" }) : messageItem(m, fromHistory);
+      nodes.set(key, node);
+    } else if (m && node.message !== m) {
+      updateItem(node, m);
+    }
+    if (m) node.message = m;
+    const at = previous ? previous.nextSibling : t.firstChild;
+    if (at !== node) t.insertBefore(node, at);
+    previous = node;
   }
-  if (fromHistory) meta.append(el("span", { text: `on ${m.channel}` }));
-  return el("li", {
-    class: `msg ${outbound ? "outbound" : "inbound"}${failed ? " failed" : ""}${fromHistory ? " history" : ""}`,
-    "data-message-id": fromHistory ? null : m.message_id, "data-direction": outbound ? "outbound" : "inbound",
-    "data-status": m.status || null, "data-testid": fromHistory ? "history-message" : null,
-  }, el("div", { class: "bubble", text: m.text || "" }), attachmentLinks(m), meta);
 }
 
-// An internal note (a transfer's note): never sent to the customer.
-function noteItem(m, fromHistory) {
-  return el("li", {
-    class: `msg note${fromHistory ? " history" : ""}`, "data-direction": "note",
-    "data-message-id": fromHistory ? null : m.message_id, "data-testid": fromHistory ? "history-message" : "note",
-  }, el("div", { class: "bubble", text: m.text || "" }),
-     el("div", { class: "meta" }, el("span", { text: "Internal note" + (m.agent_id ? ` by ${m.agent_id}` : "") }),
-        el("time", { datetime: m.created_at || null, text: fmtTime(m.created_at) })));
+// ---- who wrote it: agents' names, fetched once per session (GET /v1/agents) --------------------
+let names = null, namesFor = null;
+
+function agentName(id) {
+  if (namesFor !== state.token) {
+    namesFor = state.token; names = new Map();
+    api("GET", "/v1/agents").then((body) => {
+      for (const a of (body && body.agents) || []) names.set(a.agent_id, a.name || a.agent_id);
+      for (const node of nodes.values()) if (node.message) updateItem(node, node.message, true);
+    }).catch(() => { namesFor = null; });
+  }
+  return names.get(id) || id;
+}
+
+export function authorLabel(m) {
+  if (m.agent_id === SYSTEM_AGENT) return m.metadata && m.metadata.survey_id ? "Automatic: CSAT survey" : "Automatic message";
+  if (m.metadata && m.metadata.by === "supervisor") return `Supervisor (for ${agentName(m.agent_id)})`;
+  if (!m.agent_id) return m.direction === "note" ? "Supervisor" : "";
+  return m.agent_id === state.agentId ? `You (${agentName(m.agent_id)})` : agentName(m.agent_id);
+}
+
+function messageItem(m, fromHistory) {
+  const note = m.direction === "note", outbound = m.direction === "outbound";
+  const li = el("li", {
+    "data-message-id": fromHistory ? null : m.message_id, "data-direction": note ? "note" : outbound ? "outbound" : "inbound",
+    "data-testid": fromHistory ? "history-message" : note ? "note" : null,
+  });
+  const meta = el("div", { class: "meta" });
+  if (note) meta.append(el("span", { class: "author", "data-testid": "author" }));
+  meta.append(el("time", { datetime: m.created_at || null, text: fmtTime(m.created_at) }));
+  if (outbound) {
+    meta.prepend(el("span", { class: "author", "data-testid": "author" }));
+    meta.append(el("span", { class: "msg-status", "data-testid": "message-status" }));
+  }
+  if (fromHistory) meta.append(el("span", { text: `on ${m.channel}` }));
+  li.append(el("div", { class: "bubble", text: m.text || "" }));
+  const files = attachmentLinks(m);
+  if (files) li.append(files);
+  li.append(meta);
+  li.fromHistory = fromHistory;
+  updateItem(li, m);
+  return li;
+}
+
+// What may change on a message already shown: its delivery status (and its reason), a retry, its author's name.
+function updateItem(li, m, namesOnly) {
+  const note = m.direction === "note", outbound = m.direction === "outbound";
+  const author = li.querySelector(".author");
+  if (author) author.textContent = note ? `Private note · ${authorLabel(m)}` : authorLabel(m);
+  if (namesOnly) return;
+  const failed = m.status === "failed";
+  li.className = `msg ${note ? "note" : outbound ? "outbound" : "inbound"}${failed ? " failed" : ""}${li.fromHistory ? " history" : ""}`;
+  if (m.status) li.setAttribute("data-status", m.status);
+  if (!outbound) return;
+  li.querySelector(".msg-status").textContent =
+    (STATUS_LABEL[m.status] || m.status || "") + (failed && m.status_reason ? `: ${m.status_reason}` : "");
+  const retry = li.querySelector(".retry");
+  const canRetry = failed && !m.retried_by && !li.fromHistory;
+  if (canRetry && !retry) {
+    li.querySelector(".meta").append(el("button", { type: "button", class: "retry", "data-testid": "retry",
+      "aria-label": "Retry sending this reply", text: "Retry" }));
+  } else if (!canRetry && retry) {
+    retry.remove();
+  }
+  if (failed && m.retried_by && !li.querySelector(".retried")) {
+    li.querySelector(".meta").append(el("span", { class: "retried", text: "sent again below" }));
+  }
+}
+
+// Retry: the failed reply goes out again as a new reply; the failed one stays, marked as retried.
+async function retryReply(li) {
+  const id = state.selected, entry = id && state.convs.get(id), m = li.message;
+  if (!entry || !m) return;
+  const button = li.querySelector(".retry");
+  button.disabled = true; button.textContent = "Retrying…";
+  try {
+    const message = await api("POST", `/v1/conversations/${enc(id)}/messages/${enc(m.message_id)}/retry`);
+    putMessage(entry, { message_id: m.message_id, retried_by: message.message_id });
+    putMessage(entry, message);
+  } catch (e) {
+    showError(`Could not retry: ${e.message}`);
+    button.disabled = false; button.textContent = "Retry";
+  }
+  render();
+}
+
+export function wireTranscript() {
+  $("transcript").addEventListener("click", (e) => {
+    const button = e.target.closest(".retry");
+    if (button) retryReply(button.closest("li"));
+  });
 }
