@@ -31,8 +31,8 @@ export function select(id) {
   state.contact = null;  // opened: the contact panel (and the contact's history) is read again
   rememberOpen();
   $("reply").value = loadDraft(id);
-  autosize();
   render();
+  autosize();  // after the panes are drawn: one layout for both, not one before and one after
   if (id) fetchHistory(id);
   if (id && window.matchMedia("(min-width: 761px)").matches) $("reply").focus();
 }

@@ -23,7 +23,8 @@ export function renderTranscript() {
   const t = $("transcript");
   const entry = state.selected ? state.convs.get(state.selected) : null;
   const switched = renderedConversation !== (entry ? state.selected : null);
-  const atBottom = t.scrollHeight - t.scrollTop - t.clientHeight < 60;
+  // Read only when staying in the same conversation: reading it forces a layout, wasted on a switch.
+  const atBottom = !switched && t.scrollHeight - t.scrollTop - t.clientHeight < 60;
   $("desk-view").classList.toggle("show-chat", !!entry);
   if (!entry) {
     t.replaceChildren();
