@@ -3,7 +3,6 @@
 import re
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
-from pathlib import Path
 
 import aiohttp
 import structlog
@@ -14,6 +13,7 @@ from services.intake import csat
 from services.intake.channels import PLUGINS, api, webchat
 from services.intake.context import INTAKE, Intake, IntakeMetrics, validate_channel_configs
 from services.intake.outbound import OutboundWorker
+from services.intake.pages import PAGE_OPERATIONS, add_chat_routes
 from services.intake.settings import IntakeSettings
 from shared.attachments import AttachmentStore
 from shared.broker import Broker
@@ -40,7 +40,6 @@ from shared.web import (
 )
 
 log = structlog.get_logger(__name__)
-STATIC = Path(__file__).parent / "static"
 
 
 def create_app(settings: IntakeSettings) -> web.Application:
@@ -83,14 +82,14 @@ def create_app(settings: IntakeSettings) -> web.Application:
     app.cleanup_ctx.append(resources)
     add_ops_routes(app, registry, broker_and_database_checks(broker, db))
     app.router.add_post("/v1/messages", post_message)
-    app.router.add_get("/chat", chat_page)
+    add_chat_routes(app)
     app.router.add_get("/v1/chat/ws", chat_socket)
     app.router.add_post("/v1/chat/messages", chat_upload)
     app.router.add_get(csat.PAGE_PATH, csat.survey_page)
     app.router.add_post(csat.PAGE_PATH, csat.survey_answer)
     for plugin in PLUGINS:
         app.router.add_routes(plugin.routes)
-    add_openapi_route(app, "Switchyard intake", [*OPERATIONS, *csat.OPERATIONS, *(op for plugin in PLUGINS for op in plugin.operations)],
+    add_openapi_route(app, "Switchyard intake", [*OPERATIONS, *PAGE_OPERATIONS, *csat.OPERATIONS, *(op for plugin in PLUGINS for op in plugin.operations)],
                       DESCRIPTION)
     return app
 
@@ -110,7 +109,6 @@ OPERATIONS = [
     Operation("POST", "/v1/messages", "Post a customer's message; 202 once the broker has it",
               (Answer(202, "Accepted: the broker has it", api.Accepted),), body=api.PostedMessage,
               parameters=(IDEMPOTENCY_KEY,), errors=(400, 413, 422, 503)),
-    Operation("GET", "/chat", "The web chat page", (Answer(200, "The page", media_type="text/html"),), public=True),
     Operation("POST", "/v1/chat/messages", "A customer's file, with optional text, from the chat page",
               (Answer(202, "Published, the file stored", webchat.UploadAck),), parameters=(SESSION, NAME),
               content={"multipart/form-data": webchat.UPLOAD_FORM}, errors=(400, 401, 413, 415, 422, 503), public=True),
@@ -144,10 +142,6 @@ def idempotency_key(request: web.Request) -> str | None:
                          f"Idempotency-Key must be 1-{MAX_IDEMPOTENCY_KEY_CHARS} printable ASCII characters",
                          parameter=IDEMPOTENCY_KEY.name)
     return key
-
-
-async def chat_page(_: web.Request) -> web.FileResponse:
-    return web.FileResponse(STATIC / "chat.html")
 
 
 async def chat_socket(request: web.Request) -> web.WebSocketResponse:

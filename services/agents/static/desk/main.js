@@ -11,7 +11,7 @@ import { wireList } from "./list.js";
 import { tickOffers, wireOffers } from "./offers.js";
 import { setConnection, setPresence, wirePresence } from "./presence.js";
 import { render } from "./render.js";
-import { ReconnectingSocket } from "./socket.js";
+import { ReconnectingSocket } from "/lib/socket.js";
 import { state } from "./state.js";
 import { closeTransfer, wireTransfer } from "./transfer.js";
 
