@@ -465,7 +465,8 @@ class AgentsStore:
             {"workspace_id": workspace_id, "assignee_id": agent_id, "status": "assigned"}
         ).sort("created_at", 1).to_list()
 
-    async def add_reply(self, conversation: dict, agent_id: str, text: str) -> tuple[OutboundMessage, dict]:
+    async def add_reply(self, conversation: dict, agent_id: str, text: str,
+                        agent_name: str | None = None) -> tuple[OutboundMessage, dict]:
         """Store an agent's reply as queued, flagged for the outbox, and stamp the first response; the
         reply and its stored document (what the outbox publishes)."""
         now = utcnow()
@@ -481,6 +482,7 @@ class AgentsStore:
             contact=conversation["contact"],
             agent_id=agent_id,
             text=text,
+            agent_name=agent_name,
             reply_to=_reply_context(latest),
             created_at=now,
         )

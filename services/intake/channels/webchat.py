@@ -294,8 +294,25 @@ def reply_frame(message: OutboundMessage) -> dict:
         "direction": "outbound",
         "text": message.text,
         "agent_id": message.agent_id,
+        "agent_name": message.agent_name,
         "created_at": message.created_at.isoformat(),
     }
+
+
+def notice_frame(message: OutboundMessage) -> dict:
+    """A notice as the page shows it: `queue` (position, expected wait) or `notice` (joined, resolved)."""
+    notice = message.notice
+    assert notice is not None
+    if notice.kind == "queue":
+        return {"type": "queue", "position": notice.position, "expected_wait_seconds": notice.expected_wait_seconds}
+    return {"type": "notice", "notice": notice.kind, "message_id": message.message_id,
+            "agent_name": notice.agent_name, "created_at": message.created_at.isoformat()}
+
+
+def frame_of(message: OutboundMessage) -> dict:
+    if message.notice is not None:
+        return notice_frame(message)
+    return survey_frame(message) if message.survey is not None else reply_frame(message)
 
 
 def survey_frame(message: OutboundMessage) -> dict:
@@ -346,8 +363,7 @@ class WebChatSender:
 
     async def send(self, message: OutboundMessage) -> Sent:
         """Delivered if the customer's page is open; else sent, and shown from history on return."""
-        frame = survey_frame(message) if message.survey is not None else reply_frame(message)
-        opened = await self.hub.send(message.workspace_id, message.thread_id, frame)
+        opened = await self.hub.send(message.workspace_id, message.thread_id, frame_of(message))
         return Sent("delivered" if opened else "sent")
 
 
