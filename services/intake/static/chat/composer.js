@@ -66,6 +66,10 @@ export function wireComposer() {
   });
   $("composer").addEventListener("submit", (e) => { e.preventDefault(); send(); });
   $("file").addEventListener("change", sendFile);
-  // Enter on the focused file input opens the picker too (Space does by default).
-  $("file").addEventListener("keydown", (e) => { if (e.key === "Enter") { e.preventDefault(); $("file").click(); } });
+  // Enter on the focused file input opens the picker too (Space does by default; Enter would submit the form).
+  $("file").addEventListener("keydown", (e) => {
+    if (e.key !== "Enter") return;
+    e.preventDefault();
+    try { $("file").showPicker(); } catch (err) { $("file").click(); }
+  });
 }
