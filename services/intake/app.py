@@ -10,6 +10,7 @@ from aiohttp import WSMsgType, web
 from prometheus_client import CollectorRegistry
 
 from services.intake import csat
+from services.intake.chat_settings import ChatSettingsCache, ChatSettingsOut, settings_answer
 from services.intake.channels import PLUGINS, api, webchat
 from services.intake.context import INTAKE, Intake, IntakeMetrics, validate_channel_configs
 from services.intake.outbound import OutboundWorker
@@ -40,6 +41,7 @@ from shared.web import (
 )
 
 log = structlog.get_logger(__name__)
+CHAT_SETTINGS = web.AppKey("chat_settings", ChatSettingsCache)
 
 
 def create_app(settings: IntakeSettings) -> web.Application:
@@ -55,6 +57,7 @@ def create_app(settings: IntakeSettings) -> web.Application:
     broker = Broker(settings.amqp_url, Topology(settings.namespace, settings.queue_type))
     mongo = create_client(settings.mongo_url)
     db = mongo[settings.mongo_db]
+    app[CHAT_SETTINGS] = ChatSettingsCache(db, settings.webchat_settings_seconds)
 
     async def resources(app: web.Application) -> AsyncIterator[None]:
         await broker.start()
@@ -85,6 +88,7 @@ def create_app(settings: IntakeSettings) -> web.Application:
     add_chat_routes(app)
     app.router.add_get("/v1/chat/ws", chat_socket)
     app.router.add_post("/v1/chat/messages", chat_upload)
+    app.router.add_get("/v1/chat/settings", chat_settings)
     app.router.add_get(csat.PAGE_PATH, csat.survey_page)
     app.router.add_post(csat.PAGE_PATH, csat.survey_answer)
     for plugin in PLUGINS:
@@ -104,14 +108,22 @@ _IDEMPOTENCY_KEY = re.compile(IDEMPOTENCY_KEY.schema["pattern"])
 SESSION = query_parameter("session", "The chat session token the page got on its WebSocket (401 without a valid one)",
                           required=True)
 NAME = query_parameter("name", "The customer's name, as they typed it (cut to 200 characters)")
+EMAIL = query_parameter("email", "The customer's email address, kept on the contact so an agent can answer by email",
+                        maxLength=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+_EMAIL = re.compile(EMAIL.schema["pattern"])
+CHAT_WORKSPACE = query_parameter("workspace", "The workspace whose chat it is", example="default",
+                                 minLength=1, maxLength=64)
 
 OPERATIONS = [
     Operation("POST", "/v1/messages", "Post a customer's message; 202 once the broker has it",
               (Answer(202, "Accepted: the broker has it", api.Accepted),), body=api.PostedMessage,
               parameters=(IDEMPOTENCY_KEY,), errors=(400, 413, 422, 503)),
     Operation("POST", "/v1/chat/messages", "A customer's file, with optional text, from the chat page",
-              (Answer(202, "Published, the file stored", webchat.UploadAck),), parameters=(SESSION, NAME),
+              (Answer(202, "Published, the file stored", webchat.UploadAck),), parameters=(SESSION, NAME, EMAIL),
               content={"multipart/form-data": webchat.UPLOAD_FORM}, errors=(400, 401, 413, 415, 422, 503), public=True),
+    Operation("GET", "/v1/chat/settings", "A workspace's chat: title, greeting, language, colour, opening hours, open now",
+              (Answer(200, "The chat's settings (any origin may read them: the widget runs on customers' sites)",
+                      ChatSettingsOut),), parameters=(CHAT_WORKSPACE,), errors=(400, 404), public=True),
 ]
 DESCRIPTION = (
     "The edge: external systems post messages, customers chat, providers call webhooks. The chat page's "
@@ -144,11 +156,35 @@ def idempotency_key(request: web.Request) -> str | None:
     return key
 
 
+async def chat_settings(request: web.Request) -> web.Response:
+    """The workspace's chat settings, readable from any origin (the widget asks from the customer's site)."""
+    workspace_id = CHAT_WORKSPACE.raw(request) or "default"
+    if workspace_id not in request.app[INTAKE].settings.api_keys.values():
+        raise http_error(web.HTTPNotFound, f"unknown workspace {workspace_id!r}", parameter="workspace")
+    answer = settings_answer(workspace_id, await request.app[CHAT_SETTINGS].get(workspace_id))
+    response = model_response(answer)
+    response.headers["Access-Control-Allow-Origin"] = "*"
+    response.headers["Cache-Control"] = "no-cache"
+    return response
+
+
+def chat_email(request: web.Request) -> str | None:
+    """The `email` query parameter, or None; a JSON 400 for one that is not an email address."""
+    email = EMAIL.raw(request)
+    if not email:
+        return None
+    if len(email) > 254 or _EMAIL.fullmatch(email) is None:
+        raise http_error(web.HTTPBadRequest, "email must be an email address (at most 254 characters)",
+                         parameter=EMAIL.name)
+    return email
+
+
 async def chat_socket(request: web.Request) -> web.WebSocketResponse:
     """A customer's chat: a session frame, their history, then messages (and typing) both ways."""
     intake = request.app[INTAKE]
     session = _chat_session(request, intake.settings)
     name = request.query.get("name", "")[:200] or None
+    email = chat_email(request)
     ws = web.WebSocketResponse(heartbeat=20)
     await ws.prepare(request)
     intake.chat.add(session, ws)
@@ -162,7 +198,7 @@ async def chat_socket(request: web.Request) -> web.WebSocketResponse:
             await ws.send_json(survey)
         async for frame in ws:
             if frame.type == WSMsgType.TEXT:
-                answer = await _on_chat_frame(intake, session, name, frame.data)
+                answer = await _on_chat_frame(intake, session, webchat.Customer(name, email), frame.data)
                 if answer is not None:
                     await ws.send_json(answer)
             elif frame.type == WSMsgType.BINARY:
@@ -181,7 +217,8 @@ async def chat_upload(request: web.Request) -> web.Response:
         raise http_error(web.HTTPUnauthorized, "a chat session token is required to send files")
     session = _chat_session(request, intake.settings)
     upload = webchat.read_upload(await read_form(request, intake.settings.body_limit_for_files))
-    message = webchat.normalize_upload(upload, session, (NAME.raw(request) or "")[:200] or None)
+    customer = webchat.Customer((NAME.raw(request) or "")[:200] or None, chat_email(request))
+    message = webchat.normalize_upload(upload, session, customer)
     stored = await intake.store_attachment(
         session.workspace_id, message.message_id, 0, upload.data, filename=upload.filename, content_type=upload.content_type
     )
@@ -204,7 +241,8 @@ def _chat_session(request: web.Request, settings: IntakeSettings) -> webchat.Cha
     return webchat.new_session(workspace_id)
 
 
-async def _on_chat_frame(intake: Intake, session: webchat.ChatSession, name: str | None, data: str) -> dict | None:
+async def _on_chat_frame(intake: Intake, session: webchat.ChatSession, customer: webchat.Customer,
+                         data: str) -> dict | None:
     """The answer to one frame from the page: an ack or an error; None for typing (never answered)."""
     try:
         frame = parse_frame(data, webchat.CHAT_INPUT)
@@ -216,7 +254,7 @@ async def _on_chat_frame(intake: Intake, session: webchat.ChatSession, name: str
     if isinstance(frame, webchat.CsatFrame):
         return await webchat.answer_survey(intake, session, frame)
     try:
-        message = webchat.normalize(frame, session, name)
+        message = webchat.normalize(frame, session, customer)
         await intake.publish_inbound(message)
     except web.HTTPException:
         return {"type": "error", "client_id": frame.client_id, "message": "could not accept the message, please resend"}

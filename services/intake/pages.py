@@ -23,7 +23,7 @@ from shared.pages import (
 )
 
 STATIC = Path(__file__).parent / "static"
-CHAT_MODULES = ("main", "state", "view", "connection", "frames", "survey", "composer")
+CHAT_MODULES = ("main", "state", "view", "connection", "frames", "survey", "composer", "offline")
 LANGUAGES = ("en", "ru", "uk")
 PAGE_FILES = (
     PageFile("/chat", "chat.html", HTML, "The web chat page"),
@@ -31,6 +31,7 @@ PAGE_FILES = (
     *(PageFile(f"/chat/{name}.js", f"chat/{name}.js", JS, f"The web chat's {name} module") for name in CHAT_MODULES),
     *(PageFile(f"/locales/{lang}.json", f"locales/{lang}.json", JSON, f"The web chat's strings in {lang}")
       for lang in LANGUAGES),
+    PageFile("/widget.js", "widget.js", JS, "The embeddable chat: a launcher button and the chat, for any site"),
 )
 
 # The page runs only its own scripts and talks only to its own origin. Any site may frame it: that

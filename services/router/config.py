@@ -14,6 +14,7 @@ import yaml
 from pydantic import Field, PrivateAttr, field_validator, model_validator
 
 from shared.csat import CsatSettings
+from shared.webchat import WebchatSettings
 from shared.models import MAX_LABELS, InboundMessage, Label, Skill, Wire
 
 QueueName = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.:+-]{1,64}$")]
@@ -211,6 +212,10 @@ class RoutingConfig(Wire):
     # resolves a conversation, so one file and one PUT configure a deployment.
     csat: dict[Annotated[str, Field(min_length=1, max_length=64)], CsatSettings] = Field(default_factory=dict,
                                                                                          max_length=1000)
+    # The web chat's look and opening hours per workspace id (docs/webchat.md). Like `csat`, the router
+    # does not use it: intake reads it from the stored configuration, through a short cache.
+    webchat: dict[Annotated[str, Field(min_length=1, max_length=64)], WebchatSettings] = Field(default_factory=dict,
+                                                                                               max_length=1000)
     # Lookups by name on the hot path: configured queues, and skill queues made on first use.
     _by_name: dict[str, QueueConfig] = PrivateAttr(default_factory=dict)
 

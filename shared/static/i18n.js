@@ -89,9 +89,10 @@ export class I18n {
   }
 }
 
-/** The I18n for the requested language (if supported) or the browser's, English underneath. */
-export async function loadI18n({ url, supported, requested = null }) {
-  const preferred = requested ? [requested, ...browserLanguages()] : browserLanguages();
+/** The I18n for the requested language (if supported), else the browser's, else `otherwise` (a site's
+ * own language), English underneath. */
+export async function loadI18n({ url, supported, requested = null, otherwise = null }) {
+  const preferred = [requested, ...browserLanguages(), otherwise].filter(Boolean);
   const lang = pickLanguage(supported, preferred);
   const fallback = await fetchMessages(url(FALLBACK));
   const messages = lang === FALLBACK ? fallback : await fetchMessages(url(lang));

@@ -7,11 +7,16 @@ import re
 import uuid
 from pathlib import Path
 from urllib.parse import urlencode
+from zoneinfo import ZoneInfo
 
 import aiohttp
 import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
 from playwright.async_api import Browser, Page, async_playwright, expect
 
+from deploy.local import free_port
+from shared.models import utcnow
 from tests.conftest import API_KEY, WORKSPACE, RunningStack
 from tests.e2e.axe import assert_accessible
 from tests.e2e.client import StackClient
@@ -167,4 +172,107 @@ async def test_the_file_button_works_from_the_keyboard(chat_stack, browser):
         1, timeout=WAIT_MS)
     # The icon is SVG, not an emoji: it renders without emoji fonts.
     assert await page.locator("#attach svg").count() == 1
+    assert errors == []
+
+
+HOST_PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Acme shop</title><link rel="icon" href="data:,"></head>
+<body><main><h1>Acme shop</h1><p>Our products.</p></main>
+<script src="{intake}/widget.js" data-workspace="{workspace}" async></script></body></html>"""
+
+
+async def put_webchat_settings(http: aiohttp.ClientSession, stack, settings: dict) -> None:
+    async with http.put(f"{stack.router_url}/v1/routing/config", json={"webchat": {stack.workspace: settings}},
+                        headers={"Authorization": f"Bearer {stack.api_key}"}) as response:
+        assert response.status == 202, await response.text()
+
+
+@pytest.fixture
+async def host_site(chat_stack):
+    """A plain page on another origin (a port of the test's own) that embeds the widget with one tag."""
+    app = web.Application()
+
+    async def page(_: web.Request) -> web.Response:
+        html = HOST_PAGE.format(intake=chat_stack.intake_url, workspace=chat_stack.workspace)
+        return web.Response(text=html, content_type="text/html")
+
+    app.router.add_get("/", page)
+    server = TestServer(app, host="127.0.0.1", port=free_port())
+    await server.start_server()
+    try:
+        yield str(server.make_url("/"))
+    finally:
+        await server.close()
+
+
+async def test_the_widget_on_another_site_opens_the_chat_and_a_message_reaches_the_desk(chat_stack, browser, host_site):
+    stack = chat_stack
+    run = uuid.uuid4().hex[:8]
+    agent_id, text = f"widget-{run}", f"Question from the shop {run}"
+    errors: list[str] = []
+    async with aiohttp.ClientSession() as http:
+        await put_webchat_settings(http, stack, {"title": "Acme help", "greeting": "Hi from Acme!",
+                                                 "accent_color": "#8a2be2", "language": "uk"})
+        await StackClient(http, stack.intake_url, stack.agents_url, stack.api_key).put_agent(agent_id)
+        for width in (390, 1440):
+            context = await browser.new_context(viewport={"width": width, "height": 800}, locale="de-DE")
+            page = await context.new_page()
+            record_errors(page, errors, f"host {width}")
+            record_console_errors(page, errors, f"host {width}")
+            await page.goto(host_site)
+            launcher = page.locator("#switchyard-chat button.launcher")
+            await expect(launcher).to_have_attribute("aria-label", "Acme help", timeout=WAIT_MS)
+            assert await launcher.evaluate("b => getComputedStyle(b).backgroundColor") == "rgb(138, 43, 226)"
+            await assert_accessible(page)  # launcher closed
+            await launcher.click()
+            await expect(launcher).to_have_attribute("aria-expanded", "true")
+            chat = page.frame_locator("#switchyard-chat iframe")
+            # The workspace's title and greeting; German is not offered, so the workspace's Ukrainian.
+            await expect(chat.locator("h1")).to_have_text("Acme help", timeout=WAIT_MS)
+            await expect(chat.locator("html")).to_have_attribute("lang", "uk")
+            await expect(chat.locator("#messages .welcome")).to_have_text("Hi from Acme!")
+            await assert_accessible(page)  # launcher open
+            frame = next(f for f in page.frames if "/chat?" in f.url)
+            await assert_accessible(frame)
+            if width == 1440:
+                await chat.locator("#text").fill(text)
+                await chat.locator("#text").press("Enter")
+                await expect(chat.locator('#messages [data-direction="inbound"][data-message-id]', has_text=text)).to_have_count(
+                    1, timeout=WAIT_MS)
+            await page.screenshot(path=str(SHOTS / f"chat-widget-{width}.png"))
+            await context.close()
+        conversation = await assigned_conversation(http, stack, agent_id, text)
+        assert conversation["channel"] == "webchat"
+    assert errors == []
+
+
+async def test_outside_opening_hours_the_chat_says_so_and_keeps_the_email(chat_stack, browser):
+    stack = chat_stack
+    run = uuid.uuid4().hex[:8]
+    agent_id, text = f"hours-{run}", f"Please call me back {run}"
+    errors: list[str] = []
+    async with aiohttp.ClientSession() as http:
+        # Open 10-14 on one day of the week that is not today in Kyiv: closed now, whatever the day.
+        today = utcnow().astimezone(ZoneInfo("Europe/Kyiv")).strftime("%a").lower()
+        other = "sun" if today == "sat" else "sat"
+        await put_webchat_settings(http, stack, {"hours": {"time_zone": "Europe/Kyiv",
+                                                           "weekly": {other: [{"start": "10:00", "end": "14:00"}]}}})
+        client = StackClient(http, stack.intake_url, stack.agents_url, stack.api_key)
+        await client.put_agent(agent_id)
+        page = await chat_page(browser, stack, errors, width=390)
+        await expect(page.locator("#offline")).to_be_visible(timeout=WAIT_MS)
+        await expect(page.locator("#offline")).to_contain_text("We are away right now.")
+        await expect(page.locator("#offline-hours")).to_contain_text("Opening hours (Europe/Kyiv)")
+        await expect(page.locator("#offline-hours")).to_contain_text("10:00–14:00")
+        await assert_accessible(page)
+        await page.fill("#email", "ann@example.com")
+        await page.click("#email-send")
+        await expect(page.locator("#email-note")).to_have_text("Thank you! We will answer at ann@example.com.")
+        await say(page, text)
+        await page.screenshot(path=str(SHOTS / "chat-offline-390.png"), full_page=True)
+
+        # The message is a conversation like any other, and its contact has the address.
+        conversation = await assigned_conversation(http, stack, agent_id, text)
+        async with http.get(f"{stack.agents_url}/v1/contacts/{conversation['contact_id']}",
+                            headers={"Authorization": f"Bearer {stack.api_key}"}) as response:
+            assert (await response.json())["emails"] == ["ann@example.com"]
     assert errors == []

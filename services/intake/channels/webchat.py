@@ -112,11 +112,20 @@ def new_session(workspace_id: str) -> ChatSession:
     return ChatSession(workspace_id=workspace_id, contact_id=f"web-{uuid.uuid4().hex}")
 
 
-def normalize(frame: ChatFrame, session: ChatSession, name: str | None) -> InboundMessage:
-    return _inbound(session, frame.client_id, name, frame.text)
+@dataclass(frozen=True)
+class Customer:
+    """What the page says of the customer: the name they typed, the email address they left (outside
+    opening hours: kept on the contact so an agent can answer by email)."""
+
+    name: str | None = None
+    email: str | None = None
 
 
-def _inbound(session: ChatSession, client_id: str, name: str | None, text: str) -> InboundMessage:
+def normalize(frame: ChatFrame, session: ChatSession, customer: Customer) -> InboundMessage:
+    return _inbound(session, frame.client_id, customer, frame.text)
+
+
+def _inbound(session: ChatSession, client_id: str, customer: Customer, text: str) -> InboundMessage:
     return InboundMessage(
         # The page's client_id makes a resent frame or upload (after a lost answer) the same message.
         message_id=message_id_for(session.workspace_id, CHANNEL, f"{session.contact_id}:{client_id}"),
@@ -124,7 +133,7 @@ def _inbound(session: ChatSession, client_id: str, name: str | None, text: str) 
         channel=CHANNEL,
         channel_message_id=client_id,
         thread_id=session.thread_id,
-        contact=Contact(id=session.contact_id, name=name),
+        contact=Contact(id=session.contact_id, name=customer.name, email=customer.email),
         text=text,
     )
 
@@ -183,8 +192,8 @@ class UploadAck(Wire):
     attachment: Attachment
 
 
-def normalize_upload(upload: Upload, session: ChatSession, name: str | None) -> InboundMessage:
-    return _inbound(session, upload.client_id, name, upload.text or f"[file: {upload.filename}]")
+def normalize_upload(upload: Upload, session: ChatSession, customer: Customer) -> InboundMessage:
+    return _inbound(session, upload.client_id, customer, upload.text or f"[file: {upload.filename}]")
 
 
 ChatKey = tuple[str, str]  # (workspace, thread)

@@ -2,7 +2,7 @@
 // sending messages and typing signals once the server has told us the history.
 
 import { ReconnectingSocket } from "/lib/socket.js";
-import { $, KEY_NAME, KEY_SESSION, keepOnlyUnsent, load, save, state, store, t, workspace } from "./state.js";
+import { $, KEY_EMAIL, KEY_NAME, KEY_SESSION, keepOnlyUnsent, load, save, state, store, t, workspace } from "./state.js";
 import { agentTyping, render, setStatus, showError } from "./view.js";
 
 function socketPath() {
@@ -10,6 +10,8 @@ function socketPath() {
   if (state.session) query.set("session", state.session);
   const name = ($("name").value || load(KEY_NAME)).trim();
   if (name) query.set("name", name);
+  const email = load(KEY_EMAIL);
+  if (email) query.set("email", email);
   return `/v1/chat/ws?${query}`;
 }
 

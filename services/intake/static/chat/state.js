@@ -6,6 +6,7 @@ const KEY = `switchyard.chat.${workspace}`;
 export const KEY_SESSION = KEY + ".session";
 export const KEY_TRANSCRIPT = KEY + ".transcript";
 export const KEY_NAME = KEY + ".name";
+export const KEY_EMAIL = KEY + ".email";
 const MAX_KEPT = 300;
 
 export const $ = (id) => document.getElementById(id);
