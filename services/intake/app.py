@@ -10,8 +10,8 @@ from aiohttp import WSMsgType, web
 from prometheus_client import CollectorRegistry
 
 from services.intake import csat
-from services.intake.chat_settings import ChatSettingsCache, ChatSettingsOut, settings_answer
 from services.intake.channels import PLUGINS, api, webchat
+from services.intake.chat_settings import ChatSettingsCache, ChatSettingsOut, settings_answer
 from services.intake.context import INTAKE, Intake, IntakeMetrics, validate_channel_configs
 from services.intake.outbound import OutboundWorker
 from services.intake.pages import PAGE_OPERATIONS, add_chat_routes
@@ -158,7 +158,8 @@ def idempotency_key(request: web.Request) -> str | None:
 
 async def chat_settings(request: web.Request) -> web.Response:
     """The workspace's chat settings, readable from any origin (the widget asks from the customer's site)."""
-    workspace_id = CHAT_WORKSPACE.raw(request) or "default"
+    workspace_id = CHAT_WORKSPACE.raw(request)
+    workspace_id = "default" if workspace_id is None else workspace_id  # an empty one is unknown, not the default
     if workspace_id not in request.app[INTAKE].settings.api_keys.values():
         raise http_error(web.HTTPNotFound, f"unknown workspace {workspace_id!r}", parameter="workspace")
     answer = settings_answer(workspace_id, await request.app[CHAT_SETTINGS].get(workspace_id))

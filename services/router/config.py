@@ -14,8 +14,8 @@ import yaml
 from pydantic import Field, PrivateAttr, field_validator, model_validator
 
 from shared.csat import CsatSettings
-from shared.webchat import WebchatSettings
 from shared.models import MAX_LABELS, InboundMessage, Label, Skill, Wire
+from shared.webchat import WebchatSettings
 
 QueueName = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.:+-]{1,64}$")]
 Proficiency = Annotated[int, Field(ge=1, le=5)]
