@@ -45,6 +45,7 @@ from shared.models import (
 from shared.topology import declare_agent_queue, declare_outbound_queue
 
 log = structlog.get_logger(__name__)
+NOTICE_TIMEOUT = 2.0  # seconds: a web chat notice (joined, resolved) is not worth waiting longer for
 
 
 class NotFound(Exception):
@@ -399,7 +400,8 @@ class AgentsService:
         if notice.channel not in chat_notices.NOTICE_CHANNELS:
             return
         try:
-            await self._send_out(notice)
+            async with asyncio.timeout(NOTICE_TIMEOUT):  # a broker slow to confirm never holds up deliveries long
+                await self._send_out(notice)
         except Exception as error:  # noqa: BLE001 - a lost notice costs a line on the page, nothing else
             log.warning("chat.notice_not_sent", conversation_id=notice.conversation_id, error=repr(error))
 

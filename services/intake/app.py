@@ -1,6 +1,7 @@
 """Intake's aiohttp app: the REST API, web chat and every channel's webhooks, and the outbound senders."""
 
 import re
+from urllib.parse import quote
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 
@@ -193,7 +194,8 @@ async def chat_socket(request: web.Request) -> web.WebSocketResponse:
         await ws.send_json({"type": "session", "token": webchat.issue_token(intake.settings.chat_secret, session),
                             "contact_id": session.contact_id, "thread_id": session.thread_id})
         latest = await _latest_conversation(intake, session)
-        await ws.send_json({"type": "history", "messages": webchat.history_of(latest)})
+        names = await _agent_names(intake, session.workspace_id, webchat.repliers(latest))
+        await ws.send_json({"type": "history", "messages": webchat.history_of(latest, names)})
         survey = webchat.pending_survey_frame(latest)
         if survey is not None:  # a page back before answering the survey shows it again
             await ws.send_json(survey)
@@ -260,6 +262,25 @@ async def _on_chat_frame(intake: Intake, session: webchat.ChatSession, customer:
     except web.HTTPException:
         return {"type": "error", "client_id": frame.client_id, "message": "could not accept the message, please resend"}
     return {"type": "ack", "client_id": frame.client_id, "message_id": message.message_id}
+
+
+MAX_NAMED_AGENTS = 10  # a history's replies are named for at most this many agents (one request each)
+
+
+async def _agent_names(intake: Intake, workspace_id: str, agent_ids: set[str]) -> dict[str, str]:
+    """Display names of the agents who replied, read from the agents service as the socket opens (off the
+    hot path); an agent who cannot be read is left unnamed (the page says "Support")."""
+    headers = {"Authorization": f"Bearer {intake.workspace_key(workspace_id)}"}
+    base = intake.settings.agents_url.rstrip("/")
+    names = {}
+    for agent_id in sorted(agent_ids)[:MAX_NAMED_AGENTS]:
+        try:
+            async with intake.http.get(f"{base}/v1/agents/{quote(agent_id, safe='')}", headers=headers) as response:
+                if response.status == 200:
+                    names[agent_id] = ((await response.json()).get("name") or "").strip() or agent_id
+        except (aiohttp.ClientError, TimeoutError, ValueError) as error:
+            log.warning("chat.agent_name_unavailable", agent_id=agent_id, error=repr(error))
+    return names
 
 
 async def _latest_conversation(intake: Intake, session: webchat.ChatSession) -> dict:

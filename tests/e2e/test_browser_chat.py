@@ -3,6 +3,7 @@ browser's language, a waiting customer's place and expected wait, "Ann joined" a
 resolved notice and survey, the file button by keyboard, and no serious WCAG 2.1 AA violation (axe-core)
 on the empty page, with messages and with the survey. Screenshots at 390 and 1440 px go to /tmp/chat-*.png."""
 
+import asyncio
 import re
 import uuid
 from pathlib import Path
@@ -158,6 +159,10 @@ async def test_a_waiting_customer_sees_their_place_then_who_joined_names_and_the
 async def test_the_file_button_works_from_the_keyboard(chat_stack, browser):
     errors: list[str] = []
     page = await chat_page(browser, chat_stack, errors)
+    # Listening from the start: Playwright then intercepts the picker before the key is pressed (its
+    # interception is switched on asynchronously, and a picker opened before that is lost).
+    chooser = asyncio.get_running_loop().create_future()
+    page.once("filechooser", lambda picker: chooser.set_result(picker))
     await say(page, "a file is coming")
     await page.focus("#text")
     await page.keyboard.press("Shift+Tab")
@@ -165,9 +170,10 @@ async def test_the_file_button_works_from_the_keyboard(chat_stack, browser):
     # The focused button shows it: the label around the icon gets the focus outline.
     outline = await page.evaluate("getComputedStyle(document.querySelector('#attach')).outlineStyle")
     assert outline == "solid"
-    async with page.expect_file_chooser() as chosen:
-        await page.keyboard.press("Enter")
-    await (await chosen.value).set_files({"name": "invoice.pdf", "mimeType": "application/pdf", "buffer": b"%PDF-1.4"})
+    await page.keyboard.press("Enter")
+    async with asyncio.timeout(WAIT_MS / 1000):
+        picker = await chooser
+    await picker.set_files({"name": "invoice.pdf", "mimeType": "application/pdf", "buffer": b"%PDF-1.4"})
     await expect(page.locator('#messages [data-direction="inbound"][data-message-id]', has_text="invoice.pdf")).to_have_count(
         1, timeout=WAIT_MS)
     # The icon is SVG, not an emoji: it renders without emoji fonts.

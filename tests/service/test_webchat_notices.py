@@ -70,7 +70,9 @@ async def test_replies_carry_the_agents_name_and_a_resolve_is_told_before_the_su
         response = await apps.agents.put("/v1/agents/ann", json={"name": "Ann Lee", "max_conversations": 3}, headers=auth())
         assert response.status == 200, await response.text()
         desk = await apps.desk("ann")
-        chat = await open_chat(apps)
+        chat = Chat(await apps.intake.ws_connect("/v1/chat/ws?workspace=default"))
+        token = (await chat.next_frame())["token"]
+        assert (await chat.next_frame())["type"] == "history"
         await chat.say("hello", "h1")
         conversation_id = await assigned_to(desk)
         assert (await frame_of(chat, "notice"))["agent_name"] == "Ann Lee"
@@ -79,6 +81,13 @@ async def test_replies_carry_the_agents_name_and_a_resolve_is_told_before_the_su
         assert reply.status == 201
         message = await frame_of(chat, "message")
         assert (message["text"], message["agent_id"], message["agent_name"]) == ("Hi!", "ann", "Ann Lee")
+        # A page that comes back (another browser with the token) gets the name in the history too.
+        again = Chat(await apps.intake.ws_connect(f"/v1/chat/ws?session={token}"))
+        assert (await again.next_frame())["type"] == "session"
+        history = await again.next_frame()
+        assert [(m["direction"], m["text"], m["agent_name"]) for m in history["messages"]] == [
+            ("inbound", "hello", None), ("outbound", "Hi!", "Ann Lee")]
+        await again.ws.close()
 
         await resolve(apps, conversation_id)
         frames = [await chat.next_frame(), await chat.next_frame()]

@@ -33,7 +33,7 @@ from shared import events
 from shared.attachments import MAX_CONTENT_TYPE_CHARS, media_type, safe_filename
 from shared.csat import MAX_COMMENT_CHARS, SCORES
 from shared.ephemeral import TYPING_INTERVAL, RateLimiter, SignalConsumer, TypingSignal, publish_signal
-from shared.models import Attachment, Contact, InboundMessage, OutboundMessage, ThreadLeft, Wire, utcnow
+from shared.models import SYSTEM_AGENT, Attachment, Contact, InboundMessage, OutboundMessage, ThreadLeft, Wire, utcnow
 from shared.web import Form, FrameError, http_error, parse_frame
 
 if TYPE_CHECKING:
@@ -339,10 +339,19 @@ def survey_frame(message: OutboundMessage) -> dict:
     }
 
 
-def history_of(conversation: dict) -> list[dict]:
-    """The history frame's messages: what the page shows of a conversation as the agents service gives it."""
+def history_of(conversation: dict, names: dict[str, str] | None = None) -> list[dict]:
+    """The history frame's messages: what the page shows of a conversation as the agents service gives
+    it, each reply with its agent's display name when `names` (agent id -> name) has it."""
     fields = ("message_id", "direction", "text", "created_at", "status")
-    return [{f: m.get(f) for f in fields} for m in conversation.get("messages") or []]
+    names = names or {}
+    return [{**{f: m.get(f) for f in fields}, "agent_name": names.get(m.get("agent_id") or "")}
+            for m in conversation.get("messages") or []]
+
+
+def repliers(conversation: dict) -> set[str]:
+    """The agents who replied in a conversation (a system reply's author is no one to name)."""
+    return {m["agent_id"] for m in conversation.get("messages") or []
+            if m.get("direction") == "outbound" and m.get("agent_id") and m["agent_id"] != SYSTEM_AGENT}
 
 
 def pending_survey_frame(conversation: dict) -> dict | None:
