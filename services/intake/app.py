@@ -1,9 +1,9 @@
 """Intake's aiohttp app: the REST API, web chat and every channel's webhooks, and the outbound senders."""
 
 import re
-from urllib.parse import quote
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
+from urllib.parse import quote
 
 import aiohttp
 import structlog
