@@ -39,3 +39,23 @@ def test_a_customer_who_leaves_the_queue_is_forgotten():
     core.on_agent(agent("ann"), at(2))  # takes it
     assert places(core) == {}
     assert core.positions.told == {}
+
+
+def test_five_thousand_waiting_are_told_once_and_a_quiet_queue_is_not_walked():
+    core = RoutingCore()
+    core.on_agent(agent("ann", capacity=1), at(0))
+    core.on_message(message("first", channel="webchat"), at(0))  # ann's
+    for n in range(5000):
+        core.on_message(message(f"w{n}", channel="webchat"), at(1 + n / 1000))
+    told = places(core)
+    assert len(told) == 5000 and told["w0"] == (1, None) and told["w4999"] == (5000, None)
+
+    # The customer with ann writes again: no waiting list changes, nothing is walked or told.
+    core.on_message(message("first", "more", channel="webchat"), at(10))
+    assert core.waiting.take_changed() == []
+
+    # Ann frees up: the head is hers, and each of the 4,999 behind is told once, one place up.
+    resolve(core, "first", 70)
+    moved = places(core)
+    assert len(moved) == 4999 and moved["w1"][0] == 1 and moved["w4999"][0] == 4999
+    assert places(core) == {}

@@ -32,6 +32,8 @@ function applySettings(settings) {
 }
 
 async function start() {
+  // In the widget's frame the panel is the page: no side borders, the whole width.
+  if (params.get("embed")) document.body.classList.add("embedded");
   const settings = await workspaceSettings();
   lang.i18n = await loadI18n({ url: (l) => `/locales/${l}.json`, supported: LANGUAGES, requested: params.get("lang"),
                                otherwise: settings.language });
