@@ -199,6 +199,9 @@ async def chat_socket(request: web.Request) -> web.WebSocketResponse:
         survey = webchat.pending_survey_frame(latest)
         if survey is not None:  # a page back before answering the survey shows it again
             await ws.send_json(survey)
+        place = intake.chat.places.get(session.workspace_id, session.thread_id)
+        if place is not None:  # a page back while waiting shows its place at once
+            await ws.send_json(place)
         async for frame in ws:
             if frame.type == WSMsgType.TEXT:
                 answer = await _on_chat_frame(intake, session, webchat.Customer(name, email), frame.data)

@@ -11,8 +11,10 @@ NOTICES = {"router_settings": {"queue_notice_seconds": 0.2, "tick_seconds": 0.1}
 
 async def open_chat(apps) -> Chat:
     chat = Chat(await apps.intake.ws_connect("/v1/chat/ws?workspace=default"))
-    assert (await chat.next_frame())["type"] == "session"
+    session = await chat.next_frame()
+    assert session["type"] == "session"
     assert (await chat.next_frame())["type"] == "history"
+    chat.token = session["token"]  # to come back with
     return chat
 
 
@@ -50,6 +52,14 @@ async def test_waiting_customers_see_their_place_and_wait_and_who_joined(names):
             waiting.append(chat)
         for place, chat in enumerate(waiting, start=1):
             assert await frame_of(chat, "queue") == {"type": "queue", "position": place, "expected_wait_seconds": None}
+
+        # The last one reloads its page: its place comes right after the history, though it has not changed.
+        token = waiting[-1].token
+        await waiting[-1].ws.close()
+        back = Chat(await apps.intake.ws_connect(f"/v1/chat/ws?session={token}"))
+        assert [(await back.next_frame())["type"] for _ in range(2)] == ["session", "history"]
+        assert await back.next_frame() == {"type": "queue", "position": 3, "expected_wait_seconds": None}
+        waiting[-1] = back
 
         # Ann finishes the first: the next is hers and told who joined; the others move up, now with an
         # expected wait (the pace of two assignments), the same for each place's share of it.

@@ -215,6 +215,7 @@ class ChatHub:
         self._leaving: dict[ChatKey, asyncio.Task] = {}  # still in their wait: a socket opening cancels them
         self._tasks: set[asyncio.Task] = set()  # every one not done, awaited on close
         self._closing = False
+        self.places = LastPlaces()
 
     def add(self, session: ChatSession, ws: web.WebSocketResponse) -> None:
         key = (session.workspace_id, session.thread_id)
@@ -381,8 +382,33 @@ class WebChatSender:
 
     async def send(self, message: OutboundMessage) -> Sent:
         """Delivered if the customer's page is open; else sent, and shown from history on return."""
-        opened = await self.hub.send(message.workspace_id, message.thread_id, frame_of(message))
+        frame = frame_of(message)
+        self.hub.places.note(message.workspace_id, message.thread_id, frame)
+        opened = await self.hub.send(message.workspace_id, message.thread_id, frame)
         return Sent("delivered" if opened else "sent")
+
+
+class LastPlaces:
+    """The last `queue` frame of each chat still waiting, so a page reloaded while waiting shows its place
+    at once (the router tells a place again only when it changes). Forgotten when an agent joins or
+    the conversation is resolved; at most `limit` chats, the oldest dropped first (best effort, per process)."""
+
+    def __init__(self, limit: int = 20_000) -> None:
+        self.limit = limit
+        self._frames: dict[ChatKey, dict] = {}
+
+    def note(self, workspace_id: str, thread_id: str, frame: dict) -> None:
+        key = (workspace_id, thread_id)
+        if frame["type"] == "queue":
+            self._frames.pop(key, None)  # re-inserted last: the dict's order is the age
+            self._frames[key] = frame
+            if len(self._frames) > self.limit:
+                del self._frames[next(iter(self._frames))]
+        elif frame["type"] == "notice" or (frame["type"] == "message" and frame.get("direction") == "outbound"):
+            self._frames.pop(key, None)
+
+    def get(self, workspace_id: str, thread_id: str) -> dict | None:
+        return self._frames.get((workspace_id, thread_id))
 
 
 async def answer_survey(intake: "Intake", session: ChatSession, frame: CsatFrame) -> dict:
