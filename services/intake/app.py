@@ -112,6 +112,9 @@ NAME = query_parameter("name", "The customer's name, as they typed it (cut to 20
 EMAIL = query_parameter("email", "The customer's email address, kept on the contact so an agent can answer by email",
                         maxLength=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _EMAIL = re.compile(EMAIL.schema["pattern"])
+LANG = query_parameter("lang", "The page's language (ISO 639-1/2): a CSAT survey is asked in it when it can be",
+                       pattern=r"^[a-z]{2,3}$", example="uk")
+_LANG = re.compile(LANG.schema["pattern"])
 CHAT_WORKSPACE = query_parameter("workspace", "The workspace whose chat it is", example="default",
                                  minLength=1, maxLength=64)
 
@@ -120,7 +123,7 @@ OPERATIONS = [
               (Answer(202, "Accepted: the broker has it", api.Accepted),), body=api.PostedMessage,
               parameters=(IDEMPOTENCY_KEY,), errors=(400, 413, 422, 503)),
     Operation("POST", "/v1/chat/messages", "A customer's file, with optional text, from the chat page",
-              (Answer(202, "Published, the file stored", webchat.UploadAck),), parameters=(SESSION, NAME, EMAIL),
+              (Answer(202, "Published, the file stored", webchat.UploadAck),), parameters=(SESSION, NAME, EMAIL, LANG),
               content={"multipart/form-data": webchat.UPLOAD_FORM}, errors=(400, 401, 413, 415, 422, 503), public=True),
     Operation("GET", "/v1/chat/settings", "A workspace's chat: title, greeting, language, colour, opening hours, open now",
               (Answer(200, "The chat's settings (any origin may read them: the widget runs on customers' sites)",
@@ -170,6 +173,14 @@ async def chat_settings(request: web.Request) -> web.Response:
     return response
 
 
+def chat_customer(request: web.Request) -> webchat.Customer:
+    """What the page's query says of the customer: name, email, language (a JSON 400 for a bad one)."""
+    language = LANG.raw(request) or None
+    if language is not None and _LANG.fullmatch(language) is None:
+        raise http_error(web.HTTPBadRequest, "lang must be a 2-3 letter language code", parameter=LANG.name)
+    return webchat.Customer((NAME.raw(request) or "")[:200] or None, chat_email(request), language)
+
+
 def chat_email(request: web.Request) -> str | None:
     """The `email` query parameter, or None; a JSON 400 for one that is not an email address."""
     email = EMAIL.raw(request)
@@ -185,8 +196,7 @@ async def chat_socket(request: web.Request) -> web.WebSocketResponse:
     """A customer's chat: a session frame, their history, then messages (and typing) both ways."""
     intake = request.app[INTAKE]
     session = _chat_session(request, intake.settings)
-    name = request.query.get("name", "")[:200] or None
-    email = chat_email(request)
+    customer = chat_customer(request)
     ws = web.WebSocketResponse(heartbeat=20)
     await ws.prepare(request)
     intake.chat.add(session, ws)
@@ -204,7 +214,7 @@ async def chat_socket(request: web.Request) -> web.WebSocketResponse:
             await ws.send_json(place)
         async for frame in ws:
             if frame.type == WSMsgType.TEXT:
-                answer = await _on_chat_frame(intake, session, webchat.Customer(name, email), frame.data)
+                answer = await _on_chat_frame(intake, session, customer, frame.data)
                 if answer is not None:
                     await ws.send_json(answer)
             elif frame.type == WSMsgType.BINARY:
@@ -223,8 +233,7 @@ async def chat_upload(request: web.Request) -> web.Response:
         raise http_error(web.HTTPUnauthorized, "a chat session token is required to send files")
     session = _chat_session(request, intake.settings)
     upload = webchat.read_upload(await read_form(request, intake.settings.body_limit_for_files))
-    customer = webchat.Customer((NAME.raw(request) or "")[:200] or None, chat_email(request))
-    message = webchat.normalize_upload(upload, session, customer)
+    message = webchat.normalize_upload(upload, session, chat_customer(request))
     stored = await intake.store_attachment(
         session.workspace_id, message.message_id, 0, upload.data, filename=upload.filename, content_type=upload.content_type
     )

@@ -104,3 +104,20 @@ async def test_replies_carry_the_agents_name_and_a_resolve_is_told_before_the_su
         kinds = {f["type"]: f for f in frames}
         assert set(kinds) == {"notice", "survey"}, frames
         assert kinds["notice"]["notice"] == "resolved" and kinds["notice"]["agent_name"] is None
+
+
+async def test_the_survey_is_asked_in_the_pages_language(names):
+    async with running_apps(names, **NOTICES) as apps:
+        response = await apps.router.put("/v1/routing/config", json={"csat": {"default": {}}}, headers=auth())
+        assert response.status == 202, await response.text()
+        await apps.put_agent("ann")
+        bad = await apps.intake.get("/v1/chat/ws?workspace=default&lang=Ukrainian")
+        assert bad.status == 400 and "lang" in (await bad.json())["error"]["message"]
+        desk = await apps.desk("ann")
+        chat = Chat(await apps.intake.ws_connect("/v1/chat/ws?workspace=default&lang=uk"))
+        assert [(await chat.next_frame())["type"] for _ in range(2)] == ["session", "history"]
+        await chat.say("привіт", "u1")
+        conversation_id = await assigned_to(desk)
+        await resolve(apps, conversation_id)
+        survey = await frame_of(chat, "survey")
+        assert survey["question"].startswith("Оцініть, будь ласка")

@@ -119,6 +119,7 @@ class Customer:
 
     name: str | None = None
     email: str | None = None
+    language: str | None = None  # the page's language: the CSAT question is asked in it (docs/csat.md)
 
 
 def normalize(frame: ChatFrame, session: ChatSession, customer: Customer) -> InboundMessage:
@@ -134,6 +135,7 @@ def _inbound(session: ChatSession, client_id: str, customer: Customer, text: str
         channel_message_id=client_id,
         thread_id=session.thread_id,
         contact=Contact(id=session.contact_id, name=customer.name, email=customer.email),
+        metadata={"language": customer.language} if customer.language else {},
         text=text,
     )
 

@@ -1,7 +1,7 @@
 // Writing: the text box (Enter sends, Shift+Enter a new line), the name, and files over HTTP.
 
 import { sendTyping, started, transmit } from "./connection.js";
-import { $, KEY_EMAIL, KEY_NAME, load, randomId, save, state, store, t } from "./state.js";
+import { $, KEY_EMAIL, KEY_NAME, lang, load, randomId, save, state, store, t } from "./state.js";
 import { render, showError } from "./view.js";
 
 export function autosize() {
@@ -46,6 +46,7 @@ async function sendFile() {
   const name = $("name").value.trim();
   if (name) query.set("name", name);
   if (load(KEY_EMAIL)) query.set("email", load(KEY_EMAIL));
+  if (lang.i18n) query.set("lang", lang.i18n.lang.split("-")[0]);
   try {
     const resp = await fetch(`/v1/chat/messages?${query}`, { method: "POST", body: form });
     const body = await resp.json().catch(() => null);

@@ -2,7 +2,7 @@
 // sending messages and typing signals once the server has told us the history.
 
 import { ReconnectingSocket } from "/lib/socket.js";
-import { $, KEY_EMAIL, KEY_NAME, KEY_SESSION, keepOnlyUnsent, load, save, state, store, t, workspace } from "./state.js";
+import { $, KEY_EMAIL, KEY_NAME, KEY_SESSION, keepOnlyUnsent, lang, load, save, state, store, t, workspace } from "./state.js";
 import { agentTyping, render, setStatus, showError } from "./view.js";
 
 function socketPath() {
@@ -12,6 +12,7 @@ function socketPath() {
   if (name) query.set("name", name);
   const email = load(KEY_EMAIL);
   if (email) query.set("email", email);
+  if (lang.i18n) query.set("lang", lang.i18n.lang.split("-")[0]);  // a CSAT survey is asked in it
   return `/v1/chat/ws?${query}`;
 }
 
