@@ -399,6 +399,17 @@ class SurveyRequest(Wire):
     expires_at: datetime  # answers after this are refused as late
 
 
+class ChatNotice(Wire):
+    """What an outbound message carries when it is a line for a web chat customer that is nobody's
+    message (docs/webchat.md): where they stand in the queue, an agent who joined, the conversation
+    resolved. Not stored and not answered by a delivery status: a lost one is corrected by the next."""
+
+    kind: Literal["queue", "joined", "resolved"]
+    position: int | None = Field(None, ge=1)  # queue: 1 is next
+    expected_wait_seconds: int | None = Field(None, ge=0)  # queue: None when there is no basis for one
+    agent_name: str | None = Field(None, max_length=200)  # joined: who
+
+
 class CsatReceived(Wire):
     """Agents -> reporting (csat.received): a customer's accepted answer to a survey, once per survey.
 
@@ -433,6 +444,8 @@ class OutboundMessage(Wire):
     reply_to: ReplyContext | None = None
     created_at: datetime = Field(default_factory=utcnow)
     survey: SurveyRequest | None = None  # set on a CSAT survey (agent_id is then SYSTEM_AGENT)
+    notice: ChatNotice | None = None  # set on a web chat notice (text empty, agent_id SYSTEM_AGENT)
+    agent_name: str | None = Field(None, max_length=200)  # a reply's author as the customer sees them
 
 
 DeliveryState = Literal["sent", "delivered", "read", "failed"]

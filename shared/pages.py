@@ -13,7 +13,10 @@ from aiohttp import web
 
 from shared.web import Answer, Operation
 
-HTML, CSS, JS, SVG = "text/html", "text/css", "text/javascript", "image/svg+xml"
+HTML, CSS, JS, SVG, JSON = "text/html", "text/css", "text/javascript", "image/svg+xml", "application/json"
+# Modules more than one page uses (the reconnecting socket, translations), served at /lib/ by each
+# service that serves a page, so a page imports them from its own origin under its strict CSP.
+SHARED_STATIC = Path(__file__).parent / "static"
 
 
 @dataclass(frozen=True)
@@ -22,6 +25,12 @@ class PageFile:
     file: str  # under the page's static directory
     media_type: str
     summary: str
+
+
+LIB_FILES = (
+    PageFile("/lib/socket.js", "socket.js", JS, "The pages' reconnecting WebSocket module"),
+    PageFile("/lib/i18n.js", "i18n.js", JS, "The pages' translation and locale formatting module"),
+)
 
 
 def _file_handler(path: Path, media_type: str, security: Callable[[web.Request], dict[str, str]]):
@@ -47,6 +56,18 @@ def add_page_routes(app: web.Application, static: Path, files: Iterable[PageFile
         app.router.add_get(page_file.path, _file_handler(static / page_file.file, page_file.media_type, security))
 
 
+def add_lib_routes(app: web.Application) -> None:
+    """GET /lib/*.js: the modules pages share (scripts, so no page headers)."""
+    add_page_routes(app, SHARED_STATIC, LIB_FILES, lambda _: {})
+
+
+# A locale file: keys to texts, or to plural forms of a text ({"one": ..., "other": ...}).
+STRINGS_SCHEMA = {"type": "object", "additionalProperties": {
+    "anyOf": [{"type": "string"}, {"type": "object", "additionalProperties": {"type": "string"}}]}}
+
+
 def page_operations(files: Iterable[PageFile]) -> list[Operation]:
-    return [Operation("GET", f.path, f.summary, (Answer(200, "The file", media_type=f.media_type),), public=True)
+    return [Operation("GET", f.path, f.summary, (Answer(200, "The file", media_type=f.media_type,
+                                                        schema=STRINGS_SCHEMA if f.media_type == JSON else None),),
+                      public=True)
             for f in files]

@@ -9,11 +9,22 @@ from pathlib import Path
 
 from aiohttp import web
 
-from shared.pages import CSS, HTML, JS, SVG, PageFile, add_page_routes, page_operations, page_security_headers
+from shared.pages import (
+    CSS,
+    HTML,
+    JS,
+    LIB_FILES,
+    SVG,
+    PageFile,
+    add_lib_routes,
+    add_page_routes,
+    page_operations,
+    page_security_headers,
+)
 
 STATIC = Path(__file__).parent / "static"
 
-DESK_MODULES = ("main", "api", "socket", "state", "dom", "format", "banners", "presence", "frames", "render",
+DESK_MODULES = ("main", "api", "state", "dom", "format", "banners", "presence", "frames", "render",
                 "list", "offers", "transcript", "labels", "composer", "transfer", "views", "peek", "contact",
                 "lifecycle", "reload", "shortcuts", "notify", "canned", "files")
 PAGE_FILES = (
@@ -31,8 +42,9 @@ CONTENT_SECURITY_POLICY = ("default-src 'self'; script-src 'self'; style-src 'se
 
 
 def add_desk_routes(app: web.Application) -> None:
-    """GET /desk and its files (public: the page asks for the key itself)."""
+    """GET /desk and its files, and the shared /lib/ modules it imports (public: the page asks for the key itself)."""
     add_page_routes(app, STATIC, PAGE_FILES, lambda _: page_security_headers(CONTENT_SECURITY_POLICY))
+    add_lib_routes(app)
 
 
-PAGE_OPERATIONS = page_operations(PAGE_FILES)
+PAGE_OPERATIONS = page_operations((*PAGE_FILES, *LIB_FILES))

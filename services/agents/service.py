@@ -10,7 +10,7 @@ from aio_pika.abc import AbstractIncomingMessage
 from prometheus_client import CollectorRegistry, Counter
 from pymongo.errors import PyMongoError
 
-from services.agents import csat, facts
+from services.agents import chat_notices, csat, facts
 from services.agents.desk import DeskConnection, DeskHub, jsonable
 from services.agents.models import HELD_STATUSES, AgentProfile
 from services.agents.outbox import PENDING_LABELS, PENDING_OUTBOUND, PENDING_RESOLVED, PENDING_SNAPSHOT, Sweeper
@@ -47,6 +47,7 @@ from shared.models import (
 from shared.topology import declare_agent_queue, declare_outbound_queue
 
 log = structlog.get_logger(__name__)
+NOTICE_TIMEOUT = 2.0  # seconds: a web chat notice (joined, resolved) is not worth waiting longer for
 
 
 class NotFound(Exception):
@@ -172,8 +173,10 @@ class AgentsService:
         if conversation["status"] not in HELD_STATUSES:  # a pending or snoozed one may be answered too
             raise Conflict(f"conversation is {conversation['status']}, not open for replies")
         metadata = {"by": "supervisor"} if by_supervisor else {}
+        agent = await self.store.get_agent(workspace_id, conversation["assignee_id"])
         reply, stored = await self.store.add_reply(conversation, conversation["assignee_id"], text, metadata,
-                                                   attachments or [])
+                                                   attachments or [],
+                                                   agent_name=chat_notices.display_name(agent, conversation["assignee_id"]))
         await self._publish_now(self._publish_reply, stored)
         message = {
             "message_id": reply.message_id, "conversation_id": conversation_id, "direction": "outbound",
@@ -328,7 +331,8 @@ class AgentsService:
     async def resolve(self, workspace_id: str, conversation_id: str) -> dict:
         conversation = await self.conversation(workspace_id, conversation_id)
         survey = None
-        if await self.store.resolve(conversation):
+        transitioned = await self.store.resolve(conversation)
+        if transitioned:
             # Only the resolve that made the transition starts a survey: a repeated resolve (or one
             # of a conversation resolved before surveys were on) must not send one days later.
             survey = await self._start_survey(conversation)
@@ -337,6 +341,8 @@ class AgentsService:
         # router and reporting ignore repeats. The flag set with the write covers a crash in between.
         # `surveyed` comes from the stored survey, so a repeat says the same.
         await self._publish_now(self._publish_resolution, resolved)
+        if transitioned:
+            await self._tell_customer(chat_notices.resolved(resolved))  # before the survey: it explains it
         if survey is not None:
             try:
                 await self._send_out(survey)
@@ -407,6 +413,21 @@ class AgentsService:
         for item in await self.store.apply_deliveries(deliveries):
             await self._push(item)
         await self._report(deliveries)
+        for delivery in deliveries:
+            if isinstance(delivery, ConversationAssigned) and delivery.conversation.channel in chat_notices.NOTICE_CHANNELS:
+                info = delivery.conversation
+                agent = await self.store.get_agent(info.workspace_id, info.assignee_id)
+                await self._tell_customer(chat_notices.joined(info, chat_notices.display_name(agent, info.assignee_id)))
+
+    async def _tell_customer(self, notice: OutboundMessage) -> None:
+        """A web chat notice (services/agents/chat_notices.py) to intake, best effort: never holds up the work."""
+        if notice.channel not in chat_notices.NOTICE_CHANNELS:
+            return
+        try:
+            async with asyncio.timeout(NOTICE_TIMEOUT):  # a broker slow to confirm never holds up deliveries long
+                await self._send_out(notice)
+        except Exception as error:  # noqa: BLE001 - a lost notice costs a line on the page, nothing else
+            log.warning("chat.notice_not_sent", conversation_id=notice.conversation_id, error=repr(error))
 
     async def _report(self, deliveries: list[AgentDeliveryType]) -> None:
         """Publish the facts the batch stored: every customer message, every conversation the channel

@@ -561,7 +561,8 @@ class AgentsStore:
         ).sort("created_at", 1).to_list()
 
     async def add_reply(self, conversation: dict, agent_id: str, text: str, metadata: dict | None = None,
-                        attachments: list[Attachment] | None = None) -> tuple[OutboundMessage, dict]:
+                        attachments: list[Attachment] | None = None,
+                        agent_name: str | None = None) -> tuple[OutboundMessage, dict]:
         """Store an agent's reply as queued, flagged for the outbox, and stamp the first response; the
         reply and its stored document (what the outbox publishes). `metadata` is for the history only
         (a supervisor's reply says so), never sent."""
@@ -579,6 +580,7 @@ class AgentsStore:
             agent_id=agent_id,
             text=text,
             attachments=attachments or [],
+            agent_name=agent_name,
             reply_to=_reply_context(latest),
             created_at=now,
         )

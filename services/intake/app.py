@@ -3,7 +3,7 @@
 import re
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
-from pathlib import Path
+from urllib.parse import quote
 
 import aiohttp
 import structlog
@@ -12,8 +12,10 @@ from prometheus_client import CollectorRegistry
 
 from services.intake import csat, files
 from services.intake.channels import PLUGINS, api, webchat
+from services.intake.chat_settings import ChatSettingsCache, ChatSettingsOut, settings_answer
 from services.intake.context import INTAKE, Intake, IntakeMetrics, validate_channel_configs
 from services.intake.outbound import OutboundWorker
+from services.intake.pages import PAGE_OPERATIONS, add_chat_routes
 from services.intake.settings import IntakeSettings
 from shared.attachments import AttachmentStore
 from shared.broker import Broker
@@ -40,7 +42,7 @@ from shared.web import (
 )
 
 log = structlog.get_logger(__name__)
-STATIC = Path(__file__).parent / "static"
+CHAT_SETTINGS = web.AppKey("chat_settings", ChatSettingsCache)
 
 
 def create_app(settings: IntakeSettings) -> web.Application:
@@ -56,6 +58,7 @@ def create_app(settings: IntakeSettings) -> web.Application:
     broker = Broker(settings.amqp_url, Topology(settings.namespace, settings.queue_type))
     mongo = create_client(settings.mongo_url)
     db = mongo[settings.mongo_db]
+    app[CHAT_SETTINGS] = ChatSettingsCache(db, settings.webchat_settings_seconds)
 
     async def resources(app: web.Application) -> AsyncIterator[None]:
         await broker.start()
@@ -83,15 +86,16 @@ def create_app(settings: IntakeSettings) -> web.Application:
     app.cleanup_ctx.append(resources)
     add_ops_routes(app, registry, broker_and_database_checks(broker, db))
     app.router.add_post("/v1/messages", post_message)
-    app.router.add_get("/chat", chat_page)
+    add_chat_routes(app)
     app.router.add_get("/v1/chat/ws", chat_socket)
     app.router.add_post("/v1/chat/messages", chat_upload)
     app.router.add_get(files.PATH, file_download)
+    app.router.add_get("/v1/chat/settings", chat_settings)
     app.router.add_get(csat.PAGE_PATH, csat.survey_page)
     app.router.add_post(csat.PAGE_PATH, csat.survey_answer)
     for plugin in PLUGINS:
         app.router.add_routes(plugin.routes)
-    add_openapi_route(app, "Switchyard intake", [*OPERATIONS, *csat.OPERATIONS, *files.OPERATIONS, *(op for plugin in PLUGINS for op in plugin.operations)],
+    add_openapi_route(app, "Switchyard intake", [*OPERATIONS, *PAGE_OPERATIONS, *csat.OPERATIONS, *files.OPERATIONS, *(op for plugin in PLUGINS for op in plugin.operations)],
                       DESCRIPTION)
     return app
 
@@ -106,15 +110,25 @@ _IDEMPOTENCY_KEY = re.compile(IDEMPOTENCY_KEY.schema["pattern"])
 SESSION = query_parameter("session", "The chat session token the page got on its WebSocket (401 without a valid one)",
                           required=True)
 NAME = query_parameter("name", "The customer's name, as they typed it (cut to 200 characters)")
+EMAIL = query_parameter("email", "The customer's email address, kept on the contact so an agent can answer by email",
+                        maxLength=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+_EMAIL = re.compile(EMAIL.schema["pattern"])
+LANG = query_parameter("lang", "The page's language (ISO 639-1/2): a CSAT survey is asked in it when it can be",
+                       pattern=r"^[a-z]{2,3}$", example="uk")
+_LANG = re.compile(LANG.schema["pattern"])
+CHAT_WORKSPACE = query_parameter("workspace", "The workspace whose chat it is", example="default",
+                                 minLength=1, maxLength=64)
 
 OPERATIONS = [
     Operation("POST", "/v1/messages", "Post a customer's message; 202 once the broker has it",
               (Answer(202, "Accepted: the broker has it", api.Accepted),), body=api.PostedMessage,
               parameters=(IDEMPOTENCY_KEY,), errors=(400, 413, 422, 503)),
-    Operation("GET", "/chat", "The web chat page", (Answer(200, "The page", media_type="text/html"),), public=True),
     Operation("POST", "/v1/chat/messages", "A customer's file, with optional text, from the chat page",
-              (Answer(202, "Published, the file stored", webchat.UploadAck),), parameters=(SESSION, NAME),
+              (Answer(202, "Published, the file stored", webchat.UploadAck),), parameters=(SESSION, NAME, EMAIL, LANG),
               content={"multipart/form-data": webchat.UPLOAD_FORM}, errors=(400, 401, 413, 415, 422, 503), public=True),
+    Operation("GET", "/v1/chat/settings", "A workspace's chat: title, greeting, language, colour, opening hours, open now",
+              (Answer(200, "The chat's settings (any origin may read them: the widget runs on customers' sites)",
+                      ChatSettingsOut),), parameters=(CHAT_WORKSPACE,), errors=(400, 404), public=True),
 ]
 DESCRIPTION = (
     "The edge: external systems post messages, customers chat, providers call webhooks. The chat page's "
@@ -147,15 +161,43 @@ def idempotency_key(request: web.Request) -> str | None:
     return key
 
 
-async def chat_page(_: web.Request) -> web.FileResponse:
-    return web.FileResponse(STATIC / "chat.html")
+async def chat_settings(request: web.Request) -> web.Response:
+    """The workspace's chat settings, readable from any origin (the widget asks from the customer's site)."""
+    workspace_id = CHAT_WORKSPACE.raw(request)
+    workspace_id = "default" if workspace_id is None else workspace_id  # an empty one is unknown, not the default
+    if workspace_id not in request.app[INTAKE].settings.api_keys.values():
+        raise http_error(web.HTTPNotFound, f"unknown workspace {workspace_id!r}", parameter="workspace")
+    answer = settings_answer(workspace_id, await request.app[CHAT_SETTINGS].get(workspace_id))
+    response = model_response(answer)
+    response.headers["Access-Control-Allow-Origin"] = "*"
+    response.headers["Cache-Control"] = "no-cache"
+    return response
+
+
+def chat_customer(request: web.Request) -> webchat.Customer:
+    """What the page's query says of the customer: name, email, language (a JSON 400 for a bad one)."""
+    language = LANG.raw(request) or None
+    if language is not None and _LANG.fullmatch(language) is None:
+        raise http_error(web.HTTPBadRequest, "lang must be a 2-3 letter language code", parameter=LANG.name)
+    return webchat.Customer((NAME.raw(request) or "")[:200] or None, chat_email(request), language)
+
+
+def chat_email(request: web.Request) -> str | None:
+    """The `email` query parameter, or None; a JSON 400 for one that is not an email address."""
+    email = EMAIL.raw(request)
+    if not email:
+        return None
+    if len(email) > 254 or _EMAIL.fullmatch(email) is None:
+        raise http_error(web.HTTPBadRequest, "email must be an email address (at most 254 characters)",
+                         parameter=EMAIL.name)
+    return email
 
 
 async def chat_socket(request: web.Request) -> web.WebSocketResponse:
     """A customer's chat: a session frame, their history, then messages (and typing) both ways."""
     intake = request.app[INTAKE]
     session = _chat_session(request, intake.settings)
-    name = request.query.get("name", "")[:200] or None
+    customer = chat_customer(request)
     ws = web.WebSocketResponse(heartbeat=20)
     await ws.prepare(request)
     intake.chat.add(session, ws)
@@ -163,13 +205,17 @@ async def chat_socket(request: web.Request) -> web.WebSocketResponse:
         await ws.send_json({"type": "session", "token": webchat.issue_token(intake.settings.chat_secret, session),
                             "contact_id": session.contact_id, "thread_id": session.thread_id})
         latest = await _latest_conversation(intake, session)
-        await ws.send_json({"type": "history", "messages": webchat.history_of(latest, intake.settings)})
+        names = await _agent_names(intake, session.workspace_id, webchat.repliers(latest))
+        await ws.send_json({"type": "history", "messages": webchat.history_of(latest, intake.settings, names)})
         survey = webchat.pending_survey_frame(latest)
         if survey is not None:  # a page back before answering the survey shows it again
             await ws.send_json(survey)
+        place = intake.chat.places.get(session.workspace_id, session.thread_id)
+        if place is not None:  # a page back while waiting shows its place at once
+            await ws.send_json(place)
         async for frame in ws:
             if frame.type == WSMsgType.TEXT:
-                answer = await _on_chat_frame(intake, session, name, frame.data)
+                answer = await _on_chat_frame(intake, session, customer, frame.data)
                 if answer is not None:
                     await ws.send_json(answer)
             elif frame.type == WSMsgType.BINARY:
@@ -188,7 +234,7 @@ async def chat_upload(request: web.Request) -> web.Response:
         raise http_error(web.HTTPUnauthorized, "a chat session token is required to send files")
     session = _chat_session(request, intake.settings)
     upload = webchat.read_upload(await read_form(request, intake.settings.body_limit_for_files))
-    message = webchat.normalize_upload(upload, session, (NAME.raw(request) or "")[:200] or None)
+    message = webchat.normalize_upload(upload, session, chat_customer(request))
     stored = await intake.store_attachment(
         session.workspace_id, message.message_id, 0, upload.data, filename=upload.filename, content_type=upload.content_type
     )
@@ -221,7 +267,8 @@ def _chat_session(request: web.Request, settings: IntakeSettings) -> webchat.Cha
     return webchat.new_session(workspace_id)
 
 
-async def _on_chat_frame(intake: Intake, session: webchat.ChatSession, name: str | None, data: str) -> dict | None:
+async def _on_chat_frame(intake: Intake, session: webchat.ChatSession, customer: webchat.Customer,
+                         data: str) -> dict | None:
     """The answer to one frame from the page: an ack or an error; None for typing (never answered)."""
     try:
         frame = parse_frame(data, webchat.CHAT_INPUT)
@@ -233,11 +280,30 @@ async def _on_chat_frame(intake: Intake, session: webchat.ChatSession, name: str
     if isinstance(frame, webchat.CsatFrame):
         return await webchat.answer_survey(intake, session, frame)
     try:
-        message = webchat.normalize(frame, session, name)
+        message = webchat.normalize(frame, session, customer)
         await intake.publish_inbound(message)
     except web.HTTPException:
         return {"type": "error", "client_id": frame.client_id, "message": "could not accept the message, please resend"}
     return {"type": "ack", "client_id": frame.client_id, "message_id": message.message_id}
+
+
+MAX_NAMED_AGENTS = 10  # a history's replies are named for at most this many agents (one request each)
+
+
+async def _agent_names(intake: Intake, workspace_id: str, agent_ids: set[str]) -> dict[str, str]:
+    """Display names of the agents who replied, read from the agents service as the socket opens (off the
+    hot path); an agent who cannot be read is left unnamed (the page says "Support")."""
+    headers = {"Authorization": f"Bearer {intake.workspace_key(workspace_id)}"}
+    base = intake.settings.agents_url.rstrip("/")
+    names = {}
+    for agent_id in sorted(agent_ids)[:MAX_NAMED_AGENTS]:
+        try:
+            async with intake.http.get(f"{base}/v1/agents/{quote(agent_id, safe='')}", headers=headers) as response:
+                if response.status == 200:
+                    names[agent_id] = ((await response.json()).get("name") or "").strip() or agent_id
+        except (aiohttp.ClientError, TimeoutError, ValueError) as error:
+            log.warning("chat.agent_name_unavailable", agent_id=agent_id, error=repr(error))
+    return names
 
 
 async def _latest_conversation(intake: Intake, session: webchat.ChatSession) -> dict:

@@ -4,7 +4,8 @@ Each reply is sent in a task of its own (a slow provider does not hold up the ot
 worth retrying parks the reply on the namespace's retry queue for the backoff (shared/broker.py)
 instead of holding a prefetch slot while it waits, so one workspace whose provider is down cannot
 hold up another's replies. The outcome is published as `message.status` (sent, delivered, or
-failed with the reason once the tries run out) before the reply is acked.
+failed with the reason once the tries run out) before the reply is acked; a web chat notice
+(queue position, joined, resolved: shared/models.py ChatNotice) is stored nowhere, so it has none.
 """
 
 import asyncio
@@ -86,6 +87,9 @@ class OutboundWorker:
             status = await self._send_once(delivery, message)
             if status is None:
                 return  # parked for a later try
+            if message.notice is not None:  # a web chat notice is stored nowhere: no status to tell
+                await delivery.ack()
+                return
             await self.broker.publish(
                 status, events.MESSAGE_STATUS, message_type=events.MESSAGE_STATUS,
                 message_id=f"status:{message.message_id}:{status.status}", workspace_id=message.workspace_id,

@@ -49,6 +49,9 @@ class IntakeSettings(CommonSettings):
     # A web chat whose page closed and is not back within this long is left: a wait still on is
     # dropped as abandoned (the page reconnects after a network blip within 15 s).
     webchat_abandon_seconds: float = Field(60, gt=0)
+    # How long the web chat's per-workspace settings (the routing configuration's `webchat` section)
+    # are kept before intake reads them again: a change shows within this long.
+    webchat_settings_seconds: float = Field(30, gt=0)
     # The email channel's SMTP listener; it starts only when some workspace configures email.
     smtp_host: str = "127.0.0.1"
     smtp_port: int = 2525

@@ -54,7 +54,7 @@ def create_app(settings: RouterSettings) -> web.Application:
         await broker.start()
         config = await startup_config(db, settings)
         service = RouterService(broker, RoutingStore(db), metrics, config, batch_size=settings.batch_size,
-                                tick_seconds=settings.tick_seconds)
+                                tick_seconds=settings.tick_seconds, queue_notice_seconds=settings.queue_notice_seconds)
         await service.start()
         app[SERVICE] = service
         yield

@@ -15,6 +15,7 @@ from pydantic import Field, PrivateAttr, field_validator, model_validator
 
 from shared.csat import CsatSettings
 from shared.models import MAX_LABELS, InboundMessage, Label, Skill, Wire
+from shared.webchat import WebchatSettings
 
 QueueName = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.:+-]{1,64}$")]
 Proficiency = Annotated[int, Field(ge=1, le=5)]
@@ -214,6 +215,10 @@ class RoutingConfig(Wire):
     # resolves a conversation, so one file and one PUT configure a deployment.
     csat: dict[Annotated[str, Field(min_length=1, max_length=64)], CsatSettings] = Field(default_factory=dict,
                                                                                          max_length=1000)
+    # The web chat's look and opening hours per workspace id (docs/webchat.md). Like `csat`, the router
+    # does not use it: intake reads it from the stored configuration, through a short cache.
+    webchat: dict[Annotated[str, Field(min_length=1, max_length=64)], WebchatSettings] = Field(default_factory=dict,
+                                                                                               max_length=1000)
     # Lookups by name on the hot path: configured queues, and skill queues made on first use.
     _by_name: dict[str, QueueConfig] = PrivateAttr(default_factory=dict)
 

@@ -22,6 +22,7 @@ from typing import Any
 from services.router.config import QueueConfig, RoutingConfig, choose_queue, priority_of, priority_parts, rule_labels
 from services.router.indexes import STRATEGY_KEYS, AgentIndex, AgentIndexKey, WaitingIndex
 from services.router.model import Agent, AgentKey, Conversation, Offer, Outcome, ThreadKey
+from services.router.positions import QueuePosition, QueuePositions
 from shared import events
 from shared.models import (
     AgentSnapshot,
@@ -67,6 +68,7 @@ class RoutingCore:
         self.agent_index = AgentIndex()
         self.waiting = WaitingIndex()
         self.wait_average: dict[tuple[str, str], float] = {}  # (workspace, queue) -> seconds
+        self.positions = QueuePositions()  # what waiting web chat customers were told of their place
         self._timers: list[tuple] = []
         self._serials = itertools.count(1)
         self._assignments = itertools.count(1)
@@ -378,6 +380,10 @@ class RoutingCore:
     def next_timer(self) -> datetime | None:
         return self._timers[0][0] if self._timers else None
 
+    def queue_positions(self) -> list[QueuePosition]:
+        """Waiting web chat customers whose place changed since the last call (services/router/positions.py)."""
+        return self.positions.sweep(self.waiting, self.conversations)
+
     def waiting_in_order(self, workspace_id: str) -> list[Conversation]:
         """The workspace's waiting conversations, best first (reserved ones included)."""
         queued = [self.conversations[cid] for _, cid in self.waiting.in_order(workspace_id)]
@@ -477,6 +483,7 @@ class RoutingCore:
         agent.last_assigned_seq = next(self._assignments)
         self._reindex(agent)
         self._note_wait(conversation, now)
+        self.positions.note_assignment(conversation.workspace_id, conversation.queue, now)
         handover = [(agent.key, delivery) for delivery in conversation.handover()]
         # The deliveries carry the backlog now (the commit's outbox holds them until published).
         cleared = [("clear", conversation.conversation_id)] if conversation.backlog else []

@@ -77,6 +77,7 @@ class WaitingIndex:
     def __init__(self) -> None:
         self._lists: dict[WaitingKey, SortedList] = {}
         self._where: dict[str, tuple[WaitingKey, tuple]] = {}
+        self._changed: set[WaitingKey] = set()  # lists whose order changed since take_changed()
 
     def add(self, conversation: Conversation, score: float) -> None:
         self.discard(conversation.conversation_id)
@@ -84,11 +85,19 @@ class WaitingIndex:
         entry = (score, conversation.conversation_id)
         self._lists.setdefault(key, SortedList()).add(entry)
         self._where[conversation.conversation_id] = (key, entry)
+        self._changed.add(key)
 
     def discard(self, conversation_id: str) -> None:
         found = self._where.pop(conversation_id, None)
         if found is not None:
             self._lists[found[0]].remove(found[1])
+            self._changed.add(found[0])
+
+    def take_changed(self) -> list[list[str]]:
+        """The conversation ids, in order, of each list changed since the last call (queue positions)."""
+        changed = [[cid for _, cid in self._lists.get(key, ())] for key in self._changed]
+        self._changed.clear()
+        return changed
 
     def __contains__(self, conversation_id: str) -> bool:
         return conversation_id in self._where

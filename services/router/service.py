@@ -22,11 +22,14 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from services.router.config import RoutingConfig
 from services.router.core import RoutingCore
 from services.router.model import Delivery, Outcome
+from services.router.positions import QueuePosition
 from services.router.store import RoutingStore
 from shared import events
 from shared.broker import BatchConsumer, Broker, ItemFailed, PoisonMessage
 from shared.models import (
+    SYSTEM_AGENT,
     AgentSnapshot,
+    ChatNotice,
     ConversationAnswered,
     ConversationAssigned,
     ConversationEnded,
@@ -35,6 +38,7 @@ from shared.models import (
     InboundMessage,
     NotAnswered,
     OfferAnswer,
+    OutboundMessage,
     RoutingConfigChanged,
     RoutingEvent,
     StateRequest,
@@ -42,6 +46,7 @@ from shared.models import (
     ThreadEvent,
     ThreadLeft,
     TransferRequest,
+    new_id,
     utcnow,
 )
 from shared.topology import core_queue_takes
@@ -125,6 +130,7 @@ class RouterService:
         *,
         batch_size: int = 100,
         tick_seconds: float = 1.0,
+        queue_notice_seconds: float = 5.0,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self.broker = broker
@@ -137,6 +143,9 @@ class RouterService:
         self._lock = asyncio.Lock()
         self._ticker: asyncio.Task | None = None
         self._rerouter: asyncio.Task | None = None
+        self.queue_notice_seconds = queue_notice_seconds
+        self._notices_at = 0.0  # loop time of the last queue-position sweep
+        self._notifier: asyncio.Task | None = None
         self.consumer = BatchConsumer(broker, "router", parse_input, self.handle_batch, key=ordering_key,
                                       batch_size=batch_size)
 
@@ -150,7 +159,7 @@ class RouterService:
         self._ticker = asyncio.create_task(self._tick_forever())
 
     async def stop(self) -> None:
-        for task in (self._ticker, self._rerouter):
+        for task in (self._ticker, self._rerouter, self._notifier):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -224,6 +233,36 @@ class RouterService:
                 await self.tick()
             except Exception:  # logged; the next tick retries from state rebuilt from MongoDB
                 log.exception("router.tick_failed")
+            await self.tell_queue_positions()
+
+    async def tell_queue_positions(self) -> None:
+        """Every queue_notice_seconds, tell waiting web chat customers whose place changed (positions.py).
+
+        The sweep is in memory under the lock; the notices go out in a task of their own, best effort
+        (transient, no confirm wait held by routing): while one round is still publishing, the next waits."""
+        loop = asyncio.get_running_loop()
+        if loop.time() - self._notices_at < self.queue_notice_seconds or (self._notifier and not self._notifier.done()):
+            return
+        self._notices_at = loop.time()
+        async with self._lock:
+            found = self.core.queue_positions() if self.core is not None else []
+        if found:
+            self._notifier = asyncio.create_task(self._publish_positions(found))
+
+    async def _publish_positions(self, found: list[QueuePosition]) -> None:
+        limit = asyncio.Semaphore(NOTICE_CONCURRENCY)
+
+        async def publish(place: QueuePosition) -> None:
+            notice = queue_notice(place)
+            async with limit:
+                try:
+                    await self.broker.publish(notice, self.broker.topology.outbound_routing_key(notice.channel),
+                                              message_type=events.MESSAGE_OUTBOUND, message_id=notice.message_id,
+                                              workspace_id=notice.workspace_id, mandatory=False, persistent=False)
+                except Exception as error:  # noqa: BLE001 - a lost place is told again when it next changes
+                    log.info("router.queue_notice_failed", conversation_id=notice.conversation_id, error=repr(error))
+
+        await asyncio.gather(*(publish(place) for place in found))
 
     async def _commit(self, core: RoutingCore, outcome: Outcome, *, redelivered_on_failure: bool = False) -> None:
         """Persist with an outbox, publish from it; on any failure the core is rebuilt from MongoDB.
@@ -328,6 +367,20 @@ def _routed_events(outcome: Outcome) -> list[RoutingEvent]:
                 details={"channel": info.channel, "thread_id": info.thread_id, "contact": info.contact.model_dump()},
             ))
     return routed
+
+
+NOTICE_CONCURRENCY = 32  # queue notices in flight at once: thousands waiting do not flood the channel
+
+
+def queue_notice(place: QueuePosition) -> OutboundMessage:
+    """The outbound message intake's web chat sender shows as `{"type": "queue", ...}` (docs/webchat.md)."""
+    first = place.conversation.first
+    return OutboundMessage(
+        message_id=f"queue:{place.conversation.conversation_id}:{new_id()}", workspace_id=first.workspace_id,
+        conversation_id=place.conversation.conversation_id, channel=first.channel, thread_id=first.thread_id,
+        contact=first.contact, agent_id=SYSTEM_AGENT, text="",
+        notice=ChatNotice(kind="queue", position=place.position, expected_wait_seconds=place.expected_wait_seconds),
+    )
 
 
 def _delivery_id(delivery: Delivery, agent_id: str) -> str:

@@ -16,3 +16,6 @@ class RouterSettings(CommonSettings):
     queues_file: Path | None = None
     # How often due timers (offers, bullseye, max wait, SLA) are fired.
     tick_seconds: float = Field(0.5, gt=0)
+    # How often waiting web chat customers are told their place in the queue (when it changed):
+    # at most one notice per conversation per this many seconds (services/router/positions.py).
+    queue_notice_seconds: float = Field(5, gt=0)

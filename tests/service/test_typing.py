@@ -33,6 +33,12 @@ async def open_chat(apps) -> Chat:
     return chat
 
 
+async def told_joined(chat: Chat, agent_name: str) -> None:
+    """The customer is told who joined (docs/webchat.md) before anything the agent does reaches them."""
+    frame = await chat.next_frame()
+    assert (frame["type"], frame["notice"], frame["agent_name"]) == ("notice", "joined", agent_name), frame
+
+
 async def assigned_to(desk: Desk) -> str:
     """The id of the next conversation assigned to this desk."""
     frames = await desk.frames_until(lambda f: any(x["type"] == "conversation.assigned" for x in f))
@@ -46,6 +52,7 @@ async def test_typing_reaches_the_desk_and_the_chat_page(names):
         chat = await open_chat(apps)
         await chat.say("hello, anyone there?", "c1")
         conversation_id = await assigned_to(desk)
+        await told_joined(chat, "Ann")
 
         # The customer types: the assignee's desk is told, on that conversation.
         await chat.ws.send_json({"type": "typing"})
@@ -76,11 +83,13 @@ async def test_a_desk_typing_on_someone_elses_conversation_reaches_nobody(names)
         chat_ann = await open_chat(apps)
         await chat_ann.say("for whoever is free", "a1")
         ann_conversation = await assigned_to(ann)
+        await told_joined(chat_ann, "Ann")
         response = await apps.agents.put("/v1/agents/bob/status", json={"status": "online"}, headers=auth())
         assert response.status == 200
         chat_bob = await open_chat(apps)
         await chat_bob.say("me too", "b1")  # ann is full: this one is bob's
         bob_conversation = await assigned_to(bob)
+        await told_joined(chat_bob, "Bob")
 
         # Bob types on ann's conversation, then on his own. His frames are handled in order and
         # the signals reach intake in order, so once his customer sees him typing, anything the
@@ -89,7 +98,7 @@ async def test_a_desk_typing_on_someone_elses_conversation_reaches_nobody(names)
         await bob.ws.send_json({"type": "typing", "conversation_id": bob_conversation})
         assert await chat_bob.next_frame() == {"type": "typing", "who": "agent"}
 
-        # Ann's customer gets ann's reply, and nothing before it.
+        # Ann's customer gets ann's reply, and nothing before it (after being told Ann joined).
         reply = await apps.agents.post(f"/v1/conversations/{ann_conversation}/messages", json={"text": "Hi, Ann here"},
                                        headers=auth())
         assert reply.status == 201

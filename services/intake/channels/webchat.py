@@ -35,7 +35,7 @@ from shared import events
 from shared.attachments import MAX_CONTENT_TYPE_CHARS, media_type, safe_filename
 from shared.csat import MAX_COMMENT_CHARS, SCORES
 from shared.ephemeral import TYPING_INTERVAL, RateLimiter, SignalConsumer, TypingSignal, publish_signal
-from shared.models import Attachment, Contact, InboundMessage, OutboundMessage, ThreadLeft, Wire, utcnow
+from shared.models import SYSTEM_AGENT, Attachment, Contact, InboundMessage, OutboundMessage, ThreadLeft, Wire, utcnow
 from shared.web import Form, FrameError, http_error, parse_frame
 
 if TYPE_CHECKING:
@@ -114,11 +114,21 @@ def new_session(workspace_id: str) -> ChatSession:
     return ChatSession(workspace_id=workspace_id, contact_id=f"web-{uuid.uuid4().hex}")
 
 
-def normalize(frame: ChatFrame, session: ChatSession, name: str | None) -> InboundMessage:
-    return _inbound(session, frame.client_id, name, frame.text)
+@dataclass(frozen=True)
+class Customer:
+    """What the page says of the customer: the name they typed, the email address they left (outside
+    opening hours: kept on the contact so an agent can answer by email)."""
+
+    name: str | None = None
+    email: str | None = None
+    language: str | None = None  # the page's language: the CSAT question is asked in it (docs/csat.md)
 
 
-def _inbound(session: ChatSession, client_id: str, name: str | None, text: str) -> InboundMessage:
+def normalize(frame: ChatFrame, session: ChatSession, customer: Customer) -> InboundMessage:
+    return _inbound(session, frame.client_id, customer, frame.text)
+
+
+def _inbound(session: ChatSession, client_id: str, customer: Customer, text: str) -> InboundMessage:
     return InboundMessage(
         # The page's client_id makes a resent frame or upload (after a lost answer) the same message.
         message_id=message_id_for(session.workspace_id, CHANNEL, f"{session.contact_id}:{client_id}"),
@@ -126,7 +136,8 @@ def _inbound(session: ChatSession, client_id: str, name: str | None, text: str) 
         channel=CHANNEL,
         channel_message_id=client_id,
         thread_id=session.thread_id,
-        contact=Contact(id=session.contact_id, name=name),
+        contact=Contact(id=session.contact_id, name=customer.name, email=customer.email),
+        metadata={"language": customer.language} if customer.language else {},
         text=text,
     )
 
@@ -185,8 +196,8 @@ class UploadAck(Wire):
     attachment: Attachment
 
 
-def normalize_upload(upload: Upload, session: ChatSession, name: str | None) -> InboundMessage:
-    return _inbound(session, upload.client_id, name, upload.text or f"[file: {upload.filename}]")
+def normalize_upload(upload: Upload, session: ChatSession, customer: Customer) -> InboundMessage:
+    return _inbound(session, upload.client_id, customer, upload.text or f"[file: {upload.filename}]")
 
 
 ChatKey = tuple[str, str]  # (workspace, thread)
@@ -208,6 +219,7 @@ class ChatHub:
         self._leaving: dict[ChatKey, asyncio.Task] = {}  # still in their wait: a socket opening cancels them
         self._tasks: set[asyncio.Task] = set()  # every one not done, awaited on close
         self._closing = False
+        self.places = LastPlaces()
 
     def add(self, session: ChatSession, ws: web.WebSocketResponse) -> None:
         key = (session.workspace_id, session.thread_id)
@@ -296,6 +308,7 @@ def reply_frame(message: OutboundMessage, settings: IntakeSettings) -> dict:
         "direction": "outbound",
         "text": message.text,
         "agent_id": message.agent_id,
+        "agent_name": message.agent_name,
         "created_at": message.created_at.isoformat(),
         "attachments": files_of(message.workspace_id, [a.model_dump() for a in message.attachments], settings),
     }
@@ -306,6 +319,22 @@ def files_of(workspace_id: str, attachments: list[dict], settings: IntakeSetting
     return [{"filename": a.get("filename") or "file", "content_type": a.get("content_type"), "size": a.get("size"),
              "url": file_link(settings, workspace_id, a["attachment_id"])}
             for a in attachments if a.get("attachment_id")]
+
+
+def notice_frame(message: OutboundMessage) -> dict:
+    """A notice as the page shows it: `queue` (position, expected wait) or `notice` (joined, resolved)."""
+    notice = message.notice
+    assert notice is not None
+    if notice.kind == "queue":
+        return {"type": "queue", "position": notice.position, "expected_wait_seconds": notice.expected_wait_seconds}
+    return {"type": "notice", "notice": notice.kind, "message_id": message.message_id,
+            "agent_name": notice.agent_name, "created_at": message.created_at.isoformat()}
+
+
+def frame_of(message: OutboundMessage, settings: IntakeSettings) -> dict:
+    if message.notice is not None:
+        return notice_frame(message)
+    return survey_frame(message) if message.survey is not None else reply_frame(message, settings)
 
 
 def survey_frame(message: OutboundMessage) -> dict:
@@ -323,15 +352,24 @@ def survey_frame(message: OutboundMessage) -> dict:
     }
 
 
-def history_of(conversation: dict, settings: IntakeSettings) -> list[dict]:
-    """The history frame's messages: what the page shows of a conversation as the agents service gives it.
-    Only the customer's and the replies: a private note (direction `note`) is the agents' own, never shown.
-    An agent's files come with fresh signed links."""
+def history_of(conversation: dict, settings: IntakeSettings, names: dict[str, str] | None = None) -> list[dict]:
+    """The history frame's messages: what the page shows of a conversation as the agents service gives
+    it. Only the customer's and the replies: a private note (direction `note`) is the agents' own, never
+    shown. Each reply with its agent's display name when `names` (agent id -> name) has it, and its
+    files with fresh signed links."""
     fields = ("message_id", "direction", "text", "created_at", "status")
-    return [{**{f: m.get(f) for f in fields},
-             **({"attachments": files_of(m.get("workspace_id") or conversation.get("workspace_id") or "",
-                                         m.get("attachments") or [], settings)} if m.get("direction") == "outbound" else {})}
+    names = names or {}
+    workspace_id = conversation.get("workspace_id") or ""
+    return [{**{f: m.get(f) for f in fields}, "agent_name": names.get(m.get("agent_id") or ""),
+             **({"attachments": files_of(m.get("workspace_id") or workspace_id, m.get("attachments") or [], settings)}
+                if m.get("direction") == "outbound" else {})}
             for m in conversation.get("messages") or [] if m.get("direction") in ("inbound", "outbound")]
+
+
+def repliers(conversation: dict) -> set[str]:
+    """The agents who replied in a conversation (a system reply's author is no one to name)."""
+    return {m["agent_id"] for m in conversation.get("messages") or []
+            if m.get("direction") == "outbound" and m.get("agent_id") and m["agent_id"] != SYSTEM_AGENT}
 
 
 def pending_survey_frame(conversation: dict) -> dict | None:
@@ -362,9 +400,33 @@ class WebChatSender:
 
     async def send(self, message: OutboundMessage) -> Sent:
         """Delivered if the customer's page is open; else sent, and shown from history on return."""
-        frame = survey_frame(message) if message.survey is not None else reply_frame(message, self.settings)
+        frame = frame_of(message, self.settings)
+        self.hub.places.note(message.workspace_id, message.thread_id, frame)
         opened = await self.hub.send(message.workspace_id, message.thread_id, frame)
         return Sent("delivered" if opened else "sent")
+
+
+class LastPlaces:
+    """The last `queue` frame of each chat still waiting, so a page reloaded while waiting shows its place
+    at once (the router tells a place again only when it changes). Forgotten when an agent joins or
+    the conversation is resolved; at most `limit` chats, the oldest dropped first (best effort, per process)."""
+
+    def __init__(self, limit: int = 20_000) -> None:
+        self.limit = limit
+        self._frames: dict[ChatKey, dict] = {}
+
+    def note(self, workspace_id: str, thread_id: str, frame: dict) -> None:
+        key = (workspace_id, thread_id)
+        if frame["type"] == "queue":
+            self._frames.pop(key, None)  # re-inserted last: the dict's order is the age
+            self._frames[key] = frame
+            if len(self._frames) > self.limit:
+                del self._frames[next(iter(self._frames))]
+        elif frame["type"] == "notice" or (frame["type"] == "message" and frame.get("direction") == "outbound"):
+            self._frames.pop(key, None)
+
+    def get(self, workspace_id: str, thread_id: str) -> dict | None:
+        return self._frames.get((workspace_id, thread_id))
 
 
 async def answer_survey(intake: "Intake", session: ChatSession, frame: CsatFrame) -> dict:

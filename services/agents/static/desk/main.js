@@ -17,7 +17,7 @@ import { setConnection, setPresence, wirePresence } from "./presence.js";
 import { forgetOpen, restoreAfter, startRestore, wireReload } from "./reload.js";
 import { render } from "./render.js";
 import { wireShortcuts } from "./shortcuts.js";
-import { ReconnectingSocket } from "./socket.js";
+import { ReconnectingSocket } from "/lib/socket.js";
 import { state } from "./state.js";
 import { closeTransfer, wireTransfer } from "./transfer.js";
 import { loadSession, resetViews } from "./views.js";

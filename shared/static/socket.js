@@ -1,12 +1,13 @@
 // One WebSocket that comes back: after a drop it reconnects in 0.5, 1, 2 ... 15 s (±20% jitter, so a
-// restarted server is not hit by every desk at once). Nothing here knows about the desk.
+// restarted server is not hit by every page at once). Nothing here knows about a page: the agent desk
+// and the customer chat both use it (served at /lib/socket.js by agents and by intake).
 //
-//   const socket = new ReconnectingSocket({url, onFrame, onState, check, onGiveUp});
+//   const socket = new ReconnectingSocket({url, onFrame, onState, check, onGiveUp, checkAfter});
 //   socket.start(); socket.stop(); socket.send(object); socket.resetBackoff();
 //
 // url() is asked on every attempt; onFrame gets each text frame's parsed JSON object; onState gets
 // ("connecting", {attempt}) or ("closed", {delay}) before a retry. When the socket would not even open
-// twice in a row, check() is awaited: it resolves to a reason to give up (then onGiveUp(reason)), or
+// (on attempt `checkAfter` or later, default 1: twice in a row), check() is awaited: it resolves to a reason to give up (then onGiveUp(reason)), or
 // to nothing to go on retrying. The backoff restarts only when resetBackoff() is called (the caller
 // decides what proves the feed works), or on start().
 
@@ -14,8 +15,8 @@ const FIRST_DELAY_MS = 500;
 const MAX_DELAY_MS = 15000;
 
 export class ReconnectingSocket {
-  constructor({ url, onFrame, onState, check = async () => null, onGiveUp = () => {} }) {
-    Object.assign(this, { url, onFrame, onState, check, onGiveUp });
+  constructor({ url, onFrame, onState, check = async () => null, onGiveUp = () => {}, checkAfter = 1 }) {
+    Object.assign(this, { url, onFrame, onState, check, onGiveUp, checkAfter });
     this.ws = null;
     this.generation = 0;  // bumped by every attempt and by stop(): events of an older socket are ignored
     this.attempt = 0;
@@ -72,7 +73,7 @@ export class ReconnectingSocket {
 
   async scheduleRetry(gen, wasOpen) {
     if (this.stopped || gen !== this.generation) return;
-    if (!wasOpen && this.attempt >= 1) {
+    if (!wasOpen && this.attempt >= this.checkAfter) {
       // The socket would not open: find out whether retrying can help (a key or an agent gone cannot).
       const giveUp = await this.check();
       if (gen !== this.generation) return;

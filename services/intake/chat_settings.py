@@ -1,0 +1,63 @@
+"""The web chat's per-workspace settings (shared/webchat.py) as intake serves them to the chat page and widget.
+
+Intake keeps no database on its hot path: the settings are read from the router's stored routing
+configuration (its `webchat` section) at most once per `INTAKE_WEBCHAT_SETTINGS_SECONDS` per process,
+and only by GET /v1/chat/settings, which a page asks once when it opens. A change made with PUT
+/v1/routing/config shows within that time. An invalid or unreadable section gives the defaults (logged).
+"""
+
+import time
+from datetime import datetime
+
+import structlog
+from pydantic import TypeAdapter, ValidationError
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import PyMongoError
+
+from shared.models import Wire, utcnow
+from shared.webchat import OpeningHours, WebchatSettings
+
+log = structlog.get_logger(__name__)
+ROUTING_CONFIG_ID = "routing"  # the router's document in its `routing_config` collection (read, never written)
+_section: TypeAdapter[dict[str, WebchatSettings]] = TypeAdapter(dict[str, WebchatSettings])
+
+
+class ChatSettingsOut(Wire):
+    """What the chat page and the widget are told about a workspace's chat (GET /v1/chat/settings)."""
+
+    workspace_id: str
+    title: str | None
+    greeting: str | None
+    language: str | None
+    accent_color: str | None
+    open: bool  # within the opening hours now (always, without hours)
+    hours: OpeningHours | None
+
+
+class ChatSettingsCache:
+    def __init__(self, db: AsyncDatabase, seconds: float, clock=time.monotonic) -> None:
+        self.db = db
+        self.seconds = seconds
+        self.clock = clock
+        self._read_at: float | None = None
+        self._section: dict[str, WebchatSettings] = {}
+
+    async def get(self, workspace_id: str) -> WebchatSettings:
+        if self._read_at is None or self.clock() - self._read_at >= self.seconds:
+            self._section = await self._read()
+            self._read_at = self.clock()
+        return self._section.get(workspace_id) or WebchatSettings()
+
+    async def _read(self) -> dict[str, WebchatSettings]:
+        try:
+            stored = await self.db["routing_config"].find_one({"_id": ROUTING_CONFIG_ID}, {"config.webchat": 1})
+            return _section.validate_python(((stored or {}).get("config") or {}).get("webchat") or {})
+        except (PyMongoError, ValidationError) as error:
+            log.error("webchat.settings_unreadable", error=str(error)[:500])
+            return {}
+
+
+def settings_answer(workspace_id: str, settings: WebchatSettings, now: datetime | None = None) -> ChatSettingsOut:
+    return ChatSettingsOut(workspace_id=workspace_id, title=settings.title, greeting=settings.greeting,
+                           language=settings.language, accent_color=settings.accent_color,
+                           open=settings.is_open(now or utcnow()), hours=settings.hours)
