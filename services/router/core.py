@@ -16,7 +16,7 @@ import heapq
 import itertools
 import math
 from collections import deque
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from services.router.config import QueueConfig, RoutingConfig, choose_queue, priority_of, priority_parts, rule_labels
@@ -70,6 +70,7 @@ class RoutingCore:
         self.wait_average: dict[tuple[str, str], float] = {}  # (workspace, queue) -> seconds
         self.positions = QueuePositions()  # what waiting web chat customers were told of their place
         self._timers: list[tuple] = []
+        self._last_opened = datetime.min.replace(tzinfo=UTC)  # the latest new conversation's waiting_since
         self._serials = itertools.count(1)
         self._assignments = itertools.count(1)
         self._apply_config(self.config)
@@ -396,8 +397,12 @@ class RoutingCore:
         queue, reason, boost = choose_queue(self.config, message, now)
         parts = priority_parts(self.config, message, queue, boost)
         priority = priority_of(parts)
+        # The shell hands a whole batch the same `now`: each new conversation waits from a distinct,
+        # later instant, so those opened together keep their arrival order (ties would otherwise fall
+        # to the random conversation id).
+        waiting_since = self._last_opened = max(now, self._last_opened + timedelta(microseconds=1))
         conversation = Conversation(
-            conversation_id=new_id(), first=message, created_at=message.received_at, waiting_since=now,
+            conversation_id=new_id(), first=message, created_at=message.received_at, waiting_since=waiting_since,
             queue=queue, priority=priority, priority_parts=parts, media=self.config.media_of(message.channel),
             reason=reason, queued_at=now, backlog=[message],
         )

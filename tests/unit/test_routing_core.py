@@ -198,3 +198,11 @@ def test_a_core_rebuilt_from_its_state_recomputes_loads():
     rebuilt.load_state(fresh_agents, list(core.conversations.values()), {})
     assert rebuilt.agents[("default", "ann")].total == 2
     assert rebuilt.on_message(message("c3"), at(3)).deliveries == []
+
+
+def test_conversations_opened_in_one_batch_wait_in_arrival_order():
+    core = RoutingCore()
+    same_now = at(5)  # the shell gives a whole batch one clock reading
+    for n in range(20):
+        core.on_message(message(f"c{n}"), same_now)
+    assert [c.first.thread_id for c in core.waiting_in_order("default")] == [f"c{n}" for n in range(20)]
