@@ -301,6 +301,9 @@ def test_replicas_follow_what_each_service_supports_today(overlay):
         return find(docs, "HorizontalPodAutoscaler", name)["spec"]
 
     assert hpa("router")["minReplicas"] >= 2, "the router needs a warm standby"
+    rolling = find(docs, "Deployment", "router")["spec"]["strategy"]["rollingUpdate"]
+    # A surge pod could not be scheduled beside production's one-router-per-node anti-affinity.
+    assert rolling == {"maxUnavailable": 1, "maxSurge": 0}, f"router rollout: {rolling}"
     for single in ("agents", "reporting"):
         assert hpa(single)["maxReplicas"] == 1, f"{single} must run one replica until it can share its queues"
         strategy = find(docs, "Deployment", single)["spec"]["strategy"]["type"]
