@@ -6,13 +6,19 @@ from pathlib import Path
 
 import pytest
 import yaml
+from pymongo import uri_parser
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 DOCKERFILE = ROOT / "deploy" / "Dockerfile"
 
 APP_SERVICES = {"intake": 8080, "router": 8081, "agents": 8082, "reporting": 8083}
-INFRA = ("rabbitmq", "mongo")
+MONGO_MEMBERS = {"mongo1": 27017, "mongo2": 27018, "mongo3": 27019}
+REPLICA_SET = "rs0"
+INFRA = ("rabbitmq", *MONGO_MEMBERS, "mongo-init")
+# What each application service waits for: the broker healthy, and the replica set initiated
+# with a primary (mongo-init exits 0 only then).
+APP_WAITS_FOR = {"rabbitmq": "service_healthy", "mongo-init": "service_completed_successfully"}
 
 
 # --- helpers ---------------------------------------------------------------------------------
@@ -114,7 +120,7 @@ def final_stage() -> list[tuple[str, str]]:
 # --- docker-compose.yml ----------------------------------------------------------------------
 
 
-def test_all_six_services_exist():
+def test_every_service_exists():
     services = load_compose()["services"]
     missing = {*INFRA, *APP_SERVICES} - set(services)
     assert not missing, f"compose is missing services: {sorted(missing)}"
@@ -130,16 +136,82 @@ def test_rabbitmq_uses_management_image_and_exposes_amqp():
     assert healthcheck_text(svc), "rabbitmq needs a healthcheck (apps wait on service_healthy)"
 
 
-def test_mongo_uses_official_image_with_volume_and_healthcheck():
-    svc = service("mongo")
-    image = str(svc.get("image", ""))
-    assert image.split(":")[0] in {"mongo", "docker.io/library/mongo", "library/mongo"}, (
-        f"mongo should use the official `mongo` image, got {image!r}"
+def is_official_mongo(image: str) -> bool:
+    return image.split(":")[0] in {"mongo", "docker.io/library/mongo", "library/mongo"}
+
+
+def volume_sources(svc: dict, target: str) -> list[str]:
+    """The named volumes (or host paths) mounted at `target`, for short and long syntax."""
+    sources = []
+    for volume in svc.get("volumes") or []:
+        if isinstance(volume, dict):
+            if volume.get("target") == target:
+                sources.append(str(volume.get("source")))
+        elif str(volume).split(":")[1:2] == [target]:
+            sources.append(str(volume).split(":")[0])
+    return sources
+
+
+def option_value(words: list[str], option: str) -> str | None:
+    """The value of `--option value` or `--option=value` in a command line."""
+    for i, word in enumerate(words):
+        if word == option and i + 1 < len(words):
+            return words[i + 1]
+        if word.startswith(option + "="):
+            return word.partition("=")[2]
+    return None
+
+
+@pytest.mark.parametrize(("name", "port"), MONGO_MEMBERS.items())
+def test_mongo_member_runs_official_image_in_the_replica_set(name, port):
+    svc = service(name)
+    assert is_official_mongo(str(svc.get("image", ""))), (
+        f"{name} should use the official `mongo` image, got {svc.get('image')!r}"
     )
-    assert 27017 in published_ports(svc), f"mongo does not publish 27017: {svc.get('ports')}"
-    volumes = [str(v.get("target") if isinstance(v, dict) else v) for v in svc.get("volumes") or []]
-    assert any(v.endswith("/data/db") for v in volumes), f"mongo has no volume for /data/db: {volumes}"
-    assert healthcheck_text(svc), "mongo needs a healthcheck (apps wait on service_healthy)"
+    words = command_words(svc)
+    assert words[:1] == ["mongod"], f"{name}: command should run mongod, got {words}"
+    assert option_value(words, "--replSet") == REPLICA_SET, f"{name}: not started with --replSet {REPLICA_SET}: {words}"
+    assert "--bind_ip_all" in words, f"{name}: mongod must listen beyond localhost for the other members: {words}"
+    assert option_value(words, "--port") == str(port), f"{name}: mongod should listen on {port}: {words}"
+    assert published_ports(svc).get(port) == port, f"{name}: {port} should be published as {port}: {svc.get('ports')}"
+    text = healthcheck_text(svc)
+    assert "mongosh" in text and "ping" in text and str(port) in text, (
+        f"{name}: healthcheck should ping mongod on {port} with mongosh: {text!r}"
+    )
+
+
+def test_mongo_members_keep_their_data_in_their_own_volumes():
+    compose = load_compose()
+    sources = {name: volume_sources(service(name), "/data/db") for name in MONGO_MEMBERS}
+    for name, mounted in sources.items():
+        assert len(mounted) == 1, f"{name}: needs exactly one volume at /data/db, has {mounted}"
+        assert mounted[0] in (compose.get("volumes") or {}), (
+            f"{name}: volume {mounted[0]!r} is not declared under top-level `volumes:`"
+        )
+    distinct = {mounted[0] for mounted in sources.values()}
+    assert len(distinct) == len(MONGO_MEMBERS), f"members share a data volume: {sources}"
+
+
+def test_mongo_init_initiates_the_set_once_after_every_member_is_healthy():
+    svc = service("mongo-init")
+    assert is_official_mongo(str(svc.get("image", ""))), "mongo-init should use the mongo image (for mongosh)"
+    assert str(svc.get("restart", "no")) == "no", "mongo-init is one-shot; restarting it would loop"
+    deps = depends_on(svc)
+    assert deps == dict.fromkeys(MONGO_MEMBERS, "service_healthy"), (
+        f"mongo-init should wait for every member to be healthy, got {deps}"
+    )
+    words = command_words(svc)
+    assert words[:1] == ["mongosh"], f"mongo-init should run mongosh, got {words}"
+    script = option_value(words, "--eval") or ""
+    assert "rs.initiate(" in script, "mongo-init never calls rs.initiate"
+    # Only a set that has no config yet is initiated: `up` a second time must not fail.
+    assert "NotYetInitialized" in script, "mongo-init should initiate only when rs.status() says NotYetInitialized"
+    assert f'_id: "{REPLICA_SET}"' in script, f"rs.initiate should name the set {REPLICA_SET}"
+    hosts = re.findall(r'host:\s*"([^"]+)"', script)
+    assert hosts == [f"{name}:{port}" for name, port in MONGO_MEMBERS.items()], (
+        f"rs.initiate should list every member by its service name and port, got {hosts}"
+    )
+    assert "PRIMARY" in script, "mongo-init should exit only once a primary is elected"
 
 
 @pytest.mark.parametrize("name", APP_SERVICES)
@@ -175,10 +247,7 @@ def test_app_environment(name, port):
     assert re.match(r"amqps?://([^@/]*@)?rabbitmq(:\d+)?(/|$)", amqp), (
         f"{name}: AMQP_URL should point at the rabbitmq service, got {amqp!r}"
     )
-    mongo = env.get("MONGO_URL", "")
-    assert re.match(r"mongodb://([^@/]*@)?mongo(:\d+)?(/|\?|$)", mongo), (
-        f"{name}: MONGO_URL should point at the mongo service, got {mongo!r}"
-    )
+    check_mongo_url(name, env.get("MONGO_URL", ""))
     assert env.get("SWITCHYARD_API_KEYS"), f"{name}: SWITCHYARD_API_KEYS is not set"
     for pair in env["SWITCHYARD_API_KEYS"].split(","):
         workspace, sep, key = pair.strip().partition(":")
@@ -192,6 +261,20 @@ def test_app_environment(name, port):
     )
     queue_type = env.get("SWITCHYARD_QUEUE_TYPE", "quorum")
     assert queue_type in {"quorum", "classic"}, f"{name}: bad SWITCHYARD_QUEUE_TYPE {queue_type!r}"
+
+
+def check_mongo_url(name: str, url: str) -> None:
+    """The replica set's connection string, parsed by the driver's own parser."""
+    parsed = uri_parser.parse_uri(url)
+    options = parsed["options"]
+    assert parsed["nodelist"] == list(MONGO_MEMBERS.items()), (
+        f"{name}: MONGO_URL should name every member (host:port), got {parsed['nodelist']}"
+    )
+    assert options.get("replicaSet") == REPLICA_SET, f"{name}: MONGO_URL lacks replicaSet={REPLICA_SET}: {url!r}"
+    assert "directConnection" not in options, f"{name}: directConnection would pin one member: {url!r}"
+    # State that must survive a failover is acknowledged only once most members have it.
+    assert options.get("w") == "majority", f"{name}: MONGO_URL should set w=majority: {url!r}"
+    assert options.get("retryWrites") is True, f"{name}: MONGO_URL should set retryWrites=true: {url!r}"
 
 
 def test_intake_reaches_agents_service():
@@ -216,10 +299,10 @@ def test_app_healthcheck_probes_own_readyz(name, port):
 @pytest.mark.parametrize("name", APP_SERVICES)
 def test_app_waits_for_healthy_infra(name):
     deps = depends_on(service(name))
-    for infra in INFRA:
+    for infra, condition in APP_WAITS_FOR.items():
         assert infra in deps, f"{name}: depends_on is missing {infra}"
-        assert deps[infra] == "service_healthy", (
-            f"{name}: depends_on {infra} should use condition service_healthy, got {deps[infra]!r}"
+        assert deps[infra] == condition, (
+            f"{name}: depends_on {infra} should use condition {condition}, got {deps[infra]!r}"
         )
 
 
@@ -242,7 +325,7 @@ def test_every_compose_module_exists():
 
 def test_dockerfile_base_is_python_311_or_newer():
     image = final_stage()[0][1].split()
-    image = [w for w in image if not w.startswith("--")][0]
+    image = next(w for w in image if not w.startswith("--"))
     match = re.match(r"(?:docker\.io/)?(?:library/)?python:(\d+)\.(\d+)", image)
     assert match, f"final FROM should be a python:X.Y image, got {image!r}"
     version = (int(match[1]), int(match[2]))
