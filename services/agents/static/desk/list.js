@@ -111,7 +111,7 @@ export function slaBadge(alert, short) {
 
 // A row of Unassigned or All: one of Mine opens as usual; any other opens read-only.
 function openListed(id) {
-  if (state.convs.has(id)) { state.peek = null; select(id); render(); return; }
+  if (state.convs.has(id)) { select(id); return; }  // select() leaves the read-only view and draws
   const conv = state.listed.find((c) => c.conversation_id === id);
   if (conv) openPeek(conv);
 }
@@ -119,7 +119,7 @@ function openListed(id) {
 export function wireList() {
   $("conversations").addEventListener("click", (e) => {
     const li = e.target.closest("[data-conversation-id]");
-    if (li) { state.peek = null; select(li.getAttribute("data-conversation-id")); render(); }
+    if (li) select(li.getAttribute("data-conversation-id"));  // select() draws (once: a second draw re-measures)
   });
   $("listed").addEventListener("click", (e) => {
     const li = e.target.closest("[data-conversation-id]");

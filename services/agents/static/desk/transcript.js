@@ -23,8 +23,7 @@ export function renderTranscript() {
   const t = $("transcript");
   const entry = state.selected ? state.convs.get(state.selected) : null;
   const switched = renderedConversation !== (entry ? state.selected : null);
-  // Read only when staying in the same conversation: reading it forces a layout, wasted on a switch.
-  const atBottom = !switched && t.scrollHeight - t.scrollTop - t.clientHeight < 60;
+  const atBottom = !switched && followingNewest;
   $("desk-view").classList.toggle("show-chat", !!entry);
   if (!entry) {
     t.replaceChildren();
@@ -62,9 +61,21 @@ export function renderTranscript() {
   syncTranscript(t, c, entry, switched);
   $("typing").textContent = `${contactLabel(c)} is typing…`;
   $("typing").hidden = !state.typing.has(state.selected);
-  if (switched || atBottom) t.scrollTop = t.scrollHeight;
+  // Scrolled to the newest just before the next paint: setting it now would force a layout of its own
+  // on top of the one the paint does anyway.
+  if (switched || atBottom) scrollToNewest(t);
   renderedConversation = state.selected;
   updateComposer();
+}
+
+// Whether the agent is at the newest message (kept by the scroll events, which come after a layout
+// anyway): measuring it on every frame would force a layout of the whole desk each time.
+let followingNewest = true;
+let scrollPending = false;
+function scrollToNewest(t) {
+  if (scrollPending) return;
+  scrollPending = true;
+  requestAnimationFrame(() => { scrollPending = false; t.scrollTop = t.scrollHeight; });
 }
 
 // Earlier messages of the same person on any channel (merged by email or phone), fetched once per
@@ -211,7 +222,10 @@ async function retryReply(li) {
 }
 
 export function wireTranscript() {
-  $("transcript").addEventListener("click", (e) => {
+  const t = $("transcript");
+  t.addEventListener("scroll", () => { followingNewest = t.scrollHeight - t.scrollTop - t.clientHeight < 60; },
+                     { passive: true });
+  t.addEventListener("click", (e) => {
     const button = e.target.closest(".retry");
     if (button) retryReply(button.closest("li"));
   });
