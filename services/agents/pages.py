@@ -1,7 +1,8 @@
 """The agent desk (GET /desk): its files, served as they are.
 
 The page is static (HTML, CSS and ES modules under static/desk/, see static/desk/main.js); no build
-step. It asks for the agent's id and key (or takes `?agent_id=&token=`) and then talks only to this
+step. Its strings are one JSON file per language under static/locales/ (a translator edits those;
+tests/unit/test_desk_locales.py keeps their keys in step). It asks for the agent's id and key (or takes `?agent_id=&token=`) and then talks only to this
 origin: the REST API and the desk WebSocket.
 """
 
@@ -13,6 +14,7 @@ from shared.pages import (
     CSS,
     HTML,
     JS,
+    JSON,
     LIB_FILES,
     SVG,
     PageFile,
@@ -26,11 +28,14 @@ STATIC = Path(__file__).parent / "static"
 
 DESK_MODULES = ("main", "api", "state", "dom", "format", "banners", "presence", "frames", "render",
                 "list", "offers", "transcript", "labels", "composer", "transfer", "views", "peek", "contact",
-                "lifecycle", "reload", "shortcuts", "notify", "canned", "files")
+                "lifecycle", "reload", "shortcuts", "notify", "canned", "files", "i18n")
+LANGUAGES = ("en", "ru", "uk")  # the desk's locale files; desk/i18n.js offers the same (the unit test checks)
 PAGE_FILES = (
     PageFile("/desk", "desk.html", HTML, "The agent desk page"),
     PageFile("/desk.css", "desk.css", CSS, "The agent desk's styles"),
     *(PageFile(f"/desk/{name}.js", f"desk/{name}.js", JS, f"The agent desk's {name} module") for name in DESK_MODULES),
+    *(PageFile(f"/locales/{lang}.json", f"locales/{lang}.json", JSON, f"The agent desk's strings in {lang}")
+      for lang in LANGUAGES),
     PageFile("/favicon.svg", "favicon.svg", SVG, "The desk's icon"),
     PageFile("/favicon.ico", "favicon.svg", SVG, "The desk's icon, where browsers look for it unasked"),
 )

@@ -2,6 +2,7 @@
 // as the Error's message (its HTTP status as .status, 0 when the server could not be reached).
 
 import { state } from "./state.js";
+import { t } from "./i18n.js";
 
 export const enc = encodeURIComponent;
 
@@ -14,7 +15,7 @@ export async function api(method, path, body) {
   else if (body !== undefined) { headers["Content-Type"] = "application/json"; init.body = JSON.stringify(body); }
   let resp;
   try { resp = await fetch(path, init); }
-  catch (e) { const err = new Error("Could not reach the server. Check your connection."); err.status = 0; throw err; }
+  catch (e) { const err = new Error(t("api.unreachable")); err.status = 0; throw err; }
   const date = Date.parse(resp.headers.get("Date") || "");
   if (!isNaN(date)) {
     const skew = date - Date.now();  // Date has whole seconds: only a clearly wrong clock counts
@@ -24,7 +25,7 @@ export async function api(method, path, body) {
   let data = null;
   if (raw) { try { data = JSON.parse(raw); } catch (e) { data = null; } }
   if (!resp.ok) {
-    const message = data && data.error && data.error.message ? data.error.message : `Request failed (HTTP ${resp.status})`;
+    const message = data && data.error && data.error.message ? data.error.message : t("api.failed", { status: resp.status });
     const err = new Error(message); err.status = resp.status; throw err;
   }
   return data;

@@ -5,6 +5,7 @@
 
 import { api, enc } from "./api.js";
 import { $, el } from "./dom.js";
+import { t } from "./i18n.js";
 import { state } from "./state.js";
 
 const TRIGGER = /(^|\s)\/([a-z0-9_-]{0,32})$/i;
@@ -42,7 +43,7 @@ async function update() {
   if (state.selected !== id || !TRIGGER.test(box.value.slice(0, box.selectionStart))) return;
   matches = filter(all, found[2]);
   active = 0;
-  draw(all.length === 0 ? "No canned responses yet." : matches.length ? "" : `No canned response matches /${found[2]}.`);
+  draw(all.length === 0 ? t("canned.none") : matches.length ? "" : t("canned.no_match", { query: found[2] }));
 }
 
 function draw(empty) {
@@ -54,7 +55,7 @@ function draw(empty) {
       id: `canned-${i}`, role: "option", class: "canned-option", "data-index": i, "data-testid": "canned-option",
       "aria-selected": i === active ? "true" : "false",
     }, el("span", { class: "canned-shortcut", text: `/${r.shortcut}` }),
-       el("span", { class: "canned-title", text: r.title || (r.personal ? "personal" : "") }),
+       el("span", { class: "canned-title", text: r.title || (r.personal ? t("canned.personal") : "") }),
        el("span", { class: "canned-text", text: r.rendered ?? r.text })))));
   list.hidden = false;
   box.setAttribute("aria-expanded", "true");

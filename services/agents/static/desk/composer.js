@@ -6,19 +6,19 @@ import { showError } from "./banners.js";
 import { cannedKeydown, closeCanned, wireCanned } from "./canned.js";
 import { $, load, store } from "./dom.js";
 import { clearFiles, isUploading, pendingFiles, renderFiles, wireFiles } from "./files.js";
+import { t } from "./i18n.js";
 import { render } from "./render.js";
 import { putMessage, state } from "./state.js";
 
 // This desk says the agent is typing at most once per TYPING_EVERY ms (web chat only; a lost signal is harmless).
 const TYPING_EVERY = 2000;
-const PLACEHOLDER = { reply: "Write a reply…", note: "Private note: only colleagues see it…" };
 
 export function updateComposer() {
   const open = !!(state.selected && state.convs.get(state.selected));
   const note = composerMode() === "note";
   $("reply").disabled = !open;
   $("send").disabled = !open || state.sending;
-  $("send").textContent = note ? "Add note" : "Send";
+  $("send").textContent = note ? t("composer.add_note") : t("composer.send");
   $("resolve").disabled = !open || state.resolving;
   $("transfer").disabled = !open;
   for (const radio of document.querySelectorAll('input[name="compose-mode"]')) radio.disabled = !open;
@@ -83,7 +83,7 @@ async function send() {
     if (entry && message && message.message_id) putMessage(entry, message);
     $("transcript").scrollTop = $("transcript").scrollHeight;
   } catch (e) {
-    showError(`${note ? "Note not added" : "Reply not sent"}: ${e.message}`);
+    showError(t(note ? "composer.note_error" : "composer.reply_error", { reason: e.message }));
   } finally {
     state.sending = false;
     render();
@@ -94,7 +94,7 @@ async function send() {
 async function resolveSelected() {
   const id = state.selected;
   if (!id || state.resolving) return;
-  state.resolving = true; $("resolve").textContent = "Resolving…"; updateComposer();
+  state.resolving = true; $("resolve").textContent = t("composer.resolving"); updateComposer();
   try {
     await api("POST", `/v1/conversations/${enc(id)}/resolve`);
     state.resolved.add(id);
@@ -102,9 +102,9 @@ async function resolveSelected() {
     saveDraft(id, "");
     if (state.selected === id) { state.selected = null; $("reply").value = ""; autosize(); }
   } catch (e) {
-    showError(`Could not resolve: ${e.message}`);
+    showError(t("composer.resolve_error", { reason: e.message }));
   } finally {
-    state.resolving = false; $("resolve").textContent = "Resolve";
+    state.resolving = false; $("resolve").textContent = t("composer.resolve");
     render();
   }
 }
@@ -112,8 +112,8 @@ async function resolveSelected() {
 function setMode() {
   const note = composerMode() === "note";
   $("composer").classList.toggle("note-mode", note);
-  $("reply").placeholder = PLACEHOLDER[note ? "note" : "reply"];
-  $("reply").setAttribute("aria-label", note ? "Private note" : "Reply");
+  $("reply").placeholder = note ? t("composer.note_placeholder") : t("composer.reply_placeholder");
+  $("reply").setAttribute("aria-label", note ? t("composer.note") : t("composer.reply"));
   updateComposer();
 }
 

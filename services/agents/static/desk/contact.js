@@ -6,7 +6,8 @@
 import { api, enc } from "./api.js";
 import { $, el } from "./dom.js";
 import { fmtTime } from "./format.js";
-import { openPeek } from "./peek.js";
+import { t } from "./i18n.js";
+import { openPeek, statusWord } from "./peek.js";
 import { render, select } from "./render.js";
 import { state } from "./state.js";
 
@@ -33,7 +34,7 @@ async function load(conv) {
     // The transcript shows the contact's other conversations above this one: fresh now.
     state.history.set(conv.contact_id, (data.messages || []).filter((m) => m.conversation_id !== conv.conversation_id));
   } catch (e) {
-    state.contact = { key, id: conv.contact_id, data: null, error: e.status === 404 ? "Not known yet." : e.message };
+    state.contact = { key, id: conv.contact_id, data: null, error: e.status === 404 ? t("contact.unknown") : e.message };
   } finally {
     if (fetching === key) fetching = null;
   }
@@ -76,9 +77,9 @@ function draw(conv) {
   drawn = state.contact;
   const { data, error } = state.contact;
   const body = $("contact-body");
-  $("contact-title").textContent = (data && data.name) || (conv.contact && conv.contact.name) || "Contact";
+  $("contact-title").textContent = (data && data.name) || (conv.contact && conv.contact.name) || t("contact.title");
   if (!data) {
-    body.replaceChildren(el("p", { class: "contact-muted", text: error || "Loading…" }));
+    body.replaceChildren(el("p", { class: "contact-muted", text: error || t("common.loading") }));
     return;
   }
   const identities = [
@@ -86,49 +87,49 @@ function draw(conv) {
     ...(data.emails || []).map((e) => ["email", e]), ...(data.phones || []).map((p) => ["phone", p]),
   ];
   body.replaceChildren(
-    section("On every channel", el("ul", { class: "identities", "data-testid": "contact-identities" },
+    section(t("contact.channels"), el("ul", { class: "identities", "data-testid": "contact-identities" },
       ...identities.map(([kind, value]) => el("li", { "data-channel": kind },
         el("span", { class: "chip", text: kind }), el("span", { class: "identity", text: value }))))),
-    section("Attributes", attributeList(data), attributeForm()),
-    section("Labels", labelsForm(data)),
-    section("Earlier conversations", earlier(data, conv)),
+    section(t("contact.attributes"), attributeList(data), attributeForm()),
+    section(t("contact.labels"), labelsForm(data)),
+    section(t("contact.earlier"), earlier(data, conv)),
     el("p", { id: "contact-status", class: "contact-muted", role: "status", "data-testid": "contact-status" }),
   );
 }
 
 function attributeList(data) {
   const entries = Object.entries(data.attributes || {}).sort(([a], [b]) => a.localeCompare(b));
-  if (!entries.length) return el("p", { class: "contact-muted", text: "None yet." });
+  if (!entries.length) return el("p", { class: "contact-muted", text: t("contact.no_attributes") });
   return el("dl", { class: "attributes", "data-testid": "contact-attributes" }, ...entries.flatMap(([name, value]) => [
     el("dt", { text: name }),
     el("dd", {}, el("span", { text: value }),
-       el("button", { type: "button", class: "link", "data-remove": name, "aria-label": `Remove ${name}`, text: "Remove" })),
+       el("button", { type: "button", class: "link", "data-remove": name, "aria-label": t("contact.remove_label", { name }), text: t("contact.remove") })),
   ]));
 }
 
 function attributeForm() {
   return el("form", { id: "attribute-form", class: "attribute-form", autocomplete: "off", novalidate: "" },
-    el("label", {}, "Name", el("input", { id: "attribute-name", "data-testid": "attribute-name", maxlength: "32",
-                                           placeholder: "e.g. plan", spellcheck: "false", autocapitalize: "off" })),
-    el("label", {}, "Value", el("input", { id: "attribute-value", "data-testid": "attribute-value", maxlength: "500",
-                                            placeholder: "e.g. gold" })),
-    el("button", { type: "submit", "data-testid": "attribute-save", text: "Set" }));
+    el("label", {}, t("contact.name"), el("input", { id: "attribute-name", "data-testid": "attribute-name", maxlength: "32",
+                                           placeholder: t("contact.name_placeholder"), spellcheck: "false", autocapitalize: "off" })),
+    el("label", {}, t("contact.value"), el("input", { id: "attribute-value", "data-testid": "attribute-value", maxlength: "500",
+                                            placeholder: t("contact.value_placeholder") })),
+    el("button", { type: "submit", "data-testid": "attribute-save", text: t("contact.set") }));
 }
 
 function labelsForm(data) {
   return el("form", { id: "contact-labels-form", class: "attribute-form", autocomplete: "off" },
-    el("label", { class: "grow" }, "Comma-separated",
+    el("label", { class: "grow" }, t("contact.comma_separated"),
        el("input", { id: "contact-labels", "data-testid": "contact-labels", value: (data.labels || []).join(", "),
                      maxlength: "1400", spellcheck: "false" })),
-    el("button", { type: "submit", "data-testid": "contact-labels-save", text: "Save" }));
+    el("button", { type: "submit", "data-testid": "contact-labels-save", text: t("common.save") }));
 }
 
 function earlier(data, conv) {
   const others = (data.conversations || []).filter((c) => c.conversation_id !== conv.conversation_id);
-  if (!others.length) return el("p", { class: "contact-muted", text: "This is the first one." });
+  if (!others.length) return el("p", { class: "contact-muted", text: t("contact.first_one") });
   return el("ul", { class: "earlier", "data-testid": "contact-conversations" }, ...others.map((c) =>
     el("li", {}, el("button", { type: "button", class: "conv", "data-open": c.conversation_id },
-      el("span", { class: "conv-meta" }, el("span", { class: "chip", text: c.channel }), el("span", { text: c.status }),
+      el("span", { class: "conv-meta" }, el("span", { class: "chip", text: c.channel }), el("span", { text: statusWord(c.status) }),
          el("time", { datetime: c.last_message_at || c.created_at, text: fmtTime(c.last_message_at || c.created_at) })),
       el("span", { class: "conv-preview", text: firstText(data, c.conversation_id) })))));
 }
@@ -143,7 +144,7 @@ function say(text) { const status = $("contact-status"); if (status) status.text
 async function patch(body, done) {
   const contact = state.contact;
   if (!contact || !contact.data) return;
-  say("Saving…");
+  say(t("common.saving"));
   try {
     const data = await api("PATCH", `/v1/contacts/${enc(contact.id)}`, body);
     state.contact = { ...contact, data };
@@ -158,18 +159,18 @@ function onSubmit(e) {
   e.preventDefault();
   if (e.target.id === "attribute-form") {
     const name = $("attribute-name").value.trim(), value = $("attribute-value").value.trim();
-    if (!ATTRIBUTE_RE.test(name)) { say("A name is a lowercase letter, then up to 31 letters, digits or '_'."); return; }
-    if (!value) { say("Enter a value (Remove takes an attribute away)."); return; }
-    patch({ attributes: { [name]: value } }, `Saved ${name}.`);
+    if (!ATTRIBUTE_RE.test(name)) { say(t("contact.name_rule")); return; }
+    if (!value) { say(t("contact.value_needed")); return; }
+    patch({ attributes: { [name]: value } }, t("contact.saved", { name }));
   } else if (e.target.id === "contact-labels-form") {
     const labels = $("contact-labels").value.split(",").map((l) => l.trim()).filter(Boolean);
-    patch({ labels }, "Labels saved.");
+    patch({ labels }, t("contact.labels_saved"));
   }
 }
 
 function onClick(e) {
   const remove = e.target.closest("[data-remove]");
-  if (remove) { patch({ attributes: { [remove.getAttribute("data-remove")]: null } }, "Removed."); return; }
+  if (remove) { patch({ attributes: { [remove.getAttribute("data-remove")]: null } }, t("contact.removed")); return; }
   const item = e.target.closest("[data-open]");
   if (!item || !state.contact || !state.contact.data) return;
   const id = item.getAttribute("data-open");

@@ -5,6 +5,7 @@
 import { api, enc } from "./api.js";
 import { showError } from "./banners.js";
 import { $, el } from "./dom.js";
+import { t } from "./i18n.js";
 import { state } from "./state.js";
 
 const pending = new Map();  // conversation_id -> [{attachment_id, filename, size}]
@@ -21,9 +22,9 @@ export function renderFiles() {
   $("pending-files").hidden = !files.length && !uploading;
   $("pending-files").replaceChildren(
     ...files.map((f, i) => el("li", { class: "file-chip", "data-testid": "pending-file" },
-      el("span", { text: `${f.filename}${f.size != null ? ` (${Math.ceil(f.size / 1024)} KB)` : ""}` }),
-      el("button", { type: "button", class: "file-remove", "data-index": i, "aria-label": `Remove ${f.filename}`, text: "×" }))),
-    ...(uploading ? [el("li", { class: "file-chip uploading", text: "Uploading…" })] : []));
+      el("span", { text: `${f.filename}${f.size != null ? ` (${t("file.kb", { size: Math.ceil(f.size / 1024) })})` : ""}` }),
+      el("button", { type: "button", class: "file-remove", "data-index": i, "aria-label": t("file.remove", { name: f.filename }), text: "×" }))),
+    ...(uploading ? [el("li", { class: "file-chip uploading", text: t("file.uploading") })] : []));
   $("attach").disabled = !state.selected || $("reply").disabled;
 }
 
@@ -37,7 +38,7 @@ async function upload(file) {
     const stored = await api("POST", `/v1/conversations/${enc(id)}/attachments`, form);
     pending.set(id, [...pendingFiles(id), stored]);
   } catch (e) {
-    showError(`File not attached: ${e.message}`);
+    showError(t("file.error", { reason: e.message }));
   } finally {
     uploading--; renderFiles();
   }

@@ -5,6 +5,7 @@ import { showNotice } from "./banners.js";
 import { autosize } from "./composer.js";
 import { $ } from "./dom.js";
 import { contactLabel } from "./format.js";
+import { t } from "./i18n.js";
 import { applyState, isHeld } from "./lifecycle.js";
 import { putOffer } from "./offers.js";
 import { setConnection, setPresence } from "./presence.js";
@@ -20,7 +21,7 @@ export function handleFrame(frame) {
     case "conversation.assigned": assigned(frame); break;
     case "conversation.offered": putOffer(frame); break;
     case "conversation.revoked": revoke(frame); break;
-    case "conversation.ended": revoke(Object.assign({}, frame, { reason: `ended (${frame.reason})` })); break;
+    case "conversation.ended": revoke(Object.assign({}, frame, { reason: t("reason.ended", { reason: frame.reason }) })); break;
     case "message": addMessage(frame.conversation_id, frame.message); break;
     case "message.status": applyStatus(frame); break;
     case "sla": applySla(frame); break;
@@ -41,7 +42,7 @@ function applySnapshot(frame) {
   state.offers = new Map();
   for (const offer of frame.offers || []) putOffer(offer);
   state.socket.resetBackoff();  // a snapshot proves the feed works
-  setConnection("open", "Live");
+  setConnection("open", t("connection.live"));
 }
 
 function assigned(frame) {
@@ -84,9 +85,9 @@ function revoke(frame) {
   if (state.selected === id) { state.selected = null; $("reply").value = ""; autosize(); }
   if (state.transferFor === id) closeTransfer();
   if (quiet) return;
-  const reason = frame.reason || "no reason given";
-  showNotice(entry ? `Conversation with ${contactLabel(entry.conv)} left your desk: ${reason}.`
-                   : `Offer from ${contactLabel(offer.frame.conversation)} withdrawn: ${reason}.`);
+  const reason = frame.reason || t("reason.none");
+  showNotice(entry ? t("notice.left", { name: contactLabel(entry.conv), reason })
+                   : t("notice.withdrawn", { name: contactLabel(offer.frame.conversation), reason }));
 }
 
 function addMessage(conversationId, message) {

@@ -2,6 +2,7 @@
 
 import { api, enc } from "./api.js";
 import { $ } from "./dom.js";
+import { t } from "./i18n.js";
 import { state } from "./state.js";
 
 export function renderLabels(conv, switched) {
@@ -20,9 +21,9 @@ async function saveLabels(e) {
     const saved = await api("PUT", `/v1/conversations/${enc(id)}/labels`, { labels });
     entry.conv.labels = saved.labels || labels;
     $("labels-input").value = entry.conv.labels.join(", ");
-    $("labels-status").textContent = entry.conv.labels.length ? "Saved." : "Saved: no contact reasons.";
+    $("labels-status").textContent = entry.conv.labels.length ? t("labels.saved") : t("labels.saved_none");
   } catch (err) {
-    $("labels-status").textContent = `Not saved: ${err.message}`;
+    $("labels-status").textContent = t("labels.error", { reason: err.message });
   } finally {
     $("labels-save").disabled = false;
   }

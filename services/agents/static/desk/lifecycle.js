@@ -7,6 +7,7 @@ import { api, enc } from "./api.js";
 import { showError } from "./banners.js";
 import { $ } from "./dom.js";
 import { fmtTime } from "./format.js";
+import { t } from "./i18n.js";
 import { state } from "./state.js";
 
 export const PARKED = ["pending", "snoozed"];
@@ -34,8 +35,10 @@ export function applyState(frame) {
 }
 
 export function lifecycleLabel(conv) {
-  if (conv.status === "pending") return "Pending";
-  if (conv.status === "snoozed") return conv.snoozed_until ? `Snoozed until ${fmtTime(conv.snoozed_until)}` : "Snoozed";
+  if (conv.status === "pending") return t("lifecycle.pending");
+  if (conv.status === "snoozed") {
+    return conv.snoozed_until ? t("lifecycle.snoozed_until", { time: fmtTime(conv.snoozed_until) }) : t("lifecycle.snoozed");
+  }
   return "";
 }
 
@@ -51,8 +54,7 @@ export function renderLifecycle() {
   for (const id of ["set-pending", "set-open", "snooze"]) $(id).disabled = busy;
   note.hidden = !parked;
   note.textContent = parked
-    ? `${lifecycleLabel(entry.conv)}. It stays yours and does not count against your capacity; `
-      + "the customer's next message opens it again."
+    ? t("lifecycle.note", { state: lifecycleLabel(entry.conv) })
     : "";
 }
 
@@ -66,7 +68,7 @@ async function request(body) {
   } catch (e) {
     state.lifecycleBusy.delete(id);
     renderLifecycle();
-    showError(`Could not change the conversation: ${e.message}`);
+    showError(t("lifecycle.error", { reason: e.message }));
   }
 }
 

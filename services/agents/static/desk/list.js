@@ -2,7 +2,8 @@
 // the header. Mine is drawn from the live state; Unassigned and All from what the API listed (views.js).
 
 import { $, el } from "./dom.js";
-import { PREVIEW_PREFIX, SLA_TARGET, contactLabel, fmtTime, priorityInfo, slaAlerts } from "./format.js";
+import { contactLabel, fmtTime, previewPrefix, priorityInfo, slaAlerts, slaTarget } from "./format.js";
+import { t } from "./i18n.js";
 import { PARKED, lifecycleLabel } from "./lifecycle.js";
 import { priorityChip } from "./offers.js";
 import { openPeek } from "./peek.js";
@@ -11,10 +12,10 @@ import { hasFailedReply, lastActivity, lastMessage, sortedConversations, state }
 import { mineMatches, wireViews } from "./views.js";
 
 const EMPTY = {
-  mine: "No open conversations.\nNew ones appear here when they are assigned to you.",
-  unassigned: "Nobody is waiting.\nConversations no agent holds appear here.",
-  all: "No conversations.",
-  filtered: "Nothing matches these filters.",
+  mine: () => t("list.empty_mine"),
+  unassigned: () => t("list.empty_unassigned"),
+  all: () => t("list.empty_all"),
+  filtered: () => t("list.empty_filtered"),
 };
 
 // Rows are kept by conversation and drawn again only when what they show changed: with 100
@@ -40,8 +41,8 @@ function drawRow(c, { unread = 0, preview = "", typing = false, at = "", failed 
   }, el("button", { type: "button", class: "conv", "aria-current": selected ? "true" : null },
     el("div", { class: "conv-top" },
       el("span", { class: "conv-name", text: contactLabel(c) }),
-      failed ? el("span", { class: "failed-badge", "data-testid": "failed-reply", text: "Reply failed" }) : null,
-      unread ? el("span", { class: "badge", "data-testid": "unread", "aria-label": `${unread} unread`, text: unread }) : null),
+      failed ? el("span", { class: "failed-badge", "data-testid": "failed-reply", text: t("list.reply_failed") }) : null,
+      unread ? el("span", { class: "badge", "data-testid": "unread", "aria-label": t("list.unread", { count: unread }), text: unread }) : null),
     el("div", { class: "conv-meta" },
       el("span", { class: "chip", text: c.channel || "?" }),
       priorityChip(priorityInfo(c)),
@@ -50,13 +51,14 @@ function drawRow(c, { unread = 0, preview = "", typing = false, at = "", failed 
         : null,
       slaBadge(slaAlerts(c)[0], true),
       el("time", { datetime: at || null, text: fmtTime(at) })),
-    typing ? el("div", { class: "conv-preview typing", "data-testid": "typing-preview", text: "typing…" })
+    typing ? el("div", { class: "conv-preview typing", "data-testid": "typing-preview", text: t("list.typing") })
            : el("div", { class: "conv-preview", text: preview })));
 }
 
 function rowStatus(c) {
-  if (c.status === "assigned") return c.assignee_id === state.agentId ? "yours" : c.assignee_id || "assigned";
-  return c.status === "waiting" ? `waiting${c.queue ? " · " + c.queue : ""}` : c.status;
+  if (c.status === "assigned") return c.assignee_id === state.agentId ? t("row.yours") : c.assignee_id || t("row.assigned");
+  if (c.status === "waiting") return t("row.waiting") + (c.queue ? " · " + c.queue : "");
+  return { pending: t("row.pending"), snoozed: t("row.snoozed"), resolved: t("row.resolved") }[c.status] || c.status;
 }
 
 function mineRows() {
@@ -64,7 +66,7 @@ function mineRows() {
     const c = entry.conv, last = lastMessage(entry);
     return row(c, { unread: entry.unread, typing: state.typing.has(c.conversation_id), at: lastActivity(entry),
                     failed: hasFailedReply(entry),
-                    preview: last ? (PREVIEW_PREFIX[last.direction] || "") + (last.text || "") : "" });
+                    preview: last ? previewPrefix(last.direction) + (last.text || "") : "" });
   });
 }
 
@@ -90,10 +92,10 @@ export function renderList() {
   if (rows.length !== list.children.length || rows.some((li, i) => list.children[i] !== li)) list.replaceChildren(...rows);
   if (drawn.size > rows.length + 500) forgetRowsBut(rows);
   const empty = $("conversations-empty");
-  empty.textContent = state.listError || (filtered() ? EMPTY.filtered : EMPTY[state.view]);
+  empty.textContent = state.listError || (filtered() ? EMPTY.filtered : EMPTY[state.view])();
   empty.hidden = rows.length > 0 && !state.listError;
   const waiting = [...state.convs.values()].reduce((n, e) => n + (e.unread || 0), 0) + state.offers.size;
-  document.title = waiting ? `(${waiting}) Switchyard desk` : "Switchyard desk";
+  document.title = waiting ? `(${waiting}) ${t("desk.title")}` : t("desk.title");
 }
 
 function forgetRowsBut(rows) {
@@ -103,10 +105,12 @@ function forgetRowsBut(rows) {
 
 export function slaBadge(alert, short) {
   if (!alert) return null;
-  const what = `${SLA_TARGET[alert.target] || alert.target}: ${alert.state === "breached" ? "breached" : "due soon"}`;
-  const title = alert.due ? `${what} (due ${fmtTime(alert.due)})` : what;
+  const breached = alert.state === "breached";
+  const what = `${slaTarget(alert.target)}: ${breached ? t("sla.breached") : t("sla.due_soon")}`;
+  const title = alert.due ? `${what} ${t("sla.due_at", { time: fmtTime(alert.due) })}` : what;
   return el("span", { class: "sla", "data-testid": "sla", "data-state": alert.state, "data-target": alert.target,
-                      title, "aria-label": "SLA " + title, text: short ? `SLA ${alert.state}` : what });
+                      title, "aria-label": "SLA " + title,
+                      text: short ? (breached ? t("sla.chip_breached") : t("sla.chip_warning")) : what });
 }
 
 // A row of Unassigned or All: one of Mine opens as usual; any other opens read-only.

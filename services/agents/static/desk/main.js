@@ -7,6 +7,7 @@ import { wireContact } from "./contact.js";
 import { $, load, store } from "./dom.js";
 import { AGENT_ID_RE } from "./format.js";
 import { handleFrame } from "./frames.js";
+import { chooseLanguage, lang, startI18n, t } from "./i18n.js";
 import { wireLabels } from "./labels.js";
 import { wireLifecycle } from "./lifecycle.js";
 import { wireList } from "./list.js";
@@ -39,8 +40,8 @@ state.socket = new ReconnectingSocket({
     raiseAlert(worth);
   },
   onState: (name, { attempt, delay }) => {
-    if (name === "connecting") setConnection("connecting", attempt ? "Reconnecting…" : "Connecting…");
-    else setConnection("closed", `Reconnecting in ${Math.max(1, Math.round(delay / 1000))}s`);
+    if (name === "connecting") setConnection("connecting", attempt ? t("connection.reconnecting") : t("connection.connecting"));
+    else setConnection("closed", t("connection.retry_in", { count: Math.max(1, Math.round(delay / 1000)) }));
   },
   // The socket would not open: find out whether the key or the agent is gone.
   check: async () => {
@@ -59,14 +60,14 @@ function showLoginError(message) {
 
 async function signIn(agentId, token) {
   showLoginError("");
-  if (!AGENT_ID_RE.test(agentId)) { showLoginError("Agent ID must be 1–64 letters, digits, '_' or '-'."); return; }
-  if (!token) { showLoginError("Enter your API key."); return; }
+  if (!AGENT_ID_RE.test(agentId)) { showLoginError(t("login.bad_agent_id")); return; }
+  if (!token) { showLoginError(t("login.no_key")); return; }
   state.agentId = agentId; state.token = token;
-  $("connect").disabled = true; $("connect").textContent = "Connecting…";
+  $("connect").disabled = true; $("connect").textContent = t("connection.connecting");
   let agent;
   try { agent = await api("GET", `/v1/agents/${enc(agentId)}`); }
   catch (e) { showLoginError(e.message); return; }
-  finally { $("connect").disabled = false; $("connect").textContent = "Connect"; }
+  finally { $("connect").disabled = false; $("connect").textContent = t("login.connect"); }
   store(KEY_AGENT, agentId); store(KEY_TOKEN, token);
   cleanUrl(["agent_id", "token"]);  // remembered now; a reload signs in again from storage
   state.signedIn = true;
@@ -96,7 +97,7 @@ function signOut(message) {
   $("api-key").value = "";
   for (const id of ["who", "presence", "connection", "desk-tools", "sign-out", "desk-view", "away-banner"]) $(id).hidden = true;
   $("login-view").hidden = false;
-  document.title = "Switchyard desk";
+  document.title = t("desk.title");
   showLoginError(message || "");
   $("api-key").focus();
 }
@@ -104,7 +105,7 @@ function signOut(message) {
 function wireSession() {
   $("login").addEventListener("submit", (e) => {
     e.preventDefault();
-    signIn($("agent-id").value.trim(), $("api-key").value.trim());
+    ready.then(() => signIn($("agent-id").value.trim(), $("api-key").value.trim()));  // in the desk's language
   });
   $("sign-out").addEventListener("click", () => signOut(""));
   $("connection").addEventListener("click", () => { if (state.signedIn) state.socket.reconnectNow(); });
@@ -133,6 +134,8 @@ function start() {
   }
 }
 
+// The language first: its file loads while the panes are wired; nothing is drawn before it is in.
+const ready = startI18n();
 wireBanners();
 wireSession();
 wirePresence();
@@ -145,7 +148,11 @@ wireComposer();
 wirePeek();
 wireContact();
 wireReload();
-wireShortcuts();
 wireNotify();
 wireTranscript();
+await ready;
+document.title = t("desk.title");
+$("language").value = lang.i18n.lang;
+$("language").addEventListener("change", (e) => chooseLanguage(e.target.value));
+wireShortcuts();  // its dialog's rows are drawn in the language
 start();

@@ -7,6 +7,7 @@
 
 import { $, load, store } from "./dom.js";
 import { contactLabel } from "./format.js";
+import { t } from "./i18n.js";
 import { select } from "./render.js";
 import { isReading, state } from "./state.js";
 
@@ -31,18 +32,20 @@ export function alertFor(frame) {
     const conv = frame.conversation || {}, id = conv.conversation_id;
     if (!id || state.offers.has(id) || state.convs.has(id)) return null;
     const first = (frame.messages || [])[0];
-    return { kind: "offer", id, title: `Offer: ${contactLabel(conv)}`, body: first ? first.text || "(attachment)" : "Accept or reject it on the desk." };
+    return { kind: "offer", id, title: t("alert.offer", { name: contactLabel(conv) }),
+             body: first ? first.text || t("preview.attachment") : t("alert.offer_body") };
   }
   if (frame.type === "conversation.assigned") {
     const conv = frame.conversation || {}, id = conv.conversation_id;
     if (!id || state.convs.has(id) || state.accepting.has(id)) return null;  // an accepted offer was alerted as one
     const first = (frame.messages || []).find((m) => m.direction === "inbound");
-    return { kind: "conversation", id, title: `New conversation: ${contactLabel(conv)}`, body: first ? first.text || "(attachment)" : "" };
+    return { kind: "conversation", id, title: t("alert.conversation", { name: contactLabel(conv) }),
+             body: first ? first.text || t("preview.attachment") : "" };
   }
   if (frame.type === "message" && frame.message && frame.message.direction === "inbound") {
     const id = frame.conversation_id, entry = state.convs.get(id);
     if (!entry || entry.messages.has(frame.message.message_id) || isReading(id)) return null;
-    return { kind: "message", id, title: contactLabel(entry.conv), body: frame.message.text || "(attachment)" };
+    return { kind: "message", id, title: contactLabel(entry.conv), body: frame.message.text || t("preview.attachment") };
   }
   return null;
 }
@@ -108,10 +111,10 @@ function renderSettings() {
   $("alert-desktop").checked = settings.desktop && permission === "granted";
   $("alert-desktop").disabled = !supported || permission === "denied";
   $("alert-desktop-status").textContent = {
-    unsupported: "This browser has no desktop notifications.",
-    denied: "Blocked by the browser: allow notifications for this site in its settings.",
-    default: "The browser will ask once you tick it.",
-    granted: "Shown while the desk's tab is in the background.",
+    unsupported: t("alerts.unsupported"),
+    denied: t("alerts.denied"),
+    default: t("alerts.default"),
+    granted: t("alerts.granted"),
   }[permission];
 }
 

@@ -4,6 +4,7 @@ import { api, enc, serverNow } from "./api.js";
 import { showError, showNotice } from "./banners.js";
 import { $, el } from "./dom.js";
 import { contactLabel, latestTransfer, priorityInfo, transferText } from "./format.js";
+import { t } from "./i18n.js";
 import { renderList } from "./list.js";
 import { render } from "./render.js";
 import { state, storeOffer } from "./state.js";
@@ -23,7 +24,7 @@ async function fetchOfferPreview(id, offer) {
   try {
     const doc = await api("GET", `/v1/conversations/${enc(id)}`);
     const first = (doc.messages || []).find((m) => m.direction === "inbound");
-    offer.preview = first ? first.text || "(attachment)" : "";
+    offer.preview = first ? first.text || t("preview.attachment") : "";
   } catch (e) {
     return;  // only the preview is missing
   }
@@ -33,7 +34,7 @@ async function fetchOfferPreview(id, offer) {
 export function renderOffers() {
   const offers = [...state.offers.values()].sort((a, b) => a.expires - b.expires);
   $("offers-pane").hidden = !offers.length;
-  $("offers-title").textContent = `Offers (${offers.length})`;
+  $("offers-title").textContent = t("offers.title", { count: offers.length });
   // Rebuilt only when something changed, so a button the agent is about to press stays put.
   const key = offers.map((o) => `${o.frame.conversation.conversation_id}:${o.expires}:${state.accepting.has(o.frame.conversation.conversation_id)}`).join("|");
   if (key !== offersKey) {
@@ -61,15 +62,16 @@ function offerItem(offer) {
       el("span", { class: "countdown", role: "timer", "data-testid": "offer-countdown", "data-expires": offer.expires })),
     el("div", { class: "conv-meta" },
       el("span", { class: "chip", text: c.channel || "?" }),
-      el("span", { class: "chip", title: "Queue", text: c.queue || (c.routing && c.routing.queue) || "default" }),
+      el("span", { class: "chip", title: t("offers.queue"), text: c.queue || (c.routing && c.routing.queue) || "default" }),
       priorityChip(priorityInfo(c), true)),
     transfer ? el("div", { class: "offer-transfer", text: transferText(transfer) }) : null,
-    el("div", { class: "offer-preview", text: first ? first.text || "(attachment)" : offer.preview || "" }),
+    el("div", { class: "offer-preview", text: first ? first.text || t("preview.attachment") : offer.preview || "" }),
     el("div", { class: "offer-actions" },
       el("button", { type: "button", class: "primary", "data-action": "accept", "data-testid": "offer-accept",
-                     "aria-label": `Accept conversation with ${label}`, disabled: busy }, busy ? "Accepting…" : "Accept"),
+                     "aria-label": t("offers.accept_label", { name: label }), disabled: busy },
+         busy ? t("offers.accepting") : t("offers.accept")),
       el("button", { type: "button", "data-action": "reject", "data-testid": "offer-reject",
-                     "aria-label": `Reject conversation with ${label}`, disabled: busy }, "Reject")));
+                     "aria-label": t("offers.reject_label", { name: label }), disabled: busy }, t("offers.reject"))));
 }
 
 // Counts every open offer down; one that ran out leaves (the server withdraws it too).
@@ -79,7 +81,7 @@ export function tickOffers() {
     const grace = state.accepting.has(id) ? 5000 : 0;  // an accept in flight may still win
     if (offer.expires - now > -grace) continue;
     state.offers.delete(id); state.accepting.delete(id);
-    showNotice(`Offer from ${contactLabel(offer.frame.conversation)} expired.`);
+    showNotice(t("offers.expired", { name: contactLabel(offer.frame.conversation) }));
     renderOffers();
     renderList();
     return;
@@ -87,7 +89,7 @@ export function tickOffers() {
   for (const node of $("offers").querySelectorAll("[data-expires]")) {
     const seconds = Math.max(0, Math.ceil((Number(node.dataset.expires) - now) / 1000));
     node.textContent = `${Math.floor(seconds / 60)}:${String(seconds % 60).padStart(2, "0")}`;
-    node.title = `Answer within ${seconds} s`;
+    node.title = t("offers.answer_within", { count: seconds });
     node.classList.toggle("urgent", seconds <= 10);
   }
   if (state.offers.size && !offerTimer) offerTimer = setInterval(tickOffers, 1000);
@@ -106,7 +108,7 @@ async function answerOffer(id, accept) {
     state.accepting.delete(id); state.rejected.delete(id);
     if (e.status === 404) state.offers.delete(id);  // timed out or withdrawn meanwhile
     else if (!accept) state.offers.set(id, offer);  // still open: let the agent answer again
-    showError(`Could not ${accept ? "accept" : "reject"} the offer: ${e.message}`);
+    showError(t(accept ? "offers.accept_error" : "offers.reject_error", { reason: e.message }));
     render();
   }
 }

@@ -5,6 +5,7 @@
 import { api, enc } from "./api.js";
 import { $, el } from "./dom.js";
 import { contactLabel, fmtTime } from "./format.js";
+import { t } from "./i18n.js";
 import { render, select } from "./render.js";
 import { state } from "./state.js";
 import { assignToMe, refresh, setView } from "./views.js";
@@ -37,9 +38,15 @@ export function closePeek() {
   render();
 }
 
+export function statusWord(status) {
+  return { waiting: t("row.waiting"), pending: t("row.pending"), snoozed: t("row.snoozed"), resolved: t("row.resolved"),
+           assigned: t("row.assigned") }[status] || status;
+}
+
 function messageItem(m) {
   const kind = m.direction === "note" ? "note" : m.direction === "outbound" ? "outbound" : "inbound";
-  const who = kind === "note" ? `Internal note${m.agent_id ? " by " + m.agent_id : ""}` : kind === "outbound" ? (m.agent_id || "agent") : "";
+  const who = kind === "note" ? (m.agent_id ? t("peek.note_by", { agent: m.agent_id }) : t("peek.note"))
+    : kind === "outbound" ? (m.agent_id || t("peek.agent")) : "";
   return el("li", { class: `msg ${kind}`, "data-direction": kind },
     el("div", { class: "bubble", text: m.text || "" }),
     el("div", { class: "meta" }, who ? el("span", { text: who }) : null,
@@ -58,17 +65,18 @@ export function renderPeek() {
   }
   $("peek-name").textContent = contactLabel(c);
   $("peek-details").textContent = [
-    c.channel, c.status === "assigned" ? `with ${c.assignee_id}` : c.status, c.queue ? `queue ${c.queue}` : null,
-    c.created_at ? "opened " + fmtTime(c.created_at) : null, "read only",
+    c.channel, c.status === "assigned" ? t("peek.with", { agent: c.assignee_id }) : statusWord(c.status),
+    c.queue ? t("routing.queue", { queue: c.queue }) : null,
+    c.created_at ? t("chat.opened", { time: fmtTime(c.created_at) }) : null, t("peek.read_only"),
   ].filter(Boolean).join(" · ");
   $("assign-me").hidden = !assignable(c);
   $("assign-me").disabled = peek.assigning;
-  $("assign-me").textContent = peek.assigning ? "Assigning…" : "Assign to me";
+  $("assign-me").textContent = peek.assigning ? t("peek.assigning") : t("peek.assign");
   $("peek-note").textContent = peek.note;
   $("peek-note").hidden = !peek.note;
   const messages = peek.messages;
   $("peek-transcript").replaceChildren(...(messages === null
-    ? [el("li", { class: "history-note", text: "Loading…" })]
+    ? [el("li", { class: "history-note", text: t("common.loading") })]
     : messages.map(messageItem)));
 }
 
@@ -79,7 +87,7 @@ async function takeIt() {
   render();
   try {
     await assignToMe(peek.conv.conversation_id);
-    if (state.peek === peek) peek.note = "Assigning to you: it opens here when the router has moved it.";
+    if (state.peek === peek) peek.note = t("peek.assign_note");
     refresh();
   } catch (e) {
     if (state.peek === peek) { peek.assigning = false; peek.note = e.message; }

@@ -3,14 +3,15 @@
 import { api, enc } from "./api.js";
 import { showError } from "./banners.js";
 import { $ } from "./dom.js";
+import { t } from "./i18n.js";
 import { state } from "./state.js";
 
 // The service pushes every change of presence (a `presence` frame), whoever made it: the router
 // setting the agent away after missed offers must not leave the desk showing Online.
 const AWAY_TEXT = {
-  missed_offers: "You were set away after missing offers: no new conversations come to you.",
-  away: "You are away: no new conversations come to you.",
-  offline: "You are offline: no new conversations come to you.",
+  missed_offers: () => t("presence.away_missed_offers"),
+  away: () => t("presence.away"),
+  offline: () => t("presence.offline"),
 };
 
 export function setPresence(status, reason) {
@@ -18,7 +19,7 @@ export function setPresence(status, reason) {
   $("status").dataset.current = status;
   $("status-dot").dataset.state = status;
   const away = state.signedIn && status !== "online";
-  $("away-text").textContent = away ? (AWAY_TEXT[reason === "missed_offers" ? reason : status] || AWAY_TEXT.away) : "";
+  $("away-text").textContent = away ? (AWAY_TEXT[reason === "missed_offers" ? reason : status] || AWAY_TEXT.away)() : "";
   $("away-banner").hidden = !away;
 }
 
@@ -30,7 +31,7 @@ async function changePresence(wanted) {
     setPresence(agent && agent.status ? agent.status : wanted);
   } catch (e) {
     setPresence(previous);
-    showError(`Could not change presence: ${e.message}`);
+    showError(t("presence.error", { reason: e.message }));
   } finally {
     $("status").disabled = false; $("go-online").disabled = false;
   }

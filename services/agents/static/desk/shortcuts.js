@@ -5,19 +5,20 @@
 // (KeyboardEvent.code), so Alt+letter works on layouts where Alt types another character.
 
 import { $, el } from "./dom.js";
+import { t } from "./i18n.js";
 import { select } from "./render.js";
 import { state } from "./state.js";
 import { openTransfer } from "./transfer.js";
 
 // One place for the keys: the dialog's list is drawn from it, so the two never disagree.
 export const SHORTCUTS = [
-  { code: "KeyJ", keys: "j", what: "Next conversation", run: (typing) => step(1, typing) },
-  { code: "KeyK", keys: "k", what: "Previous conversation", run: (typing) => step(-1, typing) },
-  { code: "KeyR", keys: "r", what: "Focus the reply box", run: () => press("reply", "focus") },
-  { code: "KeyE", keys: "e", what: "Resolve the open conversation", run: () => press("resolve", "click") },
-  { code: "KeyT", keys: "t", what: "Transfer the open conversation", run: () => state.selected && openTransfer() },
-  { code: "KeyA", keys: "a", what: "Accept the newest offer", run: () => answerNewest("accept") },
-  { code: "KeyX", keys: "x", what: "Reject the newest offer", run: () => answerNewest("reject") },
+  { code: "KeyJ", keys: "j", what: () => t("shortcuts.next"), run: (typing) => step(1, typing) },
+  { code: "KeyK", keys: "k", what: () => t("shortcuts.previous"), run: (typing) => step(-1, typing) },
+  { code: "KeyR", keys: "r", what: () => t("shortcuts.reply"), run: () => press("reply", "focus") },
+  { code: "KeyE", keys: "e", what: () => t("shortcuts.resolve"), run: () => press("resolve", "click") },
+  { code: "KeyT", keys: "t", what: () => t("shortcuts.transfer"), run: () => state.selected && openTransfer() },
+  { code: "KeyA", keys: "a", what: () => t("shortcuts.accept"), run: () => answerNewest("accept") },
+  { code: "KeyX", keys: "x", what: () => t("shortcuts.reject"), run: () => answerNewest("reject") },
 ];
 
 function press(id, how) {
@@ -73,9 +74,9 @@ export function openShortcuts() {
 
 function fillDialog() {
   const rows = SHORTCUTS.map((s) => el("tr", null,
-    el("td", null, el("kbd", { text: s.keys }), " or ", el("kbd", { text: `Alt+${s.keys.toUpperCase()}` })),
-    el("td", { text: s.what })));
-  rows.push(el("tr", null, el("td", null, el("kbd", { text: "?" })), el("td", { text: "This list" })));
+    el("td", null, el("kbd", { text: s.keys }), ` ${t("shortcuts.or")} `, el("kbd", { text: `Alt+${s.keys.toUpperCase()}` })),
+    el("td", { text: s.what() })));
+  rows.push(el("tr", null, el("td", null, el("kbd", { text: "?" })), el("td", { text: t("shortcuts.this_list") })));
   $("shortcuts-list").replaceChildren(...rows);
 }
 

@@ -10,6 +10,7 @@ import { api, enc } from "./api.js";
 import { showError } from "./banners.js";
 import { $, el } from "./dom.js";
 import { contactLabel } from "./format.js";
+import { t } from "./i18n.js";
 import { state } from "./state.js";
 
 const OUTCOME_WAIT_MS = 20000;  // after this the form lets the agent try again (the router may be down)
@@ -31,7 +32,7 @@ function showTransferStatus(message) {
 
 function setBusy(busy) {
   $("transfer-submit").disabled = busy;
-  $("transfer-submit").textContent = busy ? "Transferring…" : "Transfer";
+  $("transfer-submit").textContent = busy ? t("transfer.busy") : t("transfer.submit");
 }
 
 function settle() {
@@ -43,11 +44,15 @@ function settle() {
 
 // ---- the picker ---------------------------------------------------------------------------
 
+function presenceWord(status) {
+  return { away: t("presence.word_away"), offline: t("presence.word_offline") }[status] || status;
+}
+
 function agentOption(agent) {
   const name = agent.name ? `${agent.name} (${agent.agent_id})` : agent.agent_id;
   const online = agent.status === "online";
   return el("option", { value: `agent:${agent.agent_id}`, disabled: !online, "data-status": agent.status },
-    online ? name : `${name} — ${agent.status}, cannot take it`);
+    online ? name : t("transfer.agent_unavailable", { name, status: presenceWord(agent.status) }));
 }
 
 function fillPicker(agents, queues) {
@@ -55,10 +60,11 @@ function fillPicker(agents, queues) {
   const others = agents.filter((a) => a.agent_id !== state.agentId)
     .sort((a, b) => (PRESENCE_ORDER[a.status] ?? 3) - (PRESENCE_ORDER[b.status] ?? 3) || a.agent_id.localeCompare(b.agent_id));
   picker.replaceChildren(
-    el("option", { value: "" }, "Choose an agent or a queue…"),
-    el("optgroup", { label: "Agents" }, ...(others.length ? others.map(agentOption)
-      : [el("option", { value: "", disabled: true }, "No other agents")])),
-    el("optgroup", { label: "Queues" }, ...queues.map((q) => el("option", { value: `queue:${q.name}` }, `Queue ${q.name}`))));
+    el("option", { value: "" }, t("transfer.choose")),
+    el("optgroup", { label: t("transfer.agents") }, ...(others.length ? others.map(agentOption)
+      : [el("option", { value: "", disabled: true }, t("transfer.no_agents"))])),
+    el("optgroup", { label: t("transfer.queues") },
+       ...queues.map((q) => el("option", { value: `queue:${q.name}` }, t("transfer.queue", { queue: q.name })))));
   // Keep the agent's choice across a refresh if it can still be picked.
   const kept = [...picker.options].find((o) => o.value === previous && !o.disabled);
   picker.value = kept ? previous : "";
@@ -71,7 +77,7 @@ async function loadPicker() {
     const [agents, queues] = await Promise.all([api("GET", "/v1/agents"), api("GET", "/v1/queues")]);
     if (load === pickerLoad) fillPicker(agents.agents || [], queues.queues || []);
   } catch (e) {
-    if (load === pickerLoad) showTransferError(`Could not list agents and queues: ${e.message}`);
+    if (load === pickerLoad) showTransferError(t("transfer.list_error", { reason: e.message }));
   }
 }
 
@@ -84,7 +90,7 @@ function chosenTarget() {
 function describeTarget() {
   const target = chosenTarget(), hint = $("transfer-target-hint");
   const offline = [...$("transfer-target").options].filter((o) => o.disabled && o.dataset.status).length;
-  hint.textContent = target ? "" : offline ? `Agents away or offline cannot take a conversation (${offline} listed, greyed out).` : "";
+  hint.textContent = target ? "" : offline ? t("transfer.offline_hint", { count: offline }) : "";
   hint.hidden = !hint.textContent;
 }
 
@@ -115,22 +121,22 @@ export function closeTransfer() {
 
 // The router refused a transfer this desk asked for (a `transfer.rejected` frame).
 export function transferRejected(frame) {
-  const id = frame.conversation_id, reason = frame.reason || "no reason given";
+  const id = frame.conversation_id, reason = frame.reason || t("reason.none");
   if (pending && pending.id === id) settle();
   if (state.transferFor === id && !$("transfer-form").hidden) {
-    showTransferError(`Refused: ${reason}. Choose another target and try again.`);
+    showTransferError(t("transfer.refused", { reason }));
     loadPicker();  // what was listed may be stale: that is often why it was refused
     return;
   }
   const entry = state.convs.get(id);
-  showError(`Transfer${entry ? ` of ${contactLabel(entry.conv)}` : ""} refused: ${reason}`);
+  showError(entry ? t("transfer.refused_of", { name: contactLabel(entry.conv), reason }) : t("transfer.refused_plain", { reason }));
 }
 
 async function submitTransfer(e) {
   e.preventDefault();
   const id = state.transferFor, target = chosenTarget();
   if (!id || pending) return;
-  if (!target) { showTransferError("Choose an agent or a queue."); $("transfer-target").focus(); return; }
+  if (!target) { showTransferError(t("transfer.choose_error")); $("transfer-target").focus(); return; }
   const body = { note: $("transfer-note").value.trim(), escalation: $("transfer-escalation").checked, by_agent: state.agentId };
   body[target.kind === "agent" ? "to_agent" : "to_queue"] = target.name;
   const mine = pending = { id, timer: null };
@@ -140,16 +146,16 @@ async function submitTransfer(e) {
     await api("POST", `/v1/conversations/${enc(id)}/transfer`, body);
   } catch (err) {
     if (pending === mine) settle();
-    if (state.transferFor === id) showTransferError(`Not transferred: ${err.message}`);
-    else showError(`Not transferred: ${err.message}`);
+    if (state.transferFor === id) showTransferError(t("transfer.error", { reason: err.message }));
+    else showError(t("transfer.error", { reason: err.message }));
     return;
   }
   if (pending !== mine) return;  // the outcome came before the 202 did
-  showTransferStatus(`Transfer to ${target.kind} ${target.name} requested; waiting for the router…`);
+  showTransferStatus(t(target.kind === "agent" ? "transfer.requested_agent" : "transfer.requested_queue", { name: target.name }));
   mine.timer = setTimeout(() => {
     if (pending !== mine) return;
     settle();
-    showTransferStatus("The router has not answered yet. The conversation stays yours until it does; you may try again.");
+    showTransferStatus(t("transfer.no_answer"));
   }, OUTCOME_WAIT_MS);
 }
 

@@ -4,6 +4,7 @@
 
 import { api, enc } from "./api.js";
 import { $ } from "./dom.js";
+import { t } from "./i18n.js";
 import { state } from "./state.js";
 
 const REFRESH_MS = 15_000;
@@ -143,5 +144,5 @@ export function mineMatches(conv) {
 // A supervisor takes a conversation: the existing transfer to an agent, with the workspace's key.
 export async function assignToMe(conversationId) {
   await api("POST", `/v1/conversations/${enc(conversationId)}/transfer`,
-            { to_agent: state.agentId, note: "Assigned to self from the list" });
+            { to_agent: state.agentId, note: t("peek.self_note") });
 }
