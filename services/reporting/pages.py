@@ -13,7 +13,17 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict
 
 from services.reporting.settings import ReportingSettings
-from shared.pages import CSS, HTML, JS, PageFile, add_page_routes, page_operations, page_security_headers
+from shared.pages import (
+    CSS,
+    HTML,
+    JS,
+    LIB_FILES,
+    PageFile,
+    add_lib_routes,
+    add_page_routes,
+    page_operations,
+    page_security_headers,
+)
 from shared.web import Answer, Operation, model_response
 
 STATIC = Path(__file__).parent / "static"
@@ -24,7 +34,7 @@ PAGE_FILES = (
     PageFile("/supervisor", "supervisor.html", HTML, "The supervisor page: the wallboard and the reports"),
     PageFile("/supervisor/supervisor.css", "supervisor.css", CSS, "The supervisor page's styles"),
     *(PageFile(f"/supervisor/js/{name}.js", f"js/{name}.js", JS, f"The supervisor page's {name} module")
-      for name in ("main", "api", "socket", "dom", "format", "wallboard", "reports")),
+      for name in ("main", "api", "dom", "format", "wallboard", "reports")),
     PageFile("/supervisor/vendor/chart.umd.min.js", "vendor/chart.umd.min.js", JS,
              "Chart.js 4.6.1 (MIT), vendored: the reports' charts"),
 )
@@ -49,15 +59,16 @@ async def get_config(request: web.Request) -> web.Response:
 
 
 def add_supervisor_routes(app: web.Application, settings: ReportingSettings) -> None:
-    """GET /supervisor, its files and its config (public: the page asks for the key itself)."""
+    """GET /supervisor, its files, its config and the shared /lib/ modules (public: the page asks for the key itself)."""
     app[AGENTS_URL] = settings.agents_url.rstrip("/")
     add_page_routes(app, STATIC, PAGE_FILES,
                     lambda request: page_security_headers(content_security_policy(request.app[AGENTS_URL])))
     app.router.add_get("/supervisor/config.json", get_config)
+    add_lib_routes(app)  # /lib/socket.js: the pages' one reconnecting socket
 
 
 PAGE_OPERATIONS = [
-    *page_operations(PAGE_FILES),
+    *page_operations((*PAGE_FILES, *LIB_FILES)),
     Operation("GET", "/supervisor/config.json", "Where the supervisor page reaches the agents service",
               (Answer(200, "The page's settings", PageConfig),), public=True),
 ]

@@ -1,6 +1,7 @@
 // One WebSocket that comes back: after a drop it reconnects in 0.5, 1, 2 ... 15 s (±20% jitter, so a
-// restarted server is not hit by every page at once). Nothing here knows about a page: the agent desk
-// and the customer chat both use it (served at /lib/socket.js by agents and by intake).
+// restarted server is not hit by every page at once). Nothing here knows about a page: the agent desk,
+// the customer chat and the supervisor page use it (served at /lib/socket.js by agents, intake and
+// reporting).
 //
 //   const socket = new ReconnectingSocket({url, onFrame, onState, check, onGiveUp, checkAfter});
 //   socket.start(); socket.stop(); socket.send(object); socket.resetBackoff();

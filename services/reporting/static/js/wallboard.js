@@ -4,7 +4,7 @@
 import { ApiError, call, urlWith } from "./api.js";
 import { el, setText, show, syncChildren } from "./dom.js";
 import { clock, dateTime, number, percent, time } from "./format.js";
-import { ReconnectingSocket } from "./socket.js";
+import { ReconnectingSocket } from "/lib/socket.js";
 
 // Warning thresholds, as the page's legend says.
 export const WAIT_WARN_SECONDS = 60;
@@ -46,14 +46,26 @@ export class Wallboard {
     if (firstFrame) this.render(firstFrame);
     const scheme = location.protocol === "https:" ? "wss:" : "ws:";
     const url = urlWith(`${scheme}//${location.host}`, "/v1/reports/live/ws", { token: this.token, tz: this.timeZone });
-    this.socket = new ReconnectingSocket(url, { onFrame: (frame) => this.render(frame), onState: this.onConnection });
-    this.socket.open();
+    // The pages' one reconnecting socket (shared/static/socket.js): a frame proves the feed is live.
+    this.socket = new ReconnectingSocket({
+      url: () => url,
+      onFrame: (frame) => {
+        this.socket.resetBackoff();
+        this.onConnection("open");
+        this.render(frame);
+      },
+      onState: (name, { attempt, delay }) => {
+        if (name === "connecting") this.onConnection(attempt ? "reconnecting" : "connecting");
+        else this.onConnection("reconnecting", { retryAt: Date.now() + delay });
+      },
+    });
+    this.socket.start();
     this.ticker = setInterval(() => this.tick(), 1000);
   }
 
   stop() {
     clearInterval(this.ticker);
-    if (this.socket) this.socket.close();
+    if (this.socket) this.socket.stop("closed");
     this.socket = null;
   }
 
