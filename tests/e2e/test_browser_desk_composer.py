@@ -159,6 +159,9 @@ async def test_transcript_keeps_its_nodes_names_authors_and_keeps_notes_from_the
         await expect(chat.locator('#messages [data-direction="outbound"]', has_text=filled)).to_have_count(1, timeout=WAIT_MS)
 
         # A file from the desk (the paperclip, reachable by keyboard) reaches the customer's chat page as a link.
+        # The previous send has finished (the chat may show the reply before the desk's POST returns, and the
+        # desk then puts the focus back in the reply box).
+        await expect(desk.get_by_test_id("send")).to_be_enabled(timeout=WAIT_MS)
         await desk.locator("#reply").focus()
         await desk.keyboard.press("Shift+Tab")
         assert await desk.evaluate("() => document.activeElement.id") == "attach"

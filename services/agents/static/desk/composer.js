@@ -87,7 +87,9 @@ async function send() {
   } finally {
     state.sending = false;
     render();
-    if (state.selected === id) $("reply").focus();
+    // Back to the reply box after a click on Send, not away from wherever the agent went meanwhile.
+    const idle = document.activeElement === document.body || document.activeElement === $("send");
+    if (state.selected === id && idle) $("reply").focus();
   }
 }
 
