@@ -27,8 +27,8 @@ from services.agents.search import query_terms, terms_of
 from shared import events
 from shared.models import (
     SYSTEM_AGENT,
-    Attachment,
     AgentSnapshot,
+    Attachment,
     ConversationAssigned,
     ConversationEnded,
     ConversationInfo,
