@@ -2,8 +2,9 @@
 
 The router's shell asks `sweep()` every few seconds (RouterSettings.queue_notice_seconds): only the
 waiting lists whose order changed since the last sweep are walked (the waiting index marks them), and
-a customer is told only when their place changed, so a notice per conversation is at most one per
-sweep, and a quiet queue costs nothing. At 5,000 waiting in one list, a sweep after an assignment walks
+a customer is told only when their place changed (far back in a long line, only when it changed by a
+tenth: `worth_telling`), so a notice per conversation is at most one per sweep, and a quiet queue
+costs nothing. At 5,000 waiting in one list, a sweep after an assignment walks
 those 5,000 entries once (a few milliseconds), not every queue on every message.
 
 The place is the rank in the conversation's waiting list (its queue, medium and bullseye step, in
@@ -19,8 +20,22 @@ from services.router.indexes import WaitingIndex
 from services.router.model import Conversation
 
 NOTICE_CHANNELS = frozenset({"webchat"})  # channels whose customers see their place
+# Every place up to here is told as it changes; further back, a customer is told again only when the
+# place moved by at least RETELL_SHARE of the place last told. One assignment moves every place of a
+# list by one: telling all 5,000 of a long line would put 5,000 notices ahead of the agents' replies
+# on web chat's outbound queue each sweep; this way one assignment tells about CLOSE + 1/RETELL_SHARE
+# x ln(length) of them (about 100 for 5,000), and nobody's shown place is off by more than a tenth.
+CLOSE = 20
+RETELL_SHARE = 0.1
 MAX_GAP_SECONDS = 3600.0  # a night without assignments is not the pace of the morning
 WEIGHT = 0.3  # of the newest gap in the moving average
+
+
+def worth_telling(told: int | None, position: int) -> bool:
+    """Whether a customer last told `told` (None: never) should hear of `position`."""
+    if told is None or position <= CLOSE:
+        return told != position
+    return abs(told - position) >= told * RETELL_SHARE
 
 
 @dataclass(frozen=True)
@@ -58,7 +73,7 @@ class QueuePositions:
                 conversation = conversations.get(conversation_id)
                 if conversation is None or conversation.first.channel not in NOTICE_CHANNELS:
                     continue
-                if self.told.get(conversation_id) != position:
+                if worth_telling(self.told.get(conversation_id), position):
                     self.told[conversation_id] = position
                     found.append(QueuePosition(conversation, position, self.expected_wait(conversation, position)))
         self.told = {cid: place for cid, place in self.told.items() if cid in waiting}  # forget those gone

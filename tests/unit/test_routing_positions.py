@@ -1,6 +1,7 @@
 """Queue positions for waiting web chat customers (services/router/positions.py), on the pure core."""
 
 from services.router.core import RoutingCore
+from services.router.positions import worth_telling
 from shared.models import ConversationResolved
 from tests.unit.test_routing_core import agent, assigned_to, at, message
 
@@ -54,8 +55,17 @@ def test_five_thousand_waiting_are_told_once_and_a_quiet_queue_is_not_walked():
     core.on_message(message("first", "more", channel="webchat"), at(10))
     assert core.waiting.take_changed() == []
 
-    # Ann frees up: the head is hers, and each of the 4,999 behind is told once, one place up.
+    # Ann frees up: the head is hers; everyone close to the front is told at once, one place up; further
+    # back, a place is told again only once it has moved by a tenth (no flood of notices per assignment).
     resolve(core, "first", 70)
     moved = places(core)
-    assert len(moved) == 4999 and moved["w1"][0] == 1 and moved["w4999"][0] == 4999
+    assert moved["w1"][0] == 1 and moved["w20"][0] == 20
+    assert set(moved) == {f"w{n}" for n in range(1, 21)}  # w21, now 21st, moved by less than a tenth
     assert places(core) == {}
+
+
+def test_far_back_a_place_is_told_again_when_it_moved_by_a_tenth():
+    assert worth_telling(None, 3000) and worth_telling(5, 4) and not worth_telling(4, 4)
+    assert not worth_telling(1000, 901) and worth_telling(1000, 900)
+    assert worth_telling(25, 20)  # close to the front: every step
+    assert worth_telling(22, 21) is False and worth_telling(21, 20)
