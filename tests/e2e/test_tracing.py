@@ -1,8 +1,9 @@
 """One customer message's spans, exported by OTLP/HTTP from the separate processes, share one trace."""
 
 import asyncio
+import json
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 import aiohttp
@@ -43,6 +44,9 @@ class Collector:
         self.arrived.set()
         return web.Response(body=ExportTraceServiceResponse().SerializeToString(), content_type="application/x-protobuf")
 
+    async def callback(self, request: web.Request) -> web.Response:
+        return web.json_response({})
+
     def chain(self) -> list[Span] | None:
         """intake's HTTP span → the router's consumer span → the agents' consumer span, if all arrived."""
         for posted in (s for s in self.spans if s.service == "switchyard-intake" and s.name == "POST /v1/messages"):
@@ -52,16 +56,24 @@ class Collector:
                 return [posted, routed, delivered]
         return None
 
+    def reply_chain(self) -> list[Span] | None:
+        """The agents' HTTP span of a reply → intake's outbound sender span, if both arrived."""
+        for replied in (s for s in self.spans if s.service == "switchyard-agents" and s.name.startswith("POST ")):
+            sent = self._child(replied, "switchyard-intake")
+            if sent:
+                return [replied, sent]
+        return None
+
     def _child(self, parent: Span, service: str) -> Span | None:
         return next((s for s in self.spans if s.service == service and s.parent_id == parent.span_id
                      and s.trace_id == parent.trace_id), None)
 
-    async def wait_for_chain(self, deadline: float) -> list[Span]:
+    async def wait_for(self, found: Callable[[], list[Span] | None], deadline: float) -> list[Span]:
         async with asyncio.timeout(deadline):
-            while (found := self.chain()) is None:
+            while (spans := found()) is None:
                 self.arrived.clear()
                 await self.arrived.wait()
-        return found
+        return spans
 
 
 @pytest.fixture
@@ -69,6 +81,7 @@ async def collector() -> AsyncIterator[tuple[Collector, str]]:
     receiver = Collector()
     app = web.Application()
     app.router.add_post("/v1/traces", receiver.receive)
+    app.router.add_post("/callback", receiver.callback)  # where intake sends the replies
     runner = web.AppRunner(app)
     await runner.setup()
     port = free_port()
@@ -80,15 +93,23 @@ async def collector() -> AsyncIterator[tuple[Collector, str]]:
 @pytest.mark.e2e
 async def test_one_message_is_one_trace_across_intake_router_and_agents(stack_factory, collector):
     receiver, endpoint = collector
-    built = stack_factory(OTEL_EXPORTER_OTLP_ENDPOINT=endpoint)
+    callbacks = {"default": {"url": f"{endpoint}/callback", "secret": "trace-test-secret"}}
+    built = stack_factory(OTEL_EXPORTER_OTLP_ENDPOINT=endpoint, INTAKE_CALLBACKS=json.dumps(callbacks))
     built.start_all()
     async with aiohttp.ClientSession() as session:
         client = StackClient(session, built.url("intake"), built.url("agents"), "test-key")
         await client.put_agent("ada")
         await client.post_until_accepted("trace-customer", "where is my parcel?", uuid.uuid4().hex)
 
-    # The spans are exported in batches (every few seconds), hence the long deadline.
-    posted, routed, delivered = await receiver.wait_for_chain(deadline=60)
-    assert posted.trace_id == routed.trace_id == delivered.trace_id
-    assert routed.name == "router process" and delivered.name.startswith("agents.")
-    assert posted.parent_id == ""  # the customer's message starts the trace
+        # The spans are exported in batches (every few seconds), hence the long deadline.
+        posted, routed, delivered = await receiver.wait_for(receiver.chain, deadline=60)
+        assert posted.trace_id == routed.trace_id == delivered.trace_id
+        assert routed.name == "router process" and delivered.name.startswith("agents.")
+        assert posted.parent_id == ""  # the customer's message starts the trace
+
+        (conversation,) = await client.conversations("ada")
+        async with session.post(f"{client.agents_url}/v1/conversations/{conversation['conversation_id']}/messages",
+                                json={"text": "on its way"}, headers=client.headers) as response:
+            assert response.status == 201, await response.text()
+    replied, sent = await receiver.wait_for(receiver.reply_chain, deadline=60)
+    assert replied.trace_id == sent.trace_id and sent.name == "outbound.api process"
