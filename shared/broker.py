@@ -24,6 +24,7 @@ from aiormq.exceptions import ChannelInvalidStateError
 from pydantic import BaseModel, ValidationError
 from pymongo.errors import ConnectionFailure
 
+from shared import tracing
 from shared.topology import Topology, declare_core
 
 log = structlog.get_logger(__name__)
@@ -111,7 +112,8 @@ class Broker:
             message_id=message_id,
             type=message_type,
             timestamp=datetime.now(UTC),
-            headers={"workspace_id": workspace_id, **(headers or {})},
+            # The current trace context first: an outbox's stored context (in `headers`) wins over it.
+            headers=tracing.inject({"workspace_id": workspace_id}) | (headers or {}),
         )
         # ensure=False: no passive declare per publish; the exchange was declared in start().
         target = await self.channel.get_exchange(exchange or self.topology.events_exchange, ensure=False)
@@ -372,7 +374,8 @@ class BatchConsumer(Generic[T]):
             if not ready:
                 return
             try:
-                await self.handle_batch([item.model for item in ready])
+                with tracing.consuming(self.name, [item.delivery.headers for item in ready]):
+                    await self.handle_batch([item.model for item in ready])
             except TRANSIENT_ERRORS:
                 raise
             except ItemFailed as failure:
@@ -406,7 +409,8 @@ class BatchConsumer(Generic[T]):
                 await self._park(item, failed=None)
                 continue
             try:
-                await self.handle_batch([item.model])
+                with tracing.consuming(self.name, [item.delivery.headers]):
+                    await self.handle_batch([item.model])
             except TRANSIENT_ERRORS:
                 raise
             except ItemFailed as failure:

@@ -68,6 +68,11 @@ class CommonSettings(BaseSettings):
     token_secret: str = Field("switchyard-dev-token-secret", min_length=16,
                               validation_alias=AliasChoices("token_secret", "SWITCHYARD_TOKEN_SECRET"))
     log_level: str = Field("info", validation_alias=AliasChoices("log_level", "LOG_LEVEL"))
+    # Tracing (shared/tracing.py): OTLP/HTTP collector base URL, e.g. http://127.0.0.1:4318; unset: off.
+    otel_exporter_otlp_endpoint: str | None = Field(
+        None, validation_alias=AliasChoices("otel_exporter_otlp_endpoint", "OTEL_EXPORTER_OTLP_ENDPOINT"))
+    # The service.name of the spans; unset: switchyard-<service>.
+    otel_service_name: str | None = Field(None, validation_alias=AliasChoices("otel_service_name", "OTEL_SERVICE_NAME"))
     host: str = "127.0.0.1"
     port: int = 0
 

@@ -46,6 +46,7 @@ from services.agents.pages import PAGE_OPERATIONS, add_desk_routes
 from services.agents.service import AgentsMetrics, AgentsService, Conflict, NotFound
 from services.agents.settings import AgentsSettings
 from services.agents.store import AgentsStore
+from shared import tracing
 from shared.attachments import AttachmentStore, content_disposition
 from shared.broker import Broker
 from shared.models import Attachment, StateRequest, TransferRequest, utcnow
@@ -418,6 +419,13 @@ async def get_conversation(request: web.Request) -> web.Response:
 
 @open_to_agents
 async def post_reply(request: web.Request) -> web.Response:
+    # The reply's trace: it rides the reply's publish to intake's outbound sender.
+    with tracing.span("POST /v1/conversations/{conversation_id}/messages", kind=tracing.SpanKind.SERVER,
+                      headers=request.headers):
+        return await _post_reply(request)
+
+
+async def _post_reply(request: web.Request) -> web.Response:
     reply = await parse_body(request, request.app[REPLY_MODEL])
     await _check_own_conversation(request)
     files = []

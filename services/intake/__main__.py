@@ -2,8 +2,12 @@ from aiohttp import web
 
 from services.intake.app import create_app
 from services.intake.settings import IntakeSettings
+from shared import tracing
 from shared.logging import configure_logging
 
 settings = IntakeSettings()
 configure_logging(settings.log_level)
+tracer_provider = tracing.setup(settings, "switchyard-intake")
 web.run_app(create_app(settings), host=settings.host, port=settings.port, print=None, shutdown_timeout=10)
+if tracer_provider is not None:  # send the spans still buffered
+    tracer_provider.shutdown()

@@ -17,6 +17,7 @@ from services.intake.context import INTAKE, Intake, IntakeMetrics, validate_chan
 from services.intake.outbound import OutboundWorker
 from services.intake.pages import PAGE_OPERATIONS, add_chat_routes
 from services.intake.settings import IntakeSettings
+from shared import tracing
 from shared.attachments import AttachmentStore
 from shared.broker import Broker
 from shared.mongo import create_client
@@ -138,6 +139,12 @@ DESCRIPTION = (
 
 
 async def post_message(request: web.Request) -> web.Response:
+    # The message's trace starts here (or continues the caller's, given a traceparent header).
+    with tracing.span("POST /v1/messages", kind=tracing.SpanKind.SERVER, headers=request.headers):
+        return await _post_message(request)
+
+
+async def _post_message(request: web.Request) -> web.Response:
     intake = request.app[INTAKE]
     key = idempotency_key(request)
     posted = await parse_body(request, api.PostedMessage, intake.settings.max_body_bytes)

@@ -16,7 +16,7 @@ from prometheus_client import Counter
 from pydantic import ValidationError
 
 from services.intake.channels.base import Backoff, Sender, SendError, Sent
-from shared import events
+from shared import events, tracing
 from shared.broker import ATTEMPTS, Broker
 from shared.models import DeliveryStatus, OutboundMessage
 from shared.topology import declare_outbound_queue
@@ -83,6 +83,11 @@ class OutboundWorker:
         structlog.contextvars.bind_contextvars(
             workspace_id=message.workspace_id, conversation_id=message.conversation_id, message_id=message.message_id
         )
+        # A span per send, in the trace of the agent's reply (its context rides the delivery's headers).
+        with tracing.consuming(f"outbound.{self.sender.channel}", [delivery.headers]):
+            await self._send_and_report(delivery, message)
+
+    async def _send_and_report(self, delivery: AbstractIncomingMessage, message: OutboundMessage) -> None:
         try:
             status = await self._send_once(delivery, message)
             if status is None:

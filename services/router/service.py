@@ -24,7 +24,7 @@ from services.router.core import RoutingCore
 from services.router.model import Delivery, Outcome
 from services.router.positions import QueuePosition
 from services.router.store import RoutingStore
-from shared import events
+from shared import events, tracing
 from shared.broker import BatchConsumer, Broker, ItemFailed, PoisonMessage
 from shared.models import (
     SYSTEM_AGENT,
@@ -320,6 +320,11 @@ class RouterService:
             items.append({"exchange": topology.events_exchange, "routing_key": routing_key, "agent": None,
                           "type": event.type, "message_id": event.event_id, "workspace_id": event.workspace_id,
                           "mandatory": core_queue_takes(routing_key), "body": event.model_dump_json()})
+        # The trace of the input being handled, kept with the entries: a replay after a crash continues it.
+        trace_headers = tracing.current_headers()
+        if trace_headers:
+            for item in items:
+                item["headers"] = trace_headers
         return items
 
     async def _publish_outbox(self, outbox: list[dict]) -> None:
@@ -336,6 +341,7 @@ class RouterService:
             await self.broker.publish_raw(
                 item["body"].encode(), item["routing_key"], message_type=item["type"], message_id=item["message_id"],
                 workspace_id=item["workspace_id"], exchange=item["exchange"], mandatory=item["mandatory"],
+                headers=item.get("headers"),
             )
 
     def _apply(self, core: RoutingCore, item: RouterInput, now: datetime) -> Outcome:
