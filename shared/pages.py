@@ -44,6 +44,19 @@ def _file_handler(path: Path, media_type: str, security: Callable[[web.Request],
     return handler
 
 
+def content_security_policy(*, connect_src: str = "'self'", frame_ancestors: str = "'none'") -> str:
+    """The pages' policy: only their own scripts and styles; they talk to `connect_src` and may be framed by
+    `frame_ancestors` (the desk and the supervisor page by nobody, the chat by any site: the widget)."""
+    return ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+            f"connect-src {connect_src}; frame-ancestors {frame_ancestors}; base-uri 'none'; form-action 'self'")
+
+
+def locale_files(languages: Iterable[str], whose: str) -> tuple[PageFile, ...]:
+    """A page's strings, one JSON file per language at /locales/<lang>.json (static/locales/)."""
+    return tuple(PageFile(f"/locales/{lang}.json", f"locales/{lang}.json", JSON, f"{whose} strings in {lang}")
+                 for lang in languages)
+
+
 def page_security_headers(content_security_policy: str) -> dict[str, str]:
     """The headers of a page that holds a key: its policy, and no Referer (the key may be in the URL)."""
     return {"Content-Security-Policy": content_security_policy, "Referrer-Policy": "no-referrer"}

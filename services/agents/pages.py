@@ -14,12 +14,13 @@ from shared.pages import (
     CSS,
     HTML,
     JS,
-    JSON,
     LIB_FILES,
     SVG,
     PageFile,
     add_lib_routes,
     add_page_routes,
+    content_security_policy,
+    locale_files,
     page_operations,
     page_security_headers,
 )
@@ -34,16 +35,14 @@ PAGE_FILES = (
     PageFile("/desk", "desk.html", HTML, "The agent desk page"),
     PageFile("/desk.css", "desk.css", CSS, "The agent desk's styles"),
     *(PageFile(f"/desk/{name}.js", f"desk/{name}.js", JS, f"The agent desk's {name} module") for name in DESK_MODULES),
-    *(PageFile(f"/locales/{lang}.json", f"locales/{lang}.json", JSON, f"The agent desk's strings in {lang}")
-      for lang in LANGUAGES),
+    *locale_files(LANGUAGES, "The agent desk's"),
     PageFile("/favicon.svg", "favicon.svg", SVG, "The desk's icon"),
     PageFile("/favicon.ico", "favicon.svg", SVG, "The desk's icon, where browsers look for it unasked"),
 )
 
 # The page holds the agent's key: it runs only its own scripts and talks only to its own origin
 # (REST and the WebSocket: 'self' covers ws: and wss: on the same host).
-CONTENT_SECURITY_POLICY = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-                           "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
+CONTENT_SECURITY_POLICY = content_security_policy()
 
 
 def add_desk_routes(app: web.Application) -> None:

@@ -13,11 +13,12 @@ from shared.pages import (
     CSS,
     HTML,
     JS,
-    JSON,
     LIB_FILES,
     PageFile,
     add_lib_routes,
     add_page_routes,
+    content_security_policy,
+    locale_files,
     page_operations,
     page_security_headers,
 )
@@ -29,15 +30,13 @@ PAGE_FILES = (
     PageFile("/chat", "chat.html", HTML, "The web chat page"),
     PageFile("/chat.css", "chat.css", CSS, "The web chat's styles"),
     *(PageFile(f"/chat/{name}.js", f"chat/{name}.js", JS, f"The web chat's {name} module") for name in CHAT_MODULES),
-    *(PageFile(f"/locales/{lang}.json", f"locales/{lang}.json", JSON, f"The web chat's strings in {lang}")
-      for lang in LANGUAGES),
+    *locale_files(LANGUAGES, "The web chat's"),
     PageFile("/widget.js", "widget.js", JS, "The embeddable chat: a launcher button and the chat, for any site"),
 )
 
 # The page runs only its own scripts and talks only to its own origin. Any site may frame it: that
 # is how the embeddable widget shows it (the page holds nothing but the customer's own chat).
-CONTENT_SECURITY_POLICY = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-                           "connect-src 'self'; frame-ancestors *; base-uri 'none'; form-action 'self'")
+CONTENT_SECURITY_POLICY = content_security_policy(frame_ancestors="*")
 
 
 def add_chat_routes(app: web.Application) -> None:

@@ -21,6 +21,7 @@ from shared.pages import (
     PageFile,
     add_lib_routes,
     add_page_routes,
+    content_security_policy,
     page_operations,
     page_security_headers,
 )
@@ -48,10 +49,9 @@ class PageConfig(BaseModel):
     agents_url: str  # where the browser reaches the agents service (status changes, transfers)
 
 
-def content_security_policy(agents_url: str) -> str:
+def page_policy(agents_url: str) -> str:
     """The page holds an API key: it runs only its own scripts and talks only to reporting and agents."""
-    return ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-            f"connect-src 'self' {agents_url}; frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
+    return content_security_policy(connect_src=f"'self' {agents_url}")
 
 
 async def get_config(request: web.Request) -> web.Response:
@@ -62,7 +62,7 @@ def add_supervisor_routes(app: web.Application, settings: ReportingSettings) -> 
     """GET /supervisor, its files, its config and the shared /lib/ modules (public: the page asks for the key itself)."""
     app[AGENTS_URL] = settings.agents_url.rstrip("/")
     add_page_routes(app, STATIC, PAGE_FILES,
-                    lambda request: page_security_headers(content_security_policy(request.app[AGENTS_URL])))
+                    lambda request: page_security_headers(page_policy(request.app[AGENTS_URL])))
     app.router.add_get("/supervisor/config.json", get_config)
     add_lib_routes(app)  # /lib/socket.js: the pages' one reconnecting socket
 

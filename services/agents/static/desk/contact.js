@@ -1,7 +1,8 @@
 // The contact panel beside the open conversation: the contact's identities on every channel, its
 // attributes (edited with PATCH /v1/contacts/{id}), its labels, and its earlier conversations (opened
 // read-only). Read again whenever a conversation is opened and when a new conversation of the same
-// contact arrives, and it refreshes the transcript's cached history of that contact (state.history).
+// contact arrives. The same answer gives the transcript the contact's earlier messages (historyOf):
+// one read per open serves both.
 
 import { api, enc } from "./api.js";
 import { $, el } from "./dom.js";
@@ -18,6 +19,14 @@ let drawn = null;    // the contact data last drawn (inputs are not redrawn unde
 let fetching = null;
 const askedFor = new Set();  // conversations the panel read the contact again for (once each)
 
+// Earlier messages of the same person on any channel (merged by email or phone), for the transcript: from
+// the contact as read for this conversation (read again on every open, so a conversation resolved
+// since, with its survey, shows); none until that answer is in.
+export function historyOf(conv) {
+  const loaded = state.contact;
+  return loaded && loaded.key === `${conv.conversation_id}|${conv.contact_id}` && loaded.history ? loaded.history : [];
+}
+
 function current() {
   const entry = state.selected ? state.convs.get(state.selected) : null;
   return entry && !state.peek ? entry.conv : null;
@@ -30,9 +39,9 @@ async function load(conv) {
   fetching = key;
   try {
     const data = await api("GET", `/v1/contacts/${enc(conv.contact_id)}`);
-    state.contact = { key, id: conv.contact_id, data, error: "" };
-    // The transcript shows the contact's other conversations above this one: fresh now.
-    state.history.set(conv.contact_id, (data.messages || []).filter((m) => m.conversation_id !== conv.conversation_id));
+    // The transcript shows the contact's other conversations above this one: kept with the answer.
+    const history = (data.messages || []).filter((m) => m.conversation_id !== conv.conversation_id);
+    state.contact = { key, id: conv.contact_id, data, error: "", history };
   } catch (e) {
     state.contact = { key, id: conv.contact_id, data: null, error: e.status === 404 ? t("contact.unknown") : e.message };
   } finally {

@@ -73,7 +73,7 @@ async function signIn(agentId, token) {
   state.signedIn = true;
   state.convs = new Map(); state.selected = null; state.resolved.clear(); state.pendingStatus.clear();
   state.offers = new Map(); state.accepting.clear(); state.rejected.clear();
-  state.history.clear(); state.contact = null; resetViews();
+  state.contact = null; resetViews();
   closeTransfer();
   $("who").textContent = agent.name ? `${agent.name} (${agent.agent_id})` : agent.agent_id;
   setPresence(agent.status);

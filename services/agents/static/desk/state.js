@@ -16,7 +16,6 @@ export const state = {
   rejected: new Set(),         // offers rejected here: their revocation needs no notice
   transferFor: null, transferring: false,
   clockSkew: 0,                // server clock minus ours (ms), so offer countdowns match the server
-  history: new Map(),          // conversation_id -> messages of its contact's other conversations (any channel)
   typing: new Map(),           // conversation_id -> timer that hides "typing…" (the customer is typing)
   typingSentAt: new Map(),     // conversation_id -> when this desk last said the agent is typing
   socket: null,                // the desk's ReconnectingSocket while signed in
@@ -105,11 +104,7 @@ export function upsertConversation(conv, messages) {
   state.resolved.delete(id);
   let entry = state.convs.get(id);
   const isNew = !entry;
-  if (isNew) {
-    entry = { conv, messages: new Map(), unread: 0 }; state.convs.set(id, entry);
-    // A returning contact: what was cached of their history misses the conversation before this one.
-    if (conv.contact_id) state.history.delete(conv.contact_id);
-  }
+  if (isNew) { entry = { conv, messages: new Map(), unread: 0 }; state.convs.set(id, entry); }
   else entry.conv = Object.assign({}, entry.conv, conv);
   for (const m of messages) {
     if (putMessage(entry, m) && !isNew && m.direction === "inbound") entry.unread++;

@@ -4,6 +4,7 @@
 import { api, enc } from "./api.js";
 import { showError } from "./banners.js";
 import { updateComposer } from "./composer.js";
+import { historyOf } from "./contact.js";
 import { $, el } from "./dom.js";
 import {
   contactLabel, fmtTime, latestTransfer, priorityInfo, routingWhy, slaAlerts, statusLabel, transferText,
@@ -83,21 +84,6 @@ function scrollToNewest(list) {
 // "Priority 3" in the details line reads "priority 3" (in the locale's own lowercase).
 function lowerFirst(text) { return text ? text[0].toLocaleLowerCase(document.documentElement.lang) + text.slice(1) : text; }
 
-// Earlier messages of the same person on any channel (merged by email or phone), fetched once per
-// conversation opened (not per contact: a conversation resolved since, with its survey, must show).
-function contactHistory(conv) {
-  if (!conv.contact_id) return [];
-  const key = conv.conversation_id, known = state.history.get(key);
-  if (known === undefined) {
-    state.history.set(key, []);
-    api("GET", `/v1/contacts/${enc(conv.contact_id)}`).then((contact) => {
-      state.history.set(key, (contact.messages || []).filter((m) => m.conversation_id !== conv.conversation_id));
-      render();
-    }).catch(() => state.history.delete(key));
-    return [];
-  }
-  return known;
-}
 
 function attachmentLinks(m) {
   if (!m.attachments || !m.attachments.length) return null;
@@ -118,7 +104,7 @@ function attachmentLinks(m) {
 // Keyed update: existing nodes stay (updated in place), new ones are inserted in order, gone ones removed.
 function syncTranscript(list, conv, entry, switched) {
   if (switched) { list.replaceChildren(); nodes.clear(); }
-  const history = contactHistory(conv);
+  const history = historyOf(conv);
   const wanted = history.map((m) => ["h:" + m.message_id, m, true]);
   if (history.length) wanted.push(["sep", null, false]);
   for (const m of entry.messages.values()) wanted.push(["m:" + m.message_id, m, false]);
