@@ -3,23 +3,16 @@ exactly English's keys, a plural text has an `other` form, placeholders match En
 key the page's markup and modules use exists. The page's list of languages names every file."""
 
 import json
-import re
+from functools import partial
 
 import pytest
 
 from services.intake.pages import LANGUAGES, STATIC
+from tests.unit.locale_files import placeholders, used_keys
+from tests.unit.locale_files import strings as read_strings
 
 LOCALES = STATIC / "locales"
-PLACEHOLDER = re.compile(r"\{(\w+)\}")
-
-
-def strings(lang: str) -> dict:
-    return json.loads((LOCALES / f"{lang}.json").read_text(encoding="utf-8"))
-
-
-def placeholders(value) -> set[str]:
-    texts = value.values() if isinstance(value, dict) else [value]
-    return {name for text in texts for name in PLACEHOLDER.findall(text)}
+strings = partial(read_strings, LOCALES)
 
 
 def test_every_locale_file_is_served_and_the_page_offers_it():
@@ -40,10 +33,6 @@ def test_a_locale_has_the_same_keys_and_placeholders_as_english(lang):
 
 def test_every_key_the_page_uses_is_in_english():
     english = strings("en")
-    used = set(re.findall(r'data-i18n="([^"]+)"', (STATIC / "chat.html").read_text()))
-    for attrs in re.findall(r'data-i18n-attr="([^"]+)"', (STATIC / "chat.html").read_text()):
-        used |= {pair.split(":")[1] for pair in attrs.split(";")}
-    for module in (STATIC / "chat").glob("*.js"):
-        used |= set(re.findall(r'\bt\("([a-z_.]+)"', module.read_text()))
+    used = used_keys(STATIC / "chat.html", STATIC / "chat")
     assert used, "no keys found"
     assert used <= set(english), used - set(english)

@@ -5,36 +5,18 @@ language module offers the same languages."""
 
 import json
 import re
+from functools import partial
 
 import pytest
 
 from services.agents.pages import DESK_MODULES, LANGUAGES, PAGE_FILES, STATIC
+from tests.unit.locale_files import placeholders
+from tests.unit.locale_files import strings as read_strings
+from tests.unit.locale_files import used_keys as keys_in
 
 LOCALES = STATIC / "locales"
-PLACEHOLDER = re.compile(r"\{(\w+)\}")
-# t("key", ...), and the keys a t() call chooses between (t(accept ? "offers.accept_error" : ...)).
-T_CALL = re.compile(r"\bt\(([^()]*)")
-KEY_LITERAL = re.compile(r'"([a-z]+\.[a-z_0-9]+)"')
-
-
-def strings(lang: str) -> dict:
-    return json.loads((LOCALES / f"{lang}.json").read_text(encoding="utf-8"))
-
-
-def placeholders(value) -> set[str]:
-    texts = value.values() if isinstance(value, dict) else [value]
-    return {name for text in texts for name in PLACEHOLDER.findall(text)}
-
-
-def used_keys() -> set[str]:
-    html = (STATIC / "desk.html").read_text()
-    used = set(re.findall(r'data-i18n="([^"]+)"', html))
-    for attrs in re.findall(r'data-i18n-attr="([^"]+)"', html):
-        used |= {pair.split(":")[1] for pair in attrs.split(";")}
-    for module in (STATIC / "desk").glob("*.js"):
-        for arguments in T_CALL.findall(module.read_text()):
-            used |= set(KEY_LITERAL.findall(arguments))
-    return used
+strings = partial(read_strings, LOCALES)
+used_keys = partial(keys_in, STATIC / "desk.html", STATIC / "desk")
 
 
 def test_every_locale_file_is_served_and_the_desk_offers_it():
