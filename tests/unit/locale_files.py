@@ -9,6 +9,7 @@ PLACEHOLDER = re.compile(r"\{(\w+)\}")
 # t("key", ...), and the keys a t() call chooses between (t(accept ? "offers.accept_error" : ...)).
 T_CALL = re.compile(r"\bt\(([^()]*)")
 KEY_LITERAL = re.compile(r'"([a-z]+\.[a-z_0-9]+)"')
+FIRST_KEY = re.compile(r'\bt\("([a-z_.0-9]+)"')  # t("welcome"): a key with no dot, as the first argument
 
 
 def strings(locales: Path, lang: str) -> dict:
@@ -27,6 +28,8 @@ def used_keys(html: Path, modules: Path) -> set[str]:
     for attrs in re.findall(r'data-i18n-attr="([^"]+)"', markup):
         used |= {pair.split(":")[1] for pair in attrs.split(";")}
     for module in modules.glob("*.js"):
-        for arguments in T_CALL.findall(module.read_text()):
+        source = module.read_text()
+        used |= set(FIRST_KEY.findall(source))
+        for arguments in T_CALL.findall(source):
             used |= set(KEY_LITERAL.findall(arguments))
     return used
