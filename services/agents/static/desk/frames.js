@@ -6,12 +6,12 @@ import { autosize } from "./composer.js";
 import { $ } from "./dom.js";
 import { contactLabel } from "./format.js";
 import { t } from "./i18n.js";
-import { applyState, isHeld } from "./lifecycle.js";
+import { applyState } from "./lifecycle.js";
 import { putOffer } from "./offers.js";
 import { setConnection, setPresence } from "./presence.js";
 import { render, select } from "./render.js";
 import {
-  applySla, applyStatus, awaitingReply, isReading, putMessage, snapshotConversations, state, upsertConversation,
+  applySla, applyStatus, awaitingReply, isHeld, isReading, putMessage, snapshotConversations, state, upsertConversation,
 } from "./state.js";
 import { closeTransfer, transferRejected } from "./transfer.js";
 

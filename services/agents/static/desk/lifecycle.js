@@ -8,12 +8,8 @@ import { showError } from "./banners.js";
 import { $ } from "./dom.js";
 import { fmtTime } from "./format.js";
 import { t } from "./i18n.js";
-import { state } from "./state.js";
+import { PARKED, state } from "./state.js";
 
-export const PARKED = ["pending", "snoozed"];
-const HELD = ["assigned", ...PARKED];
-
-export function isHeld(status) { return !status || HELD.includes(status); }
 
 // Seconds from now until the snooze choice's time: a duration, or 9:00 local tomorrow / next Monday.
 export function snoozeSeconds(choice, now = new Date()) {

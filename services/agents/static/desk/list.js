@@ -4,11 +4,11 @@
 import { $, el } from "./dom.js";
 import { contactLabel, fmtTime, previewPrefix, priorityInfo, slaAlerts, slaTarget } from "./format.js";
 import { t } from "./i18n.js";
-import { PARKED, lifecycleLabel } from "./lifecycle.js";
+import { lifecycleLabel } from "./lifecycle.js";
 import { priorityChip } from "./offers.js";
 import { openPeek } from "./peek.js";
 import { render, select } from "./render.js";
-import { hasFailedReply, lastActivity, lastMessage, sortedConversations, state } from "./state.js";
+import { PARKED, hasFailedReply, lastActivity, lastMessage, sortedConversations, state } from "./state.js";
 import { mineMatches, wireViews } from "./views.js";
 
 const EMPTY = {

@@ -99,7 +99,7 @@ export function snapshotConversations(items) {
 export function upsertConversation(conv, messages) {
   if (!conv || !conv.conversation_id) return;
   const id = conv.conversation_id;
-  if (!HELD_STATUSES.includes(conv.status || "assigned")) { state.convs.delete(id); return; }
+  if (!isHeld(conv.status)) { state.convs.delete(id); return; }
   if (conv.assignee_id && state.agentId && conv.assignee_id !== state.agentId) { state.convs.delete(id); return; }
   state.resolved.delete(id);
   let entry = state.convs.get(id);
@@ -159,10 +159,12 @@ export function lastActivity(entry) {
   return String((last && last.created_at) || entry.conv.last_message_at || entry.conv.created_at || "");
 }
 
-const HELD_STATUSES = ["assigned", "pending", "snoozed"];  // the agent's: open, or parked (lifecycle.js)
+// Pending and snoozed conversations stay the agent's but free its capacity slot (lifecycle.js).
+export const PARKED = ["pending", "snoozed"];
+export function isHeld(status) { return !status || status === "assigned" || PARKED.includes(status); }
 
 // Open ones first, then pending and snoozed; latest activity first within each (as the server orders its lists).
 export function sortedConversations() {
-  const parked = (entry) => (entry.conv.status === "pending" || entry.conv.status === "snoozed" ? 1 : 0);
+  const parked = (entry) => (PARKED.includes(entry.conv.status) ? 1 : 0);
   return [...state.convs.values()].sort((a, b) => parked(a) - parked(b) || lastActivity(b).localeCompare(lastActivity(a)));
 }
