@@ -239,7 +239,7 @@ def known_names(namespace: str, agents: Iterable[tuple[str, str]] = (), extra_qu
     queues = _named(topology, "_queue") + list(topology.core_queues())
     queues += [topology.outbound_queue(p.name) for p in PLUGINS if p.sender is not None]
     queues += [topology.plugin_queue(p.name) for p in PLUGINS if p.background is not None]
-    queues += [topology.agent_queue(workspace, agent) for workspace, agent in agents]
+    queues += [topology.legacy_agent_queue(workspace, agent) for workspace, agent in agents]
     queues += [topology.dead_letter_queue(q) for q in queues] + list(extra_queues)
     return Listing("the names the code knows", tuple(Queue(q) for q in dict.fromkeys(queues)), tuple(_named(topology, "_exchange")))
 

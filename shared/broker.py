@@ -307,8 +307,11 @@ class BatchConsumer(Generic[T]):
         self._channel = await self.broker.new_channel(prefetch=self.batch_size * 2)
         self._worker = asyncio.create_task(self._run(), name=f"consumer:{self.name}")
 
-    async def attach(self, queue_name: str) -> None:
-        """Start consuming one more queue (already declared) into this consumer."""
+    async def attach(self, queue_name: str, *, priority: int | None = None) -> None:
+        """Start consuming one more queue (already declared) into this consumer.
+
+        `priority`: this consumer's `x-priority` (a partition's replicas rank themselves by it:
+        shared/partitions.py)."""
         assert self._channel is not None, "start() first"
         # Declared (passively) on this robust channel so that its consumer is restored after a reconnect.
         queue = await self._channel.declare_queue(queue_name, passive=True)
@@ -316,7 +319,7 @@ class BatchConsumer(Generic[T]):
         async def on_delivery(delivery: AbstractIncomingMessage) -> None:
             self._inbox.put(queue_name, delivery)
 
-        tag = await queue.consume(on_delivery)
+        tag = await queue.consume(on_delivery, arguments=None if priority is None else {"x-priority": priority})
         self._consumers.append((queue, tag))
 
     async def stop(self, deadline: float = 10.0) -> None:

@@ -9,6 +9,9 @@ from typing import Annotated, Literal
 from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from shared.partitions import DEFAULT_PARTITIONS, MAX_PARTITIONS
+from shared.topology import Topology
+
 
 def parse_api_keys(raw: str | dict[str, str]) -> dict[str, str]:
     """Turn `workspace:key,workspace2:key2` into {key: workspace}."""
@@ -63,6 +66,10 @@ class CommonSettings(BaseSettings):
     queue_type: Literal["quorum", "classic"] = Field(
         "quorum", validation_alias=AliasChoices("queue_type", "SWITCHYARD_QUEUE_TYPE")
     )
+    # How many partition queues carry the agents' deliveries (shared/partitions.py): the same in every
+    # service of a deployment; the queues do not grow with agents or workspaces.
+    partitions: int = Field(DEFAULT_PARTITIONS, ge=1, le=MAX_PARTITIONS,
+                            validation_alias=AliasChoices("partitions", "SWITCHYARD_PARTITIONS"))
     # Signs agent tokens (POST /v1/agents/{id}/token): the same secret in every service, a long
     # random one in production (the default is for development only).
     token_secret: str = Field("switchyard-dev-token-secret", min_length=16,
@@ -75,6 +82,9 @@ class CommonSettings(BaseSettings):
     otel_service_name: str | None = Field(None, validation_alias=AliasChoices("otel_service_name", "OTEL_SERVICE_NAME"))
     host: str = "127.0.0.1"
     port: int = 0
+
+    def topology(self) -> Topology:
+        return Topology(self.namespace, self.queue_type, self.partitions)
 
     @field_validator("api_keys", mode="before")
     @classmethod

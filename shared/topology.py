@@ -2,7 +2,8 @@
 
     intake ──message.received, thread.closed / left / not_answered──► events (topic) ──► <ns>.router.work
                                                               (single active consumer)
-    router ──<ws>.<agent>──────► deliveries (direct) ──► <ns>.agent.<ws>.<agent>  (one per agent)
+    router ──<partition>───────► deliveries (direct) ──► <ns>.deliveries.<k>  (k = hash of workspace/agent
+                                                        mod SWITCHYARD_PARTITIONS; single active consumer)
     agents ──message.outbound.<channel>──► events ──► <ns>.intake.outbound.<channel>
     intake ──message.status────► events ──► <ns>.agents.status
     agents ──agent.*, conversation.resolved / answered / offer_answered / transfer_requested──► <ns>.router.work
@@ -28,6 +29,10 @@ rest flow on (shared/broker.py):
 
 The router's events and messages share one queue so that one replica, and only one, owns the
 routing state at a time and sees every input in one order.
+
+The number of queues does not grow with agents or workspaces: an agent's deliveries go to one of
+a fixed number of partition queues (shared/partitions.py), each with a single active consumer, so
+one agent's deliveries keep their order while every agents replica stands by for every partition.
 """
 
 import uuid
@@ -37,6 +42,7 @@ import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractQueue
 
 from shared import events
+from shared.partitions import DEFAULT_PARTITIONS, partition_of
 
 ROUTER_BINDINGS = (
     events.MESSAGE_RECEIVED,
@@ -93,6 +99,7 @@ def core_queue_takes(routing_key: str) -> bool:
 class Topology:
     namespace: str = "switchyard"
     queue_type: str = "quorum"
+    partitions: int = DEFAULT_PARTITIONS  # the same in every service of a deployment (shared/partitions.py)
 
     @property
     def events_exchange(self) -> str:
@@ -136,7 +143,15 @@ class Topology:
 
     def core_queues(self) -> tuple[str, ...]:
         """The consumed queues declare_core makes (without their dead-letter queues)."""
-        return (self.router_queue, self.agents_status_queue, self.agents_events_queue, self.reporting_queue)
+        return (self.router_queue, self.agents_status_queue, self.agents_events_queue, self.reporting_queue,
+                *self.delivery_queues())
+
+    def delivery_queue(self, partition: int) -> str:
+        return f"{self.namespace}.deliveries.{partition}"
+
+    def delivery_queues(self) -> tuple[str, ...]:
+        """The agents' delivery partitions: a fixed number, whatever the number of agents."""
+        return tuple(self.delivery_queue(k) for k in range(self.partitions))
 
     def retry_queue_arguments(self) -> dict:
         """Parked messages go back to their queue (their routing key) when their TTL runs out."""
@@ -147,12 +162,16 @@ class Topology:
             arguments |= {"x-dead-letter-strategy": "at-least-once", "x-overflow": "reject-publish"}
         return arguments
 
-    def agent_queue(self, workspace_id: str, agent_id: str) -> str:
+    def legacy_agent_queue(self, workspace_id: str, agent_id: str) -> str:
+        """The queue of one agent before delivery partitions: drained at start, then deleted."""
         return f"{self.namespace}.agent.{workspace_id}.{agent_id}"
 
-    @staticmethod
-    def agent_routing_key(workspace_id: str, agent_id: str) -> str:
-        return f"{workspace_id}.{agent_id}"
+    def agent_partition(self, workspace_id: str, agent_id: str) -> int:
+        return partition_of(f"{workspace_id}/{agent_id}", self.partitions)
+
+    def agent_routing_key(self, workspace_id: str, agent_id: str) -> str:
+        """The deliveries exchange's key of an agent's partition queue."""
+        return str(self.agent_partition(workspace_id, agent_id))
 
     def outbound_queue(self, channel: str) -> str:
         return f"{self.namespace}.intake.outbound.{channel}"
@@ -239,17 +258,11 @@ async def declare_core(channel: AbstractChannel, topology: Topology) -> None:
     reporting = await declare_consumed_queue(channel, topology, topology.reporting_queue)
     for routing_key in REPORTING_BINDINGS:
         await reporting.bind(topology.events_exchange, routing_key)
-
-
-async def declare_agent_queue(
-    channel: AbstractChannel, topology: Topology, workspace_id: str, agent_id: str
-) -> AbstractQueue:
-    """The durable queue the router fills with one agent's conversations and messages."""
-    queue = await declare_consumed_queue(
-        channel, topology, topology.agent_queue(workspace_id, agent_id)
-    )
-    await queue.bind(topology.deliveries_exchange, topology.agent_routing_key(workspace_id, agent_id))
-    return queue
+    for partition in range(topology.partitions):
+        deliveries = await declare_consumed_queue(
+            channel, topology, topology.delivery_queue(partition), single_active_consumer=True
+        )
+        await deliveries.bind(topology.deliveries_exchange, str(partition))
 
 
 async def declare_outbound_queue(

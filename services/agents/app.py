@@ -49,10 +49,10 @@ from services.agents.store import AgentsStore
 from shared import tracing
 from shared.attachments import AttachmentStore, content_disposition
 from shared.broker import Broker
+from shared.partitions import agree_on_partitions
 from shared.models import Attachment, StateRequest, TransferRequest, utcnow
 from shared.mongo import create_client
 from shared.tokens import issue_agent_token
-from shared.topology import Topology
 from shared.web import (
     TOKEN_SECRET,
     WORKSPACE,
@@ -229,11 +229,12 @@ def create_app(settings: AgentsSettings) -> web.Application:
     app[SETTINGS] = settings
     app[REPLY_MODEL] = reply_model(settings.max_reply_chars)
     registry = CollectorRegistry()
-    broker = Broker(settings.amqp_url, Topology(settings.namespace, settings.queue_type))
+    broker = Broker(settings.amqp_url, settings.topology())
     mongo = create_client(settings.mongo_url)
     db = mongo[settings.mongo_db]
 
     async def resources(app: web.Application) -> AsyncIterator[None]:
+        await agree_on_partitions(db, settings.partitions)  # before declaring any partition queue
         await broker.start()
         store = AgentsStore(db)
         app[CANNED], app[AGENTS_STORE] = CannedStore(db), store

@@ -11,6 +11,7 @@ from prometheus_client import CollectorRegistry, Counter
 from pymongo.errors import PyMongoError
 
 from services.agents import chat_notices, csat, facts
+from services.agents.legacy import drain_legacy_agent_queues
 from services.agents.desk import DeskConnection, DeskHub, jsonable
 from services.agents.models import HELD_STATUSES, AgentProfile
 from services.agents.outbox import PENDING_LABELS, PENDING_OUTBOUND, PENDING_RESOLVED, PENDING_SNAPSHOT, Sweeper
@@ -44,7 +45,8 @@ from shared.models import (
     new_id,
     utcnow,
 )
-from shared.topology import declare_agent_queue, declare_outbound_queue
+from shared.partitions import consumer_priority
+from shared.topology import declare_outbound_queue
 
 log = structlog.get_logger(__name__)
 NOTICE_TIMEOUT = 2.0  # seconds: a web chat notice (joined, resolved) is not worth waiting longer for
@@ -95,7 +97,7 @@ class AgentsService:
                                      key=notice_key, batch_size=batch_size)
         self.typing_signals = SignalConsumer(broker, "agents", events.TYPING_CONTACT, self.contact_typing)
         self.typing_limit = RateLimiter(TYPING_INTERVAL)  # the agents' typing, per (workspace, agent, conversation)
-        self._consumed_agents: set[tuple[str, str]] = set()
+        self.replica_id = new_id()  # ranks this replica among a partition's consumers
         self._outbound_channels: set[str] = set()
         self.presence = PresenceWatch(self, presence_grace_seconds)
         self.sweeper = Sweeper(self.sweep_outbox)
@@ -108,9 +110,10 @@ class AgentsService:
         await self.notices.start()
         await self.notices.attach(self.broker.topology.agents_events_queue)
         await self.typing_signals.start()
+        for queue in self.broker.topology.delivery_queues():  # standing by for every partition
+            await self.deliveries.attach(queue, priority=consumer_priority(self.replica_id, queue))
         agents = await self.store.all_agents()
-        for agent in agents:
-            await self._consume_agent_queue(agent["workspace_id"], agent["agent_id"])
+        await drain_legacy_agent_queues(self.broker, agents)
         self.presence.resume(agents)  # desks open before a restart must reconnect within the grace
         self.sweeper.start()  # its first round publishes what a crash before this start left flagged
 
@@ -123,18 +126,10 @@ class AgentsService:
         await self.typing_signals.stop()
         await self.hub.close_all()
 
-    async def _consume_agent_queue(self, workspace_id: str, agent_id: str) -> None:
-        if (workspace_id, agent_id) in self._consumed_agents:
-            return
-        queue = await declare_agent_queue(self.broker.channel, self.broker.topology, workspace_id, agent_id)
-        await self.deliveries.attach(queue.name)
-        self._consumed_agents.add((workspace_id, agent_id))
-
     # -- agents --------------------------------------------------------------------------------
 
     async def put_agent(self, workspace_id: str, agent_id: str, profile: AgentProfile) -> dict:
-        """Create or update an agent; its queue exists before the router can route to it."""
-        await self._consume_agent_queue(workspace_id, agent_id)
+        """Create or update an agent (its deliveries' partition queue exists whatever the agent)."""
         doc = await self.store.put_agent(workspace_id, agent_id, profile)
         await self._publish_now(partial(self._publish_snapshot, event=events.AGENT_UPDATED), doc)
         return doc

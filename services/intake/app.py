@@ -20,8 +20,8 @@ from services.intake.settings import IntakeSettings
 from shared import tracing
 from shared.attachments import AttachmentStore
 from shared.broker import Broker
+from shared.partitions import agree_on_partitions
 from shared.mongo import create_client
-from shared.topology import Topology
 from shared.web import (
     WORKSPACE,
     Answer,
@@ -56,12 +56,13 @@ def create_app(settings: IntakeSettings) -> web.Application:
     configure_auth(app, settings)
     registry = CollectorRegistry()
     metrics = IntakeMetrics(registry)
-    broker = Broker(settings.amqp_url, Topology(settings.namespace, settings.queue_type))
+    broker = Broker(settings.amqp_url, settings.topology())
     mongo = create_client(settings.mongo_url)
     db = mongo[settings.mongo_db]
     app[CHAT_SETTINGS] = ChatSettingsCache(db, settings.webchat_settings_seconds)
 
     async def resources(app: web.Application) -> AsyncIterator[None]:
+        await agree_on_partitions(db, settings.partitions)  # before declaring any partition queue
         await broker.start()
         async with aiohttp.ClientSession() as http:
             intake = Intake(settings, broker, http, metrics, AttachmentStore(db), configs)

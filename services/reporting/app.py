@@ -22,7 +22,7 @@ from services.reporting.settings import ReportingSettings
 from services.reporting.store import ReportStore, close_clients, open_clients, store_of
 from services.reporting.subscriptions import SUBSCRIPTION_OPERATIONS, add_subscriptions
 from shared.broker import Broker
-from shared.topology import Topology
+from shared.partitions import agree_on_partitions
 from shared.web import (
     WORKSPACE,
     Answer,
@@ -73,7 +73,7 @@ def create_app(settings: ReportingSettings) -> web.Application:
     app[SETTINGS] = settings
     registry = CollectorRegistry()
     metrics = ReportingMetrics(registry)
-    broker = Broker(settings.amqp_url, Topology(settings.namespace, settings.queue_type))
+    broker = Broker(settings.amqp_url, settings.topology())
     clients = open_clients(settings)
     store = store_of(settings, clients)
     db = store.db
@@ -82,6 +82,7 @@ def create_app(settings: ReportingSettings) -> web.Application:
                                 period=settings.live_seconds)
 
     async def resources(app: web.Application) -> AsyncIterator[None]:
+        await agree_on_partitions(db, settings.partitions)  # before declaring any partition queue
         await broker.start()
         service = ReportingService(broker, store, metrics, batch_size=settings.batch_size,
                                    extend_seconds=settings.extend_seconds, rollup_seconds=settings.rollup_seconds)

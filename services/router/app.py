@@ -16,9 +16,9 @@ from services.router.settings import RouterSettings
 from services.router.store import RoutingStore
 from shared import events
 from shared.broker import Broker
+from shared.partitions import agree_on_partitions
 from shared.models import DEFAULT_WORKSPACE, RoutingConfigChanged
 from shared.mongo import create_client
-from shared.topology import Topology
 from shared.web import (
     WORKSPACE,
     Answer,
@@ -45,12 +45,13 @@ def create_app(settings: RouterSettings) -> web.Application:
     configure_auth(app, settings)
     registry = CollectorRegistry()
     metrics = RouterMetrics(registry)
-    broker = Broker(settings.amqp_url, Topology(settings.namespace, settings.queue_type))
+    broker = Broker(settings.amqp_url, settings.topology())
     mongo = create_client(settings.mongo_url)
     db = mongo[settings.mongo_db]
     app[DB] = db
 
     async def resources(app: web.Application) -> AsyncIterator[None]:
+        await agree_on_partitions(db, settings.partitions)  # before declaring any partition queue
         await broker.start()
         config = await startup_config(db, settings)
         service = RouterService(broker, RoutingStore(db), metrics, config, batch_size=settings.batch_size,
