@@ -25,7 +25,7 @@ from pydantic import BaseModel, ValidationError
 from pymongo.errors import ConnectionFailure
 
 from shared import tracing
-from shared.topology import Topology, declare_core
+from shared.topology import PARTITION_HEADER, Topology, declare_core
 
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
@@ -103,8 +103,10 @@ class Broker:
         headers: dict[str, Any] | None = None,
         mandatory: bool = True,
         persistent: bool = True,
+        expiration: float | None = None,
     ) -> None:
-        """Publish a JSON body already serialized (from an outbox), confirmed, as publish() does."""
+        """Publish a JSON body already serialized (from an outbox), confirmed, as publish() does.
+        `expiration`: seconds after which the broker drops it unread (a tick worthless later)."""
         message = aio_pika.Message(
             body,
             content_type="application/json",
@@ -113,11 +115,17 @@ class Broker:
             type=message_type,
             timestamp=datetime.now(UTC),
             # The current trace context first: an outbox's stored context (in `headers`) wins over it.
-            headers=tracing.inject({"workspace_id": workspace_id}) | (headers or {}),
+            headers=tracing.inject(self.routing_headers(workspace_id)) | (headers or {}),
+            expiration=expiration,
         )
         # ensure=False: no passive declare per publish; the exchange was declared in start().
         target = await self.channel.get_exchange(exchange or self.topology.events_exchange, ensure=False)
         await target.publish(message, routing_key, mandatory=mandatory)
+
+    def routing_headers(self, workspace_id: str) -> dict[str, Any]:
+        """The workspace, and its router partition for the router's headers exchange (shared/topology.py)."""
+        return {"workspace_id": workspace_id,
+                PARTITION_HEADER: str(self.topology.workspace_partition(workspace_id))}
 
     async def park(self, delivery: AbstractIncomingMessage, queue: str, headers: dict[str, Any], delay: float) -> None:
         """Copy a message to the retry queue (confirmed); it returns to `queue` after `delay` seconds."""

@@ -494,10 +494,21 @@ class DeliveryStatus(Wire):
 
 
 class RoutingConfigChanged(Wire):
-    """Router API -> router work queue: apply this configuration (a dict of RoutingConfig) in order."""
+    """Router API -> router work queue: apply this configuration (a dict of RoutingConfig) in order.
+
+    To the workspace's own partition for its own configuration; for the deployment's default (the
+    default workspace's), one to every partition (shared/routing_config.py)."""
 
     event_id: str = Field(default_factory=new_id)
+    workspace_id: str = DEFAULT_WORKSPACE
     config: dict[str, Any]
+
+
+class RouterTick(Wire):
+    """Router replica -> a router partition: fire due timers. Transient, expiring: the partition's
+    active replica, whichever it is, gets the ticks; while none is, they expire unread."""
+
+    at: datetime
 
 
 MAX_REJECTED_ITEM_CHARS = 64 * 1024

@@ -1,12 +1,13 @@
 """Every exchange and queue Switchyard uses, declared in one place.
 
-    intake ──message.received, thread.closed / left / not_answered──► events (topic) ──► <ns>.router.work
-                                                              (single active consumer)
+    intake ──message.received, thread.closed / left / not_answered──► events (topic) ──► <ns>.router.in (headers)
+        ──(header workspace-partition = hash of workspace mod SWITCHYARD_PARTITIONS)──► <ns>.router.work.<k>
+                                                              (single active consumer each)
     router ──<partition>───────► deliveries (direct) ──► <ns>.deliveries.<k>  (k = hash of workspace/agent
                                                         mod SWITCHYARD_PARTITIONS; single active consumer)
     agents ──message.outbound.<channel>──► events ──► <ns>.intake.outbound.<channel>
     intake ──message.status────► events ──► <ns>.agents.status
-    agents ──agent.*, conversation.resolved / answered / offer_answered / transfer_requested──► <ns>.router.work
+    agents ──agent.*, conversation.resolved / answered / offer_answered / transfer_requested──► <ns>.router.work.<k>
     router ──sla.*, agent.set_away, conversation.auto_reply / transferred──► events ──► <ns>.agents.events
     intake ──typing.contact──► events ──► <ns>.agents.signals.<id>   (ephemeral: one queue per process)
     agents ──typing.agent────► events ──► <ns>.intake.signals.<id>
@@ -27,8 +28,9 @@ rest flow on (shared/broker.py):
     consumer ──(routing key: source queue)──► <ns>.park (fanout) ──► <ns>.retry (per-message TTL)
     <ns>.retry ──expired, dead-lettered──► <ns>.requeue (direct) ──(key = queue name)──► source queue
 
-The router's events and messages share one queue so that one replica, and only one, owns the
-routing state at a time and sees every input in one order.
+A workspace's router inputs (its messages and events) share one partition queue, so that one
+router replica, and only one, owns that workspace's routing state at a time and sees every input
+of it in one order; replicas share the partitions.
 
 The number of queues does not grow with agents or workspaces: an agent's deliveries go to one of
 a fixed number of partition queues (shared/partitions.py), each with a single active consumer, so
@@ -58,6 +60,9 @@ ROUTER_BINDINGS = (
     events.THREAD_NOT_ANSWERED,
     events.THREAD_LEFT,
 )
+# Every message names its workspace's router partition here (Broker.publish_raw); the router's
+# headers exchange routes on it. Not an `x-` name: RabbitMQ ignores those when matching.
+PARTITION_HEADER = "workspace-partition"
 # Router notifications the agents service acts on (SLA state, set away, auto-replies, transfers).
 AGENTS_EVENT_BINDINGS = ("sla.*", events.AGENT_SET_AWAY, events.CONVERSATION_AUTO_REPLY, events.CONVERSATION_TRANSFERRED)
 # Every fact reporting records (services/reporting/normalize.py turns each into ReportEvents).
@@ -122,8 +127,24 @@ class Topology:
         return f"{self.namespace}.retry"
 
     @property
-    def router_queue(self) -> str:
+    def router_exchange(self) -> str:
+        """Headers exchange: the router's inputs, sent on to the partition their header names."""
+        return f"{self.namespace}.router.in"
+
+    @property
+    def legacy_router_queue(self) -> str:
+        """The router's one work queue before partitions: drained into them at start, then deleted."""
         return f"{self.namespace}.router.work"
+
+    def router_queue(self, partition: int) -> str:
+        return f"{self.namespace}.router.work.{partition}"
+
+    def router_queues(self) -> tuple[str, ...]:
+        return tuple(self.router_queue(k) for k in range(self.partitions))
+
+    def workspace_partition(self, workspace_id: str) -> int:
+        """The router partition of a workspace: every input about it goes there."""
+        return partition_of(workspace_id, self.partitions)
 
     @property
     def agents_status_queue(self) -> str:
@@ -143,7 +164,7 @@ class Topology:
 
     def core_queues(self) -> tuple[str, ...]:
         """The consumed queues declare_core makes (without their dead-letter queues)."""
-        return (self.router_queue, self.agents_status_queue, self.agents_events_queue, self.reporting_queue,
+        return (*self.router_queues(), self.agents_status_queue, self.agents_events_queue, self.reporting_queue,
                 *self.delivery_queues())
 
     def delivery_queue(self, partition: int) -> str:
@@ -206,6 +227,9 @@ async def declare_exchanges(channel: AbstractChannel, topology: Topology) -> Non
     await channel.declare_exchange(
         topology.deliveries_exchange, aio_pika.ExchangeType.DIRECT, durable=True
     )
+    router_in = await channel.declare_exchange(topology.router_exchange, aio_pika.ExchangeType.HEADERS, durable=True)
+    for routing_key in ROUTER_BINDINGS:
+        await router_in.bind(topology.events_exchange, routing_key)
     await channel.declare_exchange(topology.park_exchange, aio_pika.ExchangeType.FANOUT, durable=True)
     await channel.declare_exchange(topology.requeue_exchange, aio_pika.ExchangeType.DIRECT, durable=True)
 
@@ -239,11 +263,11 @@ async def declare_core(channel: AbstractChannel, topology: Topology) -> None:
     """Exchanges plus the queues that exist whatever agents and channels there are."""
     await declare_exchanges(channel, topology)
     await declare_retry_queue(channel, topology)
-    router = await declare_consumed_queue(
-        channel, topology, topology.router_queue, single_active_consumer=True
-    )
-    for routing_key in ROUTER_BINDINGS:
-        await router.bind(topology.events_exchange, routing_key)
+    for partition in range(topology.partitions):
+        router = await declare_consumed_queue(
+            channel, topology, topology.router_queue(partition), single_active_consumer=True
+        )
+        await router.bind(topology.router_exchange, arguments={"x-match": "all", PARTITION_HEADER: str(partition)})
     status = await declare_consumed_queue(channel, topology, topology.agents_status_queue)
     await status.bind(topology.events_exchange, events.MESSAGE_STATUS)
     notifications = await declare_consumed_queue(channel, topology, topology.agents_events_queue)

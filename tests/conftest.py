@@ -28,6 +28,8 @@ from shared.topology import Topology
 
 API_KEY = "test-key"
 WORKSPACE = "default"
+# Test stacks run on fewer partitions than a deployment's default: each test declares its own queues.
+PARTITIONS = 2
 
 
 @pytest.fixture(scope="session")
@@ -49,7 +51,7 @@ class Names:
 
     @property
     def topology(self) -> Topology:
-        return Topology(self.namespace, "quorum")
+        return Topology(self.namespace, "quorum", PARTITIONS)
 
     def settings(self, cls, **overrides):
         return cls(
@@ -58,11 +60,12 @@ class Names:
             mongo_db=self.namespace,
             namespace=self.namespace,
             api_keys={API_KEY: WORKSPACE, "other-key": "other"},
-            **overrides,
+            **({"partitions": PARTITIONS} | overrides),
         )
 
     def env(self) -> dict[str, str]:
-        return stack_env(self.infra, self.namespace, f"{WORKSPACE}:{API_KEY},other:other-key")
+        return stack_env(self.infra, self.namespace, f"{WORKSPACE}:{API_KEY},other:other-key") | {
+            "SWITCHYARD_PARTITIONS": str(PARTITIONS)}
 
 
 @pytest.fixture

@@ -49,9 +49,9 @@ from services.agents.store import AgentsStore
 from shared import tracing
 from shared.attachments import AttachmentStore, content_disposition
 from shared.broker import Broker
-from shared.partitions import agree_on_partitions
 from shared.models import Attachment, StateRequest, TransferRequest, utcnow
 from shared.mongo import create_client
+from shared.partitions import agree_on_partitions
 from shared.tokens import issue_agent_token
 from shared.web import (
     TOKEN_SECRET,
@@ -344,8 +344,8 @@ async def list_agents(request: web.Request) -> web.Response:
 
 @open_to_agents
 async def list_queues(request: web.Request) -> web.Response:
-    """The queues a conversation may be transferred to (the router's configuration is deployment-wide)."""
-    return model_response(QueueList.model_validate({"queues": await request.app[SERVICE].store.configured_queues()}))
+    """The queues a conversation may be transferred to: those of the workspace's routing configuration."""
+    return model_response(QueueList.model_validate({"queues": await request.app[SERVICE].store.configured_queues(request[WORKSPACE])}))
 
 
 @open_to_agents

@@ -18,9 +18,9 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from shared.csat import CsatSettings, language_of
 from shared.models import CsatReceived
+from shared.routing_config import find_config
 
 log = structlog.get_logger(__name__)
-ROUTING_CONFIG_ID = "routing"  # the router's document in its `routing_config` collection (read, never written)
 _settings_adapter: TypeAdapter[dict[str, CsatSettings]] = TypeAdapter(dict[str, CsatSettings])
 
 
@@ -30,7 +30,7 @@ async def settings_of(db: AsyncDatabase, workspace_id: str) -> CsatSettings | No
     Read at each resolve (one small find): a configuration put through the router's API applies
     to the next resolution. An invalid section is logged and sends nothing, as the router runs on
     its default then."""
-    stored = await db["routing_config"].find_one({"_id": ROUTING_CONFIG_ID}, {"config.csat": 1})
+    stored = await find_config(db, workspace_id, {"config.csat": 1})
     raw = ((stored or {}).get("config") or {}).get("csat") or {}
     try:
         return _settings_adapter.validate_python(raw).get(workspace_id)

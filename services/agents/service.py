@@ -11,7 +11,6 @@ from prometheus_client import CollectorRegistry, Counter
 from pymongo.errors import PyMongoError
 
 from services.agents import chat_notices, csat, facts
-from services.agents.legacy import drain_legacy_agent_queues
 from services.agents.desk import DeskConnection, DeskHub, jsonable
 from services.agents.models import HELD_STATUSES, AgentProfile
 from services.agents.outbox import PENDING_LABELS, PENDING_OUTBOUND, PENDING_RESOLVED, PENDING_SNAPSHOT, Sweeper
@@ -27,6 +26,7 @@ from shared.ephemeral import (
     TypingSignal,
     publish_signal,
 )
+from shared.legacy import drain_legacy_queues
 from shared.models import (
     AgentDeliveryType,
     Attachment,
@@ -113,7 +113,7 @@ class AgentsService:
         for queue in self.broker.topology.delivery_queues():  # standing by for every partition
             await self.deliveries.attach(queue, priority=consumer_priority(self.replica_id, queue))
         agents = await self.store.all_agents()
-        await drain_legacy_agent_queues(self.broker, agents)
+        await self._drain_legacy_queues(agents)
         self.presence.resume(agents)  # desks open before a restart must reconnect within the grace
         self.sweeper.start()  # its first round publishes what a crash before this start left flagged
 
@@ -125,6 +125,13 @@ class AgentsService:
         await self.notices.stop()
         await self.typing_signals.stop()
         await self.hub.close_all()
+
+    async def _drain_legacy_queues(self, agents: list[dict]) -> None:
+        """Messages left in per-agent queues of the old layout go to their agents' partitions (shared/legacy.py)."""
+        topology = self.broker.topology
+        keys = [(a["workspace_id"], a["agent_id"]) for a in agents]
+        await drain_legacy_queues(self.broker, {topology.legacy_agent_queue(*key): (
+            topology.deliveries_exchange, topology.agent_routing_key(*key)) for key in keys})
 
     # -- agents --------------------------------------------------------------------------------
 

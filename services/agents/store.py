@@ -13,7 +13,6 @@ from pymongo.errors import BulkWriteError
 
 from services.agents import routed
 from services.agents.contacts import ContactBook, Identities
-from services.agents.csat import ROUTING_CONFIG_ID
 from services.agents.models import HELD_STATUSES, AgentProfile
 from services.agents.outbox import (
     FLAGS,
@@ -46,6 +45,7 @@ from shared.models import (
     utcnow,
 )
 from shared.mongo import duplicate_indexes, non_duplicate_errors
+from shared.routing_config import find_config
 
 # A status never goes back: a late "sent" must not overwrite "delivered".
 LATEST_FIRST = [("last_message_at", DESCENDING)]  # the list index's last key: served in index order
@@ -189,11 +189,11 @@ class AgentsStore:
         query = {"workspace_id": workspace_id, **({"status": status} if status else {})}
         return sorted(await self.agents.find(query).to_list(), key=lambda doc: doc["agent_id"])
 
-    async def configured_queues(self) -> list[dict]:
+    async def configured_queues(self, workspace_id: str) -> list[dict]:
         """The queues of the router's stored routing configuration, by name; the router's default
         (one queue, `default`) while none is stored. A malformed entry is skipped, not an error:
         the router validates what it runs on, this only lists names for a picker."""
-        stored = await self.db["routing_config"].find_one({"_id": ROUTING_CONFIG_ID}, {"config.queues": 1})
+        stored = await find_config(self.db, workspace_id, {"config.queues": 1})
         queues = ((stored or {}).get("config") or {}).get("queues") or [{"name": "default"}]
         picked = [{"name": q["name"], "mode": "offer" if q.get("mode") == "offer" else "push"}
                   for q in queues if isinstance(q, dict) and isinstance(q.get("name"), str)]

@@ -20,8 +20,8 @@ from services.intake.settings import IntakeSettings
 from shared import tracing
 from shared.attachments import AttachmentStore
 from shared.broker import Broker
-from shared.partitions import agree_on_partitions
 from shared.mongo import create_client
+from shared.partitions import agree_on_partitions
 from shared.web import (
     WORKSPACE,
     Answer,

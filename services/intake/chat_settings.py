@@ -15,10 +15,10 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import PyMongoError
 
 from shared.models import Wire, utcnow
+from shared.routing_config import find_config
 from shared.webchat import OpeningHours, WebchatSettings
 
 log = structlog.get_logger(__name__)
-ROUTING_CONFIG_ID = "routing"  # the router's document in its `routing_config` collection (read, never written)
 _section: TypeAdapter[dict[str, WebchatSettings]] = TypeAdapter(dict[str, WebchatSettings])
 
 
@@ -35,26 +35,28 @@ class ChatSettingsOut(Wire):
 
 
 class ChatSettingsCache:
+    """Per workspace, its `webchat` settings as last read, for at most `seconds`."""
+
     def __init__(self, db: AsyncDatabase, seconds: float, clock=time.monotonic) -> None:
         self.db = db
         self.seconds = seconds
         self.clock = clock
-        self._read_at: float | None = None
-        self._section: dict[str, WebchatSettings] = {}
+        self._read: dict[str, tuple[float, WebchatSettings]] = {}
 
     async def get(self, workspace_id: str) -> WebchatSettings:
-        if self._read_at is None or self.clock() - self._read_at >= self.seconds:
-            self._section = await self._read()
-            self._read_at = self.clock()
-        return self._section.get(workspace_id) or WebchatSettings()
+        cached = self._read.get(workspace_id)
+        if cached is None or self.clock() - cached[0] >= self.seconds:
+            cached = self._read[workspace_id] = (self.clock(), await self._read_section(workspace_id))
+        return cached[1]
 
-    async def _read(self) -> dict[str, WebchatSettings]:
+    async def _read_section(self, workspace_id: str) -> WebchatSettings:
         try:
-            stored = await self.db["routing_config"].find_one({"_id": ROUTING_CONFIG_ID}, {"config.webchat": 1})
-            return _section.validate_python(((stored or {}).get("config") or {}).get("webchat") or {})
+            stored = await find_config(self.db, workspace_id, {"config.webchat": 1})
+            section = _section.validate_python(((stored or {}).get("config") or {}).get("webchat") or {})
+            return section.get(workspace_id) or WebchatSettings()
         except (PyMongoError, ValidationError) as error:
             log.error("webchat.settings_unreadable", error=str(error)[:500])
-            return {}
+            return WebchatSettings()
 
 
 def settings_answer(workspace_id: str, settings: WebchatSettings, now: datetime | None = None) -> ChatSettingsOut:

@@ -11,14 +11,16 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from services.router.config import RoutingConfig, load_config
 from services.router.model import Conversation
-from services.router.service import RouterMetrics, RouterService
+from services.router.service import Router, RouterMetrics, load_configs, valid_config
 from services.router.settings import RouterSettings
-from services.router.store import RoutingStore
 from shared import events
 from shared.broker import Broker
-from shared.partitions import agree_on_partitions
 from shared.models import DEFAULT_WORKSPACE, RoutingConfigChanged
 from shared.mongo import create_client
+from shared.partitions import agree_on_partitions
+from shared.routing_config import COLLECTION as CONFIG_COLLECTION
+from shared.routing_config import DEFAULT_ID, config_id, find_config
+from shared.topology import PARTITION_HEADER
 from shared.web import (
     WORKSPACE,
     Answer,
@@ -35,9 +37,8 @@ from shared.web import (
 )
 
 log = structlog.get_logger(__name__)
-SERVICE = web.AppKey("router_service", RouterService)
+SERVICE = web.AppKey("router", Router)
 DB = web.AppKey("router_db", AsyncDatabase)
-CONFIG_ID = "routing"
 
 
 def create_app(settings: RouterSettings) -> web.Application:
@@ -53,13 +54,13 @@ def create_app(settings: RouterSettings) -> web.Application:
     async def resources(app: web.Application) -> AsyncIterator[None]:
         await agree_on_partitions(db, settings.partitions)  # before declaring any partition queue
         await broker.start()
-        config = await startup_config(db, settings)
-        service = RouterService(broker, RoutingStore(db), metrics, config, batch_size=settings.batch_size,
-                                tick_seconds=settings.tick_seconds, queue_notice_seconds=settings.queue_notice_seconds)
-        await service.start()
-        app[SERVICE] = service
+        await apply_queues_file(db, settings)
+        router = Router(broker, db, metrics, await load_configs(db), batch_size=settings.batch_size,
+                        tick_seconds=settings.tick_seconds, queue_notice_seconds=settings.queue_notice_seconds)
+        await router.start()
+        app[SERVICE] = router
         yield
-        await service.stop()
+        await router.stop()
         await broker.close()
         await mongo.close()
 
@@ -72,53 +73,48 @@ def create_app(settings: RouterSettings) -> web.Application:
     return app
 
 
-async def startup_config(db: AsyncDatabase, settings: RouterSettings) -> RoutingConfig:
-    """The stored configuration, unless the YAML file changed since it was last applied."""
-    stored = await db["routing_config"].find_one({"_id": CONFIG_ID})
-    if settings.queues_file is not None:
-        digest = hashlib.sha256(settings.queues_file.read_bytes()).hexdigest()
-        if stored is None or stored.get("file_sha256") != digest:
-            config = load_config(settings.queues_file)
-            await _save_config(db, config, file_sha256=digest)
-            return config
-    return stored_config_or_default(stored)
+async def apply_queues_file(db: AsyncDatabase, settings: RouterSettings) -> None:
+    """The YAML file becomes the default configuration when it changed since it was last applied."""
+    if settings.queues_file is None:
+        return
+    stored = await db[CONFIG_COLLECTION].find_one({"_id": DEFAULT_ID}, {"file_sha256": 1})
+    digest = hashlib.sha256(settings.queues_file.read_bytes()).hexdigest()
+    if stored is None or stored.get("file_sha256") != digest:
+        await _save_config(db, DEFAULT_WORKSPACE, load_config(settings.queues_file), file_sha256=digest)
 
 
-def stored_config_or_default(stored: dict | None) -> RoutingConfig:
-    """The stored configuration; the built-in default when it no longer validates.
-
-    A configuration saved by an older version, with limits since tightened, must not keep the
-    router from starting or make every later batch fail: it is logged, and routing goes on with
-    the default until a valid one is put."""
-    if stored is None:
-        return RoutingConfig()
-    try:
-        return RoutingConfig.model_validate(stored["config"])
-    except ValidationError as error:
-        log.error("router.stored_config_invalid", error=str(error))
-        return RoutingConfig()
-
-
-async def _save_config(db: AsyncDatabase, config: RoutingConfig, **extra: str) -> None:
-    await db["routing_config"].update_one(
-        {"_id": CONFIG_ID}, {"$set": {"config": config.model_dump(mode="json"), **extra}}, upsert=True
+async def _save_config(db: AsyncDatabase, workspace_id: str, config: RoutingConfig, **extra: str) -> None:
+    await db[CONFIG_COLLECTION].update_one(
+        {"_id": config_id(workspace_id)}, {"$set": {"config": config.model_dump(mode="json"), **extra}}, upsert=True
     )
 
 
 async def get_config(request: web.Request) -> web.Response:
-    return model_response(request.app[SERVICE].config)
+    """The configuration the workspace's conversations are routed by: as applied, where this replica
+    holds the workspace's partition; else as stored (its own, else the default), which the replica
+    taking the partition applies."""
+    service = request.app[SERVICE].for_workspace(request[WORKSPACE])
+    if service.cores is not None:
+        return model_response(service.configs.of(request[WORKSPACE]))
+    stored = await find_config(request.app[DB], request[WORKSPACE])
+    return model_response((valid_config(stored) if stored else None) or RoutingConfig())
 
 
 async def put_config(request: web.Request) -> web.Response:
-    """Replace queues and rules live: stored, then applied by the active replica in input order."""
-    if request[WORKSPACE] != DEFAULT_WORKSPACE:
-        raise http_error(web.HTTPForbidden, "the routing configuration is deployment-wide: use a default-workspace key")
+    """Replace the workspace's queues and rules live (a default-workspace key: the deployment's default,
+    for every workspace without its own): stored, then applied by the active replicas in input order."""
+    workspace_id = request[WORKSPACE]
     config = await parse_body(request, RoutingConfig)
-    await _save_config(request.app[DB], config)
-    service = request.app[SERVICE]
-    change = RoutingConfigChanged(config=config.model_dump(mode="json"))
-    await service.broker.publish(change, events.ROUTING_CONFIG_CHANGED, message_type=events.ROUTING_CONFIG_CHANGED,
-                                 message_id=change.event_id, workspace_id=DEFAULT_WORKSPACE)
+    await _save_config(request.app[DB], workspace_id, config)
+    router = request.app[SERVICE]
+    change = RoutingConfigChanged(workspace_id=workspace_id, config=config.model_dump(mode="json"))
+    # The default reaches every partition; a workspace's own, the workspace's partition.
+    partitions = range(len(router.partitions)) if workspace_id == DEFAULT_WORKSPACE else (
+        router.broker.topology.workspace_partition(workspace_id),)
+    for partition in partitions:
+        await router.broker.publish(change, events.ROUTING_CONFIG_CHANGED, message_type=events.ROUTING_CONFIG_CHANGED,
+                                    message_id=f"{change.event_id}:{partition}", workspace_id=workspace_id,
+                                    headers={PARTITION_HEADER: str(partition)})
     return model_response(config, status=202)
 
 
@@ -152,27 +148,30 @@ class WaitingConversation(BaseModel):
 class WaitingQueue(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_serialization_defaults_required=True)
 
-    active: bool  # whether this replica holds the routing state (else `waiting` is empty: ask the active one)
+    active: bool  # whether this replica holds the workspace's partition now (else `waiting` is empty: ask the active one)
     waiting: list[WaitingConversation]
 
 
 async def waiting_queue(request: web.Request) -> web.Response:
     """The workspace's waiting conversations in service order, as this replica sees them."""
-    core = request.app[SERVICE].core
-    if core is None:
+    service = request.app[SERVICE].for_workspace(request[WORKSPACE])
+    if service.cores is None:
         return model_response(WaitingQueue(active=False, waiting=[]))
-    waiting = core.waiting_in_order(request[WORKSPACE])
+    core = service.core_of(request[WORKSPACE])
+    waiting = core.waiting_in_order(request[WORKSPACE]) if core is not None else []
     return model_response(WaitingQueue(active=True, waiting=[WaitingConversation.of(c) for c in waiting]))
 
 
 OPERATIONS = [
     Operation("GET", "/v1/queue", "The workspace's waiting conversations in service order",
               (Answer(200, "The waiting conversations", WaitingQueue),)),
-    Operation("GET", "/v1/routing/config", "The routing configuration in force: queues, rules, media",
+    Operation("GET", "/v1/routing/config", "The workspace's routing configuration in force: queues, rules, media "
+              "(its own, else the deployment's default)",
               (Answer(200, "The configuration", RoutingConfig),)),
-    Operation("PUT", "/v1/routing/config", "Replace queues and rules live (deployment-wide: a default-workspace key)",
-              (Answer(202, "Stored; the active replica applies it in input order", RoutingConfig),),
-              body=RoutingConfig, errors=(400, 403, 413, 422),
+    Operation("PUT", "/v1/routing/config", "Replace the workspace's queues and rules live (a default-workspace key: "
+              "the deployment's default, for every workspace without its own)",
+              (Answer(202, "Stored; the active replicas apply it in input order", RoutingConfig),),
+              body=RoutingConfig, errors=(400, 413, 422),
               description="Beyond the schema, a configuration must hold together, or it is refused with a 422 "
                           "naming the problem: queue names are unique and none starts with `skills:`; "
                           "`default_queue`, every rule's `queue` and every `closed_overflow` and "

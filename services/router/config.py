@@ -314,3 +314,22 @@ def load_config(path: Path | None) -> RoutingConfig:
     if path is None:
         return RoutingConfig()
     return RoutingConfig.model_validate(yaml.safe_load(path.read_text()) or {})
+
+
+class WorkspaceConfigs:
+    """Each workspace's routing configuration: its own where it has one, else the deployment's default
+    (shared/routing_config.py says where they are stored)."""
+
+    def __init__(self, default: RoutingConfig, own: dict[str, RoutingConfig] | None = None) -> None:
+        self.default = default
+        self.own = dict(own or {})
+
+    def of(self, workspace_id: str) -> RoutingConfig:
+        return self.own.get(workspace_id, self.default)
+
+    def has_own(self, workspace_id: str) -> bool:
+        return workspace_id in self.own
+
+    def copy(self) -> "WorkspaceConfigs":
+        """Each partition keeps its own: it applies changes in its own input order."""
+        return WorkspaceConfigs(self.default, self.own)

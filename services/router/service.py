@@ -1,32 +1,43 @@
-"""The router's shell: consumes its work queue, runs the core, persists, publishes, acks.
+"""The router's shell: per partition, consumes its work queue, runs the cores, persists, publishes, acks.
 
-One replica at a time is active (the work queue has a single active consumer). A replica builds
-its core from MongoDB when it first receives work, so a standby that takes over starts from
-what the last active one wrote. Per batch: run the core over every input, write the state
-changes, publish the deliveries and events (confirmed), then the consumer acks. If anything
-fails the core is dropped and rebuilt from MongoDB, and the batch is redelivered: the core is
-idempotent. Timers run on the active replica only, under the same lock as batches.
+A workspace's inputs go to one of a fixed number of partition queues (shared/topology.py), each
+with a single active consumer. Every replica runs a RouterService per partition and stands by for
+all of them; the one the broker makes active builds the partition's state from MongoDB when it
+first receives work (a core per workspace, each with its workspace's configuration), so a standby
+that takes over starts from what the last active one wrote. Per batch: run the cores over every
+input, write the state changes, publish the deliveries and events (confirmed), then the consumer
+acks. If anything fails the state is dropped and rebuilt from MongoDB, and the batch is
+redelivered: the cores are idempotent. A state count per partition (`RoutingStore.fence`) keeps
+a replica that lost its partition unnoticed from acting on, or writing over, its successor's state.
+
+Timers are driven through the partition queues themselves: every replica sends each partition a
+transient, expiring `router.tick` every `tick_seconds`, and whichever replica is active for the
+partition fires its due timers in order with the other inputs. So timers move with the partition.
 """
 
 import asyncio
 import contextlib
 from collections import defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
 from aio_pika.abc import AbstractIncomingMessage
 from prometheus_client import CollectorRegistry, Counter, Histogram
+from pydantic import ValidationError
+from pymongo.asynchronous.database import AsyncDatabase
 
-from services.router.config import RoutingConfig
+from services.router.config import RoutingConfig, WorkspaceConfigs
 from services.router.core import RoutingCore
 from services.router.model import Delivery, Outcome
 from services.router.positions import QueuePosition
-from services.router.store import RoutingStore
+from services.router.store import RoutingStore, StateView, assign_partitions
 from shared import events, tracing
 from shared.broker import BatchConsumer, Broker, ItemFailed, PoisonMessage
+from shared.legacy import drain_legacy_queues
 from shared.models import (
+    DEFAULT_WORKSPACE,
     SYSTEM_AGENT,
     AgentSnapshot,
     ChatNotice,
@@ -39,6 +50,7 @@ from shared.models import (
     NotAnswered,
     OfferAnswer,
     OutboundMessage,
+    RouterTick,
     RoutingConfigChanged,
     RoutingEvent,
     StateRequest,
@@ -49,12 +61,15 @@ from shared.models import (
     new_id,
     utcnow,
 )
-from shared.topology import core_queue_takes
+from shared.partitions import consumer_priority
+from shared.routing_config import COLLECTION as CONFIG_COLLECTION
+from shared.routing_config import workspace_of
+from shared.topology import PARTITION_HEADER, Topology, core_queue_takes
 
 log = structlog.get_logger(__name__)
 RouterInput = (
     InboundMessage | AgentSnapshot | ConversationResolved | ConversationAnswered | OfferAnswer | TransferRequest
-    | RoutingConfigChanged | ThreadClosed | NotAnswered | ThreadLeft | StateRequest
+    | RoutingConfigChanged | ThreadClosed | NotAnswered | ThreadLeft | StateRequest | RouterTick
 )
 INPUT_MODELS: dict[str, type[RouterInput]] = {
     events.MESSAGE_RECEIVED: InboundMessage,
@@ -69,6 +84,7 @@ INPUT_MODELS: dict[str, type[RouterInput]] = {
     events.THREAD_NOT_ANSWERED: NotAnswered,
     events.THREAD_LEFT: ThreadLeft,
     events.CONVERSATION_STATE_REQUESTED: StateRequest,
+    events.ROUTER_TICK: RouterTick,
 }
 
 
@@ -87,14 +103,17 @@ CORE_INPUTS: dict[type, Callable[[RoutingCore, Any, datetime], Outcome]] = {
 }
 
 
-def ordering_key(item: RouterInput) -> str:
-    """What an input is about: while one of them is parked after a failure, the later ones wait."""
+def ordering_key(item: RouterInput) -> str | None:
+    """What an input is about: while one of them is parked after a failure, the later ones wait.
+    A tick is about nothing: a failed one is not worth keeping the next from firing."""
+    if isinstance(item, RouterTick):
+        return None
     if isinstance(item, InboundMessage | ThreadEvent):
         return f"thread:{item.workspace_id}:{item.channel}:{item.thread_id}"
     if isinstance(item, AgentSnapshot):
         return f"agent:{item.workspace_id}:{item.agent_id}"
     if isinstance(item, RoutingConfigChanged):
-        return "config"
+        return f"config:{item.workspace_id}"
     return f"conversation:{item.workspace_id}:{item.conversation_id}"
 
 
@@ -121,45 +140,49 @@ class RouterMetrics:
 
 
 class RouterService:
+    """One router partition on this replica: standing by, or active and holding its workspaces' cores."""
+
     def __init__(
         self,
         broker: Broker,
         store: RoutingStore,
         metrics: RouterMetrics,
-        config: RoutingConfig,
+        configs: WorkspaceConfigs,
         *,
+        replica_id: str = "",
         batch_size: int = 100,
-        tick_seconds: float = 1.0,
         queue_notice_seconds: float = 5.0,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self.broker = broker
         self.store = store
+        self.partition = store.partition
         self.metrics = metrics
-        self.config = config
+        self.configs = configs
+        self.replica_id = replica_id
         self.clock = clock
-        self.tick_seconds = tick_seconds
-        self.core: RoutingCore | None = None
+        self.cores: dict[str, RoutingCore] | None = None  # per workspace; None: not loaded (standing by)
         self._lock = asyncio.Lock()
-        self._ticker: asyncio.Task | None = None
         self._rerouter: asyncio.Task | None = None
         self.queue_notice_seconds = queue_notice_seconds
         self._notices_at = 0.0  # loop time of the last queue-position sweep
         self._notifier: asyncio.Task | None = None
-        self.consumer = BatchConsumer(broker, "router", parse_input, self.handle_batch, key=ordering_key,
-                                      batch_size=batch_size)
+        self.consumer = BatchConsumer(broker, f"router.{self.partition}", parse_input, self.handle_batch,
+                                      key=ordering_key, batch_size=batch_size)
+
+    @property
+    def queue(self) -> str:
+        return self.broker.topology.router_queue(self.partition)
 
     async def start(self) -> None:
-        await self.store.ensure_indexes()
         await self.consumer.start()
-        await self.consumer.attach(self.broker.topology.router_queue)
+        await self.consumer.attach(self.queue, priority=consumer_priority(self.replica_id, self.queue))
         # After a reconnect this replica may no longer be the active one: rebuild on next work.
         assert self.broker.connection is not None
         self.broker.connection.reconnect_callbacks.add(self._forget_state)
-        self._ticker = asyncio.create_task(self._tick_forever())
 
     async def stop(self) -> None:
-        for task in (self._ticker, self._rerouter, self._notifier):
+        for task in (self._rerouter, self._notifier):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -167,39 +190,37 @@ class RouterService:
         await self.consumer.stop()
 
     def _forget_state(self, *_: object) -> None:
-        self.core = None
+        self.cores = None
+
+    def core_of(self, workspace_id: str) -> RoutingCore | None:
+        """The workspace's core, if this replica holds the partition's state now."""
+        return None if self.cores is None else self.cores.get(workspace_id)
 
     async def handle_batch(self, inputs: list[RouterInput]) -> None:
         async with self._lock:
-            core = await self._active_core()
+            cores = await self._active_cores()
             now = self.clock()
             outcome = Outcome()
             for index, item in enumerate(inputs):
                 try:
-                    outcome.merge(self._apply(core, item, now))
+                    outcome.merge(self._apply(cores, item, now))
                 except Exception as error:
-                    # The core holds half an input nobody saved: rebuild it from MongoDB. The
-                    # consumer parks this input and hands the others back at once, as one batch.
-                    self.core = None
+                    # A core holds half an input nobody saved: rebuild from MongoDB. The consumer
+                    # parks this input and hands the others back at once, as one batch.
+                    self.cores = None
                     raise ItemFailed(index, error) from error
             with self._rebuild_on_error():
-                outcome.merge(core.reroute_pending(now))  # a shift change's first slice
-            await self._commit(core, outcome, redelivered_on_failure=True)
+                outcome.merge(_merged(core.reroute_pending(now) for core in cores.values()))  # a shift change's first slice
+            await self._commit(cores, outcome, redelivered_on_failure=True)
         self._count(inputs, outcome)
         self._reroute_rest_soon()
-
-    async def tick(self) -> None:
-        """Fire due timers, if this replica holds the routing state (it is the active one)."""
-        async with self._lock:
-            if self.core is not None:
-                with self._rebuild_on_error():
-                    outcome = self.core.tick(self.clock())
-                await self._commit(self.core, outcome)
-        self._reroute_rest_soon()
+        if any(isinstance(item, RouterTick) for item in inputs):
+            await self.tell_queue_positions()
 
     def _reroute_rest_soon(self) -> None:
         """Reroute the rest of a shift change in the background, a slice per step."""
-        if self.core is not None and self.core.to_reroute and (self._rerouter is None or self._rerouter.done()):
+        pending = self.cores is not None and any(core.to_reroute for core in self.cores.values())
+        if pending and (self._rerouter is None or self._rerouter.done()):
             self._rerouter = asyncio.create_task(self._reroute_rest())
 
     async def _reroute_rest(self) -> None:
@@ -208,32 +229,23 @@ class RouterService:
             while True:
                 await asyncio.sleep(0)
                 async with self._lock:
-                    core = self.core
-                    if core is None or not core.to_reroute:
+                    cores = self.cores
+                    if cores is None or not any(core.to_reroute for core in cores.values()):
                         return
                     with self._rebuild_on_error():
-                        outcome = core.reroute_pending(self.clock())
-                    await self._commit(core, outcome)
+                        outcome = _merged(core.reroute_pending(self.clock()) for core in cores.values())
+                    await self._commit(cores, outcome)
         except Exception:  # logged; the next batch or tick starts again from state rebuilt from MongoDB
-            log.exception("router.reroute_failed")
+            log.exception("router.reroute_failed", partition=self.partition)
 
     @contextlib.contextmanager
     def _rebuild_on_error(self) -> Iterator[None]:
-        """A core that raised midway holds changes nobody saved: drop it, the retry rebuilds from MongoDB."""
+        """A core that raised midway holds changes nobody saved: drop them, the retry rebuilds from MongoDB."""
         try:
             yield
         except Exception:
-            self.core = None
+            self.cores = None
             raise
-
-    async def _tick_forever(self) -> None:
-        while True:
-            await asyncio.sleep(self.tick_seconds)
-            try:
-                await self.tick()
-            except Exception:  # logged; the next tick retries from state rebuilt from MongoDB
-                log.exception("router.tick_failed")
-            await self.tell_queue_positions()
 
     async def tell_queue_positions(self) -> None:
         """Every queue_notice_seconds, tell waiting web chat customers whose place changed (positions.py).
@@ -245,7 +257,7 @@ class RouterService:
             return
         self._notices_at = loop.time()
         async with self._lock:
-            found = self.core.queue_positions() if self.core is not None else []
+            found = [place for core in (self.cores or {}).values() for place in core.queue_positions()]
         if found:
             self._notifier = asyncio.create_task(self._publish_positions(found))
 
@@ -264,36 +276,50 @@ class RouterService:
 
         await asyncio.gather(*(publish(place) for place in found))
 
-    async def _commit(self, core: RoutingCore, outcome: Outcome, *, redelivered_on_failure: bool = False) -> None:
-        """Persist with an outbox, publish from it; on any failure the core is rebuilt from MongoDB.
+    async def _commit(self, cores: dict[str, RoutingCore], outcome: Outcome, *,
+                      redelivered_on_failure: bool = False) -> None:
+        """Persist with an outbox, publish from it; on any failure the state is rebuilt from MongoDB.
 
         `redelivered_on_failure`: the outcome comes from inputs that are acked only after this
         returns, so an outcome that saves no state needs no outbox: should its publish fail, the
         inputs come again and give the same messages (a customer's follow-up to an assigned
-        conversation, the usual case, costs no database write at all). A timer's outcome has no
-        input to come again: what it publishes always goes through the outbox."""
+        conversation, the usual case, costs no database write at all). An outcome of the background
+        reroute has no input to come again: what it publishes always goes through the outbox."""
         try:
             outbox = self._outbox(outcome)
-            commit_id = await self.store.commit(core, outcome, outbox, log_without_writes=not redelivered_on_failure)
+            commit_id = await self.store.commit(StateView(cores.values()), outcome, outbox,
+                                                log_without_writes=not redelivered_on_failure)
             await self._publish_outbox(outbox)
             await self.store.finish(commit_id)
             for event in outcome.events:
                 self.metrics.events.labels(type=event.type).inc()
         except Exception:
             self.metrics.errors.inc()
-            self.core = None  # memory may now differ from MongoDB: rebuild from it
+            self.cores = None  # memory may now differ from MongoDB: rebuild from it
             raise
 
-    async def _active_core(self) -> RoutingCore:
-        if self.core is None:
+    async def _active_cores(self) -> dict[str, RoutingCore]:
+        """The partition's cores; (re)built from MongoDB when not held, or when another replica wrote since."""
+        if self.cores is not None and not await self.store.is_current():
+            log.info("router.state_stale", partition=self.partition)
+            self.cores = None
+        if self.cores is None:
             await self._finish_unfinished_commits()
+            await self._reload_configs()
+            since = self.clock() - timedelta(seconds=self.configs.default.last_agent_window_seconds)
+            cores = await self.store.load(self.configs.of, since)
+            self.cores = cores
             now = self.clock()
-            since = now - timedelta(seconds=self.config.last_agent_window_seconds)
-            core = await self.store.load(self.config, since)
-            self.core = core
-            await self._commit(core, core.route_waiting(now))  # what a crash left waiting with room for it
-            log.info("router.state_loaded", agents=len(core.agents), conversations=len(core.conversations))
-        return self.core
+            await self._commit(cores, _merged(core.route_waiting(now) for core in cores.values()))  # what a crash left waiting
+            log.info("router.state_loaded", partition=self.partition, workspaces=len(cores),
+                     agents=sum(len(c.agents) for c in cores.values()),
+                     conversations=sum(len(c.conversations) for c in cores.values()))
+        return self.cores
+
+    async def _reload_configs(self) -> None:
+        """The stored configurations: a partition taken over routes by what is stored, as the last active did."""
+        configs = await load_configs(self.store.db)
+        self.configs.default, self.configs.own = configs.default, configs.own
 
     async def _finish_unfinished_commits(self) -> None:
         """Publish what a replica that died mid-commit saved but may not have published (its outbox)."""
@@ -303,29 +329,7 @@ class RouterService:
             await self.store.finish(commit_id)
 
     def _outbox(self, outcome: Outcome) -> list[dict]:
-        """Every message the outcome publishes, serialized, in publish order: deliveries, then events.
-
-        An event some durable queue of the core takes (reporting's, the agents service's) is published
-        mandatory: one no queue takes is an error. Others (max wait, offer expired) are for optional
-        listeners (a channel, an external system) and may find none."""
-        topology = self.broker.topology
-        items = [
-            {"exchange": topology.deliveries_exchange, "routing_key": topology.agent_routing_key(*agent_key),
-             "agent": list(agent_key), "type": delivery.type, "message_id": _delivery_id(delivery, agent_key[1]),
-             "workspace_id": agent_key[0], "mandatory": True, "body": delivery.model_dump_json()}
-            for agent_key, delivery in outcome.deliveries
-        ]
-        for event in outcome.events + _routed_events(outcome):
-            routing_key = f"{event.type}.{event.details['channel']}" if event.type == events.CONVERSATION_ROUTED else event.type
-            items.append({"exchange": topology.events_exchange, "routing_key": routing_key, "agent": None,
-                          "type": event.type, "message_id": event.event_id, "workspace_id": event.workspace_id,
-                          "mandatory": core_queue_takes(routing_key), "body": event.model_dump_json()})
-        # The trace of the input being handled, kept with the entries: a replay after a crash continues it.
-        trace_headers = tracing.current_headers()
-        if trace_headers:
-            for item in items:
-                item["headers"] = trace_headers
-        return items
+        return outbox_entries(self.broker.topology, outcome)
 
     async def _publish_outbox(self, outbox: list[dict]) -> None:
         """Deliveries in order per agent queue (agents in parallel), then events in order."""
@@ -344,11 +348,26 @@ class RouterService:
                 headers=item.get("headers"),
             )
 
-    def _apply(self, core: RoutingCore, item: RouterInput, now: datetime) -> Outcome:
+    def _apply(self, cores: dict[str, RoutingCore], item: RouterInput, now: datetime) -> Outcome:
+        if isinstance(item, RouterTick):
+            return _merged(core.tick(now) for core in cores.values())
         if isinstance(item, RoutingConfigChanged):
-            self.config = RoutingConfig.model_validate(item.config)
-            return core.set_config(self.config, now)
+            return self._set_config(cores, item, now)
+        core = cores.get(item.workspace_id)
+        if core is None:  # the workspace's first input in this partition
+            core = cores[item.workspace_id] = RoutingCore(self.configs.of(item.workspace_id))
         return CORE_INPUTS[type(item)](core, item, now)
+
+    def _set_config(self, cores: dict[str, RoutingCore], change: RoutingConfigChanged, now: datetime) -> Outcome:
+        """A workspace's own configuration, or the default (for every workspace without its own)."""
+        config = RoutingConfig.model_validate(change.config)
+        if workspace_of_change(change) is None:
+            self.configs.default = config
+            changed = [ws for ws in cores if not self.configs.has_own(ws)]
+        else:
+            self.configs.own[change.workspace_id] = config
+            changed = [change.workspace_id] if change.workspace_id in cores else []
+        return _merged(cores[ws].set_config(config, now) for ws in changed)
 
     def _count(self, inputs: list[RouterInput], outcome: Outcome) -> None:
         for item in inputs:
@@ -358,6 +377,129 @@ class RouterService:
                 self.metrics.assignments.inc()
                 info = delivery.conversation
                 self.metrics.queue_wait.observe((info.assigned_at - info.waiting_since).total_seconds())
+
+
+class Router:
+    """This replica of the router: a RouterService per partition, standing by for each, and the
+    ticker that sends every partition its ticks."""
+
+    def __init__(self, broker: Broker, db: AsyncDatabase, metrics: RouterMetrics, configs: WorkspaceConfigs, *,
+                 batch_size: int = 100, tick_seconds: float = 1.0, queue_notice_seconds: float = 5.0,
+                 clock: Callable[[], datetime] = utcnow) -> None:
+        self.broker = broker
+        self.db = db
+        self.tick_seconds = tick_seconds
+        self.clock = clock
+        self.replica_id = new_id()  # ranks this replica among each partition's consumers
+        self.partitions = [
+            RouterService(broker, RoutingStore(db, partition), metrics, configs.copy(), replica_id=self.replica_id,
+                          batch_size=batch_size, queue_notice_seconds=queue_notice_seconds, clock=clock)
+            for partition in range(broker.topology.partitions)
+        ]
+        self._ticker: asyncio.Task | None = None
+
+    def for_workspace(self, workspace_id: str) -> RouterService:
+        return self.partitions[self.broker.topology.workspace_partition(workspace_id)]
+
+    async def start(self) -> None:
+        await self.partitions[0].store.ensure_indexes()
+        await assign_partitions(self.db, self.broker.topology.workspace_partition)
+        await drain_legacy_queues(self.broker, {self.broker.topology.legacy_router_queue: (
+            self.broker.topology.router_exchange, "")})
+        for service in self.partitions:
+            await service.start()
+        self._ticker = asyncio.create_task(self._tick_forever())
+
+    async def stop(self) -> None:
+        if self._ticker is not None:
+            self._ticker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._ticker
+        for service in self.partitions:
+            await service.stop()
+
+    async def _tick_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.tick_seconds)
+            try:
+                await self.send_ticks()
+            except Exception as error:  # noqa: BLE001 - the next round sends again; the active replica's own ticks may arrive
+                log.warning("router.ticks_not_sent", error=repr(error))
+
+    async def send_ticks(self) -> None:
+        """A tick to every partition, expiring after one period: only the active replica's consumer reads it."""
+        body = RouterTick(at=self.clock()).model_dump_json().encode()
+        for partition in range(len(self.partitions)):
+            await self.broker.publish_raw(
+                body, "", message_type=events.ROUTER_TICK, message_id=new_id(), workspace_id="",
+                exchange=self.broker.topology.router_exchange, headers={PARTITION_HEADER: str(partition)},
+                mandatory=False, persistent=False, expiration=self.tick_seconds,
+            )
+
+
+async def load_configs(db: AsyncDatabase) -> WorkspaceConfigs:
+    """Every stored configuration: the default and each workspace's own (invalid ones logged and skipped)."""
+    default, own = RoutingConfig(), {}
+    async for doc in db[CONFIG_COLLECTION].find({}):
+        config = valid_config(doc)
+        workspace_id = workspace_of(str(doc["_id"]))
+        if config is None:
+            continue
+        if workspace_id is None:
+            default = config
+        else:
+            own[workspace_id] = config
+    return WorkspaceConfigs(default, own)
+
+
+def valid_config(doc: dict) -> RoutingConfig | None:
+    """A stored configuration, or None when it no longer validates.
+
+    One saved by an older version, with limits since tightened, must not keep the router from
+    starting or make every later batch fail: it is logged, and routing goes on without it (the
+    default, or the built-in one) until a valid one is put."""
+    try:
+        return RoutingConfig.model_validate(doc["config"])
+    except (ValidationError, KeyError) as error:
+        log.error("router.stored_config_invalid", config=str(doc.get("_id")), error=str(error))
+        return None
+
+
+def workspace_of_change(change: RoutingConfigChanged) -> str | None:
+    """The workspace whose own configuration changed; None for the default's."""
+    return None if change.workspace_id == DEFAULT_WORKSPACE else change.workspace_id
+
+
+def _merged(outcomes: Iterable[Outcome]) -> Outcome:
+    merged = Outcome()
+    for outcome in outcomes:
+        merged.merge(outcome)
+    return merged
+
+
+def outbox_entries(topology: Topology, outcome: Outcome) -> list[dict]:
+    """Every message the outcome publishes, serialized, in publish order: deliveries, then events.
+
+    An event some durable queue of the core takes (reporting's, the agents service's) is published
+    mandatory: one no queue takes is an error. Others (max wait, offer expired) are for optional
+    listeners (a channel, an external system) and may find none."""
+    items = [
+        {"exchange": topology.deliveries_exchange, "routing_key": topology.agent_routing_key(*agent_key),
+         "agent": list(agent_key), "type": delivery.type, "message_id": _delivery_id(delivery, agent_key[1]),
+         "workspace_id": agent_key[0], "mandatory": True, "body": delivery.model_dump_json()}
+        for agent_key, delivery in outcome.deliveries
+    ]
+    for event in outcome.events + _routed_events(outcome):
+        routing_key = f"{event.type}.{event.details['channel']}" if event.type == events.CONVERSATION_ROUTED else event.type
+        items.append({"exchange": topology.events_exchange, "routing_key": routing_key, "agent": None,
+                      "type": event.type, "message_id": event.event_id, "workspace_id": event.workspace_id,
+                      "mandatory": core_queue_takes(routing_key), "body": event.model_dump_json()})
+    # The trace of the input being handled, kept with the entries: a replay after a crash continues it.
+    trace_headers = tracing.current_headers()
+    if trace_headers:
+        for item in items:
+            item["headers"] = trace_headers
+    return items
 
 
 def _routed_events(outcome: Outcome) -> list[RoutingEvent]:

@@ -4,7 +4,8 @@ conversation holds, one document each), `routing_agents` (the router's view of e
 `routing_last_agents` (who last served each thread, for last-agent routing) and `routing_outbox`.
 A standby that takes over rebuilds the core from them."""
 
-from collections.abc import AsyncIterator, Callable
+from collections import ChainMap
+from collections.abc import AsyncIterator, Callable, Iterable
 from datetime import datetime
 from typing import TypeVar
 
@@ -14,6 +15,7 @@ from bson import ObjectId
 from pydantic import ValidationError
 from pymongo import DeleteMany, DeleteOne, ReplaceOne
 from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import DuplicateKeyError
 
 from services.router.config import RoutingConfig
 from services.router.core import RoutingCore
@@ -24,36 +26,84 @@ log = structlog.get_logger(__name__)
 T = TypeVar("T")
 
 
+class StateView:
+    """The agents, conversations and last agents of several cores (a partition's workspaces) as one."""
+
+    def __init__(self, cores: Iterable[RoutingCore]) -> None:
+        cores = list(cores)
+        self.conversations = ChainMap(*(c.conversations for c in cores))
+        self.agents = ChainMap(*(c.agents for c in cores))
+        self.last_agents = ChainMap(*(c.last_agents for c in cores))
+
+
+class StaleRoutingState(Exception):
+    """Another replica wrote this partition's state since this one loaded it: reload before going on."""
+
+
 class RoutingStore:
-    def __init__(self, db: AsyncDatabase) -> None:
+    """One router partition's share of the collections: every document carries its `partition`."""
+
+    def __init__(self, db: AsyncDatabase, partition: int) -> None:
+        self.db = db
+        self.partition = partition
         self.conversations = db["routing_conversations"]
         self.backlog = db["routing_backlog"]
         self.agents = db["routing_agents"]
         self.last_agents = db["routing_last_agents"]
         self.outbox = db["routing_outbox"]
+        self.partitions = db["routing_partitions"]  # per partition: `seq`, how many commits wrote its state
+        self.seq: int | None = None  # that count as of this replica's load; None: not loaded (no fencing)
 
     async def ensure_indexes(self) -> None:
         await self.conversations.create_index(
             [("workspace_id", 1), ("channel", 1), ("thread_id", 1)], unique=True
         )
         await self.backlog.create_index([("conversation_id", 1), ("position", 1)])
+        for collection in (self.conversations, self.backlog, self.agents, self.last_agents, self.outbox):
+            await collection.create_index("partition")
 
-    async def load(self, config: RoutingConfig, since: datetime) -> RoutingCore:
-        """A core holding every agent, open conversation and recent last agent; loads recomputed."""
-        core = RoutingCore(config)
-        agents = [a async for a in _readable(self.agents.find({}), _agent_from_doc)]
-        conversations = [c async for c in _readable(self.conversations.find({}), _conversation_from_doc)]
+    async def load(self, configs: Callable[[str], RoutingConfig], since: datetime) -> dict[str, RoutingCore]:
+        """A core per workspace of the partition, holding its agents, open conversations and recent
+        last agents (loads recomputed), each with its workspace's configuration."""
+        mine = {"partition": self.partition}
+        counted = await self.partitions.find_one({"_id": self.partition})
+        self.seq = counted["seq"] if counted else 0  # read first: a write after it makes this load stale
+        agents = [a async for a in _readable(self.agents.find(mine), _agent_from_doc)]
+        conversations = [c async for c in _readable(self.conversations.find(mine), _conversation_from_doc)]
         await self._load_backlogs(conversations)
         last_agents = {
             (doc["workspace_id"], doc["channel"], doc["thread_id"]): (doc["agent_id"], doc["resolved_at"])
-            async for doc in self.last_agents.find({"resolved_at": {"$gte": since}})
+            async for doc in self.last_agents.find({**mine, "resolved_at": {"$gte": since}})
         }
-        core.load_state(agents, conversations, last_agents)
-        return core
+        cores: dict[str, RoutingCore] = {}
+        for workspace_id in sorted({a.workspace_id for a in agents} | {c.workspace_id for c in conversations}):
+            core = cores[workspace_id] = RoutingCore(configs(workspace_id))
+            core.load_state([a for a in agents if a.workspace_id == workspace_id],
+                            [c for c in conversations if c.workspace_id == workspace_id],
+                            {key: value for key, value in last_agents.items() if key[0] == workspace_id})
+        return cores
+
+    async def is_current(self) -> bool:
+        """Whether no other replica wrote this partition's state since this one loaded it."""
+        doc = await self.partitions.find_one({"_id": self.partition})
+        return (doc["seq"] if doc else 0) == self.seq
+
+    async def fence(self) -> None:
+        """Count one more state write, unless another replica wrote since this one loaded (StaleRoutingState).
+
+        Single active consumers keep two replicas from handling a partition at once; this keeps one
+        that lost the partition unnoticed (a network partition, a consumer outranked) from writing
+        over the state its successor wrote."""
+        try:
+            await self.partitions.update_one({"_id": self.partition, "seq": self.seq}, {"$inc": {"seq": 1}}, upsert=True)
+        except DuplicateKeyError:
+            self.seq = None
+            raise StaleRoutingState(f"partition {self.partition}: state written by another replica since it was loaded") from None
+        self.seq = (self.seq or 0) + 1
 
     async def _load_backlogs(self, conversations: list[Conversation]) -> None:
         by_id = {c.conversation_id: c for c in conversations}
-        async for doc in self.backlog.find({}).sort([("conversation_id", 1), ("position", 1)]):
+        async for doc in self.backlog.find({"partition": self.partition}).sort([("conversation_id", 1), ("position", 1)]):
             conversation = by_id.get(doc["conversation_id"])
             if conversation is None:
                 continue  # left by a crash between closing the conversation and clearing its backlog
@@ -62,7 +112,7 @@ class RoutingStore:
             except ValidationError as error:
                 log.error("router.state_document_unreadable", document_id=str(doc["_id"]), error=repr(error))
 
-    async def commit(self, core: RoutingCore, outcome: Outcome, outbox: list[dict], *,
+    async def commit(self, core: "RoutingCore | StateView", outcome: Outcome, outbox: list[dict], *,
                      log_without_writes: bool = True) -> ObjectId | None:
         """Write the outcome's state and the messages it must publish as one logged commit.
 
@@ -71,15 +121,18 @@ class RoutingStore:
         applied. A router that dies anywhere after the seal leaves a commit that the next one
         replays (state again, idempotent; then every message, in order), so no event whose state
         was saved is lost. One that dies before the seal wrote no state. With `log_without_writes`
-        false, an outcome that writes no state is not logged (its caller can make it again)."""
+        false, an outcome that writes no state is not logged (its caller can make it again).
+        A commit with writes over a loaded state is fenced first (`fence`)."""
         writes = _state_writes(core, outcome)
+        if writes and self.seq is not None:
+            await self.fence()
         if not outbox or (not writes and not log_without_writes):
             await self._apply(writes)
             return None
         commit_id = ObjectId()
         entries = [*(("write", w) for w in writes), *(("publish", item) for item in outbox)]
         chunks = _chunks(entries)
-        parts = [{"_id": f"{commit_id}:{n}", "commit": commit_id, "part": n, "entries": chunk}
+        parts = [{"_id": f"{commit_id}:{n}", "commit": commit_id, "part": n, "entries": chunk, "partition": self.partition}
                  for n, chunk in enumerate(chunks)]
         parts[-1] |= {"sealed": True, "parts": len(parts)}
         if len(parts) > 1:
@@ -97,14 +150,15 @@ class RoutingStore:
         """Sealed commits not finished, oldest first, each with its state re-applied; their outboxes to publish.
 
         Parts never sealed belong to a commit whose state was never applied: they are dropped."""
-        sealed = [doc["commit"] async for doc in self.outbox.find({"sealed": True}, {"commit": 1}).sort("commit", 1)]
+        sealed = [doc["commit"] async for doc in
+                  self.outbox.find({"partition": self.partition, "sealed": True}, {"commit": 1}).sort("commit", 1)]
         commits = []
         for commit_id in sealed:
             entries = [e async for part in self.outbox.find({"commit": commit_id}).sort("part", 1)
                        for e in part["entries"]]
             await self._apply([value for kind, value in entries if kind == "write"])
             commits.append((commit_id, [value for kind, value in entries if kind == "publish"]))
-        await self.outbox.delete_many({"commit": {"$nin": sealed}})
+        await self.outbox.delete_many({"partition": self.partition, "commit": {"$nin": sealed}})
         return commits
 
     async def _apply(self, writes: list[dict]) -> None:
@@ -117,13 +171,36 @@ class RoutingStore:
             elif write.get("clear"):
                 target.append(DeleteMany({"conversation_id": write["conversation_id"]}))
             else:
-                target.append(ReplaceOne({"_id": write["_id"]}, write["doc"], upsert=True))
+                target.append(ReplaceOne({"_id": write["_id"]}, write["doc"] | {"partition": self.partition}, upsert=True))
         for name, collection_ops in ops.items():
             if collection_ops:
                 await getattr(self, name).bulk_write(collection_ops, ordered=True)
 
 
-def _state_writes(core: RoutingCore, outcome: Outcome) -> list[dict]:
+async def assign_partitions(db: AsyncDatabase, partition_of: Callable[[str], int]) -> None:
+    """Documents written before router partitions get theirs: a no-op once every document has one.
+
+    Every replica runs it at start (the same values, so concurrent runs agree). An outbox commit
+    the single router of old left unfinished goes to the partition of the first workspace it names."""
+    missing = {"partition": {"$exists": False}}
+    for name in ("routing_conversations", "routing_agents", "routing_last_agents"):
+        workspaces = {doc["workspace_id"] async for doc in db[name].find(missing, {"workspace_id": 1})}
+        for workspace_id in workspaces:
+            await db[name].update_many({**missing, "workspace_id": workspace_id},
+                                       {"$set": {"partition": partition_of(workspace_id)}})
+    conversations = {doc["conversation_id"] async for doc in db["routing_backlog"].find(missing, {"conversation_id": 1})}
+    for conversation_id in conversations:
+        owner = await db["routing_conversations"].find_one({"_id": conversation_id}, {"partition": 1})
+        if owner is not None:
+            await db["routing_backlog"].update_many({**missing, "conversation_id": conversation_id},
+                                                    {"$set": {"partition": owner["partition"]}})
+    async for part in db["routing_outbox"].find(missing, {"entries": 1}):
+        named = [value.get("workspace_id") or value.get("doc", {}).get("workspace_id") for _, value in part["entries"]]
+        workspace_id = next((w for w in named if w), "")
+        await db["routing_outbox"].update_one({"_id": part["_id"]}, {"$set": {"partition": partition_of(workspace_id)}})
+
+
+def _state_writes(core: "RoutingCore | StateView", outcome: Outcome) -> list[dict]:
     """What the outcome changed, as plain documents (they are logged in the outbox as they are)."""
     writes: list[dict] = [{"collection": "conversations", "_id": i, "delete": True} for i in outcome.closed_conversations]
     writes += _backlog_writes(outcome)

@@ -10,10 +10,9 @@ from services.router.app import SERVICE
 from services.router.config import RoutingConfig
 from services.router.core import RoutingCore
 from services.router.model import Outcome
-from services.router.service import CORE_INPUTS, RouterService
+from services.router.service import CORE_INPUTS, outbox_entries
 from services.router.store import RoutingStore
 from shared import events
-from shared.broker import Broker
 from shared.models import InboundMessage, RoutingEvent
 from tests.conftest import auth
 from tests.service.helpers import running_apps
@@ -24,16 +23,13 @@ from tests.unit.test_routing_acd import agent, at
 async def test_a_commit_left_by_a_dead_router_is_published_by_the_next(names):
     """The state a router leaves when it died after saving `agent.set_away` and before publishing it."""
     client = AsyncMongoClient(names.infra.mongo_url, tz_aware=True)
-    broker = Broker(names.infra.amqp_url, names.topology)
     try:
-        store = RoutingStore(client[names.namespace])
+        store = RoutingStore(client[names.namespace], names.topology.workspace_partition("default"))
         core = RoutingCore(RoutingConfig())
         outcome = core.on_agent(agent("ann"), at(0))
         outcome.merge(Outcome(events=[RoutingEvent(event_id="away:ann:1", type=events.AGENT_SET_AWAY,
                                                    workspace_id="default", agent_id="ann", at=at(1))]))
-        # Serialized as the service does it; the broker is only asked for the topology's names.
-        dead = RouterService(broker, store, None, RoutingConfig())  # type: ignore[arg-type]
-        await store.commit(core, outcome, dead._outbox(outcome))
+        await store.commit(core, outcome, outbox_entries(names.topology, outcome))  # serialized as the service does
     finally:
         await client.close()
     async with running_apps(names) as apps:
@@ -43,13 +39,13 @@ async def test_a_commit_left_by_a_dead_router_is_published_by_the_next(names):
             body = await (await apps.agents.get("/v1/agents/ann", headers=auth())).json()
             return body["status"] == "away"
         await until(away)
-        assert await apps.router.app[SERVICE].store.outbox.count_documents({}) == 0
+        assert await apps.router.app[SERVICE].for_workspace("default").store.outbox.count_documents({}) == 0
 
 
 async def test_an_event_whose_publish_failed_after_the_state_was_saved_is_published_later(names):
     """The transfer is saved, its deliveries go out, then the broker fails the event: the note follows anyway."""
     async with running_apps(names) as apps:
-        service = apps.router.app[SERVICE]
+        service = apps.router.app[SERVICE].for_workspace("default")
         await apps.put_agent("ann")
         await apps.put_agent("bob")
         ann, bob = await apps.desk("ann"), await apps.desk("bob")
@@ -92,7 +88,7 @@ async def test_an_input_the_core_cannot_take_is_parked_and_its_neighbours_go_on(
 
     monkeypatch.setitem(CORE_INPUTS, InboundMessage, poisoned)
     async with running_apps(names) as apps:
-        service = apps.router.app[SERVICE]
+        service = apps.router.app[SERVICE].for_workspace("default")
         await apps.put_agent("ann", capacity=50)
         desk = await apps.desk("ann")
         await asyncio.gather(apps.post("poisoner", "poison"), *(apps.post(f"c{n}", f"fine {n}") for n in range(30)))
@@ -107,14 +103,14 @@ async def test_a_commit_in_several_parts_replays_whole_and_unsealed_parts_are_dr
     monkeypatch.setattr(store_module, "OUTBOX_PART_BYTES", 300)
     client = AsyncMongoClient(names.infra.mongo_url, tz_aware=True)
     try:
-        store = RoutingStore(client[names.namespace])
+        store = RoutingStore(client[names.namespace], 0)
         core = RoutingCore(RoutingConfig())
         outcome = core.on_agent(agent("ann"), at(0))
         outbox = [{"n": n, "pad": "x" * 100} for n in range(12)]
         commit_id = await store.commit(core, outcome, outbox)
         assert await store.outbox.count_documents({"commit": commit_id}) > 2
         # The parts of a commit whose router died before its seal: never replayed.
-        await store.outbox.insert_one({"_id": "dead:0", "commit": ObjectId(), "part": 0,
+        await store.outbox.insert_one({"_id": "dead:0", "commit": ObjectId(), "part": 0, "partition": 0,
                                        "entries": [["publish", {"n": "never"}]]})
         [(replayed_id, items)] = await store.unfinished_commits()
         assert replayed_id == commit_id and [item["n"] for item in items] == list(range(12))

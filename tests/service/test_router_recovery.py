@@ -10,10 +10,9 @@ from pymongo import AsyncMongoClient
 
 from services.router.config import RoutingConfig
 from services.router.core import RoutingCore
-from services.router.service import RouterService
+from services.router.service import outbox_entries
 from services.router.store import RoutingStore
 from shared import events
-from shared.broker import Broker
 from tests.service.helpers import running_apps
 from tests.unit.test_routing_acd import agent, at, conversation_of, msg
 
@@ -24,13 +23,12 @@ async def saved_but_never_published(names) -> str:
     """The state a router leaves when it died between saving an assignment and publishing it."""
     client = AsyncMongoClient(names.infra.mongo_url, tz_aware=True)
     try:
-        store = RoutingStore(client[names.namespace])
+        store = RoutingStore(client[names.namespace], names.topology.workspace_partition("default"))
         await store.ensure_indexes()
         core = RoutingCore(RoutingConfig())
-        dead = RouterService(Broker(names.infra.amqp_url, names.topology), store, None, RoutingConfig())  # type: ignore[arg-type]
         for outcome in (core.on_agent(agent("ann", media={"voice": 1}), at(0)),
                         core.on_message(msg("CA" + "1" * 32, channel="voice"), at(1))):
-            await store.commit(core, outcome, dead._outbox(outcome))  # serialized as the service does; never published
+            await store.commit(core, outcome, outbox_entries(names.topology, outcome))  # serialized as the service does; never published
         call = conversation_of(core, "CA" + "1" * 32, "voice")
         assert call.assignee_id == "ann" and await store.outbox.count_documents({}) == 1  # the assignment's commit
         return call.conversation_id

@@ -28,10 +28,15 @@ CONFIG = RoutingConfig.model_validate({
 @pytest.fixture
 async def store(names) -> AsyncIterator[RoutingStore]:
     client = AsyncMongoClient(names.infra.mongo_url, tz_aware=True)
-    store = RoutingStore(client[names.namespace])
+    store = RoutingStore(client[names.namespace], 0)
     await store.ensure_indexes()
     yield store
     await client.close()
+
+
+async def load_default(store: RoutingStore) -> RoutingCore:
+    """The default workspace's core, as a replica taking the partition over builds it."""
+    return (await store.load(lambda workspace_id: CONFIG, T0 - timedelta(days=1)))["default"]
 
 
 class Recorded:
@@ -58,7 +63,7 @@ async def test_a_rebuilt_core_keeps_offers_reservations_bullseye_sla_and_last_ag
     await run(core.on_message(msg("deal", queue="sales"), at(5)))  # offered to junior until 25
     await run(core.on_message(msg("bug", queue="tech"), at(6)))  # nobody at tech 4: waits, step 1 at 36
 
-    rebuilt = await store.load(CONFIG, T0 - timedelta(days=1))
+    rebuilt = await load_default(store)
     assert rebuilt.agents[("default", "ann")].total == 1 and rebuilt.agents[("default", "junior")].total == 1
     assert conversation_of(rebuilt, "old").pinned_to == "ann"
     assert conversation_of(rebuilt, "deal").offer.agent_id == "junior"
@@ -82,7 +87,7 @@ async def test_a_resolved_conversation_leaves_no_state_behind(store):
     await run(run.core.on_agent(agent("ann"), at(0)))
     await run(run.core.on_message(msg("c"), at(1)))
     await run(resolve(run.core, "c", at(2)))
-    rebuilt = await store.load(CONFIG, T0 - timedelta(days=1))
+    rebuilt = await load_default(store)
     assert rebuilt.conversations == {} and rebuilt.agents[("default", "ann")].total == 0
 
 
@@ -102,7 +107,7 @@ async def test_a_backlog_past_mongodbs_document_limit_is_stored_reloaded_and_han
         await run(core.on_message(big(n), at(2)))
     assert await store.backlog.count_documents({}) == 45
 
-    rebuilt = await store.load(CONFIG, T0 - timedelta(days=1))
+    rebuilt = await load_default(store)
     waiting = conversation_of(rebuilt, "long")
     assert [m.message_id for m in waiting.backlog] == [big(n).message_id for n in range(45)]
     run.core = rebuilt

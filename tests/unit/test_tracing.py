@@ -8,9 +8,8 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from services.router.config import RoutingConfig
 from services.router.core import RoutingCore
 from services.router.model import Outcome
-from services.router.service import RouterService
+from services.router.service import outbox_entries
 from shared import events, tracing
-from shared.broker import Broker
 from shared.models import RoutingEvent
 from shared.topology import Topology
 from tests.unit.test_routing_acd import agent, at
@@ -63,12 +62,11 @@ def test_publish_headers_carry_the_w3c_traceparent_of_the_current_span(spans):
 
 def test_the_router_keeps_the_trace_of_the_input_with_its_outbox_entries(spans):
     """Entries published later (or replayed by the next replica) continue the input's trace."""
-    router = RouterService(Broker("amqp://unused", Topology("t", "quorum")), None, None, RoutingConfig())  # type: ignore[arg-type]
     outcome = RoutingCore(RoutingConfig()).on_agent(agent("ann"), at(0))
     outcome.merge(Outcome(events=[RoutingEvent(event_id="away:ann:1", type=events.AGENT_SET_AWAY,
                                                workspace_id="default", agent_id="ann", at=at(1))]))
     with tracing.consuming("router", [_published("intake")]):
-        entries = router._outbox(outcome)
+        entries = outbox_entries(Topology("t", "quorum"), outcome)
         expected = tracing.current_headers()
     assert entries and all(entry["headers"] == expected for entry in entries)
-    assert "headers" not in router._outbox(outcome)[0]  # outside any trace: nothing stored
+    assert "headers" not in outbox_entries(Topology("t", "quorum"), outcome)[0]  # outside any trace: nothing stored
