@@ -159,7 +159,7 @@ async def assert_stack_lives_in(infra: Infrastructure, namespace: str) -> None:
         await mongo.close()
     async with await aio_pika.connect(infra.amqp_url) as connection:
         channel = await connection.channel()
-        await channel.declare_queue(f"{namespace}.router.work", passive=True)  # raises if absent
+        await channel.declare_queue(f"{namespace}.router.work.0", passive=True)  # raises if absent
 
 
 def test_free_ports_are_never_handed_out_twice_in_one_process(monkeypatch):
