@@ -9,6 +9,7 @@ messages is kept for an operator to read; an empty one goes.
 """
 
 import contextlib
+from dataclasses import dataclass
 
 import structlog
 from aio_pika.abc import AbstractChannel, AbstractQueue
@@ -19,25 +20,38 @@ from shared.broker import Broker
 log = structlog.get_logger(__name__)
 
 
-async def drain_legacy_queues(broker: Broker, destinations: dict[str, tuple[str, str]]) -> int:
-    """Move every message of each old queue that exists to its destination, (exchange, routing key);
-    the number moved. The router partition header is set again from each message's workspace."""
+@dataclass(frozen=True)
+class LegacyQueue:
+    name: str
+    bindings: tuple[tuple[str, str], ...]  # (exchange, routing key) that fed it: removed before the drain
+    destination: tuple[str, str]  # (exchange, routing key) its messages go to now
+
+
+async def drain_legacy_queues(broker: Broker, queues: list[LegacyQueue]) -> int:
+    """Move every message of each old queue that exists to its destination; the number moved.
+
+    Its bindings go first, so nothing new arrives while it drains; then it is deleted (quorum queues
+    refuse an if-empty delete: it is empty because the last get found nothing and nothing feeds it).
+    The router partition header is set again from each message's workspace."""
     assert broker.connection is not None
     moved = 0
     channel = await broker.connection.channel()
     try:
-        for name, destination in destinations.items():
-            queue, channel = await _existing(broker, channel, name)
+        for legacy in queues:
+            queue, channel = await _existing(broker, channel, legacy.name)
             if queue is None:
                 continue
-            moved += await _move_all(broker, queue, destination)
-            await queue.delete(if_unused=False, if_empty=True)
-            dead, channel = await _existing(broker, channel, broker.topology.dead_letter_queue(name))
+            for exchange, routing_key in legacy.bindings:
+                await queue.unbind(exchange, routing_key)
+            moved += await _move_all(broker, queue, legacy.destination)
+            # Empty (its last get found nothing) and unbound: nothing can arrive before the delete.
+            await queue.delete(if_unused=False, if_empty=False)
+            log.info("legacy.queue_drained", queue=legacy.name)
+            dead, channel = await _existing(broker, channel, broker.topology.dead_letter_queue(legacy.name))
             if dead is not None and dead.declaration_result.message_count == 0:
-                await dead.delete(if_unused=False, if_empty=True)
+                await dead.delete(if_unused=False, if_empty=False)
             elif dead is not None:
                 log.warning("legacy.dead_letters_kept", queue=dead.name, messages=dead.declaration_result.message_count)
-            log.info("legacy.queue_drained", queue=name)
     finally:
         with contextlib.suppress(Exception):
             await channel.close()

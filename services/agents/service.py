@@ -26,7 +26,7 @@ from shared.ephemeral import (
     TypingSignal,
     publish_signal,
 )
-from shared.legacy import drain_legacy_queues
+from shared.legacy import LegacyQueue, drain_legacy_queues
 from shared.models import (
     AgentDeliveryType,
     Attachment,
@@ -129,9 +129,10 @@ class AgentsService:
     async def _drain_legacy_queues(self, agents: list[dict]) -> None:
         """Messages left in per-agent queues of the old layout go to their agents' partitions (shared/legacy.py)."""
         topology = self.broker.topology
-        keys = [(a["workspace_id"], a["agent_id"]) for a in agents]
-        await drain_legacy_queues(self.broker, {topology.legacy_agent_queue(*key): (
-            topology.deliveries_exchange, topology.agent_routing_key(*key)) for key in keys})
+        await drain_legacy_queues(self.broker, [LegacyQueue(
+            topology.legacy_agent_queue(*key), ((topology.deliveries_exchange, f"{key[0]}.{key[1]}"),),
+            (topology.deliveries_exchange, topology.agent_routing_key(*key)))
+            for key in ((a["workspace_id"], a["agent_id"]) for a in agents)])
 
     # -- agents --------------------------------------------------------------------------------
 

@@ -35,7 +35,7 @@ from services.router.positions import QueuePosition
 from services.router.store import RoutingStore, StateView, assign_partitions
 from shared import events, tracing
 from shared.broker import BatchConsumer, Broker, ItemFailed, PoisonMessage
-from shared.legacy import drain_legacy_queues
+from shared.legacy import LegacyQueue, drain_legacy_queues
 from shared.models import (
     DEFAULT_WORKSPACE,
     SYSTEM_AGENT,
@@ -64,7 +64,7 @@ from shared.models import (
 from shared.partitions import consumer_priority
 from shared.routing_config import COLLECTION as CONFIG_COLLECTION
 from shared.routing_config import workspace_of
-from shared.topology import PARTITION_HEADER, Topology, core_queue_takes
+from shared.topology import PARTITION_HEADER, ROUTER_BINDINGS, Topology, core_queue_takes
 
 log = structlog.get_logger(__name__)
 RouterInput = (
@@ -404,8 +404,10 @@ class Router:
     async def start(self) -> None:
         await self.partitions[0].store.ensure_indexes()
         await assign_partitions(self.db, self.broker.topology.workspace_partition)
-        await drain_legacy_queues(self.broker, {self.broker.topology.legacy_router_queue: (
-            self.broker.topology.router_exchange, "")})
+        topology = self.broker.topology
+        await drain_legacy_queues(self.broker, [LegacyQueue(
+            topology.legacy_router_queue, tuple((topology.events_exchange, key) for key in ROUTER_BINDINGS),
+            (topology.router_exchange, ""))])
         for service in self.partitions:
             await service.start()
         self._ticker = asyncio.create_task(self._tick_forever())
