@@ -7,7 +7,7 @@ active one's connection goes. The hash is blake2b, not Python's `hash()`, so eve
 every version agrees on it.
 
 Which replica is active for a partition: each consumer asks with a priority from rendezvous
-hashing of (replica, partition). RabbitMQ 3.13 and later make the highest-priority consumer of a
+hashing of (replica, partition). RabbitMQ 4.0 and later make the highest-priority consumer of a
 single-active-consumer quorum queue the active one (once the current one has settled what it holds),
 so the partitions spread over the replicas and move again when one joins or leaves; older brokers
 keep the first consumer active, which is still correct, only not spread.

@@ -294,13 +294,15 @@ def test_service_hpa_and_pdb_select_the_deployment(overlay, name, port):
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_replicas_follow_what_each_service_supports_today(overlay):
-    """docs/architecture.md: one active router (more are standbys), one agents, one reporting."""
+    """docs/architecture.md: routers up to the number of partitions, one agents, one reporting."""
     docs = rendered(overlay)
 
     def hpa(name: str) -> dict:
         return find(docs, "HorizontalPodAutoscaler", name)["spec"]
 
     assert hpa("router")["minReplicas"] >= 2, "the router needs a warm standby"
+    partitions = int(only(docs, "ConfigMap")["data"]["SWITCHYARD_PARTITIONS"])
+    assert hpa("router")["maxReplicas"] == partitions, "more routers than partitions could only stand by"
     rolling = find(docs, "Deployment", "router")["spec"]["strategy"]["rollingUpdate"]
     # A surge pod could not be scheduled beside production's one-router-per-node anti-affinity.
     assert rolling == {"maxUnavailable": 1, "maxSurge": 0}, f"router rollout: {rolling}"
