@@ -4,7 +4,8 @@ accepts. Each of these was accepted and then lost (dead-lettered after ten retri
 
 import asyncio
 
-from services.router.app import CONFIG_ID, DB
+from services.router.app import DB
+from shared.routing_config import DEFAULT_ID as CONFIG_ID
 from tests.conftest import auth
 from tests.service.helpers import running_apps, texts
 
