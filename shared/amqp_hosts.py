@@ -23,7 +23,9 @@ from yarl import URL
 
 log = structlog.get_logger(__name__)
 
-_URL = re.compile(r"^(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<userinfo>[^@/?#]*@)?(?P<hosts>[^/?#]*)(?P<rest>.*)$", re.I)
+_URL = re.compile(
+    r"^(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<userinfo>[^@/?#]*@)?(?P<hosts>[^/?#]*)(?P<rest>.*)$", re.IGNORECASE
+)
 
 
 def broker_urls(url: str) -> list[str]:
