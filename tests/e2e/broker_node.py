@@ -59,7 +59,9 @@ class BrokerNode:
 
     def ctl(self, *command: str) -> str:
         """rabbitmqctl against this node; its output."""
-        done = subprocess.run(["rabbitmqctl", "-n", self.name, *command], env=self._env(), capture_output=True, text=True)
+        done = subprocess.run(
+            ["rabbitmqctl", "-n", self.name, *command], env=self._env(), capture_output=True, text=True, check=False
+        )
         assert done.returncode == 0, f"rabbitmqctl {' '.join(command)} on {self.name}: {done.stderr or done.stdout}"
         return done.stdout
 
@@ -85,12 +87,15 @@ class BrokerCluster:
         return "amqp://guest:guest@" + ",".join(f"127.0.0.1:{node.port}" for node in self.nodes) + "/"
 
     def start(self) -> None:
-        for node in self.nodes:  # -detached returns at once: the nodes boot side by side
+        # The first node alone: on a fresh machine it writes the Erlang cookie the others then read
+        # (booting side by side, each could make one of its own, and they could not cluster).
+        first, *others = self.nodes
+        first.start()
+        for node in others:  # -detached returns at once: these boot side by side
             subprocess.run(["rabbitmq-server", "-detached"], env=node._env(), check=True)
-        for node in self.nodes:
+        for node in others:
             wait_until(lambda node=node: port_answers("127.0.0.1", node.port), 90, f"RabbitMQ node {node.name}")
-        first = self.nodes[0]
-        for node in self.nodes[1:]:
+        for node in others:
             node.ctl("stop_app")
             node.ctl("join_cluster", first.name)
             node.ctl("start_app")
