@@ -34,6 +34,7 @@ import aiohttp
 from deploy import local
 from deploy.local import LocalSettings, Stack, free_port
 from shared import events
+from shared.amqp_hosts import connect_to_any
 from shared.models import Contact, InboundMessage, new_id
 from shared.topology import Topology, declare_core
 
@@ -111,7 +112,7 @@ async def measure_publish(amqp_url: str, namespace: str, args: argparse.Namespac
                              contact=Contact(id="c"), text="benchmark message 000000")
     body = message.model_dump_json().encode()
     topology = Topology(namespace)
-    connection = await aio_pika.connect(amqp_url)
+    connection = await connect_to_any(amqp_url)
     try:
         channel = await connection.channel(publisher_confirms=True)
         await declare_core(channel, topology)

@@ -60,6 +60,7 @@ from bench.stack import (
     read_desk,
     text_of,
 )
+from shared.amqp_hosts import connect_to_any
 from shared.models import Contact, InboundMessage, new_id, utcnow
 
 AGENTS = 10
@@ -204,7 +205,7 @@ async def relay(
     amqp_url: str, source: str, target: str | None, on_done: Callable[[], None]
 ) -> aio_pika.abc.AbstractConnection:
     """A hop as a service does it: consume `source`; republish (confirmed) to `target`; ack."""
-    connection = await aio_pika.connect(amqp_url)
+    connection = await connect_to_any(amqp_url)
     publish_channel = await connection.channel(publisher_confirms=True)
     consume_channel = await connection.channel()
     await consume_channel.set_qos(prefetch_count=PREFETCH)
@@ -234,7 +235,7 @@ async def measure_broker(infra: Infra, config: Config) -> float:
         if acked == config.messages:
             done.set()
 
-    producer = await aio_pika.connect(infra.base.amqp_url)
+    producer = await connect_to_any(infra.base.amqp_url)
     hops = []
     try:
         channel = await producer.channel(publisher_confirms=True)

@@ -54,6 +54,7 @@ from services.reporting.rollup import merge, rollup_between
 from services.reporting.service import ReportingMetrics, ReportingService
 from services.reporting.store import BucketRef, ReportStore, _rollup_document
 from shared import events
+from shared.amqp_hosts import connect_to_any
 from shared.broker import Broker
 from shared.models import ConversationResolved, RoutingEvent
 from shared.mongo import create_client
@@ -204,7 +205,7 @@ def recorded(metrics: ReportingMetrics) -> int:
 
 
 async def time_broker(amqp_url: str, namespace: str, items: list[tuple[str, bytes, str]]) -> float:
-    connection = await aio_pika.connect(amqp_url)
+    connection = await connect_to_any(amqp_url)
     async with connection:
         channel = await connection.channel(publisher_confirms=True)
         queue = await channel.declare_queue(f"{namespace}.bench.baseline", durable=True,

@@ -36,6 +36,7 @@ import aiormq.exceptions
 from pydantic import AliasChoices, Field
 
 from services.intake.channels import PLUGINS
+from shared.amqp_hosts import connect_to_any, first_broker_url
 from shared.settings import CommonSettings
 from shared.topology import Topology
 
@@ -69,8 +70,9 @@ class Broker:
         """The management API named, else the default port beside a broker on the default AMQP port.
 
         A node on other ports (CI's own, a test's) gets no guessed management URL: the default
-        one would be another node's, and its list would not be this broker's."""
-        url = urlparse(amqp_url)
+        one would be another node's, and its list would not be this broker's. An AMQP_URL naming
+        a cluster's nodes is read by its first node (any node lists and deletes the cluster's queues)."""
+        url = urlparse(first_broker_url(amqp_url))
         host = url.hostname or "127.0.0.1"
         netloc = f"[{host}]" if ":" in host else host
         management_url = management_url or CleanupSettings().management_url
@@ -80,19 +82,19 @@ class Broker:
 
     @property
     def vhost(self) -> str:
-        path = urlparse(self.amqp_url).path
+        path = urlparse(first_broker_url(self.amqp_url)).path
         return unquote(path[1:]) if len(path) > 1 else "/"
 
     @property
     def authorization(self) -> dict[str, str]:
         """HTTP basic auth with the AMQP URL's credentials (aiohttp.BasicAuth is deprecated)."""
-        url = urlparse(self.amqp_url)
+        url = urlparse(first_broker_url(self.amqp_url))
         pair = f"{unquote(url.username or 'guest')}:{unquote(url.password or 'guest')}"
         return {"Authorization": f"Basic {base64.b64encode(pair.encode()).decode()}"}
 
     @property
     def is_local_default_node(self) -> bool:
-        url = urlparse(self.amqp_url)
+        url = urlparse(first_broker_url(self.amqp_url))
         return (url.hostname or "127.0.0.1") in LOCAL_HOSTS and (url.port or DEFAULT_AMQP_PORT) == DEFAULT_AMQP_PORT
 
 
@@ -329,7 +331,7 @@ async def remove_namespaces(
     """Delete each namespace's queues, then its exchanges; a namespace in use is kept unless force."""
     for namespace in namespaces:
         check_namespace(namespace)
-    async with await aio_pika.connect(broker.amqp_url) as connection:
+    async with await connect_to_any(broker.amqp_url) as connection:
         return [await _remove(_Deleter(connection, ns), listing.of(ns), force=force, dry_run=dry_run) for ns in namespaces]
 
 
@@ -387,7 +389,7 @@ def parse_args(argv: Sequence[str] | None, settings: CleanupSettings) -> argpars
     parser.add_argument("--list", action="store_true", help="list namespaces that have queues or exchanges (the default)")
     parser.add_argument("--force", action="store_true", help="also delete a namespace that is in use")
     parser.add_argument("--dry-run", action="store_true", help="say what would be deleted, delete nothing")
-    parser.add_argument("--amqp-url", default=settings.amqp_url, help="the broker (AMQP_URL)")
+    parser.add_argument("--amqp-url", default=settings.amqp_url, help="the broker (AMQP_URL; of a node list, the first node that answers)")
     parser.add_argument("--management-url", default=settings.management_url,
                         help="its management API (SWITCHYARD_MANAGEMENT_URL; default http://<AMQP host>:15672)")
     return parser.parse_args(argv)

@@ -1,10 +1,11 @@
 """Run Switchyard on this machine: `python -m deploy.local` (what `make run` does).
 
-- RabbitMQ: AMQP_URL (default the local broker); if nothing listens there and the broker is
-  local and `rabbitmq-server` is installed, it is started (`rabbitmq-server -detached`). A broker
-  that accepts connections but does not answer the AMQP handshake (overloaded, out of file
-  descriptors, wedged) is waited for, up to SWITCHYARD_BROKER_WAIT_SECONDS, then we fail saying
-  what to check. A broker is never stopped or killed here: others may be using it.
+- RabbitMQ: AMQP_URL (default the local broker; a cluster's node list needs one node answering);
+  if nothing listens there and the broker is local and `rabbitmq-server` is installed, it is
+  started (`rabbitmq-server -detached`). A broker that accepts connections but does not answer
+  the AMQP handshake (overloaded, out of file descriptors, wedged) is waited for, up to
+  SWITCHYARD_BROKER_WAIT_SECONDS, then we fail saying what to check. A broker is never stopped
+  or killed here: others may be using it.
 - MongoDB: MONGO_URL if set; otherwise the embedded default, SecantusDB, is started as its own
   process with its data under .data/mongo (or in memory for tests).
 - Then intake, router, agents and reporting, each as its own process where INTAKE_HOST/INTAKE_PORT
@@ -29,6 +30,7 @@ from pydantic import AliasChoices, Field
 from pymongo import AsyncMongoClient
 
 from deploy import cleanup
+from shared.amqp_hosts import broker_urls
 from shared.settings import CommonSettings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -133,15 +135,40 @@ def ensure_rabbitmq(amqp_url: str, wait_seconds: float = 120, start_timeout: flo
     """Make sure a broker speaks AMQP at AMQP_URL, never stopping or killing one.
 
     Nothing listening: start the local rabbitmq-server if one is installed. Something listening
-    that does not answer the handshake: wait for it up to wait_seconds, then fail with advice."""
-    url = urlparse(amqp_url)
-    host, port = url.hostname or "127.0.0.1", url.port or 5672
+    that does not answer the handshake: wait for it up to wait_seconds, then fail with advice.
+    A URL naming a cluster's nodes (shared/amqp_hosts.py) needs one node answering: a cluster is
+    never started here."""
+    nodes = [amqp_host_port(url) for url in broker_urls(amqp_url)]
+    if len(nodes) > 1:
+        wait_for_any_node(nodes, wait_seconds)
+        return
+    host, port = nodes[0]
     if amqp_answers(host, port, timeout=min(10.0, max(wait_seconds, 1.0))):
         return
     if port_answers(host, port):
         wait_for_handshake(host, port, wait_seconds)
     else:
         start_local_rabbitmq(host, port, start_timeout)
+
+
+def amqp_host_port(url: str) -> tuple[str, int]:
+    parsed = urlparse(url)
+    return parsed.hostname or "127.0.0.1", parsed.port or 5672
+
+
+def wait_for_any_node(nodes: list[tuple[str, int]], wait_seconds: float) -> None:
+    """Until one node of a cluster answers AMQP (the services connect through whichever does)."""
+    deadline = time.monotonic() + wait_seconds
+    while True:
+        if any(amqp_answers(host, port, timeout=2) for host, port in nodes):
+            return
+        if time.monotonic() >= deadline:
+            listed = ", ".join(f"{host}:{port}" for host, port in nodes)
+            raise BrokerUnavailable(
+                f"no node of the cluster in AMQP_URL ({listed}) answered AMQP within {wait_seconds:.0f}s: "
+                "start the cluster's nodes (a cluster is never started here), or point AMQP_URL at a broker"
+            )
+        time.sleep(0.5)  # refused connections return at once: do not spin
 
 
 def wait_for_handshake(host: str, port: int, wait_seconds: float) -> None:

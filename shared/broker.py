@@ -25,6 +25,7 @@ from pydantic import BaseModel, ValidationError
 from pymongo.errors import ConnectionFailure
 
 from shared import tracing
+from shared.amqp_hosts import connect_robust_to_any
 from shared.topology import PARTITION_HEADER, Topology, declare_core
 
 log = structlog.get_logger(__name__)
@@ -42,7 +43,8 @@ class Broker:
         self._publish_channel: AbstractChannel | None = None
 
     async def start(self) -> None:
-        self.connection = await aio_pika.connect_robust(self.url, client_properties={"connection_name": self.topology.namespace})
+        # AMQP_URL may name several nodes of a cluster: the connection fails over between them.
+        self.connection = await connect_robust_to_any(self.url, client_properties={"connection_name": self.topology.namespace})
         self._publish_channel = await self.connection.channel(
             publisher_confirms=True, on_return_raises=True
         )

@@ -1,6 +1,7 @@
 """Fixtures: the real broker and database, and per-test isolation by name.
 
-RabbitMQ comes from AMQP_URL (started locally if installed and silent); MongoDB from
+RabbitMQ comes from AMQP_URL (started locally if installed and silent; of a cluster's node list,
+the tests take the first node, since they connect with plain aio_pika.connect); MongoDB from
 MONGO_URL, else an embedded SecantusDB started for the session. Every test gets a namespace
 of its own (exchange and queue names) and a database of its own, removed afterwards.
 """
@@ -24,6 +25,7 @@ from deploy.local import (
     remove_namespace,
     stack_env,
 )
+from shared.amqp_hosts import first_broker_url
 from shared.topology import Topology
 
 API_KEY = "test-key"
@@ -35,7 +37,8 @@ PARTITIONS = 2
 @pytest.fixture(scope="session")
 def infra(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Infrastructure]:
     log = tmp_path_factory.mktemp("mongo") / "secantusd.log"
-    infra = bring_up_infrastructure(LocalSettings(), ":memory:", free_port(), log)
+    settings = LocalSettings(amqp_url=first_broker_url(LocalSettings().amqp_url))
+    infra = bring_up_infrastructure(settings, ":memory:", free_port(), log)
     try:
         yield infra
     finally:

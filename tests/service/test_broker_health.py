@@ -132,3 +132,18 @@ def test_a_closed_port_is_not_a_broker():
 
 def test_a_listener_that_never_answers_is_not_a_broker(silent_listener):
     assert not amqp_answers("127.0.0.1", silent_listener.getsockname()[1], timeout=0.5)
+
+
+def test_a_cluster_url_needs_one_node_answering_and_starts_nothing(infra, no_process_touched):
+    live = urlparse(infra.amqp_url)
+    ensure_rabbitmq(f"amqp://guest:guest@127.0.0.1:{closed_port()},{live.hostname}:{live.port or 5672}/", wait_seconds=1)
+    assert no_process_touched == []
+
+
+def test_a_cluster_url_with_no_node_answering_fails_after_the_wait_and_starts_nothing(no_process_touched):
+    ports = [closed_port(), closed_port()]
+    with pytest.raises(BrokerUnavailable) as failure:
+        ensure_rabbitmq(f"amqp://guest:guest@127.0.0.1:{ports[0]},127.0.0.1:{ports[1]}/", wait_seconds=1)
+    assert f"127.0.0.1:{ports[0]}, 127.0.0.1:{ports[1]}" in str(failure.value)
+    assert "never started here" in str(failure.value)
+    assert no_process_touched == []
