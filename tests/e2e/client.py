@@ -1,6 +1,7 @@
 """A customer-side and desk-side client of a running stack, for end-to-end tests."""
 
 import asyncio
+import itertools
 import json
 import time
 
@@ -8,12 +9,15 @@ import aiohttp
 
 
 class StackClient:
-    def __init__(self, session: aiohttp.ClientSession, intake_url: str, agents_url: str, api_key: str) -> None:
+    def __init__(self, session: aiohttp.ClientSession, intake_url: str, agents_url: str, api_key: str,
+                 *, other_intakes: tuple[str, ...] = ()) -> None:
         self.session = session
         self.intake_url = intake_url
         self.agents_url = agents_url
         self.headers = {"Authorization": f"Bearer {api_key}"}
         self.api_key = api_key
+        # Intake replicas a careful client turns to when the one it posts to stops answering.
+        self.intake_urls = [intake_url, *other_intakes]
 
     async def put_agent(self, agent_id: str, *, skills: dict | None = None, capacity: int = 50, status: str = "online") -> None:
         """Create the agent (name from its id) and set its presence."""
@@ -25,11 +29,13 @@ class StackClient:
 
     async def post_until_accepted(self, contact: str, text: str, key: str, deadline: float = 60) -> str:
         """Post like a careful external system: retry with the same Idempotency-Key until a 202."""
+        intakes = itertools.cycle(self.intake_urls)
+        intake_url = next(intakes)
         async with asyncio.timeout(deadline):
             while True:
                 try:
                     async with self.session.post(
-                        f"{self.intake_url}/v1/messages",
+                        f"{intake_url}/v1/messages",
                         json={"contact": {"id": contact}, "text": text},
                         headers={**self.headers, "Idempotency-Key": key},
                     ) as response:
@@ -37,7 +43,7 @@ class StackClient:
                             return (await response.json())["message_id"]
                         assert response.status == 503, await response.text()
                 except aiohttp.ClientConnectionError:
-                    pass
+                    intake_url = next(intakes)  # that replica is gone: the same post to the next
                 await asyncio.sleep(0.1)  # back off before the retry, as a client would
 
     async def conversations(self, assignee: str) -> list[dict]:
@@ -54,8 +60,13 @@ class StackClient:
 class DeskRecorder:
     """Keeps an agent's desk connected (reconnecting) and records every live message frame."""
 
-    def __init__(self, session: aiohttp.ClientSession, agents_url: str, agent_id: str, api_key: str) -> None:
-        self.url = f"{agents_url.replace('http', 'ws', 1)}/v1/agents/{agent_id}/ws?token={api_key}"
+    def __init__(self, session: aiohttp.ClientSession, agents_url: str, agent_id: str, api_key: str,
+                 *, other_agents: tuple[str, ...] = ()) -> None:
+        # The agents replicas it may connect to: it goes on to the next whenever its socket drops.
+        self.urls = itertools.cycle(f"{url.replace('http', 'ws', 1)}/v1/agents/{agent_id}/ws?token={api_key}"
+                                    for url in (agents_url, *other_agents))
+        self.url = next(self.urls)
+        self.rotate = bool(other_agents)
         self.session = session
         self.live_message_ids: list[str] = []  # from live frames: each must come once
         self.seen: set[str] = set()  # live frames plus the snapshots sent on every reconnect
@@ -77,6 +88,8 @@ class DeskRecorder:
                         self._record(json.loads(frame.data))
             except aiohttp.ClientError:
                 pass
+            if self.rotate:
+                self.url = next(self.urls)
             await asyncio.sleep(0.2)  # reconnect backoff while the agents service restarts
 
     def _record(self, frame: dict) -> None:
@@ -96,8 +109,9 @@ class DeskRecorder:
 class TimedDeskRecorder(DeskRecorder):
     """A DeskRecorder that also keeps when each live frame came, for which conversation, with which messages."""
 
-    def __init__(self, session: aiohttp.ClientSession, agents_url: str, agent_id: str, api_key: str) -> None:
-        super().__init__(session, agents_url, agent_id, api_key)
+    def __init__(self, session: aiohttp.ClientSession, agents_url: str, agent_id: str, api_key: str,
+                 *, other_agents: tuple[str, ...] = ()) -> None:
+        super().__init__(session, agents_url, agent_id, api_key, other_agents=other_agents)
         self.agent_id = agent_id
         self.connected = asyncio.Event()  # set once the first snapshot came
         # (monotonic time, "assigned" or "message", conversation id, message ids)
