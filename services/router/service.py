@@ -167,7 +167,7 @@ class RouterService:
         self.queue_notice_seconds = queue_notice_seconds
         self._notices_at = 0.0  # loop time of the last queue-position sweep
         self._notifier: asyncio.Task | None = None
-        self.consumer = BatchConsumer(broker, f"router.{self.partition}", parse_input, self.handle_batch,
+        self.consumer = BatchConsumer(broker, "router", parse_input, self.handle_batch,
                                       key=ordering_key, batch_size=batch_size)
 
     @property

@@ -20,6 +20,9 @@ from tests.service.test_routing_flow import conversation, frame_of, until
 from tests.unit.test_routing_acd import agent, at
 
 
+NO_TICKS = {"tick_seconds": 3600}
+
+
 async def test_a_commit_left_by_a_dead_router_is_published_by_the_next(names):
     """The state a router leaves when it died after saving `agent.set_away` and before publishing it."""
     client = AsyncMongoClient(names.infra.mongo_url, tz_aware=True)
@@ -32,8 +35,9 @@ async def test_a_commit_left_by_a_dead_router_is_published_by_the_next(names):
         await store.commit(core, outcome, outbox_entries(names.topology, outcome))  # serialized as the service does
     finally:
         await client.close()
-    async with running_apps(names) as apps:
-        await apps.put_agent("ann")  # online: her snapshot is the work that makes the router load the state
+    # No ticks: her snapshot, not a tick before she exists, is the work that makes the router load the state.
+    async with running_apps(names, router_settings=NO_TICKS) as apps:
+        await apps.put_agent("ann")
 
         async def away() -> bool:
             body = await (await apps.agents.get("/v1/agents/ann", headers=auth())).json()

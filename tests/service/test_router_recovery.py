@@ -41,7 +41,7 @@ async def test_a_rebuilt_router_publishes_the_routed_event_of_an_assignment_left
     connection = await aio_pika.connect(names.infra.amqp_url)
     async with connection:
         channel = await connection.channel()
-        async with running_apps(names) as apps:
+        async with running_apps(names, router_settings={"tick_seconds": 3600}) as apps:  # no tick loads it first
             routed = await channel.declare_queue(exclusive=True)
             await routed.bind(names.topology.events_exchange, f"{events.CONVERSATION_ROUTED}.voice")
             # Ann's desk queue comes with her profile; her snapshot is the input that makes the

@@ -57,8 +57,11 @@ async def test_the_configuration_api_validates_scopes_and_applies_live(names):
         assert bad.status == 422 and "ghost" in (await bad.json())["error"]["message"] + json.dumps(await bad.json())
         own = await put_config(apps, {"queues": [{"name": "default"}, {"name": "vip"}]}, key="other-key")
         assert own.status == 202  # the other workspace's own: ours stays as it was
-        theirs = await (await apps.router.get("/v1/routing/config", headers=auth("other-key"))).json()
-        assert [q["name"] for q in theirs["queues"]] == ["default", "vip"]
+
+        async def theirs_applied() -> bool:
+            theirs = await (await apps.router.get("/v1/routing/config", headers=auth("other-key"))).json()
+            return [q["name"] for q in theirs["queues"]] == ["default", "vip"]
+        await until(theirs_applied)
         ours = await (await apps.router.get("/v1/routing/config", headers=auth())).json()
         assert [q["name"] for q in ours["queues"]] == ["default"]
         await configure(apps, {"queues": [{"name": "default"}, {"name": "billing", "skills": {"billing": 3}}],

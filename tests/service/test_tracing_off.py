@@ -28,6 +28,7 @@ async def test_without_an_endpoint_setup_returns_none_and_publish_adds_no_tracep
                 async for message in messages:
                     await message.ack()
                     break
-        assert message.headers == {"workspace_id": "default", "x-kept": "yes"}
+        # The workspace and its router partition (shared/topology.py), the caller's own; no traceparent.
+        assert message.headers == {"workspace_id": "default", "workspace-partition": "0", "x-kept": "yes"}
     finally:
         await broker.close()
