@@ -97,7 +97,7 @@ class PresenceWatch:
             try:
                 await self.stamp()
                 await self.sweep()
-            except Exception as error:  # the database or the broker away: the next round tries again
+            except Exception as error:  # noqa: BLE001 - the database or the broker away: the next round tries again
                 log.warning("presence.round_failed", error=repr(error))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), self.interval)
