@@ -14,9 +14,12 @@ queue, one reader, in order).
 
 Frames are ephemeral: what they say is in MongoDB, and a socket that reconnects gets a snapshot or
 its history. So a frame no process is bound for is dropped by the broker, and after the relay's
-channel comes back from a broker outage (aio-pika's RobustQueue declares the queue again and
-restores its bindings) every local socket is asked to resync (`resync`: the hubs close them with
-1012, "service restart", and the pages reconnect), since frames of the outage were lost.
+channel comes back from a broker outage every local socket is asked to resync (`resync`: the hubs
+close them with 1012, "service restart", and the pages reconnect), since frames of the outage were
+lost. The queue is then declared afresh, under a new name, with every key still held bound again:
+aio-pika's RobustQueue would restore the bindings too, but under the old exclusive name, which
+the broker may still be deleting for the lost connection (seen: the queue gone right after its
+restore, and every later bind NOT_FOUND).
 
 Routing keys are a hash of (workspace, id): ids may be long or hold dots; the exact key travels in
 the body, so a hash collision costs a frame nobody here shows, never a frame on the wrong socket.
@@ -31,7 +34,7 @@ from typing import Any
 
 import aio_pika
 import structlog
-from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
+from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
 from aio_pika.exceptions import DeliveryError
 from aiormq.exceptions import AMQPError, ChannelInvalidStateError, PublishError
 
@@ -66,13 +69,12 @@ def encode(process_id: str, key: RelayKey, frame: dict) -> aio_pika.Message:
 def decode(body: bytes) -> tuple[RelayKey, dict]:
     """The key and frame of a relayed message; ValueError for anything else."""
     data = json.loads(body)
-    if not isinstance(data, dict):
-        raise ValueError("not a relayed frame: not a JSON object")
-    key, frame = data.get("key"), data.get("frame")
-    if not (isinstance(key, list) and len(key) == 2 and all(isinstance(part, str) for part in key)
-            and isinstance(frame, dict)):
-        raise ValueError("not a relayed frame: {key: [workspace, id], frame: {...}}")
-    return (key[0], key[1]), frame
+    if isinstance(data, dict):
+        key, frame = data.get("key"), data.get("frame")
+        if (isinstance(key, list) and len(key) == 2 and all(isinstance(part, str) for part in key)
+                and isinstance(frame, dict)):
+            return (key[0], key[1]), frame
+    raise ValueError("not a relayed frame: {key: [workspace, id], frame: {...}}")
 
 
 class SocketRelay:
@@ -86,21 +88,32 @@ class SocketRelay:
         self.resync = resync
         self.process_id = uuid.uuid4().hex  # its own frames, coming back through its queue, are skipped
         self._watched: Counter[str] = Counter()  # routing key -> local sockets of it
+        self._bound: set[str] = set()  # routing keys the queue is bound by (unbinding lags the last socket)
         self._binding = asyncio.Lock()  # a key's bind and unbind go in the order they were asked
         self._inbox: asyncio.Queue[bytes] = asyncio.Queue(maxsize=MAX_PENDING)
         self._channel: AbstractChannel | None = None
-        self._queue: AbstractQueue | None = None
+        self._queue: Any = None  # the AbstractQueue read now (a new one after the channel reopens)
         self._worker: asyncio.Task | None = None
         self._tasks: set[asyncio.Task] = set()
 
     async def start(self) -> None:
-        # A robust channel without confirms: after a reconnect its queue is declared, bound and consumed again.
+        # A robust channel without confirms; after it reopens, a queue of a new name (_reopened).
         self._channel = await self.broker.new_channel(prefetch=0, publisher_confirms=False)
-        self._queue = await declare_ephemeral_queue(self._channel, self.broker.topology.relay_queue(self.service),
-                                                    RELAY_QUEUE_ARGUMENTS)
-        await self._queue.consume(self._on_delivery, no_ack=True)
+        await self._open_queue()
         self._channel.reopen_callbacks.add(self._on_reopen)
         self._worker = asyncio.create_task(self._run(), name=f"relay:{self.service}")
+
+    async def _open_queue(self) -> None:
+        """Declare this process's queue, bind every key it holds sockets of, and read it."""
+        assert self._channel is not None
+        queue = await declare_ephemeral_queue(self._channel, self.broker.topology.relay_queue(self.service),
+                                              RELAY_QUEUE_ARGUMENTS, robust=False)
+        self._bound = set()
+        for routing_key in list(self._watched):
+            await queue.bind(self.exchange, routing_key, robust=False)
+            self._bound.add(routing_key)
+        await queue.consume(self._on_delivery, no_ack=True, robust=False)
+        self._queue = queue
 
     async def stop(self) -> None:
         if self._channel is not None and not self._channel.is_closed:
@@ -115,28 +128,38 @@ class SocketRelay:
 
     async def watch(self, key: RelayKey) -> None:
         """A local socket of the key opened: bind the key (on its first). Raises if the broker would not."""
-        assert self._queue is not None, "start() first"
         routing_key = relay_key(*key)
         async with self._binding:
-            if self._watched[routing_key] == 0:
-                async with asyncio.timeout(BIND_TIMEOUT):
-                    await self._queue.bind(self.exchange, routing_key)
+            if routing_key not in self._bound:
+                await self._rpc(self._queue.bind(self.exchange, routing_key, robust=False))
+                self._bound.add(routing_key)
             self._watched[routing_key] += 1
 
     async def unwatch(self, key: RelayKey) -> None:
-        """A local socket of the key closed: unbind the key (on its last)."""
-        assert self._queue is not None, "start() first"
+        """A local socket of the key closed: unbind the key (on its last), in the background: the
+        socket's handler may be cancelled, and it has nothing to wait for."""
         routing_key = relay_key(*key)
+        if self._watched[routing_key] > 1:
+            self._watched[routing_key] -= 1
+            return
+        self._watched.pop(routing_key, None)
+        self._in_background(self._unbind_unwatched(routing_key))
+
+    async def _unbind_unwatched(self, routing_key: str) -> None:
         async with self._binding:
-            if self._watched[routing_key] > 1:
-                self._watched[routing_key] -= 1
-                return
-            self._watched.pop(routing_key, None)
+            if self._watched[routing_key] > 0 or routing_key not in self._bound:
+                return  # a socket of the key opened again meanwhile
+            self._bound.discard(routing_key)
             try:
-                async with asyncio.timeout(BIND_TIMEOUT):
-                    await self._queue.unbind(self.exchange, routing_key)
+                await self._rpc(self._queue.unbind(self.exchange, routing_key))
             except Exception as error:  # noqa: BLE001 - a binding left over costs frames shown to no one
                 log.info("relay.unbind_failed", service=self.service, error=repr(error))
+
+    @staticmethod
+    async def _rpc(call: Awaitable[Any]) -> None:
+        """A bind or unbind, within BIND_TIMEOUT for the caller but never cancelled itself: aiormq
+        closes a channel whose RPC is cancelled, and this channel's queue would go with it."""
+        await asyncio.wait_for(asyncio.shield(call), BIND_TIMEOUT)
 
     async def publish(self, key: RelayKey, frame: dict) -> None:
         """Relay a frame to the other processes' sockets of the key; lost (logged) if the broker is away."""
@@ -174,7 +197,16 @@ class SocketRelay:
             self._in_background(self._resync("overflow"))
 
     def _on_reopen(self, _channel: Any) -> None:
-        self._in_background(self._resync("reconnected"))
+        self._in_background(self._reopened())
+
+    async def _reopened(self) -> None:
+        """The channel is back (its queue went with the connection or the channel): a new queue, then resync."""
+        async with self._binding:  # a socket opening meanwhile binds on the new queue
+            try:
+                await self._open_queue()
+            except Exception as error:  # noqa: BLE001 - the sockets resync below; they bind again on reconnect
+                log.warning("relay.reopen_failed", service=self.service, error=repr(error))
+        await self._resync("reconnected")
 
     async def _resync(self, why: str) -> None:
         log.info("relay.resync", service=self.service, why=why)

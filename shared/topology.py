@@ -298,9 +298,12 @@ SIGNAL_QUEUE_ARGUMENTS = {"x-queue-type": "classic", "x-message-ttl": 5000, "x-m
 RELAY_QUEUE_ARGUMENTS = {"x-queue-type": "classic", "x-message-ttl": 30_000, "x-max-length": 10_000}
 
 
-async def declare_ephemeral_queue(channel: AbstractChannel, name: str, arguments: dict) -> AbstractQueue:
-    """An exclusive, auto-delete, non-durable queue: it goes with its process (or its connection)."""
-    return await channel.declare_queue(name, durable=False, exclusive=True, auto_delete=True, arguments=arguments)
+async def declare_ephemeral_queue(channel: AbstractChannel, name: str, arguments: dict, *,
+                                  robust: bool = True) -> AbstractQueue:
+    """An exclusive, auto-delete, non-durable queue: it goes with its process (or its connection).
+    `robust=False`: a robust channel does not declare it again after a reconnect (its owner does)."""
+    return await channel.declare_queue(name, durable=False, exclusive=True, auto_delete=True, arguments=arguments,
+                                       robust=robust)
 
 
 async def declare_signal_queue(
