@@ -125,9 +125,11 @@ async def test_after_a_restart_a_desk_that_never_reconnects_ends_offline_and_one
         await apps.desk("ann")
         await apps.desk("bob")
         await apps.put_agent("api-only")  # driven through the API, never a desk
-    # The agents service stopped with both desks open; a new one starts with a short grace.
-    async with apps_with_grace(names, 0.5) as apps:
+    # The agents service stopped with both desks open; a new one starts with a short grace (long
+    # enough for the router and intake to start after it before bob's desk is back).
+    grace = 1.5
+    async with apps_with_grace(names, grace) as apps:
         await apps.desk("bob")
         await wait_for_status(apps, "ann", "offline")
-        await stays(apps, "bob", "online", until=time.monotonic() + 1.0)
+        await stays(apps, "bob", "online", until=time.monotonic() + grace / 3 + 1.0)  # rounds past ann's offline
         assert await status_of(apps, "api-only") == "online"
