@@ -71,8 +71,12 @@ class PresenceWatch:
     async def desk_closed(self, key: AgentKey) -> None:
         """This replica's last desk of the agent closed: the grace counts from now, unless a desk
         (here or on another replica) is seen again before it ends."""
-        if not self.service.hub.connected(key):
+        if self.service.hub.connected(key):
+            return
+        try:
             await self.service.store.desks_seen([key], utcnow())
+        except Exception as error:  # noqa: BLE001 - the grace then counts from this replica's last stamp
+            log.warning("presence.close_not_stamped", workspace_id=key[0], agent_id=key[1], error=repr(error))
 
     async def stamp(self) -> None:
         """Tell the other replicas this one still holds its agents' desks."""
