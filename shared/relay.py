@@ -83,7 +83,6 @@ class SocketRelay:
     def __init__(self, broker: Broker, service: str, deliver: Deliver, resync: Resync) -> None:
         self.broker = broker
         self.service = service
-        self.exchange = broker.topology.relay_exchange(service)
         self.deliver = deliver
         self.resync = resync
         self.process_id = uuid.uuid4().hex  # its own frames, coming back through its queue, are skipped
@@ -95,6 +94,10 @@ class SocketRelay:
         self._queue: Any = None  # the AbstractQueue read now (a new one after the channel reopens)
         self._worker: asyncio.Task | None = None
         self._tasks: set[asyncio.Task] = set()
+
+    @property
+    def exchange(self) -> str:
+        return self.broker.topology.relay_exchange(self.service)
 
     async def start(self) -> None:
         # A robust channel without confirms; after it reopens, a queue of a new name (_reopened).
