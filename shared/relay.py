@@ -94,6 +94,7 @@ class SocketRelay:
         self._queue: Any = None  # the AbstractQueue read now (a new one after the channel reopens)
         self._worker: asyncio.Task | None = None
         self._tasks: set[asyncio.Task] = set()
+        self._overflowing = False  # a resync for frames dropped is under way
 
     @property
     def exchange(self) -> str:
@@ -125,9 +126,6 @@ class SocketRelay:
             if task is not None:
                 task.cancel()
         await asyncio.gather(*(t for t in (self._worker, *self._tasks) if t is not None), return_exceptions=True)
-
-    def watching(self, key: RelayKey) -> bool:
-        return self._watched[relay_key(*key)] > 0
 
     async def watch(self, key: RelayKey) -> None:
         """A local socket of the key opened: bind the key (on its first). Raises if the broker would not."""
@@ -195,9 +193,11 @@ class SocketRelay:
             return  # ours: its local sockets had it already
         try:
             self._inbox.put_nowait(delivery.body)
-        except asyncio.QueueFull:
-            log.warning("relay.overflow", service=self.service, pending=MAX_PENDING)
-            self._in_background(self._resync("overflow"))
+        except asyncio.QueueFull:  # frames are being lost: the sockets here resync, once per overflow
+            if not self._overflowing:
+                self._overflowing = True
+                log.warning("relay.overflow", service=self.service, pending=MAX_PENDING)
+                self._in_background(self._resync("overflow"))
 
     def _on_reopen(self, _channel: Any) -> None:
         self._in_background(self._reopened())
@@ -213,6 +213,7 @@ class SocketRelay:
 
     async def _resync(self, why: str) -> None:
         log.info("relay.resync", service=self.service, why=why)
+        self._overflowing = False
         await self.resync()
 
     def _in_background(self, work: Awaitable[None]) -> None:

@@ -156,6 +156,6 @@ class DeskHub:
         await self._close_every(1001, b"server shutting down")
 
     async def _close_every(self, code: int, message: bytes) -> None:
-        for desks in list(self._desks.values()):
-            for connection in list(desks):
-                await connection.ws.close(code=code, message=message)
+        # At once: a page slow to answer the close does not hold up the others.
+        await asyncio.gather(*(connection.ws.close(code=code, message=message)
+                               for desks in list(self._desks.values()) for connection in list(desks)))

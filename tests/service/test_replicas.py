@@ -20,8 +20,8 @@ from services.agents.app import create_app as create_agents
 from services.agents.presence import presence_interval
 from services.agents.settings import AgentsSettings
 from services.intake.app import OUTBOUND_WORKERS
-from services.intake.context import INTAKE
 from services.intake.app import create_app as create_intake
+from services.intake.context import INTAKE
 from services.intake.settings import IntakeSettings
 from services.router.app import create_app as create_router
 from services.router.settings import RouterSettings

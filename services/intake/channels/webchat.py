@@ -314,9 +314,9 @@ class ChatHub:
         await self._close_every(1001, b"server shutting down")
 
     async def _close_every(self, code: int, message: bytes) -> None:
-        for sockets in list(self._sockets.values()):
-            for ws in list(sockets):
-                await ws.close(code=code, message=message)
+        # At once: a page slow to answer the close does not hold up the others.
+        await asyncio.gather(*(ws.close(code=code, message=message)
+                               for sockets in list(self._sockets.values()) for ws in list(sockets)))
 
 
 LEFT_ATTEMPTS = 5
