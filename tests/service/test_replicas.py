@@ -155,12 +155,14 @@ async def test_a_desk_that_reconnects_to_the_other_replica_within_the_grace_keep
     async with replicas(names, grace=grace) as stack:
         a, b = stack.agents
         await stack.api(agents=1).put_agent("ann")
-        await open_desk(a.client, "ann")
-        await a.stop()
-        stopped = time.monotonic()
-        desk = await open_desk(b.client, "ann")  # the page reconnects, to the replica left
+        first = await open_desk(a.client, "ann")
+        stopping = asyncio.create_task(a.stop())
+        await asyncio.wait_for(first.ws.receive(), 15)  # A closes the desk as it stops
+        closed = time.monotonic()
+        desk = await open_desk(b.client, "ann")  # the page reconnects at once, to the replica left
         assert desk.snapshot["status"] == "online"
-        await stays(b.client, "ann", "online", until=stopped + grace + 2 * presence_interval(grace) + 0.5)
+        await stopping
+        await stays(b.client, "ann", "online", until=closed + grace + 2 * presence_interval(grace) + 0.5)
         await desk.ws.close()
         await wait_for_status(b.client, "ann", "offline", timeout=grace + 2 * presence_interval(grace) + 5)
 
