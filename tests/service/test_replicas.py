@@ -7,6 +7,7 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
+from datetime import timedelta
 from urllib.parse import quote
 
 import aiohttp
@@ -25,6 +26,7 @@ from services.intake.context import INTAKE
 from services.intake.settings import IntakeSettings
 from services.router.app import create_app as create_router
 from services.router.settings import RouterSettings
+from shared.models import utcnow
 from tests.conftest import API_KEY, WORKSPACE, Names, auth, serve
 from tests.e2e.client import StackClient
 from tests.service.helpers import Desk, texts
@@ -165,6 +167,20 @@ async def test_a_desk_that_reconnects_to_the_other_replica_within_the_grace_keep
         await stays(b.client, "ann", "online", until=closed + grace + 2 * presence_interval(grace) + 0.5)
         await desk.ws.close()
         await wait_for_status(b.client, "ann", "offline", timeout=grace + 2 * presence_interval(grace) + 5)
+
+
+async def test_one_replica_wins_when_both_find_the_same_desk_gone(names):
+    async with replicas(names) as stack:  # a 30 s grace: the rounds leave a desk seen 10 s ago alone
+        a, b = (replica.client.app[SERVICE] for replica in stack.agents)
+        await stack.api().put_agent("ann")
+        await a.store.desks_seen([(WORKSPACE, "ann")], utcnow() - timedelta(seconds=10), opened=True)
+        before = await a.store.get_agent(WORKSPACE, "ann")
+        seen_before = utcnow()
+        outcomes = await asyncio.gather(a.desk_gone(WORKSPACE, "ann", seen_before),
+                                        b.desk_gone(WORKSPACE, "ann", seen_before))
+        assert sorted(outcomes) == [False, True]
+        after = await b.store.get_agent(WORKSPACE, "ann")
+        assert (after["status"], after["desk"], after["version"]) == ("offline", False, before["version"] + 1)
 
 
 async def chat_on(intake: TestClient) -> Chat:
