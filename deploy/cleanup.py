@@ -38,7 +38,7 @@ from pydantic import AliasChoices, Field
 from services.intake.channels import PLUGINS
 from shared.amqp_hosts import connect_to_any, first_broker_url
 from shared.settings import CommonSettings
-from shared.topology import Topology
+from shared.topology import RELAY_SERVICES, Topology
 
 # The namespaces tests/conftest.py makes: "t" and 12 hex digits.
 TEST_NAMESPACE = re.compile(r"t[0-9a-f]{12}")
@@ -243,7 +243,8 @@ def known_names(namespace: str, agents: Iterable[tuple[str, str]] = (), extra_qu
     queues += [topology.plugin_queue(p.name) for p in PLUGINS if p.background is not None]
     queues += [topology.legacy_agent_queue(workspace, agent) for workspace, agent in agents]
     queues += [topology.dead_letter_queue(q) for q in queues] + list(extra_queues)
-    return Listing("the names the code knows", tuple(Queue(q) for q in dict.fromkeys(queues)), tuple(_named(topology, "_exchange")))
+    exchanges = _named(topology, "_exchange") + [topology.relay_exchange(service) for service in RELAY_SERVICES]
+    return Listing("the names the code knows", tuple(Queue(q) for q in dict.fromkeys(queues)), tuple(exchanges))
 
 
 def _named(topology: Topology, suffix: str) -> list[str]:

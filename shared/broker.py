@@ -65,9 +65,10 @@ class Broker:
             self.connection and not self.connection.is_closed and self.channel and not self.channel.is_closed
         )
 
-    async def new_channel(self, prefetch: int) -> AbstractChannel:
+    async def new_channel(self, prefetch: int, *, publisher_confirms: bool = True) -> AbstractChannel:
+        """A robust channel of its own (`publisher_confirms=False`: publishes that wait for nothing)."""
         assert self.connection is not None, "Broker.start() first"
-        channel = await self.connection.channel()
+        channel = await self.connection.channel(publisher_confirms=publisher_confirms)
         await channel.set_qos(prefetch_count=prefetch)
         return channel
 

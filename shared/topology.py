@@ -12,6 +12,8 @@
     intake ──typing.contact──► events ──► <ns>.agents.signals.<id>   (ephemeral: one queue per process)
     agents ──typing.agent────► events ──► <ns>.intake.signals.<id>
     intake ──input.rejected──► events ──► <ns>.intake.rejected   (an operator reads it; no consumer)
+    agents ──desk frames──► relay.agents (direct) ──► <ns>.agents.relay.<id>  (ephemeral: one queue per process,
+    intake ──chat frames──► relay.intake (direct) ──► <ns>.intake.relay.<id>   bound per key it holds a socket of)
     router, agents, intake ──every fact reporting records──► events ──► <ns>.reporting.events
         router: conversation.opened / queued / offered / routed.<channel> / transferred / abandoned, sla.*
         agents: conversation.resolved / answered / reopened, message.created, message.outbound.<channel>,
@@ -98,6 +100,10 @@ def core_queue_takes(routing_key: str) -> bool:
     publish can be mandatory; keys only optional listeners bind (channels, external systems) are not."""
     patterns = (*ROUTER_BINDINGS, events.MESSAGE_STATUS, *AGENTS_EVENT_BINDINGS, *REPORTING_BINDINGS)
     return any(topic_matches(pattern, routing_key) for pattern in patterns)
+
+
+# Services whose WebSockets any replica may hold: each has a relay exchange (shared/relay.py).
+RELAY_SERVICES = ("agents", "intake")
 
 
 @dataclass(frozen=True)
@@ -209,6 +215,14 @@ class Topology:
         """A name of this process's own for its ephemeral-signal queue (each replica gets every signal)."""
         return f"{self.namespace}.{service}.signals.{uuid.uuid4().hex[:12]}"
 
+    def relay_exchange(self, service: str) -> str:
+        """The direct exchange that carries a service's socket frames between its replicas (shared/relay.py)."""
+        return f"{self.namespace}.relay.{service}"
+
+    def relay_queue(self, service: str) -> str:
+        """A name of this process's own for the queue its relay reads (bound per key it holds sockets of)."""
+        return f"{self.namespace}.{service}.relay.{uuid.uuid4().hex[:12]}"
+
     @staticmethod
     def dead_letter_queue(queue: str) -> str:
         return f"{queue}.dlq"
@@ -232,6 +246,8 @@ async def declare_exchanges(channel: AbstractChannel, topology: Topology) -> Non
         await router_in.bind(topology.events_exchange, routing_key)
     await channel.declare_exchange(topology.park_exchange, aio_pika.ExchangeType.FANOUT, durable=True)
     await channel.declare_exchange(topology.requeue_exchange, aio_pika.ExchangeType.DIRECT, durable=True)
+    for service in RELAY_SERVICES:
+        await channel.declare_exchange(topology.relay_exchange(service), aio_pika.ExchangeType.DIRECT, durable=True)
 
 
 async def declare_retry_queue(channel: AbstractChannel, topology: Topology) -> None:
@@ -302,12 +318,22 @@ async def declare_outbound_queue(
 SIGNAL_QUEUE_ARGUMENTS = {"x-queue-type": "classic", "x-message-ttl": 5000, "x-max-length": 1000}
 
 
+# A relay queue is read as fast as frames come (no acks); the bound only guards a stalled process.
+RELAY_QUEUE_ARGUMENTS = {"x-queue-type": "classic", "x-message-ttl": 30_000, "x-max-length": 10_000}
+
+
+async def declare_ephemeral_queue(channel: AbstractChannel, name: str, arguments: dict, *,
+                                  robust: bool = True) -> AbstractQueue:
+    """An exclusive, auto-delete, non-durable queue: it goes with its process (or its connection).
+    `robust=False`: a robust channel does not declare it again after a reconnect (its owner does)."""
+    return await channel.declare_queue(name, durable=False, exclusive=True, auto_delete=True, arguments=arguments,
+                                       robust=robust)
+
+
 async def declare_signal_queue(
     channel: AbstractChannel, topology: Topology, name: str, routing_key: str
 ) -> AbstractQueue:
-    """An exclusive, auto-delete, non-durable queue for ephemeral signals: it goes with its process."""
-    queue = await channel.declare_queue(
-        name, durable=False, exclusive=True, auto_delete=True, arguments=SIGNAL_QUEUE_ARGUMENTS
-    )
+    """A process's queue for ephemeral signals (typing) of one routing key."""
+    queue = await declare_ephemeral_queue(channel, name, SIGNAL_QUEUE_ARGUMENTS)
     await queue.bind(topology.events_exchange, routing_key)
     return queue

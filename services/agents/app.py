@@ -49,6 +49,7 @@ from services.agents.store import AgentsStore
 from shared import tracing
 from shared.attachments import AttachmentStore, content_disposition
 from shared.broker import Broker
+from shared.relay import RELAY_UNAVAILABLE
 from shared.models import Attachment, StateRequest, TransferRequest, utcnow
 from shared.mongo import create_client
 from shared.partitions import agree_on_partitions
@@ -241,7 +242,7 @@ def create_app(settings: AgentsSettings) -> web.Application:
         await app[CANNED].ensure_indexes()  # before the service starts: its start begins the desks' grace
         app[ATTACHMENTS] = AttachmentStore(db)
         service = AgentsService(
-            broker, store, DeskHub(), AgentsMetrics(registry),
+            broker, store, DeskHub(broker), AgentsMetrics(registry),
             batch_size=settings.batch_size, presence_grace_seconds=settings.presence_grace_seconds,
         )
         await service.start()
@@ -658,8 +659,7 @@ async def desk_socket(request: web.Request) -> web.WebSocketResponse:
     connection = DeskConnection(ws)
     structlog.contextvars.bind_contextvars(workspace_id=workspace_id, agent_id=agent_id)
     try:
-        service.presence.desk_opened((workspace_id, agent_id))
-        await service.store.set_desk(workspace_id, agent_id, True)
+        await service.presence.desk_opened((workspace_id, agent_id))
         await service.open_desk(workspace_id, agent_id, connection)
         async for frame in ws:  # the desk talks over REST; over the socket it only says it is typing
             if frame.type == WSMsgType.TEXT:
@@ -673,7 +673,10 @@ async def desk_socket(request: web.Request) -> web.WebSocketResponse:
                 await connection.send(error_frame("binary frames are not accepted: send JSON text frames"))
             elif frame.type == WSMsgType.ERROR:
                 break
+    except RELAY_UNAVAILABLE as error:  # the broker would not bind the desk's key: it reconnects later
+        log.warning("desk.relay_unavailable", error=repr(error))
+        await ws.close(code=1013, message=b"try again later")
     finally:
-        service.hub.remove((workspace_id, agent_id), connection)
-        service.presence.desk_closed((workspace_id, agent_id))  # offline after the grace, unless a desk returns
+        await service.hub.remove((workspace_id, agent_id), connection)
+        await service.presence.desk_closed((workspace_id, agent_id))  # offline after the grace, unless a desk returns
     return ws

@@ -3,7 +3,9 @@
 Frames: `snapshot` (on connect: the agent's status and every open conversation of the agent with
 its messages, so a reconnecting desk gets what it missed), `conversation.assigned`, `message`,
 `message.status`, `presence` (`status`, `reason`: request, missed_offers or desk_closed, `at`: on
-every change of the agent's presence, whoever made it), `typing` (the customer is typing; ephemeral). Each frame names its conversation and message ids,
+every change of the agent's presence, whoever made it), `typing` (the customer is typing; ephemeral).
+A desk may be connected to any replica: frames reach it through the socket relay (shared/relay.py),
+those one process sends for one agent in the order it sent them. Each frame names its conversation and message ids,
 so a desk can drop a frame it already has. The desk talks over REST; the one frame it sends is
 `{"type": "typing", "conversation_id"}`; anything else it sends is answered with an `error` frame
 (which the desk page ignores) and the socket stays open.
@@ -17,6 +19,8 @@ import structlog
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
+from shared.broker import Broker
+from shared.relay import SocketRelay
 from shared.web import FrameError, parse_frame
 
 log = structlog.get_logger(__name__)
@@ -96,27 +100,62 @@ class DeskConnection:
 
 
 class DeskHub:
-    def __init__(self) -> None:
+    """The desks this process holds, by agent; a frame sent here reaches the agent's desks on every
+    replica (shared/relay.py): this process's at once, the others' through the relay."""
+
+    def __init__(self, broker: Broker) -> None:
         self._desks: dict[AgentKey, set[DeskConnection]] = {}
+        self.relay = SocketRelay(broker, "agents", self.send_local, self.resync)
 
-    def add(self, key: AgentKey, connection: DeskConnection) -> None:
+    async def add(self, key: AgentKey, connection: DeskConnection) -> None:
+        """Hold a desk and bind its agent's key, before its snapshot is read: a frame another replica
+        sends after that read reaches it. Raises (the desk not held) if the broker would not bind."""
         self._desks.setdefault(key, set()).add(connection)
+        try:
+            await self.relay.watch(key)
+        except BaseException:
+            self._forget(key, connection)
+            raise
 
-    def remove(self, key: AgentKey, connection: DeskConnection) -> None:
+    async def remove(self, key: AgentKey, connection: DeskConnection) -> None:
+        if self._forget(key, connection):
+            await self.relay.unwatch(key)
+
+    def _forget(self, key: AgentKey, connection: DeskConnection) -> bool:
         desks = self._desks.get(key)
-        if desks is not None:
-            desks.discard(connection)
-            if not desks:
-                del self._desks[key]
+        if desks is None or connection not in desks:
+            return False
+        desks.discard(connection)
+        if not desks:
+            del self._desks[key]
+        return True
 
     def connected(self, key: AgentKey) -> bool:
+        """Whether this process holds a desk of the agent (other replicas may hold more)."""
         return key in self._desks
 
+    def agents(self) -> list[AgentKey]:
+        """The agents this process holds a desk of."""
+        return list(self._desks)
+
     async def send(self, key: AgentKey, frame: dict) -> None:
+        """To the agent's desks wherever they are connected."""
+        await self.send_local(key, frame)
+        await self.relay.publish(key, frame)
+
+    async def send_local(self, key: AgentKey, frame: dict) -> None:
+        """To this process's desks of the agent only (a frame relayed here, or one every replica makes)."""
         for connection in list(self._desks.get(key, ())):
             await connection.send(frame)
 
+    async def resync(self) -> None:
+        """Frames may have been lost (a broker outage): every desk here reconnects and gets a fresh snapshot."""
+        await self._close_every(1012, b"reconnect for a fresh snapshot")
+
     async def close_all(self) -> None:
-        for desks in list(self._desks.values()):
-            for connection in list(desks):
-                await connection.ws.close(code=1001, message=b"server shutting down")
+        await self._close_every(1001, b"server shutting down")
+
+    async def _close_every(self, code: int, message: bytes) -> None:
+        # At once: a page slow to answer the close does not hold up the others.
+        await asyncio.gather(*(connection.ws.close(code=code, message=message)
+                               for desks in list(self._desks.values()) for connection in list(desks)))

@@ -15,7 +15,7 @@ from services.agents.desk import DeskConnection, DeskHub, jsonable
 from services.agents.models import HELD_STATUSES, AgentProfile
 from services.agents.outbox import PENDING_LABELS, PENDING_OUTBOUND, PENDING_RESOLVED, PENDING_SNAPSHOT, Sweeper
 from services.agents.presence import PresenceWatch
-from services.agents.store import AgentsStore, ForDesk, agent_snapshot
+from services.agents.store import AgentsStore, ForDesk, agent_snapshot, desk_gone
 from shared import events
 from shared.broker import BatchConsumer, Broker, parse_as
 from shared.ephemeral import (
@@ -110,11 +110,11 @@ class AgentsService:
         await self.notices.start()
         await self.notices.attach(self.broker.topology.agents_events_queue)
         await self.typing_signals.start()
+        await self.hub.relay.start()  # before any frame: desks on other replicas get this one's
         for queue in self.broker.topology.delivery_queues():  # standing by for every partition
             await self.deliveries.attach(queue, priority=consumer_priority(self.replica_id, queue))
-        agents = await self.store.all_agents()
-        await self._drain_legacy_queues(agents)
-        self.presence.resume(agents)  # desks open before a restart must reconnect within the grace
+        await self._drain_legacy_queues(await self.store.all_agents())
+        await self.presence.start()  # desks open before a restart must reconnect within the grace
         self.sweeper.start()  # its first round publishes what a crash before this start left flagged
 
     async def stop(self) -> None:
@@ -125,6 +125,7 @@ class AgentsService:
         await self.notices.stop()
         await self.typing_signals.stop()
         await self.hub.close_all()
+        await self.hub.relay.stop()
 
     async def _drain_legacy_queues(self, agents: list[dict]) -> None:
         """Messages left in per-agent queues of the old layout go to their agents' partitions (shared/legacy.py)."""
@@ -148,10 +149,24 @@ class AgentsService:
         doc = await self.store.set_agent_status(workspace_id, agent_id, status)
         if doc is None:
             raise NotFound(f"agent {agent_id!r} does not exist")
-        await self._publish_now(self._publish_snapshot, doc)
-        await self.hub.send((workspace_id, agent_id), {"type": "presence", "status": doc["status"], "reason": reason,
-                                                        "at": doc["status_at"].isoformat()})
+        await self._status_changed(doc, reason)
         return doc
+
+    async def desk_gone(self, workspace_id: str, agent_id: str, seen_before: datetime) -> bool:
+        """Set offline (desk_closed) an agent whose desks were last seen before `seen_before`, as set_status
+        does; False if it is no longer so (a desk came back, or another replica did it first). The write
+        clears `desk` with the snapshot's outbox flag: the router hears it even if this process dies now."""
+        doc = await self.store.set_agent_status(workspace_id, agent_id, "offline", only_if=desk_gone(seen_before),
+                                                desk=False)
+        if doc is None:
+            return False
+        await self._status_changed(doc, "desk_closed")
+        return True
+
+    async def _status_changed(self, doc: dict, reason: str) -> None:
+        await self._publish_now(self._publish_snapshot, doc)
+        await self.hub.send((doc["workspace_id"], doc["agent_id"]), {
+            "type": "presence", "status": doc["status"], "reason": reason, "at": doc["status_at"].isoformat()})
 
     async def _announce_agent(self, doc: dict, event: str) -> None:
         snapshot = agent_snapshot(doc)
@@ -542,8 +557,9 @@ class AgentsService:
         doc = await self.store.conversations.find_one({**query, "status": {"$in": list(HELD_STATUSES)}},
                                                       sort=[("created_at", -1)])
         if doc is not None and doc.get("assignee_id"):
-            await self.hub.send((signal.workspace_id, doc["assignee_id"]),
-                                {"type": "typing", "conversation_id": doc["_id"], "who": "contact"})
+            # Every replica gets every signal (a queue of its own): each shows it on the desks it holds.
+            await self.hub.send_local((signal.workspace_id, doc["assignee_id"]),
+                                      {"type": "typing", "conversation_id": doc["_id"], "who": "contact"})
 
     async def agent_typing(self, workspace_id: str, agent_id: str, conversation_id: str) -> None:
         """Tell a web chat customer their agent is typing; ignored unless the open conversation is this agent's."""
@@ -565,7 +581,7 @@ class AgentsService:
 
     async def open_desk(self, workspace_id: str, agent_id: str, connection: DeskConnection) -> None:
         """Register a desk, then send its snapshot; frames that arrive meanwhile follow it."""
-        self.hub.add((workspace_id, agent_id), connection)
+        await self.hub.add((workspace_id, agent_id), connection)
         conversations = await self.store.open_conversations_of(workspace_id, agent_id)
         messages = await self.store.messages_of([c["_id"] for c in conversations])
         by_conversation: dict[str, list[dict]] = {}

@@ -50,6 +50,14 @@ from shared.routing_config import find_config
 # A status never goes back: a late "sent" must not overwrite "delivered".
 LATEST_FIRST = [("last_message_at", DESCENDING)]  # the list index's last key: served in index order
 MAX_MATCHES = 5000  # conversations one search term counts at most (search.py)
+DESK_STAMP_CHUNK = 500  # agents per presence stamp (one update_many each)
+
+
+def desk_gone(seen_before: datetime) -> dict:
+    """An agent whose presence follows a desk, not offline, whose desks were last seen before `seen_before`."""
+    return {"desk": True, "status": {"$ne": "offline"}, "desk_seen_at": {"$lt": seen_before}}
+
+
 STATUS_RANK = {"queued": 0, "sent": 1, "delivered": 2, "read": 3, "failed": 4}
 
 
@@ -149,6 +157,7 @@ class AgentsStore:
             [("workspace_id", ASCENDING), ("status", ASCENDING), ("last_message_at", DESCENDING)]
         )
         await self.conversations.create_index([("workspace_id", ASCENDING), ("terms", ASCENDING)])  # search.py
+        await self.agents.create_index([("desk", ASCENDING), ("desk_seen_at", ASCENDING)])  # presence's sweeps
         # A survey answer names its survey (sparse: most conversations have none).
         await self.conversations.create_index([("csat.survey_id", ASCENDING)], sparse=True)
         await self.messages.create_index([("conversation_id", ASCENDING), ("seq", ASCENDING)])
@@ -175,12 +184,15 @@ class AgentsStore:
             return_document=ReturnDocument.AFTER,
         )
 
-    async def set_agent_status(self, workspace_id: str, agent_id: str, status: str) -> dict | None:
+    async def set_agent_status(self, workspace_id: str, agent_id: str, status: str, *, only_if: dict | None = None,
+                               desk: bool | None = None) -> dict | None:
+        """Write a presence with its promise to announce it (outbox.py); None if no agent matches (`only_if`:
+        further conditions, checked in the same write; `desk`: presence follows a desk from now on, or no more)."""
         now = utcnow()
+        changes = {"status": status, "status_at": now, "changed_at": now, **pending(PENDING_SNAPSHOT)}
         return await self.agents.find_one_and_update(
-            {"workspace_id": workspace_id, "agent_id": agent_id},
-            {"$set": {"status": status, "status_at": now, "changed_at": now, **pending(PENDING_SNAPSHOT)},
-             "$inc": {"version": 1}},
+            {"workspace_id": workspace_id, "agent_id": agent_id, **(only_if or {})},
+            {"$set": changes | ({} if desk is None else {"desk": desk}), "$inc": {"version": 1}},
             return_document=ReturnDocument.AFTER,
         )
 
@@ -205,10 +217,25 @@ class AgentsStore:
     async def all_agents(self) -> list[dict]:
         return await self.agents.find({}, {"workspace_id": 1, "agent_id": 1, "status": 1, "desk": 1}).to_list()
 
-    async def set_desk(self, workspace_id: str, agent_id: str, present: bool) -> None:
-        """Whether presence follows a desk for this agent (one has opened and not yet timed out)."""
-        await self.agents.update_one({"workspace_id": workspace_id, "agent_id": agent_id, "desk": {"$ne": present}},
-                                     {"$set": {"desk": present}})
+    # -- presence across replicas (services/agents/presence.py) -----------------------------------
+
+    async def desks_seen(self, keys: list[tuple[str, str]], at: datetime, *, opened: bool = False) -> None:
+        """A replica saw these agents' desks open at `at` (`opened`: presence follows their desk from now on).
+        `$max`: a replica whose clock is behind never moves a stamp back."""
+        update: dict = {"$max": {"desk_seen_at": at}} | ({"$set": {"desk": True}} if opened else {})
+        for start in range(0, len(keys), DESK_STAMP_CHUNK):
+            chunk = keys[start:start + DESK_STAMP_CHUNK]
+            await self.agents.update_many(
+                {"$or": [{"workspace_id": workspace_id, "agent_id": agent_id} for workspace_id, agent_id in chunk]},
+                update)
+
+    async def give_desks_grace(self, at: datetime) -> None:
+        """On a start: every agent whose desk was followed counts as seen now (the grace to reconnect)."""
+        await self.agents.update_many({"desk": True, "status": {"$ne": "offline"}}, {"$max": {"desk_seen_at": at}})
+
+    async def desks_gone(self, seen_before: datetime) -> list[dict]:
+        """The agents whose desks were followed and have not been seen since `seen_before`."""
+        return await self.agents.find(desk_gone(seen_before), {"workspace_id": 1, "agent_id": 1}).to_list()
 
     # -- deliveries from the router -------------------------------------------------------------
 

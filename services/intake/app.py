@@ -22,6 +22,7 @@ from shared.attachments import AttachmentStore
 from shared.broker import Broker
 from shared.mongo import create_client
 from shared.partitions import agree_on_partitions
+from shared.relay import RELAY_UNAVAILABLE
 from shared.web import (
     WORKSPACE,
     Answer,
@@ -44,6 +45,7 @@ from shared.web import (
 
 log = structlog.get_logger(__name__)
 CHAT_SETTINGS = web.AppKey("chat_settings", ChatSettingsCache)
+OUTBOUND_WORKERS = web.AppKey("outbound_workers", list)  # one per channel that sends: its queue's consumer
 
 
 def create_app(settings: IntakeSettings) -> web.Application:
@@ -67,6 +69,8 @@ def create_app(settings: IntakeSettings) -> web.Application:
         async with aiohttp.ClientSession() as http:
             intake = Intake(settings, broker, http, metrics, AttachmentStore(db), configs)
             app[INTAKE] = intake
+            assert intake.chat.relay is not None
+            await intake.chat.relay.start()  # before the senders: a reply for a chat on another replica reaches it
             workers = [
                 OutboundWorker(broker, plugin.sender(intake), metrics.messages_out, max_attempts=settings.send_max_attempts,
                                retry_delay=settings.send_retry_delay, max_retry_delay=settings.send_max_retry_delay)
@@ -74,6 +78,7 @@ def create_app(settings: IntakeSettings) -> web.Application:
             ]
             for worker in workers:
                 await worker.start()
+            app[OUTBOUND_WORKERS] = workers
             async with AsyncExitStack() as backgrounds:
                 for plugin in PLUGINS:
                     if plugin.background is not None:
@@ -82,6 +87,7 @@ def create_app(settings: IntakeSettings) -> web.Application:
             for worker in workers:
                 await worker.stop()
             await intake.chat.close_all()
+            await intake.chat.relay.stop()
         await broker.close()
         await mongo.close()
 
@@ -208,7 +214,12 @@ async def chat_socket(request: web.Request) -> web.WebSocketResponse:
     customer = chat_customer(request)
     ws = web.WebSocketResponse(heartbeat=20)
     await ws.prepare(request)
-    intake.chat.add(session, ws)
+    try:
+        await intake.chat.add(session, ws)
+    except RELAY_UNAVAILABLE as error:  # the broker would not bind the chat's key: the page reconnects later
+        log.warning("chat.relay_unavailable", error=repr(error))
+        await ws.close(code=1013, message=b"try again later")
+        return ws
     try:
         await ws.send_json({"type": "session", "token": webchat.issue_token(intake.settings.chat_secret, session),
                             "contact_id": session.contact_id, "thread_id": session.thread_id})
@@ -231,7 +242,7 @@ async def chat_socket(request: web.Request) -> web.WebSocketResponse:
             elif frame.type == WSMsgType.ERROR:
                 break
     finally:
-        intake.chat.remove(session, ws)
+        await intake.chat.remove(session, ws)
     return ws
 
 

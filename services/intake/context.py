@@ -75,7 +75,7 @@ class Intake:
         self.metrics = metrics
         self.attachments = attachments
         self.configs = configs
-        self.chat = ChatHub(settings.webchat_abandon_seconds, partial(tell_left, self))
+        self.chat = ChatHub(settings.webchat_abandon_seconds, partial(tell_left, self), broker)
         self.media_fetchers = media_fetchers()
 
     async def publish_inbound(self, message: InboundMessage) -> None:

@@ -30,12 +30,12 @@ async def test_a_chat_whose_last_socket_closed_is_left_after_the_wait():
     told, on_left = recorder()
     hub = ChatHub(0.05, on_left)
     first, second = Socket(), Socket()
-    hub.add(SESSION, first)
-    hub.add(SESSION, second)
-    hub.remove(SESSION, first)
+    await hub.add(SESSION, first)
+    await hub.add(SESSION, second)
+    await hub.remove(SESSION, first)
     assert not hub.leaving("default", "web-1")  # another tab is still open
     closed = utcnow()
-    hub.remove(SESSION, second)
+    await hub.remove(SESSION, second)
     assert hub.leaving("default", "web-1")
     workspace_id, thread_id, closed_at = await asyncio.wait_for(told.get(), 5)
     assert (workspace_id, thread_id) == ("default", "web-1") and closed <= closed_at <= utcnow()
@@ -46,10 +46,10 @@ async def test_a_chat_that_comes_back_within_the_wait_is_not_left():
     told, on_left = recorder()
     hub = ChatHub(60, on_left)
     socket = Socket()
-    hub.add(SESSION, socket)
-    hub.remove(SESSION, socket)
+    await hub.add(SESSION, socket)
+    await hub.remove(SESSION, socket)
     assert hub.leaving("default", "web-1")
-    hub.add(SESSION, Socket())  # the page reloaded
+    await hub.add(SESSION, Socket())  # the page reloaded
     assert not hub.leaving("default", "web-1")
     await hub.close_all()
     assert told.empty()
@@ -59,7 +59,7 @@ async def test_chats_closed_as_intake_stops_are_not_left():
     told, on_left = recorder()
     hub = ChatHub(0.01, on_left)
     socket = Socket()
-    hub.add(SESSION, socket)
+    await hub.add(SESSION, socket)
     await hub.close_all()
-    hub.remove(SESSION, socket)  # the handler's cleanup, after the stop closed its socket
+    await hub.remove(SESSION, socket)  # the handler's cleanup, after the stop closed its socket
     assert socket.closed and not hub.leaving("default", "web-1") and told.empty()

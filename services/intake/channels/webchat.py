@@ -1,8 +1,8 @@
 """The web chat channel: customers on the /chat page, over a WebSocket held by intake.
 
 A session token (HMAC-signed workspace and contact id) lets a reloaded page continue its
-conversation. Replies go to the customer's open sockets; one who is away sees them in the
-history sent on reconnect. A chat whose last socket closed and that no socket of reopens within
+conversation. Replies go to the customer's open sockets, on whichever intake replica holds them
+(the socket relay, shared/relay.py); one who is away sees them in the history sent on reconnect. A chat whose last socket closed and that no socket of reopens within
 `INTAKE_WEBCHAT_ABANDON_SECONDS` is left: intake tells the router (`thread.left`), which drops
 a wait still on as abandoned (a conversation an agent holds stays theirs). Typing goes both ways as ephemeral signals (shared/ephemeral.py):
 the page's `{"type": "typing"}` becomes `typing.contact` for the agent's desk, and the agent's
@@ -33,9 +33,11 @@ from services.intake.files import file_link
 from services.intake.settings import IntakeSettings
 from shared import events
 from shared.attachments import MAX_CONTENT_TYPE_CHARS, media_type, safe_filename
+from shared.broker import Broker
 from shared.csat import MAX_COMMENT_CHARS, SCORES
 from shared.ephemeral import TYPING_INTERVAL, RateLimiter, SignalConsumer, TypingSignal, publish_signal
 from shared.models import SYSTEM_AGENT, Attachment, Contact, InboundMessage, OutboundMessage, ThreadLeft, Wire, utcnow
+from shared.relay import SocketRelay
 from shared.web import Form, FrameError, http_error, parse_frame
 
 if TYPE_CHECKING:
@@ -205,13 +207,16 @@ OnLeft = Callable[[str, str, datetime], Awaitable[None]]  # (workspace, thread, 
 
 
 class ChatHub:
-    """The customers' open sockets, by (workspace, thread), and the chats being left.
+    """The customers' open sockets this process holds, by (workspace, thread), and the chats being left.
+
+    With a broker, a frame sent here reaches the chat's sockets on every intake replica through the
+    socket relay (shared/relay.py): this process's at once, the others' through the relay.
 
     When a chat's last socket closes, `on_left` is called after `left_after` seconds unless a socket
     of that chat opens meanwhile (a reload, a reconnect after a network blip). The timers live in
     this process: a chat whose socket closed as intake stopped is not counted as left."""
 
-    def __init__(self, left_after: float = 60, on_left: OnLeft | None = None) -> None:
+    def __init__(self, left_after: float = 60, on_left: OnLeft | None = None, broker: Broker | None = None) -> None:
         self._sockets: dict[ChatKey, set[web.WebSocketResponse]] = {}
         self.typing_limit = RateLimiter(TYPING_INTERVAL)  # per (workspace, thread): the customer's typing signals
         self.left_after = left_after
@@ -220,22 +225,40 @@ class ChatHub:
         self._tasks: set[asyncio.Task] = set()  # every one not done, awaited on close
         self._closing = False
         self.places = LastPlaces()
+        self.relay = SocketRelay(broker, "intake", self.send_local, self.resync) if broker is not None else None
 
-    def add(self, session: ChatSession, ws: web.WebSocketResponse) -> None:
+    async def add(self, session: ChatSession, ws: web.WebSocketResponse) -> None:
+        """Hold a socket, and bind its chat's key before its history is read: a reply another replica
+        sends after that read reaches it. Raises (the socket not held) if the broker would not bind."""
         key = (session.workspace_id, session.thread_id)
         self._sockets.setdefault(key, set()).add(ws)
         leaving = self._leaving.pop(key, None)
         if leaving is not None:
             leaving.cancel()
+        if self.relay is not None:
+            try:
+                await self.relay.watch(key)
+            except BaseException:
+                self._forget(key, ws)
+                raise
 
-    def remove(self, session: ChatSession, ws: web.WebSocketResponse) -> None:
+    async def remove(self, session: ChatSession, ws: web.WebSocketResponse) -> None:
         key = (session.workspace_id, session.thread_id)
+        if not self._forget(key, ws):
+            return
+        if key not in self._sockets:
+            self._start_leaving(key)
+        if self.relay is not None:
+            await self.relay.unwatch(key)
+
+    def _forget(self, key: ChatKey, ws: web.WebSocketResponse) -> bool:
         sockets = self._sockets.get(key)
-        if sockets is not None:
-            sockets.discard(ws)
-            if not sockets:
-                del self._sockets[key]
-                self._start_leaving(key)
+        if sockets is None or ws not in sockets:
+            return False
+        sockets.discard(ws)
+        if not sockets:
+            del self._sockets[key]
+        return True
 
     def leaving(self, workspace_id: str, thread_id: str) -> bool:
         """Whether the chat's last socket closed and its wait for a return is on."""
@@ -257,9 +280,18 @@ class ChatHub:
         assert self.on_left is not None
         await self.on_left(key[0], key[1], closed_at)
 
-    async def send(self, workspace_id: str, thread_id: str, frame: dict) -> int:
+    async def send(self, workspace_id: str, thread_id: str, frame: dict) -> bool:
+        """To the chat's sockets wherever they are connected; whether some process holds one."""
+        held_here = await self.send_local((workspace_id, thread_id), frame)
+        held_elsewhere = self.relay is not None and await self.relay.publish_confirmed((workspace_id, thread_id), frame)
+        return held_here > 0 or held_elsewhere
+
+    async def send_local(self, key: ChatKey, frame: dict) -> int:
+        """To this process's sockets of the chat only (a frame relayed here, or one every replica gets);
+        how many took it. A queue place is remembered for a page that reloads (on this replica)."""
+        self.places.note(key[0], key[1], frame)
         sent = 0
-        for ws in list(self._sockets.get((workspace_id, thread_id), ())):
+        for ws in list(self._sockets.get(key, ())):
             if not ws.closed:
                 try:
                     await ws.send_json(frame)
@@ -268,6 +300,10 @@ class ChatHub:
                     continue
         return sent
 
+    async def resync(self) -> None:
+        """Frames may have been lost (a broker outage): every page here reconnects and gets its history again."""
+        await self._close_every(1012, b"reconnect for a fresh history")
+
     async def close_all(self) -> None:
         """On stop: chats still in their wait are not left (their customers reconnect to the next intake)."""
         self._closing = True
@@ -275,9 +311,12 @@ class ChatHub:
             task.cancel()
         self._leaving.clear()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        for sockets in list(self._sockets.values()):
-            for ws in list(sockets):
-                await ws.close(code=1001, message=b"server shutting down")
+        await self._close_every(1001, b"server shutting down")
+
+    async def _close_every(self, code: int, message: bytes) -> None:
+        # At once: a page slow to answer the close does not hold up the others.
+        await asyncio.gather(*(ws.close(code=code, message=message)
+                               for sockets in list(self._sockets.values()) for ws in list(sockets)))
 
 
 LEFT_ATTEMPTS = 5
@@ -401,8 +440,7 @@ class WebChatSender:
     async def send(self, message: OutboundMessage) -> Sent:
         """Delivered if the customer's page is open; else sent, and shown from history on return."""
         frame = frame_of(message, self.settings)
-        self.hub.places.note(message.workspace_id, message.thread_id, frame)
-        opened = await self.hub.send(message.workspace_id, message.thread_id, frame)
+        opened = await self.hub.send(message.workspace_id, message.thread_id, frame)  # on any intake replica
         return Sent("delivered" if opened else "sent")
 
 
@@ -463,8 +501,8 @@ async def agent_typing_relay(intake: "Intake") -> AsyncIterator[None]:
     """While intake runs, show `typing.agent` signals on the customer's open chat sockets."""
 
     async def show(signal: TypingSignal) -> None:
-        if signal.channel == CHANNEL:
-            await intake.chat.send(signal.workspace_id, signal.thread_id, {"type": "typing", "who": "agent"})
+        if signal.channel == CHANNEL:  # every intake replica gets every signal: each shows it on its own sockets
+            await intake.chat.send_local((signal.workspace_id, signal.thread_id), {"type": "typing", "who": "agent"})
 
     consumer = SignalConsumer(intake.broker, "intake", events.TYPING_AGENT, show)
     await consumer.start()
