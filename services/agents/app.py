@@ -49,10 +49,10 @@ from services.agents.store import AgentsStore
 from shared import tracing
 from shared.attachments import AttachmentStore, content_disposition
 from shared.broker import Broker
-from shared.relay import RELAY_UNAVAILABLE
 from shared.models import Attachment, StateRequest, TransferRequest, utcnow
 from shared.mongo import create_client
 from shared.partitions import agree_on_partitions
+from shared.relay import RELAY_UNAVAILABLE
 from shared.tokens import issue_agent_token
 from shared.web import (
     TOKEN_SECRET,

@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 import structlog
 from aiohttp import web
 from prometheus_client import CollectorRegistry
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict
 from pymongo.asynchronous.database import AsyncDatabase
 
 from services.router.config import RoutingConfig, load_config
@@ -30,7 +30,6 @@ from shared.web import (
     add_ops_routes,
     broker_and_database_checks,
     configure_auth,
-    http_error,
     model_response,
     parse_body,
     service_middlewares,
