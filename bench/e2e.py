@@ -102,8 +102,8 @@ class Results:
     db_per_s: float
 
 
-def parse_args(argv: list[str] | None = None) -> Config:
-    parser = argparse.ArgumentParser(prog="python -m bench.e2e", description=__doc__.split("\n")[0])
+def parse_args(argv: list[str] | None = None, prog: str = "python -m bench.e2e", doc: str = __doc__) -> Config:
+    parser = argparse.ArgumentParser(prog=prog, description=doc.split("\n")[0])
     parser.add_argument("--messages", type=int, default=5000, help="messages to send (default 5000)")
     parser.add_argument("--concurrency", type=int, default=32, help="POSTs and publishes in flight (default 32)")
     parser.add_argument("--size", type=int, default=200, help="bytes of text per message (default 200)")

@@ -233,19 +233,23 @@ class PostRun:
 
 
 async def post_all(
-    session: aiohttp.ClientSession, intake_url: str, contacts: list[str], text: str, concurrency: int
+    session: aiohttp.ClientSession, intake_url: str | list[str], contacts: list[str], text: str, concurrency: int
 ) -> PostRun:
-    """POST one message per contact, `concurrency` at a time; record when each 202 came back."""
+    """POST one message per contact, `concurrency` at a time; record when each 202 came back.
+
+    Several intake URLs: the messages go to them in turn (round-robin by message)."""
     accepted: dict[str, float] = {}
     errors = 0
-    pending = iter(contacts)
+    urls = [intake_url] if isinstance(intake_url, str) else intake_url
+    pending = iter(enumerate(contacts))
     timeout = aiohttp.ClientTimeout(total=POST_TIMEOUT)
 
     async def worker() -> None:
         nonlocal errors
-        for contact in pending:
+        for i, contact in pending:
+            url = urls[i % len(urls)]
             try:
-                async with session.post(f"{intake_url}/v1/messages", json={"contact": {"id": contact}, "text": text},
+                async with session.post(f"{url}/v1/messages", json={"contact": {"id": contact}, "text": text},
                                         headers=auth(), timeout=timeout) as response:
                     body = await response.json() if response.status == 202 else None
                     at = time.perf_counter()
@@ -262,10 +266,13 @@ async def post_all(
 
 
 async def warm_up(session: aiohttp.ClientSession, infra: Infra, recorder: DeskRecorder, text: str,
-                  concurrency: int, messages: int, threads: int, timeout: float, prefix: str = "warm") -> None:
-    """Some traffic on threads of its own: connections, the router's state and the agents are ready."""
+                  concurrency: int, messages: int, threads: int, timeout: float, prefix: str = "warm",
+                  intake_urls: list[str] | None = None) -> None:
+    """Some traffic on threads of its own: connections, the router's state and the agents are ready.
+
+    `intake_urls`: post over these in turn (default the stack's intake)."""
     contacts = [f"{prefix}-{i % threads}" for i in range(messages)]
-    run = await post_all(session, infra.stack.url("intake"), contacts, text, concurrency)
+    run = await post_all(session, intake_urls or infra.stack.url("intake"), contacts, text, concurrency)
     missing = await recorder.wait_for(list(run.accepted), timeout)
     if run.errors or missing:
         raise RuntimeError(f"warm-up failed: {run.errors} POST errors, {len(missing)} frames missing "
