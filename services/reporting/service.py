@@ -1,6 +1,7 @@
 """Reporting's consumer: `<ns>.reporting.ingest` into the store, a batch at a time.
 
-Every message is normalized by its routing key (normalize.py); one that does not normalize is a
+Every message is normalized by its routing key (the one it was published with, `routing_key_of`:
+a parked or drained message comes back by the queue's name) (normalize.py); one that does not normalize is a
 poison message, dead-lettered with the reason and never retried. The ordering key is the
 conversation (else the agent): while a message of a conversation is parked after a failure,
 that conversation's later ones wait behind it and every other flows. A batch is stored and
@@ -19,8 +20,11 @@ write a rollup older than the other's), and at a handover the stopping consumer 
 round while its successor gets its first batch: a round runs only under the timers' lease
 (lease.py), which the stopping replica gives back when done and a dead one's runs out.
 
-Why not a lease alone: it could be held by a standby while the active replica consumes; the ticks
-put the rounds where the consumer is without asking who that is.
+Why ticks and a lease, not a lease alone: a lease alone could be held by a standby while the
+active replica consumes; the ticks put the rounds where the consumer is without asking who that
+is, and the lease only closes the handover. It is checked when a round starts, not at each write:
+a round that outlasts the lease (or clocks further apart than it) could still overlap the next
+holder's, so the lease (30 s) is kept far longer than a round (milliseconds to seconds).
 """
 
 import asyncio
