@@ -19,7 +19,7 @@ It prints figures; it asserts nothing about time.
   read + merge + metrics), cold and warm; and, for comparison, the same from the 15-minute
   buckets alone (2,880 documents), as before the coarser rollups.
 - ingest: E ReportEvents (conversations of 5 events and agents' status changes) are published
-  to `<ns>.reporting.events` as the producers publish them (persistent, confirmed), then the
+  to `<ns>.reporting.ingest` as the producers publish them (persistent, confirmed), then the
   reporting service's consumer is started in this process and timed until it has recorded all
   of them. ingest_per_s = E / that time.
 - broker: the same E bodies published (confirmed) to a quorum queue and consumed with acks by

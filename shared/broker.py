@@ -131,7 +131,9 @@ class Broker:
                 PARTITION_HEADER: str(self.topology.workspace_partition(workspace_id))}
 
     async def park(self, delivery: AbstractIncomingMessage, queue: str, headers: dict[str, Any], delay: float) -> None:
-        """Copy a message to the retry queue (confirmed); it returns to `queue` after `delay` seconds."""
+        """Copy a message to the retry queue (confirmed); it returns to `queue` after `delay` seconds
+        (by the queue's name, so its own routing key travels in a header: `routing_key_of`)."""
+        headers = {ROUTING_KEY_HEADER: routing_key_of(delivery)} | headers
         message = aio_pika.Message(
             delivery.body,
             content_type=delivery.content_type,
@@ -225,6 +227,14 @@ class Received(Generic[T]):
 
 
 PARK_ID, ATTEMPTS, WAITS = "x-park-id", "x-attempts", "x-waits"
+# The routing key a message was first published with, kept when it is moved to its queue by the
+# queue's name (parked and back, or drained from a legacy queue: shared/legacy.py).
+ROUTING_KEY_HEADER = "original-routing-key"
+
+
+def routing_key_of(delivery: AbstractIncomingMessage) -> str:
+    """The key the message was published with, wherever it went since."""
+    return str((delivery.headers or {}).get(ROUTING_KEY_HEADER) or delivery.routing_key or "")
 # Rounds a message waits behind an earlier one of its conversation before it goes on regardless.
 MAX_WAITS = 1000
 

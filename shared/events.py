@@ -34,6 +34,7 @@ THREAD_NOT_ANSWERED = "thread.not_answered"  # intake -> router: the assignee ne
 THREAD_LEFT = "thread.left"  # intake -> router: the customer left (a web chat closed, not back in time)
 ROUTING_CONFIG_CHANGED = "routing.config_changed"  # router API -> router work queue: queues and rules replaced
 ROUTER_TICK = "router.tick"  # router replicas -> every router partition: fire due timers (services/router/service.py)
+REPORTING_TICK = "reporting.tick"  # reporting replicas -> its queue: run due timers (services/reporting/service.py)
 
 # router -> events exchange (reporting, the agents service and external systems listen)
 CONVERSATION_OPENED = "conversation.opened"  # a customer's first message opened a conversation

@@ -15,7 +15,7 @@ import structlog
 from aio_pika.abc import AbstractChannel, AbstractQueue
 from aiormq.exceptions import ChannelNotFoundEntity
 
-from shared.broker import Broker
+from shared.broker import ROUTING_KEY_HEADER, Broker, routing_key_of
 
 log = structlog.get_logger(__name__)
 
@@ -32,7 +32,8 @@ async def drain_legacy_queues(broker: Broker, queues: list[LegacyQueue]) -> int:
 
     Its bindings go first, so nothing new arrives while it drains; then it is deleted (quorum queues
     refuse an if-empty delete: it is empty because the last get found nothing and nothing feeds it).
-    The router partition header is set again from each message's workspace."""
+    The router partition header is set again from each message's workspace; its routing key is kept
+    in a header (`routing_key_of`) for consumers that read it (reporting normalizes by it)."""
     assert broker.connection is not None
     moved = 0
     channel = await broker.connection.channel()
@@ -62,7 +63,8 @@ async def _move_all(broker: Broker, queue: AbstractQueue, destination: tuple[str
     moved = 0
     exchange, routing_key = destination
     while (message := await queue.get(no_ack=False, fail=False)) is not None:
-        headers = dict(message.headers or {})
+        # It goes to its destination by that key, so its own key travels in a header (routing_key_of).
+        headers = {ROUTING_KEY_HEADER: routing_key_of(message)} | dict(message.headers or {})
         workspace_id = str(headers.get("workspace_id", ""))
         await broker.publish_raw(message.body, routing_key, message_type=message.type or "",
                                  message_id=message.message_id or "", workspace_id=workspace_id,

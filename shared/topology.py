@@ -14,7 +14,8 @@
     intake ──input.rejected──► events ──► <ns>.intake.rejected   (an operator reads it; no consumer)
     agents ──desk frames──► relay.agents (direct) ──► <ns>.agents.relay.<id>  (ephemeral: one queue per process,
     intake ──chat frames──► relay.intake (direct) ──► <ns>.intake.relay.<id>   bound per key it holds a socket of)
-    router, agents, intake ──every fact reporting records──► events ──► <ns>.reporting.events
+    router, agents, intake ──every fact reporting records──► events ──► <ns>.reporting.ingest
+                                                        (single active consumer: one reporting replica)
         router: conversation.opened / queued / offered / routed.<channel> / transferred / abandoned, sla.*
         agents: conversation.resolved / answered / reopened, message.created, message.outbound.<channel>,
                 agent.updated / status_changed, csat.received
@@ -166,6 +167,13 @@ class Topology:
 
     @property
     def reporting_queue(self) -> str:
+        """Reporting's events, with a single active consumer (services/reporting/service.py)."""
+        return f"{self.namespace}.reporting.ingest"
+
+    @property
+    def legacy_reporting_queue(self) -> str:
+        """Reporting's queue before it had a single active consumer (RabbitMQ refuses to change the
+        arguments of an existing queue, so the new one has a new name): drained at start, then deleted."""
         return f"{self.namespace}.reporting.events"
 
     def core_queues(self) -> tuple[str, ...]:
@@ -295,7 +303,8 @@ async def declare_core(channel: AbstractChannel, topology: Topology) -> None:
     )
     await rejected.bind(topology.events_exchange, events.INPUT_REJECTED)
     # Declared by every service, consumed or not: events wait here for reporting, never dropped.
-    reporting = await declare_consumed_queue(channel, topology, topology.reporting_queue)
+    # One reporting replica consumes it at a time; the others stand by.
+    reporting = await declare_consumed_queue(channel, topology, topology.reporting_queue, single_active_consumer=True)
     for routing_key in REPORTING_BINDINGS:
         await reporting.bind(topology.events_exchange, routing_key)
     for partition in range(topology.partitions):

@@ -85,7 +85,8 @@ def create_app(settings: ReportingSettings) -> web.Application:
         await agree_on_partitions(db, settings.partitions)  # before declaring any partition queue
         await broker.start()
         service = ReportingService(broker, store, metrics, batch_size=settings.batch_size,
-                                   extend_seconds=settings.extend_seconds, rollup_seconds=settings.rollup_seconds)
+                                   extend_seconds=settings.extend_seconds, rollup_seconds=settings.rollup_seconds,
+                                   lease_seconds=settings.lease_seconds)
         await service.start()
         app[SERVICE] = service
         yield

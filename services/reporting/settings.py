@@ -21,6 +21,9 @@ class ReportingSettings(CommonSettings):
     # How often the buckets that events changed are recomputed: reports lag by at most this much,
     # and a bucket of thousands of conversations is recomputed once a period, not once per batch.
     rollup_seconds: float = Field(2, gt=0)
+    # The timers' lease (services/reporting/lease.py): after the active replica dies, its successor's
+    # rounds start within this; a round must take less (it is renewed at every round).
+    lease_seconds: float = Field(30, gt=0)
     # The longest range one report may cover (a summary reads one stored rollup per 15 minutes of it).
     max_range_days: int = Field(366, ge=1)
     # How often a live screen (GET /v1/reports/live/ws) gets the view again: at most once a second.

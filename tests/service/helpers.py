@@ -91,7 +91,7 @@ async def running_apps(names: Names, *, agents_settings: dict | None = None, rou
     """The three apps on real ports; keyword arguments are intake settings, the dicts the others'.
 
     `reporting` (its settings, `{}` for the defaults) starts the reporting service too: it consumes
-    `<ns>.reporting.events`, so a test that reads that queue itself leaves it out."""
+    `<ns>.reporting.ingest`, so a test that reads that queue itself leaves it out."""
     async with AsyncExitStack() as stack:
         reporter = None
         if reporting is not None:

@@ -1,4 +1,4 @@
-"""Every fact reporting records reaches `<ns>.reporting.events` through the real services, broker and
+"""Every fact reporting records reaches `<ns>.reporting.ingest` through the real services, broker and
 database, and normalizes into a ReportEvent with the right conversation, agent, queue, channel,
 a plausible time and an id of its own."""
 

@@ -10,7 +10,7 @@ from datetime import timedelta
 
 import aio_pika
 
-from services.reporting.app import STORE
+from services.reporting.app import SERVICE, STORE
 from shared import events
 from shared.models import RoutingEvent, utcnow
 from tests.conftest import Names, auth
@@ -183,3 +183,27 @@ async def test_bad_queries_get_a_json_4xx_naming_the_problem(names):
             assert parameter in body["error"]["message"], body
         fine = await apps.reporting.get("/v1/reports/summary", params=day | {"tz": "Europe/Kyiv"}, headers=auth())
         assert fine.status == 200 and await fine.json() == {"rows": []}
+
+
+async def test_an_event_parked_after_a_failure_comes_back_with_its_routing_key_and_is_stored(names):
+    """A parked message returns by its queue's name; reporting normalizes by the key it was published with."""
+    async with running_apps(names, reporting={}) as apps:
+        assert apps.reporting is not None
+        service = apps.reporting.app[SERVICE]
+        record = service.store.record
+        failures = []
+
+        async def fails_once(batch, **options):
+            batch = list(batch)
+            if any(e.conversation_id == "P1" for e in batch) and not failures:
+                failures.append(batch)
+                raise RuntimeError("the store failed this once")
+            return await record(batch, **options)
+
+        service.store.record = fails_once
+        await publish(names, *routing_event("P1", events.CONVERSATION_OPENED, 0,
+                                            details={"priority": 0, "skills": [], "channel": "api"}))
+        await until(lambda: _equals(counts(apps, "queue"), {"sales": {
+            "opened": 1, "queued": 0, "answered": 0, "resolved": 0, "abandoned": 0, "transferred": 0}}))
+        assert failures, "the first try failed and was parked"
+        assert await dead_letters(names) == []

@@ -8,6 +8,11 @@ Order: only a chain's head (its first pending delivery by event time) is ever se
 are held out of the due scan (`next_at` pushed past the head's next try) and released when the head
 is delivered or dead-lettered. A failing head holds back its own chain only: other conversations of
 the same subscription, and other subscriptions, are sent meanwhile.
+
+Replicas: every reporting replica runs a dispatcher over the same collection. Each head is claimed
+with a conditional update (`SubscriptionStore.claim`: still pending, `next_at` as read), so of two
+dispatchers that found it due at once one sends it; the limits (`concurrency`, `per_subscription`)
+are per replica.
 """
 
 import asyncio
@@ -161,7 +166,8 @@ class Dispatcher:
             if head["next_at"] > now:  # the head backs off: its chain waits with it
                 await self.store.hold_behind(head, head["next_at"] + timedelta(seconds=self.settings.poll_seconds))
                 continue
-            await self._start(key, head, now)
+            if not await self._start(key, head, now):
+                continue  # another replica's dispatcher claimed it first
             busy[key[0]] += 1
             started += 1
         # A busy subscription's due deliveries step back a poll, behind everyone else's: otherwise, being the
@@ -169,13 +175,16 @@ class Dispatcher:
         await self.store.defer(deferred, now + timedelta(seconds=self.settings.poll_seconds))
         return started
 
-    async def _start(self, key: tuple[str, str], head: dict[str, Any], now: datetime) -> None:
+    async def _start(self, key: tuple[str, str], head: dict[str, Any], now: datetime) -> bool:
+        """Claim the head and send it; False if another dispatcher claimed it first."""
         lease = now + timedelta(seconds=self.settings.timeout_seconds + 2 * self.settings.poll_seconds)
-        await self.store.lease(head["_id"], lease)
+        if not await self.store.claim(head, lease):
+            return False
         await self.store.hold_behind(head, lease)
         task = asyncio.create_task(self._deliver(head))
         self._in_flight[key] = task
         task.add_done_callback(lambda _: self._done(key))
+        return True
 
     def _done(self, key: tuple[str, str]) -> None:
         self._in_flight.pop(key, None)

@@ -194,9 +194,15 @@ class SubscriptionStore:
             await self.deliveries.update_many({"_id": {"$in": ids}, "status": "pending", "next_at": {"$lt": until}},
                                               {"$set": {"next_at": until}})
 
-    async def lease(self, delivery_id_: str, until: datetime) -> None:
-        """Out of the due scan while it is being sent; if the process dies, due again at `until`."""
-        await self.deliveries.update_one({"_id": delivery_id_, "status": "pending"}, {"$set": {"next_at": until}})
+    async def claim(self, delivery: dict[str, Any], until: datetime) -> bool:
+        """Out of the due scan while it is being sent; if the process dies, due again at `until`.
+
+        Claimed only if it is still as this dispatcher read it (pending, the same `next_at`): of two
+        reporting replicas that read it due at once, one claims it and the other is refused, so one sends it."""
+        result = await self.deliveries.update_one(
+            {"_id": delivery["_id"], "status": "pending", "next_at": delivery["next_at"]},
+            {"$set": {"next_at": until}})
+        return result.modified_count == 1
 
     async def finish(self, delivery: dict[str, Any], attempt: dict[str, Any], update: dict[str, Any]) -> None:
         """Record an attempt and the delivery's new state (a deleted subscription's delivery is gone: no-op)."""
