@@ -294,7 +294,7 @@ def test_service_hpa_and_pdb_select_the_deployment(overlay, name, port):
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_replicas_follow_what_each_service_supports_today(overlay):
-    """docs/architecture.md: routers up to the number of partitions, one agents, reporting with standbys."""
+    """docs/architecture.md: routers and agents up to the number of partitions, reporting with standbys."""
     docs = rendered(overlay)
 
     def hpa(name: str) -> dict:
@@ -306,10 +306,11 @@ def test_replicas_follow_what_each_service_supports_today(overlay):
     rolling = find(docs, "Deployment", "router")["spec"]["strategy"]["rollingUpdate"]
     # A surge pod could not be scheduled beside production's one-router-per-node anti-affinity.
     assert rolling == {"maxUnavailable": 1, "maxSurge": 0}, f"router rollout: {rolling}"
-    for single in ("agents",):
-        assert hpa(single)["maxReplicas"] == 1, f"{single} must run one replica until it can share its queues"
-        strategy = find(docs, "Deployment", single)["spec"]["strategy"]["type"]
-        assert strategy == "Recreate", f"{single}: a rolling update would run two side by side"
+    # Agents replicas share the delivery partitions and relay desk frames: one can die.
+    assert 2 <= hpa("agents")["minReplicas"] and hpa("agents")["maxReplicas"] == partitions
+    agents = find(docs, "Deployment", "agents")["spec"]
+    assert agents["replicas"] >= 2
+    assert agents["strategy"] == {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}}
     # Reporting's queue has a single active consumer and its timers a lease: replicas stand by.
     assert hpa("reporting")["minReplicas"] >= 2, "reporting needs a warm standby"
     assert hpa("reporting")["maxReplicas"] > hpa("reporting")["minReplicas"], "reporting should scale out its reads"
