@@ -99,6 +99,9 @@ class DeskConnection:
             log.info("desk.send_failed", error=repr(error))
 
 
+RESYNC = "resync"  # a control frame between replicas: never sent to a desk
+
+
 class DeskHub:
     """The desks this process holds, by agent; a frame sent here reaches the agent's desks on every
     replica (shared/relay.py): this process's at once, the others' through the relay."""
@@ -145,8 +148,17 @@ class DeskHub:
 
     async def send_local(self, key: AgentKey, frame: dict) -> None:
         """To this process's desks of the agent only (a frame relayed here, or one every replica makes)."""
+        if frame.get("type") == RESYNC:
+            await asyncio.gather(*(connection.ws.close(code=1012, message=b"reconnect for a fresh snapshot")
+                                   for connection in list(self._desks.get(key, ()))))
+            return
         for connection in list(self._desks.get(key, ())):
             await connection.send(frame)
+
+    async def resync_agent(self, key: AgentKey) -> None:
+        """The agent's desks, on every replica, reconnect and get a fresh snapshot: frames may have been
+        lost with a replica that stored something and died before relaying it."""
+        await self.send(key, {"type": RESYNC})
 
     async def resync(self) -> None:
         """Frames may have been lost (a broker outage): every desk here reconnects and gets a fresh snapshot."""

@@ -17,7 +17,7 @@ from services.agents.outbox import PENDING_LABELS, PENDING_OUTBOUND, PENDING_RES
 from services.agents.presence import PresenceWatch
 from services.agents.store import AgentsStore, ForDesk, agent_snapshot, desk_gone
 from shared import events
-from shared.broker import BatchConsumer, Broker, parse_as
+from shared.broker import ATTEMPTS, BatchConsumer, Broker, parse_as
 from shared.ephemeral import (
     AGENT_TYPING_CHANNELS,
     TYPING_INTERVAL,
@@ -71,6 +71,13 @@ def delivery_key(delivery: AgentDeliveryType) -> str:
     return delivery.conversation_id
 
 
+def _delivery_agent(delivery: AgentDeliveryType) -> tuple[str, str]:
+    """The (workspace, agent) a delivery is for."""
+    if isinstance(delivery, ConversationAssigned | ConversationOffered):
+        return delivery.conversation.workspace_id, delivery.conversation.assignee_id or ""
+    return getattr(delivery, "workspace_id", ""), getattr(delivery, "assignee_id", None) or getattr(delivery, "agent_id", "")
+
+
 def notice_key(notice: RoutingEvent) -> str:
     return notice.conversation_id or f"agent:{notice.workspace_id}:{notice.agent_id}"
 
@@ -89,7 +96,7 @@ class AgentsService:
         self.store = store
         self.hub = hub
         self.metrics = metrics
-        self.deliveries = BatchConsumer(broker, "agents.deliveries", parse_delivery, self.handle_deliveries,
+        self.deliveries = BatchConsumer(broker, "agents.deliveries", self._parse_delivery, self.handle_deliveries,
                                         key=delivery_key, batch_size=batch_size)
         self.statuses = BatchConsumer(broker, "agents.status", parse_as(DeliveryStatus), self.handle_statuses,
                                       key=lambda status: status.names, batch_size=batch_size)
@@ -98,6 +105,7 @@ class AgentsService:
         self.typing_signals = SignalConsumer(broker, "agents", events.TYPING_CONTACT, self.contact_typing)
         self.typing_limit = RateLimiter(TYPING_INTERVAL)  # the agents' typing, per (workspace, agent, conversation)
         self.replica_id = new_id()  # ranks this replica among a partition's consumers
+        self._came_again: set[tuple[str, str]] = set()  # agents of the batch's redelivered deliveries
         self._outbound_channels: set[str] = set()
         self.presence = PresenceWatch(self, presence_grace_seconds)
         self.sweeper = Sweeper(self.sweep_outbox)
@@ -427,9 +435,21 @@ class AgentsService:
 
     # -- consumers -----------------------------------------------------------------------------
 
+    def _parse_delivery(self, delivery: AbstractIncomingMessage) -> AgentDeliveryType:
+        """Parse, and remember whose delivery comes again (redelivered after a replica died, or retried
+        after a failure): what it stored then, its frames may never have reached the desks."""
+        model = parse_delivery(delivery)
+        if delivery.redelivered or (delivery.headers or {}).get(ATTEMPTS):
+            self._came_again.add(_delivery_agent(model))
+        return model
+
     async def handle_deliveries(self, deliveries: list[AgentDeliveryType]) -> None:
+        came_again, self._came_again = self._came_again, set()
         for item in await self.store.apply_deliveries(deliveries):
-            await self._push(item)
+            if item.resync is None:
+                await self._push(item)
+            elif (item.resync, item.agent_id) in came_again:
+                await self.hub.resync_agent((item.resync, item.agent_id))
         await self._report(deliveries)
         for delivery in deliveries:
             if isinstance(delivery, ConversationAssigned) and delivery.conversation.channel in chat_notices.NOTICE_CHANNELS:

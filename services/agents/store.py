@@ -80,6 +80,10 @@ class ForDesk:
     conversation: dict | None  # set when this is a new assignment
     messages: list[dict] = field(default_factory=list)
     frame: dict | None = None  # an offer or a revocation, sent as is
+    # Set (to the agent's workspace) when the batch found what it was to store already stored: a
+    # redelivery after a replica died between storing and relaying its frames. The agent's desks, on
+    # whichever replica, may have missed them: they resync (services/agents/desk.py).
+    resync: str | None = None
 
 
 
@@ -393,6 +397,7 @@ class AgentsStore:
         inserted = await self._insert_new(all_docs)
         await self._touch_conversations([d for d in all_docs if d["_id"] in inserted])
         for_desk = []
+        repeated: set[tuple[str, str]] = set()
         for agent_id, conversation, docs in pending:
             if conversation is not None and conversation["_id"] not in new_conversations:
                 conversation = None
@@ -401,7 +406,9 @@ class AgentsStore:
             fresh = [d for d in docs if d["_id"] in inserted]
             if conversation is not None or fresh:
                 for_desk.append(ForDesk(agent_id, conversation, fresh))
-        return for_desk
+            elif docs:
+                repeated.add((docs[0]["workspace_id"], agent_id))
+        return for_desk + [ForDesk(agent_id, None, resync=workspace_id) for workspace_id, agent_id in sorted(repeated)]
 
     async def _add_rule_labels(self, deliveries: list[ConversationAssigned | ConversationMessage]) -> None:
         """Labels the router's label rules added, into the conversations' sets (a repeat adds nothing)."""

@@ -85,6 +85,8 @@ class DeskRecorder:
             try:
                 async with self.session.ws_connect(self.url) as ws:
                     async for frame in ws:
+                        if frame.type != aiohttp.WSMsgType.TEXT:
+                            break  # an error frame: the server went away (killed); reconnect
                         self._record(json.loads(frame.data))
             except aiohttp.ClientError:
                 pass
@@ -114,13 +116,18 @@ class TimedDeskRecorder(DeskRecorder):
         super().__init__(session, agents_url, agent_id, api_key, other_agents=other_agents)
         self.agent_id = agent_id
         self.connected = asyncio.Event()  # set once the first snapshot came
-        # (monotonic time, "assigned" or "message", conversation id, message ids)
+        # (monotonic time, "assigned", "message" or "snapshot", conversation id, message ids)
         self.frames: list[tuple[float, str, str, list[str]]] = []
 
     def _record(self, frame: dict) -> None:
         now = time.monotonic()
         if frame["type"] == "snapshot":
             self.connected.set()
+            # A desk that reconnected learns from its snapshot what it missed while away.
+            for conversation in frame["conversations"]:
+                ids = [m["message_id"] for m in conversation["messages"] if m["direction"] == "inbound"]
+                if ids:
+                    self.frames.append((now, "snapshot", conversation["conversation"]["conversation_id"], ids))
         elif frame["type"] == "conversation.assigned":
             ids = [m["message_id"] for m in frame["messages"]]
             self.frames.append((now, "assigned", frame["conversation"]["conversation_id"], ids))

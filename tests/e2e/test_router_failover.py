@@ -75,6 +75,8 @@ class Load:
                 for _, _, conversation_id, message_ids in list(desk.frames):
                     on_desk[conversation_id] |= set(message_ids)
             for conversation_id, ids in on_desk.items():
+                if not ids:  # an assignment frame that carried no message (redelivered to a desk that had them)
+                    continue
                 thread = self.thread_of.get(next(iter(ids)))
                 done = thread in self.finished and ids >= set(self.posted[thread])
                 if conversation_id in self.resolved or not done:
