@@ -65,7 +65,8 @@ RABBITMQ_HOME = "/var/lib/rabbitmq"
 STATS_POLL_S = 1.0  # how often a reading asks the management API whether its figures were refreshed
 STOP_TIMEOUT = 300  # seconds
 DELETE_TIMEOUT = 600  # seconds, one namespace
-PROGRESS_EVERY = 1000  # agents: a progress line on the way  # the node's statistics refresh; readings wait a little longer than this
+PROGRESS_EVERY = 1000  # agents: a progress line on the way
+STATS_WAIT_S = 60  # at most, for the management API's figures to be sampled again
 
 
 # -- the old layout (before delivery partitions, commit 1f7448c^), kept here to measure it --------
@@ -177,7 +178,8 @@ def fresh_node_stats(node: BenchNode) -> dict:
     """The management API's node figures once they were sampled after this call began: its
     `uptime` moves at each sample, and the first move may be a sample taken before."""
     seen = [node.api(f"nodes/{node.name}")]
-    while len({stats["uptime"] for stats in seen}) < 3:
+    deadline = time.monotonic() + STATS_WAIT_S  # a wedged node may stop sampling: then its last figures
+    while len({stats["uptime"] for stats in seen}) < 3 and time.monotonic() < deadline:
         time.sleep(STATS_POLL_S)
         seen.append(node.api(f"nodes/{node.name}"))
     return seen[-1]
@@ -326,7 +328,7 @@ async def delete_or_say(node: BenchNode, namespace: str, what: str) -> float:
 
 
 def extrapolate(rows: list[Row], n: int) -> Row:
-    """A straight line through the two largest measured sizes (the idle node's figures included)."""
+    """A straight line through the two largest measured sizes."""
     a, b = rows[-2], rows[-1]
 
     def at(x: float, y: float) -> float:
@@ -376,7 +378,7 @@ async def run(node: BenchNode, args: argparse.Namespace) -> None:
         for n in missing:
             print(format_row(extrapolate(measured, n)), flush=True)
     final = await asyncio.to_thread(read_node, node)
-    print(format_idle(final).replace("idle   ", "end    ", 1) + "  (after deleting everything)", flush=True)
+    print(format_idle(final).replace("idle   ", "end    ", 1) + "  (after the deletes)", flush=True)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
