@@ -10,6 +10,7 @@ idempotent. Timers run on the active replica only, under the same lock as batche
 
 import asyncio
 import contextlib
+import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
@@ -286,13 +287,16 @@ class RouterService:
 
     async def _active_core(self) -> RoutingCore:
         if self.core is None:
+            started = time.perf_counter()
+            log.info("router.state_loading")  # a standby taking over: how long it takes shows here
             await self._finish_unfinished_commits()
             now = self.clock()
             since = now - timedelta(seconds=self.config.last_agent_window_seconds)
             core = await self.store.load(self.config, since)
             self.core = core
             await self._commit(core, core.route_waiting(now))  # what a crash left waiting with room for it
-            log.info("router.state_loaded", agents=len(core.agents), conversations=len(core.conversations))
+            log.info("router.state_loaded", agents=len(core.agents), conversations=len(core.conversations),
+                     seconds=round(time.perf_counter() - started, 3))
         return self.core
 
     async def _finish_unfinished_commits(self) -> None:
