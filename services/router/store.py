@@ -4,7 +4,7 @@ conversation holds, one document each), `routing_agents` (the router's view of e
 `routing_last_agents` (who last served each thread, for last-agent routing) and `routing_outbox`.
 A standby that takes over rebuilds the core from them."""
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from datetime import datetime
 from typing import TypeVar
 
@@ -39,21 +39,23 @@ class RoutingStore:
         await self.backlog.create_index([("conversation_id", 1), ("position", 1)])
 
     async def load(self, config: RoutingConfig, since: datetime) -> RoutingCore:
-        """A core holding every agent, open conversation and recent last agent; loads recomputed."""
-        core = RoutingCore(config)
-        agents = [a async for a in _readable(self.agents.find({}), _agent_from_doc)]
-        conversations = [c async for c in _readable(self.conversations.find({}), _conversation_from_doc)]
+        """A core holding every agent, open conversation and recent last agent; loads recomputed.
+
+        Each collection is read whole in batches (`to_list`), then parsed: a standby taking over
+        reads tens of thousands of documents, and one coroutine step per document cost as much as
+        the reading."""
+        agents = _readable(await self.agents.find({}).to_list(), _agent_from_doc)
+        conversations = _readable(await self.conversations.find({}).to_list(), _conversation_from_doc)
         await self._load_backlogs(conversations)
         last_agents = {
             (doc["workspace_id"], doc["channel"], doc["thread_id"]): (doc["agent_id"], doc["resolved_at"])
-            async for doc in self.last_agents.find({"resolved_at": {"$gte": since}})
+            for doc in await self.last_agents.find({"resolved_at": {"$gte": since}}).to_list()
         }
-        core.load_state(agents, conversations, last_agents)
-        return core
+        return RoutingCore.rebuilt(config, agents, conversations, last_agents)
 
     async def _load_backlogs(self, conversations: list[Conversation]) -> None:
         by_id = {c.conversation_id: c for c in conversations}
-        async for doc in self.backlog.find({}).sort([("conversation_id", 1), ("position", 1)]):
+        for doc in await self.backlog.find({}).sort([("conversation_id", 1), ("position", 1)]).to_list():
             conversation = by_id.get(doc["conversation_id"])
             if conversation is None:
                 continue  # left by a crash between closing the conversation and clearing its backlog
@@ -185,16 +187,18 @@ def _chunks(entries: list[tuple[str, dict]]) -> list[list[tuple[str, dict]]]:
     return chunks
 
 
-async def _readable(cursor: AsyncIterator[dict], read: Callable[[dict], T]) -> AsyncIterator[T]:
+def _readable(docs: list[dict], read: Callable[[dict], T]) -> list[T]:
     """The documents `read` can make sense of; one it cannot is logged and left in place.
 
     One unreadable document (written by an older version, or edited by hand) must not keep the
     core from being built, or every later batch would fail with it."""
-    async for doc in cursor:
+    readable = []
+    for doc in docs:
         try:
-            yield read(doc)
+            readable.append(read(doc))
         except (ValidationError, KeyError, TypeError, ValueError) as error:
             log.error("router.state_document_unreadable", document_id=str(doc.get("_id")), error=repr(error))
+    return readable
 
 
 def _agent_id(workspace_id: str, agent_id: str) -> str:
