@@ -29,6 +29,7 @@ import asyncio
 import json
 import os
 import random
+import signal
 import subprocess
 import sys
 import tempfile
@@ -136,7 +137,8 @@ async def write_floor(db, floor: Floor) -> None:
 class LoadSteps:
     """RoutingStore.load's steps, timed one by one in this process, and the whole of it."""
 
-    read: float  # every document, as the store queries them
+    read: float  # every document, as the store queries them (wall: the database's time included)
+    read_cpu: float  # this process's CPU in it (decoding BSON)
     parse: float  # documents to agents, conversations (with their backlogs) and last agents
     build: float  # RoutingCore.rebuilt: indexes, memberships, timers
     route: float  # route_waiting, as the shell runs it after the load
@@ -145,12 +147,12 @@ class LoadSteps:
 
 async def time_load_steps(db, config: RoutingConfig, since: datetime) -> LoadSteps:
     store = RoutingStore(db)
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     agent_docs = await store.agents.find({}).to_list()
     conversation_docs = await store.conversations.find({}).to_list()
     backlog_docs = await store.backlog.find({}).sort([("conversation_id", 1), ("position", 1)]).to_list()
     last_docs = await store.last_agents.find({"resolved_at": {"$gte": since}}).to_list()
-    read = time.perf_counter()
+    read, read_cpu = time.perf_counter(), time.process_time() - cpu_started
     agents = [_agent_from_doc(doc) for doc in agent_docs]
     conversations = [_conversation_from_doc(doc) for doc in conversation_docs]
     by_id = {c.conversation_id: c for c in conversations}
@@ -164,7 +166,8 @@ async def time_load_steps(db, config: RoutingConfig, since: datetime) -> LoadSte
     routed = time.perf_counter()
     del core
     await store.load(config, since)
-    return LoadSteps(read - started, parsed - read, built - parsed, routed - built, time.perf_counter() - routed)
+    return LoadSteps(read - started, read_cpu, parsed - read, built - parsed, routed - built,
+                     time.perf_counter() - routed)
 
 
 async def measure_load_steps(base: local.Infrastructure, floor: Floor, runs: int) -> list[LoadSteps]:
@@ -229,6 +232,7 @@ class Routers:
 class Takeover:
     detection: float  # kill -> the standby started loading (the broker handed it the work queue)
     load: float  # the standby's own figure: unfinished commits, read, build, route what waits
+    load_cpu: float  # the standby's CPU in it (the rest is waiting: for the database, for a CPU)
     routed: float  # kill -> the new conversation's conversation.routed event read here
     load_lines: int  # router.state_loaded lines of the standby (1: it loaded once)
 
@@ -300,6 +304,7 @@ async def measure_takeover(base: local.Infrastructure, floor: Floor, root: Path,
         loaded = log_times(routers.processes[standby].log_path, "router.state_loaded")
         return Takeover(detection=loading[-1] - killed_wall if loading else float("nan"),
                         load=loaded[-1][1].get("seconds", float("nan")) if loaded else float("nan"),
+                        load_cpu=loaded[-1][1].get("cpu_seconds", float("nan")) if loaded else float("nan"),
                         routed=routed_after, load_lines=len(loaded))
     finally:
         routers.stop_all()
@@ -327,6 +332,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    # A benchmark stopped with SIGTERM still stops its routers and removes its queues (the finally blocks).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     log_dir = Path(tempfile.mkdtemp(prefix="bench-failover-"))
     started = time.perf_counter()
     floor = build_floor(args.agents, args.conversations, args.waiting, args.churn, args.seed, utcnow())
@@ -340,7 +347,7 @@ def main(argv: list[str] | None = None) -> None:
         steps = asyncio.run(measure_load_steps(base, floor, args.runs))
         print("this tree's RoutingStore.load in this process, step by step (s):")
         for n, step in enumerate(steps, start=1):
-            print(f"  run {n}: read {step.read:.2f}  parse {step.parse:.2f}  build {step.build:.2f}  "
+            print(f"  run {n}: read {step.read:.2f} (cpu {step.read_cpu:.2f})  parse {step.parse:.2f}  build {step.build:.2f}  "
                   f"route_waiting {step.route:.2f}  (RoutingStore.load whole: {step.whole:.2f})", flush=True)
         for source in sources:
             for run in range(args.runs):
@@ -351,11 +358,13 @@ def main(argv: list[str] | None = None) -> None:
         stop_base(base, log_dir)
     print()
     print("seconds from the kill: detection = until the standby started loading; load = its own figure (unfinished "
-          "commits, read, build, route what waits); first_route = the rest until the routed event; routed = all")
-    print(f"{'router source':<40} {'detection':>9} {'load':>6} {'first_route':>11} {'routed':>7}")
+          "commits, read, build, route what waits), load_cpu = its CPU in that; first_route = the rest until the "
+          "routed event; routed = all")
+    print(f"{'router source':<40} {'detection':>9} {'load':>6} {'load_cpu':>8} {'first_route':>11} {'routed':>7}")
     for source, t in rows:
-        print(f"{source!s:<40} {t.detection:>9.3f} {t.load:>6.2f} {t.routed - t.detection - t.load:>11.3f} "
-              f"{t.routed:>7.2f}" + ("" if t.load_lines == 1 else f"   (loaded {t.load_lines} times)"))
+        print(f"{source!s:<40} {t.detection:>9.3f} {t.load:>6.2f} {t.load_cpu:>8.2f} "
+              f"{t.routed - t.detection - t.load:>11.3f} {t.routed:>7.2f}"
+              + ("" if t.load_lines == 1 else f"   (loaded {t.load_lines} times)"))
 
 
 if __name__ == "__main__":

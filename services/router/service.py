@@ -287,7 +287,7 @@ class RouterService:
 
     async def _active_core(self) -> RoutingCore:
         if self.core is None:
-            started = time.perf_counter()
+            started, cpu_started = time.perf_counter(), time.process_time()
             log.info("router.state_loading")  # a standby taking over: how long it takes shows here
             await self._finish_unfinished_commits()
             now = self.clock()
@@ -296,7 +296,8 @@ class RouterService:
             self.core = core
             await self._commit(core, core.route_waiting(now))  # what a crash left waiting with room for it
             log.info("router.state_loaded", agents=len(core.agents), conversations=len(core.conversations),
-                     seconds=round(time.perf_counter() - started, 3))
+                     seconds=round(time.perf_counter() - started, 3),
+                     cpu_seconds=round(time.process_time() - cpu_started, 3))  # this process's share of it
         return self.core
 
     async def _finish_unfinished_commits(self) -> None:
