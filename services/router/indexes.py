@@ -43,7 +43,6 @@ class QueueLevels:
     100 queues was a million checks when a standby built its core)."""
 
     def __init__(self, queues: list[QueueConfig]) -> None:
-        self.order = {queue.name: n for n, queue in enumerate(queues)}
         self.for_anyone: list[tuple[int, int, dict[str, int]]] = []  # (queue order, level, criteria)
         self.by_skill: dict[str, list[tuple[int, int, dict[str, int]]]] = {}
         self.names = [queue.name for queue in queues]
