@@ -24,7 +24,7 @@ from services.router.config import RoutingConfig
 from services.router.core import RoutingCore
 from services.router.model import Delivery, Outcome
 from services.router.positions import QueuePosition
-from services.router.store import RoutingStore
+from services.router.store import RoutingStore, collector_paused
 from shared import events, tracing
 from shared.broker import BatchConsumer, Broker, ItemFailed, PoisonMessage
 from shared.models import (
@@ -292,7 +292,8 @@ class RouterService:
             await self._finish_unfinished_commits()
             now = self.clock()
             since = now - timedelta(seconds=self.config.last_agent_window_seconds)
-            core = await self.store.load(self.config, since)
+            with collector_paused():
+                core = await self.store.load(self.config, since)
             self.core = core
             await self._commit(core, core.route_waiting(now))  # what a crash left waiting with room for it
             log.info("router.state_loaded", agents=len(core.agents), conversations=len(core.conversations),

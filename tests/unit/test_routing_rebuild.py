@@ -1,9 +1,12 @@
 """A core rebuilt in bulk from saved state (a standby taking over) is the core that saved it: the
 same memberships, the same sorted indexes, the same next decisions (pure, no I/O)."""
 
+import gc
 import random
 from dataclasses import replace
 from datetime import timedelta
+
+import pytest
 
 from bench.core import build_agents, build_config, online_floor
 from bench.core import fill as fill_floor
@@ -11,7 +14,13 @@ from services.router.config import RoutingConfig
 from services.router.core import RoutingCore
 from services.router.indexes import QueueLevels
 from services.router.model import Agent, Outcome
-from services.router.store import _agent_from_doc, _agent_to_doc, _conversation_from_doc, _conversation_to_doc
+from services.router.store import (
+    _agent_from_doc,
+    _agent_to_doc,
+    _conversation_from_doc,
+    _conversation_to_doc,
+    collector_paused,
+)
 from shared.models import ConversationAssigned, ConversationResolved
 
 
@@ -108,3 +117,13 @@ def test_route_waiting_gives_what_serving_every_agent_in_turn_gives():
     for agent in list(reference.agents.values()):
         every.merge(reference._serve(agent, now))
     assert decisions(routed) == decisions(every) and len(decisions(routed)) > 10
+
+
+def test_the_garbage_collector_is_paused_for_a_load_and_back_after_it_even_one_that_failed():
+    assert gc.isenabled()
+    with collector_paused():
+        assert not gc.isenabled()
+    assert gc.isenabled()
+    with pytest.raises(RuntimeError), collector_paused():
+        raise RuntimeError("the database went away")
+    assert gc.isenabled()
