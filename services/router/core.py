@@ -19,8 +19,16 @@ from collections import deque
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from services.router.config import QueueConfig, RoutingConfig, choose_queue, priority_of, priority_parts, rule_labels
-from services.router.indexes import STRATEGY_KEYS, AgentIndex, AgentIndexKey, WaitingIndex
+from services.router.config import (
+    SKILLS_QUEUE_PREFIX,
+    QueueConfig,
+    RoutingConfig,
+    choose_queue,
+    priority_of,
+    priority_parts,
+    rule_labels,
+)
+from services.router.indexes import STRATEGY_KEYS, AgentIndex, AgentIndexKey, QueueLevels, WaitingIndex
 from services.router.model import Agent, AgentKey, Conversation, Offer, Outcome, ThreadKey
 from services.router.positions import QueuePosition, QueuePositions
 from shared import events
@@ -77,14 +85,27 @@ class RoutingCore:
 
     def _apply_config(self, config: RoutingConfig) -> None:
         self.config = config
+        self.queue_levels = QueueLevels(config.queues)
         self.exclusive = frozenset(config.exclusive_media)
         self.media = frozenset({"chat", *config.channel_media.values()})
 
     # -- state loading (the shell rebuilds the core from MongoDB) ---------------------------
 
+    @classmethod
+    def rebuilt(cls, config: RoutingConfig, agents: list[Agent], conversations: list[Conversation],
+                last_agents: dict[ThreadKey, tuple[str, datetime]]) -> "RoutingCore":
+        """A core holding this saved state (a standby taking over, a core dropped after an error)."""
+        core = cls(config)
+        core.load_state(agents, conversations, last_agents)
+        return core
+
     def load_state(self, agents: list[Agent], conversations: list[Conversation],
                    last_agents: dict[ThreadKey, tuple[str, datetime]]) -> None:
-        """Agents, open conversations and last-agent memory; loads and indexes are recomputed."""
+        """Agents, open conversations and last-agent memory into a new core; loads and indexes are recomputed.
+
+        Built in bulk, as a standby must do it fast: each index is sorted once when everything is
+        in, memberships are worked out once per agent (skill queues named by the conversations
+        included), and nothing is routed here (the shell calls route_waiting next)."""
         for agent in agents:
             self.agents[agent.key] = agent
             self.media |= set(agent.channel_capacity)
@@ -95,21 +116,28 @@ class RoutingCore:
         serial = max((max(c.offer.serial if c.offer else 0, c.pin_serial or 0, c.park_serial) for c in conversations),
                      default=0)
         self._serials = itertools.count(serial + 1)
+        waiting: list[tuple[Conversation, float]] = []
         for conversation in conversations:
             self._register(conversation)
-            self._note_queue(conversation)
+            if conversation.queue.startswith(SKILLS_QUEUE_PREFIX):
+                self.skill_queues.setdefault(conversation.workspace_id, set()).add(conversation.queue)
             holder = conversation.assignee_id or (conversation.offer and conversation.offer.agent_id)
             agent = self.agents.get((conversation.workspace_id, holder)) if holder else None
             if agent is not None and conversation.parked is None:
                 agent.load[conversation.media] += 1
                 self.held.setdefault(agent.key, set()).add(conversation.conversation_id)
             elif agent is None and conversation.waiting:
-                self._enqueue(conversation)
+                if conversation.pinned_to is None:
+                    waiting.append((conversation, self._score(conversation)))
+                else:
+                    self._enqueue(conversation)  # reserved for one agent
             self._schedule_conversation_timers(conversation)
+        self.waiting.fill(waiting)
         self.last_agents.update(last_agents)
         for agent in self.agents.values():
             agent.memberships = self._memberships(agent)
-            self._reindex(agent)
+        self.agent_index.fill({key: self._index_entries(agent) for key, agent in self.agents.items()})
+        for agent in self.agents.values():
             if agent.status == "offline":
                 self._reroute_later(agent)  # a reroute the previous replica had not finished
 
@@ -136,10 +164,15 @@ class RoutingCore:
         return outcome
 
     def route_waiting(self, now: datetime) -> Outcome:
-        """Give every agent with room what waits for it (after a rebuild or a config change)."""
+        """Give every agent with room what waits for it (after a rebuild or a config change).
+
+        Only agents something waits for are tried: a reservation, or a queue of theirs with a
+        conversation in it (a floor of 10,000 agents with one busy queue tries its few hundred)."""
         outcome = Outcome()
+        queues = self.waiting.queues()
         for agent in list(self.agents.values()):
-            outcome.merge(self._serve(agent, now))
+            if self.pinned.get(agent.key) or any((agent.workspace_id, q) in queues for q in agent.memberships):
+                outcome.merge(self._serve(agent, now))
         return outcome
 
     # -- inputs ----------------------------------------------------------------------------
@@ -940,10 +973,10 @@ class RoutingCore:
             self.with_skill.setdefault((agent.workspace_id, skill), set()).add(agent.key)
 
     def _memberships(self, agent: Agent) -> dict[str, int]:
-        """Each queue the agent may serve, with the lowest bullseye level whose criteria it meets."""
-        names = [q.name for q in self.config.queues] + sorted(self.skill_queues.get(agent.workspace_id, ()))
-        memberships = {}
-        for name in names:
+        """Each queue the agent may serve, with the lowest bullseye level whose criteria it meets:
+        configured queues (found by the agent's skills), then the workspace's skill queues."""
+        memberships = self.queue_levels.memberships(agent)
+        for name in sorted(self.skill_queues.get(agent.workspace_id, ())):
             for level, criteria in enumerate(self.config.queue(name).criteria()):
                 if agent.qualifies(criteria):
                     memberships[name] = level
@@ -952,6 +985,10 @@ class RoutingCore:
 
     def _reindex(self, agent: Agent) -> None:
         """Put the agent in exactly the agent-index lists where it has room, with fresh sort keys."""
+        self.agent_index.update(agent, self._index_entries(agent))
+
+    def _index_entries(self, agent: Agent) -> dict[AgentIndexKey, tuple]:
+        """The agent-index lists where the agent has room, each with its sort key there."""
         wanted: dict[AgentIndexKey, tuple] = {}
         rooms = [m for m in self.media if agent.has_room(m, self.exclusive)]
         for queue_name, level in agent.memberships.items():
@@ -961,7 +998,7 @@ class RoutingCore:
             entry = STRATEGY_KEYS[queue.strategy](queue, agent)
             for media in rooms:
                 wanted[(agent.workspace_id, queue_name, level, media)] = entry
-        self.agent_index.update(agent, wanted)
+        return wanted
 
     def _note_wait(self, conversation: Conversation, now: datetime) -> None:
         """A moving average of waits per queue, for the expected wait an auto-reply quotes."""

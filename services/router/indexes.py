@@ -37,6 +37,33 @@ STRATEGY_KEYS: dict[str, Callable[[QueueConfig, Agent], tuple]] = {
 }
 
 
+class QueueLevels:
+    """The configured queues' bullseye levels by the skills they need: an agent's memberships are
+    found from its own few skills, not by checking every level of every queue (10,000 agents x
+    100 queues was a million checks when a standby built its core)."""
+
+    def __init__(self, queues: list[QueueConfig]) -> None:
+        self.for_anyone: list[tuple[int, int, dict[str, int]]] = []  # (queue order, level, criteria)
+        self.by_skill: dict[str, list[tuple[int, int, dict[str, int]]]] = {}
+        self.names = [queue.name for queue in queues]
+        for n, queue in enumerate(queues):
+            for level, criteria in enumerate(queue.criteria()):
+                needed = sorted(skill for skill, minimum in criteria.items() if minimum > 0)
+                # Filed under one skill it needs: an agent without that skill cannot meet it.
+                target = self.by_skill.setdefault(needed[0], []) if needed else self.for_anyone
+                target.append((n, level, criteria))
+
+    def memberships(self, agent: Agent) -> dict[str, int]:
+        """Each configured queue the agent may serve with the lowest level whose criteria it meets,
+        in the configuration's order."""
+        lowest: dict[int, int] = {}
+        candidates = [*self.for_anyone, *(c for skill in agent.skills for c in self.by_skill.get(skill, ()))]
+        for n, level, criteria in candidates:
+            if level < lowest.get(n, level + 1) and agent.qualifies(criteria):
+                lowest[n] = level
+        return {self.names[n]: lowest[n] for n in sorted(lowest)}
+
+
 class AgentIndex:
     """Agents that have room, by queue, level and medium, in the queue's strategy order."""
 
@@ -55,6 +82,16 @@ class AgentIndex:
             if key not in current:
                 self._lists.setdefault(key, SortedList()).add(entry)
                 current[key] = entry
+
+    def fill(self, wanted_by_agent: dict[tuple[str, str], dict[AgentIndexKey, tuple]]) -> None:
+        """Put many agents into an empty index at once (a rebuild): one sort per list, not an insert per entry."""
+        assert not self._entries, "fill() builds an empty index"
+        by_key: dict[AgentIndexKey, list[tuple]] = {}
+        for agent_key, wanted in wanted_by_agent.items():
+            self._entries[agent_key] = dict(wanted)
+            for key, entry in wanted.items():
+                by_key.setdefault(key, []).append(entry)
+        self._lists = {key: SortedList(entries) for key, entries in by_key.items()}
 
     def best(self, key: AgentIndexKey, excluded: set[str]) -> tuple | None:
         """The first entry whose agent is not excluded (sort keys end with the agent id)."""
@@ -87,6 +124,18 @@ class WaitingIndex:
         self._where[conversation.conversation_id] = (key, entry)
         self._changed.add(key)
 
+    def fill(self, scored: list[tuple[Conversation, float]]) -> None:
+        """Put many conversations into an empty index at once (a rebuild): one sort per list."""
+        assert not self._where, "fill() builds an empty index"
+        by_key: dict[WaitingKey, list[tuple]] = {}
+        for conversation, score in scored:
+            key = (conversation.workspace_id, conversation.queue, conversation.media, conversation.step)
+            entry = (score, conversation.conversation_id)
+            by_key.setdefault(key, []).append(entry)
+            self._where[conversation.conversation_id] = (key, entry)
+        self._lists = {key: SortedList(entries) for key, entries in by_key.items()}
+        self._changed |= set(by_key)
+
     def discard(self, conversation_id: str) -> None:
         found = self._where.pop(conversation_id, None)
         if found is not None:
@@ -101,6 +150,10 @@ class WaitingIndex:
 
     def __contains__(self, conversation_id: str) -> bool:
         return conversation_id in self._where
+
+    def queues(self) -> set[tuple[str, str]]:
+        """(workspace, queue) of every list that holds a conversation."""
+        return {key[:2] for key, entries in self._lists.items() if entries}
 
     def first(self, key: WaitingKey, skip: Callable[[str], bool]) -> tuple | None:
         for entry in self._lists.get(key, ()):

@@ -17,6 +17,7 @@ partition fires its due timers in order with the other inputs. So timers move wi
 
 import asyncio
 import contextlib
+import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime, timedelta
@@ -32,7 +33,7 @@ from services.router.config import RoutingConfig, WorkspaceConfigs
 from services.router.core import RoutingCore
 from services.router.model import Delivery, Outcome
 from services.router.positions import QueuePosition
-from services.router.store import RoutingStore, StateView, assign_partitions
+from services.router.store import RoutingStore, StateView, assign_partitions, collector_paused
 from shared import events, tracing
 from shared.broker import BatchConsumer, Broker, ItemFailed, PoisonMessage
 from shared.legacy import LegacyQueue, drain_legacy_queues
@@ -304,16 +305,21 @@ class RouterService:
             log.info("router.state_stale", partition=self.partition)
             self.cores = None
         if self.cores is None:
+            started, cpu_started = time.perf_counter(), time.process_time()
+            log.info("router.state_loading", partition=self.partition)  # a standby taking over: how long shows here
             await self._finish_unfinished_commits()
             await self._reload_configs()
             since = self.clock() - timedelta(seconds=self.configs.default.last_agent_window_seconds)
-            cores = await self.store.load(self.configs.of, since)
+            with collector_paused():
+                cores = await self.store.load(self.configs.of, since)
             self.cores = cores
             now = self.clock()
             await self._commit(cores, _merged(core.route_waiting(now) for core in cores.values()))  # what a crash left waiting
             log.info("router.state_loaded", partition=self.partition, workspaces=len(cores),
                      agents=sum(len(c.agents) for c in cores.values()),
-                     conversations=sum(len(c.conversations) for c in cores.values()))
+                     conversations=sum(len(c.conversations) for c in cores.values()),
+                     seconds=round(time.perf_counter() - started, 3),
+                     cpu_seconds=round(time.process_time() - cpu_started, 3))  # this process's share of it
         return self.cores
 
     async def _reload_configs(self) -> None:

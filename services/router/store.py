@@ -4,8 +4,10 @@ conversation holds, one document each), `routing_agents` (the router's view of e
 `routing_last_agents` (who last served each thread, for last-agent routing) and `routing_outbox`.
 A standby that takes over rebuilds the core from them."""
 
-from collections import ChainMap
-from collections.abc import AsyncIterator, Callable, Iterable
+import contextlib
+import gc
+from collections import ChainMap, defaultdict
+from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
 from typing import TypeVar
 
@@ -64,24 +66,31 @@ class RoutingStore:
 
     async def load(self, configs: Callable[[str], RoutingConfig], since: datetime) -> dict[str, RoutingCore]:
         """A core per workspace of the partition, holding its agents, open conversations and recent
-        last agents (loads recomputed), each with its workspace's configuration."""
+        last agents (loads recomputed), each with its workspace's configuration.
+
+        Each collection's share is read whole in batches (`to_list`), then parsed: a standby taking
+        over reads tens of thousands of documents, and one coroutine step per document cost as much
+        as the reading."""
         mine = {"partition": self.partition}
         counted = await self.partitions.find_one({"_id": self.partition})
         self.seq = counted["seq"] if counted else 0  # read first: a write after it makes this load stale
-        agents = [a async for a in _readable(self.agents.find(mine), _agent_from_doc)]
-        conversations = [c async for c in _readable(self.conversations.find(mine), _conversation_from_doc)]
+        agents = _readable(await self.agents.find(mine).to_list(), _agent_from_doc)
+        conversations = _readable(await self.conversations.find(mine).to_list(), _conversation_from_doc)
         await self._load_backlogs(conversations)
         last_agents = {
             (doc["workspace_id"], doc["channel"], doc["thread_id"]): (doc["agent_id"], doc["resolved_at"])
-            async for doc in self.last_agents.find({**mine, "resolved_at": {"$gte": since}})
+            for doc in await self.last_agents.find({**mine, "resolved_at": {"$gte": since}}).to_list()
         }
-        cores: dict[str, RoutingCore] = {}
-        for workspace_id in sorted({a.workspace_id for a in agents} | {c.workspace_id for c in conversations}):
-            core = cores[workspace_id] = RoutingCore(configs(workspace_id))
-            core.load_state([a for a in agents if a.workspace_id == workspace_id],
-                            [c for c in conversations if c.workspace_id == workspace_id],
-                            {key: value for key, value in last_agents.items() if key[0] == workspace_id})
-        return cores
+        by_workspace: dict[str, tuple[list, list, dict]] = defaultdict(lambda: ([], [], {}))
+        for agent in agents:
+            by_workspace[agent.workspace_id][0].append(agent)
+        for conversation in conversations:
+            by_workspace[conversation.workspace_id][1].append(conversation)
+        for key, value in last_agents.items():
+            if key[0] in by_workspace:
+                by_workspace[key[0]][2][key] = value
+        return {workspace_id: RoutingCore.rebuilt(configs(workspace_id), *state)
+                for workspace_id, state in sorted(by_workspace.items())}
 
     async def is_current(self) -> bool:
         """Whether no other replica wrote this partition's state since this one loaded it."""
@@ -103,7 +112,8 @@ class RoutingStore:
 
     async def _load_backlogs(self, conversations: list[Conversation]) -> None:
         by_id = {c.conversation_id: c for c in conversations}
-        async for doc in self.backlog.find({"partition": self.partition}).sort([("conversation_id", 1), ("position", 1)]):
+        for doc in await self.backlog.find({"partition": self.partition}).sort(
+                [("conversation_id", 1), ("position", 1)]).to_list():
             conversation = by_id.get(doc["conversation_id"])
             if conversation is None:
                 continue  # left by a crash between closing the conversation and clearing its backlog
@@ -262,16 +272,34 @@ def _chunks(entries: list[tuple[str, dict]]) -> list[list[tuple[str, dict]]]:
     return chunks
 
 
-async def _readable(cursor: AsyncIterator[dict], read: Callable[[dict], T]) -> AsyncIterator[T]:
+@contextlib.contextmanager
+def collector_paused() -> Iterator[None]:
+    """Python's cyclic garbage collector off while a core is loaded.
+
+    A load makes hundreds of thousands of long-lived objects (documents, then the core), and the
+    collector would walk the growing heap again and again while they are made (a quarter of the
+    parse and build at 10,000 agents); they hold no garbage cycles worth finding meanwhile."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def _readable(docs: list[dict], read: Callable[[dict], T]) -> list[T]:
     """The documents `read` can make sense of; one it cannot is logged and left in place.
 
     One unreadable document (written by an older version, or edited by hand) must not keep the
     core from being built, or every later batch would fail with it."""
-    async for doc in cursor:
+    readable = []
+    for doc in docs:
         try:
-            yield read(doc)
+            readable.append(read(doc))
         except (ValidationError, KeyError, TypeError, ValueError) as error:
             log.error("router.state_document_unreadable", document_id=str(doc.get("_id")), error=repr(error))
+    return readable
 
 
 def _agent_id(workspace_id: str, agent_id: str) -> str:
