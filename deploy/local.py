@@ -68,6 +68,8 @@ class LocalSettings(CommonSettings):
     # the page's origin (on loopback, as 127.0.0.1 and as localhost).
     reporting_agents_url: str | None = _env(None, "REPORTING_AGENTS_URL")
     agents_cors_origins: str | None = _env(None, "AGENTS_CORS_ORIGINS")
+    # How many processes of each service `make run` starts: the first on its port, the others on free ones.
+    replicas: int = _env(1, "SWITCHYARD_REPLICAS", ge=1, le=8)
 
     def hosts(self) -> dict[str, str]:
         return {"intake": self.intake_host, "router": self.router_host, "agents": self.agents_host,
@@ -441,6 +443,19 @@ def run_stack(settings: LocalSettings, infra: Infrastructure) -> Stack:
     return stack
 
 
+SCALED_SERVICES = ("router", "agents", "intake", "reporting")
+
+
+def start_more_replicas(stack: Stack, replicas: int) -> list[str]:
+    """Replicas 2..N of every service, each on a free port (docs/architecture.md "Partitions"); their names."""
+    names = []
+    for n in range(2, replicas + 1):
+        for service in SCALED_SERVICES:
+            stack.start_replica(service, f"{service}-{n}")
+            names.append(f"{service}-{n}")
+    return names
+
+
 def main() -> None:
     settings = LocalSettings()
     try:
@@ -463,6 +478,7 @@ def main() -> None:
     signal.signal(signal.SIGINT, on_signal)
     try:
         stack.start_all()
+        extra = start_more_replicas(stack, settings.replicas)
         key = next(iter(settings.api_keys), "")
         print(
             "\nSwitchyard is running:\n"
@@ -472,7 +488,8 @@ def main() -> None:
             f"  intake API     {stack.url('intake')}/v1/messages   (OpenAPI: /openapi.json)\n"
             f"  router         {stack.url('router')}/v1/queue\n"
             f"  reports        {stack.url('reporting')}/v1/reports/summary?from=...&to=...   (OpenAPI: /openapi.json)\n"
-            "Ctrl-C stops it.",
+            + "".join(f"  {name:<14} {stack.url(name)}\n" for name in extra)
+            + "Ctrl-C stops it.",
             flush=True,
         )
         while not stop:

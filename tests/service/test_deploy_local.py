@@ -183,3 +183,16 @@ def test_free_ports_are_never_handed_out_twice_in_one_process(monkeypatch):
     monkeypatch.setattr(local.socket, "socket", Kernel)
     monkeypatch.setattr(local, "_HANDED_OUT", set())  # the ports this run's other tests were handed are not the point
     assert [free_port(), free_port()] == [47001, 47002]
+
+
+def test_make_run_starts_the_replicas_asked_for(stack_factory):
+    """SWITCHYARD_REPLICAS=2: a second process of every service, on a port of its own, ready."""
+    built = stack_factory()
+    built.start_all()
+    names = local.start_more_replicas(built, 2)
+    assert sorted(names) == ["agents-2", "intake-2", "reporting-2", "router-2"]
+    ports = {built.ports[name] for name in [*local.SCALED_SERVICES, *names]}
+    assert len(ports) == 8, "every process listens on a port of its own"
+    for name in names:  # started means its /readyz answered; it still answers
+        assert port_answers(built.hosts.get(name, "127.0.0.1"), built.ports[name]), f"{name} does not answer"
+    assert local.LocalSettings(SWITCHYARD_REPLICAS="3").replicas == 3

@@ -359,3 +359,23 @@ def test_dockerfile_runs_as_non_root():
     users = [args.split(":")[0] for kw, args in final_stage() if kw == "USER"]
     assert users, "Dockerfile sets no USER; the container would run as root"
     assert users[-1] not in {"root", "0"}, f"Dockerfile's final USER is {users[-1]!r}"
+
+
+class _ComposeLoader(yaml.SafeLoader):
+    """YAML with Compose's merge tags: `!override` replaces what the extended service had."""
+
+
+_ComposeLoader.add_constructor("!override", lambda loader, node: {"override": loader.construct_sequence(node)})
+
+
+def test_the_replicas_file_adds_a_second_of_every_service_on_its_own_ports():
+    replicas = yaml.load((ROOT / "deploy" / "compose.replicas.yml").read_text(), Loader=_ComposeLoader)["services"]
+    published = set(APP_SERVICES.values())
+    seen: set[int] = set()
+    for name, port in APP_SERVICES.items():
+        second = replicas[f"{name}-2"]
+        assert second["extends"] == {"file": "../docker-compose.yml", "service": name}
+        (mapping,) = second["ports"]["override"]  # replaces the first replica's host port, not added to it
+        host, container = (int(part) for part in mapping.split(":"))
+        assert container == port and host not in published and host not in seen
+        seen.add(host)
