@@ -28,7 +28,6 @@ holder's, so the lease (30 s) is kept far longer than a round (milliseconds to s
 """
 
 import asyncio
-import contextlib
 import time
 from collections.abc import Callable
 from datetime import datetime
@@ -45,6 +44,7 @@ from shared import events as event_names
 from shared.broker import BatchConsumer, Broker, routing_key_of
 from shared.legacy import LegacyQueue, drain_legacy_queues
 from shared.models import new_id, utcnow
+from shared.ticks import Ticker
 from shared.topology import REPORTING_BINDINGS
 
 log = structlog.get_logger(__name__)
@@ -92,7 +92,7 @@ class ReportingService:
         self.replica_id = new_id()
         self.lease = TimerLease(store.db, self.replica_id, lease_seconds)
         self._lock = asyncio.Lock()  # one writer of the rollups at a time in this process: batches and rounds
-        self._ticker: asyncio.Task | None = None
+        self.ticker = Ticker("reporting", self.tick_seconds, self.send_tick)
         self._next_recompute = 0.0  # time.monotonic() at which each round is due
         self._next_extend = time.monotonic() + extend_seconds
         self.consumer: BatchConsumer[list[ReportEvent]] = BatchConsumer(
@@ -110,13 +110,10 @@ class ReportingService:
             (topology.requeue_exchange, topology.reporting_queue))])
         await self.consumer.start()
         await self.consumer.attach(topology.reporting_queue)
-        self._ticker = asyncio.create_task(self._tick_forever())
+        self.ticker.start()
 
     async def stop(self) -> None:
-        if self._ticker is not None:
-            self._ticker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._ticker
+        await self.ticker.stop()
         await self.consumer.stop()  # the batch in hand, and its round, finish first
         try:
             await self.lease.release()
@@ -172,14 +169,6 @@ class ReportingService:
     async def extend_agents(self) -> None:
         async with self._lock:
             await self.store.extend_online_agents(self.clock())
-
-    async def _tick_forever(self) -> None:
-        while True:
-            await asyncio.sleep(self.tick_seconds)
-            try:
-                await self.send_tick()
-            except Exception as error:  # noqa: BLE001 - the next period sends again; other replicas' ticks may arrive
-                log.warning("reporting.tick_not_sent", error=repr(error))
 
     async def send_tick(self) -> None:
         """A tick to reporting's queue, expiring after one period: only its active consumer reads it.

@@ -65,6 +65,7 @@ from shared.models import (
 from shared.partitions import consumer_priority
 from shared.routing_config import COLLECTION as CONFIG_COLLECTION
 from shared.routing_config import workspace_of
+from shared.ticks import Ticker
 from shared.topology import PARTITION_HEADER, ROUTER_BINDINGS, Topology, core_queue_takes
 
 log = structlog.get_logger(__name__)
@@ -402,7 +403,7 @@ class Router:
                           batch_size=batch_size, queue_notice_seconds=queue_notice_seconds, clock=clock)
             for partition in range(broker.topology.partitions)
         ]
-        self._ticker: asyncio.Task | None = None
+        self.ticker = Ticker("router", tick_seconds, self.send_ticks)
 
     def for_workspace(self, workspace_id: str) -> RouterService:
         return self.partitions[self.broker.topology.workspace_partition(workspace_id)]
@@ -416,23 +417,12 @@ class Router:
             (topology.router_exchange, ""))])
         for service in self.partitions:
             await service.start()
-        self._ticker = asyncio.create_task(self._tick_forever())
+        self.ticker.start()
 
     async def stop(self) -> None:
-        if self._ticker is not None:
-            self._ticker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._ticker
+        await self.ticker.stop()
         for service in self.partitions:
             await service.stop()
-
-    async def _tick_forever(self) -> None:
-        while True:
-            await asyncio.sleep(self.tick_seconds)
-            try:
-                await self.send_ticks()
-            except Exception as error:  # noqa: BLE001 - the next round sends again; the active replica's own ticks may arrive
-                log.warning("router.ticks_not_sent", error=repr(error))
 
     async def send_ticks(self) -> None:
         """A tick to every partition, expiring after one period: only the active replica's consumer reads it."""
