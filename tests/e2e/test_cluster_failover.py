@@ -12,7 +12,7 @@ import aiohttp
 import pytest
 
 from tests.conftest import API_KEY
-from tests.e2e.broker_node import BrokerCluster, BrokerNode, rabbitmq_installed
+from tests.e2e.broker_node import BrokerNode
 from tests.e2e.client import StackClient, TimedDeskRecorder
 from tests.e2e.test_router_failover import (
     AGENTS,
@@ -31,18 +31,6 @@ from tests.e2e.test_router_failover import (
 )
 
 SERVICES = ("agents", "router", "intake")  # agents first: it declares the delivery queues
-
-
-@pytest.fixture
-def cluster():
-    if not rabbitmq_installed():
-        pytest.skip("rabbitmq-server is not installed: the cluster test runs three nodes of its own")
-    cluster = BrokerCluster()
-    try:
-        cluster.start()
-        yield cluster
-    finally:
-        cluster.remove()
 
 
 @pytest.mark.e2e

@@ -2,13 +2,15 @@
 kill -9 of one of each at once (the router active for the workspace, the agents replica active for
 the delivery partitions, the intake half the posts go to). Nothing lost or stored twice, one agent
 per conversation, no agent over capacity, order per conversation kept, every desk back (on the
-other agents replica) with every message, and a web chat on the surviving intake still live."""
+other agents replica) with every message, and a web chat on the surviving intake still live. The
+same again on a three-node RabbitMQ cluster, with the node every process is connected to killed too."""
 
 import asyncio
 import contextlib
 import json
 import time
 from collections import defaultdict
+from collections.abc import Callable
 
 import aiohttp
 import pytest
@@ -43,7 +45,19 @@ def start_two_of_each(built) -> None:
 
 @pytest.mark.e2e
 async def test_two_of_each_with_one_of_each_killed_under_load(stack_factory):
-    built = stack_factory()
+    await two_of_each_with_one_of_each_killed(stack_factory())
+
+
+@pytest.mark.e2e
+async def test_two_of_each_on_a_cluster_with_a_node_killed_too(cluster, stack_factory):
+    """The same on a three-node RabbitMQ cluster (`cluster` first: torn down after the stack), with
+    the node every process is connected to killed with the services."""
+    first = cluster.nodes[0]
+    await two_of_each_with_one_of_each_killed(stack_factory(AMQP_URL=cluster.url), also=first.kill)
+
+
+async def two_of_each_with_one_of_each_killed(built, also: Callable[[], None] | None = None) -> None:
+    """`also`: one more thing to kill with the three (a broker node)."""
     start_two_of_each(built)
     survivor = {service: built.url(names[1]) for service, names in REPLICAS.items()}
     agents = [f"agent-{i}" for i in range(AGENTS)]
@@ -73,6 +87,8 @@ async def test_two_of_each_with_one_of_each_killed_under_load(stack_factory):
                 load.killed_at = time.monotonic()
                 for victim in (router, "agents", "intake"):  # SIGKILL: no goodbye, unacked work goes back
                     built.kill(victim)
+                if also is not None:
+                    await asyncio.to_thread(also)
                 load.killed.set()
                 delivered = await _first_delivery_after_kill(load)
             stored = await _stored_conversations(client, set(load.sent_at))
@@ -83,7 +99,7 @@ async def test_two_of_each_with_one_of_each_killed_under_load(stack_factory):
             for desk in desks.values():
                 await desk.stop()
 
-    print(f"\nkilled {router}, agents and intake; a message posted after the kills reached a desk after "
+    print(f"\nkilled {router}, agents and intake{' and a broker node' if also else ''}; a message posted after the kills reached a desk after "
           f"{delivered:.3f}s; assignments after them: {_assigned_after(desks, load.killed_at)}; "
           f"a web chat reply reached the customer {chat_reply_after:.3f}s after it was sent")
     assert_nothing_lost_twice_or_reordered(stored, load)
