@@ -30,6 +30,7 @@ from shared.models import utcnow
 from tests.conftest import API_KEY, WORKSPACE, Names, auth, serve
 from tests.e2e.client import StackClient
 from tests.service.helpers import Desk, texts
+from tests.service.test_routing_flow import until
 from tests.service.test_typing import Chat, assigned_to
 
 POLL = 0.05  # polling an HTTP view; the condition or the deadline, not the sleep, ends each wait
@@ -64,7 +65,8 @@ async def start_replica(app) -> Replica:
 
 
 @asynccontextmanager
-async def replicas(names: Names, *, agents: int = 2, intakes: int = 1, grace: float = 30) -> AsyncIterator[Replicas]:
+async def replicas(names: Names, *, agents: int = 2, intakes: int = 1, grace: float = 30,
+                   abandon: float = 60) -> AsyncIterator[Replicas]:
     """The router, `agents` agents replicas and `intakes` intake replicas of one namespace and database."""
     async with AsyncExitStack() as stack:
         running: list[Replica] = []
@@ -75,7 +77,8 @@ async def replicas(names: Names, *, agents: int = 2, intakes: int = 1, grace: fl
         router = await stack.enter_async_context(serve(create_router(names.settings(RouterSettings))))
         built = Replicas(router, agents=list(running))
         for _ in range(intakes):
-            settings = names.settings(IntakeSettings, agents_url=str(running[-1].client.make_url("/")))
+            settings = names.settings(IntakeSettings, agents_url=str(running[-1].client.make_url("/")),
+                                      webchat_abandon_seconds=abandon)
             replica = await start_replica(create_intake(settings))
             running.append(replica)
             built.intakes.append(replica)
@@ -266,3 +269,26 @@ async def test_after_a_broker_reconnect_desks_resync_and_frames_flow_again(names
         await stack.api().post_until_accepted("cust", "after the outage", "outage-1")  # intake reconnects too
         frames = await desk.frames_until(lambda f: len(texts(f)) >= 1, timeout=30)
         assert texts(frames) == ["after the outage"]
+
+
+async def test_a_chat_closed_on_one_intake_and_back_on_the_other_is_not_left(names):
+    """The first intake waits for the page to come back; it comes back on the second: the wait ends there."""
+    async with replicas(names, agents=1, intakes=2, abandon=3) as stack:
+        first, second = (replica.client for replica in stack.intakes)
+        chat = Chat(await first.ws_connect("/v1/chat/ws?workspace=default"))
+        session = await chat.next_frame()
+        assert session["type"] == "session" and (await chat.next_frame())["type"] == "history"
+        await chat.say("hello", "c1")
+        thread = session["thread_id"]
+        hub = first.app[INTAKE].chat
+        await chat.ws.close()
+
+        async def leaving() -> bool:
+            return hub.leaving(WORKSPACE, thread)
+        await until(leaving, timeout=5)
+        back = Chat(await second.ws_connect(f"/v1/chat/ws?session={quote(session['token'])}"))
+        assert (await back.next_frame())["type"] == "session"
+
+        async def not_leaving() -> bool:
+            return not hub.leaving(WORKSPACE, thread)
+        await until(not_leaving, timeout=2)  # well within the 3 s wait: told by the second intake

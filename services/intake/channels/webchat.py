@@ -206,6 +206,20 @@ ChatKey = tuple[str, str]  # (workspace, thread)
 OnLeft = Callable[[str, str, datetime], Awaitable[None]]  # (workspace, thread, when its last socket closed)
 
 
+CHAT_BACK = "chat.back"  # between replicas, on a chat's leaving key: a socket of it opened; never sent to a page
+LEAVING = "leaving:"
+
+
+def leaving_key(key: ChatKey) -> ChatKey:
+    """The relay key a replica waiting for the chat to come back watches (not the chat's own key: a
+    reply's `delivered` means a socket holds it, not a replica waiting)."""
+    return key[0], LEAVING + key[1]
+
+
+def chat_of_leaving_key(key: ChatKey) -> ChatKey:
+    return key[0], key[1].removeprefix(LEAVING)
+
+
 class ChatHub:
     """The customers' open sockets this process holds, by (workspace, thread), and the chats being left.
 
@@ -213,8 +227,10 @@ class ChatHub:
     socket relay (shared/relay.py): this process's at once, the others' through the relay.
 
     When a chat's last socket closes, `on_left` is called after `left_after` seconds unless a socket
-    of that chat opens meanwhile (a reload, a reconnect after a network blip). The timers live in
-    this process: a chat whose socket closed as intake stopped is not counted as left."""
+    of that chat opens meanwhile (a reload, a reconnect after a network blip), here or on another
+    replica: while it waits, this process watches the chat's "leaving" key on the relay, and a
+    replica where a socket of the chat opens says so there (`CHAT_BACK`). A chat whose socket closed
+    as intake stopped is not counted as left."""
 
     def __init__(self, left_after: float = 60, on_left: OnLeft | None = None, broker: Broker | None = None) -> None:
         self._sockets: dict[ChatKey, set[web.WebSocketResponse]] = {}
@@ -232,15 +248,14 @@ class ChatHub:
         sends after that read reaches it. Raises (the socket not held) if the broker would not bind."""
         key = (session.workspace_id, session.thread_id)
         self._sockets.setdefault(key, set()).add(ws)
-        leaving = self._leaving.pop(key, None)
-        if leaving is not None:
-            leaving.cancel()
+        self._stop_leaving(key)
         if self.relay is not None:
             try:
                 await self.relay.watch(key)
             except BaseException:
                 self._forget(key, ws)
                 raise
+            await self.relay.publish(leaving_key(key), {"type": CHAT_BACK})  # another replica may be waiting
 
     async def remove(self, session: ChatSession, ws: web.WebSocketResponse) -> None:
         key = (session.workspace_id, session.thread_id)
@@ -272,8 +287,22 @@ class ChatHub:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    def _stop_leaving(self, key: ChatKey) -> None:
+        """The chat is back (a socket of it opened, here or on another replica): its wait ends."""
+        leaving = self._leaving.pop(key, None)
+        if leaving is not None:
+            leaving.cancel()
+
     async def _leave(self, key: ChatKey, closed_at: datetime) -> None:
-        await asyncio.sleep(self.left_after)
+        watching = False
+        try:
+            if self.relay is not None:
+                await self.relay.watch(leaving_key(key))  # a replica where the chat reopens tells us
+                watching = True
+            await asyncio.sleep(self.left_after)
+        finally:
+            if watching:
+                await self.relay.unwatch(leaving_key(key))
         # Past the wait it is no longer cancelled by a socket opening: the customer is told as left.
         if self._leaving.get(key) is asyncio.current_task():
             del self._leaving[key]
@@ -289,6 +318,9 @@ class ChatHub:
     async def send_local(self, key: ChatKey, frame: dict) -> int:
         """To this process's sockets of the chat only (a frame relayed here, or one every replica gets);
         how many took it. A queue place is remembered for a page that reloads (on this replica)."""
+        if frame.get("type") == CHAT_BACK:  # on the chat's leaving key: not for a socket
+            self._stop_leaving(chat_of_leaving_key(key))
+            return 0
         self.places.note(key[0], key[1], frame)
         sent = 0
         for ws in list(self._sockets.get(key, ())):
