@@ -38,7 +38,7 @@ async def read_live_view(store: ReportStore, workspace_id: str, tz: str, now: da
         return summary(rollups, start, end, "day", tz, grouping) if end > start else []
 
     conversations, agents, config, queues, agent_rows, reasons, reasons_before = await asyncio.gather(
-        store.open_conversations(workspace_id), store.agents_now(workspace_id), store.routing_config(),
+        store.open_conversations(workspace_id), store.agents_now(workspace_id), store.routing_config(workspace_id),
         today("queue", day_start, now), today("agent", day_start, now), today("label", day_start, now),
         today("label", week_before, week_before + elapsed))
     return build_live_view(

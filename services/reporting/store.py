@@ -49,6 +49,7 @@ from services.reporting.model import ReportEvent
 from services.reporting.rollup import GROUPINGS, Rollup, buckets_touched, merge, rollup_between
 from services.router.config import RoutingConfig
 from shared.mongo import create_client, non_duplicate_errors
+from shared.routing_config import find_config
 
 if TYPE_CHECKING:
     from services.reporting.settings import ReportingSettings
@@ -66,7 +67,6 @@ COARSER_VERSION = 1  # report_meta's "coarser_rollups" document: the coarser spa
 # Events that move an agent's time (agent_time.apply): the others naming an agent change nothing there.
 AGENT_TIME_EVENTS = ("agent.status_changed", "conversation.assigned", "conversation.resolved",
                      "conversation.abandoned", "conversation.queued", "conversation.transferred")
-ROUTING_CONFIG_ID = "routing"
 RECENT_BUCKETS = timedelta(hours=6)  # where an agent's last bucket before an event is looked for first
 # How far back the timer looks for online agents' last buckets (it runs every minute or so).
 EXTEND_LOOKBACK = timedelta(days=2)  # the router's document in its `routing_config` collection
@@ -160,15 +160,17 @@ class ReportStore:
 
     # -- the routing configuration (the router's; read, never written) ---------------------------
 
-    async def fold_settings(self) -> FoldSettings:
-        """Business hours per queue from the router's stored configuration; none when it has none or it is invalid."""
-        if self.fixed_settings is not None:
-            return self.fixed_settings
-        return FoldSettings.from_routing_config(await self.routing_config())
+    async def fold_settings(self, workspaces: Iterable[str]) -> dict[str, FoldSettings]:
+        """Per workspace, business hours per queue from its routing configuration (its own, else the
+        default); none when it has none or it is invalid."""
+        return {workspace_id: self.fixed_settings if self.fixed_settings is not None
+                else FoldSettings.from_routing_config(await self.routing_config(workspace_id))
+                for workspace_id in set(workspaces)}
 
-    async def routing_config(self) -> RoutingConfig:
-        """The router's stored configuration (queues, hours, media); its default when none or invalid."""
-        stored = await self.config_db["routing_config"].find_one({"_id": ROUTING_CONFIG_ID}, {"config": 1})
+    async def routing_config(self, workspace_id: str) -> RoutingConfig:
+        """The workspace's stored routing configuration (queues, hours, media; its own, else the
+        deployment's default: shared/routing_config.py); the built-in default when none or invalid."""
+        stored = await find_config(self.config_db, workspace_id, {"config": 1})
         try:
             return RoutingConfig.model_validate(stored["config"]) if stored else RoutingConfig()
         except ValidationError:  # the router logs it and runs on its default; so do we
@@ -189,7 +191,7 @@ class ReportStore:
             await self._insert_events(events)
         conversations = {(e.workspace_id, e.conversation_id) for e in events if e.conversation_id}
         agents = _agents_touched(events)
-        settings = await self.fold_settings() if conversations else FoldSettings()
+        settings = await self.fold_settings(workspace_id for workspace_id, _ in conversations)
         folded = await self._fold_conversations(conversations, settings)
         await self._mark_agents(agents)
         await self._mark_pending(_conversation_buckets(folded))
@@ -206,11 +208,11 @@ class ReportStore:
         Every conversation is refolded (`chunk` at a time), every agent's time from its first event,
         and every bucket either touches (old facts or new) is recomputed. Run it with the service
         stopped: the rollups have one writer. Returns how many conversations were refolded."""
-        settings = await self.fold_settings()
         conversations = await self.events.aggregate([
             {"$match": {"conversation_id": {"$ne": None}}},
             {"$group": {"_id": {"w": "$workspace_id", "c": "$conversation_id"}}}])
         keys = sorted([(d["_id"]["w"], d["_id"]["c"]) async for d in conversations])
+        settings = await self.fold_settings(workspace_id for workspace_id, _ in keys)
         for start in range(0, len(keys), chunk):
             folded = await self._fold_conversations(set(keys[start:start + chunk]), settings)
             await self._mark_pending(_conversation_buckets(folded))
@@ -277,7 +279,7 @@ class ReportStore:
 
     # -- conversations --------------------------------------------------------------------------
 
-    async def _fold_conversations(self, keys: set[tuple[str, str]], settings: FoldSettings
+    async def _fold_conversations(self, keys: set[tuple[str, str]], settings: dict[str, FoldSettings]
                                   ) -> list["FoldedConversation"]:
         if not keys:
             return []
@@ -291,7 +293,7 @@ class ReportStore:
         old = {(d["workspace_id"], d["conversation_id"]): d.get("buckets", [])
                async for d in self.conversations.find({"_id": {"$in": [_key(*k) for k in keys]}},
                                                       {"workspace_id": 1, "conversation_id": 1, "buckets": 1})}
-        return [FoldedConversation(fold_conversation(events, settings), old.get(key, []))
+        return [FoldedConversation(fold_conversation(events, settings[key[0]]), old.get(key, []))
                 for key, events in by_conversation.items()]
 
     async def _write_conversations(self, folded: list["FoldedConversation"]) -> None:

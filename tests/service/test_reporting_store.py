@@ -15,6 +15,7 @@ from services.reporting.intervals import SPANS, tiles_by_interval
 from services.reporting.metrics import StoredRollups, summary
 from services.reporting.rollup import bucket_rollup, buckets_touched
 from services.reporting.store import AGENT_TIME_EVENTS, COARSER, META, ReportStore
+from shared.mongo import create_client
 from tests.fixtures.reporting import DAY, Conversation, clock, status
 from tests.unit.test_reporting_day import AGENTS, END, SETTINGS, day_events
 
@@ -222,3 +223,20 @@ async def contents(store: ReportStore, names: tuple[str, ...]) -> dict:
     return {name: sorted([json.dumps({k: v for k, v in d.items() if k != "_id" or isinstance(v, str)},
                                      default=str, sort_keys=True) async for d in store.db[name].find({})])
             for name in names}
+
+
+async def test_each_workspace_is_measured_by_its_own_routing_configuration(names):
+    """A workspace with its own configuration (routing:<ws>) gets its queues' targets; others the default's."""
+    client = create_client(names.infra.mongo_url)
+    try:
+        db = client[names.namespace]
+        await db["routing_config"].insert_many([
+            {"_id": "routing", "config": {"queues": [{"name": "default", "service_level_seconds": 30}]}},
+            {"_id": "routing:acme", "config": {"queues": [{"name": "default", "service_level_seconds": 90}]}},
+        ])
+        settings = await ReportStore(db).fold_settings(["acme", "globex", "acme"])
+        assert settings["acme"].target_seconds("default") == 90
+        assert settings["globex"].target_seconds("default") == 30  # no own configuration: the default
+        assert (await ReportStore(db).routing_config("acme")).queue("default").service_level_seconds == 90
+    finally:
+        await client.close()
