@@ -121,7 +121,7 @@ class AgentsService:
         await self.hub.relay.start()  # before any frame: desks on other replicas get this one's
         for queue in self.broker.topology.delivery_queues():  # standing by for every partition
             await self.deliveries.attach(queue, priority=consumer_priority(self.replica_id, queue))
-        await self._drain_legacy_queues(await self.store.all_agents())
+        await self._drain_legacy_queues()
         await self.presence.start()  # desks open before a restart must reconnect within the grace
         self.sweeper.start()  # its first round publishes what a crash before this start left flagged
 
@@ -135,13 +135,21 @@ class AgentsService:
         await self.hub.close_all()
         await self.hub.relay.stop()
 
-    async def _drain_legacy_queues(self, agents: list[dict]) -> None:
-        """Messages left in per-agent queues of the old layout go to their agents' partitions (shared/legacy.py)."""
+    async def _drain_legacy_queues(self) -> None:
+        """Messages left in per-agent queues of the old layout go to their agents' partitions (shared/legacy.py).
+
+        Once per deployment: the `deployment` collection remembers it was done, so later starts do
+        not look for a queue per known agent (start-up must not grow with the floor)."""
+        done = {"_id": "legacy_agent_queues_drained"}
+        deployment = self.store.db["deployment"]
+        if await deployment.find_one(done) is not None:
+            return
         topology = self.broker.topology
         await drain_legacy_queues(self.broker, [LegacyQueue(
             topology.legacy_agent_queue(*key), ((topology.deliveries_exchange, f"{key[0]}.{key[1]}"),),
             (topology.deliveries_exchange, topology.agent_routing_key(*key)))
-            for key in ((a["workspace_id"], a["agent_id"]) for a in agents)])
+            for key in ((a["workspace_id"], a["agent_id"]) for a in await self.store.all_agents())])
+        await deployment.update_one(done, {"$set": {"at": utcnow()}}, upsert=True)
 
     # -- agents --------------------------------------------------------------------------------
 
