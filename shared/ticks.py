@@ -13,13 +13,14 @@ log = structlog.get_logger(__name__)
 
 
 class Ticker:
-    """Calls `send` every `period` seconds until stopped; a failed send is logged and tried next period
-    (the other replicas' ticks may arrive meanwhile)."""
+    """Calls `send` every `period` seconds until stopped (`at_once`: the first call right away); a
+    failed send is logged and tried next period (the other replicas' ticks may arrive meanwhile)."""
 
-    def __init__(self, name: str, period: float, send: Callable[[], Awaitable[None]]) -> None:
+    def __init__(self, name: str, period: float, send: Callable[[], Awaitable[None]], *, at_once: bool = False) -> None:
         self.name = name
         self.period = period
         self.send = send
+        self.at_once = at_once
         self._task: asyncio.Task | None = None
 
     def start(self) -> None:
@@ -32,9 +33,11 @@ class Ticker:
                 await self._task
 
     async def _forever(self) -> None:
-        while True:
+        if not self.at_once:
             await asyncio.sleep(self.period)
+        while True:
             try:
                 await self.send()
             except Exception as error:  # noqa: BLE001 - the next period sends again
                 log.warning("ticks.not_sent", ticker=self.name, error=repr(error))
+            await asyncio.sleep(self.period)

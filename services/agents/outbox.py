@@ -9,14 +9,13 @@ than GRACE_SECONDS, with the fact's own deterministic id, so the router, intake 
 it once. The request answers as soon as the write is done: a reply is `queued` until it is sent.
 """
 
-import asyncio
-import contextlib
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
 import structlog
 
 from shared.models import utcnow
+from shared.ticks import Ticker
 
 log = structlog.get_logger(__name__)
 
@@ -42,25 +41,18 @@ class Sweeper:
     def __init__(self, sweep: Callable[[timedelta], Awaitable[int]], period: float = SWEEP_SECONDS,
                  grace: float = GRACE_SECONDS) -> None:
         self.sweep = sweep  # publishes the flags older than the grace; returns how many
-        self.period = period
         self.grace = timedelta(seconds=grace)
-        self._task: asyncio.Task | None = None
+        # The first round at once: it publishes what a crash before this start left flagged. A failed
+        # round (the broker or the database away) is logged; its flags wait for the next.
+        self._rounds = Ticker("agents-outbox-sweeper", period, self._round, at_once=True)
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._forever(), name="agents-outbox-sweeper")
+        self._rounds.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await self._rounds.stop()
 
-    async def _forever(self) -> None:
-        while True:
-            try:
-                published = await self.sweep(self.grace)
-                if published:
-                    log.info("outbox.published_left_behind", facts=published)
-            except Exception as error:  # the broker or the database away: the flags wait for the next round
-                log.warning("outbox.sweep_failed", error=repr(error))
-            await asyncio.sleep(self.period)
+    async def _round(self) -> None:
+        published = await self.sweep(self.grace)
+        if published:
+            log.info("outbox.published_left_behind", facts=published)

@@ -16,7 +16,6 @@ from tests.e2e.broker_node import BrokerNode
 from tests.e2e.client import StackClient, TimedDeskRecorder
 from tests.e2e.test_router_failover import (
     AGENTS,
-    CAPACITY,
     PATIENCE,
     POSTERS,
     TOTAL,
@@ -24,10 +23,11 @@ from tests.e2e.test_router_failover import (
     _assigned_after,
     _first_delivery_after_kill,
     _stored_conversations,
-    _until,
     assert_no_agent_over_capacity,
     assert_nothing_lost_twice_or_reordered,
     assert_one_agent_per_conversation,
+    start_desks,
+    until_mid_load,
 )
 
 SERVICES = ("agents", "router", "intake")  # agents first: it declares the delivery queues
@@ -48,20 +48,14 @@ async def test_killing_the_connected_node_of_a_cluster_under_load_loses_nothing(
     async with aiohttp.ClientSession() as session:
         client = StackClient(session, built.url("intake"), built.url("agents"), API_KEY)
         desks = {a: TimedDeskRecorder(session, client.agents_url, a, API_KEY) for a in agents}
-        for agent_id, desk in desks.items():
-            await client.put_agent(agent_id, capacity=CAPACITY)
-            desk.start()
         try:
-            async with asyncio.timeout(PATIENCE):
-                await asyncio.gather(*(desk.connected.wait() for desk in desks.values()))
+            await start_desks(client, desks)
             load = Load(client, desks)
             async with asyncio.timeout(3 * PATIENCE), asyncio.TaskGroup() as tasks:  # a failing task fails the test
                 for poster in range(POSTERS):
                     tasks.create_task(load.post(poster))
                 tasks.create_task(load.resolve_finished())
-                # Mid-load, as in the router failover test: agents full, conversations waiting, resolves begun.
-                await _until(lambda: load.assignments() >= AGENTS * CAPACITY and load.accepted() >= TOTAL // 3
-                             and len(load.resolved) >= 2)
+                await until_mid_load(load)
                 accepted_before_kill, resolved_before_kill = load.accepted(), len(load.resolved)
                 load.killed_at = time.monotonic()
                 await asyncio.to_thread(first.kill)  # SIGKILL of its beam.smp: no goodbye to anyone

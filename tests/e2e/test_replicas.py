@@ -19,10 +19,8 @@ from tests.conftest import API_KEY
 from tests.e2e.client import StackClient, TimedDeskRecorder
 from tests.e2e.test_router_failover import (
     AGENTS,
-    CAPACITY,
     PATIENCE,
     POSTERS,
-    TOTAL,
     Load,
     _assigned_after,
     _first_delivery_after_kill,
@@ -31,6 +29,8 @@ from tests.e2e.test_router_failover import (
     _until,
     assert_no_agent_over_capacity,
     assert_nothing_lost_twice_or_reordered,
+    start_desks,
+    until_mid_load,
 )
 
 # Started in this order: with RabbitMQ 3.x the first consumer of each partition queue is its active one.
@@ -70,19 +70,14 @@ async def two_of_each_with_one_of_each_killed(built, also: Callable[[], None] | 
         for n, agent_id in enumerate(agents):
             home, other = (built.url("agents"), survivor["agents"])[::1 if n % 2 == 0 else -1]
             desks[agent_id] = TimedDeskRecorder(session, home, agent_id, API_KEY, other_agents=(other,))
-        for agent_id, desk in desks.items():
-            await client.put_agent(agent_id, capacity=CAPACITY)
-            desk.start()
         try:
-            async with asyncio.timeout(PATIENCE):
-                await asyncio.gather(*(desk.connected.wait() for desk in desks.values()))
+            await start_desks(client, desks)
             load = Load(client, desks)
             async with _explained(load, client), asyncio.timeout(2 * PATIENCE), asyncio.TaskGroup() as tasks:
                 for poster in range(POSTERS):
                     tasks.create_task(load.post(poster))
                 tasks.create_task(load.resolve_finished())
-                await _until(lambda: load.assignments() >= AGENTS * CAPACITY and load.accepted() >= TOTAL // 3
-                             and len(load.resolved) >= 2)
+                await until_mid_load(load)
                 router = await _router_holding_the_workspace(session, built)
                 load.killed_at = time.monotonic()
                 for victim in (router, "agents", "intake"):  # SIGKILL: no goodbye, unacked work goes back

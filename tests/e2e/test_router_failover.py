@@ -99,22 +99,14 @@ async def test_killing_the_active_router_under_load_hands_over_to_the_standby(st
     async with aiohttp.ClientSession() as session:
         client = StackClient(session, built.url("intake"), built.url("agents"), API_KEY)
         desks = {a: TimedDeskRecorder(session, client.agents_url, a, API_KEY) for a in agents}
-        for agent_id, desk in desks.items():
-            await client.put_agent(agent_id, capacity=CAPACITY)
-            desk.start()
         try:
-            async with asyncio.timeout(PATIENCE):
-                await asyncio.gather(*(desk.connected.wait() for desk in desks.values()))
+            await start_desks(client, desks)
             load = Load(client, desks)
             async with asyncio.timeout(2 * PATIENCE), asyncio.TaskGroup() as tasks:  # a failing task fails the test
                 for poster in range(POSTERS):
                     tasks.create_task(load.post(poster))
                 tasks.create_task(load.resolve_finished())
-                # Mid-load: every agent full, conversations waiting, resolves begun. Cannot stall: the
-                # first 12 conversations opened (all assigned) include the first thread of some poster
-                # other than 3 and 4 (which have 10 threads), and those are finished before their poster holds.
-                await _until(lambda: load.assignments() >= AGENTS * CAPACITY and load.accepted() >= TOTAL // 3
-                             and len(load.resolved) >= 2)
+                await until_mid_load(load)
                 active = await _active_router(session, built)
                 standby = ROUTERS[1 - ROUTERS.index(active)]
                 resolved_before_kill, accepted_before_kill = len(load.resolved), load.accepted()
@@ -236,6 +228,23 @@ async def _stored_conversations(client: StackClient, expected: set[str]) -> list
             if {m["message_id"] for c in stored for m in c["messages"]} >= expected:
                 return stored
             await asyncio.sleep(0.2)  # poll; the condition ends the wait
+
+
+async def start_desks(client: StackClient, desks: dict[str, TimedDeskRecorder]) -> None:
+    """Every agent created with CAPACITY, online, and its desk connected."""
+    for agent_id, desk in desks.items():
+        await client.put_agent(agent_id, capacity=CAPACITY)
+        desk.start()
+    async with asyncio.timeout(PATIENCE):
+        await asyncio.gather(*(desk.connected.wait() for desk in desks.values()))
+
+
+async def until_mid_load(load: Load) -> None:
+    """Mid-load: every agent full, conversations waiting, resolves begun. Cannot stall: the first 12
+    conversations opened (all assigned) include the first thread of some poster other than 3 and 4
+    (which have 10 threads), and those are finished before their poster holds."""
+    await _until(lambda: load.assignments() >= AGENTS * CAPACITY and load.accepted() >= TOTAL // 3
+                 and len(load.resolved) >= 2)
 
 
 async def _until(condition, timeout: float = PATIENCE) -> None:
