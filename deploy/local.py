@@ -8,7 +8,7 @@
   or killed here: others may be using it.
 - MongoDB: MONGO_URL if set; otherwise the embedded default, SecantusDB, is started as its own
   process with its data under .data/mongo (or in memory for tests).
-- Then intake, router, agents and reporting, each as its own process where INTAKE_HOST/INTAKE_PORT
+- Then intake, router, agents, reporting and assist, each as its own process where INTAKE_HOST/INTAKE_PORT
   (ROUTER_, AGENTS_, REPORTING_) say, and the addresses of the pages.
 The tests and the benchmark use the same functions to build their stacks.
 """
@@ -34,8 +34,8 @@ from shared.amqp_hosts import broker_urls
 from shared.settings import CommonSettings
 
 ROOT = Path(__file__).resolve().parents[1]
-SERVICES = ("intake", "router", "agents", "reporting")
-DEFAULT_PORTS = {"intake": 8080, "router": 8081, "agents": 8082, "reporting": 8083}
+SERVICES = ("intake", "router", "agents", "reporting", "assist")
+DEFAULT_PORTS = {"intake": 8080, "router": 8081, "agents": 8082, "reporting": 8083, "assist": 8084}
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 
 
@@ -61,6 +61,8 @@ class LocalSettings(CommonSettings):
     agents_port: int = _env(DEFAULT_PORTS["agents"], "AGENTS_PORT")
     reporting_host: str = _env("127.0.0.1", "REPORTING_HOST")
     reporting_port: int = _env(DEFAULT_PORTS["reporting"], "REPORTING_PORT")
+    assist_host: str = _env("127.0.0.1", "ASSIST_HOST")
+    assist_port: int = _env(DEFAULT_PORTS["assist"], "ASSIST_PORT")
     # Unset: derived from where agents and intake listen, so a moved port moves them too.
     intake_agents_url: str | None = _env(None, "INTAKE_AGENTS_URL")
     intake_public_url: str | None = _env(None, "INTAKE_PUBLIC_URL")
@@ -73,11 +75,11 @@ class LocalSettings(CommonSettings):
 
     def hosts(self) -> dict[str, str]:
         return {"intake": self.intake_host, "router": self.router_host, "agents": self.agents_host,
-                "reporting": self.reporting_host}
+                "reporting": self.reporting_host, "assist": self.assist_host}
 
     def ports(self) -> dict[str, int]:
         return {"intake": self.intake_port, "router": self.router_port, "agents": self.agents_port,
-                "reporting": self.reporting_port}
+                "reporting": self.reporting_port, "assist": self.assist_port}
 
 
 _HANDED_OUT: set[int] = set()
@@ -415,7 +417,7 @@ class Stack:
     def start_all(self) -> None:
         # agents first: it declares the agent queues the router delivers to. Reporting last: its
         # queue is declared by every service and keeps the events until it reads them.
-        for service in ("agents", "router", "intake", "reporting"):
+        for service in ("agents", "router", "intake", "reporting", "assist"):
             self.start(service)
 
     def stop(self, service: str) -> None:
@@ -443,7 +445,7 @@ def run_stack(settings: LocalSettings, infra: Infrastructure) -> Stack:
     return stack
 
 
-SCALED_SERVICES = ("router", "agents", "intake", "reporting")
+SCALED_SERVICES = ("router", "agents", "intake", "reporting", "assist")
 
 
 def start_more_replicas(stack: Stack, replicas: int) -> list[str]:
@@ -488,6 +490,7 @@ def main() -> None:
             f"  intake API     {stack.url('intake')}/v1/messages   (OpenAPI: /openapi.json)\n"
             f"  router         {stack.url('router')}/v1/queue\n"
             f"  reports        {stack.url('reporting')}/v1/reports/summary?from=...&to=...   (OpenAPI: /openapi.json)\n"
+            f"  knowledge base {stack.url('assist')}/kb   (articles; the same key)   help center {stack.url('assist')}/help/default\n"
             + "".join(f"  {name:<14} {stack.url(name)}\n" for name in extra)
             + "Ctrl-C stops it.",
             flush=True,

@@ -2,7 +2,6 @@
 draft), stored in `kb_articles` (owned by assist). Every change bumps the workspace's version in
 `kb_versions`, so each replica knows when its in-memory search index is stale."""
 
-import re
 from datetime import datetime
 from typing import Any, Literal
 
@@ -10,42 +9,35 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pymongo import ASCENDING, DESCENDING, ReturnDocument
 from pymongo.asynchronous.database import AsyncDatabase
 
-from shared.models import Wire, new_id, utcnow
+from shared.models import Label, Wire, new_id, utcnow
 from shared.web import Timestamp
 
 # The languages the search analyses (services/assist/search/text.py): English, Russian, Ukrainian.
 Language = Literal["en", "ru", "uk"]
 LANGUAGES: tuple[str, ...] = ("en", "ru", "uk")
 Status = Literal["published", "draft"]
-TAG_PATTERN = r"^[\w][\w .-]{0,39}$"
 MAX_BODY_CHARS = 50_000
 
 
 class ArticleIn(Wire):
     """An article as a supervisor writes it."""
 
-    title: str = Field(min_length=1, max_length=200)
+    # At least one printable character (the same explicit class as labels': see shared/models.py).
+    title: str = Field(min_length=1, max_length=200, pattern=r"[^\x00-\x20\x7f-\x9f\u2028\u2029]")
     body: str = Field("", max_length=MAX_BODY_CHARS, description="Markdown")
     language: Language = "en"
-    tags: list[str] = Field(default_factory=list, max_length=20)
+    tags: list[Label] = Field(default_factory=list, max_length=20, description="Compared in lower case")
     status: Status = "draft"
 
     @field_validator("title")
     @classmethod
-    def _title_has_words(cls, title: str) -> str:
-        title = " ".join(title.split())
-        if not title:
-            raise ValueError("the title is blank")
-        return title
+    def _one_line_title(cls, title: str) -> str:
+        return " ".join(title.split())
 
     @field_validator("tags")
     @classmethod
-    def _clean_tags(cls, tags: list[str]) -> list[str]:
-        cleaned = list(dict.fromkeys(tag.strip().lower() for tag in tags if tag.strip()))
-        for tag in cleaned:
-            if not re.fullmatch(TAG_PATTERN, tag):
-                raise ValueError(f"tag {tag!r} must be 1-40 letters, digits, spaces, '.', '-' or '_'")
-        return cleaned
+    def _fold_tags(cls, tags: list[str]) -> list[str]:
+        return list(dict.fromkeys(tag.lower() for tag in tags))
 
 
 class ArticleOut(BaseModel):

@@ -15,7 +15,7 @@ from pymongo import AsyncMongoClient
 from deploy import local
 from deploy.local import ROOT, Infrastructure, LocalSettings, free_port, port_answers, run_stack
 
-SERVICE_PREFIXES = ("INTAKE_", "ROUTER_", "AGENTS_", "REPORTING_")
+SERVICE_PREFIXES = ("INTAKE_", "ROUTER_", "AGENTS_", "REPORTING_", "ASSIST_")
 
 
 @pytest.fixture
@@ -29,9 +29,10 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
 
 def test_the_defaults_are_the_documented_ports(clean_env):
     stack = run_stack(LocalSettings(), Infrastructure("amqp://broker/", "mongodb://db/"))
-    assert stack.ports == {"intake": 8080, "router": 8081, "agents": 8082, "reporting": 8083}
-    assert [stack.url(s) for s in ("intake", "router", "agents", "reporting")] == [
-        "http://127.0.0.1:8080", "http://127.0.0.1:8081", "http://127.0.0.1:8082", "http://127.0.0.1:8083"]
+    assert stack.ports == {"intake": 8080, "router": 8081, "agents": 8082, "reporting": 8083, "assist": 8084}
+    assert [stack.url(s) for s in ("intake", "router", "agents", "reporting", "assist")] == [
+        "http://127.0.0.1:8080", "http://127.0.0.1:8081", "http://127.0.0.1:8082", "http://127.0.0.1:8083",
+        "http://127.0.0.1:8084"]
     assert stack.env["INTAKE_AGENTS_URL"] == "http://127.0.0.1:8082"
     assert stack.env["INTAKE_PUBLIC_URL"] == "http://127.0.0.1:8080"
     # The supervisor page (reporting) calls agents from the browser; agents allows the page's origin.
@@ -41,12 +42,13 @@ def test_the_defaults_are_the_documented_ports(clean_env):
 
 def test_hosts_and_ports_come_from_the_environment_and_intake_follows_them(clean_env):
     for name, value in {"INTAKE_PORT": "9100", "ROUTER_PORT": "9101", "AGENTS_PORT": "9102", "REPORTING_PORT": "9103",
-                        "INTAKE_HOST": "0.0.0.0", "ROUTER_HOST": "::1", "AGENTS_HOST": "127.0.0.3",
-                        "REPORTING_HOST": "127.0.0.4"}.items():
+                        "ASSIST_PORT": "9104", "INTAKE_HOST": "0.0.0.0", "ROUTER_HOST": "::1",
+                        "AGENTS_HOST": "127.0.0.3", "REPORTING_HOST": "127.0.0.4", "ASSIST_HOST": "127.0.0.5"}.items():
         clean_env.setenv(name, value)
     stack = run_stack(LocalSettings(), Infrastructure("amqp://broker/", "mongodb://db/"))
-    assert stack.ports == {"intake": 9100, "router": 9101, "agents": 9102, "reporting": 9103}
-    assert stack.hosts == {"intake": "0.0.0.0", "router": "::1", "agents": "127.0.0.3", "reporting": "127.0.0.4"}
+    assert stack.ports == {"intake": 9100, "router": 9101, "agents": 9102, "reporting": 9103, "assist": 9104}
+    assert stack.hosts == {"intake": "0.0.0.0", "router": "::1", "agents": "127.0.0.3", "reporting": "127.0.0.4",
+                           "assist": "127.0.0.5"}
     # A wildcard listener is called on loopback; an IPv6 address goes in brackets.
     assert stack.url("intake") == "http://127.0.0.1:9100"
     assert stack.url("router") == "http://[::1]:9101"
@@ -190,9 +192,9 @@ def test_make_run_starts_the_replicas_asked_for(stack_factory):
     built = stack_factory()
     built.start_all()
     names = local.start_more_replicas(built, 2)
-    assert sorted(names) == ["agents-2", "intake-2", "reporting-2", "router-2"]
+    assert sorted(names) == ["agents-2", "assist-2", "intake-2", "reporting-2", "router-2"]
     ports = {built.ports[name] for name in [*local.SCALED_SERVICES, *names]}
-    assert len(ports) == 8, "every process listens on a port of its own"
+    assert len(ports) == 10, "every process listens on a port of its own"
     for name in names:  # started means its /readyz answered; it still answers
         assert port_answers(built.hosts.get(name, "127.0.0.1"), built.ports[name]), f"{name} does not answer"
     assert local.LocalSettings(SWITCHYARD_REPLICAS="3").replicas == 3

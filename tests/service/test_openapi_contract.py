@@ -17,7 +17,9 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
-from tests.conftest import API_KEY, free_port
+from services.assist.app import create_app as create_assist
+from services.assist.settings import AssistSettings
+from tests.conftest import API_KEY, auth, free_port, serve
 from tests.fixtures.channels import ALL_CHANNELS
 from tests.service.helpers import Apps, running_apps
 from tests.service.test_webchat_files import chat_session, upload_form
@@ -152,3 +154,18 @@ async def test_the_service_does_what_its_openapi_document_says(names, tmp_path, 
         client = getattr(apps, service)
         status, output = await run_schemathesis(str(client.make_url("")).rstrip("/"), config_file)
     assert status == 0, f"schemathesis found failures in {service}:\n{output}"
+
+
+async def test_assist_does_what_its_openapi_document_says(names, tmp_path):
+    """Assist stands alone (the knowledge base needs no other service): its routes, declared and driven."""
+    async with serve(create_assist(names.settings(AssistSettings))) as assist:
+        document = await (await assist.get("/openapi.json")).json()
+        assert not undeclared_routes(assist.app, document), undeclared_routes(assist.app, document)
+        created = await assist.post("/v1/kb/articles", json={"title": "Reset a password", "body": "Open *Settings*.",
+                                                             "status": "published"}, headers=auth())
+        assert created.status == 201, await created.text()
+        seeded = Seeded({"path.workspace": ["default"], "path.article_id": [(await created.json())["id"]]})
+        config_file = tmp_path / "schemathesis.toml"
+        config_file.write_text(COMMON + seeded.toml())
+        status, output = await run_schemathesis(str(assist.make_url("")).rstrip("/"), config_file)
+    assert status == 0, f"schemathesis found failures in assist:\n{output}"

@@ -12,7 +12,7 @@ ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 DOCKERFILE = ROOT / "deploy" / "Dockerfile"
 
-APP_SERVICES = {"intake": 8080, "router": 8081, "agents": 8082, "reporting": 8083}
+APP_SERVICES = {"intake": 8080, "router": 8081, "agents": 8082, "reporting": 8083, "assist": 8084}
 MONGO_MEMBERS = {"mongo1": 27017, "mongo2": 27018, "mongo3": 27019}
 REPLICA_SET = "rs0"
 INFRA = ("rabbitmq", *MONGO_MEMBERS, "mongo-init")

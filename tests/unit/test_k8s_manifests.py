@@ -30,7 +30,7 @@ CRD_SCHEMAS = Path(__file__).resolve().parent / "crd_schemas"
 # The Kubernetes version whose schemas the built-in objects must pass (kubernetes-validate ships them).
 KUBERNETES_VERSION = "1.33.0"
 
-SERVICES = {"intake": 8080, "router": 8081, "agents": 8082, "reporting": 8083}
+SERVICES = {"intake": 8080, "router": 8081, "agents": 8082, "reporting": 8083, "assist": 8084}
 SECRET = "switchyard-secrets"
 CUSTOM_RESOURCES = {
     ("rabbitmq.com/v1beta1", "RabbitmqCluster"): "rabbitmqcluster.yaml",
