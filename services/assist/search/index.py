@@ -1,0 +1,175 @@
+"""A workspace's knowledge-base index: BM25 over each language's articles and embeddings of their passages, fused
+into one calibrated confidence per article.
+
+How a query is scored (the parameters are `Scoring`'s, tuned on the dev half of tests/data/kb_eval by
+`services.assist.search.evaluate.tune`):
+- candidates: the articles in the query's language (given, else `guess_language`). A language with no articles
+  falls back to every article: each language's BM25 with the query analyzed in that language, and the embeddings
+  (which match across languages, weakly).
+- lexical: the article's BM25 (bm25s, Lucene variant) over title (repeated `title_repeat` times) + tags + body terms,
+  squashed to 0..1 as bm25 / (bm25 + lexical_half): lexical_half is the BM25 that counts as a half match.
+- semantic: the best cosine of the query's embedding against the article's passages (title + a block of the body's
+  paragraphs, up to `passage_chars`), stretched linearly from [semantic_floor, semantic_ceiling] to 0..1.
+- fused: lexical_weight * lexical + (1 - lexical_weight) * semantic; the articles are ranked by it.
+- score: a logistic curve over fused, fitted on the dev half so that score estimates the probability that the article
+  answers the question. A threshold of 0.5 therefore means "more likely right than wrong"; a bot that must rarely
+  answer wrongly uses a higher one (the evaluation prints the separation at the threshold).
+The index is immutable: a workspace's index is rebuilt (in milliseconds for hundreds of articles) when an article
+changes."""
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import bm25s
+import numpy as np
+
+from services.assist.search.embedding import embed
+from services.assist.search.text import LANGUAGES, Language, guess_language, plain_text, tokens
+
+MAX_QUERY_CHARS = 1000  # a pasted e-mail is searched by its first part: its cost stays bounded
+
+
+@dataclass(frozen=True, slots=True)
+class Article:
+    id: str
+    title: str
+    body: str  # Markdown
+    language: Language
+    tags: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Hit:
+    article_id: str
+    score: float  # the calibrated confidence, 0..1, comparable across queries
+    lexical: float  # the squashed BM25, 0..1
+    semantic: float  # the best passage cosine, -1..1
+
+
+@dataclass(frozen=True, slots=True)
+class Scoring:
+    """The fusion's parameters (module docstring); the defaults are those tuned on the dev half."""
+
+    title_repeat: int = 2
+    passage_chars: int = 300
+    lexical_half: float = 2.0
+    semantic_floor: float = 0.0
+    semantic_ceiling: float = 0.6
+    lexical_weight: float = 0.8
+    confidence_slope: float = 12.43
+    confidence_midpoint: float = 0.582
+
+    def lexical(self, bm25: np.ndarray) -> np.ndarray:
+        return bm25 / (bm25 + self.lexical_half)
+
+    def semantic(self, cosine: np.ndarray) -> np.ndarray:
+        stretched = (cosine - self.semantic_floor) / (self.semantic_ceiling - self.semantic_floor)
+        return np.clip(stretched, 0.0, 1.0)
+
+    def fused(self, bm25: np.ndarray, cosine: np.ndarray) -> np.ndarray:
+        weight = self.lexical_weight
+        return weight * self.lexical(bm25) + (1 - weight) * self.semantic(cosine)
+
+    def confidence(self, fused: np.ndarray) -> np.ndarray:
+        return 1.0 / (1.0 + np.exp(-self.confidence_slope * (fused - self.confidence_midpoint)))
+
+
+@dataclass(frozen=True, slots=True)
+class Candidates:
+    """Every candidate article of a query (positions in the index) with its raw lexical and semantic evidence."""
+
+    positions: np.ndarray
+    bm25: np.ndarray
+    cosine: np.ndarray
+
+
+@dataclass(frozen=True, slots=True)
+class LanguageIndex:
+    """BM25 over one language's articles; `positions` maps its documents to the index's articles."""
+
+    language: Language
+    positions: np.ndarray
+    bm25: bm25s.BM25
+
+    def scores(self, query: str) -> np.ndarray:
+        terms = tokens(query, self.language)
+        if not terms:
+            return np.zeros(len(self.positions), dtype=np.float32)
+        return self.bm25.get_scores(terms)
+
+
+NO_CANDIDATES = Candidates(np.zeros(0, dtype=np.int64), np.zeros(0), np.zeros(0))
+
+
+def document_terms(article: Article, title_repeat: int) -> list[str]:
+    """An article's BM25 document: the title's terms `title_repeat` times (a title match weighs more), tags, body."""
+    language = article.language
+    tags = [term for tag in article.tags for term in tokens(tag, language)]
+    return tokens(article.title, language) * title_repeat + tags + tokens(article.body, language)
+
+
+def passages(article: Article, max_chars: int) -> list[str]:
+    """The texts embedded for an article: its title followed by consecutive paragraphs up to max_chars each."""
+    blocks, current = [], ""
+    for paragraph in article.body.split("\n\n"):
+        text = " ".join(plain_text(paragraph).split())
+        if current and len(current) + len(text) > max_chars:
+            blocks.append(current)
+            current = ""
+        current = f"{current} {text}".strip()
+    blocks.append(current)
+    return [f"{article.title}. {block}".strip() for block in blocks if block] or [article.title]
+
+
+def language_index(language: Language, positions: list[int], articles: Sequence[Article],
+                   title_repeat: int) -> LanguageIndex:
+    bm25 = bm25s.BM25()
+    corpus = [document_terms(articles[position], title_repeat) for position in positions]
+    bm25.index(corpus, show_progress=False)
+    return LanguageIndex(language, np.asarray(positions, dtype=np.int64), bm25)
+
+
+class KnowledgeIndex:
+    """An immutable search index over a workspace's published articles: built once, queried many times."""
+
+    def __init__(self, articles: Iterable[Article], scoring: Scoring = Scoring()) -> None:
+        self.articles = tuple(articles)
+        self.scoring = scoring
+        unknown = {article.language for article in self.articles} - set(LANGUAGES)
+        if unknown:
+            raise ValueError(f"unsupported article language(s): {sorted(unknown)}")
+        self.by_language = {
+            language: language_index(language, positions, self.articles, scoring.title_repeat)
+            for language in LANGUAGES
+            if (positions := [i for i, article in enumerate(self.articles) if article.language == language])
+        }
+        texts = [passages(article, scoring.passage_chars) for article in self.articles]
+        self.passage_vectors = embed([text for group in texts for text in group])  # an article's rows consecutive
+        self.passage_starts = np.cumsum([0] + [len(group) for group in texts[:-1]]).astype(np.int64)
+
+    def candidates(self, query: str, language: Language | None = None) -> Candidates:
+        """The query's candidate articles (its language's, else all) with their BM25 and best passage cosine."""
+        query = query[:MAX_QUERY_CHARS]
+        language = language or guess_language(query)
+        if language not in LANGUAGES:
+            raise ValueError(f"unsupported language {language!r}: one of {', '.join(LANGUAGES)}")
+        searched = [self.by_language[language]] if language in self.by_language else list(self.by_language.values())
+        if not searched or not any(tokens(query, index.language) for index in searched):
+            return NO_CANDIDATES  # an empty index, or nothing but stop words to look for
+        positions = np.concatenate([index.positions for index in searched])
+        bm25 = np.concatenate([index.scores(query) for index in searched])
+        cosine = np.maximum.reduceat(self.passage_vectors @ embed([query])[0], self.passage_starts)[positions]
+        return Candidates(positions, bm25, cosine)
+
+    def search(self, query: str, language: Language | None = None, limit: int = 3) -> list[Hit]:
+        """The best `limit` articles for a query, best first, each with its confidence (see the module docstring)."""
+        found = self.candidates(query, language)
+        if not len(found.positions):
+            return []
+        fused = self.scoring.fused(found.bm25, found.cosine)
+        best = np.argsort(-fused, kind="stable")[:limit]
+        confidence = self.scoring.confidence(fused[best])
+        lexical = self.scoring.lexical(found.bm25[best])
+        return [Hit(self.articles[found.positions[i]].id, round(float(score), 4), round(float(lex), 4),
+                    round(float(found.cosine[i]), 4))
+                for i, score, lex in zip(best, confidence, lexical)]
