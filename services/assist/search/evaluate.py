@@ -200,7 +200,8 @@ BUILD_GRID = {"title_repeat": (1, 2, 3), "passage_chars": (300, 600, 2000)}
 
 
 def tune(articles: list[Article], dev: list[Question], log: Callable[[str], None] = print) -> Scoring:
-    """The scoring that maximizes the combined method's MRR + recall@3 + top-score AUC on the dev half, then calibrated on it."""
+    """The scoring that maximizes the combined method's MRR + recall@3 + top-score AUC on the dev half, then its
+    confidence curve calibrated on the dev half."""
     best: tuple[float, Scoring] = (-1.0, Scoring())
     for title_repeat, passage_chars in itertools.product(*BUILD_GRID.values()):
         built = Scoring(title_repeat=title_repeat, passage_chars=passage_chars)

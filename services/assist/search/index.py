@@ -17,7 +17,7 @@ How a query is scored (the parameters are `Scoring`'s, tuned on the dev half of 
 The index is immutable: a workspace's index is rebuilt (in milliseconds for hundreds of articles) when an article
 changes."""
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import bm25s
@@ -85,17 +85,24 @@ class Candidates:
 
 @dataclass(frozen=True, slots=True)
 class LanguageIndex:
-    """BM25 over one language's articles; `positions` maps its documents to the index's articles."""
+    """One language's articles: BM25 over their terms and their passages' embeddings (an article's rows consecutive,
+    from `starts`); `positions` maps them to the index's articles."""
 
     language: Language
     positions: np.ndarray
     bm25: bm25s.BM25
+    vectors: np.ndarray
+    starts: np.ndarray
 
-    def scores(self, query: str) -> np.ndarray:
-        terms = tokens(query, self.language)
+    def scores(self, terms: list[str]) -> np.ndarray:
         if not terms:
             return np.zeros(len(self.positions), dtype=np.float32)
         return self.bm25.get_scores(terms)
+
+    def cosines(self, query_vector: np.ndarray) -> np.ndarray:
+        """Each article's best passage cosine. einsum, not BLAS's matrix-vector product: BLAS spreads it over threads,
+        which costs more than it saves on a busy machine for a few thousand rows."""
+        return np.maximum.reduceat(np.einsum("ij,j->i", self.vectors, query_vector), self.starts)
 
 
 NO_CANDIDATES = Candidates(np.zeros(0, dtype=np.int64), np.zeros(0), np.zeros(0))
@@ -121,31 +128,47 @@ def passages(article: Article, max_chars: int) -> list[str]:
     return [f"{article.title}. {block}".strip() for block in blocks if block] or [article.title]
 
 
-def language_index(language: Language, positions: list[int], articles: Sequence[Article],
-                   title_repeat: int) -> LanguageIndex:
+def embedded(texts: list[str], known: Mapping[str, np.ndarray]) -> np.ndarray:
+    """The texts' embeddings, those already known reused (a rebuild after one article changed embeds only it)."""
+    missing = list(dict.fromkeys(text for text in texts if text not in known))
+    fresh = dict(zip(missing, embed(missing)))
+    return np.stack([known[text] if text in known else fresh[text] for text in texts]) if texts else embed([])
+
+
+def language_index(language: Language, positions: list[int], articles: Sequence[Article], scoring: "Scoring",
+                   known: Mapping[str, np.ndarray]) -> tuple[LanguageIndex, list[str]]:
+    """The language's index, and the passage texts behind its vectors' rows."""
     bm25 = bm25s.BM25()
-    corpus = [document_terms(articles[position], title_repeat) for position in positions]
-    bm25.index(corpus, show_progress=False)
-    return LanguageIndex(language, np.asarray(positions, dtype=np.int64), bm25)
+    bm25.index([document_terms(articles[p], scoring.title_repeat) for p in positions], show_progress=False)
+    groups = [passages(articles[p], scoring.passage_chars) for p in positions]
+    texts = [text for group in groups for text in group]
+    starts = np.cumsum([0] + [len(group) for group in groups[:-1]]).astype(np.int64)
+    index = LanguageIndex(language, np.asarray(positions, dtype=np.int64), bm25, embedded(texts, known), starts)
+    return index, texts
 
 
 class KnowledgeIndex:
     """An immutable search index over a workspace's published articles: built once, queried many times."""
 
-    def __init__(self, articles: Iterable[Article], scoring: Scoring = Scoring()) -> None:
+    def __init__(self, articles: Iterable[Article], scoring: Scoring = Scoring(),
+                 known: Mapping[str, np.ndarray] | None = None) -> None:
         self.articles = tuple(articles)
         self.scoring = scoring
         unknown = {article.language for article in self.articles} - set(LANGUAGES)
         if unknown:
             raise ValueError(f"unsupported article language(s): {sorted(unknown)}")
-        self.by_language = {
-            language: language_index(language, positions, self.articles, scoring.title_repeat)
-            for language in LANGUAGES
-            if (positions := [i for i, article in enumerate(self.articles) if article.language == language])
-        }
-        texts = [passages(article, scoring.passage_chars) for article in self.articles]
-        self.passage_vectors = embed([text for group in texts for text in group])  # an article's rows consecutive
-        self.passage_starts = np.cumsum([0] + [len(group) for group in texts[:-1]]).astype(np.int64)
+        self.by_language: dict[Language, LanguageIndex] = {}
+        self.passage_vectors: dict[str, np.ndarray] = {}
+        for language in LANGUAGES:
+            positions = [i for i, article in enumerate(self.articles) if article.language == language]
+            if positions:
+                index, texts = language_index(language, positions, self.articles, scoring, known or {})
+                self.by_language[language] = index
+                self.passage_vectors.update(zip(texts, index.vectors))
+
+    def rebuilt(self, articles: Iterable[Article]) -> "KnowledgeIndex":
+        """A new index over `articles` (after one was added, edited or removed), reusing this one's embeddings."""
+        return KnowledgeIndex(articles, self.scoring, self.passage_vectors)
 
     def candidates(self, query: str, language: Language | None = None) -> Candidates:
         """The query's candidate articles (its language's, else all) with their BM25 and best passage cosine."""
@@ -154,12 +177,13 @@ class KnowledgeIndex:
         if language not in LANGUAGES:
             raise ValueError(f"unsupported language {language!r}: one of {', '.join(LANGUAGES)}")
         searched = [self.by_language[language]] if language in self.by_language else list(self.by_language.values())
-        if not searched or not any(tokens(query, index.language) for index in searched):
+        terms = [tokens(query, index.language) for index in searched]
+        if not any(terms):
             return NO_CANDIDATES  # an empty index, or nothing but stop words to look for
-        positions = np.concatenate([index.positions for index in searched])
-        bm25 = np.concatenate([index.scores(query) for index in searched])
-        cosine = np.maximum.reduceat(self.passage_vectors @ embed([query])[0], self.passage_starts)[positions]
-        return Candidates(positions, bm25, cosine)
+        vector = embed([query])[0]
+        return Candidates(np.concatenate([index.positions for index in searched]),
+                          np.concatenate([index.scores(found) for index, found in zip(searched, terms)]),
+                          np.concatenate([index.cosines(vector) for index in searched]))
 
     def search(self, query: str, language: Language | None = None, limit: int = 3) -> list[Hit]:
         """The best `limit` articles for a query, best first, each with its confidence (see the module docstring)."""

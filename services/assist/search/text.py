@@ -12,8 +12,8 @@ from bm25s.stopwords import STOPWORDS_EN_PLUS, STOPWORDS_RUSSIAN
 Language = Literal["en", "ru", "uk"]
 LANGUAGES: tuple[Language, ...] = ("en", "ru", "uk")
 
-# bm25s ships English (NLTK's) and Russian lists; no package here has a Ukrainian one, so this is a short hand list of
-# pronouns, prepositions, conjunctions and particles (surface forms: it is applied before lemmatizing).
+# bm25s ships English and Russian lists (NLTK's); no package here has a Ukrainian one, so this is a short hand
+# list of pronouns, prepositions, conjunctions and particles (surface forms: they are dropped before lemmatizing).
 STOPWORDS_UK = frozenset([
     "а", "аби", "або", "але", "ані", "б", "би", "бо", "був", "була", "були", "було", "бути", "в", "вам", "вас", "ви",
     "від", "він", "вона", "вони", "воно", "всі", "все", "г", "де", "для", "до", "дуже", "є", "ж", "же", "з", "за",
@@ -23,9 +23,12 @@ STOPWORDS_UK = frozenset([
     "цього", "цю", "ця", "чи", "що", "щоб", "як", "який", "яка", "яке", "які", "якщо", "я", "вже", "ще",
 ])
 
+# NLTK's Russian list (bm25s's) spells ё as е and lacks "это".
+RUSSIAN_MISSING = frozenset(["это", "всё", "ещё", "её", "моё", "твоё", "своё"])
+
 STOPWORDS: dict[Language, frozenset[str]] = {
     "en": frozenset(STOPWORDS_EN_PLUS),
-    "ru": frozenset(STOPWORDS_RUSSIAN),
+    "ru": frozenset(STOPWORDS_RUSSIAN) | RUSSIAN_MISSING,
     "uk": STOPWORDS_UK,
 }
 
