@@ -1,9 +1,12 @@
 """The knowledge-base search: text analysis per language (stems, lemmas, Markdown, stop words, the language guess)
 and the index (title matches, language preference and fallback, empty and degenerate queries, the score's range)."""
 
+from dataclasses import replace
+
 import pytest
 
-from services.assist.search.index import MAX_QUERY_CHARS, Article, KnowledgeIndex
+from services.assist.search import index as index_module
+from services.assist.search.index import MAX_QUERY_CHARS, Article, KnowledgeIndex, passages
 from services.assist.search.text import guess_language, plain_text, tokens
 
 
@@ -114,3 +117,14 @@ def test_an_unsupported_language_is_refused(index):
         index.search("Rückerstattung", language="de")
     with pytest.raises(ValueError, match="unsupported article language"):
         KnowledgeIndex([Article("de-1", "Rückerstattung", "", "de")])
+
+
+def test_a_rebuild_embeds_only_the_changed_article(index, monkeypatch):
+    embedded = []
+    embed = index_module.embed
+    monkeypatch.setattr(index_module, "embed", lambda texts: embedded.extend(texts) or embed(texts))
+    edited = replace(ARTICLES[2], body="Couriers deliver in two to four business days, parcel lockers in one.")
+    rebuilt = index.rebuilt([*ARTICLES[:2], edited, *ARTICLES[3:]])
+    assert embedded == passages(edited, index.scoring.passage_chars)
+    assert rebuilt.search("parcel lockers")[0].article_id == "en-delivery"
+    assert index.search("parcel lockers")[0].lexical == 0  # the old index is unchanged

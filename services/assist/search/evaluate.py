@@ -187,12 +187,12 @@ def calibrate(evidence: list[Evidence], scoring: Scoring) -> Scoring:
     """The scoring with its confidence curve fitted to "the top hit is relevant" (no-answer questions: never)."""
     fused, right = top_evidence(evidence, scoring)
     slope, midpoint = logistic_fit(fused, right.astype(np.float64))
-    return replace(scoring, confidence_slope=round(slope, 2), confidence_midpoint=round(midpoint, 3))
+    return replace(scoring, confidence_slope=round(slope, 1), confidence_midpoint=round(midpoint, 2))
 
 
 GRID = {
     "lexical_half": (0.5, 1.0, 2.0, 4.0, 8.0, 16.0),
-    "lexical_weight": (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8),
+    "lexical_weight": (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9),
     "semantic_floor": (0.0, 0.1, 0.2, 0.3),
     "semantic_ceiling": (0.6, 0.7, 0.8, 0.9),
 }

@@ -51,13 +51,13 @@ class Scoring:
     """The fusion's parameters (module docstring); the defaults are those tuned on the dev half."""
 
     title_repeat: int = 2
-    passage_chars: int = 300
-    lexical_half: float = 2.0
+    passage_chars: int = 600
+    lexical_half: float = 4.0
     semantic_floor: float = 0.0
-    semantic_ceiling: float = 0.6
-    lexical_weight: float = 0.8
-    confidence_slope: float = 12.43
-    confidence_midpoint: float = 0.582
+    semantic_ceiling: float = 0.9
+    lexical_weight: float = 0.9
+    confidence_slope: float = 15.1
+    confidence_midpoint: float = 0.39
 
     def lexical(self, bm25: np.ndarray) -> np.ndarray:
         return bm25 / (bm25 + self.lexical_half)
