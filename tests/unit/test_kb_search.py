@@ -99,6 +99,14 @@ def test_an_empty_index_finds_nothing():
     assert KnowledgeIndex([]).search("refund") == []
 
 
+def test_an_empty_article_is_indexed_and_never_matches():
+    index = KnowledgeIndex([Article("empty", "", "", "en"), *ARTICLES])
+    hits = index.search("refunds", limit=10)
+    assert hits[0].article_id == "en-refunds"
+    assert [(hit.lexical, hit.semantic) for hit in hits if hit.article_id == "empty"] == [(0.0, 0.0)]
+    assert [hit.score < 0.1 for hit in KnowledgeIndex([Article("empty", "", "", "en")]).search("refund")] == [True]
+
+
 def test_a_query_of_only_stop_words_or_no_words_finds_nothing(index):
     assert index.search("what is it, and how?") == []
     assert index.search("   ?!  ") == []

@@ -191,7 +191,7 @@ def calibrate(evidence: list[Evidence], scoring: Scoring) -> Scoring:
 
 
 GRID = {
-    "lexical_half": (0.5, 1.0, 2.0, 4.0, 8.0, 16.0),
+    "lexical_half": (0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0),
     "lexical_weight": (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9),
     "semantic_floor": (0.0, 0.1, 0.2, 0.3),
     "semantic_ceiling": (0.6, 0.7, 0.8, 0.9),

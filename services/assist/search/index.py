@@ -7,7 +7,9 @@ How a query is scored (the parameters are `Scoring`'s, tuned on the dev half of 
   falls back to every article: each language's BM25 with the query analyzed in that language, and the embeddings
   (which match across languages, weakly).
 - lexical: the article's BM25 (bm25s, Lucene variant) over title (repeated `title_repeat` times) + tags + body terms,
-  squashed to 0..1 as bm25 / (bm25 + lexical_half): lexical_half is the BM25 that counts as a half match.
+  divided by the idf of a term only one article of the language has (BM25 grows with the number of articles: so
+  divided, one rare term matched weighs about 1 in a workspace of 5 articles as in one of 5,000), then squashed to
+  0..1 as b / (b + lexical_half): lexical_half is the evidence that counts as a half match.
 - semantic: the best cosine of the query's embedding against the article's passages (title + a block of the body's
   paragraphs, up to `passage_chars`), stretched linearly from [semantic_floor, semantic_ceiling] to 0..1.
 - fused: lexical_weight * lexical + (1 - lexical_weight) * semantic; the articles are ranked by it.
@@ -17,13 +19,14 @@ How a query is scored (the parameters are `Scoring`'s, tuned on the dev half of 
 The index is immutable: a workspace's index is rebuilt (in milliseconds for hundreds of articles) when an article
 changes."""
 
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import bm25s
 import numpy as np
 
-from services.assist.search.embedding import embed
+from services.assist.search.embedding import DIMENSIONS, embed
 from services.assist.search.text import LANGUAGES, Language, guess_language, plain_text, tokens
 
 MAX_QUERY_CHARS = 1000  # a pasted e-mail is searched by its first part: its cost stays bounded
@@ -52,12 +55,12 @@ class Scoring:
 
     title_repeat: int = 2
     passage_chars: int = 600
-    lexical_half: float = 4.0
+    lexical_half: float = 1.5
     semantic_floor: float = 0.0
     semantic_ceiling: float = 0.9
     lexical_weight: float = 0.9
-    confidence_slope: float = 15.1
-    confidence_midpoint: float = 0.39
+    confidence_slope: float = 15.3
+    confidence_midpoint: float = 0.38
 
     def lexical(self, bm25: np.ndarray) -> np.ndarray:
         return bm25 / (bm25 + self.lexical_half)
@@ -79,7 +82,7 @@ class Candidates:
     """Every candidate article of a query (positions in the index) with its raw lexical and semantic evidence."""
 
     positions: np.ndarray
-    bm25: np.ndarray
+    bm25: np.ndarray  # in units of a rare term's idf (LanguageIndex.scores)
     cosine: np.ndarray
 
 
@@ -90,14 +93,16 @@ class LanguageIndex:
 
     language: Language
     positions: np.ndarray
-    bm25: bm25s.BM25
+    bm25: bm25s.BM25 | None  # None when none of its articles has a term
     vectors: np.ndarray
     starts: np.ndarray
 
     def scores(self, terms: list[str]) -> np.ndarray:
-        if not terms:
+        """Each article's BM25 in units of the idf of a term that only one article has (module docstring)."""
+        if not terms or self.bm25 is None:
             return np.zeros(len(self.positions), dtype=np.float32)
-        return self.bm25.get_scores(terms)
+        articles = len(self.positions)
+        return self.bm25.get_scores(terms) / math.log(1 + (articles - 1 + 0.5) / (1 + 0.5))  # Lucene's idf, df = 1
 
     def cosines(self, query_vector: np.ndarray) -> np.ndarray:
         """Each article's best passage cosine. einsum, not BLAS's matrix-vector product: BLAS spreads it over threads,
@@ -129,17 +134,22 @@ def passages(article: Article, max_chars: int) -> list[str]:
 
 
 def embedded(texts: list[str], known: Mapping[str, np.ndarray]) -> np.ndarray:
-    """The texts' embeddings, those already known reused (a rebuild after one article changed embeds only it)."""
-    missing = list(dict.fromkeys(text for text in texts if text not in known))
+    """The texts' embeddings, those already known reused (a rebuild after one article changed embeds only it).
+    An empty text (an article with no title nor body) gets a zero vector: WordLlama would divide by zero."""
+    missing = list(dict.fromkeys(text for text in texts if text and text not in known))
     fresh = dict(zip(missing, embed(missing)))
+    fresh[""] = np.zeros(DIMENSIONS, dtype=np.float32)
     return np.stack([known[text] if text in known else fresh[text] for text in texts]) if texts else embed([])
 
 
 def language_index(language: Language, positions: list[int], articles: Sequence[Article], scoring: "Scoring",
                    known: Mapping[str, np.ndarray]) -> tuple[LanguageIndex, list[str]]:
     """The language's index, and the passage texts behind its vectors' rows."""
-    bm25 = bm25s.BM25()
-    bm25.index([document_terms(articles[p], scoring.title_repeat) for p in positions], show_progress=False)
+    corpus = [document_terms(articles[p], scoring.title_repeat) for p in positions]
+    bm25 = None
+    if any(corpus):  # bm25s divides by the mean document length
+        bm25 = bm25s.BM25()
+        bm25.index(corpus, show_progress=False)
     groups = [passages(articles[p], scoring.passage_chars) for p in positions]
     texts = [text for group in groups for text in group]
     starts = np.cumsum([0] + [len(group) for group in groups[:-1]]).astype(np.int64)
