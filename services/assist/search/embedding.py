@@ -31,8 +31,11 @@ def model() -> WordLlamaInference:
 
 
 def embed(texts: list[str]) -> np.ndarray:
-    """One unit-length row per text (float32), so a dot product is the cosine similarity."""
-    if not texts:
-        return np.zeros((0, DIMENSIONS), dtype=np.float32)
-    vectors = np.asarray(model().embed(texts, norm=True), dtype=np.float32)
-    return vectors.reshape(len(texts), DIMENSIONS)
+    """One unit-length row per text (float32), so a dot product is the cosine similarity; a text with
+    nothing to embed (empty, spaces) gets a zero row, similar to nothing, rather than the NaN the model gives."""
+    vectors = np.zeros((len(texts), DIMENSIONS), dtype=np.float32)
+    present = [n for n, text in enumerate(texts) if text.strip()]
+    if present:
+        embedded = np.asarray(model().embed([texts[n] for n in present], norm=True), dtype=np.float32)
+        vectors[present] = np.nan_to_num(embedded.reshape(len(present), DIMENSIONS))  # belt and braces
+    return vectors
