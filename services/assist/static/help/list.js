@@ -34,8 +34,14 @@ export class ArticleList {
     $("articles").replaceChildren(...mine.map(item));
     $("other-articles").replaceChildren(...others.map(item));
     show($("others"), others.length > 0);
-    const empty = this.articles.length === 0 ? "articles.empty" : shown.length === 0 ? "articles.none_tagged" : "";
-    setText($("list-status"), empty ? this.i18n.t(empty) : "");
+    setText($("list-status"), this.emptiness(shown, mine));
+  }
+
+  /** What to say when there is nothing to list (in the reader's language); "" when there is something. */
+  emptiness(shown, mine) {
+    if (this.articles.length === 0) return this.i18n.t("articles.empty");
+    if (shown.length === 0) return this.i18n.t("articles.none_tagged");
+    return mine.length === 0 ? this.i18n.t("articles.none_in_language") : "";
   }
 
   renderTags() {

@@ -16,7 +16,7 @@ function row(article, helpPath, onOpen) {
     el("td", {}, el("time", { datetime: article.updated_at }, formatDate(article.updated_at, "en-GB"))),
     el("td", {}, published
       ? el("a", { href: publicUrl(helpPath, article.id), target: "_blank", rel: "noopener",
-                  "aria-label": `${article.title} in the help center` }, "View")
+                  "aria-label": `View “${article.title}” in the help center` }, "View")
       : "—"));
 }
 
