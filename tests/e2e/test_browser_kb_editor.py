@@ -75,6 +75,12 @@ async def test_a_supervisor_writes_publishes_and_deletes_an_article(names):
             await expect(page.locator("#preview strong")).to_have_text("Orders")
             await expect(page.locator("#preview")).to_contain_text("<img src=x onerror=alert(1)>")
             await expect(page.locator("#preview img")).to_have_count(0)
+            await page.fill("#body", "x" * 50_001)  # over the limit: the preview's 422 sits by the body
+            await expect(page.locator("#preview-box")).to_be_hidden()  # a preview of older text is gone
+            await page.click("#preview-button")
+            await expect(page.locator("#body-error")).to_contain_text("at most 50000 characters")
+            await expect(page.locator("#body")).to_have_attribute("aria-invalid", "true")
+            await page.fill("#body", "Open **Orders**.")
 
             # Published: in the help center, and the editor links to its page there.
             await page.check("#published")

@@ -5,7 +5,9 @@ anything unknown or malformed is a JSON 404 (never a 500), and the pages and the
 import pytest
 
 from services.assist.app import create_app
+from services.assist.pages import ASSET_FILES
 from services.assist.settings import AssistSettings
+from shared.pages import LIB_FILES
 from tests.conftest import auth, serve
 from tests.service.test_openapi_contract import undeclared_routes
 
@@ -116,9 +118,9 @@ async def test_the_pages_and_their_files_are_served_and_declared(names):
             assert policy in page.headers["Content-Security-Policy"]
         article = await write(assist, PUBLISHED)
         assert (await assist.get(f"/help/default/articles/{article['id']}")).status == 200
-        for path in ["/assist/help/main.js", "/assist/kb/main.js", "/assist/dom.js", "/lib/i18n.js",
-                     "/locales/uk.json", "/assist/help.css"]:
-            assert (await assist.get(path)).status == 200, path
+        for page_file in (*ASSET_FILES, *LIB_FILES):
+            served = await assist.get(page_file.path)
+            assert served.status == 200 and served.content_type == page_file.media_type, page_file.path
         document = await (await assist.get("/openapi.json")).json()
         assert not undeclared_routes(assist.app, document), undeclared_routes(assist.app, document)
         assert document["paths"]["/v1/help/{workspace}/articles"]["get"]["security"] == []

@@ -42,7 +42,8 @@ export function showError(error) {
   clearErrors();
   const unplaced = [];
   for (const problem of (error instanceof ApiError ? error.problems : [])) {
-    const field = Array.isArray(problem.loc) ? String(problem.loc[0]) : "";
+    const named = Array.isArray(problem.loc) ? String(problem.loc[0]) : "";
+    const field = named === "markdown" ? "body" : named;  // the preview's name for the body
     if (!(field in FIELDS)) {
       unplaced.push(problemText(problem));
       continue;

@@ -132,6 +132,7 @@ function wire() {
     save();
   });
   $("preview-button").addEventListener("click", () => showPreview(state.api));
+  $("body").addEventListener("input", () => show($("preview-box"), false));  // a preview of older text misleads
   $("delete").addEventListener("click", remove);
 }
 
