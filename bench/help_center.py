@@ -35,14 +35,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=50)
     rounds = parser.parse_args().rounds
-    print(f"{'body chars':>10} {'html cold ms':>13} {'html warm ms':>13} {'excerpt cold ms':>16} {'excerpt warm ms':>16}")
+    columns = ("body chars", "html cold ms", "html warm ms", "excerpt cold ms", "excerpt warm ms")
+    print(" ".join(f"{name:>16}" for name in columns))
     for size in (500, 2_000, 10_000, 50_000):
         bodies = [body(size) for _ in range(rounds)]
         html_cold = per_call_ms(rendering.to_html, bodies)
         html_warm = per_call_ms(rendering.to_html, bodies[-1:] * rounds)
         excerpt_cold = per_call_ms(rendering.excerpt, [body(size) for _ in range(rounds)])
         excerpt_warm = per_call_ms(rendering.excerpt, bodies[-1:] * rounds)
-        print(f"{size:>10} {html_cold:>13.2f} {html_warm:>13.3f} {excerpt_cold:>16.2f} {excerpt_warm:>16.3f}")
+        print(f"{size:>16} {html_cold:>16.2f} {html_warm:>16.3f} {excerpt_cold:>16.2f} {excerpt_warm:>16.3f}")
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ from shared.web import API_KEYS, Answer, Operation, Timestamp, choice_query, htt
 # Workspace ids as the other services' ids in a path (an agent's, a canned response's owner).
 WORKSPACE_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
 ARTICLE_ID_PATTERN = r"^[0-9a-f]{32}$"  # shared.models.new_id()
-WORKSPACE = path_parameter("workspace", "The workspace whose help center it is", pattern=WORKSPACE_PATTERN,
+WORKSPACE_PARAMETER = path_parameter("workspace", "The workspace whose help center it is", pattern=WORKSPACE_PATTERN,
                            example="default")
 ARTICLE_ID = path_parameter("article_id", "The article's id", pattern=ARTICLE_ID_PATTERN)
 LANGUAGE = choice_query("language", "Only articles in this language", LANGUAGES)
@@ -68,9 +68,9 @@ class PublicArticle(BaseModel):
 
 def _workspace(request: web.Request) -> str:
     """The path's workspace if it is one with a key, else a JSON 404 (a malformed one too)."""
-    workspace_id = WORKSPACE.raw(request) or ""
+    workspace_id = WORKSPACE_PARAMETER.raw(request) or ""
     if not _WORKSPACE.fullmatch(workspace_id) or workspace_id not in request.app[API_KEYS].values():
-        raise http_error(web.HTTPNotFound, "no help center here: unknown workspace", parameter=WORKSPACE.name)
+        raise http_error(web.HTTPNotFound, "no help center here: unknown workspace", parameter=WORKSPACE_PARAMETER.name)
     return workspace_id
 
 
@@ -123,13 +123,13 @@ def add_help_center_routes(app: web.Application) -> None:
 PAGE = Answer(200, "The page", media_type=HTML)
 HELP_CENTER_OPERATIONS = [
     Operation("GET", ARTICLES, "A workspace's published articles, newest change first (no key)",
-              (Answer(200, "The articles", PublicArticleList),), parameters=(WORKSPACE, LANGUAGE), errors=(400, 404),
-              public=True),
+              (Answer(200, "The articles", PublicArticleList),), parameters=(WORKSPACE_PARAMETER, LANGUAGE),
+              errors=(400, 404), public=True),
     Operation("GET", ARTICLE, "One published article, its body as HTML (no key)",
-              (Answer(200, "The article", PublicArticle),), parameters=(WORKSPACE, ARTICLE_ID), errors=(404,),
+              (Answer(200, "The article", PublicArticle),), parameters=(WORKSPACE_PARAMETER, ARTICLE_ID), errors=(404,),
               public=True),
     Operation("GET", LIST_PAGE, "The help center page: the published articles, by language and tag, and a search",
-              (PAGE,), parameters=(WORKSPACE,), errors=(404,), public=True),
+              (PAGE,), parameters=(WORKSPACE_PARAMETER,), errors=(404,), public=True),
     Operation("GET", ARTICLE_PAGE, "The page of one published article (what a chat widget links to)",
-              (PAGE,), parameters=(WORKSPACE, ARTICLE_ID), errors=(404,), public=True),
+              (PAGE,), parameters=(WORKSPACE_PARAMETER, ARTICLE_ID), errors=(404,), public=True),
 ]

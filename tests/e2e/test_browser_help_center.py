@@ -81,7 +81,8 @@ async def test_the_help_center_in_russian_with_its_articles_search_and_topics(na
             # No search in the service yet: the box says so, the list stays.
             await page.fill("#q", "пароль")
             await page.click("#search-submit")
-            await expect(page.locator("#search-status")).to_have_text("Поиск сейчас недоступен. Посмотрите статьи ниже.")
+            await expect(page.locator("#search-status")).to_have_text(
+                "Поиск сейчас недоступен. Посмотрите статьи ниже.")
             await expect(mine).to_have_count(2)
             await expect(page.locator("#results")).to_be_hidden()
             # A search that answers: its hits, linked to their pages; one that fails (a 500): unavailable again.

@@ -39,7 +39,8 @@ async def not_found(response) -> str:
 async def test_only_published_articles_of_the_workspace_are_public(names):
     async with serve(assist_app(names)) as assist:
         published = await write(assist, PUBLISHED)
-        russian = await write(assist, {**PUBLISHED, "title": "Сброс пароля", "language": "ru", "body": "Откройте " * 80})
+        russian = await write(assist, {**PUBLISHED, "title": "Сброс пароля", "language": "ru",
+                                       "body": "Откройте " * 80})
         draft = await write(assist, DRAFT)
         theirs = await write(assist, {**PUBLISHED, "title": "Theirs"}, key="other-key")
 
