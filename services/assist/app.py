@@ -5,8 +5,11 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
+from services.assist.editor import EDITOR_OPERATIONS, add_editor_routes
+from services.assist.help_center import HELP_CENTER_OPERATIONS, add_help_center_routes
 from services.assist.kb import KnowledgeBase
 from services.assist.kb_api import KB, KB_OPERATIONS, add_kb_routes
+from services.assist.pages import ASSET_OPERATIONS, add_asset_routes
 from services.assist.settings import AssistSettings
 from shared.mongo import create_client, is_reachable
 from shared.web import add_openapi_route, add_ops_routes, configure_auth, service_middlewares
@@ -36,5 +39,9 @@ def create_app(settings: AssistSettings) -> web.Application:
     app.cleanup_ctx.append(resources)
     add_ops_routes(app, registry, {"mongodb": mongo_ready})
     add_kb_routes(app)
-    add_openapi_route(app, "Switchyard assist", [*KB_OPERATIONS])
+    add_help_center_routes(app)
+    add_editor_routes(app)
+    add_asset_routes(app)
+    add_openapi_route(app, "Switchyard assist",
+                      [*KB_OPERATIONS, *HELP_CENTER_OPERATIONS, *EDITOR_OPERATIONS, *ASSET_OPERATIONS])
     return app

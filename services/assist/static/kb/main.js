@@ -1,0 +1,146 @@
+// The supervisors' article editor: sign in with the workspace key (kept in localStorage, as the supervisor
+// page keeps it), the list of articles, and one article's form (create, change, publish, delete).
+
+import { $, setText, show } from "/assist/dom.js";
+import { ApiError, articlesApi } from "./api.js";
+import { clearErrors, confirmDelete, fillForm, readForm, showError, showPreview, showPublicLink } from "./form.js";
+import { renderList } from "./list.js";
+
+const KEY_TOKEN = "switchyard.kb.token";
+const state = { api: null, helpPath: "", articles: [], current: null };
+
+function remember(token) {
+  try {
+    if (token) localStorage.setItem(KEY_TOKEN, token);
+    else localStorage.removeItem(KEY_TOKEN);
+  } catch (e) { /* storage off: the key lasts as long as the page */ }
+}
+
+function remembered() {
+  try {
+    return localStorage.getItem(KEY_TOKEN) || "";
+  } catch (e) {
+    return "";
+  }
+}
+
+/** Keep the key out of the address bar and the browser's history. */
+function takeTokenFromUrl() {
+  const url = new URL(location.href);
+  const token = url.searchParams.get("token");
+  if (token !== null) {
+    url.searchParams.delete("token");
+    history.replaceState(null, "", url.pathname + url.search + url.hash);
+  }
+  return token || "";
+}
+
+function showView(view) {
+  for (const name of ["login", "list", "edit"]) show($(`${name}-view`), name === view);
+}
+
+async function showList(focus = true) {
+  showView("list");
+  try {
+    state.articles = await state.api.list();
+    renderList(state.articles, state.helpPath, openArticle);
+  } catch (error) {
+    setText($("list-status"), error.message);
+  }
+  if (focus) $("list-title").focus();
+}
+
+function openArticle(article) {
+  state.current = article;
+  clearErrors();
+  fillForm(article);
+  setText($("edit-title"), article ? `Edit “${article.title}”` : "New article");
+  setText($("form-status"), "");
+  show($("delete"), Boolean(article));
+  show($("preview-box"), false);
+  showPublicLink(article, state.helpPath);
+  showView("edit");
+  $("title").focus();
+}
+
+async function save() {
+  clearErrors();
+  setText($("form-status"), "Saving…");
+  try {
+    const article = readForm();
+    const id = state.current?.id;
+    state.current = id ? await state.api.replace(id, article) : await state.api.create(article);
+  } catch (error) {
+    setText($("form-status"), "");
+    showError(error);
+    return;
+  }
+  show($("delete"), true);
+  setText($("edit-title"), `Edit “${state.current.title}”`);
+  showPublicLink(state.current, state.helpPath);
+  setText($("form-status"), state.current.status === "published" ? "Saved and published." : "Saved as a draft.");
+}
+
+async function remove() {
+  const article = state.current;
+  if (!article || !(await confirmDelete(article.title))) return;
+  try {
+    await state.api.remove(article.id);
+  } catch (error) {
+    showError(error);
+    return;
+  }
+  await showList();
+  setText($("list-status"), `“${article.title}” was deleted.`);
+}
+
+/** The key is checked by asking where the workspace's help center is (a supervisor's call). */
+async function signIn(token) {
+  setText($("login-error"), "");
+  if (!token) {
+    setText($("login-error"), "Enter the workspace's API key.");
+    return;
+  }
+  const api = articlesApi(token);
+  try {
+    state.helpPath = (await api.helpCenter()).path;
+  } catch (error) {
+    remember("");
+    setText($("login-error"), error instanceof ApiError ? error.message : String(error));
+    return;
+  }
+  state.api = api;
+  remember(token);
+  $("help-link").href = state.helpPath;
+  for (const id of ["help-link", "sign-out"]) show($(id), true);
+  await showList(false);
+}
+
+function wire() {
+  $("login").addEventListener("submit", (event) => {
+    event.preventDefault();
+    signIn($("token").value.trim());
+  });
+  $("sign-out").addEventListener("click", () => {
+    remember("");
+    location.replace(location.pathname);
+  });
+  $("new-article").addEventListener("click", () => openArticle(null));
+  $("back-to-list").addEventListener("click", () => showList());
+  $("article-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    save();
+  });
+  $("preview-button").addEventListener("click", () => showPreview(state.api));
+  $("body").addEventListener("input", () => show($("preview-box"), false));  // a preview of older text misleads
+  $("delete").addEventListener("click", remove);
+}
+
+async function main() {
+  wire();
+  const token = takeTokenFromUrl() || remembered();
+  if (token) await signIn(token);
+  else $("token").focus();
+}
+
+main().catch((error) => setText($("login-error"), `The page could not start: ${error.message}`));
