@@ -6,15 +6,20 @@ import asyncio
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from email import message_from_bytes, policy
 
 from shared import events
 from shared.broker import Broker
-from shared.models import Contact, InboundMessage, OutboundMessage, QuickReply, RejectedInput
+from shared.models import Contact, InboundMessage, OutboundMessage, QuickReply, RejectedInput, ReplyContext
+from tests.fixtures import email as email_fx
 from tests.fixtures import messenger as messenger_fx
 from tests.fixtures import telegram as telegram_fx
+from tests.fixtures import twilio as twilio_fx
 from tests.fixtures import whatsapp as whatsapp_fx
+from tests.service import test_channel_email as email_channel
 from tests.service import test_channel_messenger as messenger
 from tests.service import test_channel_telegram as telegram
+from tests.service import test_channel_twilio as twilio
 from tests.service import test_channel_whatsapp as whatsapp
 from tests.service.helpers import running_apps, texts
 from tests.service.test_csat_webchat import open_chat
@@ -266,3 +271,27 @@ async def test_web_chat_buttons_come_in_the_message_frame_and_a_press_is_a_messa
         await chat.say("typed", "p3")
         typed = await broker.next_received()
         assert (typed.action, typed.text) == (None, "typed")
+
+
+# -- channels without buttons -----------------------------------------------------------------------
+
+
+async def test_an_sms_lists_the_choices_in_the_customers_language_and_a_digit_back_stays_text(names):
+    async with twilio.messages_api() as api, running_apps(names, **twilio.settings(api)) as apps, wire(names) as broker:
+        await broker.send("sms", "+14155550123", reply_to=ReplyContext(metadata={"language": "ru"}))
+        _, _, form = await asyncio.wait_for(api.calls.get(), 15)
+        assert form["Body"] == f"{QUESTION}\nОтветьте цифрой: 1 — Yes, thanks; 2 — No, talk to a person"
+        answer = await twilio.post_signed(apps, twilio.WEBHOOK, twilio_fx.incoming_sms(40, "2"))
+        assert answer.status == 200
+        digit = await broker.next_received()
+        assert (digit.action, digit.text) == (None, "2")  # intake keeps no state: the bot reads the digit
+
+
+async def test_a_mail_lists_the_choices_under_the_text(names):
+    relay = email_channel.Relay()
+    async with email_channel.email_apps(names, relay) as _, wire(names) as broker:
+        await broker.send("email", email_fx.CUSTOMER)
+        envelope = await asyncio.wait_for(relay.received.get(), 20)
+        mail = message_from_bytes(envelope.original_content, policy=policy.default)
+        lines = mail.get_content().splitlines()  # SMTP's CRLF line ends
+        assert lines == [QUESTION, "", "Reply 1 — Yes, thanks; 2 — No, talk to a person"]
