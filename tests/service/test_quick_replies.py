@@ -8,9 +8,13 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from email import message_from_bytes, policy
 
+from aiohttp import web
+
+from services.intake.settings import CallbackTarget
 from shared import events
 from shared.broker import Broker
 from shared.models import Contact, InboundMessage, OutboundMessage, QuickReply, RejectedInput, ReplyContext
+from tests.conftest import auth
 from tests.fixtures import email as email_fx
 from tests.fixtures import messenger as messenger_fx
 from tests.fixtures import telegram as telegram_fx
@@ -21,7 +25,7 @@ from tests.service import test_channel_messenger as messenger
 from tests.service import test_channel_telegram as telegram
 from tests.service import test_channel_twilio as twilio
 from tests.service import test_channel_whatsapp as whatsapp
-from tests.service.helpers import running_apps, texts
+from tests.service.helpers import callback_receiver, running_apps, texts
 from tests.service.test_csat_webchat import open_chat
 
 CHOICES = [QuickReply(id="kb.answered", title="Yes, thanks"), QuickReply(id="kb:human", title="No, talk to a person")]
@@ -295,3 +299,25 @@ async def test_a_mail_lists_the_choices_under_the_text(names):
         mail = message_from_bytes(envelope.original_content, policy=policy.default)
         lines = mail.get_content().splitlines()  # SMTP's CRLF line ends
         assert lines == [QUESTION, "", "Reply 1 — Yes, thanks; 2 — No, talk to a person"]
+
+
+async def test_the_api_channel_gets_the_buttons_as_data_and_posts_the_choice_back_with_its_action(names):
+    bodies: asyncio.Queue[dict] = asyncio.Queue()
+
+    async def callback(request: web.Request) -> web.Response:
+        bodies.put_nowait(json.loads(await request.read()))
+        return web.Response(status=204)
+
+    async with callback_receiver(callback) as url, \
+            running_apps(names, callbacks={"default": CallbackTarget(url=url, secret="callback-secret")}) as apps, wire(names) as broker:
+        await broker.send("api", "cust-1")
+        body = await asyncio.wait_for(bodies.get(), 15)
+        assert body["text"] == QUESTION  # the external system draws its own buttons: no line added
+        assert body["quick_replies"] == [{"id": "kb.answered", "title": "Yes, thanks"},
+                                         {"id": "kb:human", "title": "No, talk to a person"}]
+        await apps.post("cust-1", "Yes, thanks", action="kb.answered")
+        chosen = await broker.next_received()
+        assert (chosen.action, chosen.text, chosen.channel) == ("kb.answered", "Yes, thanks", "api")
+        refused = await apps.intake.post("/v1/messages", json={"contact": {"id": "cust-1"}, "text": "Yes",
+                                                               "action": "not an id"}, headers=auth())
+        assert refused.status == 422 and "action" in json.dumps(await refused.json())
