@@ -10,7 +10,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter, model_validator
 
 from shared import events
 
@@ -24,6 +24,10 @@ _LABEL_EDGE = r"[^\x00-\x20\x7f-\x9f\u2028\u2029]"
 _LABEL_INSIDE = r"[^\x00-\x1f\x7f-\x9f\u2028\u2029]"
 Label = Annotated[str, Field(min_length=1, max_length=64, pattern=f"^{_LABEL_EDGE}(?:{_LABEL_INSIDE}*{_LABEL_EDGE})?$")]
 MAX_LABELS = 20
+# A quick reply's id: what a press of its button brings back as InboundMessage.action (docs/channels/README.md).
+QUICK_REPLY_ID = r"^[A-Za-z0-9_.:-]{1,48}$"
+MAX_QUICK_REPLIES = 3  # WhatsApp's limit on reply buttons
+MAX_QUICK_REPLY_TITLE = 20  # WhatsApp's limit on a reply button's title
 Priority = Annotated[int, Field(ge=0, le=10)]
 AgentStatus = Literal["online", "away", "offline"]
 
@@ -128,6 +132,14 @@ class Attachment(Wire):
     error: str | None = Field(None, max_length=300)
 
 
+class QuickReply(Wire):
+    """A button under an outbound message; pressing it comes back as an inbound message whose `action` is `id`
+    and whose text is `title` (so a transcript shows what the customer chose)."""
+
+    id: str = Field(pattern=QUICK_REPLY_ID)
+    title: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_QUICK_REPLY_TITLE)]
+
+
 class InboundMessage(Wire):
     """A customer's message from any channel, normalized by intake (routing key message.received)."""
 
@@ -146,6 +158,8 @@ class InboundMessage(Wire):
     # Channel facts a reply needs (an email's Message-ID and subject) and hints for routing.
     metadata: Metadata = Field(default_factory=dict)
     received_at: datetime = Field(default_factory=utcnow)
+    # Set when the message is a press of one of our quick replies (its id); `text` is then the button's title.
+    action: str | None = Field(None, pattern=QUICK_REPLY_ID)
 
 
 class ConversationInfo(Wire):
@@ -446,6 +460,8 @@ class OutboundMessage(Wire):
     survey: SurveyRequest | None = None  # set on a CSAT survey (agent_id is then SYSTEM_AGENT)
     notice: ChatNotice | None = None  # set on a web chat notice (text empty, agent_id SYSTEM_AGENT)
     agent_name: str | None = Field(None, max_length=200)  # a reply's author as the customer sees them
+    # Buttons under the text (a bot's "Did this answer your question?"); each channel renders them its own way.
+    quick_replies: list[QuickReply] = Field(default_factory=list, max_length=MAX_QUICK_REPLIES)
 
 
 DeliveryState = Literal["sent", "delivered", "read", "failed"]

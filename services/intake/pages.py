@@ -24,7 +24,7 @@ from shared.pages import (
 )
 
 STATIC = Path(__file__).parent / "static"
-CHAT_MODULES = ("main", "state", "view", "connection", "frames", "survey", "composer", "offline")
+CHAT_MODULES = ("main", "state", "view", "connection", "frames", "survey", "choices", "composer", "offline")
 LANGUAGES = ("en", "ru", "uk")
 PAGE_FILES = (
     PageFile("/chat", "chat.html", HTML, "The web chat page"),

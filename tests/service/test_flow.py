@@ -52,6 +52,7 @@ async def test_the_reply_reaches_the_external_system_signed(names):
             assert payload["type"] == "message.outbound" and payload["text"] == "On its way"
             assert payload["conversation_id"] == conversation_id and payload["contact"]["id"] == "cust-2"
             assert "survey" not in payload  # the callback body is what it was before CSAT
+            assert "quick_replies" not in payload  # ... and before quick replies
             status = await desk.frames_until(lambda f: any(x["type"] == "message.status" for x in f))
             assert status[-1]["status"] == "delivered"
 

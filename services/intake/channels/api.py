@@ -3,6 +3,10 @@
 Callback request: POST <url>, JSON body {"type": "message.outbound", ...the OutboundMessage...},
 headers `X-Switchyard-Timestamp: <unix seconds>` and
 `X-Switchyard-Signature: sha256=<hex HMAC-SHA256 of "<timestamp>.<body>" with the workspace secret>`.
+
+Quick replies: the external system owns its UI, so a reply's `quick_replies` travel in the callback
+body as data (only when there are some: other bodies stay as they were), the text unchanged; it
+posts the customer's choice back with `action` (the reply's id) and the title as `text`.
 """
 
 import hashlib
@@ -16,7 +20,17 @@ from pydantic import Field, field_validator
 
 from services.intake.channels.base import ChannelPlugin, SendError, Sent, message_id_for
 from services.intake.settings import CallbackTarget
-from shared.models import MAX_SKILLS, Contact, InboundMessage, Metadata, OutboundMessage, Priority, Skill, Wire
+from shared.models import (
+    MAX_SKILLS,
+    QUICK_REPLY_ID,
+    Contact,
+    InboundMessage,
+    Metadata,
+    OutboundMessage,
+    Priority,
+    Skill,
+    Wire,
+)
 from shared.web import METADATA_SCHEMA
 
 CHANNEL = "api"
@@ -37,6 +51,8 @@ class PostedMessage(Wire):
     skills: list[Skill] = Field(default_factory=list, max_length=MAX_SKILLS)
     priority: Priority = 0
     metadata: Annotated[Metadata, METADATA_SCHEMA] = Field(default_factory=dict)
+    # The id of the quick reply the customer chose, when the message is that choice (text: its title).
+    action: str | None = Field(None, pattern=QUICK_REPLY_ID)
 
     @field_validator("text")
     @classmethod
@@ -63,6 +79,7 @@ def normalize(posted: PostedMessage, workspace_id: str, idempotency_key: str | N
         skills=posted.skills,
         priority=posted.priority,
         metadata=posted.metadata,
+        action=posted.action,
     )
 
 
@@ -85,9 +102,9 @@ class CallbackSender:
         target = self.callbacks.get(message.workspace_id)
         if target is None:
             raise SendError(f"no callback URL configured for workspace {message.workspace_id!r}", retry=False)
-        # `survey` only when there is one (never, today: the api channel carries no CSAT survey), so
-        # the callback body external systems verify stays what it was.
-        dumped = message.model_dump_json(exclude={"survey"} if message.survey is None else None)
+        # `survey` and `quick_replies` only when there are some (never a survey, today: the api channel
+        # carries no CSAT survey), so the callback body external systems verify stays what it was.
+        dumped = message.model_dump_json(exclude=unset_extras(message))
         body = b'{"type":"message.outbound",' + dumped.encode()[1:]
         timestamp = str(int(time.time()))
         headers = {
@@ -103,6 +120,12 @@ class CallbackSender:
                 raise SendError(f"callback answered HTTP {response.status}", retry=retry)
         except (aiohttp.ClientError, TimeoutError) as error:
             raise SendError(f"callback unreachable: {error!r}", retry=True) from None
+
+
+def unset_extras(message: OutboundMessage) -> set[str]:
+    """The fields a callback body leaves out when empty: they came after external systems were built."""
+    empty = {"survey": message.survey is None, "quick_replies": not message.quick_replies}
+    return {name for name, is_empty in empty.items() if is_empty}
 
 
 PLUGIN = ChannelPlugin(

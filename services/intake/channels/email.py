@@ -61,6 +61,7 @@ from services.intake.channels.email_mime import (
     strip_quoted_reply,
     thread_id_for,
 )
+from shared import quick_replies
 from shared.models import (
     MAX_METADATA_BYTES,
     MAX_TEXT_CHARS,
@@ -543,6 +544,8 @@ class EmailSender:
             raise SendError(f"email is not configured for workspace {message.workspace_id!r}", retry=False)
         if message.survey is not None:
             message = csat.with_link(self.intake, message)  # the question and a signed link to the survey page
+        elif message.quick_replies:  # no buttons in a mail: the choices as a numbered line under the text
+            message = message.model_copy(update={"text": quick_replies.with_choices(message, "\n\n")})
         try:
             mail = build_reply(message, config, await self._files(message))
         except (ValueError, TypeError) as error:  # a header the mail cannot carry: trying again cannot help

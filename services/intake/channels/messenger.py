@@ -15,7 +15,9 @@ id, PSID / IGSID) and one of:
 Outbound: POST {graph_base_url}/{page_id}/messages (or /me/messages) with a Bearer Page token;
 the answer's `message_id` is the mid later receipts name. A CSAT survey (docs/csat.md) goes out
 with five quick replies; a quick reply whose payload names a survey is handed to the agents
-service, not published.
+service, not published. A reply's own quick replies (README "Quick replies") go out as `text` quick
+replies with the payload `qr:<id>`; a tapped one (or a postback with such a payload) comes back as a
+message with `action`.
 
 Webhook events: https://developers.facebook.com/docs/messenger-platform/webhooks
   reference/webhook-events/messages, messaging_postbacks, message-deliveries, message-reads
@@ -43,6 +45,7 @@ from services.intake.channels.base import (
 )
 from services.intake.files import file_link
 from shared import csat as csat_rules
+from shared import quick_replies
 from shared.models import Attachment, Contact, DeliveryStatus, InboundMessage, OutboundMessage, RejectedInput
 
 if TYPE_CHECKING:
@@ -216,11 +219,13 @@ def message_of(message: Message, customer: str, account_id: str | None, workspac
     attachments, renderings, facts = render_attachments(message, channel)
     parts = [message.text] if message.text else []
     text = " ".join(parts + renderings) or ("[unsupported message]" if message.is_unsupported else "[empty message]")
+    action = None
     if message.quick_reply is not None:
         facts["quick_reply_payload"] = message.quick_reply.payload
+        action = quick_replies.action_of(message.quick_reply.payload)  # the message's text is the reply's title
     if message.reply_to is not None and message.reply_to.mid:
         facts["reply_to_mid"] = message.reply_to.mid
-    return [inbound(workspace_id, channel, message.mid, customer, account_id, text, attachments, facts)]
+    return [inbound(workspace_id, channel, message.mid, customer, account_id, text, attachments, facts, action)]
 
 
 def postback_of(postback: Postback, timestamp: int | None, customer: str, account_id: str | None,
@@ -229,12 +234,13 @@ def postback_of(postback: Postback, timestamp: int | None, customer: str, accoun
     # Older postbacks carry no mid; the sender and the event time identify the press then.
     provider_id = postback.mid or f"{customer}:{timestamp}"
     facts = {"postback_payload": postback.payload, "postback_title": postback.title}
-    text = postback.title or f"[button {postback.payload}]"
-    return inbound(workspace_id, channel, provider_id, customer, account_id, text, [], facts)
+    action = quick_replies.action_of(postback.payload)
+    text = postback.title or action or f"[button {postback.payload}]"
+    return inbound(workspace_id, channel, provider_id, customer, account_id, text, [], facts, action)
 
 
 def inbound(workspace_id: str, channel: str, provider_id: str, customer: str, account_id: str | None,
-            text: str, attachments: list[Attachment], facts: dict[str, Any]) -> InboundMessage:
+            text: str, attachments: list[Attachment], facts: dict[str, Any], action: str | None = None) -> InboundMessage:
     metadata = {k: v for k, v in facts.items() if v is not None}
     if account_id:
         metadata["account_id"] = account_id  # the Page (or Instagram account) that was written to
@@ -248,6 +254,7 @@ def inbound(workspace_id: str, channel: str, provider_id: str, customer: str, ac
         text=text,
         attachments=attachments,
         metadata=metadata,
+        action=action,
     )
 
 
@@ -350,6 +357,10 @@ def send_body(config: MessengerConfig, message: OutboundMessage) -> dict[str, An
             {"content_type": "text", "title": str(score),
              "payload": csat_rules.button_payload(message.survey.survey_id, score)}
             for score in csat_rules.SCORES]
+    elif replies := quick_replies.buttons_of(message):
+        # The reply's own quick replies; the tapped one comes back as message.quick_reply.payload, its title as text.
+        body["message"]["quick_replies"] = [
+            {"content_type": "text", "title": reply.title, "payload": quick_replies.payload(reply)} for reply in replies]
     if config.human_agent_tag:
         body |= {"messaging_type": "MESSAGE_TAG", "tag": "HUMAN_AGENT"}
     else:
@@ -360,7 +371,7 @@ def send_body(config: MessengerConfig, message: OutboundMessage) -> dict[str, An
 def file_body(config: MessengerConfig, message: OutboundMessage, attachment: Attachment, link: str) -> dict[str, Any]:
     """A file by URL: https://developers.facebook.com/docs/messenger-platform/send-messages#url"""
     kind = next((k for k in ("image", "video", "audio") if attachment.content_type.startswith(k + "/")), "file")
-    body = send_body(config, message.model_copy(update={"survey": None}))
+    body = send_body(config, message.model_copy(update={"survey": None, "quick_replies": []}))
     body["message"] = {"attachment": {"type": kind, "payload": {"url": link, "is_reusable": False}}}
     return body
 

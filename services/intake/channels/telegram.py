@@ -4,8 +4,9 @@ Telegram POSTs one Update (https://core.telegram.org/bots/api#update) per call t
 `/v1/webhooks/telegram/<workspace>`, with the secret given to setWebhook in the header
 `X-Telegram-Bot-Api-Secret-Token`. Published: `message` (text, caption, photo, document and the
 other file kinds, location, contact), `edited_message` (as a new message marked edited) and
-`callback_query` (an inline keyboard button press, as a button reply; a press on a CSAT survey's
-keyboard is handed to the agents service instead, docs/csat.md). Every other update type
+`callback_query` (an inline keyboard button press, as a button reply: a press of one of our quick
+replies, `qr:<id>`, as a message with `action` and the button's title as text; a press on a CSAT
+survey's keyboard is handed to the agents service instead, docs/csat.md). Every other update type
 (my_chat_member, chat_member, inline_query, channel_post, poll, message_reaction, ...) and
 service messages without content (a member joined, a pinned message) are answered 200 and
 not published: there is nothing a customer said in them.
@@ -43,7 +44,8 @@ from services.intake.channels.base import (
     webhook_path,
 )
 from shared import csat as csat_rules
-from shared.models import Attachment, Contact, InboundMessage, OutboundMessage
+from shared import quick_replies
+from shared.models import Attachment, Contact, InboundMessage, OutboundMessage, QuickReply
 from shared.web import Answer, http_error, model_response, read_limited
 
 if TYPE_CHECKING:
@@ -292,12 +294,19 @@ def _contact(user: User | None, chat: Chat, shared: SharedContact | None) -> Con
 
 
 def _from_callback_query(query: CallbackQuery, workspace_id: str) -> InboundMessage:
-    """A button press on one of our inline keyboards, as the customer's reply."""
+    """A button press on one of our inline keyboards, as the customer's reply: a quick reply's with its
+    action and its button's title; another button's as "[button] <data>"."""
+    # The query id is Telegram's for this one press: a second press is another message, a redelivery the same.
     provider_id = f"callback:{query.id}"
     chat = query.message.chat if query.message is not None else None
     metadata: dict[str, Any] = {"button": True, "callback_data": query.data, "callback_query_id": query.id}
     if query.message is not None:
         metadata["button_message_id"] = channel_message_id(query.message.chat.id, query.message.message_id)
+    action = quick_replies.action_of(query.data)
+    if action is not None:
+        text = button_title(query.message, query.data) or action
+    else:
+        text = f"[button] {query.data}" if query.data else "[button]"
     return InboundMessage(
         message_id=message_id_for(workspace_id, CHANNEL, provider_id),
         workspace_id=workspace_id,
@@ -306,9 +315,22 @@ def _from_callback_query(query: CallbackQuery, workspace_id: str) -> InboundMess
         # In a private chat the chat id is the user id, so both land in the same conversation.
         thread_id=str(chat.id if chat is not None else query.from_.id),
         contact=_contact(query.from_, chat or Chat(id=query.from_.id), None),
-        text=f"[button] {query.data}" if query.data else "[button]",
+        text=text,
         metadata=metadata,
+        action=action,
     )
+
+
+def button_title(message: Message | None, data: str | None) -> str | None:
+    """The title of the button carrying `data` in the keyboard of the message pressed (Telegram sends
+    that message with the press); None when it is not there (an inaccessible old message)."""
+    markup = (message.model_extra or {}).get("reply_markup") if message is not None else None
+    rows = markup.get("inline_keyboard") if isinstance(markup, dict) else None
+    for row in rows if isinstance(rows, list) else ():
+        for button in row if isinstance(row, list) else ():
+            if isinstance(button, dict) and button.get("callback_data") == data and isinstance(button.get("text"), str):
+                return button["text"].strip() or None
+    return None
 
 
 # -- webhook -----------------------------------------------------------------------------------
@@ -406,7 +428,7 @@ class TelegramSender:
         answers = []
         if message.text.strip() or not message.attachments:
             answers.append(await self._call(config, "sendMessage", {"chat_id": chat_id, "text": message.text,
-                                                                     **survey_keyboard(message)}))
+                                                                     **keyboard(message)}))
         for attachment in message.attachments:
             answers.append(await self._send_file(config, message.workspace_id, chat_id, attachment))
         result = answers[0].get("result") or {}
@@ -447,6 +469,14 @@ class TelegramSender:
         _raise_for_answer(method, status, answer)
 
 
+def keyboard(message: OutboundMessage) -> dict[str, Any]:
+    """The inline keyboard under the text: a survey's, or the quick replies'; nothing for a plain reply."""
+    if message.survey is not None:
+        return survey_keyboard(message)
+    replies = quick_replies.buttons_of(message)
+    return quick_reply_keyboard(replies) if replies else {}
+
+
 def survey_keyboard(message: OutboundMessage) -> dict[str, Any]:
     """A survey's buttons: one row 1-5 under the question, each carrying `csat:<survey>:<score>`
     back as callback_data (at most 64 bytes) in a callback_query; nothing for an ordinary reply."""
@@ -455,6 +485,18 @@ def survey_keyboard(message: OutboundMessage) -> dict[str, Any]:
     row = [{"text": str(score), "callback_data": csat_rules.button_payload(message.survey.survey_id, score)}
            for score in csat_rules.SCORES]
     return {"reply_markup": {"inline_keyboard": [row]}}
+
+
+# Titles up to this many characters in all share one row; longer ones get a row each (a phone's
+# row of three is about this wide before Telegram cuts titles short).
+ONE_ROW_CHARS = 30
+
+
+def quick_reply_keyboard(replies: list[QuickReply]) -> dict[str, Any]:
+    """Quick replies as inline buttons, each carrying `qr:<id>` back as callback_data."""
+    buttons = [{"text": reply.title, "callback_data": quick_replies.payload(reply)} for reply in replies]
+    fits = sum(len(reply.title) for reply in replies) <= ONE_ROW_CHARS
+    return {"reply_markup": {"inline_keyboard": [buttons] if fits else [[button] for button in buttons]}}
 
 
 def _raise_for_answer(method: str, status: int, answer: Any) -> NoReturn:

@@ -52,6 +52,7 @@ from services.intake.channels.base import (
 )
 from services.intake.files import file_link
 from shared import csat as csat_rules
+from shared import quick_replies
 from shared.models import Attachment, Contact, DeliveryState, DeliveryStatus, InboundMessage, OutboundMessage
 from shared.web import Operation, Parameter, http_error, read_limited
 
@@ -398,9 +399,10 @@ class SmsSender:
 
 
 def sms_text(message: OutboundMessage) -> str:
-    """A reply as it is; a survey with how to answer it (no buttons in SMS: a digit 1-5 back)."""
+    """A reply as it is, its quick replies listed as numbered choices; a survey with how to answer it
+    (no buttons in SMS: a digit back, read by the survey here, by the bot for quick replies)."""
     if message.survey is None:
-        return message.text
+        return quick_replies.with_choices(message)
     how = csat_rules.SMS_INSTRUCTIONS.get(message.survey.language, csat_rules.SMS_INSTRUCTIONS["en"])
     return f"{message.text} {how}"
 

@@ -31,12 +31,22 @@ from services.intake.channels.api import MAX_TEXT_CHARS
 from services.intake.channels.base import ChannelPlugin, Sent, message_id_for
 from services.intake.files import file_link
 from services.intake.settings import IntakeSettings
-from shared import events
+from shared import events, quick_replies
 from shared.attachments import MAX_CONTENT_TYPE_CHARS, media_type, safe_filename
 from shared.broker import Broker
 from shared.csat import MAX_COMMENT_CHARS, SCORES
 from shared.ephemeral import TYPING_INTERVAL, RateLimiter, SignalConsumer, TypingSignal, publish_signal
-from shared.models import SYSTEM_AGENT, Attachment, Contact, InboundMessage, OutboundMessage, ThreadLeft, Wire, utcnow
+from shared.models import (
+    QUICK_REPLY_ID,
+    SYSTEM_AGENT,
+    Attachment,
+    Contact,
+    InboundMessage,
+    OutboundMessage,
+    ThreadLeft,
+    Wire,
+    utcnow,
+)
 from shared.relay import SocketRelay
 from shared.web import Form, FrameError, http_error, parse_frame
 
@@ -49,11 +59,13 @@ CLIENT_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
 class ChatFrame(Wire):
-    """A frame from the customer's page."""
+    """A frame from the customer's page: a message typed, or a quick reply pressed (`action`, its id;
+    `text`, its title)."""
 
     type: Literal["message"]
     text: str = Field(min_length=1, max_length=MAX_TEXT_CHARS)
     client_id: str = Field(min_length=1, max_length=64)
+    action: str | None = Field(None, pattern=QUICK_REPLY_ID)
 
 
 class TypingFrame(BaseModel):
@@ -127,10 +139,11 @@ class Customer:
 
 
 def normalize(frame: ChatFrame, session: ChatSession, customer: Customer) -> InboundMessage:
-    return _inbound(session, frame.client_id, customer, frame.text)
+    return _inbound(session, frame.client_id, customer, frame.text, frame.action)
 
 
-def _inbound(session: ChatSession, client_id: str, customer: Customer, text: str) -> InboundMessage:
+def _inbound(session: ChatSession, client_id: str, customer: Customer, text: str,
+             action: str | None = None) -> InboundMessage:
     return InboundMessage(
         # The page's client_id makes a resent frame or upload (after a lost answer) the same message.
         message_id=message_id_for(session.workspace_id, CHANNEL, f"{session.contact_id}:{client_id}"),
@@ -141,6 +154,7 @@ def _inbound(session: ChatSession, client_id: str, customer: Customer, text: str
         contact=Contact(id=session.contact_id, name=customer.name, email=customer.email),
         metadata={"language": customer.language} if customer.language else {},
         text=text,
+        action=action,
     )
 
 
@@ -373,6 +387,8 @@ async def tell_left(intake: "Intake", workspace_id: str, thread_id: str, closed_
 
 
 def reply_frame(message: OutboundMessage, settings: IntakeSettings) -> dict:
+    """A reply as the page shows it; `quick_replies` (id, title) only when it has buttons to show."""
+    replies = [reply.model_dump() for reply in quick_replies.buttons_of(message)]
     return {
         "type": "message",
         "message_id": message.message_id,
@@ -382,6 +398,7 @@ def reply_frame(message: OutboundMessage, settings: IntakeSettings) -> dict:
         "agent_name": message.agent_name,
         "created_at": message.created_at.isoformat(),
         "attachments": files_of(message.workspace_id, [a.model_dump() for a in message.attachments], settings),
+        **({"quick_replies": replies} if replies else {}),
     }
 
 
@@ -433,8 +450,21 @@ def history_of(conversation: dict, settings: IntakeSettings, names: dict[str, st
     workspace_id = conversation.get("workspace_id") or ""
     return [{**{f: m.get(f) for f in fields}, "agent_name": names.get(m.get("agent_id") or ""),
              **({"attachments": files_of(m.get("workspace_id") or workspace_id, m.get("attachments") or [], settings)}
-                if m.get("direction") == "outbound" else {})}
+                if m.get("direction") == "outbound" else {}),
+             **choices_of(m)}
             for m in conversation.get("messages") or [] if m.get("direction") in ("inbound", "outbound")]
+
+
+def choices_of(stored: dict) -> dict:
+    """A stored message's quick replies (a reply's buttons) or action (the press), when the agents
+    service keeps them, as the live frames carry them; nothing otherwise."""
+    found: dict = {}
+    if stored.get("direction") == "outbound" and stored.get("quick_replies"):
+        found["quick_replies"] = [{"id": r.get("id"), "title": r.get("title")} for r in stored["quick_replies"]
+                                  if isinstance(r, dict)]
+    if stored.get("direction") == "inbound" and stored.get("action"):
+        found["action"] = stored["action"]
+    return found
 
 
 def repliers(conversation: dict) -> set[str]:

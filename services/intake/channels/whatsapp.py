@@ -14,6 +14,10 @@ A phone number, when there is one, stays the key, so existing threads and contac
 CSAT (docs/csat.md): a survey goes out as an interactive list of five rows; a reply naming one of
 its rows (`csat:<survey>:<score>`) is handed to the agents service, not published.
 
+Quick replies (README "Quick replies"): a reply with quick replies goes out as an interactive message
+of type `button` (up to three reply buttons, each id `qr:<id>`); the customer's `button_reply` (or a
+template quick-reply button's `button.payload`) in that form comes back with `action`.
+
 Outbound: POST {graph_base_url}/{phone_number_id}/messages with a Bearer token, the customer in
 `to` (phone) or `recipient` (BSUID); the answer's `messages[0].id` is the wamid later statuses name.
 
@@ -48,7 +52,16 @@ from services.intake.channels.base import (
 )
 from services.intake.files import file_link
 from shared import csat as csat_rules
-from shared.models import Attachment, Contact, DeliveryStatus, InboundMessage, OutboundMessage, RejectedInput
+from shared import quick_replies
+from shared.models import (
+    Attachment,
+    Contact,
+    DeliveryStatus,
+    InboundMessage,
+    OutboundMessage,
+    QuickReply,
+    RejectedInput,
+)
 from shared.web import whole_number
 
 if TYPE_CHECKING:
@@ -63,6 +76,7 @@ WEBHOOK_OBJECT = "whatsapp_business_account"
 MEDIA_KINDS = ("image", "audio", "video", "document", "sticker")
 RECEIPT_STATES = ("sent", "delivered", "read", "failed")
 MAX_TEXT_CHARS = 4096  # the Cloud API's limit on a text message body
+MAX_BUTTONS_BODY_CHARS = 1024  # the limit on an interactive message's body text
 MEDIA_REFERENCE = "whatsapp:media/{media_id}"
 
 
@@ -274,6 +288,7 @@ def to_inbound(
         text=text,
         attachments=attachments,
         metadata=metadata,
+        action=quick_replies.action_of(button_payload(metadata)),  # a press of one of our quick replies
     )
 
 
@@ -385,6 +400,14 @@ async def handle(intake: "Intake", workspace_id: str, config: WhatsAppConfig, we
     await intake.publish_all([*messages, *receipts])
 
 
+def button_payload(metadata: dict[str, Any]) -> str | None:
+    """What the button the customer pressed carries: a reply button's or list row's id, a template
+    quick-reply button's payload (None for anything else)."""
+    reply = metadata.get("reply")
+    found = reply.get("id", reply.get("payload")) if isinstance(reply, dict) else None
+    return found if isinstance(found, str) else None
+
+
 def survey_payload(message: InboundMessage) -> str | None:
     """The id of the list row or reply button the customer picked (a survey's is `csat:<survey>:<score>`)."""
     reply = message.metadata.get("reply")
@@ -427,10 +450,29 @@ def media_message(attachment: Attachment, link: str) -> dict[str, Any]:
 
 
 def content_of(message: OutboundMessage) -> dict[str, Any]:
-    """A reply as text; a survey as an interactive list of five rows, 1 to 5 (reply buttons allow
-    only three), each row's id `csat:<survey>:<score>` coming back as `interactive.list_reply.id`."""
-    if message.survey is None:
-        return {"type": "text", "text": {"preview_url": False, "body": message.text}}
+    """A reply as text; a survey as an interactive list; quick replies as reply buttons."""
+    if message.survey is not None:
+        return survey_list(message)
+    replies = quick_replies.buttons_of(message)
+    if replies and message.text.strip() and len(message.text) <= MAX_BUTTONS_BODY_CHARS:
+        return reply_buttons(message.text, replies)
+    # Buttons need a body of 1-1024 characters: a longer text goes as text, the choices listed as for SMS.
+    return {"type": "text", "text": {"preview_url": False, "body": quick_replies.with_choices(message)}}
+
+
+def reply_buttons(body: str, replies: list[QuickReply]) -> dict[str, Any]:
+    """An interactive `button` message: the text as body, up to three reply buttons, each id `qr:<id>`
+    coming back as `interactive.button_reply.id` with the title.
+    https://developers.facebook.com/docs/whatsapp/cloud-api/messages/interactive-reply-buttons-messages"""
+    buttons = [{"type": "reply", "reply": {"id": quick_replies.payload(reply), "title": reply.title}} for reply in replies]
+    return {"type": "interactive", "interactive": {"type": "button", "body": {"text": body},
+                                                   "action": {"buttons": buttons}}}
+
+
+def survey_list(message: OutboundMessage) -> dict[str, Any]:
+    """A survey as an interactive list of five rows, 1 to 5 (reply buttons allow only three), each
+    row's id `csat:<survey>:<score>` coming back as `interactive.list_reply.id`."""
+    assert message.survey is not None
     survey = message.survey
     rows = [{"id": csat_rules.button_payload(survey.survey_id, score), "title": str(score)} for score in csat_rules.SCORES]
     label = csat_rules.LIST_BUTTON.get(survey.language, csat_rules.LIST_BUTTON["en"])

@@ -69,7 +69,8 @@ export function transmit(m) {
   if (!state.ready || !isOpen() || state.sentHere.has(m.client_id)) return;
   state.sentHere.add(m.client_id);
   state.inflight.push(m.client_id);
-  state.socket.send({ type: "message", text: m.text, client_id: m.client_id });
+  // A quick reply's press carries its id as the action (the text is its title).
+  state.socket.send({ type: "message", text: m.text, client_id: m.client_id, ...(m.action ? { action: m.action } : {}) });
 }
 
 export function flushOutbox() {

@@ -1,6 +1,7 @@
 // Every frame the server sends the chat, applied to the state (the transcript is then saved and drawn).
 
 import { flushOutbox } from "./connection.js";
+import { quickReplies } from "./choices.js";
 import { onSurvey, onSurveyAnswer } from "./survey.js";
 import { $, byClientId, byMessageId, keepOnlyUnsent, save, state, store, KEY_SESSION, t } from "./state.js";
 import { agentTyping, render, renderQueue, setStatus, showError } from "./view.js";
@@ -60,6 +61,8 @@ function onHistory(history) {
       status: h.direction === "inbound" ? "sent" : (h.status || null),
       agent_name: h.agent_name || (local && local.agent_name) || null,
       files: agentFiles(h),
+      quick_replies: quickReplies(h).length ? quickReplies(h) : (local && local.quick_replies) || [],
+      action: h.action || (local && local.action) || null,
     };
     if (local) Object.assign(local, merged); else state.messages.push(merged);
   }
@@ -118,6 +121,7 @@ function onMessage(frame) {
     created_at: frame.created_at || new Date().toISOString(), status: frame.status || null,
     agent_name: typeof frame.agent_name === "string" ? frame.agent_name : null,
     files: agentFiles(frame),
+    quick_replies: frame.direction === "inbound" ? [] : quickReplies(frame),
   });
 }
 

@@ -2,6 +2,7 @@
 // kept from an earlier visit, and the socket at once for a returning customer.
 
 import { loadI18n } from "/lib/i18n.js";
+import { wireChoices } from "./choices.js";
 import { wireComposer } from "./composer.js";
 import { createSocket } from "./connection.js";
 import { handleFrame } from "./frames.js";
@@ -43,6 +44,7 @@ async function start() {
   wireView();
   wireComposer();
   wireSurvey();
+  wireChoices();
   wireOffline(settings);
   createSocket(handleFrame);
   $("name").value = load(KEY_NAME);

@@ -26,7 +26,8 @@ export function randomId() {
 export const lang = { i18n: null };
 export const t = (key, vars) => (lang.i18n ? lang.i18n.t(key, vars) : key);
 
-// Each message: {message_id?, client_id?, direction, text, created_at, status, agent_name?};
+// Each message: {message_id?, client_id?, direction, text, created_at, status, agent_name?, quick_replies?,
+// chosen? (the quick reply pressed), action? (a press: the quick reply's id)};
 // a notice (someone joined, resolved) is {kind: "notice", notice, agent_name?, created_at}.
 // Keyed by message_id; a customer message not yet acknowledged is keyed by its client_id.
 export const state = {
@@ -56,7 +57,8 @@ export function save() {
     ? { kind: "notice", notice: m.notice, agent_name: m.agent_name || null, created_at: m.created_at || null,
         message_id: m.message_id || null }
     : { message_id: m.message_id || null, client_id: m.client_id || null, direction: m.direction,
-        text: m.text, created_at: m.created_at || null, status: m.status || null, agent_name: m.agent_name || null }));
+        text: m.text, created_at: m.created_at || null, status: m.status || null, agent_name: m.agent_name || null,
+        quick_replies: m.quick_replies || [], chosen: m.chosen || null, action: m.action || null }));
   store(KEY_TRANSCRIPT, JSON.stringify(kept));
 }
 

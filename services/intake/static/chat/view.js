@@ -1,5 +1,6 @@
 // What the customer sees: the transcript, the connection status, errors, the agent typing, the queue line.
 
+import { choiceButtons } from "./choices.js";
 import { $, lang, state, t } from "./state.js";
 
 function statusLabel(m) {
@@ -49,6 +50,7 @@ function messageItem(m) {
   }
   li.append(bubble);
   if (m.files && m.files.length) li.append(fileLinks(m.files));
+  if (m.direction === "outbound" && m.quick_replies && m.quick_replies.length) li.append(choiceButtons(m));
   li.append(meta);
   return li;
 }
