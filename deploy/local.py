@@ -66,6 +66,7 @@ class LocalSettings(CommonSettings):
     # Unset: derived from where agents and intake listen, so a moved port moves them too.
     intake_agents_url: str | None = _env(None, "INTAKE_AGENTS_URL")
     intake_public_url: str | None = _env(None, "INTAKE_PUBLIC_URL")
+    assist_public_url: str | None = _env(None, "ASSIST_PUBLIC_URL")
     # Unset: the supervisor page (reporting) reaches agents where it listens, and agents allows
     # the page's origin (on loopback, as 127.0.0.1 and as localhost).
     reporting_agents_url: str | None = _env(None, "REPORTING_AGENTS_URL")
@@ -397,6 +398,7 @@ class Stack:
         # Intake reads chat history from this stack's agents service, wherever it listens; the
         # supervisor page (reporting) calls it from the browser, and agents allows the page's origin.
         env = {**os.environ, "INTAKE_AGENTS_URL": self.url("agents"), "REPORTING_AGENTS_URL": self.url("agents"),
+               "ASSIST_PUBLIC_URL": self.url("assist"),
                "AGENTS_CORS_ORIGINS": page_origins(self.url("reporting")), **self.env,
                f"{prefix}_PORT": str(self.ports[name]), f"{prefix}_HOST": self.hosts.get(name, "127.0.0.1")}
         log_path = self.log_dir / f"{name}.log" if self.log_dir else None
@@ -440,6 +442,7 @@ def run_stack(settings: LocalSettings, infra: Infrastructure) -> Stack:
         stack.env["REPORTING_MONGO_URL"] = infra.reporting_mongo_url
     stack.env["INTAKE_AGENTS_URL"] = settings.intake_agents_url or stack.url("agents")
     stack.env["INTAKE_PUBLIC_URL"] = settings.intake_public_url or stack.url("intake")
+    stack.env["ASSIST_PUBLIC_URL"] = settings.assist_public_url or stack.url("assist")
     stack.env["REPORTING_AGENTS_URL"] = settings.reporting_agents_url or stack.url("agents")
     stack.env["AGENTS_CORS_ORIGINS"] = settings.agents_cors_origins or page_origins(stack.url("reporting"))
     return stack

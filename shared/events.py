@@ -55,6 +55,19 @@ SLA_WARNING = "sla.warning"
 SLA_BREACHED = "sla.breached"
 AGENT_SET_AWAY = "agent.set_away"  # the agents service sets the agent away (missed offers)
 
+# The pre-routing bot (docs/bot.md). router -> assist: a new conversation the bot answers first
+# (details: its text, channel, contact, the session number), and each later customer message while
+# the bot has it; assist -> router: what the bot did (a BotDecision); assist -> agents: the bot's
+# message to store and send (details as an auto-reply's, with quick replies).
+BOT_REQUESTED = "bot.requested"
+BOT_MESSAGE = "bot.message"
+BOT_DECISION = "bot.decision"
+BOT_REPLY = "bot.reply"
+# router -> events exchange (reporting, subscriptions): the bot resolved the conversation (the
+# customer said it answered them), or handed it to human routing (details.reason)
+BOT_RESOLVED = "bot.resolved"
+BOT_HANDED_OVER = "bot.handed_over"
+
 # agents -> events exchange (reporting listens), after the write
 MESSAGE_CREATED = "message.created"  # a customer message stored (agent replies travel as message.outbound.<channel>)
 CONVERSATION_REOPENED = "conversation.reopened"  # the customer came back after the thread's conversation was resolved

@@ -370,6 +370,27 @@ class RoutingEvent(Wire):
     details: dict[str, Any] = Field(default_factory=dict)
 
 
+BotDecisionKind = Literal["answered", "resolved", "handover"]
+
+
+class BotDecision(Wire):
+    """Assist -> router: what the bot did with a conversation it was given (docs/bot.md).
+
+    `answered`: the articles went to the customer, who is now asked whether they helped;
+    `resolved`: the customer said they did; `handover`: to human routing now (`reason`)."""
+
+    event_id: str = Field(default_factory=new_id)
+    workspace_id: str
+    conversation_id: str
+    # The bot session the router opened (`bot.requested` details.session): a decision about an
+    # older session (the router already handed it over, say) changes nothing.
+    session: int = Field(ge=0)
+    decision: BotDecisionKind
+    reason: str = Field("", max_length=200)
+    articles: list[str] = Field(default_factory=list, max_length=10)
+    at: datetime = Field(default_factory=utcnow)
+
+
 class StateRequest(Wire):
     """Agents -> router: the assignee sets its conversation pending, snoozed (until a time, or the
     customer's next message) or open again. The router decides; the agent queue hears the outcome."""

@@ -62,12 +62,16 @@ ROUTER_BINDINGS = (
     events.THREAD_CLOSED,
     events.THREAD_NOT_ANSWERED,
     events.THREAD_LEFT,
+    events.BOT_DECISION,
 )
+# What the pre-routing bot (services/assist) is asked: a new conversation, the customer's next messages.
+ASSIST_BOT_BINDINGS = (events.BOT_REQUESTED, events.BOT_MESSAGE)
 # Every message names its workspace's router partition here (Broker.publish_raw); the router's
 # headers exchange routes on it. Not an `x-` name: RabbitMQ ignores those when matching.
 PARTITION_HEADER = "workspace-partition"
 # Router notifications the agents service acts on (SLA state, set away, auto-replies, transfers).
-AGENTS_EVENT_BINDINGS = ("sla.*", events.AGENT_SET_AWAY, events.CONVERSATION_AUTO_REPLY, events.CONVERSATION_TRANSFERRED)
+AGENTS_EVENT_BINDINGS = ("sla.*", events.AGENT_SET_AWAY, events.CONVERSATION_AUTO_REPLY, events.CONVERSATION_TRANSFERRED,
+                         events.BOT_REPLY)
 # Every fact reporting records (services/reporting/normalize.py turns each into ReportEvents).
 REPORTING_BINDINGS = (
     events.CONVERSATION_OPENED,
@@ -99,7 +103,8 @@ def topic_matches(pattern: str, routing_key: str) -> bool:
 def core_queue_takes(routing_key: str) -> bool:
     """Whether a durable queue of declare_core takes this key from the events exchange, so that its
     publish can be mandatory; keys only optional listeners bind (channels, external systems) are not."""
-    patterns = (*ROUTER_BINDINGS, events.MESSAGE_STATUS, *AGENTS_EVENT_BINDINGS, *REPORTING_BINDINGS)
+    patterns = (*ROUTER_BINDINGS, events.MESSAGE_STATUS, *AGENTS_EVENT_BINDINGS, *REPORTING_BINDINGS,
+                *ASSIST_BOT_BINDINGS)
     return any(topic_matches(pattern, routing_key) for pattern in patterns)
 
 
@@ -176,10 +181,16 @@ class Topology:
         arguments of an existing queue, so the new one has a new name): drained at start, then deleted."""
         return f"{self.namespace}.reporting.events"
 
+    @property
+    def assist_bot_queue(self) -> str:
+        """The bot's work (services/assist/bot.py), with a single active consumer: one conversation's
+        request and its customer's replies are handled in order."""
+        return f"{self.namespace}.assist.bot"
+
     def core_queues(self) -> tuple[str, ...]:
         """The consumed queues declare_core makes (without their dead-letter queues)."""
         return (*self.router_queues(), self.agents_status_queue, self.agents_events_queue, self.reporting_queue,
-                *self.delivery_queues())
+                self.assist_bot_queue, *self.delivery_queues())
 
     def delivery_queue(self, partition: int) -> str:
         return f"{self.namespace}.deliveries.{partition}"
@@ -307,6 +318,11 @@ async def declare_core(channel: AbstractChannel, topology: Topology) -> None:
     reporting = await declare_consumed_queue(channel, topology, topology.reporting_queue, single_active_consumer=True)
     for routing_key in REPORTING_BINDINGS:
         await reporting.bind(topology.events_exchange, routing_key)
+    # Declared by every service too: a conversation asked of the bot waits here while assist
+    # restarts (the router hands it to a human if the bot is late: nothing waits on it for long).
+    bot = await declare_consumed_queue(channel, topology, topology.assist_bot_queue, single_active_consumer=True)
+    for routing_key in ASSIST_BOT_BINDINGS:
+        await bot.bind(topology.events_exchange, routing_key)
     for partition in range(topology.partitions):
         deliveries = await declare_consumed_queue(
             channel, topology, topology.delivery_queue(partition), single_active_consumer=True

@@ -98,5 +98,5 @@ def message_doc(conversation: dict, message: dict) -> dict:
         "direction": "inbound", "channel": inbound.channel, "channel_message_id": inbound.channel_message_id,
         "text": inbound.text, "attachments": [a.model_dump() for a in inbound.attachments],
         "contact_id": inbound.contact.id, "metadata": inbound.metadata, "status": "received",
-        "created_at": inbound.received_at,
+        "created_at": inbound.received_at, **({"action": inbound.action} if inbound.action else {}),
     }

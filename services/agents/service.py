@@ -554,8 +554,11 @@ class AgentsService:
             agent = await self.store.get_agent(workspace_id, notice.agent_id)
             if agent is not None and agent["status"] == "online":
                 await self.set_status(workspace_id, notice.agent_id, "away", reason="missed_offers")
-        elif notice.type == events.CONVERSATION_AUTO_REPLY and notice.conversation_id:
-            reply = await self.store.add_system_reply(notice.event_id, workspace_id, notice.conversation_id, details)
+        elif notice.type in (events.CONVERSATION_AUTO_REPLY, events.BOT_REPLY) and notice.conversation_id:
+            # The bot's messages (docs/bot.md) are stored and sent like the router's auto-replies: the
+            # transcript an agent gets on a handover holds them.
+            reply = await self.store.add_system_reply(notice.event_id, workspace_id, notice.conversation_id, details,
+                                                      bot=notice.type == events.BOT_REPLY)
             if reply is not None:
                 await self._ensure_outbound_queue(reply.channel)
                 await self.broker.publish(reply, self.broker.topology.outbound_routing_key(reply.channel),

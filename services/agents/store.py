@@ -51,6 +51,8 @@ from shared.routing_config import find_config
 LATEST_FIRST = [("last_message_at", DESCENDING)]  # the list index's last key: served in index order
 MAX_MATCHES = 5000  # conversations one search term counts at most (search.py)
 DESK_STAMP_CHUNK = 500  # agents per presence stamp (one update_many each)
+# How the bot signs its messages to the customer (a channel that shows an author name shows this).
+BOT_NAME = "Assistant"
 
 
 def desk_gone(seen_before: datetime) -> dict:
@@ -440,6 +442,7 @@ class AgentsStore:
             "status": "received",
             "created_at": message.received_at,
             "seq": self.sequencer.next(),
+            **({"action": message.action} if message.action else {}),  # a quick reply pressed
         }
 
     async def _insert_new(self, docs: list[dict]) -> set[str]:
@@ -666,17 +669,21 @@ class AgentsStore:
         await self.db[collection].update_one({"_id": document["_id"], flag: {"$exists": True}, **unchanged},
                                              {"$unset": {flag: ""}})
 
-    async def add_system_reply(self, event_id: str, workspace_id: str, conversation_id: str, details: dict) -> OutboundMessage | None:
-        """The router's auto-reply to a waiting customer, stored like an agent's reply; None if a repeat."""
+    async def add_system_reply(self, event_id: str, workspace_id: str, conversation_id: str, details: dict, *,
+                               bot: bool = False) -> OutboundMessage | None:
+        """The router's auto-reply to a waiting customer, or the bot's message (with its quick replies),
+        stored like an agent's reply; None if a repeat."""
         reply = OutboundMessage(
-            message_id=f"auto:{event_id}", workspace_id=workspace_id, conversation_id=conversation_id,
-            channel=details["channel"], thread_id=details["thread_id"], contact=details["contact"],
-            agent_id=SYSTEM_AGENT, text=details["text"],
+            message_id=f"{'bot' if bot else 'auto'}:{event_id}", workspace_id=workspace_id,
+            conversation_id=conversation_id, channel=details["channel"], thread_id=details["thread_id"],
+            contact=details["contact"], agent_id=SYSTEM_AGENT, text=details["text"],
+            quick_replies=details.get("quick_replies") or [], agent_name=BOT_NAME if bot else None,
         )
         inserted = await self._insert_new([{
             "_id": reply.message_id, "workspace_id": workspace_id, "conversation_id": conversation_id,
             "direction": "outbound", "channel": reply.channel, "text": reply.text, "agent_id": SYSTEM_AGENT,
             "status": "queued", "created_at": reply.created_at, "seq": self.sequencer.next(),
+            **({"metadata": {"bot": True}, "quick_replies": [q.model_dump() for q in reply.quick_replies]} if bot else {}),
         }])
         return reply if inserted else None
 

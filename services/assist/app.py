@@ -1,18 +1,28 @@
-"""Assist's aiohttp app: the knowledge base (API, search, help center and editor pages)."""
+"""Assist's aiohttp app: the knowledge base (API, search, help center and editor pages) and the bot."""
 
 from collections.abc import AsyncIterator
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
+from services.assist.bot import Bot
 from services.assist.editor import EDITOR_OPERATIONS, add_editor_routes
 from services.assist.help_center import HELP_CENTER_OPERATIONS, add_help_center_routes
 from services.assist.kb import KnowledgeBase
-from services.assist.kb_api import KB, KB_OPERATIONS, add_kb_routes
+from services.assist.kb_api import KB, KB_OPERATIONS, LIBRARY, add_kb_routes
+from services.assist.library import KnowledgeLibrary
 from services.assist.pages import ASSET_OPERATIONS, add_asset_routes
 from services.assist.settings import AssistSettings
-from shared.mongo import create_client, is_reachable
-from shared.web import add_openapi_route, add_ops_routes, configure_auth, service_middlewares
+from shared.broker import Broker
+from shared.mongo import create_client
+from shared.partitions import agree_on_partitions
+from shared.web import (
+    add_openapi_route,
+    add_ops_routes,
+    broker_and_database_checks,
+    configure_auth,
+    service_middlewares,
+)
 
 SETTINGS = web.AppKey("assist_settings", AssistSettings)
 # Paths under /v1 that need no key: the public help center's reads check the workspace themselves.
@@ -27,17 +37,22 @@ def create_app(settings: AssistSettings) -> web.Application:
     client = create_client(settings.mongo_url)
     db = client[settings.mongo_db]
     kb = app[KB] = KnowledgeBase(db, settings.max_articles_per_workspace)
+    library = app[LIBRARY] = KnowledgeLibrary(kb, settings.cached_indexes)
+    broker = Broker(settings.amqp_url, settings.topology())
+    bot = Bot(broker, library, settings.public_url)
 
     async def resources(app: web.Application) -> AsyncIterator[None]:
         await kb.ensure_indexes()
+        await agree_on_partitions(db, settings.partitions)  # before declaring any partition queue
+        await broker.start()
+        await bot.start()
         yield
+        await bot.stop()
+        await broker.close()
         await client.close()
 
-    async def mongo_ready() -> bool:
-        return await is_reachable(db)
-
     app.cleanup_ctx.append(resources)
-    add_ops_routes(app, registry, {"mongodb": mongo_ready})
+    add_ops_routes(app, registry, broker_and_database_checks(broker, db))
     add_kb_routes(app)
     add_help_center_routes(app)
     add_editor_routes(app)

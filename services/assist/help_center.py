@@ -13,7 +13,7 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict
 
 from services.assist.kb import LANGUAGES, Language
-from services.assist.kb_api import KB
+from services.assist.kb_api import KB, LIMIT, QUERY, SEARCH_LANGUAGE, SearchResult, search_hits
 from services.assist.pages import html_response
 from services.assist.rendering import excerpt, to_html
 from shared.pages import HTML, content_security_policy, page_security_headers
@@ -27,6 +27,7 @@ WORKSPACE_PARAMETER = path_parameter("workspace", "The workspace whose help cent
 ARTICLE_ID = path_parameter("article_id", "The article's id", pattern=ARTICLE_ID_PATTERN)
 LANGUAGE = choice_query("language", "Only articles in this language", LANGUAGES)
 ARTICLES, ARTICLE = "/v1/help/{workspace}/articles", "/v1/help/{workspace}/articles/{article_id}"
+SEARCH = "/v1/help/{workspace}/search"
 LIST_PAGE, ARTICLE_PAGE = "/help/{workspace}", "/help/{workspace}/articles/{article_id}"
 _WORKSPACE, _ARTICLE_ID = re.compile(WORKSPACE_PATTERN), re.compile(ARTICLE_ID_PATTERN)
 
@@ -103,6 +104,10 @@ async def get_published(request: web.Request) -> web.Response:
                                  html=to_html(doc["body"]), updated_at=doc["updated_at"]))
 
 
+async def search_published(request: web.Request) -> web.Response:
+    return _public(await search_hits(request, _workspace(request)))
+
+
 async def list_page(request: web.Request) -> web.FileResponse:
     _workspace(request)
     return html_response("help.html", page_security_headers(CONTENT_SECURITY_POLICY))
@@ -116,6 +121,7 @@ async def article_page(request: web.Request) -> web.FileResponse:
 def add_help_center_routes(app: web.Application) -> None:
     app.router.add_get(ARTICLES, list_published)
     app.router.add_get(ARTICLE, get_published)
+    app.router.add_get(SEARCH, search_published)
     app.router.add_get(LIST_PAGE, list_page)
     app.router.add_get(ARTICLE_PAGE, article_page)
 
@@ -128,6 +134,9 @@ HELP_CENTER_OPERATIONS = [
     Operation("GET", ARTICLE, "One published article, its body as HTML (no key)",
               (Answer(200, "The article", PublicArticle),), parameters=(WORKSPACE_PARAMETER, ARTICLE_ID), errors=(404,),
               public=True),
+    Operation("GET", SEARCH, "The published articles that best answer a question, best first (no key)",
+              (Answer(200, "The articles, each with its score", SearchResult),),
+              parameters=(WORKSPACE_PARAMETER, QUERY, SEARCH_LANGUAGE, LIMIT), errors=(400, 404), public=True),
     Operation("GET", LIST_PAGE, "The help center page: the published articles, by language and tag, and a search",
               (PAGE,), parameters=(WORKSPACE_PARAMETER,), errors=(404,), public=True),
     Operation("GET", ARTICLE_PAGE, "The page of one published article (what a chat widget links to)",

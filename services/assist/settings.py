@@ -12,3 +12,5 @@ class AssistSettings(CommonSettings):
     # are kept in memory at once (the least recently searched go first).
     cached_indexes: int = Field(200, ge=1)
     max_articles_per_workspace: int = Field(5000, ge=1)
+    # Where customers reach the help center (the bot's answers link to its articles).
+    public_url: str = "http://127.0.0.1:8084"

@@ -186,6 +186,27 @@ def _has_keyword(text: str, keywords: list[str]) -> bool:
     return any(keyword.casefold() in words for keyword in keywords)
 
 
+class BotSettings(Wire):
+    """The pre-routing bot (docs/bot.md): before a human, the knowledge base answers a new conversation
+    of these queues and channels; the router hands it to human routing when the bot says so or is late."""
+
+    enabled: bool = True
+    queues: list[QueueName] = Field(default_factory=list, max_length=1000)  # empty: every queue
+    channels: list[ShortText] = Field(default_factory=list, max_length=100)  # empty: every channel but voice
+    # The best article's score (0..1, services/assist/search) the bot needs to answer; below it, a human.
+    min_score: float = Field(0.5, ge=0, le=1)
+    # The bot must have answered within this, else the conversation goes to human routing.
+    answer_seconds: Seconds = 10
+    # After the bot's answer, the customer's silence this long hands it to a human too.
+    reply_seconds: Seconds = 300
+
+    def takes(self, queue: str, channel: str) -> bool:
+        """Whether a new conversation of this queue and channel goes to the bot first (never a call)."""
+        if not self.enabled or channel == "voice":
+            return False
+        return (not self.queues or queue in self.queues) and (not self.channels or channel in self.channels)
+
+
 class RoutingConfig(Wire):
     default_queue: QueueName = "default"
     queues: list[QueueConfig] = Field(default_factory=lambda: [QueueConfig(name="default")], max_length=1000)
@@ -219,6 +240,8 @@ class RoutingConfig(Wire):
     # does not use it: intake reads it from the stored configuration, through a short cache.
     webchat: dict[Annotated[str, Field(min_length=1, max_length=64)], WebchatSettings] = Field(default_factory=dict,
                                                                                                max_length=1000)
+    # The pre-routing bot (docs/bot.md); None: no bot, and nothing is asked of it.
+    bot: BotSettings | None = None
     # Lookups by name on the hot path: configured queues, and skill queues made on first use.
     _by_name: dict[str, QueueConfig] = PrivateAttr(default_factory=dict)
 
@@ -231,7 +254,7 @@ class RoutingConfig(Wire):
         if len(names) != len(set(names)):
             raise ValueError("queue names must be unique")
         known = set(names)
-        referenced = {self.default_queue} | {r.queue for r in self.rules}
+        referenced = {self.default_queue} | {r.queue for r in self.rules} | set(self.bot.queues if self.bot else ())
         for queue in self.queues:
             referenced |= {q for q in (queue.closed_overflow, queue.max_wait and queue.max_wait.overflow_queue) if q}
         unknown = sorted(referenced - known)

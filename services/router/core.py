@@ -10,6 +10,9 @@ are the deliveries and events to publish and what changed (see docs/routing.md f
 - Timers (offers, bullseye, max wait, SLA, last-agent reservations, snoozes) fire from `tick(now)`.
 - An assignee may set its conversation pending or snoozed: it keeps the conversation but not the
   capacity slot; a customer message, the snooze's end or the agent wakes it (on_state_request).
+- Where the configuration's `bot` takes a new conversation, the bot answers it first (docs/bot.md):
+  it waits for no agent until the bot hands it over, or is late, or the customer stays silent; then
+  it is routed as if it had waited in its queue from the start.
 """
 
 import heapq
@@ -21,6 +24,7 @@ from typing import Any
 
 from services.router.config import (
     SKILLS_QUEUE_PREFIX,
+    BotSettings,
     QueueConfig,
     RoutingConfig,
     choose_queue,
@@ -34,6 +38,7 @@ from services.router.positions import QueuePosition, QueuePositions
 from shared import events
 from shared.models import (
     AgentSnapshot,
+    BotDecision,
     ConversationAnswered,
     ConversationEnded,
     ConversationMessage,
@@ -113,8 +118,8 @@ class RoutingCore:
         seq = max((a.last_assigned_seq for a in agents), default=0)
         self._assignments = itertools.count(seq + 1)
         # Offer and pin serials are stored: new ones must not repeat them, or a stale timer matches.
-        serial = max((max(c.offer.serial if c.offer else 0, c.pin_serial or 0, c.park_serial) for c in conversations),
-                     default=0)
+        serial = max((max(c.offer.serial if c.offer else 0, c.pin_serial or 0, c.park_serial, c.bot_session)
+                      for c in conversations), default=0)
         self._serials = itertools.count(serial + 1)
         waiting: list[tuple[Conversation, float]] = []
         for conversation in conversations:
@@ -187,6 +192,12 @@ class RoutingCore:
         outcome, added = self._label(conversation, message, now)
         if conversation.parked is not None:
             outcome.merge(self._wake(conversation, now, "the customer wrote", self.config.wake_reserve_seconds))
+        if conversation.bot is not None:  # the bot decides what the reply means; a human sees it in the backlog
+            first = conversation.first
+            outcome.events.append(self._event(
+                events.BOT_MESSAGE, conversation, now, session=conversation.bot_session, message_id=message.message_id,
+                text=message.text, action=message.action, contact=first.contact.model_dump(mode="json"),
+                language=first.metadata.get("language"), first_text=first.text[:1000]))
         if conversation.assignee_id is None:  # waiting or offered: held until assigned, in order
             if all(m.message_id != message.message_id for m in conversation.backlog):
                 conversation.backlog.append(message)
@@ -445,16 +456,82 @@ class RoutingCore:
         # Opened when the customer wrote (intake's time); waiting in its queue from now.
         opened = self._event(events.CONVERSATION_OPENED, conversation, conversation.created_at,
                              priority=priority, skills=list(message.skills))
-        outcome = Outcome(events=[opened, self._queued(conversation, now, "opened")],
-                          changed_conversations={conversation.conversation_id},
+        last = self._last_agent(conversation, now)
+        bot = self.config.bot if last is None else None  # a customer back soon after goes to their agent
+        to_bot = bot is not None and bot.takes(queue, message.channel)
+        if to_bot:
+            opened.details["bot"] = True  # reporting counts what the bot was given (docs/bot.md)
+        first_events = [opened] if to_bot else [opened, self._queued(conversation, now, "opened")]
+        outcome = Outcome(events=first_events, changed_conversations={conversation.conversation_id},
                           backlog_changes=[("add", conversation.conversation_id, 0, message)])
         outcome.merge(self._label(conversation, message, now)[0])
-        last = self._last_agent(conversation, now)
-        if last is not None:
+        if to_bot:
+            outcome.merge(self._to_bot(conversation, bot, now))
+        elif last is not None:
             wait = timedelta(seconds=self.config.last_agent_wait_seconds)
             outcome.merge(self._pin(conversation, last.agent_id, now + wait, now, "last agent"))
         else:
             outcome.merge(self._route(conversation, now))
+        return outcome
+
+    # -- the pre-routing bot (docs/bot.md) ----------------------------------------------------
+
+    def on_bot_decision(self, decision: BotDecision, now: datetime) -> Outcome:
+        """What the bot did: answered (now wait for the customer), resolved, or hand over to a human."""
+        conversation = self.conversations.get(decision.conversation_id)
+        if conversation is None or conversation.bot is None or conversation.bot_session != decision.session:
+            return Outcome()  # a repeat, or about a session the router already ended
+        if decision.decision == "answered":
+            if conversation.bot != "asked":
+                return Outcome()
+            # A configuration that dropped the bot meanwhile: to a human at the next tick.
+            reply_seconds = self.config.bot.reply_seconds if self.config.bot else 0
+            return self._bot_waits(conversation, "answered", reply_seconds, now)
+        if decision.decision == "resolved":
+            return self._bot_resolved(conversation, now)
+        return self._hand_over(conversation, now, decision.reason or "the bot handed it over")
+
+    def _to_bot(self, conversation: Conversation, bot: BotSettings, now: datetime) -> Outcome:
+        """The bot answers it first: nobody is offered it until the bot decides or its time is up."""
+        conversation.bot_session = next(self._serials)
+        outcome = self._bot_waits(conversation, "asked", bot.answer_seconds, now)
+        first = conversation.first
+        assert conversation.bot_until is not None
+        outcome.events.append(self._event(
+            events.BOT_REQUESTED, conversation, now, session=conversation.bot_session, message_id=first.message_id,
+            text=first.text, contact=first.contact.model_dump(mode="json"), language=first.metadata.get("language"),
+            min_score=bot.min_score, answer_by=conversation.bot_until.isoformat()))
+        return outcome
+
+    def _bot_waits(self, conversation: Conversation, state: str, seconds: float, now: datetime) -> Outcome:
+        conversation.bot = state
+        conversation.bot_until = now + timedelta(seconds=seconds)
+        self._schedule(conversation.bot_until, "bot", conversation, conversation.bot_session, state)
+        return Outcome(changed_conversations={conversation.conversation_id})
+
+    def _on_bot_late(self, conversation: Conversation, session: int, state: str, now: datetime) -> Outcome:
+        if conversation.bot != state or conversation.bot_session != session:
+            return Outcome()  # stale: the bot decided in time
+        reason = "the bot did not answer in time" if state == "asked" else "the customer did not reply to the bot"
+        return self._hand_over(conversation, now, reason)
+
+    def _hand_over(self, conversation: Conversation, now: datetime, reason: str) -> Outcome:
+        """To human routing at once, as if it had waited in its queue from the start (its bullseye
+        steps, max wait and SLA count from when it opened)."""
+        conversation.bot = conversation.bot_until = None
+        outcome = Outcome(events=[self._event(events.BOT_HANDED_OVER, conversation, now, reason=reason),
+                                  self._queued(conversation, now, "handed over by the bot")],
+                          changed_conversations={conversation.conversation_id})
+        self._schedule_wait_timers(conversation)  # steps that fell due meanwhile are due now
+        outcome.merge(self._route(conversation, now))
+        return outcome
+
+    def _bot_resolved(self, conversation: Conversation, now: datetime) -> Outcome:
+        """The customer said the bot's answer solved it: closed, no human ever needed."""
+        outcome = _closing(conversation)
+        self._forget(conversation)
+        waited = (now - conversation.waiting_since).total_seconds()
+        outcome.events.append(self._event(events.BOT_RESOLVED, conversation, now, duration_seconds=round(waited, 1)))
         return outcome
 
     def _last_agent(self, conversation: Conversation, now: datetime) -> Agent | None:
@@ -795,6 +872,8 @@ class RoutingCore:
             self._schedule(conversation.pinned_until, "pin", conversation, conversation.pin_serial)
         if conversation.parked is not None and conversation.parked_until is not None:
             self._schedule(conversation.parked_until, "wake", conversation, conversation.park_serial)
+        if conversation.bot is not None and conversation.bot_until is not None:
+            self._schedule(conversation.bot_until, "bot", conversation, conversation.bot_session, conversation.bot)
         if conversation.declined and conversation.declined_at is not None:
             self._schedule(conversation.declined_at + timedelta(seconds=self.config.declined_retry_seconds), "declined",
                            conversation, generation)
@@ -1063,4 +1142,5 @@ TIMER_HANDLERS = {
     "pin": RoutingCore._on_pin_expired,
     "declined": RoutingCore._on_declined_expired,
     "wake": RoutingCore._on_snooze_ended,
+    "bot": RoutingCore._on_bot_late,
 }

@@ -105,6 +105,12 @@ class Conversation:
     last_customer_at: datetime | None = None  # the latest customer message routed (a park asked before it wakes at once)
     # The priority's sources, {"message", "queue", "rule"} (capped at 10 in `priority`); empty before they were kept.
     priority_parts: dict[str, int] = field(default_factory=dict)
+    # The pre-routing bot (docs/bot.md): "asked" (waiting for the bot's answer), "answered" (waiting
+    # for the customer's reply to it), None (not with the bot). `bot_until`: when the router hands it
+    # to human routing unless the bot decided first; `bot_session` names the session's decisions.
+    bot: str | None = None
+    bot_until: datetime | None = None
+    bot_session: int = 0
     # How many events were made about it: the next event's id counts on from here, also after a
     # rebuild, so an input handled again over the same saved state gives the same ids.
     event_seq: int = 0
@@ -119,7 +125,7 @@ class Conversation:
 
     @property
     def waiting(self) -> bool:
-        return self.assignee_id is None and self.offer is None and not self.left_queue
+        return self.assignee_id is None and self.offer is None and not self.left_queue and self.bot is None
 
     def info(self, agent_id: str, at: datetime) -> ConversationInfo:
         return ConversationInfo(

@@ -41,6 +41,7 @@ from shared.models import (
     DEFAULT_WORKSPACE,
     SYSTEM_AGENT,
     AgentSnapshot,
+    BotDecision,
     ChatNotice,
     ConversationAnswered,
     ConversationAssigned,
@@ -71,7 +72,7 @@ from shared.topology import PARTITION_HEADER, ROUTER_BINDINGS, Topology, core_qu
 log = structlog.get_logger(__name__)
 RouterInput = (
     InboundMessage | AgentSnapshot | ConversationResolved | ConversationAnswered | OfferAnswer | TransferRequest
-    | RoutingConfigChanged | ThreadClosed | NotAnswered | ThreadLeft | StateRequest | RouterTick
+    | RoutingConfigChanged | ThreadClosed | NotAnswered | ThreadLeft | StateRequest | RouterTick | BotDecision
 )
 INPUT_MODELS: dict[str, type[RouterInput]] = {
     events.MESSAGE_RECEIVED: InboundMessage,
@@ -87,6 +88,7 @@ INPUT_MODELS: dict[str, type[RouterInput]] = {
     events.THREAD_LEFT: ThreadLeft,
     events.CONVERSATION_STATE_REQUESTED: StateRequest,
     events.ROUTER_TICK: RouterTick,
+    events.BOT_DECISION: BotDecision,
 }
 
 
@@ -102,6 +104,7 @@ CORE_INPUTS: dict[type, Callable[[RoutingCore, Any, datetime], Outcome]] = {
     NotAnswered: RoutingCore.on_not_answered,
     ThreadLeft: RoutingCore.on_thread_left,
     StateRequest: RoutingCore.on_state_request,
+    BotDecision: RoutingCore.on_bot_decision,
 }
 
 

@@ -68,3 +68,40 @@ async def test_bad_articles_are_refused_naming_the_problem(names):
         assert full.status == 409 and "at most 1" in await full.text()
         assert (await assist.get(BASE, params={"status": "gone"}, headers=auth())).status == 400
         assert (await assist.get(BASE)).status == 401
+
+
+async def test_search_finds_published_articles_in_each_language_and_follows_every_change(names):
+    async with serve(assist_app(names)) as assist:
+        async def search(q: str, key: str = "test-key", **params) -> list[dict]:
+            response = await assist.get("/v1/kb/search", params={"q": q, **params}, headers=auth(key))
+            assert response.status == 200, await response.text()
+            return (await response.json())["hits"]
+
+        assert await search("password") == []  # nothing written yet
+        english = await (await assist.post(BASE, json=ARTICLE, headers=auth())).json()
+        delivery = await (await assist.post(BASE, json={
+            "title": "Где мой заказ", "body": "Отследить **посылку** можно в разделе «Заказы».", "language": "ru",
+            "tags": ["доставка"], "status": "published"}, headers=auth())).json()
+        await assist.post(BASE, json={**ARTICLE, "title": "Password policy (draft)", "status": "draft"}, headers=auth())
+
+        hits = await search("I forgot my password")
+        assert [h["id"] for h in hits][:1] == [english["id"]]
+        assert all(h["title"] != "Password policy (draft)" for h in hits)  # drafts are not searched
+        assert hits[0]["excerpt"] == "Open Settings, then Security." and 0 <= hits[0]["score"] <= 1
+        assert (await search("где посылка"))[0]["id"] == delivery["id"]
+
+        # A change is searched at once: the index follows the workspace's version.
+        await assist.put(f"{BASE}/{delivery['id']}", json={"title": "Возврат денег", "body": "Деньги вернутся за 5 дней.",
+                                                           "language": "ru", "status": "published"}, headers=auth())
+        assert (await search("когда вернут деньги"))[0]["id"] == delivery["id"]
+        await assist.delete(f"{BASE}/{english['id']}", headers=auth())
+        assert all(h["id"] != english["id"] for h in await search("I forgot my password"))
+
+        assert await search("password", key="other-key") == []  # another workspace's articles
+        token, _ = issue_agent_token("switchyard-dev-token-secret", "default", "ann")
+        agent = await assist.get("/v1/kb/search", params={"q": "деньги"}, headers={"Authorization": f"Bearer {token}"})
+        assert agent.status == 200  # agent assist on the desk
+        for params in ({}, {"q": ""}, {"q": "   "}, {"q": "x" * 501}, {"q": "a", "limit": "0"},
+                       {"q": "a", "language": "de"}):
+            response = await assist.get("/v1/kb/search", params=params, headers=auth())
+            assert response.status == 400, (params, await response.text())

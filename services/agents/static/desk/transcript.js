@@ -141,7 +141,10 @@ function agentName(id) {
 }
 
 export function authorLabel(m) {
-  if (m.agent_id === SYSTEM_AGENT) return m.metadata && m.metadata.survey_id ? t("author.survey") : t("author.automatic");
+  if (m.agent_id === SYSTEM_AGENT) {
+    if (m.metadata && m.metadata.bot) return t("author.bot");
+    return m.metadata && m.metadata.survey_id ? t("author.survey") : t("author.automatic");
+  }
   if (m.metadata && m.metadata.by === "supervisor") return t("author.supervisor_for", { name: agentName(m.agent_id) });
   if (!m.agent_id) return m.direction === "note" ? t("author.supervisor") : "";
   return m.agent_id === state.agentId ? t("author.you", { name: agentName(m.agent_id) }) : agentName(m.agent_id);

@@ -1,0 +1,155 @@
+"""The pre-routing bot in the routing core (docs/bot.md): a new conversation of a queue or channel the
+bot takes is answered by the bot first; it reaches a human when the bot hands it over, is late, or the
+customer goes silent, with its original wait kept; a bot that is off changes nothing."""
+
+from services.router.config import BotSettings, QueueConfig, RoutingConfig, SlaTargets
+from services.router.core import RoutingCore
+from services.router.store import _conversation_from_doc, _conversation_to_doc
+from shared import events
+from shared.models import BotDecision, ConversationAssigned
+from tests.unit.test_routing_core import agent, assigned_to, at, message
+
+
+def bot_core(**bot) -> RoutingCore:
+    config = RoutingConfig(queues=[QueueConfig(name="default", sla=SlaTargets(first_response_seconds=120))],
+                           bot=BotSettings(answer_seconds=10, reply_seconds=60, **bot))
+    core = RoutingCore(config)
+    core.on_agent(agent("ann", capacity=2), at(0))
+    return core
+
+
+def types(outcome) -> list[str]:
+    return [e.type for e in outcome.events]
+
+
+def decision(conversation, kind: str, reason: str = "", session: int | None = None) -> BotDecision:
+    return BotDecision(workspace_id="default", conversation_id=conversation.conversation_id,
+                       session=conversation.bot_session if session is None else session, decision=kind, reason=reason)
+
+
+def opened_with_bot(core: RoutingCore, thread: str = "c1", when: float = 1):
+    outcome = core.on_message(message(thread, "how do I reset my password?"), at(when))
+    conversation = next(c for c in core.conversations.values() if c.first.thread_id == thread)
+    return outcome, conversation
+
+
+def test_a_new_conversation_goes_to_the_bot_first_and_no_agent_is_given_it():
+    core = bot_core()
+    outcome, conversation = opened_with_bot(core)
+    assert assigned_to(outcome) == []  # ann is free, but the bot answers first
+    assert types(outcome) == [events.CONVERSATION_OPENED, events.BOT_REQUESTED]  # not queued for humans yet
+    assert outcome.events[0].details["bot"] is True
+    request = outcome.events[-1]
+    assert request.details["text"] == "how do I reset my password?"
+    assert request.details["session"] == conversation.bot_session > 0
+    assert conversation.bot == "asked" and not conversation.waiting
+
+
+def test_the_customer_saying_yes_resolves_it_without_a_human():
+    core = bot_core()
+    _, conversation = opened_with_bot(core)
+    core.on_bot_decision(decision(conversation, "answered"), at(2))
+    follow = core.on_message(message("c1", "Yes, thanks", mid="press-1"), at(5))
+    assert types(follow) == [events.BOT_MESSAGE] and follow.events[0].details["text"] == "Yes, thanks"
+    outcome = core.on_bot_decision(decision(conversation, "resolved"), at(6))
+    assert types(outcome) == [events.BOT_RESOLVED]
+    assert conversation.conversation_id in outcome.closed_conversations
+    assert core.conversations == {} and assigned_to(outcome) == []
+    # the thread's next message opens a new conversation, with the bot again
+    again, _ = opened_with_bot(core, "c1", 30)
+    assert events.BOT_REQUESTED in types(again)
+
+
+def test_a_handover_routes_it_at_once_with_its_original_wait_and_the_transcript():
+    core = bot_core()
+    _, conversation = opened_with_bot(core)
+    opened_at = conversation.waiting_since
+    core.on_bot_decision(decision(conversation, "answered"), at(2))
+    core.on_message(message("c1", "No, I need a person", mid="press-2"), at(8))
+    outcome = core.on_bot_decision(decision(conversation, "handover", "asked for a person"), at(9))
+    assert types(outcome)[:2] == [events.BOT_HANDED_OVER, events.CONVERSATION_QUEUED]
+    assert outcome.events[0].details["reason"] == "asked for a person"
+    assert assigned_to(outcome) == [("ann", "c1")]
+    delivery = next(d for _, d in outcome.deliveries if isinstance(d, ConversationAssigned))
+    assert [m.text for m in delivery.messages] == ["how do I reset my password?", "No, I need a person"]
+    assert delivery.conversation.waiting_since == opened_at  # the wait counts from when the customer wrote
+    assert conversation.sla["first_response"]["due_at"] == at(1 + 120)  # the SLA too
+
+
+def test_a_bot_that_does_not_answer_in_time_hands_over():
+    core = bot_core()
+    _, conversation = opened_with_bot(core)
+    assert core.tick(at(10)).events == []  # due at 1 + 10
+    outcome = core.tick(at(11))
+    assert types(outcome)[0] == events.BOT_HANDED_OVER and "did not answer" in outcome.events[0].details["reason"]
+    assert assigned_to(outcome) == [("ann", "c1")]
+    late = core.on_bot_decision(decision(conversation, "answered"), at(12))  # too late: changes nothing
+    assert late.events == [] and conversation.bot is None
+
+
+def test_a_customer_silent_after_the_answer_goes_to_a_human():
+    core = bot_core()
+    _, conversation = opened_with_bot(core)
+    core.on_bot_decision(decision(conversation, "answered"), at(2))
+    assert core.tick(at(11)).events == []  # the answer came: the answer timer is stale
+    outcome = core.tick(at(62))  # 2 + 60
+    assert types(outcome)[0] == events.BOT_HANDED_OVER and "did not reply" in outcome.events[0].details["reason"]
+    assert assigned_to(outcome) == [("ann", "c1")]
+
+
+def test_decisions_about_another_session_or_repeated_change_nothing():
+    core = bot_core()
+    _, conversation = opened_with_bot(core)
+    assert core.on_bot_decision(decision(conversation, "resolved", session=conversation.bot_session + 7), at(2)).events == []
+    core.on_bot_decision(decision(conversation, "handover", "no match"), at(3))
+    assert core.on_bot_decision(decision(conversation, "handover", "no match"), at(4)).events == []
+    assert core.on_bot_decision(decision(conversation, "resolved"), at(5)).events == []  # it is ann's now
+    assert conversation.assignee_id == "ann"
+
+
+def test_the_bot_takes_only_its_queues_and_channels_and_never_a_call():
+    config = RoutingConfig(queues=[QueueConfig(name="default"), QueueConfig(name="sales")],
+                           rules=[{"queue": "sales", "keywords": ["buy"]}],
+                           bot=BotSettings(queues=["default"], channels=["webchat", "api"]))
+    core = RoutingCore(config)
+    core.on_agent(agent("ann", capacity=5), at(0))
+    assert events.BOT_REQUESTED in types(core.on_message(message("a", "reset password"), at(1)))
+    assert assigned_to(core.on_message(message("b", "I want to buy"), at(2))) == [("ann", "b")]  # sales: no bot
+    assert assigned_to(core.on_message(message("c", "reset", channel="telegram"), at(3))) == [("ann", "c")]
+    assert not BotSettings().takes("default", "voice")
+
+
+def test_a_bot_that_is_off_or_absent_changes_nothing():
+    for bot in (None, BotSettings(enabled=False)):
+        core = RoutingCore(RoutingConfig(bot=bot))
+        core.on_agent(agent("ann"), at(0))
+        outcome = core.on_message(message("c1"), at(1))
+        assert assigned_to(outcome) == [("ann", "c1")]
+        assert types(outcome)[:2] == [events.CONVERSATION_OPENED, events.CONVERSATION_QUEUED]
+        assert "bot" not in outcome.events[0].details
+
+
+def test_a_returning_customer_of_a_recent_conversation_goes_to_their_agent_not_the_bot():
+    core = bot_core()
+    _, first = opened_with_bot(core)
+    core.on_bot_decision(decision(first, "handover", "no match"), at(2))
+    from shared.models import ConversationResolved
+    core.on_resolved(ConversationResolved(workspace_id="default", conversation_id=first.conversation_id), at(3))
+    outcome = core.on_message(message("c1", "one more thing"), at(4))
+    assert events.BOT_REQUESTED not in types(outcome) and assigned_to(outcome) == [("ann", "c1")]
+
+
+def test_a_conversation_with_the_bot_survives_a_rebuild_with_its_timer():
+    core = bot_core()
+    _, conversation = opened_with_bot(core)
+    core.on_bot_decision(decision(conversation, "answered"), at(2))
+    doc = {"_id": conversation.conversation_id, **_conversation_to_doc(conversation)}
+    saved = _conversation_from_doc(doc)
+    saved.backlog = list(conversation.backlog)
+    rebuilt = RoutingCore.rebuilt(core.config, list(core.agents.values()), [saved], {})
+    assert rebuilt.route_waiting(at(3)).deliveries == []  # not offered to ann while with the bot
+    outcome = rebuilt.tick(at(62))
+    assert types(outcome)[0] == events.BOT_HANDED_OVER and assigned_to(outcome) == [("ann", "c1")]
+    session = saved.bot_session
+    fresh = rebuilt.on_message(message("z9", "another question"), at(63))
+    assert next(e for e in fresh.events if e.type == events.BOT_REQUESTED).details["session"] > session
