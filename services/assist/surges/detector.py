@@ -1,0 +1,454 @@
+"""Live surge (incident) detection over inbound customer messages: many different customers reporting
+the same problem at once, across channels and languages. Pure: no I/O, the clock is each message's
+`at` (and `tick(now)`'s argument); the caller embeds nothing, unless it passes vectors it has.
+
+Method, per workspace (workspaces never share any state):
+
+1. Text: a message with fewer than `min_words` words of three letters or more once greetings,
+   thanks and fillers are taken out ("hi", "спасибо", "any news?", "ну що там?") is ignored.
+   The rest (first 300 characters) is embedded (services/assist/search/embedding.py, WordLlama,
+   256 dimensions) and *centered*: the workspace's running mean vector of its script (Latin or
+   Cyrillic) is subtracted and the row renormalized. Without it every Cyrillic text is about 0.8
+   similar to every other (all topics' centroids alike): the common component dominates; with it,
+   the same topic's centroids of Russian and Ukrainian messages are 0.35-0.62 similar, another
+   topic's under 0.26 (English to Russian/Ukrainian stays weak: 0.05-0.3).
+2. Online clustering: the message joins the nearest micro-cluster whose centroid it matches at
+   cosine >= `join`, else it starts a new one (matrix of centroids, one matrix-vector product).
+   A cluster's centroid is the mean of its members in the sliding window (the last `window`);
+   members leaving the window are folded into the cluster's *history*: an exponentially decayed
+   count (half-life `half_life`). At most `max_clusters` clusters (the one with the least
+   decayed history and nobody in the window is evicted) and `max_window` window members.
+3. Surge test, on the message's *group*: its cluster and every cluster whose centroid is within
+   `group` of it (not already in an incident). n = distinct conversations of the group in the
+   window (one chatty customer counts once); its expected count = its long-run share of the
+   workspace's traffic (history of the group / history of all, floored at `min_share` so a brand
+   new topic has a small baseline) x the window's other traffic. Comparing shares, not rates, makes
+   the daily volume shape cancel: a topic rising with the whole morning is not a surge. An incident
+   is raised when n >= `min_conversations`, n >= `ratio` x expected and the Poisson tail
+   P(N >= n | expected) <= `alpha`. No incident before `warmup` messages have gone into history.
+4. An open incident links every new message whose vector is within `link` of its centroid (the mean
+   of its linked messages) or whose cluster is one of its clusters; a conversation is linked once.
+   A group surging while an incident opened within the last `window` is within `merge` of it joins
+   that incident rather than opening another (the same problem in another language, surging at the
+   same time). `IncidentUpdated` is sent at most once per `update_every` per incident unless
+   `update_links` new conversations have been linked since the last; an incident with no new link
+   for `quiet` is resolved.
+
+Restart: `snapshot()` returns the whole state (plain data and numpy arrays, picklable) and
+`restore()` takes it back; or replay the last day of inbound messages into a new detector:
+incident ids are derived from the workspace and the first message, so a replay finds the same ids.
+"""
+
+import copy
+import math
+import re
+from collections import Counter, deque
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+import numpy as np
+
+from services.assist.search.embedding import DIMENSIONS, embed
+
+
+@dataclass(frozen=True, slots=True)
+class InboundMessage:
+    """A customer's message as the detector sees it."""
+    id: str
+    workspace_id: str
+    conversation_id: str
+    channel: str
+    text: str
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class SurgeParams:
+    """The detector's knobs; the defaults are the measured choice (README section in the report)."""
+    join: float = 0.55
+    group: float = 0.45
+    link: float = 0.45
+    merge: float = 0.25
+    window: timedelta = timedelta(minutes=30)
+    half_life: timedelta = timedelta(hours=12)
+    min_conversations: int = 5
+    ratio: float = 4.0
+    alpha: float = 1e-4
+    min_share: float = 0.002
+    warmup: int = 200
+    quiet: timedelta = timedelta(minutes=30)
+    update_every: timedelta = timedelta(seconds=30)
+    update_links: int = 10
+    min_words: int = 2
+    max_clusters: int = 1000
+    max_window: int = 5000
+    max_incidents: int = 50
+    max_linked: int = 10_000
+    max_workspaces: int = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class IncidentDetected:
+    incident_id: str
+    workspace_id: str
+    at: datetime
+    sample: str  # the text of the message that opened it
+    conversations: int
+    expected: float  # the group's expected count in the window when it was raised
+
+
+@dataclass(frozen=True, slots=True)
+class IncidentUpdated:
+    incident_id: str
+    workspace_id: str
+    at: datetime
+    conversations: int
+
+
+@dataclass(frozen=True, slots=True)
+class IncidentResolved:
+    incident_id: str
+    workspace_id: str
+    at: datetime  # its last link + quiet
+    conversations: int
+
+
+@dataclass(frozen=True, slots=True)
+class ConversationLinked:
+    incident_id: str
+    workspace_id: str
+    conversation_id: str
+    message_id: str
+
+
+Change = IncidentDetected | IncidentUpdated | IncidentResolved | ConversationLinked
+
+WORD = re.compile(r"[^\W\d_]{3,}")
+FILLER_WORDS = """
+hi hello hey there good morning afternoon evening thanks thank you much lot please pls okay any news
+anyone somebody what the and for are is this still bye
+привет здравствуйте здравствуй добрый доброе день утро вечер спасибо большое пожалуйста есть новости что там
+алло тут вы кто нибудь ладно хорошо понятно пока
+привіт вітаю добрий доброго день ранку вечір дякую дуже будь ласка новини що там алло тут ви хтось добре
+зрозуміло бувай
+"""
+FILLERS = frozenset(FILLER_WORDS.split())
+
+
+def substantive(text: str, min_words: int = 2) -> bool:
+    """Whether a text says something beyond greetings, thanks and fillers."""
+    return sum(1 for word in WORD.findall(text.casefold()) if word not in FILLERS) >= min_words
+
+
+def script_of(text: str) -> int:
+    """0 for mostly Latin letters, 1 for mostly Cyrillic: the centering mean to use."""
+    cyrillic = sum(1 for ch in text if "\u0400" <= ch <= "\u04ff")
+    latin = sum(1 for ch in text if "a" <= ch.lower() <= "z")
+    return 1 if cyrillic > latin else 0
+
+
+def poisson_tail(n: int, expected: float) -> float:
+    """P(N >= n) for N ~ Poisson(expected), summed upward from n (exact where it is tiny)."""
+    if n <= expected:
+        return 1.0
+    log_term = -expected + n * math.log(expected) - math.lgamma(n + 1)
+    total, k = 0.0, n
+    while True:
+        term = math.exp(log_term)
+        total += term
+        k += 1
+        log_term += math.log(expected / k)
+        if term < total * 1e-12 or k > n + 1000:
+            return min(1.0, total)
+
+
+@dataclass(slots=True)
+class _Incident:
+    id: str
+    opened: datetime
+    sample: str
+    expected: float
+    clusters: set[tuple[int, int]]  # (slot, generation)
+    centroid_sum: np.ndarray
+    conversations: set[str] = field(default_factory=set)
+    linked: int = 0
+    last_link: datetime | None = None
+    last_update: datetime | None = None
+    reported: int = 0  # the count in the last event sent
+
+
+@dataclass(slots=True)
+class _Member:
+    at: datetime
+    slot: int
+    generation: int
+    conversation_id: str
+    message_id: str
+    vector: np.ndarray
+
+
+class _Workspace:
+    """One workspace's clusters, window, baseline and incidents."""
+
+    def __init__(self, params: SurgeParams):
+        size = params.max_clusters
+        self.centroids = np.zeros((size, DIMENSIONS), dtype=np.float32)  # unit rows; zero = free slot
+        self.sums = np.zeros((size, DIMENSIONS), dtype=np.float32)  # window members' vector sums
+        self.history = np.zeros(size)  # decayed count of past members, scaled by exp((t - t0) / tau)
+        self.generation = np.zeros(size, dtype=np.int64)
+        self.conversations: list[Counter] = [Counter() for _ in range(size)]  # window members by conversation
+        self.counts = np.zeros(size, dtype=np.int64)  # window members per cluster
+        self.used = np.zeros(size, dtype=bool)
+        self.window: deque[_Member] = deque()
+        self.history_total = 0.0
+        self.history_messages = 0
+        self.t0: datetime | None = None
+        self.means = np.zeros((2, DIMENSIONS), dtype=np.float64)  # running mean vector per script
+        self.seen = np.zeros(2, dtype=np.int64)
+        self.incidents: dict[str, _Incident] = {}
+        self.last_seen: datetime | None = None
+
+
+class SurgeDetector:
+    """Groups inbound messages by similarity over a sliding window and raises incidents on surges."""
+
+    def __init__(self, params: SurgeParams | None = None):
+        self.params = params or SurgeParams()
+        self.workspaces: dict[str, _Workspace] = {}
+        self._tau = self.params.half_life.total_seconds() / math.log(2)
+
+    def vector(self, text: str) -> np.ndarray | None:
+        """The embedding of a substantive text (None for a greeting, a thanks, too little text)."""
+        if not substantive(text, self.params.min_words):
+            return None
+        return embed([text[:300]])[0]
+
+    def observe(self, message: InboundMessage, vector: np.ndarray | None = None) -> list[Change]:
+        """One inbound message in; the incidents it opens, updates or links it to, and any that ended.
+        `vector` is its embedding if the caller has it (a batch embed), else it is embedded here."""
+        space = self._workspace(message.workspace_id)
+        changes = self._expire(space, message.workspace_id, message.at)
+        if vector is None:
+            vector = self.vector(message.text)
+        elif not substantive(message.text, self.params.min_words):
+            vector = None
+        if vector is not None:
+            centered = self._center(space, message.text, vector)
+            changes += self._place(space, message, centered)
+        changes += self._updates(space, message.workspace_id, message.at)
+        space.last_seen = message.at
+        return changes
+
+    def tick(self, now: datetime) -> list[Change]:
+        """Resolves the incidents gone quiet and sends due updates when no message comes to do it."""
+        changes: list[Change] = []
+        for workspace_id, space in self.workspaces.items():
+            changes += self._expire(space, workspace_id, now) + self._updates(space, workspace_id, now)
+        return changes
+
+    def snapshot(self) -> dict:
+        """The whole state, as plain data and numpy arrays (a deep copy; picklable)."""
+        return {"params": self.params, "workspaces": copy.deepcopy(self.workspaces)}
+
+    def restore(self, snapshot: dict) -> None:
+        """Takes back a `snapshot()` (its params included)."""
+        self.params = snapshot["params"]
+        self._tau = self.params.half_life.total_seconds() / math.log(2)
+        self.workspaces = copy.deepcopy(snapshot["workspaces"])
+
+    def open_incidents(self, workspace_id: str) -> dict[str, frozenset[str]]:
+        """The workspace's open incidents and their linked conversations."""
+        space = self.workspaces.get(workspace_id)
+        return {} if space is None else {i.id: frozenset(i.conversations) for i in space.incidents.values()}
+
+    # --- state ---
+
+    def _workspace(self, workspace_id: str) -> _Workspace:
+        space = self.workspaces.get(workspace_id)
+        if space is None:
+            if len(self.workspaces) >= self.params.max_workspaces:  # the longest idle goes
+                idle = min(self.workspaces, key=lambda w: self.workspaces[w].last_seen or datetime.min)
+                del self.workspaces[idle]
+            space = self.workspaces[workspace_id] = _Workspace(self.params)
+        return space
+
+    def _center(self, space: _Workspace, text: str, vector: np.ndarray) -> np.ndarray:
+        """The vector minus its script's running mean (common component removal), renormalized."""
+        script = script_of(text)
+        space.seen[script] += 1
+        space.means[script] += (vector - space.means[script]) / min(space.seen[script], 2000)
+        centered = vector - space.means[script] if space.seen[script] > 20 else vector
+        norm = float(np.linalg.norm(centered))
+        return (centered / norm).astype(np.float32) if norm > 1e-6 else vector.astype(np.float32)
+
+    def _weight(self, space: _Workspace, at: datetime) -> float:
+        """exp((at - t0) / tau): history counts scaled so that shares need no decaying step."""
+        if space.t0 is None:
+            space.t0 = at
+        exponent = (at - space.t0).total_seconds() / self._tau
+        if exponent > 200:  # rescale before floats overflow (after 200 time constants)
+            scale = math.exp(-exponent)
+            space.history *= scale
+            space.history_total *= scale
+            space.t0, exponent = at, 0.0
+        return math.exp(exponent)
+
+    def _forget(self, space: _Workspace, now: datetime) -> None:
+        """Members older than the window (or beyond `max_window`) leave it for their cluster's history."""
+        horizon = now - self.params.window
+        while space.window and (space.window[0].at < horizon or len(space.window) > self.params.max_window):
+            member = space.window.popleft()
+            weight = self._weight(space, member.at)
+            space.history_total += weight
+            space.history_messages += 1
+            if space.generation[member.slot] != member.generation:
+                continue  # its cluster was evicted
+            slot = member.slot
+            space.sums[slot] -= member.vector
+            space.history[slot] += weight
+            space.counts[slot] -= 1
+            counter = space.conversations[slot]
+            counter[member.conversation_id] -= 1
+            if counter[member.conversation_id] <= 0:
+                del counter[member.conversation_id]
+
+    def _slot_for(self, space: _Workspace, centered: np.ndarray) -> tuple[int, bool]:
+        """The nearest cluster at `join` or better, else a new (or evicted) slot; and whether new."""
+        similarities = space.centroids @ centered
+        best = int(np.argmax(similarities))
+        if space.used[best] and similarities[best] >= self.params.join:
+            return best, False
+        free = np.flatnonzero(~space.used)
+        if free.size:
+            return int(free[0]), True
+        candidates = space.counts == 0
+        candidates[[slot for incident in space.incidents.values() for slot, _ in incident.clusters]] = False
+        pool = np.flatnonzero(candidates) if candidates.any() else np.arange(len(space.used))
+        slot = int(pool[np.argmin(space.history[pool])])
+        space.generation[slot] += 1
+        space.history[slot] = 0.0
+        space.sums[slot] = 0.0
+        space.conversations[slot].clear()
+        return slot, True
+
+    # --- one message ---
+
+    def _place(self, space: _Workspace, message: InboundMessage, centered: np.ndarray) -> list[Change]:
+        self._forget(space, message.at)
+        slot, _ = self._slot_for(space, centered)
+        space.used[slot] = True
+        space.sums[slot] += centered
+        space.conversations[slot][message.conversation_id] += 1
+        space.counts[slot] += 1
+        space.centroids[slot] = space.sums[slot] / max(float(np.linalg.norm(space.sums[slot])), 1e-6)
+        member = _Member(message.at, slot, int(space.generation[slot]), message.conversation_id, message.id, centered)
+        space.window.append(member)
+        incident = self._matching_incident(space, slot, centered)
+        if incident is not None:
+            return self._link(incident, message.workspace_id, member)
+        return self._surge(space, message, slot)
+
+    def _matching_incident(self, space: _Workspace, slot: int, centered: np.ndarray) -> _Incident | None:
+        key = (slot, int(space.generation[slot]))
+        best, best_similarity = None, self.params.link
+        for incident in space.incidents.values():
+            if key in incident.clusters:
+                return incident
+            similarity = float(centered @ incident.centroid_sum) / max(float(np.linalg.norm(incident.centroid_sum)),
+                                                                        1e-6)
+            if similarity >= best_similarity:
+                best, best_similarity = incident, similarity
+        return best
+
+    def _link(self, incident: _Incident, workspace_id: str, member: _Member) -> list[Change]:
+        """Links a message's conversation to the incident, once per conversation."""
+        incident.last_link = max(incident.last_link or member.at, member.at)
+        if member.conversation_id in incident.conversations:
+            return []
+        incident.centroid_sum += member.vector
+        incident.linked += 1
+        if len(incident.conversations) < self.params.max_linked:
+            incident.conversations.add(member.conversation_id)
+        return [ConversationLinked(incident.id, workspace_id, member.conversation_id, member.message_id)]
+
+    def _group(self, space: _Workspace, slot: int) -> np.ndarray:
+        """The clusters within `group` of this one (itself included), none of them in an incident."""
+        similarities = space.centroids @ space.centroids[slot]
+        members = np.flatnonzero((similarities >= self.params.group) & space.used)
+        taken = {s for incident in space.incidents.values() for s, g in incident.clusters if space.generation[s] == g}
+        return np.array([s for s in members if s not in taken] or [slot])
+
+    def _surge(self, space: _Workspace, message: InboundMessage, slot: int) -> list[Change]:
+        params = self.params
+        if space.history_messages < params.warmup:
+            return []
+        group = self._group(space, slot)
+        conversations = set().union(*(space.conversations[s].keys() for s in group))
+        n = len(conversations)
+        if n < params.min_conversations:
+            return []
+        group_window = int(space.counts[group].sum())
+        share = max(float(space.history[group].sum()) / max(space.history_total, 1e-12), params.min_share)
+        expected = share * max(len(space.window) - group_window, 1)
+        if n < params.ratio * expected or poisson_tail(n, expected) > params.alpha:
+            return []
+        return self._open(space, message, group, conversations, expected)
+
+    def _open(self, space: _Workspace, message: InboundMessage, group: np.ndarray, conversations: set[str],
+              expected: float) -> list[Change]:
+        centroid_sum = space.sums[group].sum(axis=0).astype(np.float64)
+        merged = self._merge_target(space, message.at, centroid_sum)
+        clusters = {(int(s), int(space.generation[s])) for s in group}
+        if merged is not None:
+            merged.clusters |= clusters
+            incident, changes = merged, []
+        else:
+            if len(space.incidents) >= self.params.max_incidents:
+                return []
+            incident = _Incident(f"{message.workspace_id}:{message.id}", message.at, message.text, expected,
+                                 clusters, np.zeros(DIMENSIONS))
+            space.incidents[incident.id] = incident
+            changes = []
+        for member in space.window:  # the group's window members, the trigger among them, in arrival order
+            if (member.slot, member.generation) in clusters:
+                changes += self._link(incident, message.workspace_id, member)
+        if merged is None:
+            changes.insert(0, IncidentDetected(incident.id, message.workspace_id, message.at, message.text,
+                                               len(incident.conversations), round(expected, 3)))
+            incident.last_update, incident.reported = message.at, len(incident.conversations)
+        return changes
+
+    def _merge_target(self, space: _Workspace, at: datetime, centroid_sum: np.ndarray) -> _Incident | None:
+        """An incident opened within the window whose centroid is within `merge` of this group's."""
+        unit = centroid_sum / max(float(np.linalg.norm(centroid_sum)), 1e-6)
+        best, best_similarity = None, self.params.merge
+        for incident in space.incidents.values():
+            if at - incident.opened > self.params.window:
+                continue
+            similarity = float(unit @ incident.centroid_sum) / max(float(np.linalg.norm(incident.centroid_sum)), 1e-6)
+            if similarity >= best_similarity:
+                best, best_similarity = incident, similarity
+        return best
+
+    # --- time ---
+
+    def _expire(self, space: _Workspace, workspace_id: str, now: datetime) -> list[Change]:
+        changes: list[Change] = []
+        for incident in list(space.incidents.values()):
+            ends = incident.last_link + self.params.quiet
+            if now >= ends:
+                del space.incidents[incident.id]
+                changes.append(IncidentResolved(incident.id, workspace_id, ends, len(incident.conversations)))
+        return changes
+
+    def _updates(self, space: _Workspace, workspace_id: str, now: datetime) -> list[Change]:
+        changes: list[Change] = []
+        for incident in space.incidents.values():
+            count = len(incident.conversations)
+            if count == incident.reported:
+                continue
+            if now - incident.last_update >= self.params.update_every or \
+                    count - incident.reported >= self.params.update_links:
+                incident.last_update, incident.reported = now, count
+                changes.append(IncidentUpdated(incident.id, workspace_id, now, count))
+        return changes
