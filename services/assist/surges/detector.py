@@ -42,6 +42,7 @@ incident ids are derived from the workspace and the first message, so a replay f
 import copy
 import math
 import re
+import zlib
 from collections import Counter, deque
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -65,17 +66,21 @@ class InboundMessage:
 @dataclass(frozen=True, slots=True)
 class SurgeParams:
     """The detector's knobs; the defaults are the measured choice (README section in the report)."""
-    join: float = 0.55
-    group: float = 0.45
+    join: float = 0.6
+    group: float = 0.4
     link: float = 0.45
-    merge: float = 0.25
+    merge: float = 0.1
+    baseline: float = 0.25
+    min_joining: int = 2
+    lexical: float = 0.5
+    stable_centroids: bool = True
     window: timedelta = timedelta(minutes=30)
     half_life: timedelta = timedelta(hours=12)
-    min_conversations: int = 5
-    ratio: float = 4.0
+    min_conversations: int = 4
+    ratio: float = 8.0
     alpha: float = 1e-4
     min_share: float = 0.002
-    warmup: int = 200
+    warmup: int = 500
     quiet: timedelta = timedelta(minutes=30)
     update_every: timedelta = timedelta(seconds=30)
     update_links: int = 10
@@ -133,11 +138,29 @@ anyone somebody what the and for are is this still bye
 зрозуміло бувай
 """
 FILLERS = frozenset(FILLER_WORDS.split())
+LEXICAL = 1024  # hashed character 4-gram buckets
+FEATURES = DIMENSIONS + LEXICAL
 
 
 def substantive(text: str, min_words: int = 2) -> bool:
     """Whether a text says something beyond greetings, thanks and fillers."""
-    return sum(1 for word in WORD.findall(text.casefold()) if word not in FILLERS) >= min_words
+    return len(words_of(text)) >= min_words
+
+
+def words_of(text: str) -> list[str]:
+    """The words of three letters or more that are not greetings, thanks or fillers, casefolded."""
+    return [word for word in WORD.findall(text.casefold()) if word not in FILLERS]
+
+
+def ngram_buckets(text: str) -> np.ndarray:
+    """The distinct hashed character 4-grams of a text's words (padded: `<word>`): shared by
+    inflections and by Russian and Ukrainian cognates ("интернет", "інтернет"), unlike the words."""
+    buckets = set()
+    for word in words_of(text):
+        padded = f"<{word}>"
+        for start in range(max(1, len(padded) - 3)):
+            buckets.add(zlib.crc32(padded[start:start + 4].encode()) % LEXICAL)
+    return np.fromiter(buckets, dtype=np.int64, count=len(buckets))
 
 
 def script_of(text: str) -> int:
@@ -188,17 +211,21 @@ class _Member:
 
 
 class _Workspace:
-    """One workspace's clusters, window, baseline and incidents."""
+    """One workspace's clusters, window, baseline and incidents. The cluster arrays grow by doubling up
+    to `max_clusters` rows, so a quiet workspace holds little."""
 
     def __init__(self, params: SurgeParams):
-        size = params.max_clusters
-        self.centroids = np.zeros((size, DIMENSIONS), dtype=np.float32)  # unit rows; zero = free slot
-        self.sums = np.zeros((size, DIMENSIONS), dtype=np.float32)  # window members' vector sums
+        size = min(64, params.max_clusters)
+        self.centroids = np.zeros((size, FEATURES), dtype=np.float32)  # unit rows; zero = free slot
+        self.sums = np.zeros((size, FEATURES), dtype=np.float32)  # window members' vector sums
+        self.totals = np.zeros((size, FEATURES), dtype=np.float32)  # all members' vector sums (the centroid)
         self.history = np.zeros(size)  # decayed count of past members, scaled by exp((t - t0) / tau)
         self.generation = np.zeros(size, dtype=np.int64)
         self.conversations: list[Counter] = [Counter() for _ in range(size)]  # window members by conversation
         self.counts = np.zeros(size, dtype=np.int64)  # window members per cluster
         self.used = np.zeros(size, dtype=bool)
+        self.document_frequency = np.zeros(LEXICAL, dtype=np.float64)  # of the hashed n-grams
+        self.documents = 0.0
         self.window: deque[_Member] = deque()
         self.history_total = 0.0
         self.history_messages = 0
@@ -233,8 +260,7 @@ class SurgeDetector:
         elif not substantive(message.text, self.params.min_words):
             vector = None
         if vector is not None:
-            centered = self._center(space, message.text, vector)
-            changes += self._place(space, message, centered)
+            changes += self._place(space, message, self._features(space, message.text, vector))
         changes += self._updates(space, message.workspace_id, message.at)
         space.last_seen = message.at
         return changes
@@ -271,6 +297,22 @@ class SurgeDetector:
                 del self.workspaces[idle]
             space = self.workspaces[workspace_id] = _Workspace(self.params)
         return space
+
+    def _features(self, space: _Workspace, text: str, vector: np.ndarray) -> np.ndarray:
+        """The centered embedding and the IDF-weighted n-grams side by side, weighted so that the dot
+        product of two is (1 - lexical) x their embeddings' cosine + lexical x their n-grams' cosine."""
+        lexical = np.zeros(LEXICAL, dtype=np.float32)
+        buckets = ngram_buckets(text)
+        if buckets.size:
+            lexical[buckets] = np.log((space.documents + 1) / (space.document_frequency[buckets] + 1)) + 0.1
+            lexical /= float(np.linalg.norm(lexical))
+            space.document_frequency[buckets] += 1
+        space.documents += 1
+        if space.documents > 20_000:  # a long-run frequency that still follows the traffic
+            space.document_frequency /= 2
+            space.documents /= 2
+        weight = self.params.lexical
+        return np.concatenate([math.sqrt(1 - weight) * self._center(space, text, vector), math.sqrt(weight) * lexical])
 
     def _center(self, space: _Workspace, text: str, vector: np.ndarray) -> np.ndarray:
         """The vector minus its script's running mean (common component removal), renormalized."""
@@ -321,6 +363,8 @@ class SurgeDetector:
         free = np.flatnonzero(~space.used)
         if free.size:
             return int(free[0]), True
+        if len(space.used) < self.params.max_clusters:
+            return self._grow(space), True
         candidates = space.counts == 0
         candidates[[slot for incident in space.incidents.values() for slot, _ in incident.clusters]] = False
         pool = np.flatnonzero(candidates) if candidates.any() else np.arange(len(space.used))
@@ -328,8 +372,23 @@ class SurgeDetector:
         space.generation[slot] += 1
         space.history[slot] = 0.0
         space.sums[slot] = 0.0
+        space.totals[slot] = 0.0
         space.conversations[slot].clear()
         return slot, True
+
+    def _grow(self, space: _Workspace) -> int:
+        """Doubles the cluster arrays (up to `max_clusters`); the first new slot."""
+        old = len(space.used)
+        extra = min(old, self.params.max_clusters - old)
+        space.centroids = np.vstack([space.centroids, np.zeros((extra, FEATURES), dtype=np.float32)])
+        space.sums = np.vstack([space.sums, np.zeros((extra, FEATURES), dtype=np.float32)])
+        space.totals = np.vstack([space.totals, np.zeros((extra, FEATURES), dtype=np.float32)])
+        space.history = np.concatenate([space.history, np.zeros(extra)])
+        space.generation = np.concatenate([space.generation, np.zeros(extra, dtype=np.int64)])
+        space.counts = np.concatenate([space.counts, np.zeros(extra, dtype=np.int64)])
+        space.used = np.concatenate([space.used, np.zeros(extra, dtype=bool)])
+        space.conversations += [Counter() for _ in range(extra)]
+        return old
 
     # --- one message ---
 
@@ -340,7 +399,9 @@ class SurgeDetector:
         space.sums[slot] += centered
         space.conversations[slot][message.conversation_id] += 1
         space.counts[slot] += 1
-        space.centroids[slot] = space.sums[slot] / max(float(np.linalg.norm(space.sums[slot])), 1e-6)
+        source = space.totals if self.params.stable_centroids else space.sums
+        source[slot] += centered if self.params.stable_centroids else 0
+        space.centroids[slot] = source[slot] / max(float(np.linalg.norm(source[slot])), 1e-6)
         member = _Member(message.at, slot, int(space.generation[slot]), message.conversation_id, message.id, centered)
         space.window.append(member)
         incident = self._matching_incident(space, slot, centered)
@@ -371,33 +432,36 @@ class SurgeDetector:
             incident.conversations.add(member.conversation_id)
         return [ConversationLinked(incident.id, workspace_id, member.conversation_id, member.message_id)]
 
-    def _group(self, space: _Workspace, slot: int) -> np.ndarray:
-        """The clusters within `group` of this one (itself included), none of them in an incident."""
+    def _group(self, space: _Workspace, slot: int) -> tuple[np.ndarray, float]:
+        """The clusters within `group` of this one (itself included), none of them in an incident; and
+        the long-run share of the traffic of the clusters within `baseline` of it."""
         similarities = space.centroids @ space.centroids[slot]
         members = np.flatnonzero((similarities >= self.params.group) & space.used)
         taken = {s for incident in space.incidents.values() for s, g in incident.clusters if space.generation[s] == g}
-        return np.array([s for s in members if s not in taken] or [slot])
+        history = float(space.history[similarities >= self.params.baseline].sum())
+        return np.array([s for s in members if s not in taken] or [slot]), history / max(space.history_total, 1e-12)
 
     def _surge(self, space: _Workspace, message: InboundMessage, slot: int) -> list[Change]:
         params = self.params
         if space.history_messages < params.warmup:
             return []
-        group = self._group(space, slot)
+        group, share = self._group(space, slot)
         conversations = set().union(*(space.conversations[s].keys() for s in group))
         n = len(conversations)
-        if n < params.min_conversations:
+        if n < min(params.min_conversations, params.min_joining):
             return []
         group_window = int(space.counts[group].sum())
-        share = max(float(space.history[group].sum()) / max(space.history_total, 1e-12), params.min_share)
-        expected = share * max(len(space.window) - group_window, 1)
-        if n < params.ratio * expected or poisson_tail(n, expected) > params.alpha:
+        expected = max(share, params.min_share) * max(len(space.window) - group_window, 1)
+        if n < params.ratio * expected:
             return []
-        return self._open(space, message, group, conversations, expected)
+        merged = self._merge_target(space, message.at, space.sums[group].sum(axis=0).astype(np.float64))
+        if merged is None and (n < params.min_conversations or poisson_tail(n, expected) > params.alpha):
+            return []
+        return self._open(space, message, group, expected, merged)
 
-    def _open(self, space: _Workspace, message: InboundMessage, group: np.ndarray, conversations: set[str],
-              expected: float) -> list[Change]:
-        centroid_sum = space.sums[group].sum(axis=0).astype(np.float64)
-        merged = self._merge_target(space, message.at, centroid_sum)
+    def _open(self, space: _Workspace, message: InboundMessage, group: np.ndarray, expected: float,
+              merged: _Incident | None) -> list[Change]:
+        """A new incident of the group's window members, or them joining `merged`."""
         clusters = {(int(s), int(space.generation[s])) for s in group}
         if merged is not None:
             merged.clusters |= clusters
@@ -406,7 +470,7 @@ class SurgeDetector:
             if len(space.incidents) >= self.params.max_incidents:
                 return []
             incident = _Incident(f"{message.workspace_id}:{message.id}", message.at, message.text, expected,
-                                 clusters, np.zeros(DIMENSIONS))
+                                 clusters, np.zeros(FEATURES))
             space.incidents[incident.id] = incident
             changes = []
         for member in space.window:  # the group's window members, the trigger among them, in arrival order

@@ -22,7 +22,11 @@ import numpy as np
 
 from services.assist.search.embedding import DIMENSIONS, embed
 from services.assist.surges.detector import (
-    ConversationLinked, IncidentDetected, SurgeDetector, SurgeParams, substantive,
+    ConversationLinked,
+    IncidentDetected,
+    SurgeDetector,
+    SurgeParams,
+    substantive,
 )
 from services.assist.surges.streams import Stream, generate
 

@@ -23,7 +23,6 @@ and the ground truth of which message belongs to which burst.
   an incident, and it should alert then.
 """
 
-import math
 import random
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -254,7 +253,7 @@ class Stream:
     bursts: list[Burst]
     burst_of_conversation: dict[str, str] = field(default_factory=dict)
     language_of_message: dict[str, str] = field(default_factory=dict)
-    days: float = 1.0
+    days: float = 1.0  # its span (lead-in included), for the false alerts per day
 
 
 def _slots(rng: random.Random, language: int, fixed: dict[str, str] | None = None) -> dict[str, str]:
@@ -297,8 +296,9 @@ def _arrivals(rng: random.Random, start: datetime, days: float, per_day: float) 
         minute += rng.expovariate(peak)
         if minute >= end:
             return out
-        if rng.random() < HOURLY_SHAPE[int(minute // 60) % 24] / max(HOURLY_SHAPE):
-            out.append(start + timedelta(minutes=minute))
+        at = start + timedelta(minutes=minute)
+        if rng.random() < HOURLY_SHAPE[at.hour] / max(HOURLY_SHAPE):
+            out.append(at)
 
 
 def _background_topic(rng: random.Random, at: datetime, rush: float) -> str:
@@ -347,12 +347,14 @@ class _Builder:
 
 def generate(seed: int, days: int = 1, per_day: float = 2000, bursts_per_day: int = 3,
              mix: dict[str, float] | None = None, rush: float = 3.0, workspace_id: str = "w1",
-             start: datetime = DAY_START) -> Stream:
-    """`days` of traffic of one workspace: background conversations, `bursts_per_day` bursts a day."""
+             start: datetime = DAY_START, lead_in: timedelta = timedelta(hours=12)) -> Stream:
+    """`days` of traffic of one workspace: background conversations, `bursts_per_day` bursts a day;
+    preceded by `lead_in` of background alone (the day before: a detector is not evaluated cold)."""
     rng = random.Random(seed)
     mix = mix or {"en": 0.34, "ru": 0.33, "uk": 0.33}
     builder = _Builder(rng, workspace_id, mix)
-    for opened in _arrivals(rng, start, days, per_day):
+    lead_days = lead_in.total_seconds() / 86400
+    for opened in _arrivals(rng, start - lead_in, days + lead_days, per_day):
         builder.conversation(opened, BACKGROUND_TOPICS[_background_topic(rng, opened, rush)][1])
     bursts, burst_of_conversation = [], {}
     for day in range(days):
@@ -361,7 +363,7 @@ def generate(seed: int, days: int = 1, per_day: float = 2000, bursts_per_day: in
             bursts.append(burst)
             burst_of_conversation |= dict.fromkeys(burst.conversations, burst.id)
     messages = sorted(builder.messages, key=lambda message: message.at)
-    return Stream(messages, bursts, burst_of_conversation, builder.language_of_message, days)
+    return Stream(messages, bursts, burst_of_conversation, builder.language_of_message, days + lead_days)
 
 
 def _burst(rng: random.Random, builder: _Builder, burst_id: str, topic: str, day: datetime) -> Burst:
@@ -382,7 +384,3 @@ def _burst(rng: random.Random, builder: _Builder, burst_id: str, topic: str, day
     times = [message.at for message in builder.messages[first:]]
     return Burst(burst_id, topic, min(times), max(times), frozenset(conversations))
 
-
-def hours(stream: Stream) -> float:
-    """The stream's span in hours."""
-    return math.ceil((stream.messages[-1].at - stream.messages[0].at).total_seconds() / 3600) if stream.messages else 0
