@@ -70,6 +70,7 @@ class SurgeParams:
     group: float = 0.4
     link: float = 0.45
     merge: float = 0.1
+    merge_same: float = 0.2
     baseline: float = 0.25
     min_joining: int = 2
     lexical: float = 0.5
@@ -198,6 +199,7 @@ class _Incident:
     last_link: datetime | None = None
     last_update: datetime | None = None
     reported: int = 0  # the count in the last event sent
+    scripts: list[int] = field(default_factory=lambda: [0, 0])  # linked conversations by script (Latin, Cyrillic)
 
 
 @dataclass(slots=True)
@@ -207,6 +209,7 @@ class _Member:
     generation: int
     conversation_id: str
     message_id: str
+    script: int
     vector: np.ndarray
 
 
@@ -402,7 +405,8 @@ class SurgeDetector:
         source = space.totals if self.params.stable_centroids else space.sums
         source[slot] += centered if self.params.stable_centroids else 0
         space.centroids[slot] = source[slot] / max(float(np.linalg.norm(source[slot])), 1e-6)
-        member = _Member(message.at, slot, int(space.generation[slot]), message.conversation_id, message.id, centered)
+        member = _Member(message.at, slot, int(space.generation[slot]), message.conversation_id, message.id,
+                         script_of(message.text), centered)
         space.window.append(member)
         incident = self._matching_incident(space, slot, centered)
         if incident is not None:
@@ -427,6 +431,7 @@ class SurgeDetector:
         if member.conversation_id in incident.conversations:
             return []
         incident.centroid_sum += member.vector
+        incident.scripts[member.script] += 1
         incident.linked += 1
         if len(incident.conversations) < self.params.max_linked:
             incident.conversations.add(member.conversation_id)
@@ -454,7 +459,8 @@ class SurgeDetector:
         expected = max(share, params.min_share) * max(len(space.window) - group_window, 1)
         if n < params.ratio * expected:
             return []
-        merged = self._merge_target(space, message.at, space.sums[group].sum(axis=0).astype(np.float64))
+        merged = self._merge_target(space, message.at, space.sums[group].sum(axis=0).astype(np.float64),
+                                    space.window[-1].script)
         if merged is None and (n < params.min_conversations or poisson_tail(n, expected) > params.alpha):
             return []
         return self._open(space, message, group, expected, merged)
@@ -482,16 +488,20 @@ class SurgeDetector:
             incident.last_update, incident.reported = message.at, len(incident.conversations)
         return changes
 
-    def _merge_target(self, space: _Workspace, at: datetime, centroid_sum: np.ndarray) -> _Incident | None:
-        """An incident opened within the window whose centroid is within `merge` of this group's."""
+    def _merge_target(self, space: _Workspace, at: datetime, centroid_sum: np.ndarray,
+                      script: int) -> _Incident | None:
+        """The incident opened within the window nearest to this group's centroid: within `merge` if
+        it is mostly of the other script (a language the embedding bridges weakly), else `merge_same`."""
         unit = centroid_sum / max(float(np.linalg.norm(centroid_sum)), 1e-6)
-        best, best_similarity = None, self.params.merge
+        best, best_margin = None, 0.0
         for incident in space.incidents.values():
             if at - incident.opened > self.params.window:
                 continue
             similarity = float(unit @ incident.centroid_sum) / max(float(np.linalg.norm(incident.centroid_sum)), 1e-6)
-            if similarity >= best_similarity:
-                best, best_similarity = incident, similarity
+            same = incident.scripts[script] * 2 >= sum(incident.scripts)
+            margin = similarity - (self.params.merge_same if same else self.params.merge)
+            if margin >= best_margin:
+                best, best_margin = incident, margin
         return best
 
     # --- time ---
