@@ -172,9 +172,12 @@ def script_of(text: str) -> int:
 
 
 def poisson_tail(n: int, expected: float) -> float:
-    """P(N >= n) for N ~ Poisson(expected), summed upward from n (exact where it is tiny)."""
-    if n <= expected:
+    """P(N >= n) for N ~ Poisson(expected): summed upward from n above the mean (exact where it is tiny),
+    else one minus the sum below n."""
+    if n <= 0:
         return 1.0
+    if n <= expected:
+        return max(0.0, 1.0 - sum(math.exp(-expected + k * math.log(expected) - math.lgamma(k + 1)) for k in range(n)))
     log_term = -expected + n * math.log(expected) - math.lgamma(n + 1)
     total, k = 0.0, n
     while True:
@@ -339,9 +342,10 @@ class SurgeDetector:
         return math.exp(exponent)
 
     def _forget(self, space: _Workspace, now: datetime) -> None:
-        """Members older than the window (or beyond `max_window`) leave it for their cluster's history."""
+        """Members older than the window leave it for their cluster's history (the oldest too, to make room
+        for one more, at `max_window`)."""
         horizon = now - self.params.window
-        while space.window and (space.window[0].at < horizon or len(space.window) > self.params.max_window):
+        while space.window and (space.window[0].at < horizon or len(space.window) >= self.params.max_window):
             member = space.window.popleft()
             weight = self._weight(space, member.at)
             space.history_total += weight
