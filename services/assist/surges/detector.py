@@ -164,6 +164,12 @@ def ngram_buckets(text: str) -> np.ndarray:
     return np.fromiter(buckets, dtype=np.int64, count=len(buckets))
 
 
+def similarities_to(matrix: np.ndarray, vector: np.ndarray) -> np.ndarray:
+    """matrix @ vector by numpy's own loop, not BLAS: a multithreaded BLAS wakes its threads for each
+    product, which costs more than the product (0.5 ms against 0.03 ms for 500 x 1280 on 2 cores)."""
+    return np.einsum("ij,j->i", matrix, vector)
+
+
 def script_of(text: str) -> int:
     """0 for mostly Latin letters, 1 for mostly Cyrillic: the centering mean to use."""
     cyrillic = sum(1 for ch in text if "\u0400" <= ch <= "\u04ff")
@@ -363,7 +369,7 @@ class SurgeDetector:
 
     def _slot_for(self, space: _Workspace, centered: np.ndarray) -> tuple[int, bool]:
         """The nearest cluster at `join` or better, else a new (or evicted) slot; and whether new."""
-        similarities = space.centroids @ centered
+        similarities = similarities_to(space.centroids, centered)
         best = int(np.argmax(similarities))
         if space.used[best] and similarities[best] >= self.params.join:
             return best, False
@@ -444,7 +450,7 @@ class SurgeDetector:
     def _group(self, space: _Workspace, slot: int) -> tuple[np.ndarray, float]:
         """The clusters within `group` of this one (itself included), none of them in an incident; and
         the long-run share of the traffic of the clusters within `baseline` of it."""
-        similarities = space.centroids @ space.centroids[slot]
+        similarities = similarities_to(space.centroids, space.centroids[slot])
         members = np.flatnonzero((similarities >= self.params.group) & space.used)
         taken = {s for incident in space.incidents.values() for s, g in incident.clusters if space.generation[s] == g}
         history = float(space.history[similarities >= self.params.baseline].sum())
