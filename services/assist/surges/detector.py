@@ -81,7 +81,7 @@ class SurgeParams:
     ratio: float = 8.0
     alpha: float = 1e-4
     min_share: float = 0.002
-    warmup: int = 500
+    warmup: int = 1000
     quiet: timedelta = timedelta(minutes=30)
     update_every: timedelta = timedelta(seconds=30)
     update_links: int = 10
