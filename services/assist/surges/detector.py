@@ -1,42 +1,57 @@
 """Live surge (incident) detection over inbound customer messages: many different customers reporting
-the same problem at once, across channels and languages. Pure: no I/O, the clock is each message's
-`at` (and `tick(now)`'s argument); the caller embeds nothing, unless it passes vectors it has.
+the same problem at once, across channels and languages. Pure: no I/O; the clock is each message's
+`at` (and `tick(now)`'s argument). Per workspace state only: workspaces never share anything.
 
-Method, per workspace (workspaces never share any state):
+Method (parameters: `SurgeParams`, chosen by measurement with evaluate.py on generated days):
 
-1. Text: a message with fewer than `min_words` words of three letters or more once greetings,
-   thanks and fillers are taken out ("hi", "спасибо", "any news?", "ну що там?") is ignored.
-   The rest (first 300 characters) is embedded (services/assist/search/embedding.py, WordLlama,
-   256 dimensions) and *centered*: the workspace's running mean vector of its script (Latin or
-   Cyrillic) is subtracted and the row renormalized. Without it every Cyrillic text is about 0.8
-   similar to every other (all topics' centroids alike): the common component dominates; with it,
-   the same topic's centroids of Russian and Ukrainian messages are 0.35-0.62 similar, another
-   topic's under 0.26 (English to Russian/Ukrainian stays weak: 0.05-0.3).
-2. Online clustering: the message joins the nearest micro-cluster whose centroid it matches at
-   cosine >= `join`, else it starts a new one (matrix of centroids, one matrix-vector product).
-   A cluster's centroid is the mean of its members in the sliding window (the last `window`);
-   members leaving the window are folded into the cluster's *history*: an exponentially decayed
-   count (half-life `half_life`). At most `max_clusters` clusters (the one with the least
-   decayed history and nobody in the window is evicted) and `max_window` window members.
-3. Surge test, on the message's *group*: its cluster and every cluster whose centroid is within
-   `group` of it (not already in an incident). n = distinct conversations of the group in the
-   window (one chatty customer counts once); its expected count = its long-run share of the
-   workspace's traffic (history of the group / history of all, floored at `min_share` so a brand
-   new topic has a small baseline) x the window's other traffic. Comparing shares, not rates, makes
-   the daily volume shape cancel: a topic rising with the whole morning is not a surge. An incident
-   is raised when n >= `min_conversations`, n >= `ratio` x expected and the Poisson tail
-   P(N >= n | expected) <= `alpha`. No incident before `warmup` messages have gone into history.
-4. An open incident links every new message whose vector is within `link` of its centroid (the mean
-   of its linked messages) or whose cluster is one of its clusters; a conversation is linked once.
-   A group surging while an incident opened within the last `window` is within `merge` of it joins
-   that incident rather than opening another (the same problem in another language, surging at the
-   same time). `IncidentUpdated` is sent at most once per `update_every` per incident unless
-   `update_links` new conversations have been linked since the last; an incident with no new link
-   for `quiet` is resolved.
+1. Text. A message with fewer than `min_words` (2) words of three letters or more, once greetings,
+   thanks and fillers are left out ("hi", "спасибо", "any news?", "ну що там?"), is ignored. The rest
+   becomes one vector of two halves, weighted so that a dot product is
+   (1 - `lexical`) x cos(embeddings) + `lexical` x cos(n-grams), `lexical` = 0.5:
+   - its embedding (services/assist/search/embedding.py, WordLlama, 256 dimensions, first 300
+     characters), *centered*: the workspace's running mean of its script (Latin or Cyrillic) is
+     subtracted and the row renormalized. Raw, every Cyrillic text is ~0.8 similar to every other
+     (all topics' centroids alike); centered, one topic's Russian and Ukrainian centroids are
+     0.35-0.62 similar and another topic's under 0.26. English to Russian/Ukrainian stays weak
+     (0.05-0.3 for the same topic): the model is not really cross-lingual.
+   - its character 4-grams (of `<word>`, hashed into 1,024 buckets) weighted by their inverse
+     document frequency in the workspace's traffic: a word rare in the background ("сайт", "502",
+     "Odesa") weighs most, and inflections and Russian/Ukrainian cognates share n-grams.
+2. Online clustering. The vector joins the nearest micro-cluster whose centroid (the mean of all
+   its members) it matches at cosine >= `join` (0.6), else starts a new one: one product with the
+   matrix of centroids. Members stay in the sliding window `window` (30 min) at most `max_window`;
+   leaving it, they are folded into their cluster's *history*: an exponentially decayed count
+   (half-life `half_life`, 12 h). At most `max_clusters`; when full, the cluster with the least
+   history and nobody in the window (and in no incident) is replaced.
+3. Surge test, on the message's *group*: its cluster and the clusters within `group` (0.4) of it
+   that are in no open incident. n = the group's distinct conversations in the window (one chatty
+   customer counts once). expected = the long-run share of the traffic of everything within
+   `baseline` (0.25) of the cluster (its history over all history, floored at `min_share`, 0.2 %, so a
+   brand-new topic has a small baseline) x the window's other messages. Comparing shares, not
+   rates, cancels the daily shape: a topic that rises with the whole morning is no surge; and the
+   broad baseline neighbourhood keeps a common topic's rarer phrasing from looking new. An incident
+   opens when n >= `min_conversations` (4), n >= `ratio` (8) x expected and the Poisson tail
+   P(N >= n | expected) <= `alpha` (1e-4). Nothing opens before `warmup` (1,000) messages have gone
+   into history. `alpha` trades false alerts for sensitivity: 1e-5 halves to thirds the false
+   alerts and misses a small burst now and then.
+4. Matching. An open incident links each new message whose cluster is one of its clusters or whose
+   vector is within `link` (0.45) of its centroid (the mean of its linked messages); a conversation
+   is linked once. A group surging (n >= `min_joining`, 2, and the ratio) while an incident opened
+   within the window is within `merge` (0.1) of it joins that incident instead of opening another:
+   the same problem in the other script, which the embedding bridges weakly but which surges at the
+   same time. Within the same script the bar is `merge_same` (0.2): two problems in one language
+   are not merged. `IncidentUpdated` goes out at most once per `update_every` (30 s) per incident,
+   sooner after `update_links` (10) new conversations; an incident with no link for `quiet` (30 min)
+   is resolved (`tick()` resolves them when no message comes).
+
+Cost: two matrix-vector products over the centroids per message (numpy's own loop: a multithreaded
+BLAS wakes its threads for each, which costs more than the product) plus the window's expiry; about
+0.2 ms a message beside 0.03 ms for its embedding at a 2,000-message window (bench/surges.py).
 
 Restart: `snapshot()` returns the whole state (plain data and numpy arrays, picklable) and
 `restore()` takes it back; or replay the last day of inbound messages into a new detector:
-incident ids are derived from the workspace and the first message, so a replay finds the same ids.
+incident ids are the workspace and the id of the message that opened it, so a replay finds the
+same ids (an incident resolved meanwhile resolves again, its `at` in the past).
 """
 
 import copy

@@ -8,7 +8,7 @@ them), else it is a false alert. Figures, summed over the streams given:
 - detected: bursts with at least one incident / bursts; incidents per detected burst (1 is best:
   more means one problem shown as several incidents, e.g. one per language);
 - delay: from a burst's first message to its first incident's detection, seconds (median, max);
-- false alerts per simulated day.
+- false alerts per simulated day (and how many of them were the "where is my order" morning rush).
 
 `python -m services.assist.surges.evaluate [--seeds 1 2 3] [--days 1]` prints them per language mix.
 """
@@ -50,6 +50,7 @@ class Figures:
     bursts_detected: int = 0
     matched_incidents: int = 0
     false_alerts: int = 0
+    rush_alerts: int = 0  # false alerts mostly of "where is my order": the morning rush (hard negative)
     days: float = 0.0
     delays: list[float] = field(default_factory=list)
 
@@ -71,7 +72,7 @@ class Figures:
 
     def add(self, other: "Figures") -> None:
         for name in ("linked", "linked_right", "burst_conversations", "burst_conversations_found", "bursts",
-                     "bursts_detected", "matched_incidents", "false_alerts", "days"):
+                     "bursts_detected", "matched_incidents", "false_alerts", "rush_alerts", "days"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.delays += other.delays
 
@@ -80,7 +81,7 @@ class Figures:
                   if self.delays else "delay -")
         return (f"precision {self.precision:.3f} recall {self.recall:.3f} "
                 f"detected {self.bursts_detected}/{self.bursts} incidents/burst {self.incidents_per_burst:.2f} "
-                f"{delays} false alerts/day {self.false_alerts_per_day:.2f}")
+                f"{delays} false alerts/day {self.false_alerts_per_day:.2f} (rush {self.rush_alerts})")
 
 
 def vectors_of(stream: Stream) -> list[np.ndarray | None]:
@@ -125,6 +126,8 @@ def score(stream: Stream, linked: dict[str, set[str]], detected: dict[str, float
         figures.linked += len(conversations)
         if owner is None or count * 2 < len(conversations):
             figures.false_alerts += 1
+            topics = Counter(stream.topic_of_conversation.get(c) for c in conversations)
+            figures.rush_alerts += topics["where_is_order"] * 2 >= len(conversations)
             continue
         figures.linked_right += count
         figures.matched_incidents += 1

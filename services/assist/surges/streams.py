@@ -15,12 +15,16 @@ and the ground truth of which message belongs to which burst.
   in a language drawn from the day's mix and on any channel, a third of them writing twice. The
   burst's slots (the city, the app version) are fixed for the burst, as in a real incident. Start =
   its first message.
-- Hard negative ("where is my order" morning rush): from 08:00 to 11:00 that topic's share of the
-  traffic triples (its count per hour, on top of the morning ramp, rises about 5 x over the night).
-  It is a natural peak of a topic that is always there, not an incident: a detector that compares
-  a group's share of the traffic with its long-run share (as detector.py does) sees a 3 x rise of
-  an already large share and stays quiet below its `ratio` (4). A rise far above that (8 x) would be
-  an incident, and it should alert then.
+- Hard negative ("where is my order" morning rush): from 08:00 to 11:00 that topic's weight is
+  multiplied by `rush` (3): it goes from about 15 % of the traffic to about 35 %, on top of the
+  morning ramp (its count per hour then about 30 x the night's). It is a natural peak of a topic that
+  is always there, not an incident: the detector compares a group's share of the traffic with its
+  long-run share, so the ramp cancels, and a 2-3 x rise of a share is under its `ratio` (8). A rise
+  far above it would be an incident: with `rush` 8-12 the detector alerts on it about every other
+  day (evaluate.py counts these alerts apart: "rush").
+- Lead-in: `lead_in` (12 h) of background alone before the first day, so a detector is evaluated
+  past its warm-up (its false alerts there count too). Truth: the burst of each burst conversation,
+  the topic of each background conversation, the language of each message.
 """
 
 import random
@@ -254,6 +258,7 @@ class Stream:
     burst_of_conversation: dict[str, str] = field(default_factory=dict)
     language_of_message: dict[str, str] = field(default_factory=dict)
     days: float = 1.0  # its span (lead-in included), for the false alerts per day
+    topic_of_conversation: dict[str, str] = field(default_factory=dict)  # the background's
 
 
 def _slots(rng: random.Random, language: int, fixed: dict[str, str] | None = None) -> dict[str, str]:
@@ -353,9 +358,11 @@ def generate(seed: int, days: int = 1, per_day: float = 2000, bursts_per_day: in
     rng = random.Random(seed)
     mix = mix or {"en": 0.34, "ru": 0.33, "uk": 0.33}
     builder = _Builder(rng, workspace_id, mix)
+    topic_of_conversation: dict[str, str] = {}
     lead_days = lead_in.total_seconds() / 86400
     for opened in _arrivals(rng, start - lead_in, days + lead_days, per_day):
-        builder.conversation(opened, BACKGROUND_TOPICS[_background_topic(rng, opened, rush)][1])
+        topic = _background_topic(rng, opened, rush)
+        topic_of_conversation[builder.conversation(opened, BACKGROUND_TOPICS[topic][1])] = topic
     bursts, burst_of_conversation = [], {}
     for day in range(days):
         for index, topic in enumerate(rng.sample(list(BURST_TOPICS), bursts_per_day)):
@@ -363,7 +370,8 @@ def generate(seed: int, days: int = 1, per_day: float = 2000, bursts_per_day: in
             bursts.append(burst)
             burst_of_conversation |= dict.fromkeys(burst.conversations, burst.id)
     messages = sorted(builder.messages, key=lambda message: message.at)
-    return Stream(messages, bursts, burst_of_conversation, builder.language_of_message, days + lead_days)
+    return Stream(messages, bursts, burst_of_conversation, builder.language_of_message, days + lead_days,
+                  topic_of_conversation)
 
 
 def _burst(rng: random.Random, builder: _Builder, burst_id: str, topic: str, day: datetime) -> Burst:
