@@ -6,7 +6,8 @@ It prints figures; it asserts nothing about time.
 - figures: services/assist/surges/evaluate.py over one generated day per seed (after a 12-hour
   lead-in of background) for each language mix: precision and recall of linked conversations,
   bursts detected, incidents per burst, delay from a burst's first message to its alert (median,
-  max), false alerts per simulated day.
+  max), false alerts per simulated day (and of them, the "where is my order" morning rush); with
+  the default parameters and with the strict profile (`tolerance` 2).
 - cost: a busy workspace (--busy conversations a day, about 1.6 inbound messages each) is fed from
   07:00 to 08:00 untimed, then 08:00-09:00 is timed: the detector's observe() per message with
   the vectors given (the detector alone), observe() embedding each text itself (the whole cost),
@@ -21,15 +22,18 @@ import time
 from datetime import timedelta
 
 from services.assist.search.embedding import embed
-from services.assist.surges.detector import SurgeDetector, substantive
+from services.assist.surges.detector import SurgeDetector, SurgeParams, substantive
 from services.assist.surges.evaluate import MIXES, evaluate, vectors_of
 from services.assist.surges.streams import DAY_START, generate
 
+PROFILES = {"default": SurgeParams(), "strict (tolerance 2)": SurgeParams(tolerance=2.0)}
+
 
 def figures(seeds: list[int], days: int) -> None:
-    print(f"figures over seeds {seeds}, {days} day(s) each after a 12-hour lead-in")
-    for name, mix in MIXES.items():
-        print(f"  {name:9} {evaluate(seeds, days, mix).line()}")
+    for profile, params in PROFILES.items():
+        print(f"figures, {profile}, over seeds {seeds}, {days} day(s) each after a 12-hour lead-in")
+        for name, mix in MIXES.items():
+            print(f"  {name:9} {evaluate(seeds, days, mix, params).line()}")
 
 
 def cost(busy: float) -> None:
