@@ -7,7 +7,7 @@ It prints figures; it asserts nothing about time.
   lead-in of background) for each language mix: precision and recall of linked conversations,
   bursts detected, incidents per burst, delay from a burst's first message to its alert (median,
   max), false alerts per simulated day (and of them, the "where is my order" morning rush); with
-  the default parameters and with the strict profile (`tolerance` 2).
+  the default parameters and with the sensitive profile (`tolerance` 1).
 - cost: a busy workspace (--busy conversations a day, about 1.6 inbound messages each) is fed from
   07:00 to 08:00 untimed, then 08:00-09:00 is timed: the detector's observe() per message with
   the vectors given (the detector alone), observe() embedding each text itself (the whole cost),
@@ -26,7 +26,7 @@ from services.assist.surges.detector import SurgeDetector, SurgeParams, substant
 from services.assist.surges.evaluate import MIXES, evaluate, vectors_of
 from services.assist.surges.streams import DAY_START, generate
 
-PROFILES = {"default": SurgeParams(), "strict (tolerance 2)": SurgeParams(tolerance=2.0)}
+PROFILES = {"default (tolerance 2)": SurgeParams(), "sensitive (tolerance 1)": SurgeParams(tolerance=1.0)}
 
 
 def figures(seeds: list[int], days: int) -> None:
