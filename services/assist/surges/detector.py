@@ -27,7 +27,7 @@ Method (parameters: `SurgeParams`, chosen by measurement with evaluate.py on gen
 3. Surge test, on the message's *group*: its cluster and the clusters within `group` (0.4) of it
    that are in no open incident. n = the group's distinct conversations in the window (one chatty
    customer counts once). expected = the long-run share of the traffic of everything within
-   `baseline` (0.25) of the cluster (its history over all history, floored at `min_share`, 0.2 %, so a
+   `baseline` (0.25) of the cluster (its history over all history, floored at `min_share`, 0.1 %, so a
    brand-new topic has a small baseline) x the window's other messages. Comparing shares, not
    rates, cancels the daily shape: a topic that rises with the whole morning is no surge; and the
    broad baseline neighbourhood keeps a common topic's rarer phrasing from looking new. An incident
@@ -100,7 +100,7 @@ class SurgeParams:
     ratio: float = 8.0
     alpha: float = 1e-4
     tolerance: float = 2.0
-    min_share: float = 0.002
+    min_share: float = 0.001
     warmup: int = 1000
     quiet: timedelta = timedelta(minutes=30)
     update_every: timedelta = timedelta(seconds=30)
