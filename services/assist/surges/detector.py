@@ -52,6 +52,13 @@ Cost: two matrix-vector products over the centroids per message (numpy's own loo
 BLAS wakes its threads for each, which costs more than the product) plus the window's expiry; about
 0.2 ms a message beside 0.03 ms for its embedding at a 2,000-message window (bench/surges.py).
 
+Memory, per workspace (bounded by `max_clusters`, `max_window`, `max_incidents`, `max_linked`; at most
+`max_workspaces`, the longest idle dropped): three float32 arrays of 1,280 columns per cluster slot
+(growing by doubling) and one vector per window member; measured 8 MB for a workspace of 2,000
+conversations a day and 20 MB for one of 60,000 (a 2,000-message window); 40 MB at the caps.
+
+Messages are expected in about arrival order (the window is a queue).
+
 Restart: `snapshot()` returns the whole state (plain data and numpy arrays, picklable) and
 `restore()` takes it back; or replay the last day of inbound messages into a new detector:
 incident ids are the workspace and the id of the message that opened it, so a replay finds the
@@ -93,7 +100,6 @@ class SurgeParams:
     baseline: float = 0.25
     min_joining: int = 2
     lexical: float = 0.5
-    stable_centroids: bool = True
     window: timedelta = timedelta(minutes=30)
     half_life: timedelta = timedelta(hours=12)
     min_conversations: int = 4
@@ -110,7 +116,7 @@ class SurgeParams:
     max_window: int = 5000
     max_incidents: int = 50
     max_linked: int = 10_000
-    max_workspaces: int = 10_000
+    max_workspaces: int = 1_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -433,9 +439,8 @@ class SurgeDetector:
         space.sums[slot] += centered
         space.conversations[slot][message.conversation_id] += 1
         space.counts[slot] += 1
-        source = space.totals if self.params.stable_centroids else space.sums
-        source[slot] += centered if self.params.stable_centroids else 0
-        space.centroids[slot] = source[slot] / max(float(np.linalg.norm(source[slot])), 1e-6)
+        space.totals[slot] += centered
+        space.centroids[slot] = space.totals[slot] / max(float(np.linalg.norm(space.totals[slot])), 1e-6)
         member = _Member(message.at, slot, int(space.generation[slot]), message.conversation_id, message.id,
                          script_of(message.text), centered)
         space.window.append(member)
