@@ -91,7 +91,7 @@ class InboundMessage:
 
 @dataclass(frozen=True, slots=True)
 class SurgeParams:
-    """The detector's knobs; the defaults are the measured choice (README section in the report)."""
+    """The detector's knobs (the module's docstring says what each does); the defaults are the measured choice."""
     join: float = 0.6
     group: float = 0.4
     link: float = 0.45
@@ -225,12 +225,10 @@ def poisson_tail(n: int, expected: float) -> float:
 class _Incident:
     id: str
     opened: datetime
-    sample: str
-    expected: float
     clusters: set[tuple[int, int]]  # (slot, generation)
     centroid_sum: np.ndarray
-    conversations: set[str] = field(default_factory=set)
-    linked: int = 0
+    conversations: set[str] = field(default_factory=set)  # the first `max_linked`; a later one may count twice
+    linked: int = 0  # conversations linked: the count every event reports
     last_link: datetime | None = None
     last_update: datetime | None = None
     reported: int = 0  # the count in the last event sent
@@ -513,8 +511,7 @@ class SurgeDetector:
         else:
             if len(space.incidents) >= self.params.max_incidents:
                 return []
-            incident = _Incident(f"{message.workspace_id}:{message.id}", message.at, message.text, expected,
-                                 clusters, np.zeros(FEATURES))
+            incident = _Incident(f"{message.workspace_id}:{message.id}", message.at, clusters, np.zeros(FEATURES))
             space.incidents[incident.id] = incident
             changes = []
         for member in space.window:  # the group's window members, the trigger among them, in arrival order
@@ -522,8 +519,8 @@ class SurgeDetector:
                 changes += self._link(incident, message.workspace_id, member)
         if merged is None:
             changes.insert(0, IncidentDetected(incident.id, message.workspace_id, message.at, message.text,
-                                               len(incident.conversations), round(expected, 3)))
-            incident.last_update, incident.reported = message.at, len(incident.conversations)
+                                               incident.linked, round(expected, 3)))
+            incident.last_update, incident.reported = message.at, incident.linked
         return changes
 
     def _merge_target(self, space: _Workspace, at: datetime, centroid_sum: np.ndarray,
@@ -550,13 +547,13 @@ class SurgeDetector:
             ends = incident.last_link + self.params.quiet
             if now >= ends:
                 del space.incidents[incident.id]
-                changes.append(IncidentResolved(incident.id, workspace_id, ends, len(incident.conversations)))
+                changes.append(IncidentResolved(incident.id, workspace_id, ends, incident.linked))
         return changes
 
     def _updates(self, space: _Workspace, workspace_id: str, now: datetime) -> list[Change]:
         changes: list[Change] = []
         for incident in space.incidents.values():
-            count = len(incident.conversations)
+            count = incident.linked
             if count == incident.reported:
                 continue
             if now - incident.last_update >= self.params.update_every or \
