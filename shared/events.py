@@ -68,6 +68,17 @@ BOT_REPLY = "bot.reply"
 BOT_RESOLVED = "bot.resolved"
 BOT_HANDED_OVER = "bot.handed_over"
 
+# Surges and incidents (docs/incidents.md). router -> assist: every customer message of a workspace
+# whose routing configuration turns incident detection on, with its conversation; assist -> events
+# exchange: an incident detected, updated (more conversations), resolved (supervisors' and external
+# systems' concern); assist -> router: a conversation linked to an open incident (the router may
+# send the status reply and move it to the incident's queue).
+SURGE_MESSAGE = "surge.message"
+INCIDENT_DETECTED = "incident.detected"
+INCIDENT_UPDATED = "incident.updated"
+INCIDENT_RESOLVED = "incident.resolved"
+INCIDENT_LINKED = "incident.linked"
+
 # agents -> events exchange (reporting listens), after the write
 MESSAGE_CREATED = "message.created"  # a customer message stored (agent replies travel as message.outbound.<channel>)
 CONVERSATION_REOPENED = "conversation.reopened"  # the customer came back after the thread's conversation was resolved

@@ -391,6 +391,16 @@ class BotDecision(Wire):
     at: datetime = Field(default_factory=utcnow)
 
 
+class IncidentLinked(Wire):
+    """Assist -> router: a conversation was linked to an open incident (docs/incidents.md)."""
+
+    event_id: str = Field(default_factory=new_id)
+    workspace_id: str
+    conversation_id: str
+    incident_id: str = Field(min_length=1, max_length=300)
+    at: datetime = Field(default_factory=utcnow)
+
+
 class StateRequest(Wire):
     """Agents -> router: the assignee sets its conversation pending, snoozed (until a time, or the
     customer's next message) or open again. The router decides; the agent queue hears the outcome."""

@@ -63,9 +63,12 @@ ROUTER_BINDINGS = (
     events.THREAD_NOT_ANSWERED,
     events.THREAD_LEFT,
     events.BOT_DECISION,
+    events.INCIDENT_LINKED,
 )
 # What the pre-routing bot (services/assist) is asked: a new conversation, the customer's next messages.
 ASSIST_BOT_BINDINGS = (events.BOT_REQUESTED, events.BOT_MESSAGE)
+# What surge detection (services/assist/incidents) reads: the customer messages the router hands it.
+ASSIST_SURGE_BINDINGS = (events.SURGE_MESSAGE,)
 # Every message names its workspace's router partition here (Broker.publish_raw); the router's
 # headers exchange routes on it. Not an `x-` name: RabbitMQ ignores those when matching.
 PARTITION_HEADER = "workspace-partition"
@@ -104,7 +107,7 @@ def core_queue_takes(routing_key: str) -> bool:
     """Whether a durable queue of declare_core takes this key from the events exchange, so that its
     publish can be mandatory; keys only optional listeners bind (channels, external systems) are not."""
     patterns = (*ROUTER_BINDINGS, events.MESSAGE_STATUS, *AGENTS_EVENT_BINDINGS, *REPORTING_BINDINGS,
-                *ASSIST_BOT_BINDINGS)
+                *ASSIST_BOT_BINDINGS, *ASSIST_SURGE_BINDINGS)
     return any(topic_matches(pattern, routing_key) for pattern in patterns)
 
 
@@ -187,10 +190,16 @@ class Topology:
         request and its customer's replies are handled in order."""
         return f"{self.namespace}.assist.bot"
 
+    @property
+    def assist_surge_queue(self) -> str:
+        """Surge detection's input (services/assist/incidents), with a single active consumer: one
+        process holds every workspace's detector."""
+        return f"{self.namespace}.assist.surges"
+
     def core_queues(self) -> tuple[str, ...]:
         """The consumed queues declare_core makes (without their dead-letter queues)."""
         return (*self.router_queues(), self.agents_status_queue, self.agents_events_queue, self.reporting_queue,
-                self.assist_bot_queue, *self.delivery_queues())
+                self.assist_bot_queue, self.assist_surge_queue, *self.delivery_queues())
 
     def delivery_queue(self, partition: int) -> str:
         return f"{self.namespace}.deliveries.{partition}"
@@ -323,6 +332,9 @@ async def declare_core(channel: AbstractChannel, topology: Topology) -> None:
     bot = await declare_consumed_queue(channel, topology, topology.assist_bot_queue, single_active_consumer=True)
     for routing_key in ASSIST_BOT_BINDINGS:
         await bot.bind(topology.events_exchange, routing_key)
+    surges = await declare_consumed_queue(channel, topology, topology.assist_surge_queue, single_active_consumer=True)
+    for routing_key in ASSIST_SURGE_BINDINGS:
+        await surges.bind(topology.events_exchange, routing_key)
     for partition in range(topology.partitions):
         deliveries = await declare_consumed_queue(
             channel, topology, topology.delivery_queue(partition), single_active_consumer=True

@@ -14,3 +14,8 @@ class AssistSettings(CommonSettings):
     max_articles_per_workspace: int = Field(5000, ge=1)
     # Where customers reach the help center (the bot's answers link to its articles).
     public_url: str = "http://127.0.0.1:8084"
+    # Surge detection (docs/incidents.md): incidents open only once this many messages were read
+    # (a baseline to compare with); how often the active replica looks for incidents gone quiet.
+    surge_warmup: int = Field(1000, ge=0)
+    surge_min_conversations: int = Field(4, ge=2)
+    surge_tick_seconds: float = Field(15, gt=0)

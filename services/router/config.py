@@ -207,6 +207,18 @@ class BotSettings(Wire):
         return (not self.queues or queue in self.queues) and (not self.channels or channel in self.channels)
 
 
+class IncidentSettings(Wire):
+    """Surge detection (docs/incidents.md): the router hands every customer message to assist, which
+    groups them and raises incidents; a conversation linked to an open incident may get a status reply
+    and move to a queue of its own."""
+
+    enabled: bool = True
+    # Sent once to each conversation linked to an open incident ("We know, we are fixing it").
+    status_reply: str | None = Field(None, min_length=1, max_length=2000)
+    # A waiting conversation linked to an open incident moves to this queue (a team for the problem).
+    queue: QueueName | None = None
+
+
 class RoutingConfig(Wire):
     default_queue: QueueName = "default"
     queues: list[QueueConfig] = Field(default_factory=lambda: [QueueConfig(name="default")], max_length=1000)
@@ -242,6 +254,8 @@ class RoutingConfig(Wire):
                                                                                                max_length=1000)
     # The pre-routing bot (docs/bot.md); None: no bot, and nothing is asked of it.
     bot: BotSettings | None = None
+    # Surge detection (docs/incidents.md); None: no customer message is handed to it.
+    incidents: IncidentSettings | None = None
     # Lookups by name on the hot path: configured queues, and skill queues made on first use.
     _by_name: dict[str, QueueConfig] = PrivateAttr(default_factory=dict)
 
@@ -255,6 +269,8 @@ class RoutingConfig(Wire):
             raise ValueError("queue names must be unique")
         known = set(names)
         referenced = {self.default_queue} | {r.queue for r in self.rules} | set(self.bot.queues if self.bot else ())
+        if self.incidents is not None and self.incidents.queue:
+            referenced.add(self.incidents.queue)
         for queue in self.queues:
             referenced |= {q for q in (queue.closed_overflow, queue.max_wait and queue.max_wait.overflow_queue) if q}
         unknown = sorted(referenced - known)

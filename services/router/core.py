@@ -48,6 +48,7 @@ from shared.models import (
     ConversationRevoked,
     ConversationWoken,
     InboundMessage,
+    IncidentLinked,
     NotAnswered,
     OfferAnswer,
     RoutingEvent,
@@ -186,8 +187,19 @@ class RoutingCore:
         """A customer's message: follow-up to its open conversation, or a new conversation."""
         conversation_id = self.by_thread.get((message.workspace_id, message.channel, message.thread_id))
         if conversation_id is None:
-            return self._open(message, now)
+            outcome = self._open(message, now)
+            conversation = self._of_thread(message.workspace_id, message.channel, message.thread_id)
+            if conversation is not None:
+                outcome.merge(self._to_surges(conversation, message, now))
+            return outcome
         conversation = self.conversations[conversation_id]
+        outcome = self._follow_up(conversation, message, now)
+        outcome.merge(self._to_surges(conversation, message, now))
+        return outcome
+
+    def _follow_up(self, conversation: Conversation, message: InboundMessage, now: datetime) -> Outcome:
+        """A later message of an open conversation: to its assignee, or kept until it has one."""
+        conversation_id = conversation.conversation_id
         conversation.last_customer_at = now
         outcome, added = self._label(conversation, message, now)
         if conversation.parked is not None:
@@ -472,6 +484,36 @@ class RoutingCore:
             outcome.merge(self._pin(conversation, last.agent_id, now + wait, now, "last agent"))
         else:
             outcome.merge(self._route(conversation, now))
+        return outcome
+
+    # -- surges and incidents (docs/incidents.md) ---------------------------------------------
+
+    def _to_surges(self, conversation: Conversation, message: InboundMessage, now: datetime) -> Outcome:
+        """Hand the message to surge detection, where the configuration turns it on (else nothing)."""
+        settings = self.config.incidents
+        if settings is None or not settings.enabled or message.action is not None or not message.text.strip():
+            return Outcome()  # off, a button pressed (an answer, not a report), or nothing to read
+        event = self._event(events.SURGE_MESSAGE, conversation, now, message_id=message.message_id,
+                            text=message.text[:1000], received_at=message.received_at.isoformat())
+        return Outcome(events=[event], changed_conversations={conversation.conversation_id})
+
+    def on_incident_linked(self, linked: IncidentLinked, now: datetime) -> Outcome:
+        """A conversation belongs to an open incident: its status reply once, and its queue if it still waits."""
+        conversation = self.conversations.get(linked.conversation_id)
+        settings = self.config.incidents
+        if conversation is None or settings is None or conversation.incident_id is not None:
+            return Outcome()  # closed meanwhile, detection turned off, or linked before (a repeat)
+        conversation.incident_id = linked.incident_id
+        outcome = Outcome(changed_conversations={conversation.conversation_id})
+        if settings.status_reply:
+            outcome.events.append(self._event(
+                events.CONVERSATION_AUTO_REPLY, conversation, now, text=settings.status_reply,
+                contact=conversation.first.contact.model_dump(), reply_to_message_id=conversation.first.message_id,
+                incident_id=linked.incident_id))
+        # Only one that waits for anyone: one reserved for its last agent stays theirs.
+        if settings.queue and conversation.waiting and conversation.pinned_to is None and conversation.queue != settings.queue:
+            self._enter_queue(conversation, settings.queue, now, "incident")
+            outcome.merge(self._requeue(conversation, now, "incident"))
         return outcome
 
     # -- the pre-routing bot (docs/bot.md) ----------------------------------------------------

@@ -111,6 +111,7 @@ class Conversation:
     bot: str | None = None
     bot_until: datetime | None = None
     bot_session: int = 0
+    incident_id: str | None = None  # the open incident it was linked to (docs/incidents.md)
     # How many events were made about it: the next event's id counts on from here, also after a
     # rebuild, so an input handled again over the same saved state gives the same ids.
     event_seq: int = 0

@@ -49,6 +49,7 @@ from shared.models import (
     ConversationMessage,
     ConversationResolved,
     InboundMessage,
+    IncidentLinked,
     NotAnswered,
     OfferAnswer,
     OutboundMessage,
@@ -73,6 +74,7 @@ log = structlog.get_logger(__name__)
 RouterInput = (
     InboundMessage | AgentSnapshot | ConversationResolved | ConversationAnswered | OfferAnswer | TransferRequest
     | RoutingConfigChanged | ThreadClosed | NotAnswered | ThreadLeft | StateRequest | RouterTick | BotDecision
+    | IncidentLinked
 )
 INPUT_MODELS: dict[str, type[RouterInput]] = {
     events.MESSAGE_RECEIVED: InboundMessage,
@@ -89,6 +91,7 @@ INPUT_MODELS: dict[str, type[RouterInput]] = {
     events.CONVERSATION_STATE_REQUESTED: StateRequest,
     events.ROUTER_TICK: RouterTick,
     events.BOT_DECISION: BotDecision,
+    events.INCIDENT_LINKED: IncidentLinked,
 }
 
 
@@ -105,6 +108,7 @@ CORE_INPUTS: dict[type, Callable[[RoutingCore, Any, datetime], Outcome]] = {
     ThreadLeft: RoutingCore.on_thread_left,
     StateRequest: RoutingCore.on_state_request,
     BotDecision: RoutingCore.on_bot_decision,
+    IncidentLinked: RoutingCore.on_incident_linked,
 }
 
 

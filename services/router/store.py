@@ -322,7 +322,7 @@ CONVERSATION_FIELDS = ("created_at", "waiting_since", "queue", "priority", "medi
                        "step", "assignee_id", "assigned_at", "assignment_seq", "answered", "pinned_to",
                        "pinned_until", "pin_serial", "max_wait_done", "left_queue", "declined_at", "sla", "decision", "transfers",
                        "event_seq", "labels", "parked", "parked_until", "park_serial",
-                       "last_customer_at", "priority_parts", "bot", "bot_until", "bot_session")
+                       "last_customer_at", "priority_parts", "bot", "bot_until", "bot_session", "incident_id")
 
 
 def _conversation_to_doc(conversation: Conversation) -> dict:

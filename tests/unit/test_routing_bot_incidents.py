@@ -1,12 +1,12 @@
-"""The pre-routing bot in the routing core (docs/bot.md): a new conversation of a queue or channel the
+"""The pre-routing bot and incident links in the routing core (docs/bot.md, docs/incidents.md): a new conversation of a queue or channel the
 bot takes is answered by the bot first; it reaches a human when the bot hands it over, is late, or the
 customer goes silent, with its original wait kept; a bot that is off changes nothing."""
 
-from services.router.config import BotSettings, QueueConfig, RoutingConfig, SlaTargets
+from services.router.config import BotSettings, IncidentSettings, QueueConfig, RoutingConfig, SlaTargets
 from services.router.core import RoutingCore
 from services.router.store import _conversation_from_doc, _conversation_to_doc
 from shared import events
-from shared.models import BotDecision, ConversationAssigned
+from shared.models import BotDecision, ConversationAssigned, ConversationResolved, IncidentLinked
 from tests.unit.test_routing_core import agent, assigned_to, at, message
 
 
@@ -133,7 +133,6 @@ def test_a_returning_customer_of_a_recent_conversation_goes_to_their_agent_not_t
     core = bot_core()
     _, first = opened_with_bot(core)
     core.on_bot_decision(decision(first, "handover", "no match"), at(2))
-    from shared.models import ConversationResolved
     core.on_resolved(ConversationResolved(workspace_id="default", conversation_id=first.conversation_id), at(3))
     outcome = core.on_message(message("c1", "one more thing"), at(4))
     assert events.BOT_REQUESTED not in types(outcome) and assigned_to(outcome) == [("ann", "c1")]
@@ -153,3 +152,47 @@ def test_a_conversation_with_the_bot_survives_a_rebuild_with_its_timer():
     session = saved.bot_session
     fresh = rebuilt.on_message(message("z9", "another question"), at(63))
     assert next(e for e in fresh.events if e.type == events.BOT_REQUESTED).details["session"] > session
+
+
+# -- surges and incidents (docs/incidents.md) -------------------------------------------------
+
+def incident_core(**settings) -> RoutingCore:
+    config = RoutingConfig(queues=[QueueConfig(name="default"), QueueConfig(name="outage", skills={"network": 1})],
+                           incidents=IncidentSettings(**settings))
+    core = RoutingCore(config)
+    core.on_agent(agent("ann", capacity=1), at(0))
+    return core
+
+
+def linked(conversation, incident: str = "default:m1") -> IncidentLinked:
+    return IncidentLinked(workspace_id="default", conversation_id=conversation.conversation_id, incident_id=incident)
+
+
+def test_every_customer_message_goes_to_surge_detection_only_when_it_is_on():
+    core = incident_core()
+    opened = core.on_message(message("c1", "the app crashes"), at(1))
+    surge, = [e for e in opened.events if e.type == events.SURGE_MESSAGE]
+    assert surge.details["text"] == "the app crashes" and surge.conversation_id
+    follow = core.on_message(message("c1", "still crashing", mid="m2"), at(2))
+    assert [e.type for e in follow.events] == [events.SURGE_MESSAGE]
+    press = message("c1", "Yes, thanks", mid="m3").model_copy(update={"action": "bot.yes"})
+    assert core.on_message(press, at(3)).events == []  # a button press is an answer, not a report
+    off = RoutingCore(RoutingConfig())
+    assert all(e.type != events.SURGE_MESSAGE for e in off.on_message(message("c2", "crash"), at(1)).events)
+
+
+def test_a_linked_conversation_gets_the_status_reply_once_and_moves_to_the_incident_queue_if_it_waits():
+    core = incident_core(status_reply="We know about it and are fixing it.", queue="outage")
+    core.on_message(message("held", "first"), at(1))  # ann (capacity 1) holds it
+    core.on_message(message("waits", "the app crashes"), at(2))
+    held, waits = (next(c for c in core.conversations.values() if c.first.thread_id == t) for t in ("held", "waits"))
+    outcome = core.on_incident_linked(linked(waits), at(3))
+    reply, = [e for e in outcome.events if e.type == events.CONVERSATION_AUTO_REPLY]
+    assert reply.details["text"] == "We know about it and are fixing it."
+    assert waits.queue == "outage" and waits.reason == "incident"
+    assert [e.details.get("reason") for e in outcome.events if e.type == events.CONVERSATION_QUEUED] == ["incident"]
+    assert core.on_incident_linked(linked(waits), at(4)).events == []  # once
+    on_desk = core.on_incident_linked(linked(held), at(5))
+    assert [e.type for e in on_desk.events] == [events.CONVERSATION_AUTO_REPLY] and held.assignee_id == "ann"
+    assert core.on_incident_linked(IncidentLinked(workspace_id="default", conversation_id="gone", incident_id="x"),
+                                   at(6)).events == []
