@@ -398,7 +398,7 @@ class Stack:
         # Intake reads chat history from this stack's agents service, wherever it listens; the
         # supervisor page (reporting) calls it from the browser, and agents allows the page's origin.
         env = {**os.environ, "INTAKE_AGENTS_URL": self.url("agents"), "REPORTING_AGENTS_URL": self.url("agents"),
-               "ASSIST_PUBLIC_URL": self.url("assist"),
+               "ASSIST_PUBLIC_URL": self.url("assist"), "INTAKE_HELP_CENTER_URL": self.url("assist"),
                "AGENTS_CORS_ORIGINS": page_origins(self.url("reporting")), **self.env,
                f"{prefix}_PORT": str(self.ports[name]), f"{prefix}_HOST": self.hosts.get(name, "127.0.0.1")}
         log_path = self.log_dir / f"{name}.log" if self.log_dir else None
@@ -443,6 +443,7 @@ def run_stack(settings: LocalSettings, infra: Infrastructure) -> Stack:
     stack.env["INTAKE_AGENTS_URL"] = settings.intake_agents_url or stack.url("agents")
     stack.env["INTAKE_PUBLIC_URL"] = settings.intake_public_url or stack.url("intake")
     stack.env["ASSIST_PUBLIC_URL"] = settings.assist_public_url or stack.url("assist")
+    stack.env["INTAKE_HELP_CENTER_URL"] = stack.env["ASSIST_PUBLIC_URL"]  # the chat links to the help center
     stack.env["REPORTING_AGENTS_URL"] = settings.reporting_agents_url or stack.url("agents")
     stack.env["AGENTS_CORS_ORIGINS"] = settings.agents_cors_origins or page_origins(stack.url("reporting"))
     return stack

@@ -181,7 +181,8 @@ async def chat_settings(request: web.Request) -> web.Response:
     workspace_id = "default" if workspace_id is None else workspace_id  # an empty one is unknown, not the default
     if workspace_id not in request.app[INTAKE].settings.api_keys.values():
         raise http_error(web.HTTPNotFound, f"unknown workspace {workspace_id!r}", parameter="workspace")
-    answer = settings_answer(workspace_id, await request.app[CHAT_SETTINGS].get(workspace_id))
+    answer = settings_answer(workspace_id, await request.app[CHAT_SETTINGS].get(workspace_id),
+                             help_center_url=request.app[INTAKE].settings.help_center_url)
     response = model_response(answer)
     response.headers["Access-Control-Allow-Origin"] = "*"
     response.headers["Cache-Control"] = "no-cache"

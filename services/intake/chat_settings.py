@@ -8,6 +8,7 @@ and only by GET /v1/chat/settings, which a page asks once when it opens. A chang
 
 import time
 from datetime import datetime
+from urllib.parse import quote
 
 import structlog
 from pydantic import TypeAdapter, ValidationError
@@ -32,6 +33,7 @@ class ChatSettingsOut(Wire):
     accent_color: str | None
     open: bool  # within the opening hours now (always, without hours)
     hours: OpeningHours | None
+    help_center_url: str | None = None  # the workspace's help center, when the deployment has one
 
 
 class ChatSettingsCache:
@@ -59,7 +61,9 @@ class ChatSettingsCache:
             return WebchatSettings()
 
 
-def settings_answer(workspace_id: str, settings: WebchatSettings, now: datetime | None = None) -> ChatSettingsOut:
+def settings_answer(workspace_id: str, settings: WebchatSettings, now: datetime | None = None,
+                    help_center_url: str | None = None) -> ChatSettingsOut:
+    help_center = f"{help_center_url.rstrip('/')}/help/{quote(workspace_id, safe='')}" if help_center_url else None
     return ChatSettingsOut(workspace_id=workspace_id, title=settings.title, greeting=settings.greeting,
                            language=settings.language, accent_color=settings.accent_color,
-                           open=settings.is_open(now or utcnow()), hours=settings.hours)
+                           open=settings.is_open(now or utcnow()), hours=settings.hours, help_center_url=help_center)

@@ -28,6 +28,9 @@ class IntakeSettings(CommonSettings):
     max_attachment_bytes: int = 10 * 1024 * 1024
     # The address providers reach intake at (Twilio signs the full URL it called).
     public_url: str = "http://127.0.0.1:8080"
+    # Where customers reach the help center (assist's public address, docs/knowledge-base.md): the chat
+    # links to `<this>/help/<workspace>`; unset, no link.
+    help_center_url: str | None = None
     # Signs web chat session tokens; set it in production, or reloaded chats cannot resume after a restart.
     chat_secret: str = "switchyard-dev-chat-secret"
     # Signs the email CSAT survey links (HMAC-SHA256, with their expiry); set it in production.

@@ -23,14 +23,14 @@ async def test_the_chat_settings_come_from_the_routing_configuration(names):
         assert response.status == 200
         assert response.headers["Access-Control-Allow-Origin"] == "*"  # the widget asks from customers' sites
         assert await response.json() == {"workspace_id": "default", "title": None, "greeting": None, "language": None,
-                                          "accent_color": None, "open": True, "hours": None}
+                                          "accent_color": None, "open": True, "hours": None, "help_center_url": None}
 
         put = await apps.router.put("/v1/routing/config", json={"webchat": {"default": SETTINGS}}, headers=auth())
         assert put.status == 202, await put.text()
         async with asyncio.timeout(10):  # the cache's 50 ms, then the stored configuration
             while (body := await (await settings_of(apps)).json())["title"] is None:
                 await asyncio.sleep(0.05)  # polling an HTTP view; the condition ends it
-        assert body == {"workspace_id": "default", **SETTINGS, "open": False}
+        assert body == {"workspace_id": "default", **SETTINGS, "open": False, "help_center_url": None}
 
         unknown = await settings_of(apps, "nobody")
         assert unknown.status == 404 and "unknown workspace" in (await unknown.json())["error"]["message"]
@@ -64,3 +64,9 @@ async def test_an_email_left_in_the_chat_is_kept_on_the_contact(names):
                 await asyncio.sleep(0.05)  # polling an HTTP view; the condition ends it
         contact = await (await apps.agents.get(f"/v1/contacts/{found[0]['contact_id']}", headers=auth())).json()
         assert contact["emails"] == ["ann@example.com"]
+
+
+async def test_the_chat_links_to_the_workspace_help_center_where_the_deployment_has_one(names):
+    async with running_apps(names, help_center_url="https://help.example.com/") as apps:
+        body = await (await settings_of(apps)).json()
+        assert body["help_center_url"] == "https://help.example.com/help/default"

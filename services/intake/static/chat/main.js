@@ -26,6 +26,11 @@ async function workspaceSettings() {
 
 function applySettings(settings) {
   if (settings.title) { $("title").textContent = settings.title; document.title = settings.title; }
+  if (settings.help_center_url) {  // the workspace's articles, in the chat's language, in a new tab
+    const link = $("help-center");
+    link.href = `${settings.help_center_url}?${new URLSearchParams({ lang: lang.i18n.lang })}`;
+    link.hidden = false;
+  }
   if (settings.greeting) state.greeting = settings.greeting;
   if (settings.accent_color) {
     for (const name of ["--accent", "--in"]) document.documentElement.style.setProperty(name, settings.accent_color);
