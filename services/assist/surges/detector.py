@@ -24,7 +24,7 @@ Method (parameters: `SurgeParams`, chosen by measurement with evaluate.py on gen
    (half-life `half_life`, 12 h); a member linked to an incident stays out of it (an incident is not
    what normal looks like, and a problem back tomorrow is still news). At most `max_clusters`; when full, the cluster with the least
    history and nobody in the window (and in no incident) is replaced.
-3. Surge test, on the message's *group*: its cluster and the clusters within `group` (0.4) of it
+3. Surge test, on the message's *group*: its cluster and the clusters within `group` (0.3) of it
    that are in no open incident. n = the group's distinct conversations in the window (one chatty
    customer counts once). expected = the long-run share of the traffic of everything within
    `baseline` (0.25) of the cluster (its history over all history, floored at `min_share`, 0.1 %, so a
@@ -93,7 +93,7 @@ class InboundMessage:
 class SurgeParams:
     """The detector's knobs (the module's docstring says what each does); the defaults are the measured choice."""
     join: float = 0.6
-    group: float = 0.4
+    group: float = 0.3
     link: float = 0.45
     merge: float = 0.1
     merge_same: float = 0.2
