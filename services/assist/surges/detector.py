@@ -36,8 +36,8 @@ Method (parameters: `SurgeParams`, chosen by measurement with evaluate.py on gen
    nature (the "where is my order" morning rush) before its count is surprising. Nothing opens
    before `warmup` (1,000) messages have gone into history. `tolerance` and `alpha` trade false
    alerts for sensitivity: at `tolerance` 1 the false alerts (the morning rush's among them) rise
-   from about none to 0.2-0.4 a day, and the 2-7 % of bursts missed at 2 (the small ones, spread
-   over three languages) are found (bench/surges.py prints both).
+   from about none to 0.4-0.7 a day, for a slightly earlier alert on the slowest bursts and the one
+   small burst in 200 that 2 misses (bench/surges.py prints both).
 4. Matching. An open incident links each new message whose cluster is one of its clusters or whose
    vector is within `link` (0.45) of its centroid (the mean of its linked messages); a conversation
    is linked once. A group surging (n >= `min_joining`, 2, and the ratio) while an incident opened
