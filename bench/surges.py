@@ -11,8 +11,9 @@ It prints figures; it asserts nothing about time.
 - cost: a busy workspace (--busy conversations a day, about 1.6 inbound messages each) is fed from
   07:00 to 08:00 untimed, then 08:00-09:00 is timed: the detector's observe() per message with
   the vectors given (the detector alone), observe() embedding each text itself (the whole cost),
-  and a bare `embed([text])` of the same texts one at a time, in the same run; each as a ratio to
-  the bare embed. The sliding window's size (messages) is printed beside: the matrix products
+  and a bare `embed([text])` of the same texts one at a time, in the same run; each per message
+  embedded (greetings and thanks, skipped before embedding, are in the loops but not the count)
+  and as a ratio to the bare embed. The sliding window's size (messages) is printed beside: the matrix products
   grow with the clusters (at most `max_clusters`), the window only costs its expiry.
 """
 

@@ -161,6 +161,9 @@ def test_memory_is_bounded(background):
     assert len(space.window) <= 50
     assert space.centroids.shape[0] == 16 and space.sums.shape[0] == 16 and len(space.conversations) == 16
     assert space.used.sum() == 16  # full, and evicting
+    current = [m for m in space.window if space.generation[m.slot] == m.generation]
+    assert space.counts.sum() == len(current)  # evicted clusters' members no longer count
+    assert sum(sum(counter.values()) for counter in space.conversations) == len(current)
     many = SurgeDetector(SurgeParams(max_workspaces=3))
     for i in range(10):
         many.observe(message(i, "c", "payment by card fails", BURST_AT + timedelta(seconds=i), workspace=f"w{i}"))
