@@ -78,6 +78,9 @@ INCIDENT_DETECTED = "incident.detected"
 INCIDENT_UPDATED = "incident.updated"
 INCIDENT_RESOLVED = "incident.resolved"
 INCIDENT_LINKED = "incident.linked"
+# assist -> router: a supervisor resolved an incident with a reply to every linked conversation (and,
+# if asked, resolving those an agent holds)
+INCIDENT_CLOSING = "incident.closing"
 
 # agents -> events exchange (reporting listens), after the write
 MESSAGE_CREATED = "message.created"  # a customer message stored (agent replies travel as message.outbound.<channel>)

@@ -401,6 +401,19 @@ class IncidentLinked(Wire):
     at: datetime = Field(default_factory=utcnow)
 
 
+class IncidentClosing(Wire):
+    """Assist -> router: an incident resolved by a supervisor, with one reply for every conversation
+    linked to it, and whether the conversations agents hold are resolved too (docs/incidents.md)."""
+
+    event_id: str = Field(default_factory=new_id)
+    workspace_id: str
+    incident_id: str = Field(min_length=1, max_length=300)
+    reply: str | None = Field(None, min_length=1, max_length=2000)
+    resolve: bool = False
+    conversation_ids: list[str] = Field(default_factory=list, max_length=10_000)
+    at: datetime = Field(default_factory=utcnow)
+
+
 class StateRequest(Wire):
     """Agents -> router: the assignee sets its conversation pending, snoozed (until a time, or the
     customer's next message) or open again. The router decides; the agent queue hears the outcome."""

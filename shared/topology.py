@@ -64,6 +64,7 @@ ROUTER_BINDINGS = (
     events.THREAD_LEFT,
     events.BOT_DECISION,
     events.INCIDENT_LINKED,
+    events.INCIDENT_CLOSING,
 )
 # What the pre-routing bot (services/assist) is asked: a new conversation, the customer's next messages.
 ASSIST_BOT_BINDINGS = (events.BOT_REQUESTED, events.BOT_MESSAGE)

@@ -48,6 +48,7 @@ from shared.models import (
     ConversationRevoked,
     ConversationWoken,
     InboundMessage,
+    IncidentClosing,
     IncidentLinked,
     NotAnswered,
     OfferAnswer,
@@ -307,16 +308,21 @@ class RoutingCore:
             return Outcome()
         if conversation.assignee_id is None:  # still waiting (or offered): the customer abandoned
             return self._abandon(conversation, now, closed.reason)
+        return self._end(conversation, closed.reason, now, ended_at=closed.at)
+
+    def _end(self, conversation: Conversation, reason: str, now: datetime, *, ended_at: datetime | None = None) -> Outcome:
+        """End an assigned conversation for its agent (who is told, and whose slot is free again)."""
+        assert conversation.assignee_id is not None
         outcome = _closing(conversation)
         agent = self.agents[(conversation.workspace_id, conversation.assignee_id)]
         self._forget(conversation)
         outcome.deliveries.append((agent.key, ConversationEnded(
             workspace_id=agent.workspace_id, conversation_id=conversation.conversation_id, agent_id=agent.agent_id,
-            reason=closed.reason, ended_at=closed.at,
+            reason=reason, ended_at=ended_at or now,
         )))
         self.last_agents[conversation.thread_key] = (agent.agent_id, now)
         agent.last_activity_at = now
-        agent.missed_offers = 0  # the call was theirs to the end: misses before it were not in a row
+        agent.missed_offers = 0  # it was theirs to the end: misses before it were not in a row
         outcome.changed_threads.add(conversation.thread_key)
         outcome.changed_agents.add(agent.key)
         self._reindex(agent)
@@ -513,7 +519,31 @@ class RoutingCore:
         # Only one that waits for anyone: one reserved for its last agent stays theirs.
         if settings.queue and conversation.waiting and conversation.pinned_to is None and conversation.queue != settings.queue:
             self._enter_queue(conversation, settings.queue, now, "incident")
+            # Its priority takes the incident queue's (a team for the problem may be served first).
+            conversation.priority_parts = {**conversation.priority_parts, "queue": self.config.queue(settings.queue).priority}
+            conversation.priority = priority_of(conversation.priority_parts)
             outcome.merge(self._requeue(conversation, now, "incident"))
+        return outcome
+
+    def on_incident_closing(self, closing: IncidentClosing, now: datetime) -> Outcome:
+        """A resolved incident's one reply to each of its conversations still open here; those an agent
+        holds are ended for them too when asked (the agents service resolves them); waiting ones stay."""
+        outcome = Outcome()
+        present = [self.conversations[cid] for cid in dict.fromkeys(closing.conversation_ids)
+                   if cid in self.conversations and self.conversations[cid].workspace_id == closing.workspace_id]
+        # Those agents hold now: ending one frees a slot that a waiting linked one may take, and that
+        # one, given to an agent just now, stays theirs.
+        held = {c.conversation_id for c in present if c.assignee_id is not None}
+        for conversation in present:
+            conversation_id = conversation.conversation_id
+            if closing.reply:
+                outcome.events.append(self._event(
+                    events.CONVERSATION_AUTO_REPLY, conversation, now, text=closing.reply,
+                    contact=conversation.first.contact.model_dump(), reply_to_message_id=conversation.first.message_id,
+                    incident_id=closing.incident_id))
+                outcome.changed_conversations.add(conversation_id)
+            if closing.resolve and conversation_id in held and conversation.assignee_id is not None:
+                outcome.merge(self._end(conversation, "the incident was resolved", now))
         return outcome
 
     # -- the pre-routing bot (docs/bot.md) ----------------------------------------------------

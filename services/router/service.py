@@ -49,6 +49,7 @@ from shared.models import (
     ConversationMessage,
     ConversationResolved,
     InboundMessage,
+    IncidentClosing,
     IncidentLinked,
     NotAnswered,
     OfferAnswer,
@@ -74,7 +75,7 @@ log = structlog.get_logger(__name__)
 RouterInput = (
     InboundMessage | AgentSnapshot | ConversationResolved | ConversationAnswered | OfferAnswer | TransferRequest
     | RoutingConfigChanged | ThreadClosed | NotAnswered | ThreadLeft | StateRequest | RouterTick | BotDecision
-    | IncidentLinked
+    | IncidentLinked | IncidentClosing
 )
 INPUT_MODELS: dict[str, type[RouterInput]] = {
     events.MESSAGE_RECEIVED: InboundMessage,
@@ -92,6 +93,7 @@ INPUT_MODELS: dict[str, type[RouterInput]] = {
     events.ROUTER_TICK: RouterTick,
     events.BOT_DECISION: BotDecision,
     events.INCIDENT_LINKED: IncidentLinked,
+    events.INCIDENT_CLOSING: IncidentClosing,
 }
 
 
@@ -109,6 +111,7 @@ CORE_INPUTS: dict[type, Callable[[RoutingCore, Any, datetime], Outcome]] = {
     StateRequest: RoutingCore.on_state_request,
     BotDecision: RoutingCore.on_bot_decision,
     IncidentLinked: RoutingCore.on_incident_linked,
+    IncidentClosing: RoutingCore.on_incident_closing,
 }
 
 
@@ -123,6 +126,8 @@ def ordering_key(item: RouterInput) -> str | None:
         return f"agent:{item.workspace_id}:{item.agent_id}"
     if isinstance(item, RoutingConfigChanged):
         return f"config:{item.workspace_id}"
+    if isinstance(item, IncidentClosing):
+        return f"incident:{item.workspace_id}:{item.incident_id}"
     return f"conversation:{item.workspace_id}:{item.conversation_id}"
 
 

@@ -11,8 +11,9 @@ from shared.mongo import create_client
 from tests.conftest import auth, serve
 from tests.service.helpers import running_apps
 from tests.service.test_routing_flow import until
+from tests.service.test_typing import assigned_to
 
-CONFIG = {"queues": [{"name": "default"}, {"name": "outage"}],
+CONFIG = {"queues": [{"name": "default"}, {"name": "outage", "priority": 10}],
           "incidents": {"status_reply": "We know about this problem and are fixing it.", "queue": "outage"}}
 BACKGROUND = [
     "where is my order 4411, it was due yesterday", "how do I change my delivery address",
@@ -90,14 +91,37 @@ async def test_a_burst_opens_an_incident_linking_its_customers_who_get_the_statu
         confirmed = await assist.post(f"/v1/incidents/{incident['id']}/confirm", headers=auth())
         assert confirmed.status == 200 and (await confirmed.json())["status"] == "confirmed"
         assert (await assist.post(f"/v1/incidents/{incident['id']}/confirm", headers=auth())).status == 409
-        resolved = await assist.post(f"/v1/incidents/{incident['id']}/resolve", headers=auth())
+        # Ann comes online and takes one of them; resolving the incident replies to every linked
+        # conversation once and resolves the one she holds (the others still wait for anyone).
+        await apps.put_agent("ann", capacity=1)
+        desk = await apps.desk("ann")
+        held = await assigned_to(desk)
+        assert held in linked
+        fixed = "Fixed: please update the app."
+        resolved = await assist.post(f"/v1/incidents/{incident['id']}/resolve", headers=auth(),
+                                     json={"reply": fixed, "resolve_conversations": True})
         assert (await resolved.json())["status"] == "resolved"
+        client = create_client(names.infra.mongo_url)
+        try:
+            async def replied_fixed() -> list[str] | None:
+                found = await client[names.namespace]["messages"].find(
+                    {"direction": "outbound", "text": fixed}).to_list(None)
+                return sorted(r["conversation_id"] for r in found) if len(found) >= len(linked) else None
+            assert await until(replied_fixed) == sorted(linked)
+        finally:
+            await client.close()
+        assert (await until(lambda: _status(apps, held, "resolved")))["status"] == "resolved"
         assert (await assist.post(f"/v1/incidents/{incident['id']}/dismiss", headers=auth())).status == 409
         assert await incidents(assist, status="active") == []
         assert (await assist.get("/v1/incidents/nope", headers=auth())).status == 404
         assert (await assist.get("/v1/incidents", headers=auth("other-key"))).status == 200
         assert await incidents(assist, status="resolved") and not (
             await (await assist.get("/v1/incidents", headers=auth("other-key"))).json())["incidents"]
+
+
+async def _status(apps, conversation_id: str, status: str) -> dict | None:
+    body = await (await apps.agents.get(f"/v1/conversations/{conversation_id}", headers=auth())).json()
+    return body if body.get("status") == status else None
 
 
 async def _detail_with(assist, incident_id: str, at_least: int) -> dict | None:

@@ -6,7 +6,14 @@ from services.router.config import BotSettings, IncidentSettings, QueueConfig, R
 from services.router.core import RoutingCore
 from services.router.store import _conversation_from_doc, _conversation_to_doc
 from shared import events
-from shared.models import BotDecision, ConversationAssigned, ConversationResolved, IncidentLinked
+from shared.models import (
+    BotDecision,
+    ConversationAssigned,
+    ConversationEnded,
+    ConversationResolved,
+    IncidentClosing,
+    IncidentLinked,
+)
 from tests.unit.test_routing_core import agent, assigned_to, at, message
 
 
@@ -196,3 +203,29 @@ def test_a_linked_conversation_gets_the_status_reply_once_and_moves_to_the_incid
     assert [e.type for e in on_desk.events] == [events.CONVERSATION_AUTO_REPLY] and held.assignee_id == "ann"
     assert core.on_incident_linked(IncidentLinked(workspace_id="default", conversation_id="gone", incident_id="x"),
                                    at(6)).events == []
+
+
+def test_a_moved_conversation_takes_the_incident_queue_priority():
+    config = RoutingConfig(queues=[QueueConfig(name="default"), QueueConfig(name="outage", priority=7)],
+                           incidents=IncidentSettings(queue="outage"))
+    core = RoutingCore(config)
+    core.on_message(message("waits", "the app crashes"), at(1))
+    waits, = core.conversations.values()
+    core.on_incident_linked(linked(waits), at(2))
+    assert (waits.queue, waits.priority, waits.priority_parts["queue"]) == ("outage", 7, 7)
+
+
+def test_resolving_an_incident_replies_to_each_open_conversation_and_ends_those_agents_hold():
+    core = incident_core()
+    core.on_message(message("held", "the app crashes"), at(1))  # ann (capacity 1) holds it
+    core.on_message(message("waits", "the app crashes too"), at(2))
+    held, waits = (next(c for c in core.conversations.values() if c.first.thread_id == t) for t in ("held", "waits"))
+    closing = IncidentClosing(workspace_id="default", incident_id="default:m1", reply="Fixed now.", resolve=True,
+                              conversation_ids=[held.conversation_id, waits.conversation_id, "gone"])
+    outcome = core.on_incident_closing(closing, at(3))
+    replies = [e.conversation_id for e in outcome.events if e.type == events.CONVERSATION_AUTO_REPLY]
+    assert sorted(replies) == sorted([held.conversation_id, waits.conversation_id])
+    ended, = [d for _, d in outcome.deliveries if isinstance(d, ConversationEnded)]
+    assert ended.conversation_id == held.conversation_id and ended.reason == "the incident was resolved"
+    assert held.conversation_id not in core.conversations
+    assert assigned_to(outcome) == [("ann", "waits")]  # her slot freed: the waiting one is hers now

@@ -8,7 +8,7 @@ from services.assist.incidents.store import OPEN_STATUSES, IncidentStore
 from services.assist.incidents.watcher import publish_incident
 from shared import events
 from shared.broker import Broker
-from shared.models import Wire, new_id, utcnow
+from shared.models import IncidentClosing, Wire, new_id, utcnow
 from shared.web import (
     WORKSPACE,
     Answer,
@@ -29,6 +29,7 @@ INCIDENT_ID = path_parameter("incident_id", "The incident's id", maxLength=300)
 STATUS = choice_query("status", "Only incidents in this state (active: open or confirmed)",
                       ("active", "open", "confirmed", "dismissed", "merged", "resolved"))
 LINKS_SHOWN = 500
+MAX_CLOSED = 10_000  # linked conversations one resolution replies to
 
 
 class IncidentOut(BaseModel):
@@ -114,7 +115,32 @@ def _transition(status: str, frm: tuple[str, ...], event: str):
 
 confirm_incident = _transition("confirmed", ("open",), events.INCIDENT_UPDATED)
 dismiss_incident = _transition("dismissed", OPEN_STATUSES, events.INCIDENT_UPDATED)
-resolve_incident = _transition("resolved", OPEN_STATUSES, events.INCIDENT_RESOLVED)
+
+
+class ResolveRequest(Wire):
+    reply: str | None = Field(None, min_length=1, max_length=2000,
+                              description="Sent once to every linked conversation still open")
+    resolve_conversations: bool = Field(False, description="Also resolve the linked conversations agents hold")
+
+
+async def resolve_incident(request: web.Request) -> web.Response:
+    body = await parse_body(request, ResolveRequest) if request.body_exists else ResolveRequest()
+    doc = await _existing(request)
+    store = request.app[INCIDENTS]
+    changed = await store.set_status(request[WORKSPACE], doc["_id"], "resolved", OPEN_STATUSES, utcnow(),
+                                     resolved_by="supervisor")
+    if changed is None:
+        raise http_error(web.HTTPConflict, f"the incident is {doc['status']}: only an open or confirmed one resolves")
+    broker = request.app[BROKER]
+    if body.reply or body.resolve_conversations:
+        links = await store.linked(doc["_id"], limit=MAX_CLOSED)
+        closing = IncidentClosing(event_id=f"{doc['_id']}:closing", workspace_id=request[WORKSPACE],
+                                  incident_id=doc["_id"], reply=body.reply, resolve=body.resolve_conversations,
+                                  conversation_ids=[link["conversation_id"] for link in links])
+        await broker.publish(closing, events.INCIDENT_CLOSING, message_type=events.INCIDENT_CLOSING,
+                             message_id=closing.event_id, workspace_id=request[WORKSPACE])
+    await publish_incident(broker, events.INCIDENT_RESOLVED, changed, f"{doc['_id']}:resolved")
+    return model_response(IncidentOut.of(changed))
 
 
 async def merge_incident(request: web.Request) -> web.Response:
@@ -165,8 +191,9 @@ INCIDENT_OPERATIONS = [
               (Answer(200, "The incident", IncidentOut),), parameters=(INCIDENT_ID,), errors=(403, 404, 409)),
     Operation("POST", f"{ONE}/dismiss", "A false alarm: later matches are not linked",
               (Answer(200, "The incident", IncidentOut),), parameters=(INCIDENT_ID,), errors=(403, 404, 409)),
-    Operation("POST", f"{ONE}/resolve", "The problem is fixed", (Answer(200, "The incident", IncidentOut),),
-              parameters=(INCIDENT_ID,), errors=(403, 404, 409)),
+    Operation("POST", f"{ONE}/resolve", "The problem is fixed: optionally one reply to every linked conversation, "
+              "and resolving those agents hold", (Answer(200, "The incident", IncidentOut),), body=ResolveRequest,
+              parameters=(INCIDENT_ID,), errors=(400, 403, 404, 409, 413, 422)),
     Operation("POST", f"{ONE}/merge", "This incident is part of another: its conversations move there",
               (Answer(200, "The incident merged into", IncidentOut),), body=MergeRequest, parameters=(INCIDENT_ID,),
               errors=(400, 403, 404, 409, 413, 422)),
