@@ -1,6 +1,7 @@
 """Reports of the pre-routing bot on the real broker and database: the router's events for a conversation the
 bot resolves, one it hands over (then an agent's), one the customer leaves while the bot has it and one without
 the bot reach the summary by queue and by channel; the bot-resolved one leaves every human metric as it was.
+A subscription to the bot's events gets them, signed, from the same router events.
 
 By hand (a past day, so the figures are one row per key; the default target is 20 s):
     R  support  webchat   with the bot 10:00:00, resolved by it 10:01:00
@@ -16,6 +17,7 @@ from shared.models import ConversationResolved, RoutingEvent
 from tests.conftest import Names
 from tests.service.helpers import Apps, running_apps
 from tests.service.test_reporting_service import get_summary, publish, until
+from tests.service.test_subscriptions import Receiver, receiving, reporting_app, subscribe
 
 DAY = datetime(2026, 3, 2, tzinfo=UTC)
 RANGE = {"from": DAY.isoformat(), "to": (DAY + timedelta(days=1)).isoformat(), "interval": "day", "tz": "UTC"}
@@ -134,3 +136,27 @@ async def rows_once(apps: Apps, group_by: str, wanted: dict[tuple[str, str], obj
     found = await by_key(apps, group_by)
     ready = all(key in found and found[key][name] == value for (key, name), value in wanted.items())
     return found if ready else None
+
+
+async def test_a_subscription_gets_the_bots_events(names):
+    async with receiving(Receiver()) as receiver, reporting_app(names) as client:
+        await subscribe(client, receiver.url, ["bot.resolved", "bot.handed_over", "conversation.status_changed"])
+        await publish_all(names, handed_over(), bot_resolved())
+
+        async def all_in():
+            return len(receiver.delivered()) >= 6 or None
+        await until(all_in)
+        sent = [(body["event"], body["data"]["conversation_id"]) for body in receiver.delivered()]
+        # H: handed over, queued, assigned, resolved by ann; R: resolved by the bot (two names)
+        assert sorted(sent) == sorted([("bot.handed_over", "H"), ("conversation.status_changed", "H"),
+                                       ("conversation.status_changed", "H"), ("conversation.status_changed", "H"),
+                                       ("bot.resolved", "R"), ("conversation.status_changed", "R")])
+        (over,) = receiver.delivered(conversation_id="H", reason="the customer asked for a person")
+        assert over["event"] == "bot.handed_over" and over["data"]["queue"] == "support"
+        (queued,) = receiver.delivered(conversation_id="H", status="queued")
+        assert queued["data"]["reason"] == HANDED_OVER
+        by_bot = receiver.delivered(conversation_id="R", duration_seconds=60.0)
+        assert sorted(body["event"] for body in by_bot) == ["bot.resolved", "conversation.status_changed"]
+        (status,) = [body for body in by_bot if body["event"] == "conversation.status_changed"]
+        assert (status["data"]["status"], status["data"]["by_bot"], status["data"]["agent_id"]) == (
+            "resolved", True, None)
