@@ -95,6 +95,8 @@ REPORTING_BINDINGS = (
     "sla.*",
     events.AGENT_UPDATED,
     events.AGENT_STATUS_CHANGED,
+    events.BOT_HANDED_OVER,
+    events.BOT_RESOLVED,
 )
 
 

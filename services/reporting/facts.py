@@ -8,6 +8,10 @@ A reopen (a customer message after a resolution) makes the conversation open aga
 counting as resolved until it is resolved again; its resolution and handle times then run to
 the last resolution (time spent resolved is not handle time); it counts as reopened within 7
 days when a reopen came within 7 days of the resolution before it.
+
+A conversation the pre-routing bot had first (docs/bot.md) records how the bot's part ended:
+resolved by the bot, handed over (then it is a human conversation from its queue entry on), or
+abandoned while with the bot; only a handed-over one can be queued, answered or abandoned.
 """
 
 from collections.abc import Iterable, Mapping
@@ -110,8 +114,13 @@ class ConversationFacts:
     sla_alerts: tuple[SlaAlert, ...] = ()
     csat_score: int | None = None  # the latest valid answer
     csat_at: datetime | None = None
-    # Where it stands after its last event (the live view): waiting, offered, assigned, resolved or
-    # abandoned; since when; the agent offered it or holding it; its priority when opened.
+    # The pre-routing bot: given it first; how its part ended (resolved, handed_over, abandoned), when, why
+    bot: bool = False
+    bot_outcome: str | None = None
+    bot_ended_at: datetime | None = None
+    bot_handover_reason: str | None = None
+    # Where it stands after its last event (the live view): with_bot, waiting, offered, assigned, resolved,
+    # bot_resolved or abandoned; since when; the agent offered it or holding it; its priority when opened.
     state: str | None = None
     state_since: datetime | None = None
     state_agent: str | None = None
@@ -123,12 +132,20 @@ class ConversationFacts:
     responses: tuple[Measured, ...] = ()  # each customer message to the next agent reply
     handle: Measured | None = None  # assigned (a call: answered) to resolved, minus time spent resolved
     resolution: Measured | None = None  # open to the last resolution
+    bot_time: Measured | None = None  # open to the end of the bot's part
 
 
 def unique_in_order(events: Iterable[ReportEvent]) -> list[ReportEvent]:
     """The events once each (by event_id), in time order."""
     by_id = {event.event_id: event for event in events}
     return sorted(by_id.values(), key=ReportEvent.sort_key)
+
+
+def _tells_bot(event: ReportEvent) -> bool:
+    """Whether the event says the bot was given the conversation first."""
+    if event.type == "conversation.opened":
+        return event.data.get("bot") is True
+    return event.type in ("bot.handed_over", "bot.resolved")
 
 
 class _Fold:
@@ -169,6 +186,9 @@ class _Fold:
         self.state_agent: str | None = None
         self.entered_queue_at: datetime | None = None
         self.priority: int | None = None
+        # Known before the walk too: an abandon is the bot's or a queue's whatever the clocks say of the opening.
+        self.bot = any(_tells_bot(event) for event in ordered)
+        self.bot_end: ReportEvent | None = None  # what ended the bot's part: bot.resolved, bot.handed_over, abandon
 
     def _now(self, state: str, event: ReportEvent, agent_id: str | None = None) -> None:
         if state != self.state or agent_id != self.state_agent:
@@ -177,6 +197,11 @@ class _Fold:
     @property
     def voice(self) -> bool:
         return self.channel in VOICE_CHANNELS
+
+    @property
+    def with_bot(self) -> bool:
+        """The bot has it: given to the bot, and its part has not ended."""
+        return self.bot and self.bot_end is None
 
     def apply(self, event: ReportEvent) -> None:
         if event.queue:
@@ -193,9 +218,20 @@ class _Fold:
             self.waiting_since = self.waiting_since or event.at
             priority = event.data.get("priority")
             self.priority = priority if isinstance(priority, int) and not isinstance(priority, bool) else None
-        if self.state is None:
+        if self.state is None and self.with_bot:
+            self._now("with_bot", event)  # in no queue: nobody waits for an agent yet
+        elif self.state is None:
             self._now("waiting", event)
             self.entered_queue_at = event.at
+
+    def bot_handed_over(self, event: ReportEvent) -> None:
+        self.bot_end = self.bot_end or event
+
+    def bot_resolved(self, event: ReportEvent) -> None:
+        if self.bot_end is None:
+            self.bot_end = event
+            self._now("bot_resolved", event)
+            self.waiting_since = None  # the bot answered: no customer message waits for a person
 
     def queued(self, event: ReportEvent) -> None:
         self.queued_at = self.queued_at or event.at
@@ -236,7 +272,10 @@ class _Fold:
         self.resolved = None
 
     def abandoned(self, event: ReportEvent) -> None:
-        self.abandon = event
+        if self.with_bot:
+            self.bot_end = event  # left the bot: abandoned with the bot, not in a queue
+        else:
+            self.abandon = event
         self._now("abandoned", event)
 
     def labels_changed(self, event: ReportEvent) -> None:
@@ -289,7 +328,11 @@ _HANDLERS = {
     "sla.warning": _Fold.sla_alert,
     "sla.breached": _Fold.sla_alert,
     "csat.received": _Fold.csat_received,
+    "bot.handed_over": _Fold.bot_handed_over,
+    "bot.resolved": _Fold.bot_resolved,
 }
+
+BOT_OUTCOMES = {"bot.resolved": "resolved", "bot.handed_over": "handed_over", "conversation.abandoned": "abandoned"}
 
 
 def _ms(length: timedelta) -> int:
@@ -371,12 +414,21 @@ def _facts(fold: _Fold, settings: FoldSettings) -> ConversationFacts:
         state_agent=fold.state_agent,
         entered_queue_at=fold.entered_queue_at,
         priority=fold.priority,
+        bot=fold.bot,
+        bot_outcome=BOT_OUTCOMES[fold.bot_end.type] if fold.bot_end is not None else None,
+        bot_ended_at=fold.bot_end.at if fold.bot_end is not None else None,
+        bot_handover_reason=fold.bot_end.data.get("reason") if _handed_over(fold.bot_end) else None,
         wait=wait,
         first_response=measure(fold.opened_at, fold.first_reply_at, fold.first_reply_agent),
         responses=tuple(m for m in (measure(*r) for r in fold.responses) if m is not None),
         handle=_handle(fold, resolved_at),
         resolution=measure(fold.opened_at, resolved_at, fold.holder),
+        bot_time=measure(fold.opened_at, fold.bot_end.at if fold.bot_end is not None else None),
     )
+
+
+def _handed_over(bot_end: ReportEvent | None) -> bool:
+    return bot_end is not None and bot_end.type == "bot.handed_over"
 
 
 def _handle(fold: _Fold, resolved_at: datetime | None) -> Measured | None:

@@ -20,14 +20,17 @@ COUNTS = (
     "opened", "queued", "answered", "answered_within_target", "resolved", "abandoned", "short_abandoned",
     "transferred", "reopened", "sla_warnings", "sla_breaches", "sla_breaches_first_response",
     "sla_breaches_resolution", "csat_responses", "surveyed",
+    "bot_conversations", "bot_resolved", "bot_handed_over", "abandoned_with_bot",
 )
 DURATIONS = (
     "first_response_time", "first_response_time_business", "response_time", "response_time_business",
-    "wait_time", "wait_time_business", "handle_time", "resolution_time", "resolution_time_business",
+    "wait_time", "wait_time_business", "handle_time", "resolution_time", "resolution_time_business", "bot_time",
 )
 PERCENTILES = (("p50", 0.5), ("p90", 0.9))
 # Counted only where a conversation is, never for an agent (nobody answered them).
-NOT_FOR_AGENTS = frozenset({"opened", "queued", "abandoned", "short_abandoned", "abandonment_rate"})
+NOT_FOR_AGENTS = frozenset({"opened", "queued", "abandoned", "short_abandoned", "abandonment_rate",
+                            "bot_conversations", "bot_resolved", "bot_handed_over", "abandoned_with_bot",
+                            "deflection_rate", "bot_time_mean", "bot_time_p50", "bot_time_p90"})
 AGENT_TIME = frozenset({"online_seconds", "occupied_seconds", "occupancy", "occupancy_weighted"})
 
 
@@ -71,6 +74,7 @@ def metrics(group: Mapping[str, Any], grouping: str = "none",
     result: Metrics = {name: counts.get(name, 0) for name in COUNTS}
     result["service_level"] = service_level(counts, options)
     result["abandonment_rate"] = _ratio(counts.get("abandoned", 0), counts.get("queued", 0))
+    result["deflection_rate"] = _ratio(counts.get("bot_resolved", 0), counts.get("bot_conversations", 0))
     result["csat_mean"] = _ratio(counts.get("csat_score_sum", 0), counts.get("csat_responses", 0))
     result["csat_satisfied_share"] = _ratio(counts.get("csat_satisfied", 0), counts.get("csat_responses", 0))
     result["csat_response_rate"] = _ratio(counts.get("surveyed_answered", 0), counts.get("surveyed", 0))

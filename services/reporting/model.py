@@ -12,7 +12,8 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 # What reporting records; metric definitions in docs/metrics.md say which ones each metric reads.
 ReportEventType = Literal[
-    "conversation.opened",  # first customer message of a conversation (data: priority, skills)
+    "conversation.opened",  # first customer message of a conversation (data: priority, skills;
+    #                         bot: true when the pre-routing bot was given it first, docs/bot.md)
     "conversation.queued",  # waiting in `queue` (data.reason: opened, requeued, transferred, overflowed, rerouted);
     #                         `agent_id`: the agent it was taken back from (a reroute, a call that rang out), if any
     "conversation.offered",  # offered to `agent_id` (offer mode)
@@ -33,6 +34,8 @@ ReportEventType = Literal[
     "sla.breached",  # data.target: first_response or resolution
     "agent.status_changed",  # data.status: online, away, offline; data.max_conversations
     "csat.received",  # data.score: 1..5, data.comment
+    "bot.handed_over",  # the bot gave it to human routing (data.reason); a conversation.queued follows
+    "bot.resolved",  # the customer said the bot answered them: closed, no agent ever had it (data.duration_seconds)
 ]
 
 

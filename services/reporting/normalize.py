@@ -1,7 +1,7 @@
 """Each producer's wire body, by its routing key, as the ReportEvents it carries (pure: no I/O).
 
     routing key                      wire model            ReportEvents
-    conversation.opened              RoutingEvent          conversation.opened
+    conversation.opened              RoutingEvent          conversation.opened (data.bot: true when the bot has it)
     conversation.queued              RoutingEvent          conversation.queued
     conversation.offered             RoutingEvent          conversation.offered
     conversation.routed.<channel>    RoutingEvent          conversation.assigned
@@ -17,6 +17,8 @@
     sla.warning, sla.breached        RoutingEvent          sla.warning, sla.breached
     agent.updated, .status_changed   AgentSnapshot         agent.status_changed
     csat.received                    CsatReceived          csat.received (data: score, comment)
+    bot.handed_over                  RoutingEvent          bot.handed_over (data.reason)
+    bot.resolved                     RoutingEvent          bot.resolved (data.duration_seconds)
 
 Each ReportEvent keeps its producer's id (every producer gives the same fact the same id again)
 and its producer's time. A key not listed, or a body that does not say what its key promises, is a
@@ -134,9 +136,16 @@ def _transfer(event: RoutingEvent) -> list[ReportEvent]:
                   data=data)]
 
 
+def _opening(event: RoutingEvent) -> list[ReportEvent]:
+    data = _details(event, "priority", "skills")
+    if event.details.get("bot") is True:
+        data["bot"] = True  # given to the pre-routing bot first (docs/bot.md); absent otherwise, as before
+    return [_from(event, event.type, data=data)]
+
+
 # What each RoutingEvent key says, as ReportEvents.
 ROUTING_FACTS: dict[str, Callable[[RoutingEvent], list[ReportEvent]]] = {
-    events.CONVERSATION_OPENED: lambda e: [_from(e, e.type, data=_details(e, "priority", "skills"))],
+    events.CONVERSATION_OPENED: _opening,
     events.CONVERSATION_QUEUED: lambda e: [_from(e, e.type, data=_details(e, "reason"))],
     events.CONVERSATION_OFFERED: lambda e: [_from(e, e.type, agent_id=_agent(e))],
     events.CONVERSATION_TRANSFERRED: _transfer,
@@ -147,6 +156,8 @@ ROUTING_FACTS: dict[str, Callable[[RoutingEvent], list[ReportEvent]]] = {
     events.MESSAGE_CREATED: lambda e: [_from(e, e.type, data=_details(e, "direction"))],
     events.SLA_WARNING: lambda e: [_from(e, e.type, data=_details(e, "target"))],
     events.SLA_BREACHED: lambda e: [_from(e, e.type, data=_details(e, "target"))],
+    events.BOT_HANDED_OVER: lambda e: [_from(e, e.type, data=_details(e, "reason"))],
+    events.BOT_RESOLVED: lambda e: [_from(e, e.type, data=_details(e, "duration_seconds"))],
 }
 
 

@@ -69,8 +69,16 @@ def contributions(facts: ConversationFacts) -> list[Contribution]:
     resolved_surveyed = f.resolved_at if f.surveyed else None
     surveyed_answered = resolved_surveyed if f.csat_score is not None else None
     satisfied_at = f.csat_at if f.csat_score is not None and f.csat_score >= 4 else None
+    def bot_ended(outcome: str) -> datetime | None:
+        return f.bot_ended_at if f.bot_outcome == outcome else None
+
     found: list[Contribution] = [
         *_count("opened", f.opened_at, None),
+        *_count("bot_conversations", f.opened_at if f.bot else None, None),
+        *_count("bot_resolved", bot_ended("resolved"), None),
+        *_count("bot_handed_over", bot_ended("handed_over"), None),
+        *_count("abandoned_with_bot", bot_ended("abandoned"), None),
+        *_duration("bot", f.bot_time, None, business=False),
         *_count("queued", f.queued_at, None),
         *_count("answered", f.answered_at, f.first_agent),
         *_count("answered_within_target", answered_within, f.first_agent),

@@ -221,6 +221,9 @@ async def test_the_reports_view_charts_tables_and_exports_after_traffic(stack, t
             rows = page.locator("#report-table tbody tr")
             await expect(rows).to_have_count(1, timeout=WAIT_MS)
             await expect(rows.locator("[data-metric='opened']")).to_have_text("1")
+            # The bot's columns: nothing given to it, so no deflection rate to show.
+            await expect(rows.locator("[data-metric='bot_conversations']")).to_have_text("0")
+            await expect(rows.locator("[data-metric='deflection_rate']")).to_have_text("—")
             drawn = await page.evaluate("""() => ['chart-volume', 'chart-speed'].map((id) => {
                 const chart = Chart.getChart(id);
                 return chart ? {width: chart.width, height: chart.height,

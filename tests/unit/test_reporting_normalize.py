@@ -27,6 +27,8 @@ from shared.models import (
 )
 from shared.topology import REPORTING_BINDINGS, core_queue_takes, topic_matches
 from tests.unit.test_routing_acd import T0, agent, at, config, conversation_of, msg, with_agents
+from tests.unit.test_routing_bot import bot_core, decision, opened_with_bot
+from tests.unit.test_routing_core import at as bot_at
 
 
 def one(routing_key: str, model) -> ReportEvent:
@@ -105,6 +107,43 @@ def test_sla_events(level: str):
     key = f"sla.{level}"
     reported = one(key, event_of(core.tick(at(200)), key))
     assert (reported.type, reported.agent_id, reported.data) == (key, "ann", {"target": "first_response"})
+
+
+# -- the pre-routing bot (docs/bot.md) -----------------------------------------------------------
+
+
+def test_a_conversation_given_to_the_bot_says_so_when_opened_and_one_without_does_not():
+    core = bot_core()
+    outcome, _ = opened_with_bot(core)
+    opened = one(events.CONVERSATION_OPENED, event_of(outcome, events.CONVERSATION_OPENED))
+    assert opened.data == {"priority": 0, "skills": [], "bot": True}
+    plain = with_agents(None, agent("ann")).on_message(msg("t"), at(1))
+    assert "bot" not in one(events.CONVERSATION_OPENED, event_of(plain, events.CONVERSATION_OPENED)).data
+
+
+def test_the_bot_handing_over_and_resolving():
+    core = bot_core()
+    _, handed = opened_with_bot(core, "h")
+    outcome = core.on_bot_decision(decision(handed, "handover", "the customer asked for a person"), bot_at(9))
+    over = one(events.BOT_HANDED_OVER, event_of(outcome, events.BOT_HANDED_OVER))
+    assert (over.type, over.conversation_id, over.queue, over.channel, over.at, over.data) == (
+        "bot.handed_over", handed.conversation_id, "default", "api", bot_at(9),
+        {"reason": "the customer asked for a person"})
+    queued = one(events.CONVERSATION_QUEUED, event_of(outcome, events.CONVERSATION_QUEUED))
+    assert queued.data == {"reason": "handed over by the bot"} and over.sort_key() < queued.sort_key()
+
+    _, solved = opened_with_bot(core, "r", 10)
+    core.on_bot_decision(decision(solved, "answered"), bot_at(11))
+    resolved = one(events.BOT_RESOLVED, event_of(core.on_bot_decision(decision(solved, "resolved"), bot_at(14)),
+                                                 events.BOT_RESOLVED))
+    assert (resolved.type, resolved.conversation_id, resolved.queue, resolved.channel, resolved.at, resolved.data) == (
+        "bot.resolved", solved.conversation_id, "default", "api", bot_at(14), {"duration_seconds": 4.0})
+
+
+def test_a_bot_event_without_its_detail_is_refused():
+    body = queued_event(type=events.BOT_HANDED_OVER, details={"channel": "webchat"}).model_dump_json().encode()
+    with pytest.raises(MalformedBody, match="details lack reason"):
+        normalize(events.BOT_HANDED_OVER, body)
 
 
 # -- agents service facts ------------------------------------------------------------------------
@@ -196,6 +235,7 @@ REPORTED_KEYS = {
     events.CONVERSATION_REOPENED, events.CONVERSATION_ABANDONED, events.MESSAGE_CREATED, "message.outbound.email",
     events.SLA_WARNING, events.SLA_BREACHED, events.AGENT_UPDATED, events.AGENT_STATUS_CHANGED,
     events.CONVERSATION_LABELS_CHANGED, events.CONVERSATION_LABELED, events.CSAT_RECEIVED,
+    events.BOT_HANDED_OVER, events.BOT_RESOLVED,
 }
 
 

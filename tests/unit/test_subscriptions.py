@@ -61,6 +61,23 @@ def test_bodies_carry_the_ids_and_the_facts():
     assert status.chain == "agent:ann"
 
 
+def test_the_bots_events_are_public_and_a_bot_resolution_is_a_status_change_too():
+    over = public_events(event("bot.handed_over", data={"reason": "the customer asked for a person"}))
+    assert [p.name for p in over] == ["bot.handed_over"]
+    assert over[0].data == {"conversation_id": "c1", "agent_id": None, "queue": "billing", "channel": "api",
+                            "reason": "the customer asked for a person"}
+    resolved = public_events(event("bot.resolved", data={"duration_seconds": 42.5}))
+    assert [p.name for p in resolved] == ["bot.resolved", "conversation.status_changed"]
+    assert resolved[0].data["duration_seconds"] == 42.5
+    assert resolved[1].data == {
+        "conversation_id": "c1", "agent_id": None, "queue": "billing", "channel": "api", "duration_seconds": 42.5,
+        "by_bot": True, "status": "resolved"}
+    assert {"bot.resolved", "bot.handed_over"} <= set(EVENT_NAMES)
+    assert wants(["bot.resolved"], "bot.resolved") and not wants(["bot.resolved"], "bot.handed_over")
+    (created,) = public_events(event("conversation.opened", data={"priority": 0, "skills": [], "bot": True}))
+    assert created.data["bot"] is True  # the bot answers it first: no status until handed over or resolved
+
+
 def test_ids_are_stable_and_order_follows_time_then_id():
     first = public_events(event("conversation.assigned", "a", agent_id="ann"))
     again = public_events(event("conversation.assigned", "a", agent_id="ann"))

@@ -17,7 +17,7 @@ from services.reporting.model import ReportEvent
 EventName = Literal[
     "conversation.created", "conversation.assigned", "conversation.status_changed", "conversation.transferred",
     "conversation.labels_changed", "message.created", "sla.warning", "sla.breached", "csat.received",
-    "agent.status_changed",
+    "agent.status_changed", "bot.resolved", "bot.handed_over",
 ]
 EVENT_NAMES: tuple[str, ...] = get_args(EventName)
 EVERY_EVENT = "*"
@@ -28,10 +28,12 @@ _EVENT_ID_NAMESPACE = uuid.UUID("7d3c2f0e-6c1b-4f2a-9a55-2b8e4f1d6a10")
 STATUS_OF = {
     "conversation.queued": "queued", "conversation.offered": "offered", "conversation.assigned": "assigned",
     "conversation.resolved": "resolved", "conversation.reopened": "reopened", "conversation.abandoned": "abandoned",
+    "bot.resolved": "resolved",  # closed by the bot: no conversation.resolved follows (docs/bot.md)
 }
 # ReportEvent types published under their own name (the status ones above may be both).
 SAME_NAME = {"conversation.assigned", "conversation.transferred", "conversation.labels_changed", "message.created",
-             "sla.warning", "sla.breached", "csat.received", "agent.status_changed"}
+             "sla.warning", "sla.breached", "csat.received", "agent.status_changed", "bot.resolved",
+             "bot.handed_over"}
 
 
 @dataclass(frozen=True)
@@ -92,7 +94,8 @@ def _data(event: ReportEvent, name: str) -> dict[str, Any]:
             "channel": event.channel}
     details = dict(event.data)
     if name == "conversation.status_changed":
-        return base | details | {"status": STATUS_OF[event.type]}  # the status wins over any detail so named
+        by_bot = {"by_bot": True} if event.type == "bot.resolved" else {}
+        return base | details | by_bot | {"status": STATUS_OF[event.type]}  # the status wins over any detail so named
     if name == "message.created":
         prefix = "message.created:"
         message_id = event.event_id.removeprefix(prefix) if event.event_id.startswith(prefix) else None

@@ -16,6 +16,10 @@ const COLUMNS = [
   ["first_response_time_mean", "First response (mean)", seconds], ["handle_time_mean", "Handle (mean)", seconds],
   ["resolution_time_mean", "Resolution (mean)", seconds], ["csat_mean", "CSAT (mean)", number],
   ["occupancy", "Occupancy", percent],
+  // The pre-routing bot (docs/metrics.md, "The pre-routing bot"); none of these counts for an agent.
+  ["bot_conversations", "To the bot", number], ["bot_resolved", "Bot resolved", number],
+  ["bot_handed_over", "Handed over", number], ["abandoned_with_bot", "Left the bot", number],
+  ["deflection_rate", "Deflection", percent],
 ];
 const COLOURS = { opened: "#2f6fde", answered: "#1f9d55", abandoned: "#cf3a3a", level: "#7a4fd6", wait: "#c98a04",
   first: "#0f8b8d" };
