@@ -3,27 +3,17 @@ processes (assist included): the customer asks, the bot answers with the article
 buttons, "Yes" ends it with a thanks; another customer presses "No" and Ann gets the conversation;
 the chat links to the workspace's help center; axe-core finds no serious WCAG 2.1 AA violation."""
 
-from urllib.parse import urlencode
-
 import aiohttp
-from playwright.async_api import Page, expect
+from playwright.async_api import expect
 
 from tests.e2e.axe import assert_accessible
 from tests.e2e.client import StackClient
-from tests.e2e.test_browser import WAIT_MS, pytestmark, record_console_errors, record_errors  # noqa: F401 (the skip)
+from tests.e2e.test_browser import WAIT_MS, pytestmark  # noqa: F401 (the skip)
 from tests.e2e.test_browser_chat import browser, say  # noqa: F401 (the fixture)
+from tests.e2e.test_browser_quick_replies import open_chat
 
 ARTICLE = {"title": "Reset your password", "language": "en", "status": "published",
            "body": "Open **Sign in**, choose *Forgot password* and follow the link we email you."}
-
-
-async def open_chat(browser, stack, errors: list[str]) -> Page:  # noqa: F811 (browser is the fixture's value)
-    context = await browser.new_context(viewport={"width": 420, "height": 760}, locale="en-US")
-    page = await context.new_page()
-    record_errors(page, errors, "chat")
-    record_console_errors(page, errors, "chat")
-    await page.goto(f"{stack.intake_url}/chat?{urlencode({'workspace': stack.workspace})}")
-    return page
 
 
 async def setting_up(stack) -> str:
