@@ -1,7 +1,9 @@
-from pydantic import Field
-from pydantic_settings import SettingsConfigDict
+from typing import Annotated
 
-from shared.settings import CommonSettings
+from pydantic import Field, field_validator
+from pydantic_settings import NoDecode, SettingsConfigDict
+
+from shared.settings import CommonSettings, parse_origins
 
 
 class AssistSettings(CommonSettings):
@@ -14,3 +16,12 @@ class AssistSettings(CommonSettings):
     max_articles_per_workspace: int = Field(5000, ge=1)
     # Where customers reach the help center (the bot's answers link to its articles).
     public_url: str = "http://127.0.0.1:8084"
+    # Origins whose pages may search the knowledge base from a browser (CORS on the desk's calls only:
+    # /v1/kb/search, /v1/kb/help), comma-separated `scheme://host[:port]`: the desk on the agents
+    # service's origin. Empty: none (no CORS).
+    cors_origins: Annotated[tuple[str, ...], NoDecode] = ()
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _parse_origins(cls, value: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:
+        return parse_origins(value)
