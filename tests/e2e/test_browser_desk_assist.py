@@ -78,6 +78,12 @@ async def test_suggested_articles_insert_search_and_a_desk_that_outlives_assist(
         await expect(first.get_by_test_id("assist-open")).to_have_attribute("target", "_blank")
         await desk.screenshot(path=f"{SHOTS}/assist-1440.png")
         await assert_accessible(desk, "#contact-pane")
+        async with desk.context.expect_page() as opened:
+            await first.get_by_test_id("assist-open").click()
+        article_page = await opened.value
+        await expect(article_page.locator("h1")).to_have_text(PASSWORD["title"], timeout=WAIT_MS)
+        assert article_page.url == link
+        await article_page.close()
 
         # Insert, by keyboard: title and public link at the cursor; the reply is not sent.
         await desk.fill("#reply", "Hello! Here is how: ")
