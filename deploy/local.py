@@ -71,6 +71,10 @@ class LocalSettings(CommonSettings):
     # the page's origin (on loopback, as 127.0.0.1 and as localhost).
     reporting_agents_url: str | None = _env(None, "REPORTING_AGENTS_URL")
     agents_cors_origins: str | None = _env(None, "AGENTS_CORS_ORIGINS")
+    # Unset: the desk (agents) reaches assist where it listens (suggested articles), and assist allows
+    # the desk's origin.
+    agents_assist_url: str | None = _env(None, "AGENTS_ASSIST_URL")
+    assist_cors_origins: str | None = _env(None, "ASSIST_CORS_ORIGINS")
     # How many processes of each service `make run` starts: the first on its port, the others on free ones.
     replicas: int = _env(1, "SWITCHYARD_REPLICAS", ge=1, le=8)
 
@@ -394,17 +398,25 @@ class Stack:
         self._launch(service, name, timeout)
 
     def _launch(self, service: str, name: str, timeout: float) -> None:
-        prefix = service.upper()
-        # Intake reads chat history from this stack's agents service, wherever it listens; the
-        # supervisor page (reporting) calls it from the browser, and agents allows the page's origin.
-        env = {**os.environ, "INTAKE_AGENTS_URL": self.url("agents"), "REPORTING_AGENTS_URL": self.url("agents"),
-               "ASSIST_PUBLIC_URL": self.url("assist"), "INTAKE_HELP_CENTER_URL": self.url("assist"),
-               "AGENTS_CORS_ORIGINS": page_origins(self.url("reporting")), **self.env,
-               f"{prefix}_PORT": str(self.ports[name]), f"{prefix}_HOST": self.hosts.get(name, "127.0.0.1")}
+        env = self.launch_env(service, name)
         log_path = self.log_dir / f"{name}.log" if self.log_dir else None
         popen = _spawn([sys.executable, "-m", f"services.{service}"], log_path, env=env)
         self.processes[name] = Process(name, popen, log_path)
         wait_until(lambda: self._ready(name), timeout, f"{name} (log: {log_path})")
+
+    def launch_env(self, service: str, name: str) -> dict[str, str]:
+        """The environment a service's process `name` starts with: this stack's addresses, then its env."""
+        prefix = service.upper()
+        # Intake reads chat history from this stack's agents service, wherever it listens; the
+        # supervisor page (reporting) calls it from the browser, and agents allows the page's origin;
+        # the desk (agents) calls assist from the browser, and assist allows the desk's origin.
+        env = {**os.environ, "INTAKE_AGENTS_URL": self.url("agents"), "REPORTING_AGENTS_URL": self.url("agents"),
+               "ASSIST_PUBLIC_URL": self.url("assist"), "INTAKE_HELP_CENTER_URL": self.url("assist"),
+               "AGENTS_CORS_ORIGINS": page_origins(self.url("reporting")),
+               "AGENTS_ASSIST_URL": self.url("assist"), "ASSIST_CORS_ORIGINS": page_origins(self.url("agents")),
+               **self.env,
+               f"{prefix}_PORT": str(self.ports[name]), f"{prefix}_HOST": self.hosts.get(name, "127.0.0.1")}
+        return env
 
     def _ready(self, service: str) -> bool:
         popen = self.processes[service].popen
@@ -446,6 +458,8 @@ def run_stack(settings: LocalSettings, infra: Infrastructure) -> Stack:
     stack.env["INTAKE_HELP_CENTER_URL"] = stack.env["ASSIST_PUBLIC_URL"]  # the chat links to the help center
     stack.env["REPORTING_AGENTS_URL"] = settings.reporting_agents_url or stack.url("agents")
     stack.env["AGENTS_CORS_ORIGINS"] = settings.agents_cors_origins or page_origins(stack.url("reporting"))
+    stack.env["AGENTS_ASSIST_URL"] = settings.agents_assist_url or stack.url("assist")
+    stack.env["ASSIST_CORS_ORIGINS"] = settings.assist_cors_origins or page_origins(stack.url("agents"))
     return stack
 
 

@@ -2,7 +2,7 @@
 
 import json
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar, Union
@@ -450,13 +450,14 @@ CORS_HEADERS = ("Authorization", "Content-Type", "Idempotency-Key")
 CORS_MAX_AGE = 600  # seconds a browser may keep a preflight's answer
 
 
-def allow_cross_origin(app: web.Application, origins: tuple[str, ...]) -> None:
+def allow_cross_origin(app: web.Application, origins: tuple[str, ...], paths: Collection[str] | None = None) -> None:
     """Let pages on `origins` call the app's /v1 API from a browser (CORS, through aiohttp-cors).
 
     Call it once every route is added. Only the origins named get the CORS headers; a preflight
     from another origin, or for a method or header not allowed, is a JSON 403. No credentials:
     the pages send the API key in the Authorization header, never cookies. WebSockets need no
-    CORS. No origins: nothing is added, and the API stays same-origin.
+    CORS. No origins: nothing is added, and the API stays same-origin. `paths`: only the routes
+    at these paths (as declared, e.g. "/v1/kb/search"), not the whole /v1 API.
     """
     if not origins:
         return
@@ -465,7 +466,8 @@ def allow_cross_origin(app: web.Application, origins: tuple[str, ...]) -> None:
     cors = aiohttp_cors.setup(app, defaults=dict.fromkeys(origins, options))
     for route in list(app.router.routes()):
         path = route.resource.canonical if route.resource is not None else ""
-        if path.startswith("/v1/") and not path.endswith("/ws") and route.method not in ("HEAD", "OPTIONS"):
+        wanted = path in paths if paths is not None else path.startswith("/v1/") and not path.endswith("/ws")
+        if wanted and route.method not in ("HEAD", "OPTIONS"):
             cors.add(route)
 
 

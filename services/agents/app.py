@@ -254,7 +254,7 @@ def create_app(settings: AgentsSettings) -> web.Application:
 
     app.cleanup_ctx.append(resources)
     add_ops_routes(app, registry, broker_and_database_checks(broker, db))
-    add_desk_routes(app)
+    add_desk_routes(app, settings.assist_url)
     app.router.add_put("/v1/agents/{agent_id}", put_agent)
     app.router.add_get("/v1/agents", list_agents)
     app.router.add_get("/v1/session", get_session)

@@ -5,6 +5,8 @@ from pydantic_settings import NoDecode, SettingsConfigDict
 
 from shared.settings import CommonSettings, parse_origins
 
+DEFAULT_ASSIST_URL = "http://127.0.0.1:8084"
+
 
 class AgentsSettings(CommonSettings):
     model_config = SettingsConfigDict(env_prefix="AGENTS_", extra="ignore", populate_by_name=True)
@@ -21,6 +23,9 @@ class AgentsSettings(CommonSettings):
     # Origins whose pages may call this API from a browser (CORS), comma-separated, each
     # `scheme://host[:port]`: the supervisor page on reporting's origin. Empty: none (no CORS).
     cors_origins: Annotated[tuple[str, ...], NoDecode] = ()
+    # Where the desk's browser reaches the assist service (suggested articles: GET /v1/kb/search with the
+    # agent's token); assist must allow the desk's origin (ASSIST_CORS_ORIGINS).
+    assist_url: str = DEFAULT_ASSIST_URL
 
     @field_validator("cors_origins", mode="before")
     @classmethod

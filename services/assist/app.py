@@ -7,6 +7,7 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from services.assist.bot import Bot
+from services.assist.desk_access import serve_the_desk
 from services.assist.editor import EDITOR_OPERATIONS, add_editor_routes
 from services.assist.help_center import HELP_CENTER_OPERATIONS, add_help_center_routes
 from services.assist.incidents.api import BROKER, INCIDENT_OPERATIONS, INCIDENTS, add_incident_routes
@@ -73,4 +74,5 @@ def create_app(settings: AssistSettings) -> web.Application:
     add_openapi_route(app, "Switchyard assist",
                       [*KB_OPERATIONS, *HELP_CENTER_OPERATIONS, *EDITOR_OPERATIONS, *ASSET_OPERATIONS,
                        *INCIDENT_OPERATIONS])
+    serve_the_desk(app, settings)  # after every route: CORS for the desk's calls (services/assist/desk_access.py)
     return app

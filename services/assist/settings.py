@@ -1,7 +1,9 @@
-from pydantic import Field
-from pydantic_settings import SettingsConfigDict
+from typing import Annotated
 
-from shared.settings import CommonSettings
+from pydantic import Field, field_validator
+from pydantic_settings import NoDecode, SettingsConfigDict
+
+from shared.settings import CommonSettings, parse_origins
 
 
 class AssistSettings(CommonSettings):
@@ -19,3 +21,12 @@ class AssistSettings(CommonSettings):
     surge_warmup: int = Field(1000, ge=0)
     surge_min_conversations: int = Field(4, ge=2)
     surge_tick_seconds: float = Field(15, gt=0)
+    # Origins whose pages may search the knowledge base from a browser (CORS on the desk's calls only:
+    # /v1/kb/search, /v1/kb/help), comma-separated `scheme://host[:port]`: the desk on the agents
+    # service's origin. Empty: none (no CORS).
+    cors_origins: Annotated[tuple[str, ...], NoDecode] = ()
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _parse_origins(cls, value: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:
+        return parse_origins(value)

@@ -38,6 +38,9 @@ def test_the_defaults_are_the_documented_ports(clean_env):
     # The supervisor page (reporting) calls agents from the browser; agents allows the page's origin.
     assert stack.env["REPORTING_AGENTS_URL"] == "http://127.0.0.1:8082"
     assert stack.env["AGENTS_CORS_ORIGINS"] == "http://127.0.0.1:8083,http://localhost:8083"
+    # The desk (agents) searches assist from the browser; assist allows the desk's origin.
+    assert stack.env["AGENTS_ASSIST_URL"] == "http://127.0.0.1:8084"
+    assert stack.env["ASSIST_CORS_ORIGINS"] == "http://127.0.0.1:8082,http://localhost:8082"
 
 
 def test_hosts_and_ports_come_from_the_environment_and_intake_follows_them(clean_env):
@@ -56,6 +59,8 @@ def test_hosts_and_ports_come_from_the_environment_and_intake_follows_them(clean
     assert stack.env["INTAKE_PUBLIC_URL"] == "http://127.0.0.1:9100"
     assert stack.env["REPORTING_AGENTS_URL"] == "http://127.0.0.3:9102"
     assert stack.env["AGENTS_CORS_ORIGINS"] == "http://127.0.0.4:9103"
+    assert stack.env["AGENTS_ASSIST_URL"] == "http://127.0.0.5:9104"
+    assert stack.env["ASSIST_CORS_ORIGINS"] == "http://127.0.0.3:9102"
 
 
 def test_intake_urls_that_are_set_are_kept(clean_env):
@@ -73,6 +78,21 @@ def test_the_supervisor_page_urls_that_are_set_are_kept(clean_env):
     stack = run_stack(LocalSettings(), Infrastructure("amqp://broker/", "mongodb://db/"))
     assert stack.env["REPORTING_AGENTS_URL"] == "https://agents.example.com"
     assert stack.env["AGENTS_CORS_ORIGINS"] == "https://supervisor.example.com"
+
+
+def test_the_desk_assist_urls_that_are_set_are_kept(clean_env):
+    clean_env.setenv("AGENTS_ASSIST_URL", "https://help.example.com")
+    clean_env.setenv("ASSIST_CORS_ORIGINS", "https://desk.example.com")
+    stack = run_stack(LocalSettings(), Infrastructure("amqp://broker/", "mongodb://db/"))
+    assert stack.env["AGENTS_ASSIST_URL"] == "https://help.example.com"
+    assert stack.env["ASSIST_CORS_ORIGINS"] == "https://desk.example.com"
+
+
+def test_a_stack_on_free_ports_points_the_desk_at_its_own_assist(clean_env):
+    stack = local.Stack.on_free_ports({})
+    env = stack.launch_env("agents", "agents")
+    assert env["AGENTS_ASSIST_URL"] == stack.url("assist")
+    assert env["ASSIST_CORS_ORIGINS"] == f"http://127.0.0.1:{stack.ports['agents']},http://localhost:{stack.ports['agents']}"
 
 
 class Output:

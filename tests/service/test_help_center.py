@@ -108,7 +108,7 @@ async def test_the_preview_renders_as_the_help_center_does_and_needs_a_superviso
         assert too_long.status == 422 and "markdown" in await too_long.text()
         assert (await assist.post("/v1/kb/preview", json={"text": "x"}, headers=auth())).status == 422
         where = await (await assist.get("/v1/kb/help", headers=auth("other-key"))).json()
-        assert where == {"workspace_id": "other", "path": "/help/other"}
+        assert where == {"workspace_id": "other", "path": "/help/other", "url": "http://127.0.0.1:8084/help/other"}
 
 
 async def test_the_pages_and_their_files_are_served_and_declared(names):

@@ -379,3 +379,11 @@ def test_the_replicas_file_adds_a_second_of_every_service_on_its_own_ports():
         host, container = (int(part) for part in mapping.split(":"))
         assert container == port and host not in published and host not in seen
         seen.add(host)
+
+
+def test_the_desk_reaches_assist_and_assist_allows_the_desks_origins():
+    """The desk (agents, published on 8082) searches assist (published on 8084) from the browser."""
+    agents, assist = env_of(service("agents")), env_of(service("assist"))
+    assert agents.get("AGENTS_ASSIST_URL") == f"http://localhost:{APP_SERVICES['assist']}"
+    origins = set(assist.get("ASSIST_CORS_ORIGINS", "").split(","))
+    assert origins == {f"http://localhost:{APP_SERVICES['agents']}", f"http://127.0.0.1:{APP_SERVICES['agents']}"}

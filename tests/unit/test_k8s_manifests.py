@@ -395,3 +395,15 @@ def test_broker_is_a_three_node_cluster_with_quorum_queues(overlay):
     assert mongo["members"] == 3 and mongo["type"] == "ReplicaSet"
     namespace = only(docs, "Namespace")["metadata"]["name"]
     assert all(d["metadata"].get("namespace") == namespace for d in docs if d["kind"] != "Namespace")
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_the_desk_reaches_assist_where_customers_do_and_assist_allows_the_desk(overlay):
+    """The desk's browser calls assist at AGENTS_ASSIST_URL; assist allows the origin the agents API is at."""
+    docs = rendered(overlay)
+    config = find(docs, "ConfigMap", next(d["metadata"]["name"] for d in docs if d["kind"] == "ConfigMap"
+                                          and "ASSIST_PUBLIC_URL" in d.get("data", {})))["data"]
+    assert config["AGENTS_ASSIST_URL"] == config["ASSIST_PUBLIC_URL"]
+    desk_origins = config["ASSIST_CORS_ORIGINS"].split(",")
+    agents_origin = config["REPORTING_AGENTS_URL"].rstrip("/")  # the agents API's public address: the desk's origin
+    assert agents_origin in desk_origins

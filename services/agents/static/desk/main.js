@@ -1,6 +1,7 @@
 // The desk's wiring: sign-in and sign-out, the live feed, every pane's controls, and the start.
 
 import { api, enc } from "./api.js";
+import { wireAssist } from "./assist.js";
 import { hideNotice, wireBanners } from "./banners.js";
 import { wireComposer } from "./composer.js";
 import { wireContact } from "./contact.js";
@@ -147,6 +148,7 @@ wireLifecycle();
 wireComposer();
 wirePeek();
 wireContact();
+wireAssist();
 wireReload();
 wireNotify();
 wireTranscript();

@@ -1,5 +1,6 @@
 // Draws every pane from the state, and switches the open conversation.
 
+import { renderAssist } from "./assist.js";
 import { autosize, loadDraft, saveDraft } from "./composer.js";
 import { renderContact } from "./contact.js";
 import { $ } from "./dom.js";
@@ -20,6 +21,7 @@ export function render() {
   renderList();
   renderPeek();
   renderContact();
+  renderAssist();
 }
 
 export function select(id) {

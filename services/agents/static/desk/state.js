@@ -22,6 +22,7 @@ export const state = {
   sending: false, resolving: false,
   lifecycleBusy: new Set(),    // conversations whose state change waits for the router's answer
   // The lists (list.js, views.js): who signed in (GET /v1/session), which view, its filters, what the API listed.
+  workspace: "",               // the caller's workspace (GET /v1/session): the help center's links (assist.js)
   role: "agent",               // "supervisor" with the workspace's key: Unassigned and All are shown
   view: "mine",                // mine | unassigned | all
   filters: { q: "", channel: "", queue: "", label: "", status: "" },

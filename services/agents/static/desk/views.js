@@ -22,6 +22,7 @@ export async function loadSession() {
   try {
     const session = await api("GET", "/v1/session");
     state.role = session.role;
+    state.workspace = session.workspace_id;
   } catch (e) {
     state.role = "agent";  // the views an agent has work whatever the answer
   }
