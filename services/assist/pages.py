@@ -2,7 +2,8 @@
 
 No build step: HTML, CSS and ES modules under static/, the help center's strings one JSON file per
 language under static/locales/ (tests/unit/test_help_locales.py keeps their keys in step), and the
-shared /lib/ modules (translations). The HTML of the help center is served by help_center.py (its
+shared /lib/ modules (translations). The supervisors' pages share their sign-in and API calls
+(static/session.js, static/api.js). The HTML of the help center is served by help_center.py (its
 paths hold the workspace); the editor's by editor.py.
 """
 
@@ -29,6 +30,8 @@ HELP_MODULES = ("api", "language", "list", "search", "article", "main")
 KB_MODULES = ("api", "list", "form", "main")
 ASSET_FILES = (
     PageFile("/assist/dom.js", "dom.js", JS, "The pages' DOM helpers"),
+    PageFile("/assist/api.js", "api.js", JS, "The supervisors' pages' calls to the service"),
+    PageFile("/assist/session.js", "session.js", JS, "The supervisors' pages' sign-in with the workspace key"),
     PageFile("/assist/help.css", "help.css", CSS, "The help center's styles"),
     *(PageFile(f"/assist/help/{name}.js", f"help/{name}.js", JS, f"The help center's {name} module")
       for name in HELP_MODULES),
