@@ -21,9 +21,12 @@ async function loadLists() {
 }
 
 async function loadDetail() {
-  if (!state.selectedId) return;
-  state.detail = await state.api.get(state.selectedId);
-  renderDetail(state.detail, othersActive().length);
+  const id = state.selectedId;
+  if (!id) return;
+  const detail = await state.api.get(id);
+  if (id !== state.selectedId) return;  // closed (or another opened) while it was read
+  state.detail = detail;
+  renderDetail(detail, othersActive().length);
 }
 
 async function refreshOnce() {
