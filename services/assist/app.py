@@ -11,6 +11,7 @@ from services.assist.desk_access import serve_the_desk
 from services.assist.editor import EDITOR_OPERATIONS, add_editor_routes
 from services.assist.help_center import HELP_CENTER_OPERATIONS, add_help_center_routes
 from services.assist.incidents.api import BROKER, INCIDENT_OPERATIONS, INCIDENTS, add_incident_routes
+from services.assist.incidents.page import INCIDENT_PAGE_OPERATIONS, add_incident_page_routes
 from services.assist.incidents.store import IncidentStore
 from services.assist.incidents.watcher import SurgeWatcher
 from services.assist.kb import KnowledgeBase
@@ -68,11 +69,12 @@ def create_app(settings: AssistSettings) -> web.Application:
     add_ops_routes(app, registry, broker_and_database_checks(broker, db))
     add_kb_routes(app)
     add_incident_routes(app)
+    add_incident_page_routes(app)
     add_help_center_routes(app)
     add_editor_routes(app)
     add_asset_routes(app)
     add_openapi_route(app, "Switchyard assist",
                       [*KB_OPERATIONS, *HELP_CENTER_OPERATIONS, *EDITOR_OPERATIONS, *ASSET_OPERATIONS,
-                       *INCIDENT_OPERATIONS])
+                       *INCIDENT_OPERATIONS, *INCIDENT_PAGE_OPERATIONS])
     serve_the_desk(app, settings)  # after every route: CORS for the desk's calls (services/assist/desk_access.py)
     return app

@@ -1,9 +1,11 @@
-"""The files of assist's pages (the public help center and the supervisors' article editor), served as they are.
+"""The files of assist's pages (the public help center, the supervisors' article editor and incidents page),
+served as they are.
 
 No build step: HTML, CSS and ES modules under static/, the help center's strings one JSON file per
 language under static/locales/ (tests/unit/test_help_locales.py keeps their keys in step), and the
-shared /lib/ modules (translations). The HTML of the help center is served by help_center.py (its
-paths hold the workspace); the editor's by editor.py.
+shared /lib/ modules (translations). The supervisors' pages share their sign-in and API calls
+(static/session.js, static/api.js). The HTML of the help center is served by help_center.py (its
+paths hold the workspace); the editor's by editor.py, the incidents page's by incidents/page.py.
 """
 
 from pathlib import Path
@@ -27,8 +29,11 @@ STATIC = Path(__file__).parent / "static"
 LANGUAGES = ("en", "ru", "uk")  # the help center's locale files; static/help/language.js offers the same
 HELP_MODULES = ("api", "language", "list", "search", "article", "main")
 KB_MODULES = ("api", "list", "form", "main")
+INCIDENT_MODULES = ("api", "list", "detail", "dialogs", "main")
 ASSET_FILES = (
     PageFile("/assist/dom.js", "dom.js", JS, "The pages' DOM helpers"),
+    PageFile("/assist/api.js", "api.js", JS, "The supervisors' pages' calls to the service"),
+    PageFile("/assist/session.js", "session.js", JS, "The supervisors' pages' sign-in with the workspace key"),
     PageFile("/assist/help.css", "help.css", CSS, "The help center's styles"),
     *(PageFile(f"/assist/help/{name}.js", f"help/{name}.js", JS, f"The help center's {name} module")
       for name in HELP_MODULES),
@@ -36,6 +41,9 @@ ASSET_FILES = (
     PageFile("/assist/kb.css", "kb.css", CSS, "The article editor's styles"),
     *(PageFile(f"/assist/kb/{name}.js", f"kb/{name}.js", JS, f"The article editor's {name} module")
       for name in KB_MODULES),
+    PageFile("/assist/incidents.css", "incidents.css", CSS, "The incidents page's styles"),
+    *(PageFile(f"/assist/incidents/{name}.js", f"incidents/{name}.js", JS, f"The incidents page's {name} module")
+      for name in INCIDENT_MODULES),
 )
 
 

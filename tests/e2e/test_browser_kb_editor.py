@@ -49,11 +49,11 @@ async def test_a_supervisor_writes_publishes_and_deletes_an_article(names):
             await expect(page.locator("#list-status")).to_have_text("No articles yet: write the first one.")
             await expect(page.locator("#help-link")).to_have_attribute("href", "/help/default")
 
-            # A new article with a tag the API refuses: the 422 sits next to the tags field.
+            # A new article with a tag the API refuses (over a label's 64 characters): the 422 sits next to the tags field.
             await page.click("#new-article")
             await page.fill("#title", TITLE)
             await page.select_option("#language", "en")
-            await page.fill("#tags", "delivery, " + "x" * 65)  # a tag is a label: at most 64 characters
+            await page.fill("#tags", f"delivery, {'x' * 65}")
             await page.fill("#body", "Open **Orders**.\n\n<img src=x onerror=alert(1)>")
             await page.click("#save")
             await expect(page.locator("#tags-error")).to_contain_text("at most 64 characters")

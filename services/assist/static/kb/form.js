@@ -2,7 +2,7 @@
 // names, the preview rendered by the service as the help center renders it, and deleting with a confirmation.
 
 import { $, setText, show } from "/assist/dom.js";
-import { ApiError } from "./api.js";
+import { ApiError, problemText } from "/assist/api.js";
 import { publicUrl } from "./list.js";
 
 // The API's field (a problem's loc[0]) -> the form control that holds it and the element that says what is wrong.
@@ -33,9 +33,6 @@ export function clearErrors() {
   }
   setText($("form-error"), "");
 }
-
-/** pydantic's words for a problem, without its "Value error, " prefix. */
-const problemText = (problem) => String(problem.msg || "is not valid").replace(/^Value error, /, "");
 
 /** An API error shown where it belongs: each problem next to its field, the rest above the buttons. */
 export function showError(error) {

@@ -1,39 +1,13 @@
-// The supervisors' article editor: sign in with the workspace key (kept in localStorage, as the supervisor
-// page keeps it), the list of articles, and one article's form (create, change, publish, delete).
+// The supervisors' article editor: sign in with the workspace key (/assist/session.js), the list of articles,
+// and one article's form (create, change, publish, delete).
 
 import { $, setText, show } from "/assist/dom.js";
-import { ApiError, articlesApi } from "./api.js";
+import { startSession } from "/assist/session.js";
+import { articlesApi } from "./api.js";
 import { clearErrors, confirmDelete, fillForm, readForm, showError, showPreview, showPublicLink } from "./form.js";
 import { renderList } from "./list.js";
 
-const KEY_TOKEN = "switchyard.kb.token";
 const state = { api: null, helpPath: "", articles: [], current: null };
-
-function remember(token) {
-  try {
-    if (token) localStorage.setItem(KEY_TOKEN, token);
-    else localStorage.removeItem(KEY_TOKEN);
-  } catch (e) { /* storage off: the key lasts as long as the page */ }
-}
-
-function remembered() {
-  try {
-    return localStorage.getItem(KEY_TOKEN) || "";
-  } catch (e) {
-    return "";
-  }
-}
-
-/** Keep the key out of the address bar and the browser's history. */
-function takeTokenFromUrl() {
-  const url = new URL(location.href);
-  const token = url.searchParams.get("token");
-  if (token !== null) {
-    url.searchParams.delete("token");
-    history.replaceState(null, "", url.pathname + url.search + url.hash);
-  }
-  return token || "";
-}
 
 function showView(view) {
   for (const name of ["login", "list", "edit"]) show($(`${name}-view`), name === view);
@@ -95,36 +69,16 @@ async function remove() {
 }
 
 /** The key is checked by asking where the workspace's help center is (a supervisor's call). */
-async function signIn(token) {
-  setText($("login-error"), "");
-  if (!token) {
-    setText($("login-error"), "Enter the workspace's API key.");
-    return;
-  }
+async function enter(token) {
   const api = articlesApi(token);
-  try {
-    state.helpPath = (await api.helpCenter()).path;
-  } catch (error) {
-    remember("");
-    setText($("login-error"), error instanceof ApiError ? error.message : String(error));
-    return;
-  }
+  state.helpPath = (await api.helpCenter()).path;
   state.api = api;
-  remember(token);
   $("help-link").href = state.helpPath;
-  for (const id of ["help-link", "sign-out"]) show($(id), true);
+  show($("help-link"), true);
   await showList(false);
 }
 
 function wire() {
-  $("login").addEventListener("submit", (event) => {
-    event.preventDefault();
-    signIn($("token").value.trim());
-  });
-  $("sign-out").addEventListener("click", () => {
-    remember("");
-    location.replace(location.pathname);
-  });
   $("new-article").addEventListener("click", () => openArticle(null));
   $("back-to-list").addEventListener("click", () => showList());
   $("article-form").addEventListener("submit", (event) => {
@@ -138,9 +92,7 @@ function wire() {
 
 async function main() {
   wire();
-  const token = takeTokenFromUrl() || remembered();
-  if (token) await signIn(token);
-  else $("token").focus();
+  await startSession(enter);
 }
 
 main().catch((error) => setText($("login-error"), `The page could not start: ${error.message}`));
