@@ -508,7 +508,9 @@ def main() -> None:
             f"  intake API     {stack.url('intake')}/v1/messages   (OpenAPI: /openapi.json)\n"
             f"  router         {stack.url('router')}/v1/queue\n"
             f"  reports        {stack.url('reporting')}/v1/reports/summary?from=...&to=...   (OpenAPI: /openapi.json)\n"
-            f"  knowledge base {stack.url('assist')}/kb   (articles; the same key)   help center {stack.url('assist')}/help/default\n"
+            f"  knowledge base {stack.url('assist')}/kb   (articles; the same key)\n"
+            f"  help center    {stack.url('assist')}/help/default\n"
+            f"  incidents      {stack.url('assist')}/incidents   (surges many customers report; the same key)\n"
             + "".join(f"  {name:<14} {stack.url(name)}\n" for name in extra)
             + "Ctrl-C stops it.",
             flush=True,
