@@ -19,14 +19,16 @@ announcements of the same progress.
 """
 
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, PlainSerializer
 
 IncidentStatus = Literal["open", "confirmed", "dismissed", "merged", "resolved"]
 ACTIVE_STATUSES = ("open", "confirmed")  # on the wallboard
 STATUS_RANK = {"open": 0, "confirmed": 1, "dismissed": 2, "merged": 2, "resolved": 2}
 _COUNT_DIGITS = 12  # the count's width in the order string, so that strings sort as numbers
+# A time as assist wrote it and the API writes times (isoformat: "+00:00" for UTC, not pydantic's "Z").
+Instant = Annotated[AwareDatetime, PlainSerializer(datetime.isoformat, return_type=str, when_used="json")]
 
 
 class IncidentState(BaseModel):
@@ -39,8 +41,8 @@ class IncidentState(BaseModel):
     status: IncidentStatus
     conversations: int = Field(ge=0, lt=10**_COUNT_DIGITS)
     channels: dict[str, int]  # linked conversations per channel
-    opened_at: AwareDatetime
-    last_link_at: AwareDatetime
+    opened_at: Instant
+    last_link_at: Instant
 
 
 def _instant(at: datetime) -> str:

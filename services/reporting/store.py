@@ -144,7 +144,7 @@ class ReportStore:
         await self.conversations.create_index([("workspace_id", ASCENDING), ("live.state", ASCENDING)])
         await self.live_agents.create_index([("workspace_id", ASCENDING)])
         await self.incidents.create_index([("workspace_id", ASCENDING), ("status", ASCENDING),
-                                           ("opened_at", DESCENDING)])
+                                           ("opened_at", DESCENDING), ("incident_id", ASCENDING)])
         await self.agent_time.create_index([("workspace_id", ASCENDING), ("agent_id", ASCENDING), ("bucket", ASCENDING)],
                                            unique=True)
         await self.agent_time.create_index([("workspace_id", ASCENDING), ("bucket", ASCENDING)])
@@ -522,9 +522,11 @@ class ReportStore:
         return [d["live"] async for d in self.conversations.find(query, {"live": 1})]
 
     async def active_incidents(self, workspace_id: str, limit: int = INCIDENTS_SHOWN) -> list[dict[str, Any]]:
-        """The workspace's open and confirmed incidents, the newest first (at most `limit`: one indexed read)."""
+        """The workspace's open and confirmed incidents, the newest first, ties by id (at most `limit`: one indexed
+        read)."""
         query = {"workspace_id": workspace_id, "status": {"$in": list(ACTIVE_STATUSES)}}
-        cursor = self.incidents.find(query, {"_id": 0, "order": 0}).sort("opened_at", DESCENDING).limit(limit)
+        cursor = self.incidents.find(query, {"_id": 0, "order": 0}).sort(
+            [("opened_at", DESCENDING), ("incident_id", ASCENDING)]).limit(limit)
         return [document async for document in cursor]
 
     async def agents_now(self, workspace_id: str) -> list[dict[str, Any]]:

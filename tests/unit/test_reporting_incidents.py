@@ -51,7 +51,7 @@ def test_each_announcement_is_the_incident_as_it_stands_about_no_conversation(ki
     assert (reported.conversation_id, reported.agent_id, reported.queue, reported.channel) == (None,) * 4
     assert reported.data == {"incident_id": "inc-1", "title": "the app crashes at checkout", "status": "open",
                              "conversations": 4, "channels": {"webchat": 3, "sms": 1},
-                             "opened_at": "2026-03-02T09:00:00Z", "last_link_at": "2026-03-02T09:05:00Z"}
+                             "opened_at": "2026-03-02T09:00:00+00:00", "last_link_at": "2026-03-02T09:05:00+00:00"}
 
 
 @pytest.mark.parametrize(("details", "problem"), [
