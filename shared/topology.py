@@ -97,6 +97,9 @@ REPORTING_BINDINGS = (
     events.AGENT_STATUS_CHANGED,
     events.BOT_HANDED_OVER,
     events.BOT_RESOLVED,
+    events.INCIDENT_DETECTED,
+    events.INCIDENT_UPDATED,
+    events.INCIDENT_RESOLVED,
 )
 
 

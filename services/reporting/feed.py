@@ -25,7 +25,7 @@ WEEK = timedelta(days=7)
 
 
 async def read_live_view(store: ReportStore, workspace_id: str, tz: str, now: datetime | None = None) -> LiveView:
-    """The workspace now: open conversations, agents, and today's rollups in the zone `tz`."""
+    """The workspace now: open conversations, agents, active incidents, and today's rollups in the zone `tz`."""
     now = now or datetime.now(UTC)
     day_start = interval_start(now, "day", zone(tz))
     local_day_start = day_start.astimezone(zone(tz))
@@ -37,14 +37,14 @@ async def read_live_view(store: ReportStore, workspace_id: str, tz: str, now: da
         rollups = await store.bucket_rollups(workspace_id, start, end, grouping, "day", tz)
         return summary(rollups, start, end, "day", tz, grouping) if end > start else []
 
-    conversations, agents, config, queues, agent_rows, reasons, reasons_before = await asyncio.gather(
+    conversations, agents, config, queues, agent_rows, reasons, reasons_before, incidents = await asyncio.gather(
         store.open_conversations(workspace_id), store.agents_now(workspace_id), store.routing_config(workspace_id),
         today("queue", day_start, now), today("agent", day_start, now), today("label", day_start, now),
-        today("label", week_before, week_before + elapsed))
+        today("label", week_before, week_before + elapsed), store.active_incidents(workspace_id))
     return build_live_view(
         now=now, day_start=local_day_start, open_conversations=conversations, agents=agents, queues_today=queues,
         agents_today=agent_rows, reasons_today=reasons, reasons_last_week=reasons_before,
-        configured_queues=[queue.name for queue in config.queues], media_of=config.media_of)
+        configured_queues=[queue.name for queue in config.queues], media_of=config.media_of, incidents=incidents)
 
 
 class LiveFeed:

@@ -1,9 +1,9 @@
 """The live view of a workspace (GET /v1/reports/live and its WebSocket): built from what reporting stores.
 
 Pure: the caller reads the open conversations (`live` of report_conversations), the agents'
-latest presence (report_live_agents) and today's rollups; this turns them into queue tiles,
-agents with their load, open SLA breaches and today's top contact reasons against the same
-hours a week before. It is as fresh as reporting's ingest (waiting, offers, presence: the batch
+latest presence (report_live_agents), the active incidents (report_incidents) and today's
+rollups; this turns them into queue tiles, agents with their load, open SLA breaches, today's top
+contact reasons against the same hours a week before, and the incidents open or confirmed now. It is as fresh as reporting's ingest (waiting, offers, presence: the batch
 that carried the event) and its rollup timer (today's service level and abandons).
 """
 
@@ -73,6 +73,20 @@ class ReasonCount(BaseModel):
     same_time_last_week: int  # opened over the same local hours seven days before
 
 
+class ActiveIncident(BaseModel):
+    """An incident open or confirmed now, as assist last announced it (docs/incidents.md)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    incident_id: str
+    title: str
+    status: str  # open or confirmed
+    conversations: int  # linked conversations
+    channels: dict[str, int]  # linked conversations per channel
+    opened_at: Timestamp
+    last_link_at: Timestamp
+
+
 class LiveView(BaseModel):
     """One workspace now; `generated_at` is the server's clock the ages were measured by."""
 
@@ -84,12 +98,14 @@ class LiveView(BaseModel):
     agents: list[AgentNow]
     breaches: list[OpenBreach]  # the oldest open ones first, at most 50
     reasons: list[ReasonCount]  # today's top ten
+    incidents: list[ActiveIncident]  # open or confirmed, the newest first (at most 20)
 
 
 def build_live_view(*, now: datetime, day_start: datetime, open_conversations: Iterable[Row],
                     agents: Iterable[Row], queues_today: Iterable[Row], agents_today: Iterable[Row],
                     reasons_today: Iterable[Row], reasons_last_week: Iterable[Row],
-                    configured_queues: Iterable[str], media_of: Callable[[str], str]) -> LiveView:
+                    configured_queues: Iterable[str], media_of: Callable[[str], str],
+                    incidents: Iterable[Row] = ()) -> LiveView:
     conversations = list(open_conversations)
     return LiveView(
         generated_at=now, day_start=day_start,
@@ -97,6 +113,7 @@ def build_live_view(*, now: datetime, day_start: datetime, open_conversations: I
         agents=_agents(now, conversations, agents, _by_key(agents_today, "agent"), media_of),
         breaches=_breaches(conversations),
         reasons=_reasons(_by_key(reasons_today, "label"), _by_key(reasons_last_week, "label")),
+        incidents=[_incident(row) for row in incidents],
     )
 
 
@@ -164,3 +181,10 @@ def _reasons(today: Mapping[str, Mapping[str, Any]], last_week: Mapping[str, Map
                           same_time_last_week=last_week.get(label, {}).get("opened", 0))
               for label, metrics in today.items() if metrics.get("opened", 0)]
     return sorted(counts, key=lambda r: (-r.today, r.label))[:REASONS_SHOWN]
+
+
+def _incident(row: Row) -> ActiveIncident:
+    return ActiveIncident(incident_id=row["incident_id"], title=row["title"], status=row["status"],
+                          conversations=row["conversations"], opened_at=row["opened_at"],
+                          last_link_at=row["last_link_at"],
+                          channels={item["channel"]: item["count"] for item in row.get("channels", [])})

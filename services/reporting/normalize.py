@@ -19,6 +19,8 @@
     csat.received                    CsatReceived          csat.received (data: score, comment)
     bot.handed_over                  RoutingEvent          bot.handed_over (data.reason)
     bot.resolved                     RoutingEvent          bot.resolved (data.duration_seconds)
+    incident.detected, .updated,     RoutingEvent          the same type (data: the incident as it stands,
+      .resolved                                              incidents.IncidentState; no conversation or agent)
 
 Each ReportEvent keeps its producer's id (every producer gives the same fact the same id again)
 and its producer's time. A key not listed, or a body that does not say what its key promises, is a
@@ -30,6 +32,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from services.reporting.incidents import IncidentState
 from services.reporting.model import ReportEvent
 from shared import events
 from shared.models import (
@@ -143,6 +146,13 @@ def _opening(event: RoutingEvent) -> list[ReportEvent]:
     return [_from(event, event.type, data=data)]
 
 
+def _incident(event: RoutingEvent) -> list[ReportEvent]:
+    """assist's announcement: the incident as it stands, about no one conversation (docs/incidents.md)."""
+    state = IncidentState.model_validate(event.details)
+    return [ReportEvent(event_id=event.event_id, type=event.type, workspace_id=event.workspace_id, at=event.at,
+                        data=state.model_dump(mode="json"))]
+
+
 # What each RoutingEvent key says, as ReportEvents.
 ROUTING_FACTS: dict[str, Callable[[RoutingEvent], list[ReportEvent]]] = {
     events.CONVERSATION_OPENED: _opening,
@@ -158,6 +168,9 @@ ROUTING_FACTS: dict[str, Callable[[RoutingEvent], list[ReportEvent]]] = {
     events.SLA_BREACHED: lambda e: [_from(e, e.type, data=_details(e, "target"))],
     events.BOT_HANDED_OVER: lambda e: [_from(e, e.type, data=_details(e, "reason"))],
     events.BOT_RESOLVED: lambda e: [_from(e, e.type, data=_details(e, "duration_seconds"))],
+    events.INCIDENT_DETECTED: _incident,
+    events.INCIDENT_UPDATED: _incident,
+    events.INCIDENT_RESOLVED: _incident,
 }
 
 

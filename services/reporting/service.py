@@ -37,7 +37,7 @@ from aio_pika.abc import AbstractIncomingMessage
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from services.reporting.lease import TimerLease
-from services.reporting.model import ReportEvent
+from services.reporting.model import INCIDENT_EVENTS, ReportEvent
 from services.reporting.normalize import normalize
 from services.reporting.store import ReportStore
 from shared import events as event_names
@@ -59,10 +59,13 @@ def parse_delivery(delivery: AbstractIncomingMessage) -> list[ReportEvent]:
 
 
 def ordering_key(events: list[ReportEvent]) -> str | None:
-    """What the message is about: its conversation, else its agent; None (nothing to order) for no events."""
+    """What the message is about: its conversation, else its incident or agent; None (nothing to order) for no
+    events."""
     if not events:
         return None
     first = events[0]
+    if first.type in INCIDENT_EVENTS:
+        return f"incident:{first.workspace_id}:{first.data['incident_id']}"
     if first.conversation_id:
         return f"conversation:{first.workspace_id}:{first.conversation_id}"
     return f"agent:{first.workspace_id}:{first.agent_id}"

@@ -43,9 +43,10 @@ from pymongo.errors import BulkWriteError
 from services.reporting.agent_time import AgentState, AgentTime, fold_agent_buckets
 from services.reporting.export import csv_row
 from services.reporting.facts import ConversationFacts, FoldSettings, fold_conversation
+from services.reporting.incidents import ACTIVE_STATUSES, IncidentState, announcement_order
 from services.reporting.intervals import BUCKET, DAY, HOUR, SPANS, bucket_start, span_start, tiles_by_interval
 from services.reporting.metrics import StoredRollups
-from services.reporting.model import ReportEvent
+from services.reporting.model import INCIDENT_EVENTS, ReportEvent
 from services.reporting.rollup import GROUPINGS, Rollup, buckets_touched, merge, rollup_between
 from services.router.config import RoutingConfig
 from shared.mongo import create_client, non_duplicate_errors
@@ -57,6 +58,8 @@ if TYPE_CHECKING:
 EVENTS, CONVERSATIONS, AGENT_TIME = "report_events", "report_conversations", "report_agent_time"
 ROLLUPS, PENDING, PENDING_AGENTS = "report_rollups", "report_pending", "report_pending_agents"
 LIVE_AGENTS = "report_live_agents"  # each agent's latest presence and capacity (the live view)
+INCIDENTS = "report_incidents"  # each incident's latest announced state (incidents.py; the live view)
+INCIDENTS_SHOWN = 20  # active incidents the live view reads at most, the newest first
 OPEN_STATES = ("waiting", "offered", "assigned")  # a conversation in one of these is on the live view
 # Coarser rollups beside the 15-minute ones (UTC 1, 2, 6, 24 hours): each the merge of the stored
 # rollups of the span below.
@@ -127,6 +130,7 @@ class ReportStore:
         self.pending = db[PENDING]
         self.pending_agents = db[PENDING_AGENTS]
         self.live_agents = db[LIVE_AGENTS]
+        self.incidents = db[INCIDENTS]
         self.fixed_settings = settings  # None: business hours from the router's configuration
         # Called with each batch before its events are inserted (subscriptions make their deliveries
         # of the events not stored yet there, so a crash between the two loses none: docs/events.md).
@@ -139,6 +143,8 @@ class ReportStore:
         await self.conversations.create_index([("workspace_id", ASCENDING), ("started_at", ASCENDING)])
         await self.conversations.create_index([("workspace_id", ASCENDING), ("live.state", ASCENDING)])
         await self.live_agents.create_index([("workspace_id", ASCENDING)])
+        await self.incidents.create_index([("workspace_id", ASCENDING), ("status", ASCENDING),
+                                           ("opened_at", DESCENDING), ("incident_id", ASCENDING)])
         await self.agent_time.create_index([("workspace_id", ASCENDING), ("agent_id", ASCENDING), ("bucket", ASCENDING)],
                                            unique=True)
         await self.agent_time.create_index([("workspace_id", ASCENDING), ("bucket", ASCENDING)])
@@ -197,6 +203,7 @@ class ReportStore:
         await self._mark_pending(_conversation_buckets(folded))
         await self._write_conversations(folded)
         await self._write_live_agents([e for e in events if e.type == "agent.status_changed" and e.agent_id])
+        await self._write_incidents([e for e in events if e.type in INCIDENT_EVENTS])
         if not recompute:
             return set()
         await self.refold_pending_agents()
@@ -329,6 +336,28 @@ class ReportStore:
                 "channel_capacity": snapshot.data.get("channel_capacity") or {}}, upsert=True))
         if writes:
             await self.live_agents.bulk_write(writes, ordered=False)
+
+    # -- incidents ------------------------------------------------------------------------------
+
+    async def _write_incidents(self, announcements: list[ReportEvent]) -> None:
+        """Each incident's newest announced state (incidents.py's order): a conditional upsert, so a redelivered
+        or older announcement, even from a batch that overlaps another at a handover, never replaces a newer one."""
+        newest: dict[str, dict[str, Any]] = {}
+        for announcement in announcements:
+            document = _incident_document(announcement)
+            key = _key(announcement.workspace_id, document["incident_id"])
+            if key not in newest or newest[key]["order"] < document["order"]:
+                newest[key] = document
+        if not newest:
+            return
+        try:
+            # A stored state as new or newer: the filter misses, the upsert's insert is a duplicate key: skipped.
+            await self.incidents.bulk_write([UpdateOne({"_id": key, "order": {"$lt": document["order"]}},
+                                                       {"$set": document}, upsert=True)
+                                             for key, document in newest.items()], ordered=False)
+        except BulkWriteError as error:
+            if non_duplicate_errors(error.details):
+                raise
 
     async def _fold_agents(self, agents: dict[tuple[str, str], datetime]) -> list["RefoldedAgent"]:
         return list(await asyncio.gather(*(self._fold_agent(workspace, agent, earliest)
@@ -492,6 +521,14 @@ class ReportStore:
         query = {"workspace_id": workspace_id, "live.state": {"$in": list(OPEN_STATES)}}
         return [d["live"] async for d in self.conversations.find(query, {"live": 1})]
 
+    async def active_incidents(self, workspace_id: str, limit: int = INCIDENTS_SHOWN) -> list[dict[str, Any]]:
+        """The workspace's open and confirmed incidents, the newest first, ties by id (at most `limit`: one indexed
+        read)."""
+        query = {"workspace_id": workspace_id, "status": {"$in": list(ACTIVE_STATUSES)}}
+        cursor = self.incidents.find(query, {"_id": 0, "order": 0}).sort(
+            [("opened_at", DESCENDING), ("incident_id", ASCENDING)]).limit(limit)
+        return [document async for document in cursor]
+
     async def agents_now(self, workspace_id: str) -> list[dict[str, Any]]:
         """Every agent's latest presence and capacity."""
         return [d async for d in self.live_agents.find({"workspace_id": workspace_id}, {"_id": 0})]
@@ -573,6 +610,17 @@ def _event_document(event: ReportEvent) -> dict[str, Any]:
     # The event itself as JSON (its time to the microsecond, data as sent); the rest is for queries.
     return {"_id": event.event_id, "workspace_id": event.workspace_id, "conversation_id": event.conversation_id,
             "agent_id": event.agent_id, "type": event.type, "at": event.at, "event": event.model_dump_json()}
+
+
+def _incident_document(announcement: ReportEvent) -> dict[str, Any]:
+    """An announced state as stored: its channels as a list (channel names are free text, not field names)."""
+    state = IncidentState.model_validate(announcement.data)
+    return {"workspace_id": announcement.workspace_id, "incident_id": state.incident_id, "title": state.title,
+            "status": state.status, "conversations": state.conversations,
+            "channels": [{"channel": name, "count": count} for name, count in sorted(state.channels.items())],
+            "opened_at": state.opened_at, "last_link_at": state.last_link_at, "announced_at": announcement.at,
+            "event_id": announcement.event_id,
+            "order": announcement_order(state, announcement.at, announcement.event_id)}
 
 
 def _agent_time_document(workspace_id: str, period: AgentTime) -> dict[str, Any]:

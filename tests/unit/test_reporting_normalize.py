@@ -27,7 +27,7 @@ from shared.models import (
 )
 from shared.topology import REPORTING_BINDINGS, core_queue_takes, topic_matches
 from tests.unit.test_routing_acd import T0, agent, at, config, conversation_of, msg, with_agents
-from tests.unit.test_routing_bot import bot_core, decision, opened_with_bot
+from tests.unit.test_routing_bot_incidents import bot_core, decision, opened_with_bot
 from tests.unit.test_routing_core import at as bot_at
 
 
@@ -235,7 +235,8 @@ REPORTED_KEYS = {
     events.CONVERSATION_REOPENED, events.CONVERSATION_ABANDONED, events.MESSAGE_CREATED, "message.outbound.email",
     events.SLA_WARNING, events.SLA_BREACHED, events.AGENT_UPDATED, events.AGENT_STATUS_CHANGED,
     events.CONVERSATION_LABELS_CHANGED, events.CONVERSATION_LABELED, events.CSAT_RECEIVED,
-    events.BOT_HANDED_OVER, events.BOT_RESOLVED,
+    events.BOT_HANDED_OVER, events.BOT_RESOLVED, events.INCIDENT_DETECTED, events.INCIDENT_UPDATED,
+    events.INCIDENT_RESOLVED,
 }
 
 

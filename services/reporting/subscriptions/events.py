@@ -12,12 +12,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal, get_args
 
-from services.reporting.model import ReportEvent
+from services.reporting.model import INCIDENT_EVENTS, ReportEvent
 
 EventName = Literal[
     "conversation.created", "conversation.assigned", "conversation.status_changed", "conversation.transferred",
     "conversation.labels_changed", "message.created", "sla.warning", "sla.breached", "csat.received",
-    "agent.status_changed", "bot.resolved", "bot.handed_over",
+    "agent.status_changed", "bot.resolved", "bot.handed_over", "incident.detected", "incident.updated",
+    "incident.resolved",
 ]
 EVENT_NAMES: tuple[str, ...] = get_args(EventName)
 EVERY_EVENT = "*"
@@ -33,7 +34,7 @@ STATUS_OF = {
 # ReportEvent types published under their own name (the status ones above may be both).
 SAME_NAME = {"conversation.assigned", "conversation.transferred", "conversation.labels_changed", "message.created",
              "sla.warning", "sla.breached", "csat.received", "agent.status_changed", "bot.resolved",
-             "bot.handed_over"}
+             "bot.handed_over", *INCIDENT_EVENTS}
 
 
 @dataclass(frozen=True)
@@ -44,7 +45,7 @@ class PublicEvent:
     event_id: str
     workspace_id: str
     occurred_at: datetime
-    chain: str  # what ordering is kept within: "conversation:<id>", "agent:<id>"
+    chain: str  # what ordering is kept within: "conversation:<id>", "agent:<id>", "incident:<id>"
     order: str
     data: dict[str, Any]
 
@@ -75,7 +76,10 @@ def public_event_id(name: str, report_event_id: str) -> str:
 
 
 def chain_of(event: ReportEvent) -> str:
-    """Order is kept per conversation; an agent's own events (status) per agent; anything else is on its own."""
+    """Order is kept per conversation; an agent's own events (status) per agent; an incident's announcements per
+    incident; anything else is on its own."""
+    if event.type in INCIDENT_EVENTS:
+        return f"incident:{event.data['incident_id']}"
     if event.conversation_id:
         return f"conversation:{event.conversation_id}"
     if event.agent_id:
@@ -102,6 +106,8 @@ def _data(event: ReportEvent, name: str) -> dict[str, Any]:
         return base | {"message_id": details.pop("message_id", message_id)} | details
     if name == "agent.status_changed":
         return {"agent_id": event.agent_id} | details
+    if name in INCIDENT_EVENTS:
+        return details  # the incident as it stands: no conversation, agent, queue or channel of its own
     return base | details
 
 

@@ -1,5 +1,6 @@
-// The wallboard: the live view's frames (GET /v1/reports/live/ws) as queue tiles, agents by state, open SLA
-// breaches and today's reasons; ages tick every second; status changes and transfers go to the agents service.
+// The wallboard: the live view's frames (GET /v1/reports/live/ws) as active incidents, queue tiles, agents by
+// state, open SLA breaches and today's reasons; ages tick every second; status changes and transfers go to the
+// agents service.
 
 import { ApiError, call, urlWith } from "./api.js";
 import { el, setText, show, syncChildren } from "./dom.js";
@@ -12,6 +13,7 @@ export const WAIT_BAD_SECONDS = 180;
 export const SERVICE_LEVEL_WARN = 0.8;
 export const SERVICE_LEVEL_BAD = 0.6;
 const STATUSES = ["online", "away", "offline"];
+const INCIDENT_STATUS = { open: "Open", confirmed: "Confirmed" };
 const $ = (id) => document.getElementById(id);
 
 export function waitLevel(seconds) {
@@ -22,6 +24,10 @@ export function waitLevel(seconds) {
 export function serviceLevelLevel(share) {
   if (share === null || share === undefined) return "ok";
   return share < SERVICE_LEVEL_BAD ? "bad" : share < SERVICE_LEVEL_WARN ? "warn" : "ok";
+}
+
+function conversations(count) {
+  return `${number(count)} ${count === 1 ? "conversation" : "conversations"}`;
 }
 
 /** A long id's head, enough to tell conversations apart on a screen (the whole id is in its title). */
@@ -37,6 +43,7 @@ export class Wallboard {
     this.timeZone = timeZone;
     this.onConnection = onConnection;
     this.skewMs = 0; // the server's clock minus the browser's, from the last frame
+    this.announced = new Set(); // incidents the alert region has told of: each once, not on every frame
     this.socket = null;
     this.ticker = null;
     this.bindForms();
@@ -81,6 +88,7 @@ export class Wallboard {
   render(frame) {
     if (!frame || !Array.isArray(frame.queues)) return;
     this.skewMs = Date.parse(frame.generated_at) - Date.now();
+    this.renderIncidents(frame.incidents || []);
     this.renderQueues(frame.queues);
     this.renderAgents(frame.agents);
     this.renderBreaches(frame.breaches);
@@ -97,9 +105,48 @@ export class Wallboard {
       setText(node.querySelector("dd"), clock(seconds));
       node.dataset.level = waitLevel(seconds);
     }
-    for (const node of document.querySelectorAll("#agent-groups [data-since]")) {
+    for (const node of document.querySelectorAll("#agent-groups [data-since], #incidents [data-since]")) {
       setText(node, clock(this.secondsSince(node.dataset.since)));
     }
+  }
+
+  // -- incidents ---------------------------------------------------------------------------------
+
+  renderIncidents(incidents) {
+    syncChildren($("incidents"), incidents, (i) => i.incident_id, (i) => this.makeIncident(i),
+      (node, i) => this.updateIncident(node, i));
+    setText($("incidents-count"), number(incidents.length));
+    show($("incidents-panel"), incidents.length > 0);
+    this.announce(incidents.filter((i) => !this.announced.has(i.incident_id)));
+  }
+
+  /** Tell screen readers of incidents not told of before: one change of the alert region per new incident. */
+  announce(fresh) {
+    if (fresh.length === 0) return;
+    for (const i of fresh) this.announced.add(i.incident_id);
+    const what = fresh.map((i) => `${i.title} (${conversations(i.conversations)})`).join("; ");
+    setText($("incident-alert"), `${fresh.length === 1 ? "New incident" : "New incidents"}: ${what}`);
+  }
+
+  makeIncident(i) {
+    return el("li", { class: "incident", dataset: { incidentId: i.incident_id } },
+      el("h3", {}, i.title),
+      el("p", { class: "facts" },
+        el("span", { class: "status" }), " · ", el("span", { dataset: { field: "conversations" } }), " · ",
+        el("span", { dataset: { field: "channels" } }), " · open for ",
+        el("span", { dataset: { field: "age", since: i.opened_at }, title: `since ${dateTime(i.opened_at)}` })));
+  }
+
+  updateIncident(node, i) {
+    setText(node.querySelector("h3"), i.title);
+    const status = node.querySelector(".status");
+    status.dataset.status = i.status;
+    setText(status, INCIDENT_STATUS[i.status] || i.status);
+    setText(node.querySelector("[data-field='conversations']"), conversations(i.conversations));
+    const channels = Object.entries(i.channels).sort(([a, m], [b, n]) => n - m || a.localeCompare(b));
+    setText(node.querySelector("[data-field='channels']"),
+      channels.map(([channel, count]) => `${channel} ${number(count)}`).join(", ") || "no channel yet");
+    setText(node.querySelector("[data-field='age']"), clock(this.secondsSince(i.opened_at)));
   }
 
   // -- queues ------------------------------------------------------------------------------------
