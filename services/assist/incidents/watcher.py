@@ -161,9 +161,8 @@ class SurgeWatcher:
 async def publish_incident(broker: Broker, kind: str, incident: dict, event_id: str) -> None:
     event = RoutingEvent(event_id=event_id, type=kind, workspace_id=incident["workspace_id"], at=utcnow(),
                          details=incident_summary(incident))
-    # Not mandatory: nothing in the core must take these (reporting and external systems may).
-    await broker.publish(event, kind, message_type=kind, message_id=event_id, workspace_id=incident["workspace_id"],
-                         mandatory=False)
+    # Mandatory: reporting's queue (declared by every service) takes them for the wallboard and subscriptions.
+    await broker.publish(event, kind, message_type=kind, message_id=event_id, workspace_id=incident["workspace_id"])
 
 
 def incident_summary(incident: dict) -> dict:
