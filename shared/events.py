@@ -81,6 +81,9 @@ INCIDENT_LINKED = "incident.linked"
 # assist -> router: a supervisor resolved an incident with a reply to every linked conversation (and,
 # if asked, resolving those an agent holds)
 INCIDENT_CLOSING = "incident.closing"
+# router -> events exchange (reporting): a conversation no agent held was closed by the router (an
+# incident resolved with its conversations: the customer got the incident's reply); details.reason
+CONVERSATION_CLOSED = "conversation.closed"
 
 # agents -> events exchange (reporting listens), after the write
 MESSAGE_CREATED = "message.created"  # a customer message stored (agent replies travel as message.outbound.<channel>)

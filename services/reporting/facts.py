@@ -133,6 +133,9 @@ class ConversationFacts:
     handle: Measured | None = None  # assigned (a call: answered) to resolved, minus time spent resolved
     resolution: Measured | None = None  # open to the last resolution
     bot_time: Measured | None = None  # open to the end of the bot's part
+    # Closed by the router with no agent (an incident resolved with its conversations), and why
+    closed_at: datetime | None = None
+    closed_reason: str | None = None
 
 
 def unique_in_order(events: Iterable[ReportEvent]) -> list[ReportEvent]:
@@ -189,6 +192,7 @@ class _Fold:
         # Known before the walk too: an abandon is the bot's or a queue's whatever the clocks say of the opening.
         self.bot = any(_tells_bot(event) for event in ordered)
         self.bot_end: ReportEvent | None = None  # what ended the bot's part: bot.resolved, bot.handed_over, abandon
+        self.closed_event: ReportEvent | None = None  # conversation.closed: the router closed it, no agent held it
 
     def _now(self, state: str, event: ReportEvent, agent_id: str | None = None) -> None:
         if state != self.state or agent_id != self.state_agent:
@@ -278,6 +282,13 @@ class _Fold:
             self.abandon = event
         self._now("abandoned", event)
 
+    def closed(self, event: ReportEvent) -> None:
+        """Closed by the router with no agent (an incident's resolution answered the customer)."""
+        if self.closed_event is None and self.resolved is None and self.abandon is None:
+            self.closed_event = event
+            self._now("closed", event)
+            self.waiting_since = None
+
     def labels_changed(self, event: ReportEvent) -> None:
         labels = event.data.get("labels") or []
         self.labels = tuple(sorted({str(label) for label in labels}))
@@ -330,6 +341,7 @@ _HANDLERS = {
     "csat.received": _Fold.csat_received,
     "bot.handed_over": _Fold.bot_handed_over,
     "bot.resolved": _Fold.bot_resolved,
+    "conversation.closed": _Fold.closed,
 }
 
 BOT_OUTCOMES = {"bot.resolved": "resolved", "bot.handed_over": "handed_over", "conversation.abandoned": "abandoned"}
@@ -418,6 +430,8 @@ def _facts(fold: _Fold, settings: FoldSettings) -> ConversationFacts:
         bot_outcome=BOT_OUTCOMES[fold.bot_end.type] if fold.bot_end is not None else None,
         bot_ended_at=fold.bot_end.at if fold.bot_end is not None else None,
         bot_handover_reason=fold.bot_end.data.get("reason") if _handed_over(fold.bot_end) else None,
+        closed_at=fold.closed_event.at if fold.closed_event is not None and answered_at is None else None,
+        closed_reason=fold.closed_event.data.get("reason") if fold.closed_event is not None else None,
         wait=wait,
         first_response=measure(fold.opened_at, fold.first_reply_at, fold.first_reply_agent),
         responses=tuple(m for m in (measure(*r) for r in fold.responses) if m is not None),

@@ -20,7 +20,7 @@ COUNTS = (
     "opened", "queued", "answered", "answered_within_target", "resolved", "abandoned", "short_abandoned",
     "transferred", "reopened", "sla_warnings", "sla_breaches", "sla_breaches_first_response",
     "sla_breaches_resolution", "csat_responses", "surveyed",
-    "bot_conversations", "bot_resolved", "bot_handed_over", "abandoned_with_bot",
+    "bot_conversations", "bot_resolved", "bot_handed_over", "abandoned_with_bot", "closed_without_agent",
 )
 DURATIONS = (
     "first_response_time", "first_response_time_business", "response_time", "response_time_business",
@@ -30,7 +30,8 @@ PERCENTILES = (("p50", 0.5), ("p90", 0.9))
 # Counted only where a conversation is, never for an agent (nobody answered them).
 NOT_FOR_AGENTS = frozenset({"opened", "queued", "abandoned", "short_abandoned", "abandonment_rate",
                             "bot_conversations", "bot_resolved", "bot_handed_over", "abandoned_with_bot",
-                            "deflection_rate", "bot_time_mean", "bot_time_p50", "bot_time_p90"})
+                            "deflection_rate", "bot_time_mean", "bot_time_p50", "bot_time_p90",
+                            "closed_without_agent"})
 AGENT_TIME = frozenset({"online_seconds", "occupied_seconds", "occupancy", "occupancy_weighted"})
 
 

@@ -36,6 +36,7 @@ ReportEventType = Literal[
     "csat.received",  # data.score: 1..5, data.comment
     "bot.handed_over",  # the bot gave it to human routing (data.reason); a conversation.queued follows
     "bot.resolved",  # the customer said the bot answered them: closed, no agent ever had it (data.duration_seconds)
+    "conversation.closed",  # the router closed it with no agent: an incident resolved with it (data.reason, incident_id)
     # Surges (docs/incidents.md): assist's announcement of an incident as it stands, no conversation or agent
     # (data: incident_id, title, status, conversations, channels, opened_at, last_link_at; see IncidentState)
     "incident.detected",

@@ -161,6 +161,7 @@ ROUTING_FACTS: dict[str, Callable[[RoutingEvent], list[ReportEvent]]] = {
     events.CONVERSATION_TRANSFERRED: _transfer,
     events.CONVERSATION_REOPENED: lambda e: [_from(e, e.type, data=_details(e, "new_conversation_id", "resolved_at"))],
     events.CONVERSATION_ABANDONED: lambda e: [_from(e, e.type, data=_details(e, "reason"))],
+    events.CONVERSATION_CLOSED: lambda e: [_from(e, e.type, data=_details(e, "reason", "incident_id"))],
     events.CONVERSATION_LABELS_CHANGED: lambda e: [_from(e, e.type, data=_details(e, "labels"))],
     events.CONVERSATION_LABELED: lambda e: [_from(e, e.type, data=_details(e, "labels"))],
     events.MESSAGE_CREATED: lambda e: [_from(e, e.type, data=_details(e, "direction"))],

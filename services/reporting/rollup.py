@@ -78,6 +78,7 @@ def contributions(facts: ConversationFacts) -> list[Contribution]:
         *_count("bot_resolved", bot_ended("resolved"), None),
         *_count("bot_handed_over", bot_ended("handed_over"), None),
         *_count("abandoned_with_bot", bot_ended("abandoned"), None),
+        *_count("closed_without_agent", f.closed_at, None),
         *_duration("bot", f.bot_time, None, business=False),
         *_count("queued", f.queued_at, None),
         *_count("answered", f.answered_at, f.first_agent),

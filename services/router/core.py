@@ -526,8 +526,8 @@ class RoutingCore:
         return outcome
 
     def on_incident_closing(self, closing: IncidentClosing, now: datetime) -> Outcome:
-        """A resolved incident's one reply to each of its conversations still open here; those an agent
-        holds are ended for them too when asked (the agents service resolves them); waiting ones stay."""
+        """A resolved incident's one reply to each of its conversations still open here; when asked, those
+        an agent holds are ended for them (the agents service resolves them) and the others closed."""
         outcome = Outcome()
         present = [self.conversations[cid] for cid in dict.fromkeys(closing.conversation_ids)
                    if cid in self.conversations and self.conversations[cid].workspace_id == closing.workspace_id]
@@ -542,8 +542,25 @@ class RoutingCore:
                     contact=conversation.first.contact.model_dump(), reply_to_message_id=conversation.first.message_id,
                     incident_id=closing.incident_id))
                 outcome.changed_conversations.add(conversation_id)
-            if closing.resolve and conversation_id in held and conversation.assignee_id is not None:
+            if not closing.resolve:
+                continue
+            if conversation_id in held and conversation.assignee_id is not None:
                 outcome.merge(self._end(conversation, "the incident was resolved", now))
+            elif conversation_id not in held and conversation.assignee_id is None:
+                outcome.merge(self._close_unheld(conversation, now, "the incident was resolved", closing.incident_id))
+        return outcome
+
+    def _close_unheld(self, conversation: Conversation, now: datetime, reason: str, incident_id: str) -> Outcome:
+        """Close one nobody holds (waiting, offered, with the bot): its customer was answered otherwise."""
+        outcome = _closing(conversation)
+        offered_to = self._holder(conversation)
+        if offered_to is not None:
+            outcome.merge(self._take_back_offer(conversation, offered_to, now, "withdrawn: conversation closed"))
+        self._forget(conversation)
+        outcome.events.append(self._event(events.CONVERSATION_CLOSED, conversation, now, reason=reason,
+                                          incident_id=incident_id))
+        if offered_to is not None:
+            outcome.merge(self._serve(offered_to, now))
         return outcome
 
     # -- the pre-routing bot (docs/bot.md) ----------------------------------------------------

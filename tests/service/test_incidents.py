@@ -112,12 +112,18 @@ async def test_a_burst_opens_an_incident_linking_its_customers_who_get_the_statu
         finally:
             await client.close()
         assert (await until(lambda: _status(apps, held, "resolved")))["status"] == "resolved"
+        # ... and the router closed the ones still waiting: none of the incident's is left in a queue.
+        assert await until(lambda: _none_waiting(apps, linked)) is True
         assert (await assist.post(f"/v1/incidents/{incident['id']}/dismiss", headers=auth())).status == 409
         assert await incidents(assist, status="active") == []
         assert (await assist.get("/v1/incidents/nope", headers=auth())).status == 404
         assert (await assist.get("/v1/incidents", headers=auth("other-key"))).status == 200
         assert await incidents(assist, status="resolved") and not (
             await (await assist.get("/v1/incidents", headers=auth("other-key"))).json())["incidents"]
+
+
+async def _none_waiting(apps, conversation_ids: set[str]) -> bool:
+    return not {c["conversation_id"] for c in (await waiting(apps)).values()} & conversation_ids
 
 
 async def _status(apps, conversation_id: str, status: str) -> dict | None:

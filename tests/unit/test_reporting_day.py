@@ -162,7 +162,8 @@ def expected(grouping: str, counts: dict, ratios: dict, durations: dict, agent_t
     row = {name: counts.get(name, 0) for name in COUNTS}
     if grouping == "agent":
         row |= {"opened": None, "queued": None, "abandoned": None, "short_abandoned": None}
-        row |= {"bot_conversations": None, "bot_resolved": None, "bot_handed_over": None, "abandoned_with_bot": None}
+        row |= {"bot_conversations": None, "bot_resolved": None, "bot_handed_over": None, "abandoned_with_bot": None,
+                "closed_without_agent": None}
     row |= {"deflection_rate": None} | ratios  # the day has no bot (tests/unit/test_reporting_bot.py has)
     row |= agent_time or {"online_seconds": None, "occupied_seconds": None, "occupancy": None,
                           "occupancy_weighted": None}

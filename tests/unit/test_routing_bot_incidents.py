@@ -229,3 +229,22 @@ def test_resolving_an_incident_replies_to_each_open_conversation_and_ends_those_
     assert ended.conversation_id == held.conversation_id and ended.reason == "the incident was resolved"
     assert held.conversation_id not in core.conversations
     assert assigned_to(outcome) == [("ann", "waits")]  # her slot freed: the waiting one is hers now
+
+
+def test_resolving_an_incident_with_its_conversations_closes_those_nobody_holds():
+    core = RoutingCore(RoutingConfig(incidents=IncidentSettings()))  # nobody online: both wait
+    core.on_message(message("a", "the app crashes"), at(1))
+    core.on_message(message("b", "the app crashes too"), at(2))
+    ids = [c.conversation_id for c in core.conversations.values()]
+    outcome = core.on_incident_closing(IncidentClosing(workspace_id="default", incident_id="default:m1",
+                                                       reply="Fixed now.", resolve=True, conversation_ids=ids), at(3))
+    closed = [e for e in outcome.events if e.type == events.CONVERSATION_CLOSED]
+    assert sorted(e.conversation_id for e in closed) == sorted(ids)
+    assert closed[0].details["reason"] == "the incident was resolved" and closed[0].details["incident_id"] == "default:m1"
+    assert core.conversations == {} and outcome.closed_conversations == set(ids)
+    kept = RoutingCore(RoutingConfig(incidents=IncidentSettings()))  # without resolve: the reply only
+    kept.on_message(message("c", "the app crashes"), at(1))
+    only_reply = kept.on_incident_closing(IncidentClosing(
+        workspace_id="default", incident_id="default:m1", reply="Fixed now.",
+        conversation_ids=list(kept.conversations)), at(3))
+    assert [e.type for e in only_reply.events] == [events.CONVERSATION_AUTO_REPLY] and len(kept.conversations) == 1
