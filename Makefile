@@ -11,7 +11,7 @@ run: venv ## run intake, router and agents (embedded MongoDB unless MONGO_URL is
 test: venv ## every test: unit, service (real broker and database), end-to-end, browser
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-bench: venv ## end-to-end throughput and latency beside the bare broker and database; per-channel intake throughput beside a bare publish; routing core decisions/s at 100..100k agents; a 30-day reporting summary over 1M conversations; the reporting ingest rate; the desk in chromium with 100 conversations of 100 messages; the socket relay between two replicas; the broker's queues, memory and file descriptors per delivery topology at 1k..10k agents (a node of its own); a router standby's takeover at 10,000 agents
+bench: venv ## end-to-end throughput and latency beside the bare broker and database; per-channel intake throughput beside a bare publish; routing core decisions/s at 100..100k agents; a 30-day reporting summary over 1M conversations; the reporting ingest rate; the desk in chromium with 100 conversations of 100 messages; the socket relay between two replicas; the broker's queues, memory and file descriptors per delivery topology at 1k..10k agents (a node of its own); a router standby's takeover at 10,000 agents; knowledge-base retrieval quality (recall@3, MRR) and query cost; surge detection's precision, recall, delay and false alerts on generated days
 	$(PY) -m bench.e2e $(BENCH_ARGS)
 	$(PY) -m bench.channels $(CHANNEL_BENCH_ARGS)
 	$(PY) -m bench.core $(CORE_BENCH_ARGS)
@@ -21,6 +21,8 @@ bench: venv ## end-to-end throughput and latency beside the bare broker and data
 	$(PY) -m bench.relay $(RELAY_BENCH_ARGS)
 	$(PY) -m bench.topology $(TOPOLOGY_BENCH_ARGS)
 	$(PY) -m bench.failover $(FAILOVER_BENCH_ARGS)
+	$(PY) -m bench.retrieval $(RETRIEVAL_BENCH_ARGS)
+	$(PY) -m bench.surges $(SURGES_BENCH_ARGS)
 
 .PHONY: clean-broker
 clean-broker: venv ## leftovers of killed stacks on the broker: list them; NAMESPACE=ns removes one; CLEANUP_ARGS=--tests removes every idle test namespace
