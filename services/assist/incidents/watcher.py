@@ -12,6 +12,7 @@ then. The detector's incident ids are stable (the workspace and the opening mess
 finds the incidents and links already stored and publishes nothing twice. Ticks (transient,
 expiring, sent by every replica to the queue) let the active one resolve incidents gone quiet."""
 
+import asyncio
 import time
 from datetime import datetime, timedelta
 
@@ -35,6 +36,7 @@ from shared.ticks import Ticker
 log = structlog.get_logger(__name__)
 SURGE_TICK = "surge.tick"
 REPLAY_LIMIT = 100_000  # messages replayed at most (a day of a busy deployment)
+REPLAY_SLICE = 200  # messages replayed between two turns of the event loop
 
 
 def parse_surge_input(delivery: AbstractIncomingMessage) -> RoutingEvent | None:
@@ -109,11 +111,13 @@ class SurgeWatcher:
         started = time.monotonic()
         self.detector = SurgeDetector(self.detector.params)
         docs = await self.store.recent_messages(utcnow() - timedelta(days=1), REPLAY_LIMIT)
-        for doc in docs:
+        for n, doc in enumerate(docs, start=1):
             if doc["_id"] in exclude:
                 continue
             message = message_of_doc(doc)
             await self.apply(self.detector.observe(message), {message.id: message})
+            if n % REPLAY_SLICE == 0:
+                await asyncio.sleep(0)  # a day is seconds of CPU: the API and the bot are served meanwhile
         log.info("surges.replayed", messages=len(docs), seconds=round(time.monotonic() - started, 2))
 
     async def apply(self, changes: list, messages: dict[str, InboundMessage]) -> None:
