@@ -371,6 +371,11 @@ class RoutingEvent(Wire):
 
 
 BotDecisionKind = Literal["answered", "resolved", "handover"]
+# Why a conversation went from the bot to a person, for the reports (docs/bot.md): no article was good
+# enough, the customer said no or asked for a person, wrote something else, the bot was late, the
+# customer did not reply to the bot.
+HANDOVER_CODES = ("no_match", "declined", "other_question", "bot_late", "no_reply")
+HandoverCode = Literal["no_match", "declined", "other_question", "bot_late", "no_reply"]
 
 
 class BotDecision(Wire):
@@ -387,6 +392,7 @@ class BotDecision(Wire):
     session: int = Field(ge=0)
     decision: BotDecisionKind
     reason: str = Field("", max_length=200)
+    code: HandoverCode | None = None  # a handover's, for the reports
     articles: list[str] = Field(default_factory=list, max_length=10)
     at: datetime = Field(default_factory=utcnow)
 

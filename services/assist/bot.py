@@ -69,7 +69,7 @@ class Bot:
         hits = await self.library.search(request.workspace_id, str(details.get("text", "")), None, MAX_ARTICLES)
         good = [(hit, doc) for hit, doc in hits if hit.score >= float(details.get("min_score", 0.5))]
         if not good:
-            await self.decide(request, "handover", "no article matches the question well enough")
+            await self.decide(request, "handover", "no article matches the question well enough", code="no_match")
             return
         texts = TEXTS[language]
         lines = [texts["intro"], *(f"• {doc['title']}: {self.article_url(request.workspace_id, doc)}"
@@ -87,9 +87,10 @@ class Bot:
             await self.decide(message, "resolved")
         elif reading == "no":
             await self.reply(message, TEXTS[language]["handing_over"], language)
-            await self.decide(message, "handover", "the customer asked for a person")
+            await self.decide(message, "handover", "the customer asked for a person", code="declined")
         else:
-            await self.decide(message, "handover", "the customer wrote something the bot does not answer")
+            await self.decide(message, "handover", "the customer wrote something the bot does not answer",
+                              code="other_question")
 
     def article_url(self, workspace_id: str, doc: dict) -> str:
         return f"{self.help_url}/help/{workspace_id}/articles/{doc['_id']}"
@@ -108,11 +109,12 @@ class Bot:
         await self.broker.publish(event, events.BOT_REPLY, message_type=events.BOT_REPLY, message_id=event.event_id,
                                   workspace_id=cause.workspace_id)
 
-    async def decide(self, cause: RoutingEvent, decision: str, reason: str = "", articles: list[str] = ()) -> None:
+    async def decide(self, cause: RoutingEvent, decision: str, reason: str = "", articles: list[str] = (),
+                     code: str | None = None) -> None:
         assert cause.conversation_id is not None
         body = BotDecision(event_id=f"{cause.event_id}:decision", workspace_id=cause.workspace_id,
                            conversation_id=cause.conversation_id, session=cause.details["session"],
-                           decision=decision, reason=reason, articles=list(articles))
+                           decision=decision, reason=reason, articles=list(articles), code=code)
         await self.broker.publish(body, events.BOT_DECISION, message_type=events.BOT_DECISION,
                                   message_id=body.event_id, workspace_id=cause.workspace_id)
 

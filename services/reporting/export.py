@@ -17,7 +17,7 @@ COLUMNS = (
     "handle_seconds", "resolution_seconds", "resolution_business_seconds", "responses", "response_seconds_mean",
     "answered_within_target", "resolved_reason", "abandon_reason", "short_abandon", "reopens", "transfers",
     "sla_warnings", "sla_breaches", "surveyed", "csat_score",
-    "bot", "bot_outcome", "bot_ended_at", "bot_seconds", "bot_handover_reason",
+    "bot", "bot_outcome", "bot_ended_at", "bot_seconds", "bot_handover_reason", "bot_handover_code",
 )
 # A cell a spreadsheet would run as a formula (OWASP, "CSV injection"): queue names, labels and
 # reasons are free text.
@@ -60,6 +60,7 @@ def csv_row(f: ConversationFacts) -> dict[str, Any]:
         "csat_score": f.csat_score,
         "bot": f.bot, "bot_outcome": f.bot_outcome, "bot_ended_at": _time(f.bot_ended_at),
         "bot_seconds": _seconds(f.bot_time), "bot_handover_reason": f.bot_handover_reason,
+        "bot_handover_code": f.bot_handover_code,
     }
 
 

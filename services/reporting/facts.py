@@ -22,6 +22,7 @@ from typing import Any
 from services.reporting.business import business_time
 from services.reporting.model import ReportEvent
 from services.router.config import BusinessHours, RoutingConfig
+from shared.models import HANDOVER_CODES
 
 VOICE_CHANNELS = frozenset({"voice"})  # a call: answered when picked up, ended by a hang-up
 MILLISECOND = timedelta(milliseconds=1)
@@ -119,6 +120,7 @@ class ConversationFacts:
     bot_outcome: str | None = None
     bot_ended_at: datetime | None = None
     bot_handover_reason: str | None = None
+    bot_handover_code: str | None = None  # one of shared.models.HANDOVER_CODES (None from events before codes)
     # Where it stands after its last event (the live view): with_bot, waiting, offered, assigned, resolved,
     # bot_resolved or abandoned; since when; the agent offered it or holding it; its priority when opened.
     state: str | None = None
@@ -430,6 +432,7 @@ def _facts(fold: _Fold, settings: FoldSettings) -> ConversationFacts:
         bot_outcome=BOT_OUTCOMES[fold.bot_end.type] if fold.bot_end is not None else None,
         bot_ended_at=fold.bot_end.at if fold.bot_end is not None else None,
         bot_handover_reason=fold.bot_end.data.get("reason") if _handed_over(fold.bot_end) else None,
+        bot_handover_code=_handover_code(fold.bot_end),
         closed_at=fold.closed_event.at if fold.closed_event is not None and answered_at is None else None,
         closed_reason=fold.closed_event.data.get("reason") if fold.closed_event is not None else None,
         wait=wait,
@@ -443,6 +446,12 @@ def _facts(fold: _Fold, settings: FoldSettings) -> ConversationFacts:
 
 def _handed_over(bot_end: ReportEvent | None) -> bool:
     return bot_end is not None and bot_end.type == "bot.handed_over"
+
+
+def _handover_code(bot_end: ReportEvent | None) -> str | None:
+    """Why the bot handed it over, when the event says so in a code the reports know."""
+    code = bot_end.data.get("code") if bot_end is not None and _handed_over(bot_end) else None
+    return code if code in HANDOVER_CODES else None
 
 
 def _handle(fold: _Fold, resolved_at: datetime | None) -> Measured | None:

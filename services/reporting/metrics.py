@@ -13,6 +13,7 @@ from typing import Any
 from services.reporting import histogram
 from services.reporting.intervals import BUCKET, tiles_by_interval
 from services.reporting.rollup import GROUPINGS, Rollup, merge
+from shared.models import HANDOVER_CODES
 
 Metrics = dict[str, float | int | None]
 
@@ -21,6 +22,7 @@ COUNTS = (
     "transferred", "reopened", "sla_warnings", "sla_breaches", "sla_breaches_first_response",
     "sla_breaches_resolution", "csat_responses", "surveyed",
     "bot_conversations", "bot_resolved", "bot_handed_over", "abandoned_with_bot", "closed_without_agent",
+    *(f"bot_handed_over_{code}" for code in HANDOVER_CODES),
 )
 DURATIONS = (
     "first_response_time", "first_response_time_business", "response_time", "response_time_business",
@@ -31,7 +33,7 @@ PERCENTILES = (("p50", 0.5), ("p90", 0.9))
 NOT_FOR_AGENTS = frozenset({"opened", "queued", "abandoned", "short_abandoned", "abandonment_rate",
                             "bot_conversations", "bot_resolved", "bot_handed_over", "abandoned_with_bot",
                             "deflection_rate", "bot_time_mean", "bot_time_p50", "bot_time_p90",
-                            "closed_without_agent"})
+                            "closed_without_agent", *(f"bot_handed_over_{code}" for code in HANDOVER_CODES)})
 AGENT_TIME = frozenset({"online_seconds", "occupied_seconds", "occupancy", "occupancy_weighted"})
 
 

@@ -114,6 +114,11 @@ def _details(event: RoutingEvent, *names: str) -> dict[str, Any]:
     return {name: event.details[name] for name in names}
 
 
+def _optional(event: RoutingEvent, *names: str) -> dict[str, Any]:
+    """These details of the event where it has them (an event from before they existed has not)."""
+    return {name: event.details[name] for name in names if name in event.details}
+
+
 def _agent(event: RoutingEvent) -> str:
     if not event.agent_id:
         raise _BodyProblem(f"event {event.event_id}: no agent_id")
@@ -167,7 +172,7 @@ ROUTING_FACTS: dict[str, Callable[[RoutingEvent], list[ReportEvent]]] = {
     events.MESSAGE_CREATED: lambda e: [_from(e, e.type, data=_details(e, "direction"))],
     events.SLA_WARNING: lambda e: [_from(e, e.type, data=_details(e, "target"))],
     events.SLA_BREACHED: lambda e: [_from(e, e.type, data=_details(e, "target"))],
-    events.BOT_HANDED_OVER: lambda e: [_from(e, e.type, data=_details(e, "reason"))],
+    events.BOT_HANDED_OVER: lambda e: [_from(e, e.type, data=_details(e, "reason") | _optional(e, "code"))],
     events.BOT_RESOLVED: lambda e: [_from(e, e.type, data=_details(e, "duration_seconds"))],
     events.INCIDENT_DETECTED: _incident,
     events.INCIDENT_UPDATED: _incident,

@@ -77,6 +77,8 @@ def contributions(facts: ConversationFacts) -> list[Contribution]:
         *_count("bot_conversations", f.opened_at if f.bot else None, None),
         *_count("bot_resolved", bot_ended("resolved"), None),
         *_count("bot_handed_over", bot_ended("handed_over"), None),
+        *_count(f"bot_handed_over_{f.bot_handover_code}", bot_ended("handed_over") if f.bot_handover_code else None,
+                None),
         *_count("abandoned_with_bot", bot_ended("abandoned"), None),
         *_count("closed_without_agent", f.closed_at, None),
         *_duration("bot", f.bot_time, None, business=False),

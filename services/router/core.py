@@ -578,7 +578,8 @@ class RoutingCore:
             return self._bot_waits(conversation, "answered", reply_seconds, now)
         if decision.decision == "resolved":
             return self._bot_resolved(conversation, now)
-        return self._hand_over(conversation, now, decision.reason or "the bot handed it over")
+        return self._hand_over(conversation, now, decision.reason or "the bot handed it over",
+                               decision.code or "other_question")
 
     def _to_bot(self, conversation: Conversation, bot: BotSettings, now: datetime) -> Outcome:
         """The bot answers it first: nobody is offered it until the bot decides or its time is up."""
@@ -601,14 +602,15 @@ class RoutingCore:
     def _on_bot_late(self, conversation: Conversation, session: int, state: str, now: datetime) -> Outcome:
         if conversation.bot != state or conversation.bot_session != session:
             return Outcome()  # stale: the bot decided in time
-        reason = "the bot did not answer in time" if state == "asked" else "the customer did not reply to the bot"
-        return self._hand_over(conversation, now, reason)
+        if state == "asked":
+            return self._hand_over(conversation, now, "the bot did not answer in time", "bot_late")
+        return self._hand_over(conversation, now, "the customer did not reply to the bot", "no_reply")
 
-    def _hand_over(self, conversation: Conversation, now: datetime, reason: str) -> Outcome:
+    def _hand_over(self, conversation: Conversation, now: datetime, reason: str, code: str) -> Outcome:
         """To human routing at once, as if it had waited in its queue from the start (its bullseye
         steps, max wait and SLA count from when it opened)."""
         conversation.bot = conversation.bot_until = None
-        outcome = Outcome(events=[self._event(events.BOT_HANDED_OVER, conversation, now, reason=reason),
+        outcome = Outcome(events=[self._event(events.BOT_HANDED_OVER, conversation, now, reason=reason, code=code),
                                   self._queued(conversation, now, "handed over by the bot")],
                           changed_conversations={conversation.conversation_id})
         self._schedule_wait_timers(conversation)  # steps that fell due meanwhile are due now

@@ -20,6 +20,7 @@ from services.reporting.facts import FoldSettings, fold_conversation
 from services.reporting.metrics import COUNTS, metrics
 from services.reporting.rollup import rollup_between
 from services.reporting.store import OPEN_STATES, live_part
+from shared.models import HANDOVER_CODES
 from tests.fixtures.reporting import Conversation, clock
 
 SETTINGS = FoldSettings(service_level_seconds={"billing": 20})
@@ -37,7 +38,8 @@ def b2() -> Conversation:
     return (Conversation("B2", "webchat")
             .at("10:00:00", "conversation.opened", queue="billing", priority=0, skills=[], bot=True)
             .inbound("10:00:00")
-            .at("10:02:00", "bot.handed_over", queue="billing", reason="the customer asked for a person")
+            .at("10:02:00", "bot.handed_over", queue="billing", reason="the customer asked for a person",
+                code="declined")
             .at("10:02:00", "conversation.queued", queue="billing", reason=HANDED_OVER)
             .at("10:02:10", "conversation.assigned", agent="ann", queue="billing")
             .reply("10:03:00", "ann")
@@ -62,7 +64,8 @@ def b4() -> Conversation:
 def b5() -> Conversation:
     return (Conversation("B5", "telegram")
             .at("10:40:00", "conversation.opened", queue="sales", priority=0, skills=[], bot=True)
-            .at("10:41:00", "bot.handed_over", queue="sales", reason="the customer did not reply to the bot")
+            .at("10:41:00", "bot.handed_over", queue="sales", reason="the customer did not reply to the bot",
+                code="no_reply")
             .at("10:41:00", "conversation.queued", queue="sales", reason=HANDED_OVER)
             .at("10:41:30", "conversation.abandoned", queue="sales", reason="the customer left"))
 
@@ -151,6 +154,9 @@ def test_the_hours_bot_metrics_by_hand():
     m = metrics(hour_rollup(*HOUR)["none"]["all"])
     assert (m["bot_conversations"], m["bot_resolved"], m["bot_handed_over"], m["abandoned_with_bot"]) == (4, 1, 2, 1)
     assert m["deflection_rate"] == 1 / 4
+    # By why: b2's customer asked for a person, b5's never replied to the bot.
+    assert {code: m[f"bot_handed_over_{code}"] for code in HANDOVER_CODES} == {
+        "no_match": 0, "declined": 1, "other_question": 0, "bot_late": 0, "no_reply": 1}
     assert (m["bot_time_mean"], m["bot_time_p50"], m["bot_time_p90"]) == ((90 + 120 + 60 + 60) / 4, 60, 120)
 
 
@@ -217,10 +223,11 @@ def test_each_count_is_in_the_bucket_of_its_instant():
 
 
 def test_the_export_row_says_what_the_bot_did():
-    assert COLUMNS[-5:] == ("bot", "bot_outcome", "bot_ended_at", "bot_seconds", "bot_handover_reason")
+    assert COLUMNS[-6:] == ("bot", "bot_outcome", "bot_ended_at", "bot_seconds", "bot_handover_reason",
+                            "bot_handover_code")
     row = csv_row(fold(b2()))
-    assert (row["bot"], row["bot_outcome"], row["bot_seconds"], row["bot_handover_reason"]) == (
-        True, "handed_over", 120.0, "the customer asked for a person")
+    assert (row["bot"], row["bot_outcome"], row["bot_seconds"], row["bot_handover_reason"], row["bot_handover_code"]) == (
+        True, "handed_over", 120.0, "the customer asked for a person", "declined")
     assert row["bot_ended_at"] == clock("10:02:00").isoformat()
     plain = csv_row(fold(b4()))
     assert (plain["bot"], plain["bot_outcome"], plain["bot_seconds"]) == (False, None, None)

@@ -34,6 +34,7 @@ from services.reporting.metrics import COUNTS, DURATIONS, ServiceLevelOptions, m
 from services.reporting.model import ReportEvent
 from services.reporting.rollup import bucket_rollup, buckets_touched, merge, rollup_between
 from services.router.config import BusinessHours
+from shared.models import HANDOVER_CODES
 from tests.fixtures.reporting import DAY, Conversation, clock, status
 
 SETTINGS = FoldSettings(
@@ -163,7 +164,7 @@ def expected(grouping: str, counts: dict, ratios: dict, durations: dict, agent_t
     if grouping == "agent":
         row |= {"opened": None, "queued": None, "abandoned": None, "short_abandoned": None}
         row |= {"bot_conversations": None, "bot_resolved": None, "bot_handed_over": None, "abandoned_with_bot": None,
-                "closed_without_agent": None}
+                "closed_without_agent": None} | {f"bot_handed_over_{code}": None for code in HANDOVER_CODES}
     row |= {"deflection_rate": None} | ratios  # the day has no bot (tests/unit/test_reporting_bot.py has)
     row |= agent_time or {"online_seconds": None, "occupied_seconds": None, "occupancy": None,
                           "occupancy_weighted": None}

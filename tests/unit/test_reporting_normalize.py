@@ -124,11 +124,12 @@ def test_a_conversation_given_to_the_bot_says_so_when_opened_and_one_without_doe
 def test_the_bot_handing_over_and_resolving():
     core = bot_core()
     _, handed = opened_with_bot(core, "h")
-    outcome = core.on_bot_decision(decision(handed, "handover", "the customer asked for a person"), bot_at(9))
+    outcome = core.on_bot_decision(decision(handed, "handover", "the customer asked for a person", code="declined"),
+                                   bot_at(9))
     over = one(events.BOT_HANDED_OVER, event_of(outcome, events.BOT_HANDED_OVER))
     assert (over.type, over.conversation_id, over.queue, over.channel, over.at, over.data) == (
         "bot.handed_over", handed.conversation_id, "default", "api", bot_at(9),
-        {"reason": "the customer asked for a person"})
+        {"reason": "the customer asked for a person", "code": "declined"})
     queued = one(events.CONVERSATION_QUEUED, event_of(outcome, events.CONVERSATION_QUEUED))
     assert queued.data == {"reason": "handed over by the bot"} and over.sort_key() < queued.sort_key()
 
@@ -311,3 +312,11 @@ def test_a_resolution_of_a_conversation_no_agent_held():
     body = ConversationResolved(event_id="resolved:c1", workspace_id="default", conversation_id="c1",
                                 resolved_at=at(5)).model_dump_json().encode()
     assert normalize(events.CONVERSATION_RESOLVED, body)[0].agent_id is None
+
+
+def test_a_handover_from_a_router_before_codes_is_read_without_one():
+    older = RoutingEvent(event_id="c9:000003:bot.handed_over", type=events.BOT_HANDED_OVER, workspace_id="default",
+                         conversation_id="c9", queue="default", at=bot_at(5),
+                         details={"channel": "api", "thread_id": "t9", "reason": "the customer asked for a person"})
+    read = one(events.BOT_HANDED_OVER, older)
+    assert read.data == {"reason": "the customer asked for a person"}

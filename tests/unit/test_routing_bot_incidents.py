@@ -29,9 +29,11 @@ def types(outcome) -> list[str]:
     return [e.type for e in outcome.events]
 
 
-def decision(conversation, kind: str, reason: str = "", session: int | None = None) -> BotDecision:
+def decision(conversation, kind: str, reason: str = "", session: int | None = None,
+             code: str | None = None) -> BotDecision:
     return BotDecision(workspace_id="default", conversation_id=conversation.conversation_id,
-                       session=conversation.bot_session if session is None else session, decision=kind, reason=reason)
+                       session=conversation.bot_session if session is None else session, decision=kind, reason=reason,
+                       code=code)
 
 
 def opened_with_bot(core: RoutingCore, thread: str = "c1", when: float = 1):
@@ -73,9 +75,9 @@ def test_a_handover_routes_it_at_once_with_its_original_wait_and_the_transcript(
     opened_at = conversation.waiting_since
     core.on_bot_decision(decision(conversation, "answered"), at(2))
     core.on_message(message("c1", "No, I need a person", mid="press-2"), at(8))
-    outcome = core.on_bot_decision(decision(conversation, "handover", "asked for a person"), at(9))
+    outcome = core.on_bot_decision(decision(conversation, "handover", "asked for a person", code="declined"), at(9))
     assert types(outcome)[:2] == [events.BOT_HANDED_OVER, events.CONVERSATION_QUEUED]
-    assert outcome.events[0].details["reason"] == "asked for a person"
+    assert (outcome.events[0].details["reason"], outcome.events[0].details["code"]) == ("asked for a person", "declined")
     assert assigned_to(outcome) == [("ann", "c1")]
     delivery = next(d for _, d in outcome.deliveries if isinstance(d, ConversationAssigned))
     assert [m.text for m in delivery.messages] == ["how do I reset my password?", "No, I need a person"]
@@ -89,6 +91,7 @@ def test_a_bot_that_does_not_answer_in_time_hands_over():
     assert core.tick(at(10)).events == []  # due at 1 + 10
     outcome = core.tick(at(11))
     assert types(outcome)[0] == events.BOT_HANDED_OVER and "did not answer" in outcome.events[0].details["reason"]
+    assert outcome.events[0].details["code"] == "bot_late"
     assert assigned_to(outcome) == [("ann", "c1")]
     late = core.on_bot_decision(decision(conversation, "answered"), at(12))  # too late: changes nothing
     assert late.events == [] and conversation.bot is None
@@ -101,6 +104,7 @@ def test_a_customer_silent_after_the_answer_goes_to_a_human():
     assert core.tick(at(11)).events == []  # the answer came: the answer timer is stale
     outcome = core.tick(at(62))  # 2 + 60
     assert types(outcome)[0] == events.BOT_HANDED_OVER and "did not reply" in outcome.events[0].details["reason"]
+    assert outcome.events[0].details["code"] == "no_reply"
     assert assigned_to(outcome) == [("ann", "c1")]
 
 
