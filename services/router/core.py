@@ -19,7 +19,9 @@ import heapq
 import itertools
 import math
 from collections import deque
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
 from services.router.config import (
@@ -340,15 +342,21 @@ class RoutingCore:
     def _abandon(self, conversation: Conversation, now: datetime, reason: str, *,
                  left_at: datetime | None = None) -> Outcome:
         """The customer left while it waited (or was offered): forgotten, reported abandoned at `left_at` (else now)."""
+        left_at = left_at or now
+        waited = (left_at - conversation.waiting_since).total_seconds()
+        return self._close_unheld(conversation, now, "withdrawn: customer left", lambda: self._event(
+            events.CONVERSATION_ABANDONED, conversation, left_at, reason=reason, waited_seconds=round(waited, 1)))
+
+    def _close_unheld(self, conversation: Conversation, now: datetime, withdrawn: str,
+                      event: Callable[[], RoutingEvent]) -> Outcome:
+        """Close one nobody holds (waiting, offered, with the bot): an offer out is withdrawn (`withdrawn` says
+        why to the agent, who may then take other work), it is forgotten, and `event()` says what ended it."""
         outcome = _closing(conversation)
         offered_to = self._holder(conversation)
         if offered_to is not None:
-            outcome.merge(self._take_back_offer(conversation, offered_to, now, "withdrawn: customer left"))
+            outcome.merge(self._take_back_offer(conversation, offered_to, now, withdrawn))
         self._forget(conversation)
-        left_at = left_at or now
-        waited = (left_at - conversation.waiting_since).total_seconds()
-        outcome.events.append(self._event(events.CONVERSATION_ABANDONED, conversation, left_at,
-                                          reason=reason, waited_seconds=round(waited, 1)))
+        outcome.events.append(event())
         if offered_to is not None:
             outcome.merge(self._serve(offered_to, now))
         return outcome
@@ -512,10 +520,8 @@ class RoutingCore:
         conversation.incident_id = linked.incident_id
         outcome = Outcome(changed_conversations={conversation.conversation_id})
         if settings.status_reply:
-            outcome.events.append(self._event(
-                events.CONVERSATION_AUTO_REPLY, conversation, now, text=settings.status_reply,
-                contact=conversation.first.contact.model_dump(), reply_to_message_id=conversation.first.message_id,
-                incident_id=linked.incident_id))
+            outcome.events.append(self._auto_reply(conversation, now, settings.status_reply,
+                                                   incident_id=linked.incident_id))
         # Only one that waits for anyone: one reserved for its last agent stays theirs.
         if settings.queue and conversation.waiting and conversation.pinned_to is None and conversation.queue != settings.queue:
             self._enter_queue(conversation, settings.queue, now, "incident")
@@ -537,30 +543,16 @@ class RoutingCore:
         for conversation in present:
             conversation_id = conversation.conversation_id
             if closing.reply:
-                outcome.events.append(self._event(
-                    events.CONVERSATION_AUTO_REPLY, conversation, now, text=closing.reply,
-                    contact=conversation.first.contact.model_dump(), reply_to_message_id=conversation.first.message_id,
-                    incident_id=closing.incident_id))
+                outcome.events.append(self._auto_reply(conversation, now, closing.reply, incident_id=closing.incident_id))
                 outcome.changed_conversations.add(conversation_id)
             if not closing.resolve:
                 continue
-            if conversation_id in held and conversation.assignee_id is not None:
+            if conversation_id in held:
                 outcome.merge(self._end(conversation, "the incident was resolved", now))
-            elif conversation_id not in held and conversation.assignee_id is None:
-                outcome.merge(self._close_unheld(conversation, now, "the incident was resolved", closing.incident_id))
-        return outcome
-
-    def _close_unheld(self, conversation: Conversation, now: datetime, reason: str, incident_id: str) -> Outcome:
-        """Close one nobody holds (waiting, offered, with the bot): its customer was answered otherwise."""
-        outcome = _closing(conversation)
-        offered_to = self._holder(conversation)
-        if offered_to is not None:
-            outcome.merge(self._take_back_offer(conversation, offered_to, now, "withdrawn: conversation closed"))
-        self._forget(conversation)
-        outcome.events.append(self._event(events.CONVERSATION_CLOSED, conversation, now, reason=reason,
-                                          incident_id=incident_id))
-        if offered_to is not None:
-            outcome.merge(self._serve(offered_to, now))
+            elif conversation.assignee_id is None:  # not one given to an agent meanwhile
+                closed = partial(self._event, events.CONVERSATION_CLOSED, conversation, now,
+                                 reason="the incident was resolved", incident_id=closing.incident_id)
+                outcome.merge(self._close_unheld(conversation, now, "withdrawn: conversation closed", closed))
         return outcome
 
     # -- the pre-routing bot (docs/bot.md) ----------------------------------------------------
@@ -1039,10 +1031,7 @@ class RoutingCore:
             self.waiting.discard(conversation.conversation_id)
         elif rule.action == "auto_reply":
             minutes = self.expected_wait_minutes(conversation)
-            outcome.events.append(self._event(
-                events.CONVERSATION_AUTO_REPLY, conversation, now, text=rule.message.format(minutes=minutes),
-                contact=conversation.first.contact.model_dump(), reply_to_message_id=conversation.first.message_id,
-            ))
+            outcome.events.append(self._auto_reply(conversation, now, rule.message.format(minutes=minutes)))
         return outcome
 
     def _on_sla(self, conversation: Conversation, generation: int, extra: tuple[str, str], now: datetime) -> Outcome:
@@ -1191,6 +1180,12 @@ class RoutingCore:
             "priority_parts": conversation.priority_parts,
             "candidates": candidates, "considered": considered or [agent.agent_id], "chosen": agent.agent_id,
         }
+
+    def _auto_reply(self, conversation: Conversation, now: datetime, text: str, **details: Any) -> RoutingEvent:
+        """A text the agents service stores in the conversation and sends its customer (not an agent's)."""
+        return self._event(events.CONVERSATION_AUTO_REPLY, conversation, now, text=text,
+                           contact=conversation.first.contact.model_dump(),
+                           reply_to_message_id=conversation.first.message_id, **details)
 
     def _event(self, name: str, conversation: Conversation | None, now: datetime, *, agent_id: str | None = None,
                workspace_id: str | None = None, event_id: str | None = None, **details: Any) -> RoutingEvent:
