@@ -30,6 +30,8 @@ class PageFile:
 LIB_FILES = (
     PageFile("/lib/socket.js", "socket.js", JS, "The pages' reconnecting WebSocket module"),
     PageFile("/lib/i18n.js", "i18n.js", JS, "The pages' translation and locale formatting module"),
+    PageFile("/lib/dom.js", "dom.js", JS, "The supervisor pages' DOM helpers"),
+    PageFile("/lib/key.js", "key.js", JS, "The supervisor pages' sign-in key: from the address, else kept"),
 )
 
 

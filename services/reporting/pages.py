@@ -35,7 +35,7 @@ PAGE_FILES = (
     PageFile("/supervisor", "supervisor.html", HTML, "The supervisor page: the wallboard and the reports"),
     PageFile("/supervisor/supervisor.css", "supervisor.css", CSS, "The supervisor page's styles"),
     *(PageFile(f"/supervisor/js/{name}.js", f"js/{name}.js", JS, f"The supervisor page's {name} module")
-      for name in ("main", "api", "dom", "format", "wallboard", "reports")),
+      for name in ("main", "api", "format", "wallboard", "reports")),
     PageFile("/supervisor/vendor/chart.umd.min.js", "vendor/chart.umd.min.js", JS,
              "Chart.js 4.6.1 (MIT), vendored: the reports' charts"),
 )
@@ -64,7 +64,7 @@ def add_supervisor_routes(app: web.Application, settings: ReportingSettings) -> 
     add_page_routes(app, STATIC, PAGE_FILES,
                     lambda request: page_security_headers(page_policy(request.app[AGENTS_URL])))
     app.router.add_get("/supervisor/config.json", get_config)
-    add_lib_routes(app)  # /lib/socket.js: the pages' one reconnecting socket
+    add_lib_routes(app)  # /lib/: the pages' one reconnecting socket, DOM helpers and sign-in key
 
 
 PAGE_OPERATIONS = [

@@ -4,35 +4,10 @@
 
 import { $, setText, show } from "/assist/dom.js";
 import { ApiError } from "/assist/api.js";
+import { keptKey, takeTokenFromUrl } from "/lib/key.js";
 
 // The editor's name for it from before the pages shared it: kept, so nobody signed in is signed out.
-const KEY_TOKEN = "switchyard.kb.token";
-
-function remember(token) {
-  try {
-    if (token) localStorage.setItem(KEY_TOKEN, token);
-    else localStorage.removeItem(KEY_TOKEN);
-  } catch (e) { /* storage off: the key lasts as long as the page */ }
-}
-
-function remembered() {
-  try {
-    return localStorage.getItem(KEY_TOKEN) || "";
-  } catch (e) {
-    return "";
-  }
-}
-
-/** Keep the key out of the address bar and the browser's history. */
-function takeTokenFromUrl() {
-  const url = new URL(location.href);
-  const token = url.searchParams.get("token");
-  if (token !== null) {
-    url.searchParams.delete("token");
-    history.replaceState(null, "", url.pathname + url.search + url.hash);
-  }
-  return token || "";
-}
+const { remember, remembered } = keptKey("switchyard.kb.token");
 
 /** `enter(token)` checks the key with a call of the page's own (it throws when refused), then opens the page. */
 async function signIn(token, enter) {

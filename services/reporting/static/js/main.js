@@ -1,40 +1,14 @@
 // The supervisor page: sign in with the workspace key, then the wallboard and the reports in two tabs.
 
 import { ApiError, callJson, urlWith } from "./api.js";
-import { setText, show } from "./dom.js";
+import { $, setText, show } from "/lib/dom.js";
+import { keptKey, takeTokenFromUrl } from "/lib/key.js";
 import { browserZone } from "./format.js";
 import { Reports } from "./reports.js";
 import { Wallboard } from "./wallboard.js";
 
-const KEY_TOKEN = "switchyard.supervisor.token";
-const $ = (id) => document.getElementById(id);
+const { remember, remembered } = keptKey("switchyard.supervisor.token");
 const state = { config: null, wallboard: null, reports: null, token: "", retryTimer: null };
-
-function remember(value) {
-  try {
-    if (value) localStorage.setItem(KEY_TOKEN, value);
-    else localStorage.removeItem(KEY_TOKEN);
-  } catch (e) { /* storage off: the key lasts as long as the page */ }
-}
-
-function remembered() {
-  try {
-    return localStorage.getItem(KEY_TOKEN) || "";
-  } catch (e) {
-    return "";
-  }
-}
-
-/** Keep the key out of the address bar and the browser's history. */
-function takeTokenFromUrl() {
-  const url = new URL(location.href);
-  const token = url.searchParams.get("token");
-  if (token !== null) {
-    url.searchParams.delete("token");
-    history.replaceState(null, "", url.pathname + url.search + url.hash);
-  }
-  return token || "";
-}
 
 // -- connection state -----------------------------------------------------------------------------
 

@@ -1,7 +1,7 @@
 // The reports view: filters, two Chart.js charts per interval, a table of the summary's rows, the CSV export.
 
 import { ApiError, call, callJson, urlWith } from "./api.js";
-import { el, setText, show } from "./dom.js";
+import { el, setText, show } from "/lib/dom.js";
 import { addDays, browserZone, intervalLabel, isZone, midnightIn, number, percent, seconds, today } from "./format.js";
 
 const $ = (id) => document.getElementById(id);

@@ -3,7 +3,7 @@
 // agents service.
 
 import { ApiError, call, urlWith } from "./api.js";
-import { el, setText, show, syncChildren } from "./dom.js";
+import { el, setText, show, syncChildren } from "/lib/dom.js";
 import { clock, dateTime, number, percent, time } from "./format.js";
 import { ReconnectingSocket } from "/lib/socket.js";
 

@@ -1,5 +1,8 @@
-// Small DOM helpers: build an element, and keep a list of keyed children in order without rebuilding it
-// (a screen updated every second must not take the keyboard focus away from a button in it).
+// Small DOM helpers the supervisor pages share (served at /lib/dom.js): find and build an element, and
+// keep a list of keyed children in order without rebuilding it (a screen updated every second must not
+// take the keyboard focus away from a button in it).
+
+export const $ = (id) => document.getElementById(id);
 
 /** el("li", {class: "x", dataset: {id: "a"}}, "text", child) */
 export function el(tag, attrs = {}, ...children) {
