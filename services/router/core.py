@@ -192,12 +192,11 @@ class RoutingCore:
         if conversation_id is None:
             outcome = self._open(message, now)
             conversation = self._of_thread(message.workspace_id, message.channel, message.thread_id)
-            if conversation is not None:
-                outcome.merge(self._to_surges(conversation, message, now))
-            return outcome
-        conversation = self.conversations[conversation_id]
-        outcome = self._follow_up(conversation, message, now)
-        outcome.merge(self._to_surges(conversation, message, now))
+        else:
+            conversation = self.conversations[conversation_id]
+            outcome = self._follow_up(conversation, message, now)
+        if self.config.incidents is not None and conversation is not None:  # off: not even a call
+            outcome.merge(self._to_surges(conversation, message, now))
         return outcome
 
     def _follow_up(self, conversation: Conversation, message: InboundMessage, now: datetime) -> Outcome:
