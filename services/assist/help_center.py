@@ -92,7 +92,7 @@ def _public(body: BaseModel) -> web.Response:
 
 async def list_published(request: web.Request) -> web.Response:
     language = LANGUAGE.choice(request)
-    docs = await request.app[KB].list(_workspace(request), status="published", language=language)
+    docs = await request.app[KB].find(_workspace(request), status="published", language=language)
     return _public(PublicArticleList(articles=[
         PublicArticleSummary(id=d["_id"], title=d["title"], language=d["language"], tags=d["tags"],
                              excerpt=excerpt(d["body"]), updated_at=d["updated_at"]) for d in docs]))

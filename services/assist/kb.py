@@ -87,7 +87,7 @@ class KnowledgeBase:
     async def _bump(self, workspace_id: str) -> None:
         await self.versions.update_one({"_id": workspace_id}, {"$inc": {"version": 1}}, upsert=True)
 
-    async def list(self, workspace_id: str, *, status: str | None = None, language: str | None = None) -> list[dict]:
+    async def find(self, workspace_id: str, *, status: str | None = None, language: str | None = None) -> list[dict]:
         query: dict[str, Any] = {"workspace_id": workspace_id}
         if status:
             query["status"] = status

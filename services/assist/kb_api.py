@@ -33,7 +33,7 @@ LANGUAGE = choice_query("language", "Only articles in this language", LANGUAGES)
 
 @open_to_agents
 async def list_articles(request: web.Request) -> web.Response:
-    docs = await request.app[KB].list(request[WORKSPACE], status=STATUS.choice(request),
+    docs = await request.app[KB].find(request[WORKSPACE], status=STATUS.choice(request),
                                       language=LANGUAGE.choice(request))
     return model_response(ArticleList(articles=[ArticleOut.of(doc) for doc in docs]))
 

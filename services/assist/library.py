@@ -54,7 +54,7 @@ class KnowledgeLibrary:
 
     async def _build(self, workspace_id: str, version: int, previous: CachedIndex | None) -> CachedIndex:
         # Read after the version: a write landing meanwhile bumps it again, and the next search rebuilds.
-        docs = await self.kb.list(workspace_id, status="published")
+        docs = await self.kb.find(workspace_id, status="published")
         articles = [Article(doc["_id"], doc["title"], doc["body"], doc["language"], tuple(doc["tags"])) for doc in docs]
         if previous is None:
             index = await asyncio.to_thread(KnowledgeIndex, articles)

@@ -50,12 +50,13 @@ Method (parameters: `SurgeParams`, chosen by measurement with evaluate.py on gen
 
 Cost: two matrix-vector products over the centroids per message (numpy's own loop: a multithreaded
 BLAS wakes its threads for each, which costs more than the product) plus the window's expiry; about
-0.2 ms a message beside 0.03 ms for its embedding at a 2,000-message window (bench/surges.py).
+0.2 ms a message at a 2,000-message window, 3–8 times the embedding's own cost (bench/surges.py).
 
 Memory, per workspace (bounded by `max_clusters`, `max_window`, `max_incidents`, `max_linked`; at most
 `max_workspaces`, the longest idle dropped): three float32 arrays of 1,280 columns per cluster slot
-(growing by doubling) and one vector per window member; measured 8 MB for a workspace of 2,000
-conversations a day and 20 MB for one of 60,000 (a 2,000-message window); 40 MB at the caps.
+(growing by doubling) and one vector per window member, 5,120 bytes each: by those sizes about 18 MB
+for a busy workspace (bench/surges.py's: a 2,000-message window, ~300 clusters in 512 slots) and 41 MB
+at the caps (1,024 slots, 5,000 members).
 
 Messages are expected in about arrival order (the window is a queue).
 
